@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Regenerates the tokenizer golden file from the reference implementation
+# (npm tiktoken, pinned). Needs node and npm; not part of `make test`, whose
+# golden file is committed.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cache="${STEVEDORE_CACHE:-$HOME/.cache/stevedore}/tiktoken-ref"
+mkdir -p "$cache"
+[ -d "$cache/node_modules/tiktoken" ] || npm install --silent --prefix "$cache" tiktoken@1.0.22
+cp "$root/scripts/tiktoken-golden.mjs" "$cache/golden.mjs"
+node "$cache/golden.mjs" "$root/worker/token/testdata/cl100k_golden.json" "$root/scripts/corpus"
