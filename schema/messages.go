@@ -1,0 +1,397 @@
+package schema
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Version is the major version of every message this package writes.
+const Version = 1
+
+// MaxMessageBytes bounds every message on the wire (1 MiB, the default
+// max_payload of nats-server). Chunks are far smaller.
+const MaxMessageBytes = 1 << 20
+
+// JobKind says what an index job covers.
+type JobKind string
+
+// Job kinds.
+const (
+	JobBucket    JobKind = "bucket"    // every object in the bucket
+	JobDirectory JobKind = "directory" // every object under Prefix
+	JobFile      JobKind = "file"      // the single object Key
+)
+
+// Job asks a worker to plan one page of an index request: list up to one page
+// of keys, publish a Task per object and a continuation Job for the next page.
+type Job struct {
+	V                 int             `json:"v"`
+	JobID             string          `json:"job_id"`
+	Org               string          `json:"org"`
+	Collection        string          `json:"collection"`
+	IntegrationID     string          `json:"integration_id"`
+	Kind              JobKind         `json:"kind"`
+	Bucket            string          `json:"bucket"`
+	Region            string          `json:"region"`
+	Prefix            string          `json:"prefix,omitempty"`             // directory jobs
+	Key               string          `json:"key,omitempty"`                // file jobs
+	ContinuationToken string          `json:"continuation_token,omitempty"` // ListObjectsV2 token of this page
+	Page              int             `json:"page"`                         // 0 for the first page
+	Planned           int             `json:"planned"`                      // tasks published by earlier pages
+	MaxFiles          int             `json:"max_files,omitempty"`          // 0 = no limit
+	SkipExisting      bool            `json:"skip_existing"`
+	OverwriteExisting bool            `json:"overwrite_existing"`
+	ProcessingType    string          `json:"processing_type,omitempty"`
+	CustomMetadata    json.RawMessage `json:"custom_metadata,omitempty"`
+	CreatedAt         time.Time       `json:"created_at"`
+}
+
+// Validate reports the first missing or invalid field.
+func (j *Job) Validate() error {
+	for _, f := range []struct{ kind, v string }{{"job_id", j.JobID}, {"org", j.Org}, {"collection", j.Collection}, {"integration_id", j.IntegrationID}} {
+		if err := mustID(f.kind, f.v); err != nil {
+			return err
+		}
+	}
+	if j.Bucket == "" {
+		return errMissing("bucket")
+	}
+	switch j.Kind {
+	case JobBucket, JobDirectory:
+	case JobFile:
+		if j.Key == "" {
+			return errMissing("key")
+		}
+	default:
+		return fmt.Errorf("kind %q: must be bucket, directory or file", j.Kind)
+	}
+	if j.Page < 0 || j.Planned < 0 || j.MaxFiles < 0 {
+		return fmt.Errorf("page, planned and max_files must not be negative")
+	}
+	return nil
+}
+
+// TaskOp is what a task does to an object.
+type TaskOp string
+
+// Task operations.
+const (
+	OpIndex  TaskOp = "index"
+	OpDelete TaskOp = "delete"
+)
+
+// Task is one object version to index or delete. It is a pointer to the
+// object, never its bytes.
+type Task struct {
+	V                 int             `json:"v"`
+	Op                TaskOp          `json:"op"`
+	JobID             string          `json:"job_id,omitempty"` // empty for tasks from S3 notifications
+	Org               string          `json:"org"`
+	Collection        string          `json:"collection"`
+	IntegrationID     string          `json:"integration_id"`
+	Bucket            string          `json:"bucket"`
+	Region            string          `json:"region"`
+	Key               string          `json:"key"`
+	ScopePrefix       string          `json:"scope_prefix,omitempty"` // prefix the session policy is scoped to
+	VersionID         string          `json:"version_id,omitempty"`
+	ETag              string          `json:"etag,omitempty"`
+	Size              int64           `json:"size,omitempty"`
+	Sequencer         string          `json:"sequencer,omitempty"`
+	SkipExisting      bool            `json:"skip_existing"`
+	OverwriteExisting bool            `json:"overwrite_existing"`
+	CustomMetadata    json.RawMessage `json:"custom_metadata,omitempty"`
+}
+
+// Validate reports the first missing or invalid field.
+func (t *Task) Validate() error {
+	switch t.Op {
+	case OpIndex, OpDelete:
+	default:
+		return fmt.Errorf("op %q: must be index or delete", t.Op)
+	}
+	if t.JobID != "" {
+		if err := mustID("job_id", t.JobID); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct{ kind, v string }{{"org", t.Org}, {"collection", t.Collection}, {"integration_id", t.IntegrationID}} {
+		if err := mustID(f.kind, f.v); err != nil {
+			return err
+		}
+	}
+	if t.Bucket == "" {
+		return errMissing("bucket")
+	}
+	if t.Key == "" {
+		return errMissing("key")
+	}
+	return nil
+}
+
+// Chunk is one piece of an object's text with its exact token count.
+// ChunkID is deterministic (see ChunkID): re-indexing the same object
+// version yields the same IDs.
+type Chunk struct {
+	V                int             `json:"v"`
+	ChunkID          string          `json:"chunk_id"`
+	Org              string          `json:"org"`
+	Collection       string          `json:"collection"`
+	JobID            string          `json:"job_id,omitempty"`
+	Bucket           string          `json:"bucket"`
+	Key              string          `json:"key"`
+	VersionID        string          `json:"version_id,omitempty"`
+	ETag             string          `json:"etag"`
+	Index            int             `json:"index"`       // 0-based position in the object
+	Total            int             `json:"total"`       // chunks of this object version
+	ByteOffset       int64           `json:"byte_offset"` // of Text in the extracted text
+	Text             string          `json:"text"`
+	TokenCount       int             `json:"token_count"`
+	Encoding         string          `json:"encoding"`
+	ExtractorVersion string          `json:"extractor_version"`
+	CustomMetadata   json.RawMessage `json:"custom_metadata,omitempty"`
+}
+
+// Validate reports the first missing or invalid field.
+func (c *Chunk) Validate() error {
+	if c.ChunkID == "" {
+		return errMissing("chunk_id")
+	}
+	if c.Bucket == "" || c.Key == "" {
+		return errMissing("bucket/key")
+	}
+	if c.Index < 0 || c.Index >= c.Total || c.TokenCount < 0 {
+		return fmt.Errorf("index %d, total %d, token_count %d out of range", c.Index, c.Total, c.TokenCount)
+	}
+	return nil
+}
+
+// Tombstone tells downstream consumers to drop the chunks of an object
+// version (on delete, or when a new version replaces it).
+type Tombstone struct {
+	V          int       `json:"v"`
+	Tombstone  bool      `json:"tombstone"` // always true; distinguishes it from a Chunk on CHUNKS
+	Org        string    `json:"org"`
+	Collection string    `json:"collection"`
+	Bucket     string    `json:"bucket"`
+	Key        string    `json:"key"`
+	VersionID  string    `json:"version_id,omitempty"`
+	ETag       string    `json:"etag,omitempty"`
+	ChunkIDs   []string  `json:"chunk_ids"`
+	Reason     string    `json:"reason"` // "deleted", "replaced"
+	At         time.Time `json:"at"`
+}
+
+// Validate reports the first missing or invalid field.
+func (t *Tombstone) Validate() error {
+	if !t.Tombstone {
+		return errMissing("tombstone")
+	}
+	if t.Bucket == "" || t.Key == "" {
+		return errMissing("bucket/key")
+	}
+	return nil
+}
+
+// Outcome is what happened to one object.
+type Outcome string
+
+// Object outcomes.
+const (
+	OutcomeIndexed Outcome = "indexed"
+	OutcomeSkipped Outcome = "skipped"
+	OutcomeFailed  Outcome = "failed"
+	OutcomeDeleted Outcome = "deleted"
+)
+
+// ObjectEvent records the final outcome of one task. EventID is
+// deterministic per (job, object), so a retried task folds into job counters
+// once.
+type ObjectEvent struct {
+	V          int       `json:"v"`
+	EventID    string    `json:"event_id"`
+	JobID      string    `json:"job_id,omitempty"`
+	Org        string    `json:"org"`
+	Collection string    `json:"collection"`
+	Bucket     string    `json:"bucket"`
+	Key        string    `json:"key"`
+	ETag       string    `json:"etag,omitempty"`
+	Outcome    Outcome   `json:"outcome"`
+	Reason     string    `json:"reason,omitempty"`      // why skipped or failed
+	ErrorClass string    `json:"error_class,omitempty"` // for failures
+	Chunks     int       `json:"chunks"`
+	Tokens     int64     `json:"tokens"`
+	Bytes      int64     `json:"bytes"`
+	At         time.Time `json:"at"`
+}
+
+// Validate reports the first missing or invalid field.
+func (e *ObjectEvent) Validate() error {
+	if e.EventID == "" {
+		return errMissing("event_id")
+	}
+	switch e.Outcome {
+	case OutcomeIndexed, OutcomeSkipped, OutcomeFailed, OutcomeDeleted:
+	default:
+		return fmt.Errorf("outcome %q unknown", e.Outcome)
+	}
+	return mustID("org", e.Org)
+}
+
+// JobEventType names a job lifecycle event.
+type JobEventType string
+
+// Job lifecycle event types.
+const (
+	JobPlanned JobEventType = "planned" // one page planned: Tasks tasks published; Last when no page follows
+	JobFailed  JobEventType = "failed"  // the job cannot proceed (Reason, ErrorClass)
+)
+
+// JobEvent records job lifecycle progress.
+type JobEvent struct {
+	V          int          `json:"v"`
+	EventID    string       `json:"event_id"`
+	JobID      string       `json:"job_id"`
+	Org        string       `json:"org"`
+	Collection string       `json:"collection"`
+	Type       JobEventType `json:"type"`
+	Page       int          `json:"page"`
+	Tasks      int          `json:"tasks"`
+	Last       bool         `json:"last"`
+	Reason     string       `json:"reason,omitempty"`
+	ErrorClass string       `json:"error_class,omitempty"`
+	Hint       string       `json:"hint,omitempty"`
+	At         time.Time    `json:"at"`
+}
+
+// Validate reports the first missing or invalid field.
+func (e *JobEvent) Validate() error {
+	if e.EventID == "" {
+		return errMissing("event_id")
+	}
+	if err := mustID("job_id", e.JobID); err != nil {
+		return err
+	}
+	switch e.Type {
+	case JobPlanned, JobFailed:
+	default:
+		return fmt.Errorf("type %q unknown", e.Type)
+	}
+	return nil
+}
+
+// DeadLetter is the payload of a message that could not be processed, with
+// the reason. Payload holds the original bytes (base64 in JSON).
+type DeadLetter struct {
+	V          int       `json:"v"`
+	Stream     string    `json:"stream"`
+	Subject    string    `json:"subject"`
+	Sequence   uint64    `json:"sequence,omitempty"`
+	Deliveries uint64    `json:"deliveries,omitempty"`
+	Reason     string    `json:"reason"`
+	ErrorClass string    `json:"error_class"`
+	Payload    []byte    `json:"payload"`
+	At         time.Time `json:"at"`
+}
+
+// Validate reports the first missing or invalid field.
+func (d *DeadLetter) Validate() error {
+	if d.Reason == "" {
+		return errMissing("reason")
+	}
+	if d.Subject == "" {
+		return errMissing("subject")
+	}
+	return nil
+}
+
+type validator interface{ Validate() error }
+
+func errMissing(field string) error { return fmt.Errorf("missing required field %s", field) }
+
+// decode is the one strict decoder behind every Decode function.
+func decode[T any, P interface {
+	*T
+	validator
+}](typ string, data []byte) (*T, error) {
+	if len(data) > MaxMessageBytes {
+		return nil, &DecodeError{Type: typ, Reason: "too_large", Detail: fmt.Sprintf("%d bytes > %d", len(data), MaxMessageBytes)}
+	}
+	var head struct {
+		V *int `json:"v"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, &DecodeError{Type: typ, Reason: "invalid_json", Detail: err.Error()}
+	}
+	if head.V == nil {
+		return nil, &DecodeError{Type: typ, Reason: "missing_field", Detail: "missing required field v"}
+	}
+	if *head.V != Version {
+		return nil, &DecodeError{Type: typ, Reason: "unsupported_version", Detail: fmt.Sprintf("v=%d, this build reads v=%d", *head.V, Version)}
+	}
+	v := P(new(T))
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(v); err != nil {
+		return nil, &DecodeError{Type: typ, Reason: "invalid_json", Detail: err.Error()}
+	}
+	if err := v.Validate(); err != nil {
+		return nil, &DecodeError{Type: typ, Reason: "invalid_field", Detail: err.Error()}
+	}
+	return (*T)(v), nil
+}
+
+// DecodeJob strictly decodes a Job.
+func DecodeJob(data []byte) (*Job, error) { return decode[Job]("job", data) }
+
+// DecodeTask strictly decodes a Task.
+func DecodeTask(data []byte) (*Task, error) { return decode[Task]("task", data) }
+
+// DecodeChunk strictly decodes a Chunk.
+func DecodeChunk(data []byte) (*Chunk, error) { return decode[Chunk]("chunk", data) }
+
+// DecodeTombstone strictly decodes a Tombstone.
+func DecodeTombstone(data []byte) (*Tombstone, error) { return decode[Tombstone]("tombstone", data) }
+
+// DecodeObjectEvent strictly decodes an ObjectEvent.
+func DecodeObjectEvent(data []byte) (*ObjectEvent, error) {
+	return decode[ObjectEvent]("object_event", data)
+}
+
+// DecodeJobEvent strictly decodes a JobEvent.
+func DecodeJobEvent(data []byte) (*JobEvent, error) { return decode[JobEvent]("job_event", data) }
+
+// DecodeDeadLetter strictly decodes a DeadLetter.
+func DecodeDeadLetter(data []byte) (*DeadLetter, error) {
+	return decode[DeadLetter]("dead_letter", data)
+}
+
+// Encode marshals a message, setting V to Version. It fails for messages
+// larger than MaxMessageBytes.
+func Encode(msg any) ([]byte, error) {
+	switch m := msg.(type) {
+	case *Job:
+		m.V = Version
+	case *Task:
+		m.V = Version
+	case *Chunk:
+		m.V = Version
+	case *Tombstone:
+		m.V = Version
+		m.Tombstone = true
+	case *ObjectEvent:
+		m.V = Version
+	case *JobEvent:
+		m.V = Version
+	case *DeadLetter:
+		m.V = Version
+	}
+	data, err := json.Marshal(msg)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxMessageBytes {
+		return nil, fmt.Errorf("encode %T: %d bytes exceeds %d", msg, len(data), MaxMessageBytes)
+	}
+	return data, nil
+}

@@ -1,0 +1,77 @@
+package schema
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// Stream names.
+const (
+	StreamJobs   = "JOBS"
+	StreamTasks  = "TASKS"
+	StreamChunks = "CHUNKS"
+	StreamEvents = "EVENTS"
+	StreamDead   = "DEAD"
+	StreamAudit  = "AUDIT"
+)
+
+// KV bucket names.
+const (
+	BucketRegistry = "stevedore_registry" // orgs, API key hashes, integrations
+	BucketJobs     = "stevedore_jobs"     // job status folded from EVENTS
+	BucketObjects  = "stevedore_objects"  // per-object index state
+)
+
+// Durable consumer names.
+const (
+	ConsumerPlanner = "planner" // JOBS → worker plan step
+	ConsumerIndexer = "indexer" // TASKS → worker task step
+	ConsumerTracker = "tracker" // EVENTS → job status folding
+)
+
+// idRE is the shape of every identifier that becomes a subject token or a KV
+// key segment: org IDs, collection names, job and integration IDs.
+var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidID reports whether s may be used as an org ID, collection name, job ID
+// or integration ID (1–64 of A–Z a–z 0–9 _ -).
+func ValidID(s string) bool { return idRE.MatchString(s) }
+
+// JobSubject is where index jobs for org/collection are published.
+func JobSubject(org, collection string) string { return "jobs." + org + "." + collection }
+
+// TaskSubject is where object tasks for org/collection are published.
+func TaskSubject(org, collection string) string { return "tasks." + org + "." + collection }
+
+// ChunkSubject is where chunks and tombstones for org/collection are published.
+func ChunkSubject(org, collection string) string { return "chunks." + org + "." + collection }
+
+// ObjectEventSubject carries per-object outcomes.
+func ObjectEventSubject(org, collection string) string {
+	return "events.object." + org + "." + collection
+}
+
+// JobEventSubject carries job lifecycle events (planned pages, failures).
+func JobEventSubject(org, collection string) string { return "events.job." + org + "." + collection }
+
+// DeadSubject is where a message from stream source that could not be
+// processed is copied, with its reason.
+func DeadSubject(source string) string { return "dead." + source }
+
+// AuditSubject carries audit records for one organization ("_" for none).
+func AuditSubject(org string) string {
+	if org == "" {
+		org = "_"
+	}
+	return "audit." + org
+}
+
+// ChunksFilter returns the CHUNKS subject filter for one collection.
+func ChunksFilter(org, collection string) string { return ChunkSubject(org, collection) }
+
+func mustID(kind, s string) error {
+	if !ValidID(s) {
+		return fmt.Errorf("%s %q: must be 1-64 characters of A-Z a-z 0-9 _ -", kind, s)
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Topology sizes the JetStream resources. Zero fields take the defaults in
+// their comments.
+type Topology struct {
+	Replicas        int           // stream and KV replicas; default 1 (use 3 in production)
+	WorkQueueBytes  int64         // max bytes of JOBS and TASKS each; default 1 GiB
+	ChunksMaxAge    time.Duration // CHUNKS retention; default 7 days
+	ChunksMaxBytes  int64         // CHUNKS size limit; default 10 GiB
+	EventsMaxAge    time.Duration // EVENTS retention; default 7 days
+	DeadMaxAge      time.Duration // DEAD and AUDIT retention; default 365 days
+	DuplicateWindow time.Duration // Nats-Msg-Id dedup window, sized to the retry span; default 30 minutes
+	AckWait         time.Duration // worker consumers' ack wait; default 60 s (heartbeats extend it)
+	MaxDeliver      int           // deliveries before a message is dead-lettered; default 8
+	MemoryStorage   bool          // memory instead of file storage (tests only)
+}
+
+func (t Topology) withDefaults() Topology {
+	def := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defD := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if t.Replicas == 0 {
+		t.Replicas = 1
+	}
+	if t.MaxDeliver == 0 {
+		t.MaxDeliver = 8
+	}
+	def(&t.WorkQueueBytes, 1<<30)
+	def(&t.ChunksMaxBytes, 10<<30)
+	defD(&t.ChunksMaxAge, 7*24*time.Hour)
+	defD(&t.EventsMaxAge, 7*24*time.Hour)
+	defD(&t.DeadMaxAge, 365*24*time.Hour)
+	defD(&t.DuplicateWindow, 30*time.Minute)
+	defD(&t.AckWait, 60*time.Second)
+	return t
+}
+
+// Streams returns the stream configurations, the single definition of the
+// stream topology.
+func (t Topology) Streams() []jetstream.StreamConfig {
+	t = t.withDefaults()
+	storage := jetstream.FileStorage
+	if t.MemoryStorage {
+		storage = jetstream.MemoryStorage
+	}
+	base := func(name, desc string, subjects ...string) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name: name, Description: desc, Subjects: subjects, Storage: storage,
+			Replicas: t.Replicas, Duplicates: t.DuplicateWindow, MaxMsgSize: MaxMessageBytes,
+		}
+	}
+	jobs := base(StreamJobs, "index jobs, one page each", "jobs.*.*")
+	jobs.Retention, jobs.Discard, jobs.MaxBytes = jetstream.WorkQueuePolicy, jetstream.DiscardNew, t.WorkQueueBytes
+	tasks := base(StreamTasks, "one object version each", "tasks.*.*")
+	tasks.Retention, tasks.Discard, tasks.MaxBytes = jetstream.WorkQueuePolicy, jetstream.DiscardNew, t.WorkQueueBytes
+	chunks := base(StreamChunks, "chunks and tombstones for the embedder", "chunks.*.*")
+	chunks.MaxAge, chunks.MaxBytes = t.ChunksMaxAge, t.ChunksMaxBytes
+	events := base(StreamEvents, "per-object outcomes and job lifecycle", "events.>")
+	events.MaxAge = t.EventsMaxAge
+	dead := base(StreamDead, "messages that could not be processed, with reason", "dead.>")
+	dead.MaxAge = t.DeadMaxAge
+	audit := base(StreamAudit, "onboarding, verification, rotation, revocation, denials", "audit.>")
+	audit.MaxAge, audit.DenyDelete, audit.DenyPurge = t.DeadMaxAge, true, true
+	return []jetstream.StreamConfig{jobs, tasks, chunks, events, dead, audit}
+}
+
+// ConsumerSpec pairs a durable consumer with its stream.
+type ConsumerSpec struct {
+	Stream string
+	Config jetstream.ConsumerConfig
+}
+
+// Consumers returns the durable pull consumers, the single definition of
+// claim semantics: explicit ack, AckWait extended by InProgress heartbeats,
+// MaxDeliver before dead-lettering, and backoff between redeliveries.
+func (t Topology) Consumers() []ConsumerSpec {
+	t = t.withDefaults()
+	work := func(name, desc string) jetstream.ConsumerConfig {
+		return jetstream.ConsumerConfig{
+			Durable: name, Description: desc, AckPolicy: jetstream.AckExplicitPolicy,
+			AckWait: t.AckWait, MaxDeliver: t.MaxDeliver, MaxAckPending: 10_000,
+			MaxWaiting: 512, Replicas: t.Replicas,
+		}
+	}
+	tracker := work(ConsumerTracker, "folds EVENTS into job status, in order")
+	// One event at a time, in stream order, fleet-wide: folding compares the
+	// event's stream sequence with the last one folded into the job, which is
+	// exact only when events are folded in order.
+	tracker.MaxAckPending = 1
+	tracker.MaxDeliver = -1
+	return []ConsumerSpec{
+		{StreamJobs, work(ConsumerPlanner, "plans index jobs page by page")},
+		{StreamTasks, work(ConsumerIndexer, "indexes or deletes one object")},
+		{StreamEvents, tracker},
+	}
+}
+
+// KeyValues returns the KV bucket configurations.
+func (t Topology) KeyValues() []jetstream.KeyValueConfig {
+	t = t.withDefaults()
+	storage := jetstream.FileStorage
+	if t.MemoryStorage {
+		storage = jetstream.MemoryStorage
+	}
+	return []jetstream.KeyValueConfig{
+		{Bucket: BucketRegistry, Description: "orgs, API key hashes, integrations", History: 5, Storage: storage, Replicas: t.Replicas},
+		{Bucket: BucketJobs, Description: "job status", History: 1, Storage: storage, Replicas: t.Replicas},
+		{Bucket: BucketObjects, Description: "per-object index state", History: 1, Storage: storage, Replicas: t.Replicas},
+	}
+}
+
+// Ensure creates or updates every stream, KV bucket and consumer. It is
+// idempotent and safe to run from every process at start-up; it fails fast,
+// naming the resource, when the server lacks JetStream or a feature.
+func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
+	if _, err := js.AccountInfo(ctx); err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return fmt.Errorf("ensure topology: the NATS server does not have JetStream enabled (start nats-server with -js): %w", err)
+		}
+		return fmt.Errorf("ensure topology: %w", err)
+	}
+	for _, sc := range t.Streams() {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, kv := range t.KeyValues() {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+			return fmt.Errorf("ensure kv %s: %w", kv.Bucket, err)
+		}
+	}
+	for _, c := range t.Consumers() {
+		if _, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config); err != nil {
+			return fmt.Errorf("ensure consumer %s/%s: %w", c.Stream, c.Config.Durable, err)
+		}
+	}
+	return nil
+}
+
+// Present reports whether the topology exists (for /readyz).
+func Present(ctx context.Context, js jetstream.JetStream) error {
+	for _, name := range []string{StreamJobs, StreamTasks, StreamChunks, StreamEvents, StreamDead, StreamAudit} {
+		if _, err := js.Stream(ctx, name); err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,40 @@
+package schema_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/natstest"
+)
+
+func TestEnsureIdempotent(t *testing.T) {
+	_, _, js := natstest.Start(t) // ensures once
+	ctx := context.Background()
+	if err := (schema.Topology{}).Ensure(ctx, js); err != nil {
+		t.Fatalf("second ensure: %v", err)
+	}
+	if err := schema.Present(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, schema.StreamTasks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := s.Info(ctx)
+	if info.Config.Retention != jetstream.WorkQueuePolicy || info.Config.Discard != jetstream.DiscardNew {
+		t.Fatalf("TASKS must be a WorkQueue with DiscardNew, got %v/%v", info.Config.Retention, info.Config.Discard)
+	}
+	// A duplicate Nats-Msg-Id is a no-op.
+	for i := 0; i < 2; i++ {
+		ack, err := js.Publish(ctx, schema.TaskSubject("org_a", "c"), []byte(`{}`), jetstream.WithMsgID("same"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 && !ack.Duplicate {
+			t.Fatal("retried publish was not deduplicated")
+		}
+	}
+}
