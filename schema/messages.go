@@ -385,6 +385,8 @@ func Encode(msg any) ([]byte, error) {
 		m.V = Version
 	case *DeadLetter:
 		m.V = Version
+	case *AuditRecord:
+		m.V = Version
 	}
 	data, err := json.Marshal(msg)
 	if err != nil {

@@ -24,7 +24,8 @@ type Topology struct {
 	MemoryStorage   bool          // memory instead of file storage (tests only)
 }
 
-func (t Topology) withDefaults() Topology {
+// WithDefaults returns t with every zero field set to its default.
+func (t Topology) WithDefaults() Topology {
 	def := func(v *int64, d int64) {
 		if *v == 0 {
 			*v = d
@@ -54,7 +55,7 @@ func (t Topology) withDefaults() Topology {
 // Streams returns the stream configurations, the single definition of the
 // stream topology.
 func (t Topology) Streams() []jetstream.StreamConfig {
-	t = t.withDefaults()
+	t = t.WithDefaults()
 	storage := jetstream.FileStorage
 	if t.MemoryStorage {
 		storage = jetstream.MemoryStorage
@@ -90,7 +91,7 @@ type ConsumerSpec struct {
 // claim semantics: explicit ack, AckWait extended by InProgress heartbeats,
 // MaxDeliver before dead-lettering, and backoff between redeliveries.
 func (t Topology) Consumers() []ConsumerSpec {
-	t = t.withDefaults()
+	t = t.WithDefaults()
 	work := func(name, desc string) jetstream.ConsumerConfig {
 		return jetstream.ConsumerConfig{
 			Durable: name, Description: desc, AckPolicy: jetstream.AckExplicitPolicy,
@@ -113,7 +114,7 @@ func (t Topology) Consumers() []ConsumerSpec {
 
 // KeyValues returns the KV bucket configurations.
 func (t Topology) KeyValues() []jetstream.KeyValueConfig {
-	t = t.withDefaults()
+	t = t.WithDefaults()
 	storage := jetstream.FileStorage
 	if t.MemoryStorage {
 		storage = jetstream.MemoryStorage

@@ -136,6 +136,6 @@ func (h pairHeap) Less(a, b int) bool {
 	}
 	return h[a].start < h[b].start
 }
-func (h pairHeap) Swap(a, b int)       { h[a], h[b] = h[b], h[a] }
-func (h *pairHeap) Push(x any)         { *h = append(*h, x.(pairEntry)) }
-func (h *pairHeap) Pop() any           { old := *h; x := old[len(old)-1]; *h = old[:len(old)-1]; return x }
+func (h pairHeap) Swap(a, b int) { h[a], h[b] = h[b], h[a] }
+func (h *pairHeap) Push(x any)   { *h = append(*h, x.(pairEntry)) }
+func (h *pairHeap) Pop() any     { old := *h; x := old[len(old)-1]; *h = old[:len(old)-1]; return x }

@@ -62,7 +62,7 @@ func foldEq(r rune, want byte) bool {
 	return want == 's' && r == 0x17F
 }
 
-// contraction matches (?i:'s|'t|'re|'ve|'m|'ll|'d) at s[i] (which is '\'')
+// contraction matches (?i:'s|'t|'re|'ve|'m|'ll|'d) at s[i] (which is '\”)
 // and returns the end, or -1.
 func contraction(s string, i int) int {
 	r1, w1 := decode(s, i+1)

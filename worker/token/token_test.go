@@ -61,7 +61,7 @@ func TestGoldenAgainstTiktoken(t *testing.T) {
 func TestCorpusCounts(t *testing.T) {
 	enc, g := loadGolden(t)
 	for _, f := range g.Files {
-		data, err := os.ReadFile(filepath.Join("..", "..", "scripts", "corpus", filepath.FromSlash(f.Name)))
+		data, err := os.ReadFile(filepath.Join("..", "..", "scripts", "testdata", "corpus", filepath.FromSlash(f.Name)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,7 +138,7 @@ func BenchmarkCount(b *testing.B) {
 	enc, g := loadGolden(b)
 	var text strings.Builder
 	for _, f := range g.Files {
-		data, _ := os.ReadFile(filepath.Join("..", "..", "scripts", "corpus", filepath.FromSlash(f.Name)))
+		data, _ := os.ReadFile(filepath.Join("..", "..", "scripts", "testdata", "corpus", filepath.FromSlash(f.Name)))
 		text.Write(data)
 	}
 	s := text.String()

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// flags wraps a FlagSet so every flag also reads STEVEDORE_<NAME> from the
+// environment (flag > env > default).
+type flags struct {
+	*flag.FlagSet
+	envErr error
+}
+
+func newFlags(name string) *flags {
+	return &flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
+}
+
+func envName(name string) string {
+	return "STEVEDORE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+func (f *flags) String(name, def, usage string) *string {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		def = v
+	}
+	return f.FlagSet.String(name, def, usage+" (env "+envName(name)+")")
+}
+
+func (f *flags) Int(name string, def int, usage string) *int {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.envErr = fmt.Errorf("%s=%q: %w", envName(name), v, err)
+		}
+		def = n
+	}
+	return f.FlagSet.Int(name, def, usage+" (env "+envName(name)+")")
+}
+
+func (f *flags) Bool(name string, def bool, usage string) *bool {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			f.envErr = fmt.Errorf("%s=%q: %w", envName(name), v, err)
+		}
+		def = b
+	}
+	return f.FlagSet.Bool(name, def, usage+" (env "+envName(name)+")")
+}
+
+func (f *flags) Duration(name string, def time.Duration, usage string) *time.Duration {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			f.envErr = fmt.Errorf("%s=%q: %w", envName(name), v, err)
+		}
+		def = d
+	}
+	return f.FlagSet.Duration(name, def, usage+" (env "+envName(name)+")")
+}
+
+func (f *flags) parse(args []string) error {
+	if err := f.FlagSet.Parse(args); err != nil {
+		return err
+	}
+	return f.envErr
+}
+
+// multi is a repeatable string flag.
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stevedore-dev/stevedore/producer"
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/worker"
+	"github.com/stevedore-dev/stevedore/worker/creds"
+)
+
+// fleetConfig is what dev, producer and worker share.
+type fleetConfig struct {
+	natsURL, listen, metricsListen, logLevel, sessionPrefix, externalIDPrefix *string
+	s3PathStyle                                                               *bool
+	chunkTokens, taskConcurrency, planConcurrency, replicas, workers          *int
+	maxObjectMiB                                                              *int
+	shutdownGrace, sessionDuration                                            *time.Duration
+}
+
+func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
+	c := &fleetConfig{
+		natsURL:          f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL"),
+		metricsListen:    f.String("metrics-listen", "127.0.0.1:9090", "address for /healthz, /readyz and /metrics"),
+		logLevel:         f.String("log-level", "info", "debug, info, warn or error"),
+		replicas:         f.Int("replicas", 1, "stream and KV replicas (3 in production)"),
+		externalIDPrefix: f.String("external-id-prefix", "cap_org_", "prefix of minted ExternalIds"),
+	}
+	if api {
+		c.listen = f.String("listen", "127.0.0.1:8080", "HTTP API address")
+	}
+	if workers >= 0 {
+		c.workers = f.Int("workers", workers, "workers in this process")
+		c.s3PathStyle = f.Bool("s3-path-style", false, "path-style S3 addressing (MinIO)")
+		c.chunkTokens = f.Int("chunk-tokens", 512, "maximum tokens per chunk")
+		c.taskConcurrency = f.Int("task-concurrency", 8, "tasks processed at once per worker")
+		c.planConcurrency = f.Int("plan-concurrency", 2, "job pages planned at once per worker")
+		c.maxObjectMiB = f.Int("max-object-mib", 64, "objects larger than this are skipped (too_large)")
+		c.shutdownGrace = f.Duration("shutdown-grace", 20*time.Second, "time in-flight work may finish after SIGTERM")
+		c.sessionPrefix = f.String("session-prefix", "stevedore", "RoleSessionName prefix seen in customers' CloudTrail")
+		c.sessionDuration = f.Duration("session-duration", time.Hour, "assumed-role session duration (15m-12h; 1h max when our identity is itself a role session)")
+	}
+	return c
+}
+
+func runDev(ctx context.Context, args []string) error {
+	f := newFlags("dev")
+	data := f.String("data", "./.stevedore", "directory for the embedded NATS JetStream store")
+	natsListen := f.String("nats-listen", "127.0.0.1:4222", "address of the embedded NATS server")
+	c := addFleetFlags(f, true, 2)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	log := newLogger(*c.logLevel)
+	host, portStr, err := net.SplitHostPort(*natsListen)
+	if err != nil {
+		return fmt.Errorf("--nats-listen: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("--nats-listen: %w", err)
+	}
+	srv, err := server.NewServer(&server.Options{Host: host, Port: port, JetStream: true,
+		StoreDir: filepath.Join(*data, "jetstream"), NoSigs: true, NoLog: true, ServerName: "stevedore-dev"})
+	if err != nil {
+		return fmt.Errorf("embedded nats: %w", err)
+	}
+	srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(15 * time.Second) {
+		return fmt.Errorf("embedded nats did not start on %s", *natsListen)
+	}
+	log.Info("embedded NATS JetStream started", "listen", *natsListen, "data", *data)
+	*c.natsURL = srv.ClientURL()
+	return runFleet(ctx, c, log)
+}
+
+func runProducer(ctx context.Context, args []string) error {
+	f := newFlags("producer")
+	c := addFleetFlags(f, true, -1)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	return runFleet(ctx, c, newLogger(*c.logLevel))
+}
+
+func runWorker(ctx context.Context, args []string) error {
+	f := newFlags("worker")
+	c := addFleetFlags(f, false, 1)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	return runFleet(ctx, c, newLogger(*c.logLevel))
+}
+
+func connect(ctx context.Context, url string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, nats.Name("stevedore"), nats.Timeout(5*time.Second), nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// runFleet wires the components a command asked for and runs them in one
+// errgroup until ctx is cancelled. Shutdown order: stop accepting HTTP
+// requests, stop claiming, let in-flight work finish (grace), close NATS.
+func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
+	nc, js, err := connect(ctx, *c.natsURL, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	topo := schema.Topology{Replicas: *c.replicas}
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := topo.Ensure(setup, js); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	regy, err := registry.Open(setup, js, registry.Config{ExternalIDPrefix: *c.externalIDPrefix})
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if !nc.IsConnected() {
+			http.Error(w, "not connected to NATS", http.StatusServiceUnavailable)
+			return
+		}
+		if err := schema.Present(rctx, js); err != nil {
+			http.Error(w, "topology missing: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	serve(gctx, g, "metrics", *c.metricsListen, mux, log)
+	if c.listen != nil {
+		api, err := producer.New(setup, producer.Config{JS: js, Registry: regy, Registerer: reg, Logger: log.With("component", "api")})
+		if err != nil {
+			return err
+		}
+		serve(gctx, g, "api", *c.listen, api, log)
+	}
+	if c.workers != nil && *c.workers > 0 {
+		awsCfg, err := config.LoadDefaultConfig(setup)
+		if err != nil {
+			return fmt.Errorf("load AWS configuration: %w", err)
+		}
+		broker, err := creds.New(creds.Config{
+			STS:      sts.NewFromConfig(awsCfg, func(o *sts.Options) { o.RetryMaxAttempts = 2 }),
+			Duration: *c.sessionDuration, Region: awsCfg.Region, Registerer: reg, Logger: log.With("component", "creds"),
+		})
+		if err != nil {
+			return err
+		}
+		for i := 0; i < *c.workers; i++ {
+			name := "worker-" + strconv.Itoa(i)
+			w, err := worker.New(setup, worker.Config{
+				JS: js, Registry: regy, Broker: broker, AWS: awsCfg, S3PathStyle: *c.s3PathStyle, Topology: topo,
+				TaskConcurrency: *c.taskConcurrency, PlanConcurrency: *c.planConcurrency, ChunkTokens: *c.chunkTokens,
+				MaxObjectBytes: int64(*c.maxObjectMiB) << 20, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix,
+				Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, reg),
+				Logger:     log.With("component", "worker"), Name: name,
+			})
+			if err != nil {
+				return err
+			}
+			g.Go(func() error { return w.Run(gctx) })
+		}
+	}
+	log.Info("stevedore running", "nats_url", *c.natsURL, "metrics", *c.metricsListen, "api", deref(c.listen), "workers", deref(c.workers))
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// serve runs an HTTP server with timeouts in g and shuts it down when ctx ends.
+func serve(ctx context.Context, g *errgroup.Group, name, addr string, h http.Handler, log *slog.Logger) {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	g.Go(func() error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s listen %s: %w", name, addr, err)
+		}
+		log.Info("listening", "server", name, "addr", ln.Addr().String())
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+}

@@ -1,0 +1,70 @@
+// Command stevedore runs the stevedore indexing fleet and its operator
+// commands. It is the only place that reads flags and environment variables
+// (flag > STEVEDORE_* environment > default).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `stevedore indexes customers' S3 buckets through cross-account IAM roles.
+
+Usage: stevedore <command> [flags]
+
+Run the fleet:
+  dev          everything in one process on an embedded NATS JetStream server
+  producer     the HTTP API, against --nats-url
+  worker       workers, against --nats-url
+
+Operator commands (talk to NATS at --nats-url, env STEVEDORE_NATS_URL):
+  org create --name N              create an organization: prints org_id, api_key (shown once), external_id
+  integration add --org ID --role-arn ARN [--bucket B]...
+                                   register a customer role for an organization
+  help                             this text
+
+Every operator command accepts --json and then prints one JSON object.
+Run "stevedore <command> -h" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "stevedore:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return errUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return nil
+	case "dev":
+		return runDev(ctx, rest)
+	case "producer":
+		return runProducer(ctx, rest)
+	case "worker":
+		return runWorker(ctx, rest)
+	case "org":
+		return runOrg(ctx, rest)
+	case "integration":
+		return runIntegration(ctx, rest)
+	}
+	fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", cmd, usage)
+	return errUsage
+}

@@ -1,0 +1,371 @@
+// Package producer turns requests into JetStream messages: the HTTP API
+// (index requests, job status) in the shape of the Captain API, and, later,
+// the SQS bridge. It authenticates every request to one organization and
+// scopes everything the request touches to it.
+package producer
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/registry"
+)
+
+// MaxBodyBytes bounds request bodies.
+const MaxBodyBytes = 1 << 20
+
+// Config configures the API.
+type Config struct {
+	JS         jetstream.JetStream // required
+	Registry   *registry.Registry  // required
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Now returns the current time; default time.Now.
+	Now func() time.Time
+}
+
+// API serves the HTTP endpoints. Create with New; it is an http.Handler.
+type API struct {
+	cfg  Config
+	log  *slog.Logger
+	jobs jetstream.KeyValue
+	mux  *http.ServeMux
+	reqs *prometheus.CounterVec
+}
+
+// New validates cfg and returns the API.
+func New(ctx context.Context, cfg Config) (*API, error) {
+	if cfg.JS == nil || cfg.Registry == nil {
+		return nil, errors.New("producer: JS and Registry are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	jobs, err := cfg.JS.KeyValue(ctx, schema.BucketJobs)
+	if err != nil {
+		return nil, fmt.Errorf("producer: %w", err)
+	}
+	a := &API{cfg: cfg, log: cfg.Logger, jobs: jobs, mux: http.NewServeMux(),
+		reqs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_http_requests_total",
+			Help: "API requests by route and status code."}, []string{"route", "code"})}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(a.reqs)
+	}
+	a.route("POST /v2/collections/{name}/index/s3", "index_bucket", a.index(schema.JobBucket))
+	a.route("POST /v2/collections/{name}/index/s3/directory", "index_directory", a.index(schema.JobDirectory))
+	a.route("POST /v2/collections/{name}/index/s3/file", "index_file", a.index(schema.JobFile))
+	a.route("GET /v2/jobs/{job_id}", "job", a.job)
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such endpoint: " + r.Method + " " + r.URL.Path, "see the OpenAPI document"})
+	})
+	return a, nil
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// apiError is an error response: {"error": {"code", "message", "hint"}}.
+type apiError struct {
+	status              int
+	code, message, hint string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) { s.code = code; s.ResponseWriter.WriteHeader(code) }
+
+func (a *API) route(pattern, name string, h func(http.ResponseWriter, *http.Request) error) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, code: 200}
+		if err := h(sw, r); err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) {
+				a.log.Error("request failed", "route", name, "error", err)
+				ae = &apiError{http.StatusInternalServerError, "internal", "internal error", "retry later; if it persists, contact support"}
+			}
+			writeError(sw, ae)
+		}
+		a.reqs.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+	})
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	if e.status == http.StatusServiceUnavailable || e.status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "5")
+	}
+	writeJSON(w, e.status, map[string]any{"error": map[string]string{"code": e.code, "message": e.message, "hint": e.hint}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// authenticate resolves the bearer API key to its org and checks that the
+// X-Organization-ID header names the same org.
+func (a *API) authenticate(r *http.Request) (*registry.Org, error) {
+	auth := r.Header.Get("Authorization")
+	key, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || key == "" {
+		return nil, &apiError{http.StatusUnauthorized, "unauthenticated", "missing Authorization: Bearer <api key>", "send the API key you received when the organization was created"}
+	}
+	org, err := a.cfg.Registry.Authenticate(r.Context(), key)
+	if errors.Is(err, registry.ErrNotFound) {
+		return nil, &apiError{http.StatusUnauthorized, "invalid_api_key", "the API key is not valid", "check the key; keys are shown once at creation"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if h := r.Header.Get("X-Organization-ID"); h != org.ID {
+		a.audit(r.Context(), org.ID, "auth.org_mismatch", "refused", "X-Organization-ID does not match the API key's organization")
+		return nil, &apiError{http.StatusForbidden, "organization_mismatch", "X-Organization-ID does not match the API key's organization", "send the organization ID that the API key belongs to"}
+	}
+	return org, nil
+}
+
+func (a *API) audit(ctx context.Context, org, action, outcome, detail string) {
+	rec := &schema.AuditRecord{Org: org, Actor: "api", Action: action, Outcome: outcome, Detail: detail, At: a.cfg.Now().UTC()}
+	data, err := schema.Encode(rec)
+	if err == nil {
+		_, err = a.cfg.JS.Publish(ctx, schema.AuditSubject(org), data)
+	}
+	if err != nil {
+		a.log.Error("audit write failed", "org", org, "action", action, "error", err)
+	}
+}
+
+// indexRequest is the body of the three index endpoints (Captain API shape).
+type indexRequest struct {
+	BucketName     string `json:"bucket_name"`
+	BucketRegion   string `json:"bucket_region"`
+	DirectoryPath  string `json:"directory_path"`
+	FileURI        string `json:"file_uri"`
+	ProcessingType string `json:"processing_type"`
+	Auth           *struct {
+		Type       string `json:"type"`
+		RoleARN    string `json:"role_arn"`
+		ExternalID string `json:"external_id"`
+	} `json:"auth"`
+	AccessKeyID       string          `json:"aws_access_key_id"`
+	SecretAccessKey   registry.Secret `json:"aws_secret_access_key"`
+	SkipExisting      *bool           `json:"skip_existing"`
+	OverwriteExisting bool            `json:"overwrite_existing"`
+	MaxFiles          int             `json:"max_files"`
+	CustomMetadata    json.RawMessage `json:"custom_metadata"`
+}
+
+var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+func badRequest(code, msg, hint string) error {
+	return &apiError{http.StatusBadRequest, code, msg, hint}
+}
+
+func (a *API) index(kind schema.JobKind) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		org, err := a.authenticate(r)
+		if err != nil {
+			return err
+		}
+		collection := r.PathValue("name")
+		if !schema.ValidID(collection) {
+			return badRequest("invalid_collection", "collection name must be 1-64 characters of A-Z a-z 0-9 _ -", "rename the collection")
+		}
+		var req indexRequest
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+		if err != nil {
+			return &apiError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body over %d bytes", MaxBodyBytes), "send a smaller body"}
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			return badRequest("invalid_json", "request body is not valid JSON: "+err.Error(), "send a JSON object")
+		}
+		job, err := a.validate(org, collection, kind, &req)
+		if err != nil {
+			return err
+		}
+		in, err := a.cfg.Registry.IntegrationByRole(r.Context(), org.ID, req.Auth.RoleARN)
+		if errors.Is(err, registry.ErrNotFound) {
+			a.audit(r.Context(), org.ID, "index.refused", "unknown_role", req.Auth.RoleARN)
+			return &apiError{http.StatusForbidden, "integration_not_found", "role " + req.Auth.RoleARN + " is not an integration of this organization", "register the role first: stevedore integration add --org <id> --role-arn <arn>"}
+		}
+		if err != nil {
+			return err
+		}
+		if in.Status != registry.StatusActive {
+			a.audit(r.Context(), org.ID, "index.refused", "integration_"+in.Status, in.ID)
+			return &apiError{http.StatusForbidden, "integration_not_active", "integration " + in.ID + " is " + in.Status + ": " + in.StatusReason, "verify the integration before indexing"}
+		}
+		job.IntegrationID = in.ID
+		return a.submit(w, r, org, job)
+	}
+}
+
+func (a *API) validate(org *registry.Org, collection string, kind schema.JobKind, req *indexRequest) (*schema.Job, error) {
+	hasRole, hasKeys := req.Auth != nil, req.AccessKeyID != "" || req.SecretAccessKey != ""
+	switch {
+	case hasRole && hasKeys:
+		return nil, &apiError{http.StatusUnprocessableEntity, "ambiguous_credentials", "send either auth (assume_role) or aws_access_key_id/aws_secret_access_key, not both", "remove one of them"}
+	case hasKeys:
+		return nil, &apiError{http.StatusUnprocessableEntity, "static_keys_unsupported", "access-key authentication is not enabled on this deployment", "use a cross-account role: auth {type: assume_role, role_arn, external_id}"}
+	case !hasRole:
+		return nil, &apiError{http.StatusUnprocessableEntity, "missing_credentials", "auth is required", "send auth {type: assume_role, role_arn, external_id}"}
+	}
+	if req.Auth.Type != "assume_role" {
+		return nil, &apiError{http.StatusUnprocessableEntity, "invalid_auth_type", fmt.Sprintf("auth.type %q is not supported", req.Auth.Type), `use "assume_role"`}
+	}
+	if err := registry.CheckExternalID(org, req.Auth.ExternalID); err != nil {
+		a.audit(context.Background(), org.ID, "index.refused", "external_id_mismatch", "role "+req.Auth.RoleARN)
+		return nil, &apiError{http.StatusForbidden, "external_id_mismatch", "external_id does not match the one issued to this organization", "use the ExternalId stevedore issued (stevedore org show), and the same value in your role's trust policy"}
+	}
+	if _, err := registry.ParseRoleARN(req.Auth.RoleARN); err != nil {
+		return nil, badRequest("invalid_role_arn", err.Error(), "copy the role ARN from the IAM console")
+	}
+	skip := true
+	if req.SkipExisting != nil {
+		skip = *req.SkipExisting
+	}
+	if skip && req.OverwriteExisting && req.SkipExisting != nil {
+		return nil, badRequest("conflicting_options", "skip_existing and overwrite_existing cannot both be true", "choose one")
+	}
+	if req.OverwriteExisting {
+		skip = false
+	}
+	switch req.ProcessingType {
+	case "":
+		req.ProcessingType = "basic"
+	case "basic", "advanced":
+	default:
+		return nil, badRequest("invalid_processing_type", "processing_type must be basic or advanced", "")
+	}
+	if req.MaxFiles < 0 {
+		return nil, badRequest("invalid_max_files", "max_files must not be negative", "")
+	}
+	if len(req.CustomMetadata) > 0 && !strings.HasPrefix(strings.TrimSpace(string(req.CustomMetadata)), "{") {
+		return nil, badRequest("invalid_custom_metadata", "custom_metadata must be a JSON object", "")
+	}
+	if len(req.CustomMetadata) > 16<<10 {
+		return nil, badRequest("invalid_custom_metadata", "custom_metadata is over 16 KiB", "keep metadata small; it is copied into every chunk")
+	}
+	job := &schema.Job{Org: org.ID, Collection: collection, Kind: kind, Bucket: req.BucketName, Region: req.BucketRegion,
+		MaxFiles: req.MaxFiles, SkipExisting: skip, OverwriteExisting: req.OverwriteExisting, ProcessingType: req.ProcessingType,
+		CustomMetadata: req.CustomMetadata, CreatedAt: a.cfg.Now().UTC()}
+	if job.Region == "" {
+		job.Region = "us-east-1"
+	}
+	switch kind {
+	case schema.JobDirectory:
+		if req.DirectoryPath == "" {
+			return nil, badRequest("missing_directory_path", "directory_path is required", "send the prefix to index, e.g. reports/2026/")
+		}
+		job.Prefix = strings.TrimPrefix(req.DirectoryPath, "/")
+	case schema.JobFile:
+		rest, ok := strings.CutPrefix(req.FileURI, "s3://")
+		bucket, key, ok2 := strings.Cut(rest, "/")
+		if !ok || !ok2 || key == "" {
+			return nil, badRequest("invalid_file_uri", "file_uri must be s3://<bucket>/<key>", "")
+		}
+		if job.Bucket != "" && job.Bucket != bucket {
+			return nil, badRequest("bucket_mismatch", "bucket_name does not match file_uri's bucket", "")
+		}
+		job.Bucket, job.Key = bucket, key
+	}
+	if !bucketRE.MatchString(job.Bucket) {
+		return nil, badRequest("invalid_bucket_name", fmt.Sprintf("bucket_name %q is not a valid S3 bucket name", job.Bucket), "")
+	}
+	if len(job.Key) > 1024 || len(job.Prefix) > 1024 {
+		return nil, badRequest("key_too_long", "S3 keys are at most 1024 bytes", "")
+	}
+	return job, nil
+}
+
+// submit records the job and publishes its first page. With an
+// Idempotency-Key the job ID is derived from it, so a retried request returns
+// the same job instead of starting another.
+func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, job *schema.Job) error {
+	ctx := r.Context()
+	if k := r.Header.Get("Idempotency-Key"); k != "" {
+		h := sha256.Sum256([]byte(org.ID + "\x00" + k))
+		job.JobID = "job_" + hex.EncodeToString(h[:10])
+	} else {
+		b := make([]byte, 10)
+		_, _ = rand.Read(b)
+		job.JobID = "job_" + hex.EncodeToString(b)
+	}
+	status := &schema.JobStatus{JobID: job.JobID, Org: org.ID, Collection: job.Collection, Kind: job.Kind, Bucket: job.Bucket,
+		Prefix: job.Prefix, Key: job.Key, IntegrationID: job.IntegrationID, Status: schema.JobStatusPending, LastPage: -1,
+		Errors: []schema.FileError{}, CreatedAt: job.CreatedAt}
+	data, _ := json.Marshal(status)
+	if _, err := a.jobs.Create(ctx, job.JobID, data); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			// Same Idempotency-Key: return the job already created.
+			writeJSON(w, http.StatusOK, map[string]string{"job_id": job.JobID, "status": "existing"})
+			return nil
+		}
+		return fmt.Errorf("create job: %w", err)
+	}
+	payload, err := schema.Encode(job)
+	if err == nil {
+		_, err = a.cfg.JS.Publish(ctx, schema.JobSubject(org.ID, job.Collection), payload, jetstream.WithMsgID(schema.JobPageMsgID(job.JobID, 0)))
+	}
+	if err != nil {
+		_ = a.jobs.Delete(context.WithoutCancel(ctx), job.JobID)
+		if strings.Contains(err.Error(), "maximum") || errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return &apiError{http.StatusServiceUnavailable, "backpressure", "the job queue is full or unavailable", "retry after the Retry-After interval"}
+		}
+		return fmt.Errorf("publish job: %w", err)
+	}
+	a.log.Info("job submitted", "org", org.ID, "collection", job.Collection, "job_id", job.JobID, "bucket", job.Bucket, "kind", string(job.Kind))
+	writeJSON(w, http.StatusCreated, map[string]string{"job_id": job.JobID, "status": schema.JobStatusPending})
+	return nil
+}
+
+func (a *API) job(w http.ResponseWriter, r *http.Request) error {
+	org, err := a.authenticate(r)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("job_id")
+	notFound := &apiError{http.StatusNotFound, "job_not_found", "no job " + id + " in this organization", "use the job_id returned by the index request"}
+	if !schema.ValidID(id) {
+		return notFound
+	}
+	e, err := a.jobs.Get(r.Context(), id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return notFound
+	}
+	if err != nil {
+		return err
+	}
+	var s schema.JobStatus
+	if err := json.Unmarshal(e.Value(), &s); err != nil {
+		return err
+	}
+	if s.Org != org.ID {
+		return notFound // never reveal another org's job
+	}
+	writeJSON(w, http.StatusOK, &s)
+	return nil
+}

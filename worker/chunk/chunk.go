@@ -1,0 +1,167 @@
+// Package chunk splits text into chunks of at most MaxTokens tokens, cutting
+// only between tokenizer pre-tokens so that a chunk's token count is the sum
+// of its pieces' counts and equals the tokenizer's count of the chunk's text.
+// Cuts prefer, in order, a paragraph break, the end of a sentence, a line
+// break, and any piece boundary, among cuts in the second half of the chunk.
+// Boundaries depend only on the input, so the same text always yields the
+// same chunks (and so the same chunk IDs).
+package chunk
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/stevedore-dev/stevedore/worker/token"
+)
+
+// DefaultMaxTokens is the chunk size used when Config.MaxTokens is zero.
+const DefaultMaxTokens = 512
+
+// Chunk is one piece of text.
+type Chunk struct {
+	Offset int    // byte offset of Text in the input
+	Text   string // a substring of the input
+	Tokens int    // exact token count of Text
+}
+
+// Splitter cuts text into chunks. It is safe for concurrent use.
+type Splitter struct {
+	enc *token.Encoding
+	max int
+}
+
+// New returns a Splitter producing chunks of at most maxTokens tokens
+// (DefaultMaxTokens when 0). A single pre-token longer than maxTokens (a
+// run of thousands of letters without a space) becomes a chunk of its own,
+// the only case where a chunk exceeds the limit.
+func New(enc *token.Encoding, maxTokens int) (*Splitter, error) {
+	if maxTokens == 0 {
+		maxTokens = DefaultMaxTokens
+	}
+	if maxTokens < 8 {
+		return nil, fmt.Errorf("chunk: max tokens %d is below 8", maxTokens)
+	}
+	return &Splitter{enc: enc, max: maxTokens}, nil
+}
+
+// boundary levels, best last.
+const (
+	levelNone = iota
+	levelLine
+	levelSentence
+	levelParagraph
+)
+
+type cut struct {
+	end    int // byte offset in the input after the piece
+	tokens int // tokens from the chunk start up to end
+	level  int
+	safe   bool // cutting here leaves the pre-tokenization unchanged
+}
+
+// Split returns the chunks of text in order; they concatenate to text.
+func (s *Splitter) Split(text string) []Chunk {
+	var out []Chunk
+	start, tokens := 0, 0
+	var cuts []cut // candidate cuts after each piece of the current chunk
+	prevEndsSpace := false
+	prevPiece := ""
+	token.Pieces(text, func(p string) bool {
+		n := s.enc.CountPiece(p)
+		pos := start
+		if len(cuts) > 0 {
+			pos = cuts[len(cuts)-1].end
+		}
+		// A sentence ends after a piece ending in . ! ? when the next piece starts with a space.
+		if len(cuts) > 0 && endsSentence(prevPiece) && startsSpace(p) {
+			if c := &cuts[len(cuts)-1]; c.level < levelSentence {
+				c.level = levelSentence
+			}
+		}
+		if tokens+n > s.max && len(cuts) > 0 {
+			if i := s.best(cuts); i >= 0 {
+				c := cuts[i]
+				out = append(out, Chunk{Offset: start, Text: text[start:c.end], Tokens: c.tokens})
+				start = c.end
+				rest := cuts[i+1:]
+				shifted := make([]cut, 0, len(rest)+1)
+				for _, r := range rest {
+					r.tokens -= c.tokens
+					shifted = append(shifted, r)
+				}
+				cuts = shifted
+				tokens -= c.tokens
+			}
+		}
+		tokens += n
+		allSpace := isAllSpace(p)
+		cuts = append(cuts, cut{end: pos + len(p), tokens: tokens, level: level(p), safe: !(allSpace && prevEndsSpace)})
+		prevEndsSpace = endsSpace(p)
+		prevPiece = p
+		return true
+	})
+	if len(cuts) > 0 {
+		last := cuts[len(cuts)-1]
+		out = append(out, Chunk{Offset: start, Text: text[start:last.end], Tokens: last.tokens})
+	}
+	return out
+}
+
+// best picks the cut to end a full chunk at: the best boundary level among
+// safe cuts in the second half of the chunk, the latest on ties; else the
+// latest safe cut; -1 if none is safe (the chunk then grows past the limit).
+func (s *Splitter) best(cuts []cut) int {
+	bestI, bestLevel := -1, -1
+	for i, c := range cuts {
+		if !c.safe || c.tokens < s.max/2 {
+			continue
+		}
+		if c.level >= bestLevel {
+			bestI, bestLevel = i, c.level
+		}
+	}
+	if bestI >= 0 {
+		return bestI
+	}
+	for i := len(cuts) - 1; i >= 0; i-- {
+		if cuts[i].safe {
+			return i
+		}
+	}
+	return -1
+}
+
+func level(p string) int {
+	trail := p[len(strings.TrimRightFunc(p, unicode.IsSpace)):]
+	switch strings.Count(trail, "\n") {
+	case 0:
+		return levelNone
+	case 1:
+		return levelLine
+	default:
+		return levelParagraph
+	}
+}
+
+func endsSentence(p string) bool {
+	t := strings.TrimRightFunc(p, unicode.IsSpace)
+	if t == "" {
+		return false
+	}
+	r, _ := utf8.DecodeLastRuneInString(t)
+	return r == '.' || r == '!' || r == '?' || r == '。'
+}
+
+func startsSpace(p string) bool {
+	r, _ := utf8.DecodeRuneInString(p)
+	return unicode.IsSpace(r)
+}
+
+func endsSpace(p string) bool {
+	r, _ := utf8.DecodeLastRuneInString(p)
+	return unicode.IsSpace(r)
+}
+
+func isAllSpace(p string) bool { return strings.TrimLeftFunc(p, unicode.IsSpace) == "" }

@@ -1,0 +1,124 @@
+package chunk
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stevedore-dev/stevedore/worker/token"
+)
+
+func setup(t testing.TB, max int) (*Splitter, *token.Encoding) {
+	enc, err := token.Get(token.Cl100kBase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(enc, max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, enc
+}
+
+// check asserts the invariants every split must keep.
+func check(t *testing.T, s *Splitter, enc *token.Encoding, text string) []Chunk {
+	t.Helper()
+	chunks := s.Split(text)
+	var b strings.Builder
+	for i, c := range chunks {
+		if c.Offset != b.Len() {
+			t.Fatalf("chunk %d offset %d, want %d", i, c.Offset, b.Len())
+		}
+		b.WriteString(c.Text)
+		if got := enc.Count(c.Text); got != c.Tokens {
+			t.Fatalf("chunk %d %q: Tokens = %d, tokenizer says %d", i, c.Text, c.Tokens, got)
+		}
+		if c.Tokens > s.max {
+			single := 0
+			token.Pieces(c.Text, func(string) bool { single++; return true })
+			if single > 1 {
+				t.Fatalf("chunk %d has %d tokens > max %d", i, c.Tokens, s.max)
+			}
+		}
+		if c.Text == "" {
+			t.Fatalf("empty chunk %d", i)
+		}
+	}
+	if b.String() != text {
+		t.Fatal("chunks do not reassemble the input")
+	}
+	if total := enc.Count(text); sum(chunks) != total {
+		t.Fatalf("sum of chunk tokens %d != count of text %d", sum(chunks), total)
+	}
+	return chunks
+}
+
+func sum(cs []Chunk) int {
+	n := 0
+	for _, c := range cs {
+		n += c.Tokens
+	}
+	return n
+}
+
+func TestCorpus(t *testing.T) {
+	s, enc := setup(t, 256)
+	err := filepath.WalkDir("../../scripts/testdata/corpus", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		check(t, s, enc, string(data))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPrefersParagraphs(t *testing.T) {
+	s, enc := setup(t, 40)
+	para := strings.Repeat("word ", 15) + "end.\n\n"
+	chunks := check(t, s, enc, strings.Repeat(para, 6))
+	for i, c := range chunks[:len(chunks)-1] {
+		if !strings.HasSuffix(c.Text, "\n\n") {
+			t.Errorf("chunk %d does not end at a paragraph: %q", i, c.Text)
+		}
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	s, _ := setup(t, 64)
+	text := strings.Repeat("The quick brown fox. Jumps over\nthe lazy dog!  ", 200)
+	a, b := s.Split(text), s.Split(text)
+	if len(a) != len(b) {
+		t.Fatal("not deterministic")
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatal("not deterministic")
+		}
+	}
+}
+
+func TestEdgeCases(t *testing.T) {
+	s, enc := setup(t, 16)
+	for _, text := range []string{"", " ", "a", strings.Repeat(" ", 500), strings.Repeat("\n", 100), strings.Repeat("x", 10000),
+		strings.Repeat("a  ", 100), strings.Repeat("\t \n", 300), "x \n\n  y" + strings.Repeat(" z", 50)} {
+		check(t, s, enc, text)
+	}
+}
+
+func FuzzSplit(f *testing.F) {
+	for _, s := range []string{"a\n  \nb", "Hello. World!\n\nNew para", strings.Repeat("ab ", 40), "  \n \n\t x"} {
+		f.Add(s, uint8(10))
+	}
+	f.Fuzz(func(t *testing.T, text string, max uint8) {
+		s, enc := setup(t, 8+int(max%64))
+		check(t, s, enc, text)
+	})
+}

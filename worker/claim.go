@@ -1,0 +1,85 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// handler processes one message. Its error decides the outcome (settle).
+type handler func(ctx context.Context, msg jetstream.Msg) error
+
+// serve runs slots claim loops on one consumer. Each loop pulls exactly one
+// message when it is free (no pre-buffering: a buffered message would age
+// towards AckWait without being worked on), processes it, and settles it.
+// Claiming stops when claimCtx is cancelled; processing runs under work,
+// which outlives claimCtx by the shutdown grace period.
+func (w *Worker) serve(claimCtx, work context.Context, cons jetstream.Consumer, stage string, slots int, h handler) error {
+	done := make(chan struct{})
+	for i := 0; i < slots; i++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for claimCtx.Err() == nil {
+				msg, err := w.next(claimCtx, cons)
+				if err != nil {
+					if claimCtx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+						w.log.Warn("claim failed", "stage", stage, "error", err)
+						sleep(claimCtx, time.Second)
+					}
+					continue
+				}
+				w.process(work, msg, stage, h)
+			}
+		}()
+	}
+	for i := 0; i < slots; i++ {
+		<-done
+	}
+	return nil
+}
+
+// next pulls one message, waiting up to 5 s, returning early on shutdown.
+func (w *Worker) next(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
+	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return cons.Next(jetstream.FetchContext(wait))
+}
+
+// process runs h on msg with a per-message deadline and InProgress
+// heartbeats, then settles the outcome.
+func (w *Worker) process(work context.Context, msg jetstream.Msg, stage string, h handler) {
+	w.m.claimed.WithLabelValues(stage).Inc()
+	w.m.inflight.WithLabelValues(stage).Inc()
+	defer w.m.inflight.WithLabelValues(stage).Dec()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(work, w.cfg.MessageTimeout)
+	defer cancel()
+	hbDone := make(chan struct{})
+	go func() {
+		t := time.NewTicker(w.cfg.Heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-hbDone:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	err := h(ctx, msg)
+	close(hbDone)
+	w.m.duration.WithLabelValues(stage).Observe(time.Since(start).Seconds())
+	w.settle(ctx, work, msg, stage, err)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,59 @@
+package creds
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// MaxPolicyChars is AWS's limit on an inline session policy (MinIO: the same).
+const MaxPolicyChars = 2048
+
+// SessionPolicy returns the inline session policy that scopes an assumed
+// session to one bucket and, when prefix is not empty, to keys under it: the
+// credentials themselves cannot read anything else, whatever a bug or a
+// forged message asks for. It fails when the policy would exceed
+// MaxPolicyChars.
+func SessionPolicy(bucket, prefix string) (string, error) {
+	type stmt struct {
+		Effect    string         `json:"Effect"`
+		Action    []string       `json:"Action"`
+		Resource  []string       `json:"Resource"`
+		Condition map[string]any `json:"Condition,omitempty"`
+	}
+	list := stmt{Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: []string{"arn:aws:s3:::" + bucket}}
+	if prefix != "" {
+		list.Condition = map[string]any{"StringLike": map[string]any{"s3:prefix": []string{prefix + "*"}}}
+	}
+	get := stmt{Effect: "Allow", Action: []string{"s3:GetObject", "s3:GetObjectVersion"},
+		Resource: []string{"arn:aws:s3:::" + bucket + "/" + prefix + "*"}}
+	doc := map[string]any{"Version": "2012-10-17", "Statement": []stmt{list, get}}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return "", err
+	}
+	if len(b) > MaxPolicyChars {
+		return "", fmt.Errorf("session policy for s3://%s/%s is %d characters, over the %d limit", bucket, prefix, len(b), MaxPolicyChars)
+	}
+	return string(b), nil
+}
+
+var sessionChars = regexp.MustCompile(`[^\w+=,.@-]`)
+
+// SessionName builds a RoleSessionName that is meaningful in the customer's
+// CloudTrail: "<prefix>-<org>-<scope>" (scope is a job ID or "events"),
+// restricted to STS's charset [\w+=,.@-] and truncated to 64 characters.
+func SessionName(prefix, org, scope string) string {
+	if prefix == "" {
+		prefix = "stevedore"
+	}
+	s := sessionChars.ReplaceAllString(strings.Join([]string{prefix, org, scope}, "-"), "_")
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	if len(s) < 2 {
+		s += "__"
+	}
+	return s
+}

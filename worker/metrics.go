@@ -1,0 +1,62 @@
+package worker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stevedore-dev/stevedore/worker/creds"
+)
+
+type metrics struct {
+	claimed      *prometheus.CounterVec
+	settled      *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	stage        *prometheus.HistogramVec
+	inflight     *prometheus.GaugeVec
+	s3Requests   *prometheus.CounterVec
+	bytes        prometheus.Counter
+	objects      *prometheus.CounterVec
+	chunks       prometheus.Counter
+	tokens       prometheus.Counter
+	publish      prometheus.Histogram
+	dead         *prometheus.CounterVec
+	staleRetries prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		claimed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_messages_claimed_total",
+			Help: "Messages claimed, by stage (plan, task, track)."}, []string{"stage"}),
+		settled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_messages_settled_total",
+			Help: "Messages settled, by stage, outcome (ack, nak, dead, handed_back) and error class."}, []string{"stage", "outcome", "error_class"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_message_duration_seconds",
+			Help: "Time to process one message, by stage.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}, []string{"stage"}),
+		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_task_stage_duration_seconds",
+			Help: "Time spent in each step of a task (get, chunk, publish).", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"step"}),
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "stevedore_messages_inflight",
+			Help: "Messages being processed, by stage."}, []string{"stage"}),
+		s3Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_s3_requests_total",
+			Help: "S3 requests by operation and result (ok or error class)."}, []string{"op", "result"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_s3_bytes_fetched_total", Help: "Object bytes read from S3."}),
+		objects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_objects_total",
+			Help: "Objects by outcome (indexed, skipped, failed, deleted)."}, []string{"outcome"}),
+		chunks:  prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_chunks_published_total", Help: "Chunks published to CHUNKS."}),
+		tokens:  prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_tokens_published_total", Help: "Tokens in published chunks."}),
+		publish: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "stevedore_publish_duration_seconds", Help: "Time until JetStream acknowledged a batch of publishes.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}),
+		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_dead_letters_total",
+			Help: "Messages copied to DEAD, by error class."}, []string{"error_class"}),
+		staleRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_s3_stale_credential_retries_total",
+			Help: "S3 calls retried after a stale-token answer invalidated cached credentials."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries)
+	}
+	return m
+}
+
+func (m *metrics) s3(op string, err error) {
+	result := "ok"
+	if err != nil {
+		result = string(creds.Classify(err).Class)
+	}
+	m.s3Requests.WithLabelValues(op, result).Inc()
+}

@@ -1,0 +1,117 @@
+package worker
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+)
+
+// plan handles one page of an index job: list up to PageSize keys, publish a
+// task per object, a continuation job for the next page, and a "planned"
+// event. Every publish has a deterministic ID, so a crash anywhere in here
+// followed by redelivery redoes the page without duplicating anything.
+func (w *Worker) plan(ctx context.Context, msg jetstream.Msg) error {
+	job, err := schema.DecodeJob(msg.Data())
+	if err != nil {
+		return err
+	}
+	log := w.log.With("org", job.Org, "collection", job.Collection, "job_id", job.JobID, "bucket", job.Bucket, "page", job.Page)
+	err = w.planPage(ctx, job)
+	if err == nil {
+		return nil
+	}
+	f := classify(err)
+	if f.permanent || w.lastDelivery(msg) {
+		// The job cannot proceed: record why, so GET /v2/jobs shows it.
+		ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
+			Type: schema.JobFailed, Page: job.Page, Reason: f.err.Error(), ErrorClass: string(f.class), Hint: f.hint, At: time.Now().UTC()}
+		if perr := w.publishAll(ctx, []outMsg{{schema.JobEventSubject(job.Org, job.Collection), ev.EventID, ev}}); perr != nil {
+			return perr // retry: the failure must be recorded
+		}
+		log.Error("job failed", "error", f.err, "error_class", f.class)
+	}
+	return f
+}
+
+func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {
+	t, err := w.resolve(ctx, job.Org, job.IntegrationID)
+	if err != nil {
+		return err
+	}
+	base := schema.Task{Op: schema.OpIndex, JobID: job.JobID, Org: job.Org, Collection: job.Collection, IntegrationID: job.IntegrationID,
+		Bucket: job.Bucket, Region: job.Region, SkipExisting: job.SkipExisting, OverwriteExisting: job.OverwriteExisting, CustomMetadata: job.CustomMetadata}
+	var out []outMsg
+	last := true
+	var next *string
+	switch job.Kind {
+	case schema.JobFile:
+		task := base
+		task.Key, task.ScopePrefix = job.Key, job.Key
+		out = append(out, taskMsg(&task))
+	default:
+		prefix := job.Prefix
+		req, err := w.credRequest(t, job.JobID, job.Bucket, prefix)
+		if err != nil {
+			return err
+		}
+		maxKeys := w.cfg.PageSize
+		if job.MaxFiles > 0 && int32(job.MaxFiles-job.Planned) < maxKeys {
+			maxKeys = int32(job.MaxFiles - job.Planned)
+		}
+		var page *s3.ListObjectsV2Output
+		err = w.withS3(ctx, req, job.Region, func(c *s3.Client) error {
+			in := &s3.ListObjectsV2Input{Bucket: aws.String(job.Bucket), MaxKeys: aws.Int32(maxKeys), ExpectedBucketOwner: aws.String(t.in.Account)}
+			if prefix != "" {
+				in.Prefix = aws.String(prefix)
+			}
+			if job.ContinuationToken != "" {
+				in.ContinuationToken = aws.String(job.ContinuationToken)
+			}
+			var err error
+			page, err = c.ListObjectsV2(ctx, in)
+			w.m.s3("list", err)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, o := range page.Contents {
+			key := aws.ToString(o.Key)
+			if strings.HasSuffix(key, "/") && aws.ToInt64(o.Size) == 0 {
+				continue // a "directory" marker, not a document
+			}
+			task := base
+			task.Key, task.ScopePrefix, task.ETag, task.Size = key, prefix, aws.ToString(o.ETag), aws.ToInt64(o.Size)
+			out = append(out, taskMsg(&task))
+		}
+		planned := job.Planned + len(out)
+		if aws.ToBool(page.IsTruncated) && page.NextContinuationToken != nil && (job.MaxFiles == 0 || planned < job.MaxFiles) {
+			last, next = false, page.NextContinuationToken
+			cont := *job
+			cont.ContinuationToken, cont.Page, cont.Planned = *next, job.Page+1, planned
+			out = append(out, outMsg{schema.JobSubject(job.Org, job.Collection), schema.JobPageMsgID(job.JobID, cont.Page), &cont})
+		}
+	}
+	tasks := len(out)
+	if !last {
+		tasks--
+	}
+	ev := &schema.JobEvent{EventID: schema.PlannedEventID(job.JobID, job.Page), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
+		Type: schema.JobPlanned, Page: job.Page, Tasks: tasks, Last: last, At: time.Now().UTC()}
+	out = append(out, outMsg{schema.JobEventSubject(job.Org, job.Collection), ev.EventID, ev})
+	if err := w.publishAll(ctx, out); err != nil {
+		return err
+	}
+	w.log.Info("page planned", "org", job.Org, "collection", job.Collection, "job_id", job.JobID, "page", job.Page, "tasks", tasks, "last", last)
+	return nil
+}
+
+func taskMsg(t *schema.Task) outMsg {
+	return outMsg{schema.TaskSubject(t.Org, t.Collection), schema.TaskMsgID(t.JobID, t.Bucket, t.Key, t.VersionID, t.Sequencer), t}
+}

@@ -1,0 +1,192 @@
+// Package worker is the claim loop and everything a message needs: it plans
+// index jobs page by page (JOBS), indexes or deletes one object per task
+// (TASKS), and folds per-object outcomes into job status (EVENTS).
+//
+// Reading order: Run (this file) → serve/process (claim.go) → plan (plan.go)
+// and index (task.go) → settle (outcome.go) → fold (tracker.go).
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/worker/chunk"
+	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/worker/token"
+)
+
+// Config configures a Worker. Zero values take the defaults in the comments.
+type Config struct {
+	JS       jetstream.JetStream // required
+	Registry *registry.Registry  // required: resolves role ARN and ExternalId
+	Broker   *creds.Broker       // required: assumed-role credentials
+	// AWS is the base SDK configuration for S3 clients (endpoints, retries);
+	// credentials come from the broker, region from the message.
+	AWS aws.Config
+	// S3PathStyle selects path-style S3 addressing (MinIO); default false.
+	S3PathStyle bool
+	// Topology must match the one the streams were created with (MaxDeliver).
+	Topology schema.Topology
+	// TaskConcurrency is the number of tasks processed at once; default 8.
+	TaskConcurrency int
+	// PlanConcurrency is the number of job pages planned at once; default 2.
+	PlanConcurrency int
+	// ChunkTokens is the maximum tokens per chunk; default 512.
+	ChunkTokens int
+	// Encoding is the tokenizer; default cl100k_base.
+	Encoding *token.Encoding
+	// MaxObjectBytes: larger objects are skipped with reason too_large; default 64 MiB.
+	MaxObjectBytes int64
+	// PageSize is ListObjectsV2 MaxKeys per job page; default 1000.
+	PageSize int32
+	// MessageTimeout bounds the processing of one message; default 5 minutes.
+	MessageTimeout time.Duration
+	// Heartbeat is the InProgress interval while a message is worked on; default 15 s.
+	Heartbeat time.Duration
+	// ShutdownGrace is how long in-flight work may finish after Run's context
+	// is cancelled before it is handed back; default 20 s.
+	ShutdownGrace time.Duration
+	// SessionPrefix starts every RoleSessionName; default "stevedore".
+	SessionPrefix string
+	// Registerer receives the worker's metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Name identifies this worker in logs; default "worker".
+	Name string
+}
+
+// Worker claims and processes messages. Create with New, run with Run.
+type Worker struct {
+	cfg      Config
+	log      *slog.Logger
+	m        *metrics
+	splitter *chunk.Splitter
+	objects  jetstream.KeyValue
+	jobs     jetstream.KeyValue
+}
+
+// New validates cfg and returns a Worker bound to the KV buckets.
+func New(ctx context.Context, cfg Config) (*Worker, error) {
+	if cfg.JS == nil || cfg.Registry == nil || cfg.Broker == nil {
+		return nil, errors.New("worker: JS, Registry and Broker are required")
+	}
+	if cfg.TaskConcurrency == 0 {
+		cfg.TaskConcurrency = 8
+	}
+	if cfg.PlanConcurrency == 0 {
+		cfg.PlanConcurrency = 2
+	}
+	if cfg.MaxObjectBytes == 0 {
+		cfg.MaxObjectBytes = 64 << 20
+	}
+	if cfg.PageSize == 0 {
+		cfg.PageSize = 1000
+	}
+	if cfg.MessageTimeout == 0 {
+		cfg.MessageTimeout = 5 * time.Minute
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = 20 * time.Second
+	}
+	if cfg.SessionPrefix == "" {
+		cfg.SessionPrefix = "stevedore"
+	}
+	if cfg.Name == "" {
+		cfg.Name = "worker"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Encoding == nil {
+		enc, err := token.Get(token.Cl100kBase)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Encoding = enc
+	}
+	cfg.Topology = cfg.Topology.WithDefaults()
+	sp, err := chunk.New(cfg.Encoding, cfg.ChunkTokens)
+	if err != nil {
+		return nil, err
+	}
+	objects, err := cfg.JS.KeyValue(ctx, schema.BucketObjects)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	jobs, err := cfg.JS.KeyValue(ctx, schema.BucketJobs)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	return &Worker{
+		cfg: cfg, log: cfg.Logger.With("worker", cfg.Name), m: newMetrics(cfg.Registerer),
+		splitter: sp, objects: objects, jobs: jobs,
+	}, nil
+}
+
+// errShutdown is the cause attached to in-flight work cancelled because the
+// grace period after shutdown ran out: such messages are handed back at once.
+var errShutdown = errors.New("worker shutting down")
+
+// Run claims and processes messages until ctx is cancelled, then stops
+// claiming, lets in-flight work finish for up to ShutdownGrace, and hands back
+// what is left. It returns nil after a clean shutdown.
+func (w *Worker) Run(ctx context.Context) error {
+	stream := func(name, durable string) (jetstream.Consumer, error) {
+		c, err := w.cfg.JS.Consumer(ctx, name, durable)
+		if err != nil {
+			return nil, fmt.Errorf("worker: consumer %s/%s: %w", name, durable, err)
+		}
+		return c, nil
+	}
+	planner, err := stream(schema.StreamJobs, schema.ConsumerPlanner)
+	if err != nil {
+		return err
+	}
+	indexer, err := stream(schema.StreamTasks, schema.ConsumerIndexer)
+	if err != nil {
+		return err
+	}
+	tracker, err := stream(schema.StreamEvents, schema.ConsumerTracker)
+	if err != nil {
+		return err
+	}
+	// work outlives ctx by the grace period, so in-flight messages can finish.
+	work, stop := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stop(nil)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-work.Done():
+			return
+		}
+		t := time.NewTimer(w.cfg.ShutdownGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			stop(errShutdown)
+		case <-work.Done():
+		}
+	}()
+	g := new(errgroup.Group)
+	g.Go(func() error { return w.serve(ctx, work, planner, "plan", w.cfg.PlanConcurrency, w.plan) })
+	g.Go(func() error { return w.serve(ctx, work, indexer, "task", w.cfg.TaskConcurrency, w.index) })
+	g.Go(func() error { return w.serve(ctx, work, tracker, "track", 1, w.fold) })
+	w.log.Info("worker started", "task_concurrency", w.cfg.TaskConcurrency, "plan_concurrency", w.cfg.PlanConcurrency)
+	err = g.Wait()
+	w.log.Info("worker stopped")
+	return err
+}
