@@ -238,7 +238,7 @@ func (a *API) validate(org *registry.Org, collection string, kind schema.JobKind
 	}
 	if err := registry.CheckExternalID(org, req.Auth.ExternalID); err != nil {
 		a.audit(context.Background(), org.ID, "index.refused", "external_id_mismatch", "role "+req.Auth.RoleARN)
-		return nil, &apiError{http.StatusForbidden, "external_id_mismatch", "external_id does not match the one issued to this organization", "use the ExternalId stevedore issued (stevedore org show), and the same value in your role's trust policy"}
+		return nil, &apiError{http.StatusForbidden, "external_id_mismatch", "external_id does not match the one issued to this organization", "use the external_id issued when the organization was created, and the same value in your role's trust policy"}
 	}
 	if _, err := registry.ParseRoleARN(req.Auth.RoleARN); err != nil {
 		return nil, badRequest("invalid_role_arn", err.Error(), "copy the role ARN from the IAM console")

@@ -62,6 +62,9 @@ func (w *Worker) withS3(ctx context.Context, req creds.Request, region string, c
 				o.Region = region
 			}
 			o.UsePathStyle = w.cfg.S3PathStyle
+			// MinIO and some S3-compatible stores return no checksum; the SDK
+			// would log a line per GET about skipping validation.
+			o.DisableLogOutputChecksumValidationSkipped = true
 		})
 		err = call(client)
 		if err != nil && attempt == 0 && creds.Classify(err).Class == creds.ClassStaleToken {

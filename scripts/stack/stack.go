@@ -1,0 +1,333 @@
+// Package stack runs the local stevedore stack as real processes — MinIO
+// (scripts/local-aws.sh) and `stevedore dev` — and drives it the way a user
+// does: the CLI for onboarding, the HTTP API for index requests, NATS for
+// reading what was published. The demo (scripts/demo) and the end-to-end
+// tests (scripts/e2e) share it.
+package stack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+)
+
+// Stack is a running MinIO plus `stevedore dev`.
+type Stack struct {
+	Root, Dir, Bin       string
+	NATSURL, API, Metric string
+	Env                  []string
+	dev                  *exec.Cmd
+	devLog               *os.File
+}
+
+// Org is what `stevedore org create --json` prints.
+type Org struct {
+	OrgID      string `json:"org_id"`
+	APIKey     string `json:"api_key"`
+	ExternalID string `json:"external_id"`
+}
+
+// RepoRoot finds the repository root from the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Start builds stevedore, starts MinIO and `stevedore dev` on free loopback
+// ports with state under dir, and waits until the API is ready.
+func Start(ctx context.Context, dir string, logf func(string, ...any)) (*Stack, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{Root: root, Dir: dir, Bin: filepath.Join(dir, "stevedore")}
+	logf("building stevedore")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", s.Bin, "./cmd/stevedore").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	ports := make([]int, 4)
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	minioPort := ports[0]
+	for minioPort+1 == ports[1] || minioPort+1 == ports[2] || minioPort+1 == ports[3] {
+		minioPort, _ = freePort()
+	}
+	logf("starting MinIO (the first run builds it from the Go module proxy: a few minutes)")
+	aws := exec.CommandContext(ctx, filepath.Join(root, "scripts", "local-aws.sh"), "start", filepath.Join(dir, "aws"))
+	aws.Env = append(os.Environ(), "STEVEDORE_MINIO_PORT="+strconv.Itoa(minioPort))
+	aws.Stdout, aws.Stderr = os.Stderr, os.Stderr
+	if err := aws.Run(); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("local-aws start: %w", err)
+	}
+	envCmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "local-aws.sh"), "env", filepath.Join(dir, "aws"))
+	envCmd.Env = aws.Env
+	envOut, err := envCmd.Output()
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	s.Env = os.Environ()
+	for _, line := range strings.Split(string(envOut), "\n") {
+		if kv, ok := strings.CutPrefix(line, "export "); ok {
+			s.Env = append(s.Env, kv)
+		}
+	}
+	natsAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
+	s.NATSURL = "nats://" + natsAddr
+	s.API = "http://127.0.0.1:" + strconv.Itoa(ports[2])
+	s.Metric = "http://127.0.0.1:" + strconv.Itoa(ports[3])
+	s.devLog, err = os.Create(filepath.Join(dir, "stevedore-dev.log"))
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	s.dev = exec.Command(s.Bin, "dev", "--data", filepath.Join(dir, "data"), "--nats-listen", natsAddr,
+		"--listen", "127.0.0.1:"+strconv.Itoa(ports[2]), "--metrics-listen", "127.0.0.1:"+strconv.Itoa(ports[3]))
+	s.dev.Env = append(s.Env, "STEVEDORE_NATS_URL="+s.NATSURL)
+	s.dev.Stdout, s.dev.Stderr = s.devLog, s.devLog
+	if err := s.dev.Start(); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	logf("started stevedore dev (pid %d), log %s", s.dev.Process.Pid, s.devLog.Name())
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(s.Metric + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return nil, fmt.Errorf("stevedore dev not ready after 60s; see %s", s.devLog.Name())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return s, nil
+}
+
+// Stop stops `stevedore dev` (SIGTERM, then SIGKILL) and MinIO, by PID.
+func (s *Stack) Stop() {
+	if s.dev != nil && s.dev.Process != nil {
+		_ = s.dev.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = s.dev.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = s.dev.Process.Kill()
+			<-done
+		}
+		s.dev = nil
+	}
+	if s.devLog != nil {
+		s.devLog.Close()
+	}
+	if s.Root != "" {
+		_ = exec.Command(filepath.Join(s.Root, "scripts", "local-aws.sh"), "stop", filepath.Join(s.Dir, "aws")).Run()
+	}
+}
+
+// CLI runs a stevedore operator command with --json against the stack's NATS
+// and decodes its output into v.
+func (s *Stack) CLI(ctx context.Context, v any, args ...string) error {
+	cmd := exec.CommandContext(ctx, s.Bin, append(args, "--json", "--nats-url", s.NATSURL)...)
+	cmd.Env = s.Env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("stevedore %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return json.Unmarshal(out, v)
+}
+
+// Call sends an API request as org and decodes the JSON answer into v.
+func (s *Stack) Call(ctx context.Context, org *Org, method, path string, body any, v any) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.API+path, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if org != nil {
+		req.Header.Set("Authorization", "Bearer "+org.APIKey)
+		req.Header.Set("X-Organization-ID", org.OrgID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if v != nil {
+		if err := json.Unmarshal(data, v); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode %s: %w", data, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// WaitJob polls GET /v2/jobs/{id} until the job is completed or failed,
+// calling progress after each poll.
+func (s *Stack) WaitJob(ctx context.Context, org *Org, jobID string, progress func(*schema.JobStatus)) (*schema.JobStatus, error) {
+	for {
+		var st schema.JobStatus
+		code, err := s.Call(ctx, org, "GET", "/v2/jobs/"+jobID, nil, &st)
+		if err != nil {
+			return nil, err
+		}
+		if code != 200 {
+			return nil, fmt.Errorf("GET job: HTTP %d", code)
+		}
+		if progress != nil {
+			progress(&st)
+		}
+		if st.Status == schema.JobStatusCompleted || st.Status == schema.JobStatusFailed {
+			return &st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return &st, fmt.Errorf("job %s still %s: %w", jobID, st.Status, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Chunks reads every message of one collection from CHUNKS with an ordered
+// consumer: chunks and tombstones, in publish order, duplicates included.
+func (s *Stack) Chunks(ctx context.Context, org, collection string) (chunks []*schema.Chunk, tombstones []*schema.Tombstone, err error) {
+	nc, err := nats.Connect(s.NATSURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, nil, err
+	}
+	stream, err := js.Stream(ctx, schema.StreamChunks)
+	if err != nil {
+		return nil, nil, err
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{schema.ChunkSubject(org, collection)}})
+	if err != nil {
+		return nil, nil, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	remaining := info.NumPending
+	for remaining > 0 {
+		batch, err := cons.Fetch(int(min(remaining, 500)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, nil, err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			if bytes.Contains(m.Data(), []byte(`"tombstone":true`)) {
+				t, err := schema.DecodeTombstone(m.Data())
+				if err != nil {
+					return nil, nil, err
+				}
+				tombstones = append(tombstones, t)
+				continue
+			}
+			c, err := schema.DecodeChunk(m.Data())
+			if err != nil {
+				return nil, nil, err
+			}
+			chunks = append(chunks, c)
+		}
+		if n == 0 {
+			return nil, nil, fmt.Errorf("CHUNKS: %d messages expected but none arrived", remaining)
+		}
+		remaining -= uint64(n)
+	}
+	return chunks, tombstones, nil
+}
+
+// Metric returns the sum of every sample of a metric family from /metrics.
+func (s *Stack) MetricSum(name string) (float64, error) {
+	resp, err := http.Get(s.Metric + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum, nil
+}
