@@ -80,7 +80,9 @@ func Start(ctx context.Context, dir string, logf func(string, ...any)) (*Stack, 
 	}
 	s := &Stack{Root: root, Dir: dir, Bin: filepath.Join(dir, "stevedore")}
 	logf("building stevedore")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", s.Bin, "./cmd/stevedore").CombinedOutput(); err != nil {
+	build := exec.CommandContext(ctx, "go", "build", "-o", s.Bin, "./cmd/stevedore")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	ports := make([]int, 4)

@@ -1,0 +1,32 @@
+# The two commands the README promises, and a few helpers.
+.PHONY: demo test unit e2e bench build fuzz golden clean
+
+# Run the main job on the embedded default: MinIO + stevedore dev, one index request, a summary.
+demo:
+	go run ./scripts/demo
+
+# The whole test suite: unit and in-process integration tests (race detector), then end to end on real processes.
+test: unit e2e
+
+unit:
+	go test -race -count=1 ./...
+
+e2e:
+	scripts/local-aws.sh build
+	go test -tags e2e -race -count=1 -v ./scripts/e2e/
+
+build:
+	go build -o bin/stevedore ./cmd/stevedore
+
+bench:
+	go test -run '^$$' -bench . -benchtime 20x ./worker/token/ ./worker/chunk/
+
+fuzz:
+	go test -run '^$$' -fuzz FuzzSplit -fuzztime 30s ./worker/chunk/
+
+# Regenerate the tokenizer golden file from npm tiktoken (needs node + npm).
+golden:
+	scripts/tiktoken-golden.sh
+
+clean:
+	rm -rf bin .stevedore
