@@ -76,7 +76,8 @@ type ObjectState struct {
 	Chunks           int       `json:"chunks"`
 	Tokens           int64     `json:"tokens"`
 	ExtractorVersion string    `json:"extractor_version"`
-	Status           string    `json:"status"` // "indexed", "deleted"
+	Status           string    `json:"status"`           // "indexed", "skipped" (unsupported content), "deleted"
+	Reason           string    `json:"reason,omitempty"` // why skipped
 	JobID            string    `json:"job_id,omitempty"`
 	UpdatedAt        time.Time `json:"updated_at"`
 }

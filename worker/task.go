@@ -53,6 +53,23 @@ func (w *Worker) index(ctx context.Context, msg jetstream.Msg) error {
 	return nil
 }
 
+// unchanged returns a "skipped" event when skip_existing is set and the stored
+// state already covers this ETag (indexed, or skipped as unsupported).
+func (w *Worker) unchanged(task *schema.Task, state *schema.ObjectState, etag string) *schema.ObjectEvent {
+	if !task.SkipExisting || task.OverwriteExisting || state == nil || etag == "" || state.ETag != etag {
+		return nil
+	}
+	if state.Status != "indexed" && state.Status != "skipped" {
+		return nil
+	}
+	ev := w.event(task, schema.OutcomeSkipped)
+	ev.ETag, ev.Reason = etag, "already_indexed"
+	if state.Status == "skipped" {
+		ev.Reason = "unchanged_since_skipped"
+	}
+	return ev
+}
+
 func (w *Worker) event(t *schema.Task, o schema.Outcome) *schema.ObjectEvent {
 	return &schema.ObjectEvent{EventID: schema.ObjectEventID(t.JobID, t.Bucket, t.Key, t.VersionID+t.Sequencer), JobID: t.JobID,
 		Org: t.Org, Collection: t.Collection, Bucket: t.Bucket, Key: t.Key, ETag: t.ETag, Outcome: o, At: time.Now().UTC()}
@@ -79,14 +96,19 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	}
 	// A redelivered task whose first attempt got as far as saving the state
 	// reports the same outcome again (its chunks are already durable).
-	if state != nil && state.Status == "indexed" && task.JobID != "" && state.JobID == task.JobID && (task.ETag == "" || state.ETag == task.ETag) {
-		ev := w.event(task, schema.OutcomeIndexed)
-		ev.ETag, ev.Chunks, ev.Tokens = state.ETag, state.Chunks, state.Tokens
-		return ev, nil
+	if state != nil && task.JobID != "" && state.JobID == task.JobID && (task.ETag == "" || state.ETag == task.ETag) {
+		switch state.Status {
+		case "indexed":
+			ev := w.event(task, schema.OutcomeIndexed)
+			ev.ETag, ev.Chunks, ev.Tokens = state.ETag, state.Chunks, state.Tokens
+			return ev, nil
+		case "skipped":
+			ev := w.event(task, schema.OutcomeSkipped)
+			ev.ETag, ev.Reason = state.ETag, state.Reason
+			return ev, nil
+		}
 	}
-	if task.SkipExisting && !task.OverwriteExisting && state != nil && state.Status == "indexed" && task.ETag != "" && state.ETag == task.ETag {
-		ev := w.event(task, schema.OutcomeSkipped)
-		ev.Reason = "already_indexed"
+	if ev := w.unchanged(task, state, task.ETag); ev != nil {
 		return ev, nil
 	}
 	scope := task.JobID
@@ -140,15 +162,23 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 		ev.Reason = fmt.Sprintf("%s: object is larger than %d bytes", extract.ReasonTooLarge, w.cfg.MaxObjectBytes)
 		return ev, nil
 	}
-	if task.SkipExisting && !task.OverwriteExisting && state != nil && state.Status == "indexed" && state.ETag == etag {
-		ev.Reason = "already_indexed"
-		return ev, nil
+	if prior := w.unchanged(task, state, etag); prior != nil {
+		return prior, nil
 	}
 	stageStart = time.Now()
 	res := extract.Text(data)
 	if res.SkipReason != "" {
 		ev.Reason = res.SkipReason + ": " + res.Detail
 		log.Info("object skipped", "outcome", "skipped", "reason", ev.Reason)
+		// Remember the version, so skip_existing does not fetch it again.
+		skipped := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: task.Sequencer,
+			ExtractorVersion: extract.Version, Status: "skipped", Reason: ev.Reason, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
+		if state != nil && state.Status == "indexed" {
+			return ev, nil // keep the indexed version's state; its chunks stay valid
+		}
+		if err := w.saveState(ctx, stateKey, skipped, rev); err != nil {
+			return nil, err
+		}
 		return ev, nil
 	}
 	pieces := w.splitter.Split(res.Text)

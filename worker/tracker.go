@@ -101,7 +101,7 @@ func applyObject(s *schema.JobStatus, ev *schema.ObjectEvent) {
 	case schema.OutcomeDeleted:
 		return
 	}
-	if ev.Outcome == schema.OutcomeFailed || (ev.Outcome == schema.OutcomeSkipped && ev.Reason != "already_indexed") {
+	if ev.Outcome == schema.OutcomeFailed || (ev.Outcome == schema.OutcomeSkipped && ev.Reason != "already_indexed" && ev.Reason != "unchanged_since_skipped") {
 		if len(s.Errors) < schema.MaxJobFileErrors {
 			s.Errors = append(s.Errors, schema.FileError{Key: ev.Key, Outcome: ev.Outcome, Reason: ev.Reason, ErrorClass: ev.ErrorClass})
 		} else {

@@ -1,0 +1,180 @@
+package producer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/natstest"
+	"github.com/stevedore-dev/stevedore/schema/registry"
+)
+
+const role = "arn:aws:iam::123456789012:role/reader"
+
+type fixture struct {
+	api *API
+	js  jetstream.JetStream
+	org *registry.Org
+	key string
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	_, _, js := natstest.Start(t)
+	reg, err := registry.Open(ctx, js, registry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	org, key, err := reg.CreateOrg(ctx, "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.AddIntegration(ctx, org.ID, role, nil); err != nil {
+		t.Fatal(err)
+	}
+	api, err := New(ctx, Config{JS: js, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{api: api, js: js, org: org, key: key.Reveal()}
+}
+
+func (f *fixture) do(t *testing.T, method, path, body string, hdr map[string]string) (int, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+f.key)
+	req.Header.Set("X-Organization-ID", f.org.ID)
+	for k, v := range hdr {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	rec := httptest.NewRecorder()
+	f.api.ServeHTTP(rec, req)
+	var out map[string]any
+	_ = json.Unmarshal(rec.Body.Bytes(), &out)
+	return rec.Code, out
+}
+
+func (f *fixture) body(extra string) string {
+	return `{"bucket_name":"acme-docs","auth":{"type":"assume_role","role_arn":"` + role + `","external_id":"` + f.org.ExternalID + `"}` + extra + `}`
+}
+
+func errCode(out map[string]any) string {
+	e, _ := out["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	return c
+}
+
+func TestIndexRequests(t *testing.T) {
+	f := setup(t)
+	path := "/v2/collections/docs/index/s3"
+	tests := []struct {
+		name   string
+		path   string
+		body   string
+		hdr    map[string]string
+		status int
+		code   string
+	}{
+		{"created", path, f.body(""), nil, 201, ""},
+		{"no key", path, f.body(""), map[string]string{"Authorization": ""}, 401, "unauthenticated"},
+		{"wrong key", path, f.body(""), map[string]string{"Authorization": "Bearer stv_nope"}, 401, "invalid_api_key"},
+		{"forged org header", path, f.body(""), map[string]string{"X-Organization-ID": "org_someoneelse"}, 403, "organization_mismatch"},
+		{"wrong external id", path, strings.Replace(f.body(""), f.org.ExternalID, "cap_org_000000000000000000000000", 1), nil, 403, "external_id_mismatch"},
+		{"unknown role", path, strings.Replace(f.body(""), "role/reader", "role/other", 1), nil, 403, "integration_not_found"},
+		{"both credential shapes", path, strings.Replace(f.body(""), `"bucket_name"`, `"aws_access_key_id":"AKIA","aws_secret_access_key":"s","bucket_name"`, 1), nil, 422, "ambiguous_credentials"},
+		{"no credentials", path, `{"bucket_name":"acme-docs"}`, nil, 422, "missing_credentials"},
+		{"skip and overwrite", path, f.body(`,"skip_existing":true,"overwrite_existing":true`), nil, 400, "conflicting_options"},
+		{"malformed json", path, `{"bucket_name":`, nil, 400, "invalid_json"},
+		{"bad bucket", path, strings.Replace(f.body(""), "acme-docs", "Bad_Bucket", 1), nil, 400, "invalid_bucket_name"},
+		{"bad collection", "/v2/collections/a.b/index/s3", f.body(""), nil, 400, "invalid_collection"},
+		{"huge key", "/v2/collections/docs/index/s3/file", f.body(`,"file_uri":"s3://acme-docs/` + strings.Repeat("k", 2000) + `"`), nil, 400, "key_too_long"},
+		{"directory without path", "/v2/collections/docs/index/s3/directory", f.body(""), nil, 400, "missing_directory_path"},
+		{"directory", "/v2/collections/docs/index/s3/directory", f.body(`,"directory_path":"reports/"`), nil, 201, ""},
+		{"file", "/v2/collections/docs/index/s3/file", f.body(`,"file_uri":"s3://acme-docs/a b+c.txt"`), nil, 201, ""},
+		{"huge body", path, `{"pad":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, nil, 413, "body_too_large"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, out := f.do(t, "POST", tc.path, tc.body, tc.hdr)
+			if status != tc.status || errCode(out) != tc.code {
+				t.Fatalf("got %d %v, want %d %s", status, out, tc.status, tc.code)
+			}
+			if status >= 400 {
+				e := out["error"].(map[string]any)
+				if e["message"] == "" {
+					t.Fatal("error without message")
+				}
+			}
+		})
+	}
+}
+
+func TestJobLifecycleAndIsolation(t *testing.T) {
+	f := setup(t)
+	status, out := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(`,"max_files":10,"custom_metadata":{"team":"legal"}`), map[string]string{"Idempotency-Key": "k1"})
+	if status != 201 || out["status"] != "pending" {
+		t.Fatalf("create: %d %v", status, out)
+	}
+	id := out["job_id"].(string)
+	// The same Idempotency-Key returns the same job, and publishes nothing new.
+	status, again := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(""), map[string]string{"Idempotency-Key": "k1"})
+	if status != 200 || again["job_id"] != id {
+		t.Fatalf("idempotent retry: %d %v", status, again)
+	}
+	s, _ := f.js.Stream(context.Background(), schema.StreamJobs)
+	info, _ := s.Info(context.Background())
+	if info.State.Msgs != 1 {
+		t.Fatalf("JOBS has %d messages, want 1", info.State.Msgs)
+	}
+	msg, err := s.GetLastMsgForSubject(context.Background(), schema.JobSubject(f.org.ID, "docs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := schema.DecodeJob(msg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.MaxFiles != 10 || !job.SkipExisting || job.Region != "us-east-1" || !bytes.Contains(job.CustomMetadata, []byte("legal")) {
+		t.Fatalf("job message %+v", job)
+	}
+	if bytes.Contains(msg.Data, []byte(f.org.ExternalID)) || bytes.Contains(msg.Data, []byte(f.key)) {
+		t.Fatal("job message carries a secret or the ExternalId")
+	}
+	status, st := f.do(t, "GET", "/v2/jobs/"+id, "", nil)
+	if status != 200 || st["status"] != "pending" || st["files_total"] != float64(0) {
+		t.Fatalf("status: %d %v", status, st)
+	}
+	// Another org cannot see it.
+	ctx := context.Background()
+	reg, _ := registry.Open(ctx, f.js, registry.Config{})
+	other, key, _ := reg.CreateOrg(ctx, "Other")
+	status, _ = f.do(t, "GET", "/v2/jobs/"+id, "", map[string]string{"Authorization": "Bearer " + key.Reveal(), "X-Organization-ID": other.ID})
+	if status != http.StatusNotFound {
+		t.Fatalf("other org sees the job: %d", status)
+	}
+}
+
+func TestRefusalsAreAudited(t *testing.T) {
+	f := setup(t)
+	f.do(t, "POST", "/v2/collections/docs/index/s3", strings.Replace(f.body(""), f.org.ExternalID, "cap_org_000000000000000000000000", 1), nil)
+	s, _ := f.js.Stream(context.Background(), schema.StreamAudit)
+	msg, err := s.GetLastMsgForSubject(context.Background(), schema.AuditSubject(f.org.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(msg.Data, []byte("external_id_mismatch")) || bytes.Contains(msg.Data, []byte("cap_org_000000000000000000000000")) {
+		t.Fatalf("audit record %s", msg.Data)
+	}
+}

@@ -1,0 +1,308 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/natstest"
+	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/worker/token"
+)
+
+// fakeS3 speaks enough of the S3 REST/XML wire format (path style) for
+// ListObjectsV2 with pagination and GetObject, including NoSuchKey.
+type fakeS3 struct {
+	objects map[string]string // key → body
+	gone    map[string]bool   // listed but deleted before the GET
+	gets    atomic.Int64
+}
+
+func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	parts := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/"), "/", 2)
+	if len(parts) == 1 || parts[1] == "" {
+		f.list(w, r)
+		return
+	}
+	key := parts[1]
+	body, ok := f.objects[key]
+	if !ok || f.gone[key] {
+		w.WriteHeader(404)
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message><Key>%s</Key></Error>`, key)
+		return
+	}
+	f.gets.Add(1)
+	w.Header().Set("ETag", etag(body))
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write([]byte(body))
+}
+
+func etag(body string) string { return fmt.Sprintf(`"%x"`, len(body)*7919+int(body[0])) }
+
+func (f *fakeS3) list(w http.ResponseWriter, r *http.Request) {
+	var keys []string
+	for k := range f.objects {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	start, _ := strconv.Atoi(r.URL.Query().Get("continuation-token"))
+	max, _ := strconv.Atoi(r.URL.Query().Get("max-keys"))
+	end := min(start+max, len(keys))
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">`)
+	fmt.Fprintf(&b, "<KeyCount>%d</KeyCount><MaxKeys>%d</MaxKeys><IsTruncated>%v</IsTruncated>", end-start, max, end < len(keys))
+	if end < len(keys) {
+		fmt.Fprintf(&b, "<NextContinuationToken>%d</NextContinuationToken>", end)
+	}
+	for _, k := range keys[start:end] {
+		fmt.Fprintf(&b, "<Contents><Key>%s</Key><ETag>%s</ETag><Size>%d</Size></Contents>", k, strings.ReplaceAll(etag(f.objects[k]), `"`, "&quot;"), len(f.objects[k]))
+	}
+	b.WriteString("</ListBucketResult>")
+	w.Header().Set("Content-Type", "application/xml")
+	_, _ = w.Write([]byte(b.String()))
+}
+
+type fakeSTS struct{ calls atomic.Int64 }
+
+func (f *fakeSTS) AssumeRole(_ context.Context, in *sts.AssumeRoleInput, _ ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
+	f.calls.Add(1)
+	return &sts.AssumeRoleOutput{Credentials: &ststypes.Credentials{AccessKeyId: aws.String("ASIAFAKE"), SecretAccessKey: aws.String("fake-secret"),
+		SessionToken: aws.String("fake-session-token"), Expiration: aws.Time(time.Now().Add(time.Hour))}}, nil
+}
+
+type env struct {
+	js     jetstream.JetStream
+	org    *registry.Org
+	in     *registry.Integration
+	s3     *fakeS3
+	sts    *fakeSTS
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func setup(t *testing.T, objects map[string]string) *env {
+	t.Helper()
+	ctx := context.Background()
+	_, _, js := natstest.Start(t)
+	reg, err := registry.Open(ctx, js, registry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	org, _, _ := reg.CreateOrg(ctx, "Acme")
+	in, err := reg.AddIntegration(ctx, org.ID, "arn:aws:iam::123456789012:role/reader", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{js: js, org: org, in: in, s3: &fakeS3{objects: objects, gone: map[string]bool{}}, sts: &fakeSTS{}}
+	srv := httptest.NewServer(e.s3)
+	t.Cleanup(srv.Close)
+	broker, err := creds.New(creds.Config{STS: e.sts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	awsCfg := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), RetryMaxAttempts: 1}
+	w, err := New(ctx, Config{JS: js, Registry: reg, Broker: broker, AWS: awsCfg, S3PathStyle: true, PageSize: 2, ChunkTokens: 64, Heartbeat: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	e.cancel, e.done = cancel, make(chan error, 1)
+	go func() { e.done <- w.Run(rctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-e.done; err != nil {
+			t.Error(err)
+		}
+	})
+	return e
+}
+
+// submit does what the producer does: record the job and publish page 0.
+func (e *env) submit(t *testing.T, id string, skip bool) {
+	ctx := context.Background()
+	job := &schema.Job{JobID: id, Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Kind: schema.JobBucket, Bucket: "acme-docs",
+		Region: "us-east-1", SkipExisting: skip, CreatedAt: time.Now()}
+	st := &schema.JobStatus{JobID: id, Org: e.org.ID, Collection: "docs", Status: schema.JobStatusPending, LastPage: -1}
+	data, _ := json.Marshal(st)
+	kv, _ := e.js.KeyValue(ctx, schema.BucketJobs)
+	if _, err := kv.Create(ctx, id, data); err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := schema.Encode(job)
+	if _, err := e.js.Publish(ctx, schema.JobSubject(e.org.ID, "docs"), payload, jetstream.WithMsgID(schema.JobPageMsgID(id, 0))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wait polls the job status until it is final (a generous deadline, not a timing assertion).
+func (e *env) wait(t *testing.T, id string) *schema.JobStatus {
+	t.Helper()
+	kv, _ := e.js.KeyValue(context.Background(), schema.BucketJobs)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		entry, err := kv.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st schema.JobStatus
+		_ = json.Unmarshal(entry.Value(), &st)
+		if st.Status == schema.JobStatusCompleted || st.Status == schema.JobStatusFailed {
+			return &st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job still %s: %+v", st.Status, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *env) chunks(t *testing.T) []*schema.Chunk {
+	t.Helper()
+	ctx := context.Background()
+	s, _ := e.js.Stream(ctx, schema.StreamChunks)
+	info, _ := s.Info(ctx)
+	var out []*schema.Chunk
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err := schema.DecodeChunk(m.Data); err == nil && c.ChunkID != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func corpus() map[string]string {
+	long := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 60) + "\n\n" + strings.Repeat("Second paragraph line.\n", 30)
+	return map[string]string{
+		"a.txt": "hello world\n", "b/long.md": long, "c.json": `{"k": [1, 2, 3]}`,
+		"d.png": "\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00", "e/gone.txt": "deleted after listing", "f.txt": "a\n  \nb",
+	}
+}
+
+func TestIndexJobPlansPagesAndCountsExactly(t *testing.T) {
+	objects := corpus()
+	e := setup(t, objects)
+	e.s3.gone["e/gone.txt"] = true
+	e.submit(t, "job_1", true)
+	st := e.wait(t, "job_1")
+	if st.Status != schema.JobStatusCompleted || st.FilesTotal != 6 || st.FilesIndexed != 4 || st.FilesSkipped != 1 || st.FilesFailed != 1 || st.PagesPlanned != 3 {
+		t.Fatalf("status %+v", st)
+	}
+	enc, _ := token.Get(token.Cl100kBase)
+	var want int64
+	for k, body := range objects {
+		if k != "d.png" && k != "e/gone.txt" {
+			want += int64(enc.Count(body))
+		}
+	}
+	if st.TokensUsed != want {
+		t.Fatalf("tokens_used %d, want %d", st.TokensUsed, want)
+	}
+	chunks := e.chunks(t)
+	seen := map[string]bool{}
+	for _, c := range chunks {
+		if seen[c.ChunkID] {
+			t.Fatalf("duplicate chunk %s", c.ChunkID)
+		}
+		seen[c.ChunkID] = true
+		if c.TokenCount != enc.Count(c.Text) || c.TokenCount > 64 {
+			t.Fatalf("chunk %s: %d tokens", c.ChunkID, c.TokenCount)
+		}
+	}
+	if int64(len(chunks)) != st.ChunksProcessed {
+		t.Fatalf("%d chunks in CHUNKS, job says %d", len(chunks), st.ChunksProcessed)
+	}
+	if n := e.sts.calls.Load(); n != 1 {
+		t.Fatalf("AssumeRole calls = %d, want 1 (cached per job scope)", n)
+	}
+	var failed *schema.FileError
+	for i := range st.Errors {
+		if st.Errors[i].Key == "e/gone.txt" {
+			failed = &st.Errors[i]
+		}
+	}
+	if failed == nil || failed.ErrorClass != string(creds.ClassNotFound) {
+		t.Fatalf("per-file error for the vanished object: %+v", st.Errors)
+	}
+
+	// Re-running with skip_existing fetches nothing and publishes nothing.
+	gets := e.s3.gets.Load()
+	e.submit(t, "job_2", true)
+	st2 := e.wait(t, "job_2")
+	if st2.FilesIndexed != 0 || st2.FilesSkipped != 5 || st2.FilesFailed != 1 || e.s3.gets.Load() != gets {
+		t.Fatalf("second run %+v, %d new GETs", st2, e.s3.gets.Load()-gets)
+	}
+	if len(e.chunks(t)) != len(chunks) {
+		t.Fatal("second run published chunks")
+	}
+}
+
+func TestChangedObjectIsReindexedAndOldChunksTombstoned(t *testing.T) {
+	e := setup(t, map[string]string{"a.txt": strings.Repeat("one two three. ", 40)})
+	e.submit(t, "job_1", true)
+	e.wait(t, "job_1")
+	before := e.chunks(t)
+	e.s3.objects["a.txt"] = "completely new text\n"
+	e.submit(t, "job_2", true)
+	st := e.wait(t, "job_2")
+	if st.FilesIndexed != 1 {
+		t.Fatalf("changed object not re-indexed: %+v", st)
+	}
+	ctx := context.Background()
+	s, _ := e.js.Stream(ctx, schema.StreamChunks)
+	m, err := s.GetLastMsgForSubject(ctx, schema.ChunkSubject(e.org.ID, "docs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	info, _ := s.Info(ctx)
+	for seq := info.State.FirstSeq; seq <= m.Sequence; seq++ {
+		msg, _ := s.GetMsg(ctx, seq)
+		if ts, err := schema.DecodeTombstone(msg.Data); err == nil {
+			found = len(ts.ChunkIDs) == len(before) && ts.Reason == "replaced"
+		}
+	}
+	if !found {
+		t.Fatal("no tombstone for the replaced version's chunks")
+	}
+}
+
+func TestSecretsNeverPublished(t *testing.T) {
+	e := setup(t, corpus())
+	e.submit(t, "job_1", true)
+	e.wait(t, "job_1")
+	ctx := context.Background()
+	for _, name := range []string{schema.StreamJobs, schema.StreamTasks, schema.StreamChunks, schema.StreamEvents, schema.StreamDead} {
+		s, _ := e.js.Stream(ctx, name)
+		info, _ := s.Info(ctx)
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+			m, err := s.GetMsg(ctx, seq)
+			if err != nil {
+				continue // consumed from a work queue
+			}
+			for _, secret := range []string{"fake-secret", "fake-session-token", "ASIAFAKE", e.org.ExternalID} {
+				if strings.Contains(string(m.Data), secret) {
+					t.Fatalf("%s message %d contains a secret", name, seq)
+				}
+			}
+		}
+	}
+}
