@@ -41,15 +41,16 @@ func printResult(asJSON bool, v map[string]any, human string) error {
 	return nil
 }
 
-func runOrg(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "create" {
-		return fmt.Errorf("usage: stevedore org create --name NAME [--json]")
-	}
-	f := newFlags("org create")
+// operatorCommand is the shape every operator command shares: its own flags
+// plus --nats-url and --json, a registry connection, one action, and a
+// result printed as one JSON object or as text for people.
+func operatorCommand(ctx context.Context, name string, args []string, define func(*flags),
+	act func(*registry.Registry) (map[string]any, string, error)) error {
+	f := newFlags(name)
 	url := f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL")
-	name := f.FlagSet.String("name", "", "organization name")
 	asJSON := f.FlagSet.Bool("json", false, "print one JSON object")
-	if err := f.parse(args[1:]); err != nil {
+	define(f)
+	if err := f.parse(args); err != nil {
 		return err
 	}
 	r, done, err := operator(ctx, *url)
@@ -57,38 +58,47 @@ func runOrg(ctx context.Context, args []string) error {
 		return err
 	}
 	defer done()
-	org, key, err := r.CreateOrg(ctx, *name)
+	v, human, err := act(r)
 	if err != nil {
 		return err
 	}
-	return printResult(*asJSON, map[string]any{"org_id": org.ID, "name": org.Name, "api_key": key.Reveal(), "external_id": org.ExternalID},
-		fmt.Sprintf("Organization %s created.\n  org_id:      %s\n  api_key:     %s   (shown once; store it now)\n  external_id: %s   (put it in your role's trust policy)\n",
-			org.Name, org.ID, key.Reveal(), org.ExternalID))
+	return printResult(*asJSON, v, human)
+}
+
+func runOrg(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "create" {
+		return fmt.Errorf("usage: stevedore org create --name NAME [--json]")
+	}
+	var name *string
+	return operatorCommand(ctx, "org create", args[1:], func(f *flags) {
+		name = f.FlagSet.String("name", "", "organization name")
+	}, func(r *registry.Registry) (map[string]any, string, error) {
+		org, key, err := r.CreateOrg(ctx, *name)
+		if err != nil {
+			return nil, "", err
+		}
+		return map[string]any{"org_id": org.ID, "name": org.Name, "api_key": key.Reveal(), "external_id": org.ExternalID},
+			fmt.Sprintf("Organization %s created.\n  org_id:      %s\n  api_key:     %s   (shown once; store it now)\n  external_id: %s   (put it in your role's trust policy)\n",
+				org.Name, org.ID, key.Reveal(), org.ExternalID), nil
+	})
 }
 
 func runIntegration(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "add" {
 		return fmt.Errorf("usage: stevedore integration add --org ID --role-arn ARN [--bucket B]... [--json]")
 	}
-	f := newFlags("integration add")
-	url := f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL")
-	org := f.FlagSet.String("org", "", "organization ID")
-	role := f.FlagSet.String("role-arn", "", "the customer's IAM role ARN")
+	var org, role *string
 	var buckets multi
-	f.FlagSet.Var(&buckets, "bucket", "bucket the role may be used for (repeatable)")
-	asJSON := f.FlagSet.Bool("json", false, "print one JSON object")
-	if err := f.parse(args[1:]); err != nil {
-		return err
-	}
-	r, done, err := operator(ctx, *url)
-	if err != nil {
-		return err
-	}
-	defer done()
-	in, err := r.AddIntegration(ctx, *org, *role, buckets)
-	if err != nil {
-		return err
-	}
-	return printResult(*asJSON, map[string]any{"integration_id": in.ID, "org_id": in.OrgID, "role_arn": in.RoleARN, "status": in.Status},
-		fmt.Sprintf("Integration %s registered for %s: %s (status %s)\n", in.ID, in.OrgID, in.RoleARN, in.Status))
+	return operatorCommand(ctx, "integration add", args[1:], func(f *flags) {
+		org = f.FlagSet.String("org", "", "organization ID")
+		role = f.FlagSet.String("role-arn", "", "the customer's IAM role ARN")
+		f.FlagSet.Var(&buckets, "bucket", "bucket the role may be used for (repeatable)")
+	}, func(r *registry.Registry) (map[string]any, string, error) {
+		in, err := r.AddIntegration(ctx, *org, *role, buckets)
+		if err != nil {
+			return nil, "", err
+		}
+		return map[string]any{"integration_id": in.ID, "org_id": in.OrgID, "role_arn": in.RoleARN, "status": in.Status},
+			fmt.Sprintf("Integration %s registered for %s: %s (status %s)\n", in.ID, in.OrgID, in.RoleARN, in.Status), nil
+	})
 }
