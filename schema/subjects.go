@@ -66,9 +66,6 @@ func AuditSubject(org string) string {
 	return "audit." + org
 }
 
-// ChunksFilter returns the CHUNKS subject filter for one collection.
-func ChunksFilter(org, collection string) string { return ChunkSubject(org, collection) }
-
 func mustID(kind, s string) error {
 	if !ValidID(s) {
 		return fmt.Errorf("%s %q: must be 1-64 characters of A-Z a-z 0-9 _ -", kind, s)
