@@ -12,11 +12,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
-	"github.com/stevedore-dev/stevedore/schema/natstest"
 	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/schema/registry/registrytest"
 )
 
-const role = "arn:aws:iam::123456789012:role/reader"
+const role = registrytest.RoleARN
 
 type fixture struct {
 	api *API
@@ -27,24 +27,12 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	_, _, js := natstest.Start(t)
-	reg, err := registry.Open(ctx, js, registry.Config{})
+	tf := registrytest.Tenant(t)
+	api, err := New(context.Background(), Config{JS: tf.JS, Registry: tf.Registry})
 	if err != nil {
 		t.Fatal(err)
 	}
-	org, key, err := reg.CreateOrg(ctx, "Acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.AddIntegration(ctx, org.ID, role, nil); err != nil {
-		t.Fatal(err)
-	}
-	api, err := New(ctx, Config{JS: js, Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{api: api, js: js, org: org, key: key.Reveal()}
+	return &fixture{api: api, js: tf.JS, org: tf.Org, key: tf.APIKey.Reveal()}
 }
 
 func (f *fixture) do(t *testing.T, method, path, body string, hdr map[string]string) (int, map[string]any) {

@@ -19,8 +19,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
-	"github.com/stevedore-dev/stevedore/schema/natstest"
 	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/schema/registry/registrytest"
 	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/token"
 )
@@ -98,17 +98,9 @@ type env struct {
 func setup(t *testing.T, objects map[string]string) *env {
 	t.Helper()
 	ctx := context.Background()
-	_, _, js := natstest.Start(t)
-	reg, err := registry.Open(ctx, js, registry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	org, _, _ := reg.CreateOrg(ctx, "Acme")
-	in, err := reg.AddIntegration(ctx, org.ID, "arn:aws:iam::123456789012:role/reader", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{js: js, org: org, in: in, s3: &fakeS3{objects: objects, gone: map[string]bool{}}, sts: &fakeSTS{}}
+	tf := registrytest.Tenant(t)
+	js, reg := tf.JS, tf.Registry
+	e := &env{js: js, org: tf.Org, in: tf.In, s3: &fakeS3{objects: objects, gone: map[string]bool{}}, sts: &fakeSTS{}}
 	srv := httptest.NewServer(e.s3)
 	t.Cleanup(srv.Close)
 	broker, err := creds.New(creds.Config{STS: e.sts})
