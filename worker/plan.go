@@ -48,7 +48,6 @@ func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {
 		Bucket: job.Bucket, Region: job.Region, SkipExisting: job.SkipExisting, OverwriteExisting: job.OverwriteExisting, CustomMetadata: job.CustomMetadata}
 	var out []outMsg
 	last := true
-	var next *string
 	switch job.Kind {
 	case schema.JobFile:
 		task := base
@@ -92,9 +91,9 @@ func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {
 		}
 		planned := job.Planned + len(out)
 		if aws.ToBool(page.IsTruncated) && page.NextContinuationToken != nil && (job.MaxFiles == 0 || planned < job.MaxFiles) {
-			last, next = false, page.NextContinuationToken
+			last = false
 			cont := *job
-			cont.ContinuationToken, cont.Page, cont.Planned = *next, job.Page+1, planned
+			cont.ContinuationToken, cont.Page, cont.Planned = *page.NextContinuationToken, job.Page+1, planned
 			out = append(out, outMsg{schema.JobSubject(job.Org, job.Collection), schema.JobPageMsgID(job.JobID, cont.Page), &cont})
 		}
 	}

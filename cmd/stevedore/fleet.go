@@ -184,7 +184,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 		}
 		broker, err := creds.New(creds.Config{
 			STS:      sts.NewFromConfig(awsCfg, func(o *sts.Options) { o.RetryMaxAttempts = 2 }),
-			Duration: *c.sessionDuration, Region: awsCfg.Region, Registerer: reg, Logger: log.With("component", "creds"),
+			Duration: *c.sessionDuration, Region: awsCfg.Region, Registerer: reg,
 		})
 		if err != nil {
 			return err

@@ -20,7 +20,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -54,8 +53,6 @@ type Config struct {
 	Region string
 	// Registerer receives the broker's metrics; nil means none.
 	Registerer prometheus.Registerer
-	// Logger; nil discards.
-	Logger *slog.Logger
 }
 
 // Request says which role to assume and for what.
@@ -109,9 +106,6 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Broker{cfg: cfg, m: newMetrics(cfg.Registerer)}
 	b.entries = lru.NewLRU[string, *aws.CredentialsCache](cfg.MaxEntries, nil, cfg.IdleTTL)
