@@ -25,6 +25,7 @@ import (
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
 // MaxBodyBytes bounds request bodies.
@@ -38,6 +39,16 @@ type Config struct {
 	Logger     *slog.Logger
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
+	// PrincipalARN is stevedore's own role, the Principal of every trust
+	// policy the API hands out (STEVEDORE_PRINCIPAL_ARN).
+	PrincipalARN string
+	// Verifier runs integration verification; nil answers 503 on /verify.
+	Verifier Verifier
+}
+
+// Verifier checks an integration (see creds.Verifier).
+type Verifier interface {
+	Verify(ctx context.Context, t creds.Target) *registry.Verification
 }
 
 // API serves the HTTP endpoints. Create with New; it is an http.Handler.
@@ -74,6 +85,11 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	a.route("POST /v2/collections/{name}/index/s3/directory", "index_directory", a.index(schema.JobDirectory))
 	a.route("POST /v2/collections/{name}/index/s3/file", "index_file", a.index(schema.JobFile))
 	a.route("GET /v2/jobs/{job_id}", "job", a.job)
+	a.route("POST /v2/integrations/aws", "integration_create", a.createIntegration)
+	a.route("GET /v2/integrations", "integration_list", a.listIntegrations)
+	a.route("GET /v2/integrations/{id}", "integration_get", a.getIntegration)
+	a.route("POST /v2/integrations/{id}/verify", "integration_verify", a.verifyIntegration)
+	a.route("DELETE /v2/integrations/{id}", "integration_revoke", a.revokeIntegration)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such endpoint: " + r.Method + " " + r.URL.Path, "see the OpenAPI document"})
 	})
@@ -148,14 +164,7 @@ func (a *API) authenticate(r *http.Request) (*registry.Org, error) {
 }
 
 func (a *API) audit(ctx context.Context, org, action, outcome, detail string) {
-	rec := &schema.AuditRecord{Org: org, Actor: "api", Action: action, Outcome: outcome, Detail: detail, At: a.cfg.Now().UTC()}
-	data, err := schema.Encode(rec)
-	if err == nil {
-		_, err = a.cfg.JS.Publish(ctx, schema.AuditSubject(org), data)
-	}
-	if err != nil {
-		a.log.Error("audit write failed", "org", org, "action", action, "error", err)
-	}
+	a.cfg.Registry.Audit(ctx, org, "api", action, outcome, detail)
 }
 
 // indexRequest is the body of the three index endpoints (Captain API shape).
@@ -202,46 +211,51 @@ func (a *API) index(kind schema.JobKind) func(http.ResponseWriter, *http.Request
 		if err := json.Unmarshal(body, &req); err != nil {
 			return badRequest("invalid_json", "request body is not valid JSON: "+err.Error(), "send a JSON object")
 		}
-		job, err := a.validate(org, collection, kind, &req)
+		job, err := a.validate(r.Context(), org, collection, kind, &req)
 		if err != nil {
 			return err
 		}
-		in, err := a.cfg.Registry.IntegrationByRole(r.Context(), org.ID, req.Auth.RoleARN)
-		if errors.Is(err, registry.ErrNotFound) {
-			a.audit(r.Context(), org.ID, "index.refused", "unknown_role", req.Auth.RoleARN)
-			return &apiError{http.StatusForbidden, "integration_not_found", "role " + req.Auth.RoleARN + " is not an integration of this organization", "register the role first: stevedore integration add --org <id> --role-arn <arn>"}
-		}
+		in, err := a.integrationFor(r.Context(), org, &req)
 		if err != nil {
 			return err
 		}
-		if in.Status != registry.StatusActive {
-			a.audit(r.Context(), org.ID, "index.refused", "integration_"+in.Status, in.ID)
-			return &apiError{http.StatusForbidden, "integration_not_active", "integration " + in.ID + " is " + in.Status + ": " + in.StatusReason, "verify the integration before indexing"}
+		key := job.Prefix
+		if kind == schema.JobFile {
+			key = job.Key
+		}
+		if !in.Allows(job.Bucket, key) {
+			a.audit(r.Context(), org.ID, "index.refused", "bucket_not_allowed", in.ID+" s3://"+job.Bucket+"/"+key)
+			return &apiError{http.StatusForbidden, "bucket_not_allowed", fmt.Sprintf("integration %s does not cover s3://%s/%s", in.ID, job.Bucket, key),
+				"index a bucket and prefix the integration was registered for, or register another integration"}
 		}
 		job.IntegrationID = in.ID
-		return a.submit(w, r, org, job)
+		return a.submit(w, r, org, job, in)
 	}
 }
 
-func (a *API) validate(org *registry.Org, collection string, kind schema.JobKind, req *indexRequest) (*schema.Job, error) {
+func (a *API) validate(ctx context.Context, org *registry.Org, collection string, kind schema.JobKind, req *indexRequest) (*schema.Job, error) {
 	hasRole, hasKeys := req.Auth != nil, req.AccessKeyID != "" || req.SecretAccessKey != ""
 	switch {
 	case hasRole && hasKeys:
 		return nil, &apiError{http.StatusUnprocessableEntity, "ambiguous_credentials", "send either auth (assume_role) or aws_access_key_id/aws_secret_access_key, not both", "remove one of them"}
-	case hasKeys:
-		return nil, &apiError{http.StatusUnprocessableEntity, "static_keys_unsupported", "access-key authentication is not enabled on this deployment", "use a cross-account role: auth {type: assume_role, role_arn, external_id}"}
-	case !hasRole:
+	case hasKeys && !a.cfg.Registry.HasKEK():
+		a.audit(ctx, org.ID, "index.refused", "static_keys_unsupported", "no KEK configured")
+		return nil, &apiError{http.StatusUnprocessableEntity, "static_keys_unsupported", "access-key authentication is not enabled on this deployment (no key-encryption key is configured)", "use a cross-account role: auth {type: assume_role, role_arn, external_id}"}
+	case hasKeys && (req.AccessKeyID == "" || req.SecretAccessKey == ""):
+		return nil, &apiError{http.StatusUnprocessableEntity, "incomplete_static_keys", "send both aws_access_key_id and aws_secret_access_key", ""}
+	case !hasRole && !hasKeys:
 		return nil, &apiError{http.StatusUnprocessableEntity, "missing_credentials", "auth is required", "send auth {type: assume_role, role_arn, external_id}"}
-	}
-	if req.Auth.Type != "assume_role" {
-		return nil, &apiError{http.StatusUnprocessableEntity, "invalid_auth_type", fmt.Sprintf("auth.type %q is not supported", req.Auth.Type), `use "assume_role"`}
-	}
-	if err := registry.CheckExternalID(org, req.Auth.ExternalID); err != nil {
-		a.audit(context.Background(), org.ID, "index.refused", "external_id_mismatch", "role "+req.Auth.RoleARN)
-		return nil, &apiError{http.StatusForbidden, "external_id_mismatch", "external_id does not match the one issued to this organization", "use the external_id issued when the organization was created, and the same value in your role's trust policy"}
-	}
-	if _, err := registry.ParseRoleARN(req.Auth.RoleARN); err != nil {
-		return nil, badRequest("invalid_role_arn", err.Error(), "copy the role ARN from the IAM console")
+	case hasRole:
+		if req.Auth.Type != "assume_role" {
+			return nil, &apiError{http.StatusUnprocessableEntity, "invalid_auth_type", fmt.Sprintf("auth.type %q is not supported", req.Auth.Type), `use "assume_role"`}
+		}
+		if err := registry.CheckExternalID(org, req.Auth.ExternalID); err != nil {
+			a.audit(ctx, org.ID, "index.refused", "external_id_mismatch", "role "+req.Auth.RoleARN)
+			return nil, &apiError{http.StatusForbidden, "external_id_mismatch", "external_id does not match the one issued to this organization", "use the external_id issued to your organization (GET it from your onboarding record or ask your admin; it changes when rotated), and the same value in your role's trust policy"}
+		}
+		if _, err := registry.ParseRoleARN(req.Auth.RoleARN); err != nil {
+			return nil, badRequest("invalid_role_arn", err.Error(), "copy the role ARN from the IAM console")
+		}
 	}
 	skip := true
 	if req.SkipExisting != nil {
@@ -304,7 +318,7 @@ func (a *API) validate(org *registry.Org, collection string, kind schema.JobKind
 // submit records the job and publishes its first page. With an
 // Idempotency-Key the job ID is derived from it, so a retried request returns
 // the same job instead of starting another.
-func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, job *schema.Job) error {
+func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, job *schema.Job, in *registry.Integration) error {
 	ctx := r.Context()
 	if k := r.Header.Get("Idempotency-Key"); k != "" {
 		h := sha256.Sum256([]byte(org.ID + "\x00" + k))
@@ -338,7 +352,12 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 		return fmt.Errorf("publish job: %w", err)
 	}
 	a.log.Info("job submitted", "org", org.ID, "collection", job.Collection, "job_id", job.JobID, "bucket", job.Bucket, "kind", string(job.Kind))
-	writeJSON(w, http.StatusCreated, map[string]string{"job_id": job.JobID, "status": schema.JobStatusPending})
+	resp := map[string]any{"job_id": job.JobID, "status": schema.JobStatusPending}
+	if h := in.Unhealthy; h != nil {
+		resp["warning"] = map[string]string{"code": "integration_unhealthy", "message": fmt.Sprintf("integration %s is failing since %s (%s %s); the job will fail fast until it recovers",
+			in.ID, h.Since.Format(time.RFC3339), h.Class, h.Code), "hint": h.Hint}
+	}
+	writeJSON(w, http.StatusCreated, resp)
 	return nil
 }
 

@@ -40,7 +40,11 @@ func (w *Worker) plan(ctx context.Context, msg jetstream.Msg) error {
 }
 
 func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {
-	t, err := w.resolve(ctx, job.Org, job.IntegrationID)
+	scopeKey := job.Prefix
+	if job.Kind == schema.JobFile {
+		scopeKey = job.Key
+	}
+	t, err := w.resolve(ctx, job.Org, job.IntegrationID, job.Bucket, scopeKey)
 	if err != nil {
 		return err
 	}
@@ -64,8 +68,8 @@ func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {
 			maxKeys = int32(job.MaxFiles - job.Planned)
 		}
 		var page *s3.ListObjectsV2Output
-		err = w.withS3(ctx, req, job.Region, func(c *s3.Client) error {
-			in := &s3.ListObjectsV2Input{Bucket: aws.String(job.Bucket), MaxKeys: aws.Int32(maxKeys), ExpectedBucketOwner: aws.String(t.in.Account)}
+		err = w.withS3(ctx, t, req, job.Region, func(c *s3.Client) error {
+			in := &s3.ListObjectsV2Input{Bucket: aws.String(job.Bucket), MaxKeys: aws.Int32(maxKeys), ExpectedBucketOwner: t.owner()}
 			if prefix != "" {
 				in.Prefix = aws.String(prefix)
 			}

@@ -82,7 +82,7 @@ func eventMsg(ev *schema.ObjectEvent) outMsg {
 // runTask does the work and returns the outcome event to publish.
 func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.ObjectEvent, error) {
 	log := w.log.With("org", task.Org, "collection", task.Collection, "job_id", task.JobID, "bucket", task.Bucket, "key", task.Key)
-	t, err := w.resolve(ctx, task.Org, task.IntegrationID)
+	t, err := w.resolve(ctx, task.Org, task.IntegrationID, task.Bucket, task.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -126,8 +126,8 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 		tooBig  bool
 	)
 	stageStart := time.Now()
-	err = w.withS3(ctx, req, task.Region, func(c *s3.Client) error {
-		in := &s3.GetObjectInput{Bucket: aws.String(task.Bucket), Key: aws.String(task.Key), ExpectedBucketOwner: aws.String(t.in.Account)}
+	err = w.withS3(ctx, t, req, task.Region, func(c *s3.Client) error {
+		in := &s3.GetObjectInput{Bucket: aws.String(task.Bucket), Key: aws.String(task.Key), ExpectedBucketOwner: t.owner()}
 		if task.VersionID != "" {
 			in.VersionId = aws.String(task.VersionID)
 		}

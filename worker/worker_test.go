@@ -3,115 +3,53 @@ package worker
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"sort"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
-	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/schema/registry/registrytest"
 	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
 	"github.com/stevedore-dev/stevedore/worker/token"
 )
-
-// fakeS3 speaks enough of the S3 REST/XML wire format (path style) for
-// ListObjectsV2 with pagination and GetObject, including NoSuchKey.
-type fakeS3 struct {
-	objects map[string]string // key → body
-	gone    map[string]bool   // listed but deleted before the GET
-	gets    atomic.Int64
-}
-
-func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	parts := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/"), "/", 2)
-	if len(parts) == 1 || parts[1] == "" {
-		f.list(w, r)
-		return
-	}
-	key := parts[1]
-	body, ok := f.objects[key]
-	if !ok || f.gone[key] {
-		w.WriteHeader(404)
-		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message><Key>%s</Key></Error>`, key)
-		return
-	}
-	f.gets.Add(1)
-	w.Header().Set("ETag", etag(body))
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	_, _ = w.Write([]byte(body))
-}
-
-func etag(body string) string { return fmt.Sprintf(`"%x"`, len(body)*7919+int(body[0])) }
-
-func (f *fakeS3) list(w http.ResponseWriter, r *http.Request) {
-	var keys []string
-	for k := range f.objects {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	start, _ := strconv.Atoi(r.URL.Query().Get("continuation-token"))
-	max, _ := strconv.Atoi(r.URL.Query().Get("max-keys"))
-	end := min(start+max, len(keys))
-	var b strings.Builder
-	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">`)
-	fmt.Fprintf(&b, "<KeyCount>%d</KeyCount><MaxKeys>%d</MaxKeys><IsTruncated>%v</IsTruncated>", end-start, max, end < len(keys))
-	if end < len(keys) {
-		fmt.Fprintf(&b, "<NextContinuationToken>%d</NextContinuationToken>", end)
-	}
-	for _, k := range keys[start:end] {
-		fmt.Fprintf(&b, "<Contents><Key>%s</Key><ETag>%s</ETag><Size>%d</Size></Contents>", k, strings.ReplaceAll(etag(f.objects[k]), `"`, "&quot;"), len(f.objects[k]))
-	}
-	b.WriteString("</ListBucketResult>")
-	w.Header().Set("Content-Type", "application/xml")
-	_, _ = w.Write([]byte(b.String()))
-}
-
-type fakeSTS struct{ calls atomic.Int64 }
-
-func (f *fakeSTS) AssumeRole(_ context.Context, in *sts.AssumeRoleInput, _ ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
-	f.calls.Add(1)
-	return &sts.AssumeRoleOutput{Credentials: &ststypes.Credentials{AccessKeyId: aws.String("ASIAFAKE"), SecretAccessKey: aws.String("fake-secret"),
-		SessionToken: aws.String("fake-session-token"), Expiration: aws.Time(time.Now().Add(time.Hour))}}, nil
-}
 
 type env struct {
 	js     jetstream.JetStream
 	org    *registry.Org
 	in     *registry.Integration
-	s3     *fakeS3
-	sts    *fakeSTS
+	s3     *awstest.S3
+	sts    *awstest.STS
+	w      *Worker
 	cancel context.CancelFunc
 	done   chan error
 }
+
+const bucket = "acme-docs"
 
 func setup(t *testing.T, objects map[string]string) *env {
 	t.Helper()
 	ctx := context.Background()
 	tf := registrytest.Tenant(t)
 	js, reg := tf.JS, tf.Registry
-	e := &env{js: js, org: tf.Org, in: tf.In, s3: &fakeS3{objects: objects, gone: map[string]bool{}}, sts: &fakeSTS{}}
-	srv := httptest.NewServer(e.s3)
-	t.Cleanup(srv.Close)
-	broker, err := creds.New(creds.Config{STS: e.sts})
+	e := &env{js: js, org: tf.Org, in: tf.In}
+	e.sts, e.s3 = awstest.Start(t)
+	e.sts.SetRole(awstest.Role{ARN: registrytest.RoleARN, Principal: awstest.Principal, ExternalID: tf.Org.ExternalID, Buckets: []string{bucket}})
+	for k, v := range objects {
+		e.s3.Put(bucket, k, v)
+	}
+	broker, err := creds.New(creds.Config{STS: e.sts.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	awsCfg := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), RetryMaxAttempts: 1}
-	w, err := New(ctx, Config{JS: js, Registry: reg, Broker: broker, AWS: awsCfg, S3PathStyle: true, PageSize: 2, ChunkTokens: 64, Heartbeat: time.Second})
+	w, err := New(ctx, Config{JS: js, Registry: reg, Broker: broker, AWS: e.s3.Config(), S3PathStyle: true, PageSize: 2, ChunkTokens: 64, Heartbeat: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.w = w
 	rctx, cancel := context.WithCancel(ctx)
 	e.cancel, e.done = cancel, make(chan error, 1)
 	go func() { e.done <- w.Run(rctx) }()
@@ -192,7 +130,7 @@ func corpus() map[string]string {
 func TestIndexJobPlansPagesAndCountsExactly(t *testing.T) {
 	objects := corpus()
 	e := setup(t, objects)
-	e.s3.gone["e/gone.txt"] = true
+	e.s3.Gone(bucket, "e/gone.txt")
 	e.submit(t, "job_1", true)
 	st := e.wait(t, "job_1")
 	if st.Status != schema.JobStatusCompleted || st.FilesTotal != 6 || st.FilesIndexed != 4 || st.FilesSkipped != 1 || st.FilesFailed != 1 || st.PagesPlanned != 3 {
@@ -222,7 +160,7 @@ func TestIndexJobPlansPagesAndCountsExactly(t *testing.T) {
 	if int64(len(chunks)) != st.ChunksProcessed {
 		t.Fatalf("%d chunks in CHUNKS, job says %d", len(chunks), st.ChunksProcessed)
 	}
-	if n := e.sts.calls.Load(); n != 1 {
+	if n := e.sts.AssumeCalls(); n != 1 {
 		t.Fatalf("AssumeRole calls = %d, want 1 (cached per job scope)", n)
 	}
 	var failed *schema.FileError
@@ -236,11 +174,11 @@ func TestIndexJobPlansPagesAndCountsExactly(t *testing.T) {
 	}
 
 	// Re-running with skip_existing fetches nothing and publishes nothing.
-	gets := e.s3.gets.Load()
+	gets := e.s3.Gets.Load()
 	e.submit(t, "job_2", true)
 	st2 := e.wait(t, "job_2")
-	if st2.FilesIndexed != 0 || st2.FilesSkipped != 5 || st2.FilesFailed != 1 || e.s3.gets.Load() != gets {
-		t.Fatalf("second run %+v, %d new GETs", st2, e.s3.gets.Load()-gets)
+	if st2.FilesIndexed != 0 || st2.FilesSkipped != 5 || st2.FilesFailed != 1 || e.s3.Gets.Load() != gets {
+		t.Fatalf("second run %+v, %d new GETs", st2, e.s3.Gets.Load()-gets)
 	}
 	if len(e.chunks(t)) != len(chunks) {
 		t.Fatal("second run published chunks")
@@ -252,7 +190,7 @@ func TestChangedObjectIsReindexedAndOldChunksTombstoned(t *testing.T) {
 	e.submit(t, "job_1", true)
 	e.wait(t, "job_1")
 	before := e.chunks(t)
-	e.s3.objects["a.txt"] = "completely new text\n"
+	e.s3.Put(bucket, "a.txt", "completely new text\n")
 	e.submit(t, "job_2", true)
 	st := e.wait(t, "job_2")
 	if st.FilesIndexed != 1 {
@@ -290,7 +228,11 @@ func TestSecretsNeverPublished(t *testing.T) {
 			if err != nil {
 				continue // consumed from a work queue
 			}
-			for _, secret := range []string{"fake-secret", "fake-session-token", "ASIAFAKE", e.org.ExternalID} {
+			secrets := []string{awstest.OurSecretKey, e.org.ExternalID}
+			for _, ss := range e.sts.Sessions() {
+				secrets = append(secrets, ss.SecretAccessKey, ss.Token, ss.AccessKeyID)
+			}
+			for _, secret := range secrets {
 				if strings.Contains(string(m.Data), secret) {
 					t.Fatalf("%s message %d contains a secret", name, seq)
 				}

@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/stevedore-dev/stevedore/producer"
 	"github.com/stevedore-dev/stevedore/schema"
@@ -31,7 +32,9 @@ import (
 // fleetConfig is what dev, producer and worker share.
 type fleetConfig struct {
 	natsURL, listen, metricsListen, logLevel, sessionPrefix, externalIDPrefix *string
-	s3PathStyle                                                               *bool
+	principalARN, kekFile                                                     *string
+	s3PathStyle, devEmulatorSTS                                               *bool
+	stsRate                                                                   *int
 	chunkTokens, taskConcurrency, planConcurrency, replicas, workers          *int
 	maxObjectMiB                                                              *int
 	shutdownGrace, sessionDuration                                            *time.Duration
@@ -44,19 +47,23 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		logLevel:         f.String("log-level", "info", "debug, info, warn or error"),
 		replicas:         f.Int("replicas", 1, "stream and KV replicas (3 in production)"),
 		externalIDPrefix: f.String("external-id-prefix", "cap_org_", "prefix of minted ExternalIds"),
+		kekFile:          f.String("kek-file", "", "file holding the 32-byte key-encryption key for static AWS keys (hex or base64; or env STEVEDORE_KEK); none: static keys refused"),
+		s3PathStyle:      f.Bool("s3-path-style", false, "path-style S3 addressing (MinIO)"),
+		sessionPrefix:    f.String("session-prefix", "stevedore", "RoleSessionName prefix seen in customers' CloudTrail"),
 	}
 	if api {
 		c.listen = f.String("listen", "127.0.0.1:8080", "HTTP API address")
+		c.principalARN = f.String("principal-arn", "", "stevedore's own role ARN: the Principal in the trust policies handed to customers")
+		c.devEmulatorSTS = f.Bool("dev-emulator-sts", false, "DEVELOPMENT ONLY: verification accepts an STS that ignores ExternalId (MinIO)")
 	}
 	if workers >= 0 {
 		c.workers = f.Int("workers", workers, "workers in this process")
-		c.s3PathStyle = f.Bool("s3-path-style", false, "path-style S3 addressing (MinIO)")
+		c.stsRate = f.Int("sts-rate", 10, "AssumeRole calls per second per process (burst 2x)")
 		c.chunkTokens = f.Int("chunk-tokens", 512, "maximum tokens per chunk")
 		c.taskConcurrency = f.Int("task-concurrency", 8, "tasks processed at once per worker")
 		c.planConcurrency = f.Int("plan-concurrency", 2, "job pages planned at once per worker")
 		c.maxObjectMiB = f.Int("max-object-mib", 64, "objects larger than this are skipped (too_large)")
 		c.shutdownGrace = f.Duration("shutdown-grace", 20*time.Second, "time in-flight work may finish after SIGTERM")
-		c.sessionPrefix = f.String("session-prefix", "stevedore", "RoleSessionName prefix seen in customers' CloudTrail")
 		c.sessionDuration = f.Duration("session-duration", time.Hour, "assumed-role session duration (15m-12h; 1h max when our identity is itself a role session)")
 	}
 	return c
@@ -148,10 +155,6 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	regy, err := registry.Open(setup, js, registry.Config{ExternalIDPrefix: *c.externalIDPrefix})
-	if err != nil {
-		return err
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -170,22 +173,39 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	serve(gctx, g, "metrics", *c.metricsListen, mux, log)
+	kek, err := loadKEK(*c.kekFile)
+	if err != nil {
+		return err
+	}
+	regy, err := registry.Open(setup, js, registry.Config{ExternalIDPrefix: *c.externalIDPrefix, KEK: kek, Logger: log.With("component", "registry")})
+	if err != nil {
+		return err
+	}
+	var awsCfg aws.Config
+	if c.listen != nil || (c.workers != nil && *c.workers > 0) {
+		if awsCfg, err = config.LoadDefaultConfig(setup); err != nil {
+			return fmt.Errorf("load AWS configuration: %w", err)
+		}
+	}
 	if c.listen != nil {
-		api, err := producer.New(setup, producer.Config{JS: js, Registry: regy, Registerer: reg, Logger: log.With("component", "api")})
+		verifier := newVerifier(awsCfg, *c.s3PathStyle, *c.sessionPrefix, *c.devEmulatorSTS, regy, log)
+		api, err := producer.New(setup, producer.Config{JS: js, Registry: regy, Registerer: reg, Logger: log.With("component", "api"),
+			PrincipalARN: *c.principalARN, Verifier: verifier})
 		if err != nil {
 			return err
 		}
 		serve(gctx, g, "api", *c.listen, api, log)
 	}
 	if c.workers != nil && *c.workers > 0 {
-		awsCfg, err := config.LoadDefaultConfig(setup)
+		client := stsClient(awsCfg)
+		chained, me, err := creds.DetectRoleChaining(setup, client)
 		if err != nil {
-			return fmt.Errorf("load AWS configuration: %w", err)
+			log.Warn("could not tell whether our identity is a role session; long sessions fall back to 1h if refused", "error", err)
+		} else if chained {
+			log.Info("our identity is a role session: customer sessions are capped at 1h (role chaining)", "identity", me)
 		}
-		broker, err := creds.New(creds.Config{
-			STS:      sts.NewFromConfig(awsCfg, func(o *sts.Options) { o.RetryMaxAttempts = 2 }),
-			Duration: *c.sessionDuration, Region: awsCfg.Region, Registerer: reg,
-		})
+		broker, err := creds.New(creds.Config{STS: client, Duration: *c.sessionDuration, RoleChaining: chained, Region: awsCfg.Region,
+			Rate: rate.Limit(*c.stsRate), Burst: 2 * *c.stsRate, Registerer: reg, OnHealth: worker.RecordHealth(regy, log)})
 		if err != nil {
 			return err
 		}

@@ -23,8 +23,16 @@ Run the fleet:
 
 Operator commands (talk to NATS at --nats-url, env STEVEDORE_NATS_URL):
   org create --name N              create an organization: prints org_id, api_key (shown once), external_id
-  integration add --org ID --role-arn ARN [--bucket B]...
-                                   register a customer role for an organization
+  org rotate-external-id --org ID  mint a new ExternalId; the old one stops working at once
+  integration add --org ID --role-arn ARN [--bucket B]... [--prefix P]... [--kms-key-arn K]
+                                   register a customer role (pending) and print the policies to paste
+  integration verify --org ID --id INT [--bucket B] [--s3-path-style] [--dev-emulator-sts]
+                                   verify with this machine's AWS identity: active or failed, step by step
+  integration list --org ID        list integrations with status and health
+  integration revoke --org ID --id INT [--reason R]
+                                   revoke; the role is never assumed again
+  iam-policy --org ID [--bucket B]... [--prefix P]... [--kms-key-arn K] [--principal-arn ARN]
+                                   print the trust policy, permissions policy and CloudFormation template
   help                             this text
 
 Every operator command accepts --json and then prints one JSON object.
@@ -64,6 +72,8 @@ func run(ctx context.Context, args []string) error {
 		return runOrg(ctx, rest)
 	case "integration":
 		return runIntegration(ctx, rest)
+	case "iam-policy":
+		return runIAMPolicy(ctx, rest)
 	}
 	fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", cmd, usage)
 	return errUsage

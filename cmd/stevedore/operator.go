@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/stevedore-dev/stevedore/producer"
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
 // operator opens the registry at --nats-url for one operator command.
@@ -25,7 +30,13 @@ func operator(ctx context.Context, url string) (*registry.Registry, func(), erro
 		nc.Close()
 		return nil, nil, err
 	}
-	r, err := registry.Open(cctx, js, registry.Config{ExternalIDPrefix: os.Getenv("STEVEDORE_EXTERNAL_ID_PREFIX")})
+	kek, err := loadKEK(os.Getenv("STEVEDORE_KEK_FILE"))
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	r, err := registry.Open(cctx, js, registry.Config{ExternalIDPrefix: os.Getenv("STEVEDORE_EXTERNAL_ID_PREFIX"), KEK: kek,
+		Logger: newLogger("warn")})
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -65,40 +76,213 @@ func operatorCommand(ctx context.Context, name string, args []string, define fun
 	return printResult(*asJSON, v, human)
 }
 
-func runOrg(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "create" {
-		return fmt.Errorf("usage: stevedore org create --name NAME [--json]")
-	}
-	var name *string
-	return operatorCommand(ctx, "org create", args[1:], func(f *flags) {
-		name = f.FlagSet.String("name", "", "organization name")
-	}, func(r *registry.Registry) (map[string]any, string, error) {
-		org, key, err := r.CreateOrg(ctx, *name)
-		if err != nil {
-			return nil, "", err
+// subcommands dispatches "<group> <verb> …" to one of verbs.
+func subcommands(group string, args []string, verbs map[string]func([]string) error, usage string) error {
+	if len(args) > 0 {
+		if run, ok := verbs[args[0]]; ok {
+			return run(args[1:])
 		}
-		return map[string]any{"org_id": org.ID, "name": org.Name, "api_key": key.Reveal(), "external_id": org.ExternalID},
-			fmt.Sprintf("Organization %s created.\n  org_id:      %s\n  api_key:     %s   (shown once; store it now)\n  external_id: %s   (put it in your role's trust policy)\n",
-				org.Name, org.ID, key.Reveal(), org.ExternalID), nil
-	})
+	}
+	return fmt.Errorf("usage: stevedore %s %s", group, usage)
+}
+
+const cliActor = "cli"
+
+func runOrg(ctx context.Context, args []string) error {
+	return subcommands("org", args, map[string]func([]string) error{
+		"create": func(args []string) error {
+			var name *string
+			return operatorCommand(ctx, "org create", args, func(f *flags) {
+				name = f.FlagSet.String("name", "", "organization name")
+			}, func(r *registry.Registry) (map[string]any, string, error) {
+				org, key, err := r.CreateOrg(ctx, cliActor, *name)
+				if err != nil {
+					return nil, "", err
+				}
+				return map[string]any{"org_id": org.ID, "name": org.Name, "api_key": key.Reveal(), "external_id": org.ExternalID},
+					fmt.Sprintf("Organization %s created.\n  org_id:      %s\n  api_key:     %s   (shown once; store it now)\n  external_id: %s   (put it in your role's trust policy)\n",
+						org.Name, org.ID, key.Reveal(), org.ExternalID), nil
+			})
+		},
+		"rotate-external-id": func(args []string) error {
+			var id *string
+			return operatorCommand(ctx, "org rotate-external-id", args, func(f *flags) {
+				id = f.FlagSet.String("org", "", "organization ID")
+			}, func(r *registry.Registry) (map[string]any, string, error) {
+				org, err := r.RotateExternalID(ctx, cliActor, *id)
+				if err != nil {
+					return nil, "", err
+				}
+				return map[string]any{"org_id": org.ID, "external_id": org.ExternalID, "rotated_at": org.ExternalIDRotatedAt},
+					fmt.Sprintf("ExternalId of %s rotated; the old value no longer works.\n  external_id: %s   (update every role's trust policy, then verify its integration again)\n", org.ID, org.ExternalID), nil
+			})
+		},
+	}, "create --name NAME | rotate-external-id --org ID")
+}
+
+// integrationFlags are the flags that describe an integration's policies.
+type integrationFlags struct {
+	org, role, kms, region, principal *string
+	buckets, prefixes                 multi
+	sourceIdentity, sessionTags       *bool
+	duration                          *time.Duration
+}
+
+func defineIntegrationFlags(f *flags, withRole bool) *integrationFlags {
+	c := &integrationFlags{org: f.FlagSet.String("org", "", "organization ID")}
+	if withRole {
+		c.role = f.FlagSet.String("role-arn", "", "the customer's IAM role ARN")
+		c.region = f.FlagSet.String("region", "", "the buckets' region")
+		c.duration = f.FlagSet.Duration("session-duration", 0, "requested session duration (15m-12h; default: the fleet's)")
+	}
+	c.kms = f.FlagSet.String("kms-key-arn", "", "KMS key the objects are encrypted with (adds kms:Decrypt)")
+	c.principal = f.String("principal-arn", "", "stevedore's own role ARN, the Principal of the trust policy")
+	c.sourceIdentity = f.FlagSet.Bool("source-identity", false, "set SourceIdentity on sessions (needs sts:SetSourceIdentity)")
+	c.sessionTags = f.FlagSet.Bool("session-tags", false, "tag sessions with org and job (needs sts:TagSession)")
+	f.FlagSet.Var(&c.buckets, "bucket", "bucket the role may be used for (repeatable)")
+	f.FlagSet.Var(&c.prefixes, "prefix", "key prefix the role may be used for (repeatable)")
+	return c
+}
+
+func (c *integrationFlags) policies(org *registry.Org, in *registry.Integration) (map[string]any, string) {
+	principal := *c.principal
+	if principal == "" {
+		principal = "<STEVEDORE_PRINCIPAL_ARN>"
+	}
+	p := producer.PoliciesFor(principal, org, in)
+	v := map[string]any{"trust_policy": p.TrustPolicy, "permissions_policy": p.PermissionsPolicy, "cloudformation_template": p.CloudFormation}
+	trust, _ := json.MarshalIndent(p.TrustPolicy, "  ", "  ")
+	perms, _ := json.MarshalIndent(p.PermissionsPolicy, "  ", "  ")
+	return v, fmt.Sprintf("Trust policy:\n  %s\nPermissions policy:\n  %s\n(stevedore iam-policy --json also prints a CloudFormation template.)\n", trust, perms)
 }
 
 func runIntegration(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "add" {
-		return fmt.Errorf("usage: stevedore integration add --org ID --role-arn ARN [--bucket B]... [--json]")
+	return subcommands("integration", args, map[string]func([]string) error{
+		"add": func(args []string) error {
+			var c *integrationFlags
+			return operatorCommand(ctx, "integration add", args, func(f *flags) { c = defineIntegrationFlags(f, true) },
+				func(r *registry.Registry) (map[string]any, string, error) {
+					in, err := r.AddIntegration(ctx, cliActor, *c.org, registry.Spec{RoleARN: *c.role, Buckets: c.buckets, Prefixes: c.prefixes,
+						Region: *c.region, KMSKeyARN: *c.kms, SourceIdentity: *c.sourceIdentity, SessionTags: *c.sessionTags, SessionDuration: *c.duration})
+					if err != nil {
+						return nil, "", err
+					}
+					org, err := r.Org(ctx, *c.org)
+					if err != nil {
+						return nil, "", err
+					}
+					v, human := c.policies(org, in)
+					v["integration_id"], v["org_id"], v["role_arn"], v["status"] = in.ID, in.OrgID, in.RoleARN, in.Status
+					return v, fmt.Sprintf("Integration %s registered for %s: %s (status %s)\n%sThen: stevedore integration verify --org %s --id %s\n",
+						in.ID, in.OrgID, in.RoleARN, in.Status, human, in.OrgID, in.ID), nil
+				})
+		},
+		"verify": func(args []string) error {
+			var org, id, bucket, prefix *string
+			var pathStyle, devEmulator *bool
+			return operatorCommand(ctx, "integration verify", args, func(f *flags) {
+				org = f.FlagSet.String("org", "", "organization ID")
+				id = f.FlagSet.String("id", "", "integration ID")
+				bucket = f.FlagSet.String("bucket", "", "bucket to probe (default: the integration's first)")
+				pathStyle = f.Bool("s3-path-style", false, "path-style S3 addressing (MinIO)")
+				devEmulator = f.Bool("dev-emulator-sts", false, "DEVELOPMENT ONLY: accept an STS that ignores ExternalId (MinIO)")
+				prefix = f.String("session-prefix", "stevedore", "RoleSessionName prefix")
+			}, func(r *registry.Registry) (map[string]any, string, error) {
+				return verifyIntegration(ctx, r, *org, *id, *bucket, *pathStyle, *devEmulator, *prefix)
+			})
+		},
+		"list": func(args []string) error {
+			var org *string
+			return operatorCommand(ctx, "integration list", args, func(f *flags) { org = f.FlagSet.String("org", "", "organization ID") },
+				func(r *registry.Registry) (map[string]any, string, error) {
+					ins, err := r.Integrations(ctx, *org)
+					if err != nil {
+						return nil, "", err
+					}
+					var b strings.Builder
+					list := []map[string]any{}
+					for _, in := range ins {
+						name := in.RoleARN
+						if in.Kind == registry.KindStaticKeys {
+							name = "static keys " + registry.MaskKeyID(in.AccessKeyID)
+						}
+						health := ""
+						if in.Unhealthy != nil {
+							health = " UNHEALTHY: " + in.Unhealthy.Class + " " + in.Unhealthy.Code
+						}
+						fmt.Fprintf(&b, "%s  %-8s %s  %s%s\n", in.ID, in.Status, name, in.StatusReason, health)
+						list = append(list, map[string]any{"integration_id": in.ID, "kind": in.Kind, "role_arn": in.RoleARN, "status": in.Status,
+							"status_reason": in.StatusReason, "unhealthy": in.Unhealthy, "buckets": in.Buckets})
+					}
+					return map[string]any{"integrations": list}, b.String(), nil
+				})
+		},
+		"revoke": func(args []string) error {
+			var org, id, reason *string
+			return operatorCommand(ctx, "integration revoke", args, func(f *flags) {
+				org = f.FlagSet.String("org", "", "organization ID")
+				id = f.FlagSet.String("id", "", "integration ID")
+				reason = f.FlagSet.String("reason", "", "why (recorded in AUDIT)")
+			}, func(r *registry.Registry) (map[string]any, string, error) {
+				in, err := r.Revoke(ctx, cliActor, *org, *id, *reason)
+				if err != nil {
+					return nil, "", err
+				}
+				return map[string]any{"integration_id": in.ID, "status": in.Status, "status_reason": in.StatusReason},
+					fmt.Sprintf("Integration %s revoked: %s\n", in.ID, in.StatusReason), nil
+			})
+		},
+	}, "add|verify|list|revoke … (see stevedore help)")
+}
+
+// verifyIntegration runs verification from this machine, with the AWS
+// identity of the default credential chain, and records the report.
+func verifyIntegration(ctx context.Context, r *registry.Registry, orgID, id, bucket string, pathStyle, devEmulator bool, sessionPrefix string) (map[string]any, string, error) {
+	org, err := r.Org(ctx, orgID)
+	if err != nil {
+		return nil, "", err
 	}
-	var org, role *string
-	var buckets multi
-	return operatorCommand(ctx, "integration add", args[1:], func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		role = f.FlagSet.String("role-arn", "", "the customer's IAM role ARN")
-		f.FlagSet.Var(&buckets, "bucket", "bucket the role may be used for (repeatable)")
-	}, func(r *registry.Registry) (map[string]any, string, error) {
-		in, err := r.AddIntegration(ctx, *org, *role, buckets)
-		if err != nil {
-			return nil, "", err
+	in, err := r.Integration(ctx, orgID, id)
+	if err != nil {
+		return nil, "", err
+	}
+	if bucket == "" && len(in.Buckets) > 0 {
+		bucket = in.Buckets[0]
+	}
+	if bucket == "" {
+		return nil, "", fmt.Errorf("integration %s names no bucket: pass --bucket", id)
+	}
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("load AWS configuration: %w", err)
+	}
+	v := newVerifier(cfg, pathStyle, sessionPrefix, devEmulator, r, newLogger("warn"))
+	rep := v.Verify(ctx, creds.Target{Org: org, In: in, Bucket: bucket})
+	in, err = r.RecordVerification(ctx, cliActor, orgID, id, rep)
+	if err != nil {
+		return nil, "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Verification of %s (%s) on s3://%s: %s\n", in.ID, in.RoleARN, bucket, in.Status)
+	for _, s := range rep.Steps {
+		fmt.Fprintf(&b, "  %-26s %-40s %s\n", s.Status, s.Name, s.Message)
+		if s.Hint != "" {
+			fmt.Fprintf(&b, "  %-26s hint: %s\n", "", s.Hint)
 		}
-		return map[string]any{"integration_id": in.ID, "org_id": in.OrgID, "role_arn": in.RoleARN, "status": in.Status},
-			fmt.Sprintf("Integration %s registered for %s: %s (status %s)\n", in.ID, in.OrgID, in.RoleARN, in.Status), nil
-	})
+	}
+	return map[string]any{"integration_id": in.ID, "status": in.Status, "status_reason": in.StatusReason, "verification": rep}, b.String(), nil
+}
+
+func runIAMPolicy(ctx context.Context, args []string) error {
+	var c *integrationFlags
+	return operatorCommand(ctx, "iam-policy", args, func(f *flags) { c = defineIntegrationFlags(f, false) },
+		func(r *registry.Registry) (map[string]any, string, error) {
+			org, err := r.Org(ctx, *c.org)
+			if err != nil {
+				return nil, "", err
+			}
+			v, human := c.policies(org, &registry.Integration{Buckets: c.buckets, Prefixes: c.prefixes, KMSKeyARN: *c.kms,
+				SourceIdentity: *c.sourceIdentity, SessionTags: *c.sessionTags})
+			return v, human, nil
+		})
 }

@@ -13,6 +13,7 @@ package registry
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -51,14 +52,6 @@ var (
 	ErrExternalIDInvalid = errors.New("external_id does not match the organization's")
 )
 
-// Integration statuses.
-const (
-	StatusPending = "pending"
-	StatusActive  = "active"
-	StatusFailed  = "failed"
-	StatusRevoked = "revoked"
-)
-
 // Org is one customer organization.
 type Org struct {
 	ID                  string    `json:"id"`
@@ -69,37 +62,27 @@ type Org struct {
 	ExternalIDRotatedAt time.Time `json:"external_id_rotated_at"`
 }
 
-// Integration is a customer IAM role that stevedore may assume for one org.
-type Integration struct {
-	ID              string        `json:"id"`
-	OrgID           string        `json:"org_id"`
-	RoleARN         string        `json:"role_arn"`
-	Account         string        `json:"account"` // from the ARN; sent as ExpectedBucketOwner
-	Buckets         []string      `json:"buckets,omitempty"`
-	Region          string        `json:"region,omitempty"`
-	Status          string        `json:"status"`
-	StatusReason    string        `json:"status_reason,omitempty"`
-	Verified        bool          `json:"verified"`
-	SourceIdentity  bool          `json:"source_identity,omitempty"`
-	SessionTags     bool          `json:"session_tags,omitempty"`
-	SessionDuration time.Duration `json:"session_duration,omitempty"`
-	CreatedAt       time.Time     `json:"created_at"`
-	UpdatedAt       time.Time     `json:"updated_at"`
-}
-
 // Config configures a Registry.
 type Config struct {
 	// ExternalIDPrefix starts every minted ExternalId; default "cap_org_".
 	ExternalIDPrefix string
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
+	// KEK is the 32-byte key-encryption key for static AWS keys (AES-256-GCM).
+	// Without one, static-key integrations are refused (ErrNoKEK).
+	KEK []byte
+	// Logger reports audit writes that failed; default discards.
+	Logger *slog.Logger
 }
 
 // Registry reads and writes the tenant registry.
 type Registry struct {
+	js     jetstream.JetStream
 	kv     jetstream.KeyValue
 	prefix string
 	now    func() time.Time
+	kek    cipher.AEAD // nil: static keys refused
+	log    *slog.Logger
 }
 
 // Open binds the registry to its KV bucket, which schema.Topology.Ensure creates.
@@ -114,7 +97,16 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Registry, e
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Registry{kv: kv, prefix: cfg.ExternalIDPrefix, now: cfg.Now}, nil
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Registry{js: js, kv: kv, prefix: cfg.ExternalIDPrefix, now: cfg.Now, log: cfg.Logger}
+	if len(cfg.KEK) > 0 {
+		if r.kek, err = newAEAD(cfg.KEK); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 func randHex(nBytes int) string {
@@ -137,7 +129,7 @@ func integrationKey(org, id string) string { return "integration." + org + "." +
 
 // CreateOrg mints an org ID, an API key (returned once, stored hashed) and an
 // ExternalId (prefix + 24 lowercase hex from crypto/rand).
-func (r *Registry) CreateOrg(ctx context.Context, name string) (*Org, Secret, error) {
+func (r *Registry) CreateOrg(ctx context.Context, actor, name string) (*Org, Secret, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 200 {
 		return nil, "", errors.New("create org: name must be 1-200 characters")
@@ -156,7 +148,26 @@ func (r *Registry) CreateOrg(ctx context.Context, name string) (*Org, Secret, er
 	if err := r.create(ctx, orgKey(org.ID), org); err != nil {
 		return nil, "", fmt.Errorf("create org: %w", err)
 	}
+	r.Audit(ctx, org.ID, actor, "org.create", "ok", "name "+org.Name)
 	return org, key, nil
+}
+
+// RotateExternalID mints a new ExternalId for an org. The old value stops
+// working at once: every request and every credential lookup reads the
+// registry, and the broker's cache keys include the ExternalId.
+func (r *Registry) RotateExternalID(ctx context.Context, actor, orgID string) (*Org, error) {
+	var org Org
+	err := r.update(ctx, orgKey(orgID), &org, func() error {
+		org.ExternalID = r.prefix + randHex(12)
+		org.ExternalIDRotatedAt = r.now().UTC()
+		return nil
+	})
+	if err != nil {
+		r.Audit(ctx, orgID, actor, "org.rotate_external_id", "failed", err.Error())
+		return nil, fmt.Errorf("rotate external id: %w", err)
+	}
+	r.Audit(ctx, orgID, actor, "org.rotate_external_id", "ok", "")
+	return &org, nil
 }
 
 // Org returns an organization by ID.
@@ -203,71 +214,6 @@ func ParseRoleARN(arn string) (account string, err error) {
 	return m[2], nil
 }
 
-// AddIntegration registers a role for an org. Until verification exists
-// (see the credential-broker work), a registered integration is active but
-// marked Verified=false.
-func (r *Registry) AddIntegration(ctx context.Context, orgID, roleARN string, buckets []string) (*Integration, error) {
-	if _, err := r.Org(ctx, orgID); err != nil {
-		return nil, fmt.Errorf("add integration: %w", err)
-	}
-	account, err := ParseRoleARN(roleARN)
-	if err != nil {
-		return nil, fmt.Errorf("add integration: %w", err)
-	}
-	now := r.now().UTC()
-	in := &Integration{
-		ID: "int_" + randHex(8), OrgID: orgID, RoleARN: roleARN, Account: account, Buckets: buckets,
-		Status: StatusActive, StatusReason: "registered; not yet verified", CreatedAt: now, UpdatedAt: now,
-	}
-	if err := r.create(ctx, integrationKey(orgID, in.ID), in); err != nil {
-		return nil, fmt.Errorf("add integration: %w", err)
-	}
-	return in, nil
-}
-
-// Integration returns one integration of an org.
-func (r *Registry) Integration(ctx context.Context, orgID, id string) (*Integration, error) {
-	var in Integration
-	if _, err := r.get(ctx, integrationKey(orgID, id), &in); err != nil {
-		return nil, fmt.Errorf("integration %s: %w", id, err)
-	}
-	return &in, nil
-}
-
-// Integrations lists an org's integrations.
-func (r *Registry) Integrations(ctx context.Context, orgID string) ([]*Integration, error) {
-	lister, err := r.kv.ListKeysFiltered(ctx, "integration."+orgID+".*")
-	if err != nil {
-		return nil, fmt.Errorf("list integrations: %w", err)
-	}
-	var out []*Integration
-	for k := range lister.Keys() {
-		var in Integration
-		if _, err := r.get(ctx, k, &in); err != nil {
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-			return nil, err
-		}
-		out = append(out, &in)
-	}
-	return out, nil
-}
-
-// IntegrationByRole finds an org's integration for a role ARN.
-func (r *Registry) IntegrationByRole(ctx context.Context, orgID, roleARN string) (*Integration, error) {
-	ins, err := r.Integrations(ctx, orgID)
-	if err != nil {
-		return nil, err
-	}
-	for _, in := range ins {
-		if in.RoleARN == roleARN {
-			return in, nil
-		}
-	}
-	return nil, fmt.Errorf("integration for %s: %w", roleARN, ErrNotFound)
-}
-
 func (r *Registry) create(ctx context.Context, key string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -275,6 +221,44 @@ func (r *Registry) create(ctx context.Context, key string, v any) error {
 	}
 	_, err = r.kv.Create(ctx, key, data)
 	return err
+}
+
+// update reads key into v, applies change and writes it back with
+// compare-and-set, retrying on a concurrent write.
+func (r *Registry) update(ctx context.Context, key string, v any, change func() error) error {
+	for attempt := 0; attempt < 10; attempt++ {
+		rev, err := r.get(ctx, key, v)
+		if err != nil {
+			return err
+		}
+		if err := change(); err != nil {
+			return err
+		}
+		data, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if _, err = r.kv.Update(ctx, key, data, rev); err == nil {
+			return nil
+		} else if !errors.Is(err, jetstream.ErrKeyExists) && !strings.Contains(err.Error(), "wrong last sequence") {
+			return err
+		}
+	}
+	return fmt.Errorf("update %s: too many concurrent writers", key)
+}
+
+// Audit writes one record to the immutable AUDIT stream; detail must never
+// hold a secret. A failed write is logged, not returned: an audit outage must
+// not turn a refusal into an acceptance or block a revocation.
+func (r *Registry) Audit(ctx context.Context, org, actor, action, outcome, detail string) {
+	rec := &schema.AuditRecord{Org: org, Actor: actor, Action: action, Outcome: outcome, Detail: detail, At: r.now().UTC()}
+	data, err := schema.Encode(rec)
+	if err == nil {
+		_, err = r.js.Publish(context.WithoutCancel(ctx), schema.AuditSubject(org), data)
+	}
+	if err != nil {
+		r.log.Error("audit write failed", "org", org, "action", action, "outcome", outcome, "error", err)
+	}
 }
 
 func (r *Registry) get(ctx context.Context, key string, v any) (uint64, error) {

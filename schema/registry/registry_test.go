@@ -3,31 +3,66 @@ package registry_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/natstest"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 )
 
 func setup(t *testing.T) *registry.Registry {
+	r, _ := setupJS(t, nil)
+	return r
+}
+
+func setupJS(t *testing.T, kek []byte) (*registry.Registry, jetstream.JetStream) {
 	t.Helper()
 	_, _, js := natstest.Start(t)
-	r, err := registry.Open(context.Background(), js, registry.Config{})
+	r, err := registry.Open(context.Background(), js, registry.Config{KEK: kek})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return r, js
+}
+
+// audit returns every AUDIT record of org, oldest first.
+func audit(t *testing.T, js jetstream.JetStream, org string) []string {
+	t.Helper()
+	ctx := context.Background()
+	c, err := js.OrderedConsumer(ctx, schema.StreamAudit, jetstream.OrderedConsumerConfig{FilterSubjects: []string{schema.AuditSubject(org)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for {
+		batch, err := c.FetchNoWait(100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			out = append(out, string(m.Data()))
+			n++
+		}
+		if n == 0 {
+			return out
+		}
+	}
 }
 
 func TestOrgLifecycle(t *testing.T) {
 	ctx := context.Background()
 	r := setup(t)
-	org, key, err := r.CreateOrg(ctx, "Acme")
+	org, key, err := r.CreateOrg(ctx, "test", "Acme")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +87,7 @@ func TestOrgLifecycle(t *testing.T) {
 	if err := registry.CheckExternalID(org, org.ExternalID[:len(org.ExternalID)-1]+"0"); !errors.Is(err, registry.ErrExternalIDInvalid) {
 		t.Fatalf("mismatch accepted: %v", err)
 	}
-	other, _, _ := r.CreateOrg(ctx, "Other")
+	other, _, _ := r.CreateOrg(ctx, "test", "Other")
 	if other.ExternalID == org.ExternalID || other.ID == org.ID {
 		t.Fatal("ids not unique")
 	}
@@ -61,27 +96,30 @@ func TestOrgLifecycle(t *testing.T) {
 func TestIntegrations(t *testing.T) {
 	ctx := context.Background()
 	r := setup(t)
-	org, _, _ := r.CreateOrg(ctx, "Acme")
+	org, _, _ := r.CreateOrg(ctx, "test", "Acme")
 	for _, bad := range []string{"", "arn:aws:iam::12345:role/x", "arn:aws:iam::123456789012:user/x", "arn:aws:s3:::bucket"} {
-		if _, err := r.AddIntegration(ctx, org.ID, bad, nil); err == nil {
+		if _, err := r.AddIntegration(ctx, "test", org.ID, registry.Spec{RoleARN: bad}); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
 	}
-	in, err := r.AddIntegration(ctx, org.ID, "arn:aws:iam::123456789012:role/path/Reader", nil)
+	in, err := r.AddIntegration(ctx, "test", org.ID, registry.Spec{RoleARN: "arn:aws:iam::123456789012:role/path/Reader"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.Account != "123456789012" {
-		t.Fatalf("account %q", in.Account)
+	if in.Account != "123456789012" || in.Status != registry.StatusPending || in.Kind != registry.KindRole {
+		t.Fatalf("new integration %+v", in)
 	}
-	if _, err := r.AddIntegration(ctx, "org_missing", "arn:aws:iam::123456789012:role/x", nil); err == nil {
+	if _, err := r.AddIntegration(ctx, "test", org.ID, registry.Spec{RoleARN: in.RoleARN}); !errors.Is(err, registry.ErrExists) {
+		t.Fatalf("same role twice: %v", err)
+	}
+	if _, err := r.AddIntegration(ctx, "test", "org_missing", registry.Spec{RoleARN: "arn:aws:iam::123456789012:role/x"}); err == nil {
 		t.Fatal("integration for unknown org accepted")
 	}
 	found, err := r.IntegrationByRole(ctx, org.ID, in.RoleARN)
 	if err != nil || found.ID != in.ID {
 		t.Fatalf("by role: %v %v", found, err)
 	}
-	other, _, _ := r.CreateOrg(ctx, "Other")
+	other, _, _ := r.CreateOrg(ctx, "test", "Other")
 	if _, err := r.IntegrationByRole(ctx, other.ID, in.RoleARN); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("integration visible to another org: %v", err)
 	}
@@ -94,5 +132,119 @@ func TestSecretNeverPrints(t *testing.T) {
 	out := buf.String() + fmt.Sprintf("%v %s %+v %#v", s, s, s, s)
 	if strings.Contains(out, "supersecret") {
 		t.Fatalf("secret leaked: %s", out)
+	}
+}
+
+func TestRotateExternalID(t *testing.T) {
+	ctx := context.Background()
+	r, js := setupJS(t, nil)
+	org, _, _ := r.CreateOrg(ctx, "test", "Acme")
+	rotated, err := r.RotateExternalID(ctx, "cli", org.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rotated.ExternalID == org.ExternalID || !rotated.ExternalIDRotatedAt.After(org.ExternalIDRotatedAt) {
+		t.Fatalf("rotation %+v", rotated)
+	}
+	stored, _ := r.Org(ctx, org.ID)
+	if err := registry.CheckExternalID(stored, org.ExternalID); !errors.Is(err, registry.ErrExternalIDInvalid) {
+		t.Fatal("old ExternalId still accepted after rotation")
+	}
+	if err := registry.CheckExternalID(stored, rotated.ExternalID); err != nil {
+		t.Fatal(err)
+	}
+	recs := strings.Join(audit(t, js, org.ID), "\n")
+	if !strings.Contains(recs, `"org.rotate_external_id"`) || strings.Contains(recs, org.ExternalID) || strings.Contains(recs, rotated.ExternalID) {
+		t.Fatalf("audit: %s", recs)
+	}
+}
+
+func TestIntegrationLifecycle(t *testing.T) {
+	ctx := context.Background()
+	r, js := setupJS(t, nil)
+	org, _, _ := r.CreateOrg(ctx, "test", "Acme")
+	in, _ := r.AddIntegration(ctx, "api", org.ID, registry.Spec{RoleARN: "arn:aws:iam::123456789012:role/R", Buckets: []string{"docs"}, Prefixes: []string{"legal/"}})
+	if !in.Allows("docs", "legal/a.txt") || in.Allows("docs", "hr/a.txt") || in.Allows("other", "legal/a.txt") {
+		t.Fatal("Allows does not follow buckets and prefixes")
+	}
+	bad := &registry.Verification{At: time.Now(), Reason: "trust_policy_missing_external_id"}
+	if in, _ = r.RecordVerification(ctx, "api", org.ID, in.ID, bad); in.Status != registry.StatusFailed || in.Verified {
+		t.Fatalf("after failed verification: %+v", in)
+	}
+	if in, _ = r.RecordVerification(ctx, "api", org.ID, in.ID, &registry.Verification{At: time.Now(), OK: true}); in.Status != registry.StatusActive || !in.Verified {
+		t.Fatalf("after verification: %+v", in)
+	}
+	h := &registry.Health{Class: "tenant_auth", Code: "AccessDenied", Hint: "check the trust policy", Since: time.Now()}
+	for i := 0; i < 3; i++ { // only the transition is written and audited
+		if err := r.SetHealth(ctx, "worker", org.ID, in.ID, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := r.Integration(ctx, org.ID, in.ID); got.Unhealthy == nil || got.Status != registry.StatusActive {
+		t.Fatalf("unhealthy not recorded: %+v", got)
+	}
+	_ = r.SetHealth(ctx, "worker", org.ID, in.ID, nil)
+	if in, _ = r.Revoke(ctx, "api", org.ID, in.ID, ""); in.Status != registry.StatusRevoked {
+		t.Fatalf("revoke: %+v", in)
+	}
+	if _, err := r.RecordVerification(ctx, "api", org.ID, in.ID, &registry.Verification{OK: true}); err == nil {
+		t.Fatal("a revoked integration was re-activated by verification")
+	}
+	var actions []string
+	for _, rec := range audit(t, js, org.ID) {
+		var a schema.AuditRecord
+		_ = json.Unmarshal([]byte(rec), &a)
+		actions = append(actions, a.Action+":"+a.Outcome)
+	}
+	want := "org.create:ok integration.create:pending integration.verify:failed integration.verify:ok integration.unhealthy:tenant_auth integration.recovered:ok integration.revoke:ok integration.verify:failed"
+	if got := strings.Join(actions, " "); got != want {
+		t.Fatalf("audit trail\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestStaticKeysSealed(t *testing.T) {
+	ctx := context.Background()
+	const keyID, secret = "AKIAEXAMPLEEXAMPLE01", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	plain := setup(t)
+	org0, _, _ := plain.CreateOrg(ctx, "test", "NoKEK")
+	if _, err := plain.StaticKeys(ctx, "api", org0.ID, keyID, secret, nil); !errors.Is(err, registry.ErrNoKEK) {
+		t.Fatalf("static keys stored without a KEK: %v", err)
+	}
+	kek := []byte("0123456789abcdef0123456789abcdef")
+	r, js := setupJS(t, kek)
+	org, _, _ := r.CreateOrg(ctx, "test", "Acme")
+	in, err := r.StaticKeys(ctx, "api", org.ID, keyID, secret, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := r.StaticKeys(ctx, "api", org.ID, keyID, secret, nil)
+	if again.ID != in.ID || in.Status != registry.StatusActive || in.Kind != registry.KindStaticKeys {
+		t.Fatalf("static integration %+v / %+v", in, again)
+	}
+	got, err := r.StaticSecret(ctx, in)
+	if err != nil || got.Reveal() != secret {
+		t.Fatalf("open: %v", err)
+	}
+	// Nothing stored in the registry bucket holds the secret in plaintext.
+	kv, _ := js.KeyValue(ctx, schema.BucketRegistry)
+	keys, _ := kv.ListKeys(ctx)
+	for k := range keys.Keys() {
+		e, _ := kv.Get(ctx, k)
+		if bytes.Contains(e.Value(), []byte(secret)) {
+			t.Fatalf("secret in plaintext under %s", k)
+		}
+	}
+	// Another KEK cannot open it; a ciphertext moved to another record does not open.
+	other, _ := registry.Open(ctx, js, registry.Config{KEK: []byte("fedcba9876543210fedcba9876543210")})
+	if _, err := other.StaticSecret(ctx, in); err == nil {
+		t.Fatal("opened with the wrong KEK")
+	}
+	moved := *in
+	moved.AccessKeyID = "AKIAOTHEROTHEROTHER1"
+	if _, err := r.StaticSecret(ctx, &moved); err == nil {
+		t.Fatal("sealed secret opened for another access key")
+	}
+	if _, err := registry.Open(ctx, js, registry.Config{KEK: []byte("short")}); err == nil {
+		t.Fatal("a short KEK was accepted")
 	}
 }

@@ -55,7 +55,10 @@ func Classify(err error) Classified {
 		code = apiErr.ErrorCode()
 	}
 	msg := strings.ToLower(err.Error())
+	var lt *localThrottle
 	switch {
+	case errors.As(err, &lt):
+		return Classified{ClassThrottled, "RateLimited", "this worker's AssumeRole rate limit was reached; retried with backoff"}
 	case code == "Throttling" || code == "ThrottlingException" || code == "SlowDown" || code == "RequestLimitExceeded" || code == "TooManyRequestsException":
 		return Classified{ClassThrottled, code, "AWS is throttling requests; stevedore backs off and retries"}
 	case fromSTS && (code == "InvalidClientTokenId" || code == "SignatureDoesNotMatch" || code == "ExpiredToken" || code == "IncompleteSignature" || code == "MissingAuthenticationToken" || code == "InvalidAccessKeyId"):

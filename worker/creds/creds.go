@@ -6,10 +6,18 @@
 //
 // One cached source exists per Key (role ARN, ExternalId, session name,
 // session-policy hash, duration, STS region). Each is an aws.CredentialsCache
-// around stscreds.AssumeRoleProvider (a bare provider calls STS on every
-// request); the cache's own single flight means concurrent callers share one
-// STS call. Entries live in an LRU bounded by Config.MaxEntries with expiry
-// after Config.IdleTTL.
+// (a bare provider calls STS on every request) around an assumeProvider that
+// is rate-limited per process, bounded by its own timeout and falls back to
+// one hour when the role's MaxSessionDuration is shorter; the cache's single
+// flight means concurrent callers share one STS call, and it refreshes before
+// expiry with jitter. Entries live in an LRU bounded by Config.MaxEntries
+// with expiry after Config.IdleTTL.
+//
+// Failures are cached too: a role whose AssumeRole failed is refused from a
+// negative cache, keyed by (role, ExternalId, region), with a backoff that
+// doubles on every further failure, so a broken trust policy costs a handful
+// of STS calls per process instead of one per message, and the role is tried
+// again by itself when the backoff ends.
 //
 // A *Broker is safe for concurrent use.
 package creds
@@ -20,25 +28,36 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
+	"github.com/aws/smithy-go"
 	lru "github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 )
 
 // Config configures a Broker. Zero values take the defaults in the comments.
 type Config struct {
 	// STS is the client used for AssumeRole (an *sts.Client built from our
-	// own identity, the default credential chain). Required.
+	// own identity, the default credential chain, with at most two attempts).
+	// Required.
 	STS stscreds.AssumeRoleAPIClient
-	// Duration of each assumed session; default 1 hour (also the cap when our
-	// own identity is itself a role session, "role chaining"). MinIO needs ≥ 15 min.
+	// Duration of each assumed session when the request does not ask for
+	// one; default 1 hour. MinIO needs ≥ 15 min.
 	Duration time.Duration
+	// RoleChaining: our own identity is itself a role session, so AWS caps
+	// chained sessions at one hour; longer requests are cut to one hour.
+	// See DetectRoleChaining.
+	RoleChaining bool
 	// Timeout for one AssumeRole call; default 10 s. The SDK's credential
 	// cache does not pass the caller's deadline through, so this is the bound.
 	Timeout time.Duration
@@ -51,16 +70,33 @@ type Config struct {
 	IdleTTL time.Duration
 	// Region is the STS region recorded in keys; default "us-east-1".
 	Region string
+	// Rate and Burst limit AssumeRole calls per process; default 10/s, burst 20.
+	Rate  rate.Limit
+	Burst int
+	// NegativeBase is the first backoff after a failed assume of a role; each
+	// further failure doubles it, up to NegativeMax. Defaults 5 s and 5 min.
+	NegativeBase, NegativeMax time.Duration
+	// OnHealth is told when a role starts failing (h != nil) and when it
+	// recovers (h == nil); the worker records it on the integration.
+	OnHealth func(req Request, h *Classified)
+	// Now is the clock of the negative cache; default time.Now.
+	Now func() time.Time
 	// Registerer receives the broker's metrics; nil means none.
 	Registerer prometheus.Registerer
 }
 
 // Request says which role to assume and for what.
 type Request struct {
-	RoleARN     string
-	ExternalID  string // the org's, from the registry; never from a message
-	SessionName string // see SessionName
-	Policy      string // session policy JSON; see SessionPolicy
+	RoleARN        string
+	ExternalID     string        // the org's, from the registry; never from a message
+	SessionName    string        // see SessionName
+	Policy         string        // session policy JSON; see SessionPolicy
+	Duration       time.Duration // 0: Config.Duration
+	SourceIdentity string        // set only when the integration opted in
+	Tags           map[string]string
+	// Org and Integration identify the tenant for health reports; they are
+	// not part of the cache key.
+	Org, Integration string
 }
 
 // Key identifies one cached credential source.
@@ -73,12 +109,27 @@ func (k Key) String() string {
 	return k.RoleARN + "|" + k.ExternalID + "|" + k.SessionName + "|" + k.PolicyHash + "|" + k.Region + "|" + strconv.FormatInt(int64(k.Duration), 10)
 }
 
+// roleKey is the negative cache's key: whether AssumeRole is allowed does
+// not depend on the session name or policy, so one denied role is one entry.
+func (k Key) roleKey() string { return k.RoleARN + "|" + k.ExternalID + "|" + k.Region }
+
+// negative is a cached failure of one role.
+type negative struct {
+	err      error
+	class    Classified
+	until    time.Time
+	failures int
+}
+
 // Broker hands out cached, scoped credentials.
 type Broker struct {
-	cfg     Config
-	mu      sync.Mutex
-	entries *lru.LRU[string, *aws.CredentialsCache]
-	m       *metrics
+	cfg      Config
+	mu       sync.Mutex
+	entries  *lru.LRU[string, *aws.CredentialsCache]
+	negative map[string]*negative // by roleKey; bounded by the number of failing roles
+	roleMax  sync.Map             // role ARN → time.Duration learned from a MaxSessionDuration refusal
+	limiter  *rate.Limiter
+	m        *metrics
 }
 
 // New validates cfg and returns a Broker.
@@ -89,8 +140,8 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Duration == 0 {
 		cfg.Duration = time.Hour
 	}
-	if cfg.Duration < 15*time.Minute || cfg.Duration > 12*time.Hour {
-		return nil, fmt.Errorf("creds: Duration %s must be between 15m and 12h", cfg.Duration)
+	if err := checkDuration(cfg.Duration); err != nil {
+		return nil, err
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
@@ -107,15 +158,51 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
-	b := &Broker{cfg: cfg, m: newMetrics(cfg.Registerer)}
+	if cfg.Rate == 0 {
+		cfg.Rate = 10
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = 20
+	}
+	if cfg.NegativeBase == 0 {
+		cfg.NegativeBase = 5 * time.Second
+	}
+	if cfg.NegativeMax == 0 {
+		cfg.NegativeMax = 5 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	b := &Broker{cfg: cfg, m: newMetrics(cfg.Registerer), negative: map[string]*negative{},
+		limiter: rate.NewLimiter(cfg.Rate, cfg.Burst)}
 	b.entries = lru.NewLRU[string, *aws.CredentialsCache](cfg.MaxEntries, nil, cfg.IdleTTL)
 	return b, nil
+}
+
+func checkDuration(d time.Duration) error {
+	if d < 15*time.Minute || d > 12*time.Hour {
+		return fmt.Errorf("creds: session duration %s must be between 15m and 12h", d)
+	}
+	return nil
+}
+
+// duration is the session length asked for req: the request's or the
+// default, cut to one hour under role chaining.
+func (b *Broker) duration(req Request) time.Duration {
+	d := req.Duration
+	if d == 0 {
+		d = b.cfg.Duration
+	}
+	if b.cfg.RoleChaining && d > time.Hour {
+		d = time.Hour
+	}
+	return d
 }
 
 func (b *Broker) key(req Request) Key {
 	h := sha256.Sum256([]byte(req.Policy))
 	return Key{RoleARN: req.RoleARN, ExternalID: req.ExternalID, SessionName: req.SessionName,
-		PolicyHash: hex.EncodeToString(h[:8]), Region: b.cfg.Region, Duration: b.cfg.Duration}
+		PolicyHash: hex.EncodeToString(h[:8]), Region: b.cfg.Region, Duration: b.duration(req)}
 }
 
 // Provider returns the cached credential source for req, creating it
@@ -130,17 +217,7 @@ func (b *Broker) Provider(req Request) aws.CredentialsProvider {
 		return c
 	}
 	b.m.requests.WithLabelValues("miss").Inc()
-	inner := stscreds.NewAssumeRoleProvider(&countingSTS{api: b.cfg.STS, m: b.m}, req.RoleARN, func(o *stscreds.AssumeRoleOptions) {
-		o.RoleSessionName = req.SessionName
-		o.Duration = b.cfg.Duration
-		if req.ExternalID != "" {
-			o.ExternalID = aws.String(req.ExternalID)
-		}
-		if req.Policy != "" {
-			o.Policy = aws.String(req.Policy)
-		}
-	})
-	c := aws.NewCredentialsCache(&timeoutProvider{inner: inner, timeout: b.cfg.Timeout}, func(o *aws.CredentialsCacheOptions) {
+	c := aws.NewCredentialsCache(&assumeProvider{b: b, req: req}, func(o *aws.CredentialsCacheOptions) {
 		o.ExpiryWindow = b.cfg.ExpiryWindow
 		o.ExpiryWindowJitterFrac = 0.5
 	})
@@ -150,13 +227,79 @@ func (b *Broker) Provider(req Request) aws.CredentialsProvider {
 }
 
 // Retrieve resolves credentials for req before any S3 call, so an STS failure
-// is reported as an *AssumeError and never mistaken for an S3 denial.
+// is reported as an *AssumeError and never mistaken for an S3 denial. A role
+// that failed recently fails again at once from the negative cache, without
+// calling STS, until its backoff ends.
 func (b *Broker) Retrieve(ctx context.Context, req Request) (aws.CredentialsProvider, error) {
+	if n := b.negativeFor(b.key(req).roleKey()); n != nil {
+		b.m.requests.WithLabelValues("negative").Inc()
+		return nil, &AssumeError{RoleARN: req.RoleARN, Err: n.err, Cached: true, RetryAt: n.until}
+	}
 	p := b.Provider(req)
 	if _, err := p.Retrieve(ctx); err != nil {
-		return nil, &AssumeError{RoleARN: req.RoleARN, Err: err}
+		ae := &AssumeError{RoleARN: req.RoleARN, Err: err}
+		var cf *cachedFailure
+		if errors.As(err, &cf) {
+			b.m.requests.WithLabelValues("negative").Inc()
+			ae.Err, ae.Cached, ae.RetryAt = cf.n.err, true, cf.n.until
+		} else if n := b.negativeFor(b.key(req).roleKey()); n != nil {
+			ae.RetryAt = n.until
+		}
+		return nil, ae
 	}
 	return p, nil
+}
+
+// negativeFor returns the role's negative entry while its backoff lasts.
+func (b *Broker) negativeFor(rk string) *negative {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n := b.negative[rk]; n != nil && b.cfg.Now().Before(n.until) {
+		c := *n
+		return &c
+	}
+	return nil
+}
+
+// cachedFailure is the provider refusing to call STS during a backoff.
+type cachedFailure struct{ n *negative }
+
+func (e *cachedFailure) Error() string { return e.n.err.Error() }
+func (e *cachedFailure) Unwrap() error { return e.n.err }
+
+// fail records a failed assume in the negative cache with escalating
+// backoff. It runs inside the credential cache's single flight, before the
+// waiting callers are released, so no caller can slip past the entry.
+func (b *Broker) fail(rk string, req Request, err error) {
+	c := Classify(&AssumeError{RoleARN: req.RoleARN, Err: err})
+	b.mu.Lock()
+	n := b.negative[rk]
+	first := n == nil
+	if first {
+		n = &negative{}
+		b.negative[rk] = n
+	}
+	n.failures++
+	backoff := b.cfg.NegativeBase << min(n.failures-1, 20)
+	if backoff > b.cfg.NegativeMax || backoff <= 0 {
+		backoff = b.cfg.NegativeMax
+	}
+	n.err, n.class, n.until = err, c, b.cfg.Now().Add(backoff)
+	b.mu.Unlock()
+	if first && b.cfg.OnHealth != nil {
+		b.cfg.OnHealth(req, &c)
+	}
+}
+
+// recovered drops the role's negative entry after a successful assume.
+func (b *Broker) recovered(rk string, req Request) {
+	b.mu.Lock()
+	n := b.negative[rk]
+	delete(b.negative, rk)
+	b.mu.Unlock()
+	if n != nil && b.cfg.OnHealth != nil {
+		b.cfg.OnHealth(req, nil)
+	}
 }
 
 // Invalidate forces the next Retrieve for req to assume the role again (after
@@ -170,51 +313,133 @@ func (b *Broker) Invalidate(req Request) {
 	}
 }
 
+// assumeProvider calls AssumeRole for one Request: rate-limited, bounded by
+// its own timeout, and falling back to one hour when the role's
+// MaxSessionDuration refuses the requested duration.
+type assumeProvider struct {
+	b   *Broker
+	req Request
+}
+
+func (p *assumeProvider) Retrieve(parent context.Context) (aws.Credentials, error) {
+	b := p.b
+	rk := b.key(p.req).roleKey()
+	if n := b.negativeFor(rk); n != nil {
+		return aws.Credentials{}, &cachedFailure{n}
+	}
+	ctx, cancel := context.WithTimeout(parent, b.cfg.Timeout)
+	defer cancel()
+	creds, err := p.retrieve(ctx)
+	switch {
+	case err == nil:
+		b.recovered(rk, p.req)
+	case parent.Err() == nil: // not our caller giving up: the role's (or STS's) failure
+		b.fail(rk, p.req, err)
+	}
+	return creds, err
+}
+
+func (p *assumeProvider) retrieve(ctx context.Context) (aws.Credentials, error) {
+	b := p.b
+	d := b.duration(p.req)
+	if v, ok := b.roleMax.Load(p.req.RoleARN); ok && d > v.(time.Duration) {
+		d = v.(time.Duration)
+	}
+	out, err := p.assume(ctx, d)
+	if err != nil && d > time.Hour && isDurationRefusal(err) {
+		b.roleMax.Store(p.req.RoleARN, time.Hour)
+		b.m.durationFallbacks.Inc()
+		out, err = p.assume(ctx, time.Hour)
+	}
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	if out.Credentials == nil || out.Credentials.AccessKeyId == nil || out.Credentials.Expiration == nil {
+		return aws.Credentials{}, errors.New("AssumeRole returned no credentials")
+	}
+	c := out.Credentials
+	return aws.Credentials{AccessKeyID: *c.AccessKeyId, SecretAccessKey: aws.ToString(c.SecretAccessKey),
+		SessionToken: aws.ToString(c.SessionToken), Source: "stevedore-broker", CanExpire: true, Expires: *c.Expiration}, nil
+}
+
+func (p *assumeProvider) assume(ctx context.Context, d time.Duration) (*sts.AssumeRoleOutput, error) {
+	if err := p.b.limiter.Wait(ctx); err != nil {
+		p.b.m.assume.WithLabelValues(string(ClassThrottled)).Inc()
+		return nil, &localThrottle{err}
+	}
+	in := &sts.AssumeRoleInput{RoleArn: aws.String(p.req.RoleARN), RoleSessionName: aws.String(p.req.SessionName),
+		DurationSeconds: aws.Int32(int32(d / time.Second))}
+	if p.req.ExternalID != "" {
+		in.ExternalId = aws.String(p.req.ExternalID)
+	}
+	if p.req.Policy != "" {
+		in.Policy = aws.String(p.req.Policy)
+	}
+	if p.req.SourceIdentity != "" {
+		in.SourceIdentity = aws.String(p.req.SourceIdentity)
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.req.Tags)) {
+		in.Tags = append(in.Tags, ststypes.Tag{Key: aws.String(k), Value: aws.String(p.req.Tags[k])})
+	}
+	start := time.Now()
+	out, err := p.b.cfg.STS.AssumeRole(ctx, in)
+	p.b.m.assumeDuration.Observe(time.Since(start).Seconds())
+	result := "ok"
+	if err != nil {
+		result = string(Classify(&AssumeError{Err: err}).Class)
+	}
+	p.b.m.assume.WithLabelValues(result).Inc()
+	return out, err
+}
+
+// isDurationRefusal recognises STS's ValidationError for a DurationSeconds
+// over the role's MaxSessionDuration (or over the role-chaining limit).
+func isDurationRefusal(err error) bool {
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "ValidationError" {
+		return false
+	}
+	m := apiErr.ErrorMessage()
+	return strings.Contains(m, "MaxSessionDuration") || strings.Contains(m, "DurationSeconds")
+}
+
+// localThrottle is our own rate limiter refusing to wait past the deadline.
+type localThrottle struct{ err error }
+
+func (e *localThrottle) Error() string {
+	return "AssumeRole rate limit of this process reached: " + e.err.Error()
+}
+
+// DetectRoleChaining asks STS who we are; an assumed-role identity means
+// every customer session is a chained one, capped at one hour by AWS.
+func DetectRoleChaining(ctx context.Context, api interface {
+	GetCallerIdentity(context.Context, *sts.GetCallerIdentityInput, ...func(*sts.Options)) (*sts.GetCallerIdentityOutput, error)
+}) (chained bool, arn string, err error) {
+	out, err := api.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return false, "", err
+	}
+	arn = aws.ToString(out.Arn)
+	return strings.Contains(arn, ":assumed-role/"), arn, nil
+}
+
 // AssumeError is a failed AssumeRole.
 type AssumeError struct {
 	RoleARN string
 	Err     error
+	Cached  bool      // answered from the negative cache, without calling STS
+	RetryAt time.Time // when the broker will try STS for this role again
 }
 
 func (e *AssumeError) Error() string { return fmt.Sprintf("assume role %s: %v", e.RoleARN, e.Err) }
 func (e *AssumeError) Unwrap() error { return e.Err }
 
-// timeoutProvider bounds each AssumeRole, because aws.CredentialsCache runs
-// the refresh without the caller's deadline.
-type timeoutProvider struct {
-	inner   aws.CredentialsProvider
-	timeout time.Duration
-}
-
-func (p *timeoutProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	return p.inner.Retrieve(ctx)
-}
-
-// countingSTS records every AssumeRole call in metrics.
-type countingSTS struct {
-	api stscreds.AssumeRoleAPIClient
-	m   *metrics
-}
-
-func (c *countingSTS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, opts ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
-	start := time.Now()
-	out, err := c.api.AssumeRole(ctx, in, opts...)
-	c.m.assumeDuration.Observe(time.Since(start).Seconds())
-	result := "ok"
-	if err != nil {
-		result = string(Classify(&AssumeError{Err: err}).Class)
-	}
-	c.m.assume.WithLabelValues(result).Inc()
-	return out, err
-}
-
 type metrics struct {
 	assume         *prometheus.CounterVec
 	assumeDuration prometheus.Histogram
-	requests       *prometheus.CounterVec
-	entries        prometheus.Gauge
+	requests          *prometheus.CounterVec
+	entries           prometheus.Gauge
+	durationFallbacks prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -224,12 +449,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		assumeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "stevedore_sts_assume_duration_seconds",
 			Help: "AssumeRole latency.", Buckets: prometheus.DefBuckets}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_creds_requests_total",
-			Help: "Credential source lookups by outcome (hit, miss)."}, []string{"outcome"}),
+			Help: "Credential lookups by outcome (hit, miss, negative: refused from the negative cache)."}, []string{"outcome"}),
 		entries: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stevedore_creds_entries",
 			Help: "Cached credential sources."}),
+		durationFallbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sts_duration_fallbacks_total",
+			Help: "AssumeRole retried with one hour after the role's MaxSessionDuration refused the requested duration."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.assume, m.assumeDuration, m.requests, m.entries)
+		reg.MustRegister(m.assume, m.assumeDuration, m.requests, m.entries, m.durationFallbacks)
 	}
 	return m
 }

@@ -3,6 +3,7 @@ package creds
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -10,86 +11,319 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
 )
 
-// fakeSTS is a struct of function fields, per house style.
-type fakeSTS struct {
-	assume func(*sts.AssumeRoleInput) (*sts.AssumeRoleOutput, error)
-	calls  atomic.Int64
+// fixture is a broker in front of the fake STS, with a clock the test moves.
+type fixture struct {
+	sts    *awstest.STS
+	s3     *awstest.S3
+	b      *Broker
+	now    time.Time
+	mu     sync.Mutex
+	health []string
 }
 
-func (f *fakeSTS) AssumeRole(_ context.Context, in *sts.AssumeRoleInput, _ ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
-	f.calls.Add(1)
-	time.Sleep(time.Millisecond) // let concurrent callers pile up on the single flight
-	return f.assume(in)
-}
-
-func okSTS() *fakeSTS {
-	return &fakeSTS{assume: func(in *sts.AssumeRoleInput) (*sts.AssumeRoleOutput, error) {
-		return &sts.AssumeRoleOutput{Credentials: &types.Credentials{
-			AccessKeyId: aws.String("ASIA" + *in.ExternalId), SecretAccessKey: aws.String("secret-" + *in.ExternalId),
-			SessionToken: aws.String("token"), Expiration: aws.Time(time.Now().Add(time.Hour)),
-		}}, nil
-	}}
-}
-
-func TestOneAssumePerKeyUnderConcurrency(t *testing.T) {
-	f := okSTS()
-	reg := prometheus.NewRegistry()
-	b, err := New(Config{STS: f, Registerer: reg})
+func newFixture(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	f := &fixture{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	f.sts, f.s3 = awstest.Start(t)
+	cfg.STS = f.sts.Client()
+	cfg.Now = func() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
+	cfg.OnHealth = func(req Request, c *Classified) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if c == nil {
+			f.health = append(f.health, "recovered")
+		} else {
+			f.health = append(f.health, string(c.Class)+":"+c.Code)
+		}
+	}
+	b, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.b = b
+	return f
+}
+
+func (f *fixture) advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = f.now.Add(d)
+}
+
+func roleARN(name string) string { return "arn:aws:iam::" + awstest.Account + ":role/" + name }
+
+func (f *fixture) role(name, externalID string) Request {
+	f.sts.SetRole(awstest.Role{ARN: roleARN(name), Principal: awstest.Principal, ExternalID: externalID, Buckets: []string{"docs"}})
+	return Request{RoleARN: roleARN(name), ExternalID: externalID, SessionName: "stevedore-org_1-job_1", Policy: `{"Version":"2012-10-17"}`}
+}
+
+func TestOneAssumePerKeyUnderConcurrency(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := newFixture(t, Config{Registerer: reg, Rate: 1000, Burst: 1000})
+	reqs := make([]Request, 50)
+	for i := range reqs {
+		reqs[i] = f.role(fmt.Sprintf("tenant%02d", i), fmt.Sprintf("cap_org_%024d", i))
+	}
 	var wg sync.WaitGroup
-	var mismatch atomic.Int64
+	var mismatch, failed atomic.Int64
 	for i := 0; i < 10_000; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			tenant := fmt.Sprintf("ext%02d", i%50)
-			p, err := b.Retrieve(context.Background(), Request{RoleARN: "arn:aws:iam::123456789012:role/r" + tenant, ExternalID: tenant, SessionName: "s", Policy: "p"})
+			req := reqs[i%50]
+			p, err := f.b.Retrieve(context.Background(), req)
 			if err != nil {
-				t.Error(err)
+				failed.Add(1)
 				return
 			}
 			c, _ := p.Retrieve(context.Background())
-			if c.AccessKeyID != "ASIA"+tenant {
-				mismatch.Add(1) // tenant A must never get tenant B's credentials
+			for _, s := range f.sts.Sessions() {
+				if s.AccessKeyID == c.AccessKeyID && s.Role.ARN != req.RoleARN {
+					mismatch.Add(1) // tenant A must never get tenant B's credentials
+				}
 			}
 		}(i)
 	}
 	wg.Wait()
-	if n := f.calls.Load(); n != 50 {
+	if failed.Load() != 0 {
+		t.Fatalf("%d requests failed", failed.Load())
+	}
+	if n := f.sts.AssumeCalls(); n != 50 {
 		t.Fatalf("STS calls = %d, want 50", n)
 	}
 	if mismatch.Load() != 0 {
 		t.Fatalf("%d requests got another tenant's credentials", mismatch.Load())
 	}
-	if got := testutil.ToFloat64(b.m.assume.WithLabelValues("ok")); got != 50 {
+	if got := testutil.ToFloat64(f.b.m.assume.WithLabelValues("ok")); got != 50 {
 		t.Fatalf("stevedore_sts_assume_total{ok} = %v", got)
+	}
+	t.Logf("10,000 concurrent requests across 50 tenants: %d AssumeRole calls", f.sts.AssumeCalls())
+}
+
+func TestWrongTrustPolicyCostsAHandfulOfCalls(t *testing.T) {
+	f := newFixture(t, Config{})
+	req := f.role("reader", "cap_org_right")
+	req.ExternalID = "cap_org_wrong" // the customer's trust policy names another ExternalId
+	var wg sync.WaitGroup
+	var classes sync.Map
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := f.b.Retrieve(context.Background(), req)
+			c := Classify(err)
+			classes.Store(c.Class, c.Hint)
+		}()
+	}
+	wg.Wait()
+	if n := f.sts.AssumeCalls(); n != 1 {
+		t.Fatalf("1,000 messages for a denied role made %d STS calls, want 1", n)
+	}
+	hint, ok := classes.Load(ClassTenantAuth)
+	if !ok || !strings.Contains(hint.(string), "ExternalId") || !strings.Contains(hint.(string), "Principal") {
+		t.Fatalf("classes %v", hint)
+	}
+	// Later messages are answered from the negative cache without a call.
+	for i := 0; i < 1000; i++ {
+		if _, err := f.b.Retrieve(context.Background(), req); err == nil {
+			t.Fatal("denied role succeeded")
+		}
+	}
+	if n := f.sts.AssumeCalls(); n != 1 {
+		t.Fatalf("2,000 requests made %d STS calls, want 1", n)
+	}
+	neg := testutil.ToFloat64(f.b.m.requests.WithLabelValues("negative"))
+	if neg < 1000 {
+		t.Fatalf("negative hits = %v, want ≥ 1000", neg)
+	}
+	t.Logf("2,000 requests with a wrong trust policy: %d AssumeRole call, %v answered from the negative cache", f.sts.AssumeCalls(), neg)
+}
+
+func TestNegativeCacheEscalatesAndRecovers(t *testing.T) {
+	f := newFixture(t, Config{NegativeBase: time.Second, NegativeMax: 3 * time.Second})
+	good := f.role("reader", "cap_org_right")
+	req := good
+	req.ExternalID = "cap_org_wrong"
+	var retryAt []time.Duration
+	for i := 0; i < 4; i++ {
+		_, err := f.b.Retrieve(context.Background(), req)
+		var ae *AssumeError
+		if !errors.As(err, &ae) || ae.Cached {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+		d := ae.RetryAt.Sub(f.b.cfg.Now())
+		retryAt = append(retryAt, d)
+		if _, err := f.b.Retrieve(context.Background(), req); !errors.As(err, &ae) || !ae.Cached {
+			t.Fatalf("not answered from the negative cache: %v", err)
+		}
+		f.advance(d)
+	}
+	if fmt.Sprint(retryAt) != "[1s 2s 3s 3s]" {
+		t.Fatalf("backoff %v, want [1s 2s 3s 3s]", retryAt)
+	}
+	// The customer fixes the trust policy: the role recovers by itself.
+	f.sts.SetRole(awstest.Role{ARN: req.RoleARN, Principal: awstest.Principal, ExternalID: "cap_org_wrong", Buckets: []string{"docs"}})
+	if _, err := f.b.Retrieve(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.sts.AssumeCalls(); n != 5 {
+		t.Fatalf("STS calls %d, want 5", n)
+	}
+	if got := strings.Join(f.health, " "); got != "tenant_auth:AccessDenied recovered" {
+		t.Fatalf("health transitions %q", got)
+	}
+}
+
+func TestThrottlingBacksOff(t *testing.T) {
+	f := newFixture(t, Config{NegativeBase: time.Second})
+	req := f.role("reader", "cap_org_x")
+	f.sts.Throttle.Store(4)
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := f.b.Retrieve(context.Background(), req); Classify(err).Class != ClassThrottled {
+				t.Errorf("class %v", Classify(err))
+			}
+		}()
+	}
+	wg.Wait()
+	if n := f.sts.AssumeCalls(); n != 2 { // one call, one SDK retry, then the negative cache
+		t.Fatalf("STS calls after a throttled burst: %d, want 2", n)
+	}
+	f.advance(time.Second)
+	if _, err := f.b.Retrieve(context.Background(), req); Classify(err).Class != ClassThrottled {
+		t.Fatal(err)
+	}
+	var ae *AssumeError
+	_, err := f.b.Retrieve(context.Background(), req)
+	if !errors.As(err, &ae) || ae.RetryAt.Sub(f.b.cfg.Now()) != 2*time.Second {
+		t.Fatalf("second backoff: %v", err)
+	}
+	f.advance(2 * time.Second)
+	if _, err := f.b.Retrieve(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.sts.AssumeCalls(); n != 5 {
+		t.Fatalf("STS calls %d, want 5", n)
+	}
+}
+
+func TestSessionDuration(t *testing.T) {
+	t.Run("fallback when MaxSessionDuration is shorter", func(t *testing.T) {
+		f := newFixture(t, Config{Duration: 4 * time.Hour})
+		req := f.role("reader", "x") // MaxSessionDuration 1h
+		if _, err := f.b.Retrieve(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		req.SessionName = "stevedore-org_1-job_2"
+		if _, err := f.b.Retrieve(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		// One refused 4h call, then 1h for this and every later session of the role.
+		if n := f.sts.AssumeCalls(); n != 3 {
+			t.Fatalf("STS calls %d, want 3", n)
+		}
+		if n := testutil.ToFloat64(f.b.m.durationFallbacks); n != 1 {
+			t.Fatalf("fallbacks %v", n)
+		}
+	})
+	t.Run("role chaining caps at one hour", func(t *testing.T) {
+		f := newFixture(t, Config{Duration: 4 * time.Hour, RoleChaining: true})
+		req := f.role("reader", "x")
+		if _, err := f.b.Retrieve(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		if n := f.sts.AssumeCalls(); n != 1 {
+			t.Fatalf("STS calls %d, want 1", n)
+		}
+		chained, arn, err := DetectRoleChaining(context.Background(), f.sts.Client())
+		if err != nil || chained || arn != awstest.Principal {
+			t.Fatalf("our fake identity is a role, not a session: %v %s %v", chained, arn, err)
+		}
+	})
+}
+
+func TestSTSErrorsAreClassified(t *testing.T) {
+	f := newFixture(t, Config{})
+	req := f.role("reader", "x")
+	f.sts.RegionDisabled.Store(true)
+	_, err := f.b.Retrieve(context.Background(), req)
+	if c := Classify(err); c.Class != ClassTenantAuth || c.Code != "RegionDisabledException" || !strings.Contains(c.Hint, "region") {
+		t.Fatalf("region disabled: %+v", c)
+	}
+	f.sts.RegionDisabled.Store(false)
+	f.sts.ExpiredCaller.Store(true)
+	f.advance(time.Hour)
+	_, err = f.b.Retrieve(context.Background(), req)
+	if c := Classify(err); c.Class != ClassOurCredentials || !strings.Contains(c.Hint, "operator") {
+		t.Fatalf("our credentials expired: %+v", c)
+	}
+	f.sts.ExpiredCaller.Store(false)
+	f.advance(time.Hour)
+	if _, err := f.b.Retrieve(context.Background(), Request{RoleARN: roleARN("missing"), ExternalID: "x", SessionName: "s1"}); Classify(err).Class != ClassTenantAuth {
+		t.Fatalf("missing role: %v", err)
+	}
+}
+
+func TestRefreshBeforeExpiry(t *testing.T) {
+	f := newFixture(t, Config{ExpiryWindow: 5 * time.Minute})
+	req := f.role("reader", "x")
+	f.sts.CredentialTTL = 2 * time.Minute // inside the refresh window: every use refreshes first
+	for i := 0; i < 3; i++ {
+		p, err := f.b.Retrieve(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := p.Retrieve(context.Background())
+		for _, s := range f.sts.Sessions() {
+			if s.AccessKeyID == c.AccessKeyID && !s.Expires.After(time.Now()) {
+				t.Fatal("handed out expired credentials")
+			}
+		}
+	}
+	if n := f.sts.AssumeCalls(); n < 3 {
+		t.Fatalf("credentials inside the expiry window were not refreshed: %d calls", n)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	f := newFixture(t, Config{Rate: 0.001, Burst: 1})
+	if _, err := f.b.Retrieve(context.Background(), f.role("a", "x")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := f.b.Retrieve(ctx, f.role("b", "x"))
+	if c := Classify(err); c.Class != ClassThrottled || c.Code != "RateLimited" {
+		t.Fatalf("over the rate limit: %+v %v", c, err)
+	}
+	if n := f.sts.AssumeCalls(); n != 1 {
+		t.Fatalf("STS calls %d, want 1", n)
 	}
 }
 
 func TestInvalidateReassumes(t *testing.T) {
-	f := okSTS()
-	b, _ := New(Config{STS: f})
-	req := Request{RoleARN: "arn:aws:iam::123456789012:role/r", ExternalID: "x", SessionName: "s"}
+	f := newFixture(t, Config{})
+	req := f.role("reader", "x")
 	for i := 0; i < 3; i++ {
-		if _, err := b.Retrieve(context.Background(), req); err != nil {
+		if _, err := f.b.Retrieve(context.Background(), req); err != nil {
 			t.Fatal(err)
 		}
 	}
-	b.Invalidate(req)
-	if _, err := b.Retrieve(context.Background(), req); err != nil {
+	f.b.Invalidate(req)
+	if _, err := f.b.Retrieve(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.calls.Load(); n != 2 {
+	if n := f.sts.AssumeCalls(); n != 2 {
 		t.Fatalf("STS calls = %d, want 2", n)
 	}
 }

@@ -6,6 +6,7 @@ package registrytest
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -25,20 +26,28 @@ type Fixture struct {
 	In       *registry.Integration
 }
 
-// Tenant starts a server and registers org "Acme" with an integration for RoleARN.
+// KEK is the key-encryption key Tenant's registry seals static keys with.
+var KEK = []byte("0123456789abcdef0123456789abcdef")
+
+// Tenant starts a server and registers org "Acme" with an active (verified)
+// integration for RoleARN.
 func Tenant(t testing.TB) *Fixture {
 	t.Helper()
 	ctx := context.Background()
 	_, _, js := natstest.Start(t)
-	reg, err := registry.Open(ctx, js, registry.Config{})
+	reg, err := registry.Open(ctx, js, registry.Config{KEK: KEK})
 	if err != nil {
 		t.Fatal(err)
 	}
-	org, key, err := reg.CreateOrg(ctx, "Acme")
+	org, key, err := reg.CreateOrg(ctx, "test", "Acme")
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := reg.AddIntegration(ctx, org.ID, RoleARN, nil)
+	in, err := reg.AddIntegration(ctx, "test", org.ID, registry.Spec{RoleARN: RoleARN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err = reg.RecordVerification(ctx, "test", org.ID, in.ID, &registry.Verification{At: time.Now(), OK: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,246 @@
+package producer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/worker/creds"
+)
+
+// integrationFor is the active integration an index request may use: the
+// org's integration for the role it names, or, with static keys, the org's
+// static-key integration (created on first use, the secret sealed under the
+// KEK). Anything else is refused before any AWS call, and audited.
+func (a *API) integrationFor(ctx context.Context, org *registry.Org, req *indexRequest) (*registry.Integration, error) {
+	if req.Auth == nil {
+		in, err := a.cfg.Registry.StaticKeys(ctx, "api", org.ID, req.AccessKeyID, req.SecretAccessKey, nil)
+		if errors.Is(err, registry.ErrNoKEK) {
+			return nil, &apiError{http.StatusUnprocessableEntity, "static_keys_unsupported", err.Error(), "use a cross-account role"}
+		}
+		if err != nil {
+			return nil, &apiError{http.StatusUnprocessableEntity, "invalid_static_keys", err.Error(), ""}
+		}
+		if in.Status != registry.StatusActive {
+			return nil, a.notActive(ctx, org, in)
+		}
+		return in, nil
+	}
+	in, err := a.cfg.Registry.IntegrationByRole(ctx, org.ID, req.Auth.RoleARN)
+	if errors.Is(err, registry.ErrNotFound) {
+		a.audit(ctx, org.ID, "index.refused", "unknown_role", req.Auth.RoleARN)
+		return nil, &apiError{http.StatusForbidden, "integration_not_found", "role " + req.Auth.RoleARN + " is not an integration of this organization",
+			"register and verify the role first: POST /v2/integrations/aws, then POST /v2/integrations/{id}/verify"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if in.Status != registry.StatusActive {
+		return nil, a.notActive(ctx, org, in)
+	}
+	return in, nil
+}
+
+func (a *API) notActive(ctx context.Context, org *registry.Org, in *registry.Integration) error {
+	a.audit(ctx, org.ID, "index.refused", "integration_"+in.Status, in.ID)
+	hint := map[string]string{
+		registry.StatusPending: "verify the integration: POST /v2/integrations/" + in.ID + "/verify",
+		registry.StatusFailed:  "fix what the verification report says, then verify again: POST /v2/integrations/" + in.ID + "/verify",
+		registry.StatusRevoked: "the integration was revoked; register the role again",
+	}[in.Status]
+	return &apiError{http.StatusForbidden, "integration_not_active", "integration " + in.ID + " is " + in.Status + ": " + in.StatusReason, hint}
+}
+
+// integrationView is the public shape of an integration: never a secret,
+// the access key ID masked.
+func integrationView(in *registry.Integration) *registry.Integration {
+	v := *in
+	if v.AccessKeyID != "" {
+		v.AccessKeyID = registry.MaskKeyID(v.AccessKeyID)
+	}
+	return &v
+}
+
+type createIntegrationRequest struct {
+	RoleARN                string   `json:"role_arn"`
+	Buckets                []string `json:"buckets"`
+	Prefixes               []string `json:"prefixes"`
+	KMSKeyARN              string   `json:"kms_key_arn"`
+	Region                 string   `json:"region"`
+	SourceIdentity         bool     `json:"source_identity"`
+	SessionTags            bool     `json:"session_tags"`
+	SessionDurationSeconds int      `json:"session_duration_seconds"`
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		return &apiError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body over %d bytes", MaxBodyBytes), "send a smaller body"}
+	}
+	if optional && len(body) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return badRequest("invalid_json", "request body is not valid JSON: "+err.Error(), "send a JSON object")
+	}
+	return nil
+}
+
+// Policies are the documents a customer pastes into IAM for an integration.
+type Policies struct {
+	TrustPolicy       map[string]any `json:"trust_policy"`
+	PermissionsPolicy map[string]any `json:"permissions_policy"`
+	CloudFormation    map[string]any `json:"cloudformation_template"`
+}
+
+// PoliciesFor builds the trust policy (principal: our role; condition: the
+// org's ExternalId), the least-privilege permissions policy and a
+// CloudFormation template creating the role.
+func PoliciesFor(principalARN string, org *registry.Org, in *registry.Integration) Policies {
+	return Policies{
+		TrustPolicy:       creds.TrustPolicy(principalARN, org.ExternalID, in.SourceIdentity, in.SessionTags),
+		PermissionsPolicy: creds.PermissionsPolicy(in.Buckets, in.Prefixes, in.KMSKeyARN),
+		CloudFormation:    creds.CloudFormation(principalARN, org.ExternalID, in.Buckets, in.Prefixes, in.KMSKeyARN, in.SourceIdentity, in.SessionTags),
+	}
+}
+
+func (a *API) createIntegration(w http.ResponseWriter, r *http.Request) error {
+	org, err := a.authenticate(r)
+	if err != nil {
+		return err
+	}
+	var req createIntegrationRequest
+	if err := decodeBody(w, r, &req, false); err != nil {
+		return err
+	}
+	if a.cfg.PrincipalARN == "" {
+		return &apiError{http.StatusServiceUnavailable, "principal_not_configured", "this deployment has no principal ARN to put in trust policies", "operators: set STEVEDORE_PRINCIPAL_ARN"}
+	}
+	for _, b := range req.Buckets {
+		if !bucketRE.MatchString(b) {
+			return badRequest("invalid_bucket_name", fmt.Sprintf("%q is not a valid S3 bucket name", b), "")
+		}
+	}
+	in, err := a.cfg.Registry.AddIntegration(r.Context(), "api", org.ID, registry.Spec{
+		RoleARN: req.RoleARN, Buckets: req.Buckets, Prefixes: req.Prefixes, KMSKeyARN: req.KMSKeyARN, Region: req.Region,
+		SourceIdentity: req.SourceIdentity, SessionTags: req.SessionTags, SessionDuration: time.Duration(req.SessionDurationSeconds) * time.Second,
+	})
+	if errors.Is(err, registry.ErrExists) {
+		return &apiError{http.StatusConflict, "integration_exists", err.Error(), "use the existing integration, or revoke it first"}
+	}
+	if err != nil {
+		return badRequest("invalid_integration", err.Error(), "role_arn is arn:aws:iam::<12-digit account>:role/<name>")
+	}
+	pol := PoliciesFor(a.cfg.PrincipalARN, org, in)
+	writeJSON(w, http.StatusCreated, map[string]any{
+		"integration": integrationView(in), "external_id": org.ExternalID,
+		"trust_policy": pol.TrustPolicy, "permissions_policy": pol.PermissionsPolicy, "cloudformation_template": pol.CloudFormation,
+		"next": "create the role with these policies (or the CloudFormation template), then POST /v2/integrations/" + in.ID + "/verify",
+	})
+	return nil
+}
+
+func (a *API) listIntegrations(w http.ResponseWriter, r *http.Request) error {
+	org, err := a.authenticate(r)
+	if err != nil {
+		return err
+	}
+	ins, err := a.cfg.Registry.Integrations(r.Context(), org.ID)
+	if err != nil {
+		return err
+	}
+	out := []*registry.Integration{}
+	for _, in := range ins {
+		out = append(out, integrationView(in))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"integrations": out})
+	return nil
+}
+
+// orgIntegration loads the integration named in the path, within the caller's org.
+func (a *API) orgIntegration(r *http.Request) (*registry.Org, *registry.Integration, error) {
+	org, err := a.authenticate(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	id := r.PathValue("id")
+	notFound := &apiError{http.StatusNotFound, "integration_not_found", "no integration " + id + " in this organization", "GET /v2/integrations lists them"}
+	if !schema.ValidID(id) {
+		return nil, nil, notFound
+	}
+	in, err := a.cfg.Registry.Integration(r.Context(), org.ID, id)
+	if errors.Is(err, registry.ErrNotFound) {
+		return nil, nil, notFound
+	}
+	return org, in, err
+}
+
+func (a *API) getIntegration(w http.ResponseWriter, r *http.Request) error {
+	_, in, err := a.orgIntegration(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, integrationView(in))
+	return nil
+}
+
+func (a *API) verifyIntegration(w http.ResponseWriter, r *http.Request) error {
+	org, in, err := a.orgIntegration(r)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Bucket string `json:"bucket"`
+	}
+	if err := decodeBody(w, r, &req, true); err != nil {
+		return err
+	}
+	if in.Status == registry.StatusRevoked {
+		return &apiError{http.StatusConflict, "integration_revoked", "integration " + in.ID + " is revoked", "register the role again"}
+	}
+	if req.Bucket == "" && len(in.Buckets) > 0 {
+		req.Bucket = in.Buckets[0]
+	}
+	if req.Bucket == "" {
+		return &apiError{http.StatusUnprocessableEntity, "bucket_required", "the integration names no bucket, so verification has nothing to probe", `send {"bucket": "<a bucket the role can read>"}`}
+	}
+	if !in.Allows(req.Bucket, firstOr(in.Prefixes)) {
+		return &apiError{http.StatusUnprocessableEntity, "bucket_not_allowed", "bucket " + req.Bucket + " is not one of the integration's buckets", ""}
+	}
+	if a.cfg.Verifier == nil {
+		return &apiError{http.StatusServiceUnavailable, "verifier_unavailable", "this process cannot reach AWS to verify", "operators: run the producer with AWS credentials"}
+	}
+	rep := a.cfg.Verifier.Verify(r.Context(), creds.Target{Org: org, In: in, Bucket: req.Bucket})
+	in, err = a.cfg.Registry.RecordVerification(r.Context(), "api", org.ID, in.ID, rep)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"integration": integrationView(in), "verification": rep})
+	return nil
+}
+
+func firstOr(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+func (a *API) revokeIntegration(w http.ResponseWriter, r *http.Request) error {
+	org, in, err := a.orgIntegration(r)
+	if err != nil {
+		return err
+	}
+	in, err = a.cfg.Registry.Revoke(r.Context(), "api", org.ID, in.ID, "revoked by the customer through the API")
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, integrationView(in))
+	return nil
+}

@@ -1,0 +1,235 @@
+package awstest
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"maps"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// S3 is the fake S3 (path-style addressing): ListObjectsV2 with pagination
+// and GetObject. Every request must be signed by a session the STS issued
+// (unexpired, its role allowed the bucket, its session policy allowed the
+// resource) or by a registered static key, and must name the right
+// ExpectedBucketOwner when it names one.
+type S3 struct {
+	*httptest.Server
+	sts *STS
+	mu  sync.Mutex
+	// objects: bucket → key → body
+	objects map[string]map[string]string
+	owner   string
+	static  map[string][]string // static access key ID → buckets it may read
+
+	gone map[string]bool // bucket/key listed but answering NoSuchKey
+
+	// ExpireNext answers ExpiredToken to the next n requests (a session
+	// that expired while a download was under way).
+	ExpireNext atomic.Int64
+
+	Gets, Lists, Denied atomic.Int64
+}
+
+// NewS3 starts a fake S3 whose buckets belong to account owner.
+func NewS3(t testing.TB, sts *STS, owner string) *S3 {
+	s := &S3{sts: sts, owner: owner, objects: map[string]map[string]string{}, gone: map[string]bool{}, static: map[string][]string{}}
+	s.Server = httptest.NewServer(s)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Put stores an object.
+func (s *S3) Put(bucket, key, body string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.objects[bucket] == nil {
+		s.objects[bucket] = map[string]string{}
+	}
+	s.objects[bucket][key] = body
+}
+
+// CreateBucket creates an empty bucket.
+func (s *S3) CreateBucket(bucket string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.objects[bucket] == nil {
+		s.objects[bucket] = map[string]string{}
+	}
+}
+
+// Gone makes an object answer NoSuchKey to GET while it is still listed
+// (deleted between listing and fetching).
+func (s *S3) Gone(bucket, key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gone[bucket+"/"+key] = true
+}
+
+// AllowStatic registers an IAM user's access key that may read buckets.
+func (s *S3) AllowStatic(accessKeyID string, buckets ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.static[accessKeyID] = buckets
+}
+
+func s3Error(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/xml")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message><RequestId>%s</RequestId></Error>`, code, msg, randID("", 8))
+}
+
+func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	resource := "arn:aws:s3:::" + bucket
+	if key != "" {
+		resource += "/" + key
+	}
+	if code, msg := s.authorize(r, bucket, resource); code != "" {
+		s.Denied.Add(1)
+		status := 403
+		if code == "ExpiredToken" {
+			status = 400
+		}
+		s3Error(w, status, code, msg)
+		return
+	}
+	if o := r.Header.Get("X-Amz-Expected-Bucket-Owner"); o != "" && o != s.owner {
+		s.Denied.Add(1)
+		s3Error(w, 403, "AccessDenied", "Access Denied")
+		return
+	}
+	s.mu.Lock()
+	objs, ok := s.objects[bucket]
+	body, found := objs[key]
+	found = found && !s.gone[bucket+"/"+key]
+	objs = maps.Clone(objs)
+	s.mu.Unlock()
+	if !ok {
+		s3Error(w, 404, "NoSuchBucket", "The specified bucket does not exist")
+		return
+	}
+	if key == "" {
+		s.list(w, r, objs)
+		return
+	}
+	if !found {
+		s3Error(w, 404, "NoSuchKey", "The specified key does not exist.")
+		return
+	}
+	s.Gets.Add(1)
+	w.Header().Set("ETag", etag(body))
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write([]byte(body))
+}
+
+// authorize returns an S3 error code when the request may not touch resource.
+func (s *S3) authorize(r *http.Request, bucket, resource string) (code, msg string) {
+	id := accessKeyID(r)
+	s.mu.Lock()
+	staticBuckets, static := s.static[id]
+	s.mu.Unlock()
+	if static {
+		for _, b := range staticBuckets {
+			if b == bucket {
+				return "", ""
+			}
+		}
+		return "AccessDenied", "Access Denied"
+	}
+	ss, ok := s.sts.session(id)
+	if !ok {
+		return "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."
+	}
+	if r.Header.Get("X-Amz-Security-Token") != ss.Token {
+		return "InvalidToken", "The provided token is malformed or otherwise invalid."
+	}
+	if time.Now().After(ss.Expires) || (s.ExpireNext.Load() > 0 && s.ExpireNext.Add(-1) >= 0) {
+		return "ExpiredToken", "The provided token has expired."
+	}
+	allowed := false
+	for _, b := range ss.Role.Buckets {
+		allowed = allowed || b == bucket
+	}
+	if !allowed || !policyAllows(ss.Policy, resource) {
+		return "AccessDenied", "Access Denied"
+	}
+	if ss.Role.KMSDenied && resource != "arn:aws:s3:::"+bucket {
+		return "AccessDenied", "User is not authorized to perform: kms:Decrypt on the resource associated with this ciphertext because no identity-based policy allows the kms:Decrypt action"
+	}
+	return "", ""
+}
+
+// policyAllows evaluates the Allow statements' Resource patterns of a
+// session policy ("*" as a trailing wildcard); no policy allows everything
+// the role allows.
+func policyAllows(policy, resource string) bool {
+	if policy == "" {
+		return true
+	}
+	var doc struct {
+		Statement []struct {
+			Effect   string
+			Resource []string
+		}
+	}
+	if json.Unmarshal([]byte(policy), &doc) != nil {
+		return false
+	}
+	for _, st := range doc.Statement {
+		for _, p := range st.Resource {
+			if st.Effect == "Allow" && (p == resource || (strings.HasSuffix(p, "*") && strings.HasPrefix(resource, strings.TrimSuffix(p, "*")))) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func etag(body string) string {
+	h := fnv.New64a()
+	h.Write([]byte(body))
+	return fmt.Sprintf(`"%016x"`, h.Sum64())
+}
+
+func (s *S3) list(w http.ResponseWriter, r *http.Request, objs map[string]string) {
+	s.Lists.Add(1)
+	q := r.URL.Query()
+	prefix := q.Get("prefix")
+	var keys []string
+	for k := range objs {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	start, _ := strconv.Atoi(q.Get("continuation-token"))
+	max, _ := strconv.Atoi(q.Get("max-keys"))
+	if max <= 0 {
+		max = 1000
+	}
+	end := min(start+max, len(keys))
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">`)
+	fmt.Fprintf(&b, "<KeyCount>%d</KeyCount><MaxKeys>%d</MaxKeys><IsTruncated>%v</IsTruncated>", end-start, max, end < len(keys))
+	if end < len(keys) {
+		fmt.Fprintf(&b, "<NextContinuationToken>%d</NextContinuationToken>", end)
+	}
+	for _, k := range keys[start:end] {
+		b.WriteString("<Contents><Key>")
+		_ = xml.EscapeText(&b, []byte(k))
+		fmt.Fprintf(&b, "</Key><ETag>%s</ETag><Size>%d</Size></Contents>", strings.ReplaceAll(etag(objs[k]), `"`, "&quot;"), len(objs[k]))
+	}
+	b.WriteString("</ListBucketResult>")
+	w.Header().Set("Content-Type", "application/xml")
+	_, _ = w.Write([]byte(b.String()))
+}

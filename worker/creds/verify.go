@@ -1,0 +1,280 @@
+package creds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/stevedore-dev/stevedore/schema/registry"
+)
+
+// Verification step names, in order.
+const (
+	StepAssume          = "assume_role_with_external_id"
+	StepAssumeNoExtID   = "assume_role_without_external_id_refused"
+	StepListBucket      = "list_bucket"
+	StepReadFirstObject = "read_first_object"
+)
+
+// Verifier checks that an integration is usable and safe before it becomes
+// active. It calls STS directly (never through the cache: a verification must
+// see the trust policy as it is now).
+type Verifier struct {
+	STS           stscreds.AssumeRoleAPIClient
+	AWS           aws.Config // base configuration for S3 clients
+	S3PathStyle   bool
+	SessionPrefix string
+	// DevEmulatorSTS accepts an STS that ignores ExternalId and returns no
+	// assumed-role ARN (MinIO). Steps it excuses are reported as
+	// accepted_by_dev_override. Never set it in production.
+	DevEmulatorSTS bool
+	// Static opens a static-key integration's credentials.
+	Static  func(context.Context, *registry.Integration) (aws.CredentialsProvider, error)
+	Timeout time.Duration // per AWS call; default 10 s
+	Now     func() time.Time
+}
+
+// Target is what to verify: the integration, its org (for the ExternalId)
+// and the bucket to probe.
+type Target struct {
+	Org    *registry.Org
+	In     *registry.Integration
+	Bucket string
+}
+
+// Verify runs every step and returns the report; a step that cannot run
+// because an earlier one failed is skipped. The report never holds a secret.
+func (v *Verifier) Verify(ctx context.Context, t Target) *registry.Verification {
+	if v.Now == nil {
+		v.Now = time.Now
+	}
+	if v.Timeout == 0 {
+		v.Timeout = 10 * time.Second
+	}
+	rep := &registry.Verification{At: v.Now().UTC()}
+	add := func(s registry.VerificationStep) {
+		rep.Steps = append(rep.Steps, s)
+		if s.Status == registry.StepFailed && rep.Reason == "" {
+			rep.Reason = s.Code
+		}
+	}
+	skip := func(names ...string) {
+		for _, n := range names {
+			add(registry.VerificationStep{Name: n, Status: registry.StepSkipped, Message: "skipped: an earlier step failed"})
+		}
+	}
+	prefix := ""
+	if len(t.In.Prefixes) > 0 {
+		prefix = t.In.Prefixes[0]
+	}
+	var provider aws.CredentialsProvider
+	if t.In.Kind == registry.KindStaticKeys {
+		msg := "static keys: there is no role to assume"
+		add(registry.VerificationStep{Name: StepAssume, Status: registry.StepSkipped, Message: msg})
+		add(registry.VerificationStep{Name: StepAssumeNoExtID, Status: registry.StepSkipped, Message: msg})
+		p, err := v.Static(ctx, t.In)
+		if err != nil {
+			add(registry.VerificationStep{Name: StepListBucket, Status: registry.StepFailed, Code: "static_keys_unreadable", Message: err.Error(), Hint: "submit the keys again"})
+			skip(StepReadFirstObject)
+			rep.OK = false
+			return rep
+		}
+		provider = p
+	} else {
+		s, p := v.assumeWithExternalID(ctx, t, prefix)
+		add(s)
+		if p == nil {
+			skip(StepAssumeNoExtID, StepListBucket, StepReadFirstObject)
+			return rep
+		}
+		provider = p
+		add(v.assumeWithoutExternalID(ctx, t))
+	}
+	client := NewS3(v.AWS, provider, t.In.Region, v.S3PathStyle)
+	key, s := v.listBucket(ctx, client, t, prefix)
+	add(s)
+	if s.Status != registry.StepPassed {
+		skip(StepReadFirstObject)
+	} else {
+		add(v.readObject(ctx, client, t, key))
+	}
+	rep.OK = rep.Reason == ""
+	return rep
+}
+
+func (v *Verifier) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, v.Timeout)
+}
+
+func (v *Verifier) assumeInput(t Target, policy string, withExternalID bool) *sts.AssumeRoleInput {
+	in := &sts.AssumeRoleInput{RoleArn: aws.String(t.In.RoleARN), DurationSeconds: aws.Int32(900),
+		RoleSessionName: aws.String(SessionName(v.SessionPrefix, t.Org.ID, "verify"))}
+	if policy != "" {
+		in.Policy = aws.String(policy)
+	}
+	if withExternalID {
+		in.ExternalId = aws.String(t.Org.ExternalID)
+	}
+	return in
+}
+
+func (v *Verifier) assumeWithExternalID(ctx context.Context, t Target, prefix string) (registry.VerificationStep, aws.CredentialsProvider) {
+	step := registry.VerificationStep{Name: StepAssume}
+	policy, err := SessionPolicy(t.Bucket, prefix)
+	if err != nil {
+		step.Status, step.Code, step.Message = registry.StepFailed, "session_policy_too_large", err.Error()
+		return step, nil
+	}
+	cctx, cancel := v.call(ctx)
+	defer cancel()
+	out, err := v.STS.AssumeRole(cctx, v.assumeInput(t, policy, true))
+	if err != nil {
+		c := Classify(&AssumeError{RoleARN: t.In.RoleARN, Err: err})
+		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, "assume_role_failed", "AssumeRole with your ExternalId failed: "+apiCode(err), c.Hint
+		if c.Class == ClassOurCredentials {
+			step.Code = "our_credentials"
+		}
+		return step, nil
+	}
+	if out.Credentials == nil {
+		step.Status, step.Code, step.Message = registry.StepFailed, "assume_role_failed", "AssumeRole returned no credentials"
+		return step, nil
+	}
+	arn := ""
+	if out.AssumedRoleUser != nil {
+		arn = aws.ToString(out.AssumedRoleUser.Arn)
+	}
+	c := out.Credentials
+	provider := credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))
+	account := ""
+	if parts := strings.Split(arn, ":"); len(parts) >= 5 {
+		account = parts[4]
+	}
+	switch {
+	case account == t.In.Account:
+		step.Status, step.Message = registry.StepPassed, "assumed "+arn
+	case arn == "" && v.DevEmulatorSTS:
+		step.Status, step.Message = registry.StepOverridden, "assumed; the STS returned no assumed-role ARN, so the account was not checked (development override for emulators)"
+	default:
+		step.Status, step.Code = registry.StepFailed, "account_mismatch"
+		step.Message = fmt.Sprintf("the assumed session belongs to account %q, the role ARN names %s", account, t.In.Account)
+		step.Hint = "register the ARN of the role in the account that owns the buckets"
+		return step, nil
+	}
+	return step, provider
+}
+
+func (v *Verifier) assumeWithoutExternalID(ctx context.Context, t Target) registry.VerificationStep {
+	step := registry.VerificationStep{Name: StepAssumeNoExtID}
+	cctx, cancel := v.call(ctx)
+	defer cancel()
+	_, err := v.STS.AssumeRole(cctx, v.assumeInput(t, "", false))
+	switch {
+	case err != nil && Classify(&AssumeError{Err: err}).Class == ClassTenantAuth:
+		step.Status, step.Message = registry.StepPassed, "AssumeRole without the ExternalId is refused, as it must be"
+	case err != nil:
+		step.Status, step.Code = registry.StepFailed, "verification_inconclusive"
+		step.Message = "could not check that the ExternalId is required: " + apiCode(err)
+		step.Hint = "retry the verification"
+	case v.DevEmulatorSTS:
+		step.Status = registry.StepOverridden
+		step.Message = "AssumeRole WITHOUT the ExternalId succeeded; accepted only because the development override for emulators is on (emulators ignore ExternalId)"
+	default:
+		step.Status, step.Code = registry.StepFailed, "trust_policy_missing_external_id"
+		step.Message = "AssumeRole succeeded without the ExternalId: anyone who can name this role through stevedore could use it (confused deputy)"
+		step.Hint = `add "Condition": {"StringEquals": {"sts:ExternalId": "<your organization's ExternalId>"}} to the role's trust policy, then verify again`
+	}
+	return step
+}
+
+func (v *Verifier) listBucket(ctx context.Context, client *s3.Client, t Target, prefix string) (string, registry.VerificationStep) {
+	step := registry.VerificationStep{Name: StepListBucket}
+	cctx, cancel := v.call(ctx)
+	defer cancel()
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(t.Bucket), MaxKeys: aws.Int32(1)}
+	if prefix != "" {
+		in.Prefix = aws.String(prefix)
+	}
+	if t.In.Account != "" {
+		in.ExpectedBucketOwner = aws.String(t.In.Account)
+	}
+	out, err := client.ListObjectsV2(cctx, in)
+	if err != nil {
+		c := Classify(err)
+		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, "list_bucket_"+string(c.Class), "ListBucket on "+t.Bucket+" failed: "+apiCode(err), c.Hint
+		return "", step
+	}
+	step.Status, step.Message = registry.StepPassed, "listed s3://"+t.Bucket+"/"+prefix
+	if len(out.Contents) == 0 {
+		return "", step
+	}
+	return aws.ToString(out.Contents[0].Key), step
+}
+
+func (v *Verifier) readObject(ctx context.Context, client *s3.Client, t Target, key string) registry.VerificationStep {
+	step := registry.VerificationStep{Name: StepReadFirstObject}
+	if key == "" {
+		step.Status, step.Message = registry.StepSkipped, "the bucket (or prefix) is empty: nothing to read yet"
+		return step
+	}
+	cctx, cancel := v.call(ctx)
+	defer cancel()
+	in := &s3.GetObjectInput{Bucket: aws.String(t.Bucket), Key: aws.String(key)}
+	if t.In.Account != "" {
+		in.ExpectedBucketOwner = aws.String(t.In.Account)
+	}
+	out, err := client.GetObject(cctx, in)
+	if err == nil {
+		_, err = io.ReadFull(out.Body, make([]byte, 1))
+		if errors.Is(err, io.EOF) {
+			err = nil // an empty object reads fine
+		}
+		out.Body.Close()
+	}
+	if err != nil {
+		c := Classify(err)
+		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, "read_object_"+string(c.Class), "GetObject failed: "+apiCode(err), c.Hint
+		if c.Class == ClassKMS && t.In.KMSKeyARN != "" {
+			step.Hint += " (key " + t.In.KMSKeyARN + ")"
+		}
+		return step
+	}
+	step.Status, step.Message = registry.StepPassed, "read the first byte of one object"
+	return step
+}
+
+// apiCode is the AWS error code and message, or the error; none of them
+// carries a credential.
+func apiCode(err error) string {
+	var ae interface {
+		ErrorCode() string
+		ErrorMessage() string
+	}
+	if errors.As(err, &ae) {
+		return ae.ErrorCode() + ": " + ae.ErrorMessage()
+	}
+	return err.Error()
+}
+
+// NewS3 returns an S3 client on base with provider's credentials.
+func NewS3(base aws.Config, provider aws.CredentialsProvider, region string, pathStyle bool) *s3.Client {
+	return s3.NewFromConfig(base, func(o *s3.Options) {
+		o.Credentials = provider
+		if region != "" {
+			o.Region = region
+		}
+		o.UsePathStyle = pathStyle
+		// MinIO and some S3-compatible stores return no checksum; the SDK
+		// would log a line per GET about skipping validation.
+		o.DisableLogOutputChecksumValidationSkipped = true
+	})
+}

@@ -1,0 +1,101 @@
+package creds
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
+)
+
+func TestVerification(t *testing.T) {
+	st, s3 := awstest.Start(t)
+	s3.Put("docs", "a.txt", "hello")
+	s3.CreateBucket("empty")
+	org := &registry.Org{ID: "org_1", ExternalID: "cap_org_right"}
+	v := &Verifier{STS: st.Client(), AWS: s3.Config(), S3PathStyle: true, SessionPrefix: "stevedore"}
+	tests := []struct {
+		name       string
+		role       awstest.Role
+		bucket     string
+		emulator   bool
+		ok         bool
+		reason     string
+		statuses   string
+		hintSubstr string
+	}{
+		{"good role", awstest.Role{ExternalID: "cap_org_right", Buckets: []string{"docs"}}, "docs", false, true, "",
+			"passed passed passed passed", ""},
+		{"trust policy without ExternalId", awstest.Role{Buckets: []string{"docs"}}, "docs", false, false, "trust_policy_missing_external_id",
+			"passed failed passed passed", "sts:ExternalId"},
+		{"same, development override", awstest.Role{Buckets: []string{"docs"}}, "docs", true, true, "",
+			"passed accepted_by_dev_override passed passed", ""},
+		{"wrong ExternalId in trust policy", awstest.Role{ExternalID: "cap_org_other", Buckets: []string{"docs"}}, "docs", false, false, "assume_role_failed",
+			"failed skipped skipped skipped", "ExternalId"},
+		{"permissions policy misses the bucket", awstest.Role{ExternalID: "cap_org_right", Buckets: []string{"elsewhere"}}, "docs", false, false, "list_bucket_tenant_permission",
+			"passed passed failed skipped", "s3:ListBucket"},
+		{"empty bucket", awstest.Role{ExternalID: "cap_org_right", Buckets: []string{"empty"}}, "empty", false, true, "",
+			"passed passed passed skipped", ""},
+		{"KMS key not allowed", awstest.Role{ExternalID: "cap_org_right", Buckets: []string{"docs"}, KMSDenied: true}, "docs", false, false, "read_object_kms",
+			"passed passed passed failed", "kms:Decrypt"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.role.ARN = roleARN("verify" + string(rune('a'+i)))
+			tc.role.Principal = awstest.Principal
+			st.SetRole(tc.role)
+			v.DevEmulatorSTS = tc.emulator
+			in := &registry.Integration{ID: "int_1", Kind: registry.KindRole, RoleARN: tc.role.ARN, Account: awstest.Account}
+			rep := v.Verify(context.Background(), Target{Org: org, In: in, Bucket: tc.bucket})
+			var statuses []string
+			for _, s := range rep.Steps {
+				statuses = append(statuses, s.Status)
+			}
+			if rep.OK != tc.ok || rep.Reason != tc.reason || strings.Join(statuses, " ") != tc.statuses {
+				b, _ := json.MarshalIndent(rep, "", "  ")
+				t.Fatalf("report %s", b)
+			}
+			if tc.hintSubstr != "" {
+				found := false
+				for _, s := range rep.Steps {
+					found = found || strings.Contains(s.Hint, tc.hintSubstr)
+				}
+				if !found {
+					t.Fatalf("no step hints at %q: %+v", tc.hintSubstr, rep.Steps)
+				}
+			}
+			b, _ := json.Marshal(rep)
+			for _, s := range st.Sessions() {
+				if strings.Contains(string(b), s.SecretAccessKey) || strings.Contains(string(b), s.Token) {
+					t.Fatal("report holds a credential")
+				}
+			}
+			if testing.Verbose() {
+				out, _ := json.MarshalIndent(rep.Steps, "", "  ")
+				t.Logf("%s", out)
+			}
+		})
+	}
+}
+
+func TestPoliciesForCustomers(t *testing.T) {
+	trust, _ := json.Marshal(TrustPolicy("arn:aws:iam::999999999999:role/stevedore", "cap_org_abc", true, false))
+	if !strings.Contains(string(trust), `"sts:ExternalId":"cap_org_abc"`) || !strings.Contains(string(trust), `"AWS":"arn:aws:iam::999999999999:role/stevedore"`) ||
+		!strings.Contains(string(trust), "sts:SetSourceIdentity") || strings.Contains(string(trust), "sts:TagSession") {
+		t.Fatalf("trust policy %s", trust)
+	}
+	perms, _ := json.Marshal(PermissionsPolicy([]string{"b2", "b1"}, nil, "arn:aws:kms:us-east-1:123456789012:key/k"))
+	for _, want := range []string{`"arn:aws:s3:::b1","arn:aws:s3:::b2"`, `"arn:aws:s3:::b1/*"`, `"kms:Decrypt"`, `"s3:GetObject"`} {
+		if !strings.Contains(string(perms), want) {
+			t.Fatalf("permissions policy %s lacks %s", perms, want)
+		}
+	}
+	cfn, _ := json.Marshal(CloudFormation("arn:aws:iam::999999999999:role/stevedore", "cap_org_abc", []string{"b1"}, []string{"legal/"}, "", false, false))
+	for _, want := range []string{`"AWS::IAM::Role"`, `"cap_org_abc"`, `"arn:aws:s3:::b1/legal/*"`, `"MaxSessionDuration":3600`, `"Fn::GetAtt"`} {
+		if !strings.Contains(string(cfn), want) {
+			t.Fatalf("template %s lacks %s", cfn, want)
+		}
+	}
+}
