@@ -82,6 +82,7 @@ func TestIndexRequests(t *testing.T) {
 		{"wrong external id", path, strings.Replace(f.body(""), f.org.ExternalID, "cap_org_000000000000000000000000", 1), nil, 403, "external_id_mismatch"},
 		{"unknown role", path, strings.Replace(f.body(""), "role/reader", "role/other", 1), nil, 403, "integration_not_found"},
 		{"both credential shapes", path, strings.Replace(f.body(""), `"bucket_name"`, `"aws_access_key_id":"AKIA","aws_secret_access_key":"s","bucket_name"`, 1), nil, 422, "ambiguous_credentials"},
+		{"half a static key", path, `{"bucket_name":"acme-docs","aws_access_key_id":"AKIAEXAMPLEEXAMPLE01"}`, nil, 422, "incomplete_static_keys"},
 		{"no credentials", path, `{"bucket_name":"acme-docs"}`, nil, 422, "missing_credentials"},
 		{"skip and overwrite", path, f.body(`,"skip_existing":true,"overwrite_existing":true`), nil, 400, "conflicting_options"},
 		{"malformed json", path, `{"bucket_name":`, nil, 400, "invalid_json"},
@@ -147,7 +148,7 @@ func TestJobLifecycleAndIsolation(t *testing.T) {
 	// Another org cannot see it.
 	ctx := context.Background()
 	reg, _ := registry.Open(ctx, f.js, registry.Config{})
-	other, key, _ := reg.CreateOrg(ctx, "Other")
+	other, key, _ := reg.CreateOrg(ctx, "test", "Other")
 	status, _ = f.do(t, "GET", "/v2/jobs/"+id, "", map[string]string{"Authorization": "Bearer " + key.Reveal(), "X-Organization-ID": other.ID})
 	if status != http.StatusNotFound {
 		t.Fatalf("other org sees the job: %d", status)

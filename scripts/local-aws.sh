@@ -83,6 +83,10 @@ export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$PORT
 export AWS_ENDPOINT_URL_STS=http://127.0.0.1:$PORT
 export AWS_EC2_METADATA_DISABLED=true
 export STEVEDORE_S3_PATH_STYLE=true
+# MinIO's STS ignores ExternalId and returns no assumed-role ARN: verification
+# may accept that only under this development override (never in production).
+export STEVEDORE_DEV_EMULATOR_STS=true
+export STEVEDORE_PRINCIPAL_ARN=arn:aws:iam::000000000000:role/stevedore-dev
 ENV
 }
 

@@ -3,11 +3,13 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/registry"
@@ -32,6 +34,11 @@ const bucket = "acme-docs"
 
 func setup(t *testing.T, objects map[string]string) *env {
 	t.Helper()
+	return setupWith(t, objects, creds.Config{})
+}
+
+func setupWith(t *testing.T, objects map[string]string, bc creds.Config) *env {
+	t.Helper()
 	ctx := context.Background()
 	tf := registrytest.Tenant(t)
 	js, reg := tf.JS, tf.Registry
@@ -41,7 +48,11 @@ func setup(t *testing.T, objects map[string]string) *env {
 	for k, v := range objects {
 		e.s3.Put(bucket, k, v)
 	}
-	broker, err := creds.New(creds.Config{STS: e.sts.Client()})
+	bc.STS = e.sts.Client()
+	if bc.OnHealth == nil {
+		bc.OnHealth = RecordHealth(reg, slog.New(slog.DiscardHandler))
+	}
+	broker, err := creds.New(bc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,8 +75,12 @@ func setup(t *testing.T, objects map[string]string) *env {
 
 // submit does what the producer does: record the job and publish page 0.
 func (e *env) submit(t *testing.T, id string, skip bool) {
+	e.submitFor(t, id, skip, e.in.ID)
+}
+
+func (e *env) submitFor(t *testing.T, id string, skip bool, integration string) {
 	ctx := context.Background()
-	job := &schema.Job{JobID: id, Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Kind: schema.JobBucket, Bucket: "acme-docs",
+	job := &schema.Job{JobID: id, Org: e.org.ID, Collection: "docs", IntegrationID: integration, Kind: schema.JobBucket, Bucket: "acme-docs",
 		Region: "us-east-1", SkipExisting: skip, CreatedAt: time.Now()}
 	st := &schema.JobStatus{JobID: id, Org: e.org.ID, Collection: "docs", Status: schema.JobStatusPending, LastPage: -1}
 	data, _ := json.Marshal(st)
@@ -238,5 +253,60 @@ func TestSecretsNeverPublished(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestExpiredSessionIsRefreshedAndRetriedOnce(t *testing.T) {
+	e := setup(t, map[string]string{"a.txt": "hello", "b.txt": "world"})
+	e.s3.ExpireNext.Store(1) // the cached session expires under the first S3 call
+	e.submit(t, "job_1", true)
+	st := e.wait(t, "job_1")
+	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 2 {
+		t.Fatalf("status %+v", st)
+	}
+	if n := e.sts.AssumeCalls(); n != 2 {
+		t.Fatalf("STS calls %d, want 2 (one re-assume after ExpiredToken)", n)
+	}
+	if n := testutil.ToFloat64(e.w.m.staleRetries); n != 1 {
+		t.Fatalf("stale-token retries %v, want 1", n)
+	}
+}
+
+func TestDeniedRoleFailsFastAndMarksTheIntegration(t *testing.T) {
+	e := setup(t, map[string]string{"a.txt": "hello"})
+	// The customer edits the trust policy to another ExternalId.
+	e.sts.SetRole(awstest.Role{ARN: registrytest.RoleARN, Principal: awstest.Principal, ExternalID: "cap_org_someone_else", Buckets: []string{bucket}})
+	e.submit(t, "job_1", true)
+	st := e.wait(t, "job_1")
+	if st.Status != schema.JobStatusFailed || st.Error == nil || st.Error.ErrorClass != string(creds.ClassTenantAuth) || !strings.Contains(st.Error.Hint, "ExternalId") {
+		t.Fatalf("status %+v %+v", st, st.Error)
+	}
+	e.submit(t, "job_2", true)
+	if st := e.wait(t, "job_2"); st.Status != schema.JobStatusFailed {
+		t.Fatalf("second job %+v", st)
+	}
+	if n := e.sts.AssumeCalls(); n != 1 {
+		t.Fatalf("STS calls %d, want 1 (the second job fails from the negative cache)", n)
+	}
+	in, _ := registrytest.Registry(e.js).Integration(context.Background(), e.org.ID, e.in.ID)
+	if in.Unhealthy == nil || in.Unhealthy.Class != string(creds.ClassTenantAuth) || in.Status != registry.StatusActive {
+		t.Fatalf("integration health %+v", in)
+	}
+}
+
+func TestStaticKeysIntegration(t *testing.T) {
+	e := setup(t, map[string]string{"a.txt": "hello static"})
+	const keyID, secret = "AKIASTATICSTATIC0001", "static-secret-access-key-0001"
+	in, err := registrytest.Registry(e.js).StaticKeys(context.Background(), "test", e.org.ID, keyID, secret, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.s3.AllowStatic(keyID, bucket)
+	e.submitFor(t, "job_1", true, in.ID)
+	if st := e.wait(t, "job_1"); st.Status != schema.JobStatusCompleted || st.FilesIndexed != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	if n := e.sts.AssumeCalls(); n != 0 {
+		t.Fatalf("static keys called STS %d times", n)
 	}
 }

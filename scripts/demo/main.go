@@ -48,20 +48,19 @@ func run(ctx context.Context) error {
 	}
 	defer func() { logf("stopping everything the demo started"); s.Stop() }()
 
-	var org stack.Org
-	if err := s.CLI(ctx, &org, "org", "create", "--name", "Demo Corp"); err != nil {
+	orgp, in, err := s.Onboard(ctx, "Demo Corp", roleARN, "demo-docs")
+	if err != nil {
 		return err
 	}
+	org := *orgp
 	logf("organization %s created; ExternalId %s", org.OrgID, org.ExternalID)
-	var in struct {
-		IntegrationID string `json:"integration_id"`
-		Status        string `json:"status"`
+	logf("integration %s for %s verified: %s", in.IntegrationID, roleARN, in.Status)
+	if steps, ok := in.Verification["steps"].([]any); ok {
+		for _, st := range steps {
+			m, _ := st.(map[string]any)
+			fmt.Printf("    %-26v %-40v %v\n", m["status"], m["name"], m["message"])
+		}
 	}
-	if err := s.CLI(ctx, &in, "integration", "add", "--org", org.OrgID, "--role-arn", roleARN, "--bucket", "demo-docs"); err != nil {
-		return err
-	}
-	logf("integration %s registered for %s (%s)", in.IntegrationID, roleARN, in.Status)
-
 	body := map[string]any{
 		"bucket_name": "demo-docs", "bucket_region": "us-east-1", "processing_type": "advanced", "skip_existing": true,
 		"auth": map[string]string{"type": "assume_role", "role_arn": roleARN, "external_id": org.ExternalID},

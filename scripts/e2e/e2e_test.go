@@ -85,14 +85,12 @@ func TestIndexBucketEndToEnd(t *testing.T) {
 	defer s.Stop()
 	want := countCorpus(t, s.Root)
 
-	var org stack.Org
-	if err := s.CLI(ctx, &org, "org", "create", "--name", "E2E"); err != nil {
+	orgp, in, err := s.Onboard(ctx, "E2E", roleARN, "demo-docs")
+	if err != nil {
 		t.Fatal(err)
 	}
-	var in map[string]string
-	if err := s.CLI(ctx, &in, "integration", "add", "--org", org.OrgID, "--role-arn", roleARN); err != nil {
-		t.Fatal(err)
-	}
+	org := *orgp
+	t.Logf("verification on MinIO: %v", in.Verification["steps"])
 	body := func(ext string) map[string]any {
 		return map[string]any{"bucket_name": "demo-docs", "skip_existing": true,
 			"auth": map[string]string{"type": "assume_role", "role_arn": roleARN, "external_id": ext}}

@@ -44,6 +44,34 @@ type Org struct {
 	ExternalID string `json:"external_id"`
 }
 
+// Integration is what Onboard registered and verified.
+type Integration struct {
+	IntegrationID string         `json:"integration_id"`
+	Status        string         `json:"status"`
+	StatusReason  string         `json:"status_reason"`
+	Verification  map[string]any `json:"verification"`
+}
+
+// Onboard creates an organization and registers and verifies roleARN for
+// bucket through the CLI, as an operator would.
+func (s *Stack) Onboard(ctx context.Context, name, roleARN, bucket string) (*Org, *Integration, error) {
+	var org Org
+	if err := s.CLI(ctx, &org, "org", "create", "--name", name); err != nil {
+		return nil, nil, err
+	}
+	var in Integration
+	if err := s.CLI(ctx, &in, "integration", "add", "--org", org.OrgID, "--role-arn", roleARN, "--bucket", bucket); err != nil {
+		return nil, nil, err
+	}
+	if err := s.CLI(ctx, &in, "integration", "verify", "--org", org.OrgID, "--id", in.IntegrationID); err != nil {
+		return nil, nil, err
+	}
+	if in.Status != "active" {
+		return nil, nil, fmt.Errorf("integration %s is %s: %s", in.IntegrationID, in.Status, in.StatusReason)
+	}
+	return &org, &in, nil
+}
+
 // RepoRoot finds the repository root from the working directory.
 func RepoRoot() (string, error) {
 	dir, err := os.Getwd()

@@ -53,3 +53,12 @@ func Tenant(t testing.TB) *Fixture {
 	}
 	return &Fixture{JS: js, Registry: reg, Org: org, APIKey: key, In: in}
 }
+
+// Registry opens another handle on the registry of js, with KEK.
+func Registry(js jetstream.JetStream) *registry.Registry {
+	r, err := registry.Open(context.Background(), js, registry.Config{KEK: KEK})
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
