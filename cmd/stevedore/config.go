@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -72,6 +73,12 @@ func (f *flags) parse(args []string) error {
 	return f.envErr
 }
 
+// Where logs and command results go; tests capture them.
+var (
+	logOutput io.Writer = os.Stderr
+	stdout    io.Writer = os.Stdout
+)
+
 // multi is a repeatable string flag.
 type multi []string
 
@@ -83,5 +90,5 @@ func newLogger(level string) *slog.Logger {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	return slog.New(slog.NewJSONHandler(logOutput, &slog.HandlerOptions{Level: l}))
 }

@@ -46,9 +46,9 @@ func operator(ctx context.Context, url string) (*registry.Registry, func(), erro
 
 func printResult(asJSON bool, v map[string]any, human string) error {
 	if asJSON {
-		return json.NewEncoder(os.Stdout).Encode(v)
+		return json.NewEncoder(stdout).Encode(v)
 	}
-	fmt.Print(human)
+	fmt.Fprint(stdout, human)
 	return nil
 }
 
