@@ -435,8 +435,8 @@ func (e *AssumeError) Error() string { return fmt.Sprintf("assume role %s: %v", 
 func (e *AssumeError) Unwrap() error { return e.Err }
 
 type metrics struct {
-	assume         *prometheus.CounterVec
-	assumeDuration prometheus.Histogram
+	assume            *prometheus.CounterVec
+	assumeDuration    prometheus.Histogram
 	requests          *prometheus.CounterVec
 	entries           prometheus.Gauge
 	durationFallbacks prometheus.Counter

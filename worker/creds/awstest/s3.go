@@ -3,9 +3,9 @@ package awstest
 import (
 	"encoding/json"
 	"encoding/xml"
-	"maps"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sort"
