@@ -85,6 +85,7 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	a.route("POST /v2/collections/{name}/index/s3/directory", "index_directory", a.index(schema.JobDirectory))
 	a.route("POST /v2/collections/{name}/index/s3/file", "index_file", a.index(schema.JobFile))
 	a.route("GET /v2/jobs/{job_id}", "job", a.job)
+	a.route("GET /v2/organization", "organization", a.organization)
 	a.route("POST /v2/integrations/aws", "integration_create", a.createIntegration)
 	a.route("GET /v2/integrations", "integration_list", a.listIntegrations)
 	a.route("GET /v2/integrations/{id}", "integration_get", a.getIntegration)
@@ -251,7 +252,7 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 		}
 		if err := registry.CheckExternalID(org, req.Auth.ExternalID); err != nil {
 			a.audit(ctx, org.ID, "index.refused", "external_id_mismatch", "role "+req.Auth.RoleARN)
-			return nil, &apiError{http.StatusForbidden, "external_id_mismatch", "external_id does not match the one issued to this organization", "use the external_id issued to your organization (GET it from your onboarding record or ask your admin; it changes when rotated), and the same value in your role's trust policy"}
+			return nil, &apiError{http.StatusForbidden, "external_id_mismatch", "external_id does not match the one issued to this organization", "use your organization's current external_id (GET /v2/organization; it changes when rotated), and the same value in your role's trust policy"}
 		}
 		if _, err := registry.ParseRoleARN(req.Auth.RoleARN); err != nil {
 			return nil, badRequest("invalid_role_arn", err.Error(), "copy the role ARN from the IAM console")

@@ -146,6 +146,18 @@ func (a *API) createIntegration(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// organization shows the caller's org: the ExternalId to put in trust
+// policies, and when it was last rotated. Never the API key hashes.
+func (a *API) organization(w http.ResponseWriter, r *http.Request) error {
+	org, err := a.authenticate(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"org_id": org.ID, "name": org.Name, "external_id": org.ExternalID,
+		"created_at": org.CreatedAt, "external_id_rotated_at": org.ExternalIDRotatedAt})
+	return nil
+}
+
 func (a *API) listIntegrations(w http.ResponseWriter, r *http.Request) error {
 	org, err := a.authenticate(r)
 	if err != nil {

@@ -111,6 +111,9 @@ func TestOnboardingVerifyRevoke(t *testing.T) {
 		t.Fatalf("old ExternalId after rotation: %d %v", status, out)
 	}
 	f.org, _ = tf.Registry.Org(context.Background(), f.org.ID)
+	if status, out := f.do(t, "GET", "/v2/organization", "", nil); status != 200 || out["external_id"] != f.org.ExternalID || out["api_key_hashes"] != nil {
+		t.Fatalf("organization: %d %v", status, out)
+	}
 
 	// Revoke: never used again.
 	if status, out := f.do(t, "DELETE", "/v2/integrations/"+id, "", nil); status != 200 || out["status"] != registry.StatusRevoked {
