@@ -50,3 +50,22 @@ func PlannedEventID(jobID string, page int) string {
 
 // JobFailedEventID is the ID of the "failed" event of a job.
 func JobFailedEventID(jobID string) string { return "failed:" + jobID }
+
+// SequencerLess reports whether S3 sequencer a is older than b (for one key).
+// Sequencers are hex strings of varying length: as S3's documentation says,
+// left-pad the shorter with zeros, then compare lexicographically. An empty
+// sequencer is older than any other.
+func SequencerLess(a, b string) bool {
+	a, b = strings.ToUpper(a), strings.ToUpper(b)
+	n := max(len(a), len(b))
+	a = strings.Repeat("0", n-len(a)) + a
+	b = strings.Repeat("0", n-len(b)) + b
+	return a < b
+}
+
+// EventTaskMsgID is the Nats-Msg-Id of the task for one S3 notification
+// record: bucket, key, version and sequencer identify the event, so SQS
+// redeliveries and duplicate notifications publish nothing twice.
+func EventTaskMsgID(org, collection, bucket, key, version, sequencer string) string {
+	return "evtask:" + hashID(org, collection, bucket, key, version, sequencer)
+}

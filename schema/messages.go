@@ -99,6 +99,7 @@ type Task struct {
 	ETag              string          `json:"etag,omitempty"`
 	Size              int64           `json:"size,omitempty"`
 	Sequencer         string          `json:"sequencer,omitempty"`
+	EventTime         *time.Time      `json:"event_time,omitempty"` // the S3 event's time, for tasks from notifications
 	SkipExisting      bool            `json:"skip_existing"`
 	OverwriteExisting bool            `json:"overwrite_existing"`
 	CustomMetadata    json.RawMessage `json:"custom_metadata,omitempty"`

@@ -20,6 +20,7 @@ type metrics struct {
 	publish      prometheus.Histogram
 	dead         *prometheus.CounterVec
 	staleRetries prometheus.Counter
+	lag          *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -46,9 +47,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Messages copied to DEAD, by error class."}, []string{"error_class"}),
 		staleRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_s3_stale_credential_retries_total",
 			Help: "S3 calls retried after a stale-token answer invalidated cached credentials."}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_notification_lag_seconds",
+			Help:    "From an S3 event's eventTime to its chunks (or tombstone) being durable in CHUNKS, by outcome.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries)
+		reg.MustRegister(m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag)
 	}
 	return m
 }

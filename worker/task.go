@@ -50,6 +50,9 @@ func (w *Worker) index(ctx context.Context, msg jetstream.Msg) error {
 		return err
 	}
 	w.m.objects.WithLabelValues(string(ev.Outcome)).Inc()
+	if task.EventTime != nil && (ev.Outcome == schema.OutcomeIndexed || ev.Outcome == schema.OutcomeDeleted) {
+		w.m.lag.WithLabelValues(string(ev.Outcome)).Observe(time.Since(*task.EventTime).Seconds())
+	}
 	return nil
 }
 
@@ -90,6 +93,13 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	state, rev, err := w.loadState(ctx, stateKey)
 	if err != nil {
 		return nil, err
+	}
+	// Notifications arrive out of order: an event older than the one the
+	// state already reflects changes nothing.
+	if task.Sequencer != "" && state != nil && state.Sequencer != "" && schema.SequencerLess(task.Sequencer, state.Sequencer) {
+		ev := w.event(task, schema.OutcomeSkipped)
+		ev.Reason = "stale: an event with a later sequencer for this key was already applied"
+		return ev, nil
 	}
 	if task.Op == schema.OpDelete {
 		return w.deleteObject(ctx, task, state, stateKey, rev)

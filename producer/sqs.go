@@ -1,0 +1,486 @@
+package producer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stevedore-dev/stevedore/producer/notify"
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/registry"
+)
+
+// SQSAPI is the part of the SQS client the bridge uses.
+type SQSAPI interface {
+	ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	DeleteMessageBatch(context.Context, *sqs.DeleteMessageBatchInput, ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+	ChangeMessageVisibilityBatch(context.Context, *sqs.ChangeMessageVisibilityBatchInput, ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
+}
+
+// Queue is one SQS queue and the client that reads it (through our own
+// identity, or a customer role assumed with its ExternalId).
+type Queue struct {
+	URL    string
+	Client SQSAPI
+}
+
+// BridgeConfig configures the SQS bridge. Zero values take the defaults in
+// the comments.
+type BridgeConfig struct {
+	JS       jetstream.JetStream // required
+	Registry *registry.Registry  // required
+	Queues   []Queue             // required
+	// Pollers per queue; default 2.
+	Pollers int
+	// WaitTime of each long poll; default 20 s (the SQS maximum).
+	WaitTime time.Duration
+	// Visibility a received message gets, renewed every Visibility/3 while
+	// its batch is handled; default 60 s.
+	Visibility time.Duration
+	// MaxReceives: a message received more often goes to DEAD; default 5.
+	MaxReceives int
+	// RetryDelay: visibility given back to a message whose publishes failed,
+	// so it returns after this long; default 10 s.
+	RetryDelay time.Duration
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// BeforePublish, when set, runs before the publishes of each parsed
+	// message; an error keeps the message for retry. Tests use it to hold a
+	// message in flight or to fail it.
+	BeforePublish func(ctx context.Context, messageID string) error
+}
+
+// Bridge turns S3 notifications read from SQS into TASKS. An SQS message is
+// deleted only after JetStream acknowledged every task and dead letter made
+// from it; until then its visibility is extended. Task message IDs come from
+// bucket, key, version and sequencer, so redeliveries publish nothing twice.
+type Bridge struct {
+	cfg     BridgeConfig
+	log     *slog.Logger
+	routes  *registry.RouteTable
+	objects jetstream.KeyValue
+	m       *bridgeMetrics
+	pause   pauser
+}
+
+type bridgeMetrics struct {
+	received, deleted, extended prometheus.Counter
+	deleteFailed, receiveErrors prometheus.Counter
+	records                     *prometheus.CounterVec
+	paused                      prometheus.Counter
+}
+
+// Record outcomes.
+const (
+	RecordRouted     = "routed"
+	RecordIgnored    = "ignored"
+	RecordUnroutable = "unroutable"
+	RecordInvalid    = "invalid"
+	RecordStale      = "stale"
+)
+
+// NewBridge validates cfg and loads the route table (followed live until ctx ends).
+func NewBridge(ctx context.Context, cfg BridgeConfig) (*Bridge, error) {
+	if cfg.JS == nil || cfg.Registry == nil || len(cfg.Queues) == 0 {
+		return nil, errors.New("bridge: JS, Registry and Queues are required")
+	}
+	if cfg.Pollers == 0 {
+		cfg.Pollers = 2
+	}
+	if cfg.WaitTime == 0 {
+		cfg.WaitTime = 20 * time.Second
+	}
+	if cfg.Visibility == 0 {
+		cfg.Visibility = time.Minute
+	}
+	if cfg.MaxReceives == 0 {
+		cfg.MaxReceives = 5
+	}
+	if cfg.RetryDelay == 0 {
+		cfg.RetryDelay = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	objects, err := cfg.JS.KeyValue(ctx, schema.BucketObjects)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	routes, err := cfg.Registry.WatchRoutes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	m := &bridgeMetrics{
+		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_messages_received_total", Help: "SQS messages received."}),
+		deleted:  prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_messages_deleted_total", Help: "SQS messages deleted after their tasks were acknowledged."}),
+		extended: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_visibility_extensions_total", Help: "Visibility-timeout extensions of messages being handled."}),
+		deleteFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_delete_failures_total",
+			Help: "Batch-delete entries SQS refused (the message returns and is deduplicated)."}),
+		receiveErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_receive_errors_total", Help: "Failed ReceiveMessage calls."}),
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sqs_records_total",
+			Help: "Notification records by outcome (routed, ignored, unroutable, invalid, stale)."}, []string{"outcome"}),
+		paused: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_backpressure_pauses_total",
+			Help: "Times receiving paused because JetStream refused work."}),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(m.received, m.deleted, m.extended, m.deleteFailed, m.receiveErrors, m.records, m.paused)
+	}
+	return &Bridge{cfg: cfg, log: cfg.Logger, routes: routes, objects: objects, m: m}, nil
+}
+
+// Run polls every queue with cfg.Pollers pollers until ctx ends.
+func (b *Bridge) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, q := range b.cfg.Queues {
+		for i := 0; i < b.cfg.Pollers; i++ {
+			g.Go(func() error { b.poll(gctx, q); return nil })
+		}
+	}
+	return g.Wait()
+}
+
+func (b *Bridge) poll(ctx context.Context, q Queue) {
+	errDelay := time.Second
+	for ctx.Err() == nil {
+		if err := b.pause.wait(ctx); err != nil {
+			return
+		}
+		// The long poll is not cancelled on shutdown: SQS would still take the
+		// messages it was about to return out of view until their visibility
+		// ran out. It ends within WaitTime, and what it brings is handed back.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.WaitTime+15*time.Second)
+		out, err := q.Client.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(q.URL), MaxNumberOfMessages: 10, WaitTimeSeconds: int32(b.cfg.WaitTime / time.Second),
+			VisibilityTimeout:           int32(b.cfg.Visibility / time.Second),
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
+		})
+		cancel()
+		if err == nil && ctx.Err() != nil {
+			hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			b.releaseBatch(hctx, q, out.Messages, 0)
+			hcancel()
+			return
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			b.m.receiveErrors.Inc()
+			b.log.Warn("sqs receive failed", "queue", q.URL, "error", err, "retry_in", errDelay)
+			sleep(ctx, errDelay)
+			errDelay = min(2*errDelay, 30*time.Second)
+			continue
+		}
+		errDelay = time.Second
+		if len(out.Messages) > 0 {
+			b.handleBatch(ctx, q, out.Messages)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// handleBatch handles up to ten messages concurrently, extending their
+// visibility until each is settled, then deletes the finished ones in one
+// batch and gives the others a short visibility so they return soon.
+func (b *Bridge) handleBatch(ctx context.Context, q Queue, msgs []sqstypes.Message) {
+	b.m.received.Add(float64(len(msgs)))
+	var mu sync.Mutex
+	inflight := map[string]sqstypes.Message{}
+	for _, m := range msgs {
+		inflight[aws.ToString(m.MessageId)] = m
+	}
+	stopExtend := make(chan struct{})
+	extended := make(chan struct{})
+	go func() {
+		defer close(extended)
+		t := time.NewTicker(b.cfg.Visibility / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopExtend:
+				return
+			case <-t.C:
+				mu.Lock()
+				var entries []sqstypes.ChangeMessageVisibilityBatchRequestEntry
+				for id, m := range inflight {
+					entries = append(entries, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(id), ReceiptHandle: m.ReceiptHandle,
+						VisibilityTimeout: int32(b.cfg.Visibility / time.Second)})
+				}
+				mu.Unlock()
+				if len(entries) > 0 {
+					if _, err := q.Client.ChangeMessageVisibilityBatch(context.WithoutCancel(ctx), &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(q.URL), Entries: entries}); err != nil {
+						b.log.Warn("sqs visibility extension failed", "queue", q.URL, "error", err)
+					} else {
+						b.m.extended.Add(float64(len(entries)))
+					}
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var done, retry []sqstypes.Message
+	for _, m := range msgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := b.handle(ctx, q, m)
+			mu.Lock()
+			defer mu.Unlock()
+			delete(inflight, aws.ToString(m.MessageId))
+			if err != nil {
+				retry = append(retry, m)
+				if ctx.Err() == nil {
+					b.log.Warn("sqs message kept for retry", "queue", q.URL, "message_id", aws.ToString(m.MessageId), "error", err)
+				}
+				return
+			}
+			done = append(done, m)
+		}()
+	}
+	wg.Wait()
+	close(stopExtend)
+	<-extended
+	// Settle even when shutting down: deleting finished messages and handing
+	// the others back must not wait for their visibility to run out.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	b.deleteBatch(sctx, q, done)
+	delay := b.cfg.RetryDelay
+	if ctx.Err() != nil {
+		delay = 0 // shutting down: hand back at once
+	}
+	b.releaseBatch(sctx, q, retry, delay)
+}
+
+func (b *Bridge) deleteBatch(ctx context.Context, q Queue, msgs []sqstypes.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	entries := make([]sqstypes.DeleteMessageBatchRequestEntry, 0, len(msgs))
+	for _, m := range msgs {
+		entries = append(entries, sqstypes.DeleteMessageBatchRequestEntry{Id: m.MessageId, ReceiptHandle: m.ReceiptHandle})
+	}
+	out, err := q.Client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(q.URL), Entries: entries})
+	if err != nil {
+		// Every task is durable and deduplicated: the messages come back
+		// after their visibility and are deleted then.
+		b.m.deleteFailed.Add(float64(len(entries)))
+		b.log.Warn("sqs batch delete failed", "queue", q.URL, "messages", len(entries), "error", err)
+		return
+	}
+	b.m.deleted.Add(float64(len(out.Successful)))
+	for _, f := range out.Failed {
+		b.m.deleteFailed.Inc()
+		b.log.Warn("sqs delete refused", "queue", q.URL, "message_id", aws.ToString(f.Id), "code", aws.ToString(f.Code), "reason", aws.ToString(f.Message))
+	}
+}
+
+func (b *Bridge) releaseBatch(ctx context.Context, q Queue, msgs []sqstypes.Message, delay time.Duration) {
+	if len(msgs) == 0 {
+		return
+	}
+	var entries []sqstypes.ChangeMessageVisibilityBatchRequestEntry
+	for _, m := range msgs {
+		entries = append(entries, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: m.MessageId, ReceiptHandle: m.ReceiptHandle,
+			VisibilityTimeout: int32(delay / time.Second)})
+	}
+	if _, err := q.Client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(q.URL), Entries: entries}); err != nil {
+		b.log.Warn("sqs release failed; the messages return after their visibility timeout", "queue", q.URL, "error", err)
+	}
+}
+
+// handle turns one SQS message into tasks and dead letters and waits until
+// JetStream acknowledged all of them. nil means the message may be deleted.
+func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error {
+	id := aws.ToString(m.MessageId)
+	body := []byte(aws.ToString(m.Body))
+	received, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
+	dead := func(i int, reason, class string) outMsg {
+		return outMsg{schema.DeadSubject("sqs"), "dead:sqs:" + id + ":" + strconv.Itoa(i), &schema.DeadLetter{Stream: "SQS", Subject: q.URL + "#" + id,
+			Deliveries: uint64(received), Reason: reason, ErrorClass: class, Payload: body, At: time.Now().UTC()}}
+	}
+	if received > b.cfg.MaxReceives {
+		b.m.records.WithLabelValues(RecordInvalid).Inc()
+		return b.publish(ctx, []outMsg{dead(-1, fmt.Sprintf("max_receives: received %d times (limit %d) without being handled", received, b.cfg.MaxReceives), "permanent")})
+	}
+	msg, err := notify.Parse(body)
+	if err != nil {
+		b.m.records.WithLabelValues(RecordInvalid).Inc()
+		return b.publish(ctx, []outMsg{dead(-1, "invalid: "+err.Error(), "permanent")})
+	}
+	if msg.Test {
+		b.m.records.WithLabelValues(RecordIgnored).Inc()
+		b.log.Info("s3:TestEvent received", "queue", q.URL)
+		return nil
+	}
+	var out []outMsg
+	var outcomes []string
+	for i, rec := range msg.Records {
+		o, err := b.record(ctx, i, rec, dead, &out)
+		if err != nil {
+			return err
+		}
+		outcomes = append(outcomes, o)
+	}
+	if b.cfg.BeforePublish != nil {
+		if err := b.cfg.BeforePublish(ctx, id); err != nil {
+			return err
+		}
+	}
+	if err := b.publish(ctx, out); err != nil {
+		return err
+	}
+	for _, o := range outcomes {
+		b.m.records.WithLabelValues(o).Inc()
+	}
+	return nil
+}
+
+// record decides what one record becomes and appends it to out.
+func (b *Bridge) record(ctx context.Context, i int, rec notify.Record, dead func(int, string, string) outMsg, out *[]outMsg) (string, error) {
+	if rec.Err != nil {
+		*out = append(*out, dead(i, "invalid: "+rec.Err.Error(), "permanent"))
+		return RecordInvalid, nil
+	}
+	if rec.Kind == notify.Ignored {
+		return RecordIgnored, nil
+	}
+	rt := b.routes.Match(rec.Bucket, rec.Key)
+	if rt == nil {
+		*out = append(*out, dead(i, fmt.Sprintf("unroutable: no route for s3://%s/%s (stevedore route add)", rec.Bucket, rec.Key), "unroutable"))
+		return RecordUnroutable, nil
+	}
+	if rec.Sequencer != "" {
+		e, err := b.objects.Get(ctx, schema.ObjectKey(rt.Org, rt.Collection, rec.Bucket, rec.Key))
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return "", fmt.Errorf("object state: %w", err)
+		}
+		if err == nil {
+			var st schema.ObjectState
+			if jerr := json.Unmarshal(e.Value(), &st); jerr == nil && st.Sequencer != "" && schema.SequencerLess(rec.Sequencer, st.Sequencer) {
+				return RecordStale, nil
+			}
+		}
+	}
+	op := schema.OpIndex
+	if rec.Kind == notify.Delete {
+		op = schema.OpDelete
+	}
+	t := &schema.Task{Op: op, Org: rt.Org, Collection: rt.Collection, IntegrationID: rt.IntegrationID, Bucket: rec.Bucket,
+		Region: rec.Region, Key: rec.Key, ScopePrefix: rt.Prefix, VersionID: rec.VersionID, ETag: strings.Trim(rec.ETag, `"`),
+		Size: rec.Size, Sequencer: rec.Sequencer, SkipExisting: true}
+	if !rec.EventTime.IsZero() {
+		et := rec.EventTime
+		t.EventTime = &et
+	}
+	// The sequencer identifies the event; without one (some emulators), the
+	// ETag and event time stand in, so a later change is never deduplicated away.
+	event := rec.Sequencer + "|" + string(op)
+	if rec.Sequencer == "" {
+		event += "|" + t.ETag + "|" + rec.EventTime.Format(time.RFC3339Nano)
+	}
+	*out = append(*out, outMsg{schema.TaskSubject(rt.Org, rt.Collection),
+		schema.EventTaskMsgID(rt.Org, rt.Collection, rec.Bucket, rec.Key, rec.VersionID, event), t})
+	return RecordRouted, nil
+}
+
+// outMsg is one message to publish with its deduplication ID.
+type outMsg struct {
+	subject, id string
+	v           any
+}
+
+// publish sends every message asynchronously and waits for all acks. A
+// stream that refuses work (full) pauses receiving; the caller keeps the SQS
+// message for a later attempt.
+func (b *Bridge) publish(ctx context.Context, msgs []outMsg) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		data, err := schema.Encode(m.v)
+		if err != nil {
+			return err
+		}
+		f, err := b.cfg.JS.PublishAsync(m.subject, data, jetstream.WithMsgID(m.id))
+		if err != nil {
+			return b.refused(err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return b.refused(err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// refused pauses receiving when JetStream is full or unavailable.
+func (b *Bridge) refused(err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "maximum") || strings.Contains(msg, "insufficient resources") || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		if b.pause.trigger() {
+			b.m.paused.Inc()
+			b.log.Warn("JetStream refused work: receiving paused", "error", err)
+		}
+	}
+	return fmt.Errorf("publish: %w", err)
+}
+
+// pauser stops every poller for an escalating interval after JetStream
+// refused work, so a full stream neither drops messages nor spins.
+type pauser struct {
+	mu    sync.Mutex
+	until time.Time
+	delay time.Duration
+}
+
+func (p *pauser) trigger() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if now.Before(p.until) {
+		return false
+	}
+	if p.delay == 0 || now.Sub(p.until) > time.Minute {
+		p.delay = time.Second
+	} else {
+		p.delay = min(2*p.delay, 30*time.Second)
+	}
+	p.until = now.Add(p.delay)
+	return true
+}
+
+func (p *pauser) wait(ctx context.Context) error {
+	p.mu.Lock()
+	d := time.Until(p.until)
+	p.mu.Unlock()
+	if d > 0 {
+		sleep(ctx, d)
+	}
+	return ctx.Err()
+}

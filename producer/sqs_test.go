@@ -1,0 +1,367 @@
+package producer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stevedore-dev/stevedore/producer/sqstest"
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/schema/registry/registrytest"
+)
+
+type bridgeEnv struct {
+	tf     *registrytest.Fixture
+	sqs    *sqstest.Server
+	client *sqs.Client
+	url    string
+}
+
+func newBridgeEnv(t *testing.T, visibility time.Duration) *bridgeEnv {
+	t.Helper()
+	tf := registrytest.Tenant(t)
+	srv := sqstest.Start(t)
+	e := &bridgeEnv{tf: tf, sqs: srv, client: srv.Client(), url: srv.Queue(t, "notifications", visibility)}
+	if _, err := tf.Registry.AddRoute(context.Background(), "test", registry.Route{Org: tf.Org.ID, Collection: "docs", Bucket: "acme-docs"}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// run starts a bridge on the queue and returns a function that stops it.
+func (e *bridgeEnv) run(t *testing.T, cfg BridgeConfig, client SQSAPI) func() {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg.JS, cfg.Registry = e.tf.JS, e.tf.Registry
+	cfg.Queues = []Queue{{URL: e.url, Client: client}}
+	if cfg.WaitTime == 0 {
+		cfg.WaitTime = time.Second
+	}
+	b, err := NewBridge(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func (e *bridgeEnv) send(t *testing.T, bodies ...string) {
+	t.Helper()
+	for _, b := range bodies {
+		if _, err := e.client.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(e.url), MessageBody: aws.String(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// drained waits until the queue holds no message, visible or in flight.
+func (e *bridgeEnv) drained(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := e.client.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(e.url),
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Attributes["ApproximateNumberOfMessages"] == "0" && out.Attributes["ApproximateNumberOfMessagesNotVisible"] == "0" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue not drained: %v", out.Attributes)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// streamMsgs returns every message left in a stream (work queues keep them
+// until a worker acks; no worker runs here).
+func streamMsgs(t *testing.T, js jetstream.JetStream, name string) [][]byte {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := s.Info(ctx)
+	var out [][]byte
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err == nil {
+			out = append(out, m.Data)
+		}
+	}
+	return out
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+
+func testdata(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("notify/testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestBridgeRoutesEveryShape sends one message of every notification shape
+// (and some bad ones) through moto's SQS and checks what reached TASKS and
+// DEAD, the record outcomes, and that sending everything again (SQS
+// redelivers at least once) publishes nothing new.
+func TestBridgeRoutesEveryShape(t *testing.T) {
+	e := newBridgeEnv(t, 30*time.Second)
+	ctx := context.Background()
+	// The index already reflects a later event for stale.txt.
+	objects, _ := e.tf.JS.KeyValue(ctx, schema.BucketObjects)
+	state, _ := json.Marshal(&schema.ObjectState{Bucket: "acme-docs", Key: "stale.txt", Sequencer: "00FF", Status: "indexed"})
+	if _, err := objects.Put(ctx, schema.ObjectKey(e.tf.Org.ID, "docs", "acme-docs", "stale.txt"), state); err != nil {
+		t.Fatal(err)
+	}
+	stale := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-11-23T10:00:00Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"acme-docs"},"object":{"key":"stale.txt","eTag":"x","sequencer":"00AA"}}}]}`
+	unroutable := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-11-23T10:00:00Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"someone-elses"},"object":{"key":"x.txt","sequencer":"01"}}}]}`
+	bodies := []string{
+		testdata(t, "s3_put.json"), testdata(t, "sns_wrapped.json"), testdata(t, "s3_multi.json"),
+		testdata(t, "eventbridge_created.json"), testdata(t, "eventbridge_deleted.json"), testdata(t, "eventbridge_restore.json"),
+		testdata(t, "testevent.json"), testdata(t, "sns_testevent.json"),
+		`{"Records":[{"eventVersion":"2.1"`, `{"hello":"world"}`, stale, unroutable,
+	}
+	e.send(t, bodies...)
+	reg := prometheus.NewRegistry()
+	stop := e.run(t, BridgeConfig{Registerer: reg}, e.client)
+	e.drained(t)
+	stop()
+
+	var keys []string
+	for _, data := range streamMsgs(t, e.tf.JS, schema.StreamTasks) {
+		task, err := schema.DecodeTask(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task.Org != e.tf.Org.ID || task.Collection != "docs" || task.IntegrationID != e.tf.In.ID || task.JobID != "" {
+			t.Fatalf("task %+v", task)
+		}
+		keys = append(keys, string(task.Op)+" "+task.Key)
+	}
+	sort.Strings(keys)
+	// s3_put and its SNS-wrapped copy are one event (same sequencer): one task.
+	want := []string{"delete eb/raw key+plus.txt", "delete expired.txt", "delete old.txt", "delete versioned.txt",
+		"index a/b=c&d.md", "index eb/raw key+plus.txt", "index reports/Q3 plan (2026) c++.txt"}
+	if strings.Join(keys, "|") != strings.Join(want, "|") {
+		t.Fatalf("tasks\n got %q\nwant %q", keys, want)
+	}
+	var reasons []string
+	for _, data := range streamMsgs(t, e.tf.JS, schema.StreamDead) {
+		d, err := schema.DecodeDeadLetter(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reasons = append(reasons, strings.SplitN(d.Reason, ":", 2)[0])
+		if len(d.Payload) == 0 || d.Stream != "SQS" {
+			t.Fatalf("dead letter without the raw body: %+v", d)
+		}
+	}
+	sort.Strings(reasons)
+	if got := strings.Join(reasons, " "); got != "invalid invalid invalid invalid unroutable" {
+		t.Fatalf("dead letters: %s", got)
+	}
+	outcomes := map[string]float64{}
+	for _, o := range []string{RecordRouted, RecordIgnored, RecordUnroutable, RecordInvalid, RecordStale} {
+		outcomes[o] = labeled(t, reg, "stevedore_sqs_records_total", o)
+	}
+	t.Logf("record outcomes from a run mixing every shape: %v", outcomes)
+	if fmt.Sprint(outcomes) != "map[ignored:4 invalid:4 routed:8 stale:1 unroutable:1]" {
+		t.Fatalf("outcomes %v", outcomes)
+	}
+
+	// Everything again: SQS redelivery publishes no task twice.
+	before := len(streamMsgs(t, e.tf.JS, schema.StreamTasks))
+	e.send(t, bodies...)
+	stop = e.run(t, BridgeConfig{Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}, e.client)
+	e.drained(t)
+	stop()
+	if after := len(streamMsgs(t, e.tf.JS, schema.StreamTasks)); after != before {
+		t.Fatalf("redelivered notifications published %d new tasks", after-before)
+	}
+}
+
+// labeled sums a counter's series whose outcome label is outcome.
+func labeled(t *testing.T, reg *prometheus.Registry, name, outcome string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
+
+// faultySQS fails deletes and releases, as if the process died after
+// publishing and before deleting.
+type faultySQS struct {
+	SQSAPI
+	failDeletes atomic.Bool
+	deletes     atomic.Int64
+}
+
+func (f *faultySQS) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, o ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	f.deletes.Add(1)
+	if f.failDeletes.Load() {
+		return nil, errors.New("connection reset (simulated crash before delete)")
+	}
+	return f.SQSAPI.DeleteMessageBatch(ctx, in, o...)
+}
+
+func (f *faultySQS) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, o ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if f.failDeletes.Load() {
+		return nil, errors.New("connection reset (simulated crash)")
+	}
+	return f.SQSAPI.ChangeMessageVisibilityBatch(ctx, in, o...)
+}
+
+func TestRedeliveryAfterCrashBeforeDelete(t *testing.T) {
+	e := newBridgeEnv(t, 2*time.Second)
+	e.send(t, testdata(t, "s3_put.json"))
+	faulty := &faultySQS{SQSAPI: e.client}
+	faulty.failDeletes.Store(true)
+	stop := e.run(t, BridgeConfig{Visibility: 2 * time.Second}, faulty)
+	// Wait until the task is durable and the delete was attempted, then "crash".
+	for faulty.deletes.Load() == 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if n := len(streamMsgs(t, e.tf.JS, schema.StreamTasks)); n != 1 {
+		t.Fatalf("%d tasks after the first attempt, want 1", n)
+	}
+	// The message comes back after its visibility timeout; a new bridge
+	// handles it again, publishes nothing new and deletes it.
+	faulty.failDeletes.Store(false)
+	reg := prometheus.NewRegistry()
+	stop = e.run(t, BridgeConfig{Visibility: 2 * time.Second, Registerer: reg}, e.client)
+	e.drained(t)
+	stop()
+	if n := len(streamMsgs(t, e.tf.JS, schema.StreamTasks)); n != 1 {
+		t.Fatalf("%d tasks after redelivery, want 1", n)
+	}
+	if got := counter(t, reg, "stevedore_sqs_messages_deleted_total"); got != 1 {
+		t.Fatalf("deleted %v", got)
+	}
+}
+
+func TestVisibilityExtendedWhileHandling(t *testing.T) {
+	e := newBridgeEnv(t, 2*time.Second)
+	e.send(t, testdata(t, "s3_put.json"))
+	hold := make(chan struct{})
+	held := make(chan struct{}, 1)
+	reg := prometheus.NewRegistry()
+	stop := e.run(t, BridgeConfig{Visibility: 2 * time.Second, Pollers: 1, Registerer: reg, BeforePublish: func(ctx context.Context, _ string) error {
+		held <- struct{}{}
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+		return ctx.Err()
+	}}, e.client)
+	<-held
+	// Held three times the visibility timeout: extensions keep it invisible.
+	deadline := time.Now().Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		out, err := e.client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(e.url), WaitTimeSeconds: 1, VisibilityTimeout: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) > 0 {
+			t.Fatal("a message being handled became visible to another reader")
+		}
+	}
+	if n := counter(t, reg, "stevedore_sqs_visibility_extensions_total"); n < 2 {
+		t.Fatalf("visibility extensions %v", n)
+	}
+	close(hold)
+	e.drained(t)
+	stop()
+	t.Logf("visibility extensions while held for 6 s at a 2 s timeout: %v", counter(t, reg, "stevedore_sqs_visibility_extensions_total"))
+}
+
+func TestPoisonMessageGoesToDeadAfterMaxReceives(t *testing.T) {
+	e := newBridgeEnv(t, 2*time.Second)
+	e.send(t, testdata(t, "s3_put.json"))
+	var attempts atomic.Int64
+	reg := prometheus.NewRegistry()
+	stop := e.run(t, BridgeConfig{Visibility: 2 * time.Second, MaxReceives: 3, RetryDelay: time.Millisecond, Registerer: reg,
+		BeforePublish: func(context.Context, string) error {
+			attempts.Add(1)
+			return errors.New("simulated failure on every attempt")
+		}}, e.client)
+	e.drained(t)
+	stop()
+	dead := streamMsgs(t, e.tf.JS, schema.StreamDead)
+	if len(dead) != 1 || attempts.Load() != 3 {
+		t.Fatalf("%d dead letters after %d attempts", len(dead), attempts.Load())
+	}
+	d, _ := schema.DecodeDeadLetter(dead[0])
+	if !strings.HasPrefix(d.Reason, "max_receives") || d.Deliveries != 4 {
+		t.Fatalf("dead letter %+v", d)
+	}
+	if n := len(streamMsgs(t, e.tf.JS, schema.StreamTasks)); n != 0 {
+		t.Fatalf("%d tasks", n)
+	}
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}

@@ -1,0 +1,211 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+)
+
+// Route maps S3 notifications for a bucket (and key prefix) to the org,
+// collection and integration that index them.
+type Route struct {
+	ID            string    `json:"id"`
+	Org           string    `json:"org"`
+	Collection    string    `json:"collection"`
+	Bucket        string    `json:"bucket"`
+	Prefix        string    `json:"prefix,omitempty"`
+	IntegrationID string    `json:"integration_id"`
+	CreatedAt     time.Time `json:"created_at"`
+}
+
+// routeKey: bucket names hold only [a-z0-9.-], so mapping "." to "_" keeps
+// the bucket one KV token and stays unambiguous.
+func routeKey(bucket, id string) string {
+	return "route." + strings.ReplaceAll(bucket, ".", "_") + "." + id
+}
+
+// AddRoute registers a route. The integration must belong to the org and
+// cover the bucket and prefix; without one, the org's only integration that
+// does is used. Two routes for the same bucket and prefix are refused.
+func (r *Registry) AddRoute(ctx context.Context, actor string, rt Route) (*Route, error) {
+	fail := func(err error) (*Route, error) {
+		r.Audit(ctx, rt.Org, actor, "route.create", "refused", err.Error())
+		return nil, fmt.Errorf("add route: %w", err)
+	}
+	if _, err := r.Org(ctx, rt.Org); err != nil {
+		return nil, fmt.Errorf("add route: %w", err)
+	}
+	if !schema.ValidID(rt.Collection) {
+		return fail(fmt.Errorf("collection %q must be 1-64 characters of A-Z a-z 0-9 _ -", rt.Collection))
+	}
+	if rt.Bucket == "" || len(rt.Bucket) > 63 || strings.Trim(rt.Bucket, "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {
+		return fail(fmt.Errorf("bucket %q is not a bucket name", rt.Bucket))
+	}
+	if rt.IntegrationID == "" {
+		ins, err := r.Integrations(ctx, rt.Org)
+		if err != nil {
+			return nil, err
+		}
+		var ids []string
+		for _, in := range ins {
+			if in.Status != StatusRevoked && in.Allows(rt.Bucket, rt.Prefix) {
+				ids = append(ids, in.ID)
+			}
+		}
+		if len(ids) != 1 {
+			return fail(fmt.Errorf("%d integrations of %s cover s3://%s/%s: name one with --integration", len(ids), rt.Org, rt.Bucket, rt.Prefix))
+		}
+		rt.IntegrationID = ids[0]
+	}
+	in, err := r.Integration(ctx, rt.Org, rt.IntegrationID)
+	if err != nil {
+		return fail(err)
+	}
+	if !in.Allows(rt.Bucket, rt.Prefix) {
+		return fail(fmt.Errorf("integration %s does not cover s3://%s/%s", in.ID, rt.Bucket, rt.Prefix))
+	}
+	routes, err := r.Routes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range routes {
+		if o.Bucket == rt.Bucket && o.Prefix == rt.Prefix {
+			return fail(fmt.Errorf("s3://%s/%s is already routed by %s: %w", rt.Bucket, rt.Prefix, o.ID, ErrExists))
+		}
+	}
+	rt.ID, rt.CreatedAt = "rt_"+randHex(8), r.now().UTC()
+	if err := r.create(ctx, routeKey(rt.Bucket, rt.ID), &rt); err != nil {
+		return nil, fmt.Errorf("add route: %w", err)
+	}
+	r.Audit(ctx, rt.Org, actor, "route.create", "ok", fmt.Sprintf("%s s3://%s/%s → %s via %s", rt.ID, rt.Bucket, rt.Prefix, rt.Collection, rt.IntegrationID))
+	return &rt, nil
+}
+
+// Routes lists every route.
+func (r *Registry) Routes(ctx context.Context) ([]*Route, error) {
+	lister, err := r.kv.ListKeysFiltered(ctx, "route.>")
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	var out []*Route
+	for k := range lister.Keys() {
+		var rt Route
+		if _, err := r.get(ctx, k, &rt); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			return nil, err
+		}
+		out = append(out, &rt)
+	}
+	slices.SortFunc(out, func(a, b *Route) int { return strings.Compare(a.Bucket+"/"+a.Prefix, b.Bucket+"/"+b.Prefix) })
+	return out, nil
+}
+
+// DeleteRoute removes a route of org.
+func (r *Registry) DeleteRoute(ctx context.Context, actor, org, id string) error {
+	routes, err := r.Routes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, rt := range routes {
+		if rt.ID == id && rt.Org == org {
+			if err := r.kv.Delete(ctx, routeKey(rt.Bucket, rt.ID)); err != nil {
+				return err
+			}
+			r.Audit(ctx, org, actor, "route.delete", "ok", id)
+			return nil
+		}
+	}
+	return fmt.Errorf("route %s of %s: %w", id, org, ErrNotFound)
+}
+
+// RouteTable is a live view of the routes, kept current by a KV watch, for
+// matching every notification record without a registry read.
+type RouteTable struct {
+	mu       sync.RWMutex
+	byBucket map[string][]*Route // longest prefix first
+	ready    chan struct{}
+}
+
+// WatchRoutes starts a RouteTable that follows the registry until ctx ends.
+// It returns once the current routes are loaded.
+func (r *Registry) WatchRoutes(ctx context.Context) (*RouteTable, error) {
+	w, err := r.kv.Watch(ctx, "route.>")
+	if err != nil {
+		return nil, fmt.Errorf("watch routes: %w", err)
+	}
+	t := &RouteTable{byBucket: map[string][]*Route{}, ready: make(chan struct{})}
+	all := map[string]*Route{}
+	go func() {
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil { // initial values loaded
+					t.rebuild(all)
+					close(t.ready)
+					continue
+				}
+				if e.Operation() != jetstream.KeyValuePut {
+					delete(all, e.Key())
+				} else {
+					var rt Route
+					if err := json.Unmarshal(e.Value(), &rt); err == nil {
+						all[e.Key()] = &rt
+					}
+				}
+				select {
+				case <-t.ready:
+					t.rebuild(all)
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case <-t.ready:
+		return t, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (t *RouteTable) rebuild(all map[string]*Route) {
+	by := map[string][]*Route{}
+	for _, rt := range all {
+		by[rt.Bucket] = append(by[rt.Bucket], rt)
+	}
+	for _, rs := range by {
+		slices.SortFunc(rs, func(a, b *Route) int { return len(b.Prefix) - len(a.Prefix) })
+	}
+	t.mu.Lock()
+	t.byBucket = by
+	t.mu.Unlock()
+}
+
+// Match returns the route with the longest prefix that key starts with, or nil.
+func (t *RouteTable) Match(bucket, key string) *Route {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, rt := range t.byBucket[bucket] {
+		if strings.HasPrefix(key, rt.Prefix) {
+			return rt
+		}
+	}
+	return nil
+}
