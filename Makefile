@@ -8,6 +8,9 @@ demo:
 # The whole test suite: unit and in-process integration tests (race detector), then end to end on real processes.
 test: unit e2e
 
+# SQS tests run on moto_server; make test requires it (pip install 'moto[server]').
+export STEVEDORE_REQUIRE_MOTO ?= 1
+
 unit:
 	go test -race -count=1 ./...
 
@@ -23,6 +26,7 @@ bench:
 
 fuzz:
 	go test -run '^$$' -fuzz FuzzSplit -fuzztime 30s ./worker/chunk/
+	go test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./producer/notify/
 
 # Regenerate the tokenizer golden file from npm tiktoken (needs node + npm).
 golden:

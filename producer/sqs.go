@@ -52,6 +52,9 @@ type BridgeConfig struct {
 	Visibility time.Duration
 	// MaxReceives: a message received more often goes to DEAD; default 5.
 	MaxReceives int
+	// ShutdownWait bounds how long a long poll in flight at shutdown may
+	// still run; default 5 s.
+	ShutdownWait time.Duration
 	// RetryDelay: visibility given back to a message whose publishes failed,
 	// so it returns after this long; default 10 s.
 	RetryDelay time.Duration
@@ -112,6 +115,9 @@ func NewBridge(ctx context.Context, cfg BridgeConfig) (*Bridge, error) {
 	if cfg.RetryDelay == 0 {
 		cfg.RetryDelay = 10 * time.Second
 	}
+	if cfg.ShutdownWait == 0 {
+		cfg.ShutdownWait = 5 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -158,15 +164,18 @@ func (b *Bridge) poll(ctx context.Context, q Queue) {
 		if err := b.pause.wait(ctx); err != nil {
 			return
 		}
-		// The long poll is not cancelled on shutdown: SQS would still take the
-		// messages it was about to return out of view until their visibility
-		// ran out. It ends within WaitTime, and what it brings is handed back.
+		// On shutdown the long poll gets ShutdownWait to return before it is
+		// cancelled: a cancelled poll may leave the messages SQS was about to
+		// return out of view until their visibility runs out (delayed, not
+		// lost); what a finished poll brings is handed back at once.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.WaitTime+15*time.Second)
+		stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(b.cfg.ShutdownWait, cancel) })
 		out, err := q.Client.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(q.URL), MaxNumberOfMessages: 10, WaitTimeSeconds: int32(b.cfg.WaitTime / time.Second),
 			VisibilityTimeout:           int32(b.cfg.Visibility / time.Second),
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
 		})
+		stopAfter()
 		cancel()
 		if err == nil && ctx.Err() != nil {
 			hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

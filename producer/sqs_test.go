@@ -365,3 +365,38 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return sum
 }
+
+func TestBackpressurePausesAndLosesNothing(t *testing.T) {
+	e := newBridgeEnv(t, 2*time.Second)
+	ctx := context.Background()
+	s, _ := e.tf.JS.Stream(ctx, schema.StreamTasks)
+	info, _ := s.Info(ctx)
+	cfg := info.Config
+	cfg.MaxMsgs = 1
+	if _, err := e.tf.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.tf.JS.Publish(ctx, schema.TaskSubject(e.tf.Org.ID, "docs"), []byte(`{"v":1}`)); err != nil {
+		t.Fatal(err) // the stream is now full
+	}
+	e.send(t, testdata(t, "s3_put.json"))
+	reg := prometheus.NewRegistry()
+	stop := e.run(t, BridgeConfig{Visibility: 2 * time.Second, RetryDelay: time.Second, MaxReceives: 100, Registerer: reg}, e.client)
+	for counter(t, reg, "stevedore_sqs_backpressure_pauses_total") == 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if counter(t, reg, "stevedore_sqs_messages_deleted_total") != 0 {
+		t.Fatal("a message was deleted while its task was refused")
+	}
+	// Room again: the kept message is published and deleted.
+	if err := s.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.drained(t)
+	stop()
+	tasks := streamMsgs(t, e.tf.JS, schema.StreamTasks)
+	if len(tasks) != 1 || counter(t, reg, "stevedore_sqs_messages_deleted_total") != 1 {
+		t.Fatalf("%d tasks, %v deleted", len(tasks), counter(t, reg, "stevedore_sqs_messages_deleted_total"))
+	}
+	t.Logf("backpressure: %v pauses, %v receives before room was made", counter(t, reg, "stevedore_sqs_backpressure_pauses_total"), counter(t, reg, "stevedore_sqs_messages_received_total"))
+}

@@ -35,6 +35,7 @@ type fleetConfig struct {
 	principalARN, kekFile                                                     *string
 	s3PathStyle, devEmulatorSTS                                               *bool
 	stsRate                                                                   *int
+	sqs                                                                       *sqsFlags
 	chunkTokens, taskConcurrency, planConcurrency, replicas, workers          *int
 	maxObjectMiB                                                              *int
 	shutdownGrace, sessionDuration                                            *time.Duration
@@ -47,6 +48,7 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		logLevel:         f.String("log-level", "info", "debug, info, warn or error"),
 		replicas:         f.Int("replicas", 1, "stream and KV replicas (3 in production)"),
 		externalIDPrefix: f.String("external-id-prefix", "cap_org_", "prefix of minted ExternalIds"),
+		stsRate:          f.Int("sts-rate", 10, "AssumeRole calls per second per process (burst 2x)"),
 		kekFile:          f.String("kek-file", "", "file holding the 32-byte key-encryption key for static AWS keys (hex or base64; or env STEVEDORE_KEK); none: static keys refused"),
 		s3PathStyle:      f.Bool("s3-path-style", false, "path-style S3 addressing (MinIO)"),
 		sessionPrefix:    f.String("session-prefix", "stevedore", "RoleSessionName prefix seen in customers' CloudTrail"),
@@ -55,10 +57,11 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		c.listen = f.String("listen", "127.0.0.1:8080", "HTTP API address")
 		c.principalARN = f.String("principal-arn", "", "stevedore's own role ARN: the Principal in the trust policies handed to customers")
 		c.devEmulatorSTS = f.Bool("dev-emulator-sts", false, "DEVELOPMENT ONLY: verification accepts an STS that ignores ExternalId (MinIO)")
+		c.sqs = addSQSFlags(f)
 	}
 	if workers >= 0 {
 		c.workers = f.Int("workers", workers, "workers in this process")
-		c.stsRate = f.Int("sts-rate", 10, "AssumeRole calls per second per process (burst 2x)")
+
 		c.chunkTokens = f.Int("chunk-tokens", 512, "maximum tokens per chunk")
 		c.taskConcurrency = f.Int("task-concurrency", 8, "tasks processed at once per worker")
 		c.planConcurrency = f.Int("plan-concurrency", 2, "job pages planned at once per worker")
@@ -187,6 +190,27 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 			return fmt.Errorf("load AWS configuration: %w", err)
 		}
 	}
+	// One broker per process, shared by workers and customer-account queues.
+	var broker *creds.Broker
+	getBroker := func() (*creds.Broker, error) {
+		if broker != nil {
+			return broker, nil
+		}
+		client := stsClient(awsCfg)
+		chained, me, err := creds.DetectRoleChaining(setup, client)
+		if err != nil {
+			log.Warn("could not tell whether our identity is a role session; long sessions fall back to 1h if refused", "error", err)
+		} else if chained {
+			log.Info("our identity is a role session: customer sessions are capped at 1h (role chaining)", "identity", me)
+		}
+		d := time.Hour
+		if c.sessionDuration != nil {
+			d = *c.sessionDuration
+		}
+		broker, err = creds.New(creds.Config{STS: client, Duration: d, RoleChaining: chained, Region: awsCfg.Region,
+			Rate: rate.Limit(*c.stsRate), Burst: 2 * *c.stsRate, Registerer: reg, OnHealth: worker.RecordHealth(regy, log)})
+		return broker, err
+	}
 	if c.listen != nil {
 		verifier := newVerifier(awsCfg, *c.s3PathStyle, *c.sessionPrefix, *c.devEmulatorSTS, regy, log)
 		api, err := producer.New(setup, producer.Config{JS: js, Registry: regy, Registerer: reg, Logger: log.With("component", "api"),
@@ -196,16 +220,21 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 		}
 		serve(gctx, g, "api", *c.listen, api, log)
 	}
-	if c.workers != nil && *c.workers > 0 {
-		client := stsClient(awsCfg)
-		chained, me, err := creds.DetectRoleChaining(setup, client)
+	if c.sqs != nil && len(c.sqs.queues.values) > 0 {
+		queues, err := c.sqs.build(awsCfg, regy, getBroker, *c.sessionPrefix)
 		if err != nil {
-			log.Warn("could not tell whether our identity is a role session; long sessions fall back to 1h if refused", "error", err)
-		} else if chained {
-			log.Info("our identity is a role session: customer sessions are capped at 1h (role chaining)", "identity", me)
+			return err
 		}
-		broker, err := creds.New(creds.Config{STS: client, Duration: *c.sessionDuration, RoleChaining: chained, Region: awsCfg.Region,
-			Rate: rate.Limit(*c.stsRate), Burst: 2 * *c.stsRate, Registerer: reg, OnHealth: worker.RecordHealth(regy, log)})
+		bridge, err := producer.NewBridge(gctx, producer.BridgeConfig{JS: js, Registry: regy, Queues: queues, Pollers: *c.sqs.pollers,
+			Visibility: *c.sqs.visibility, MaxReceives: *c.sqs.maxReceives, Registerer: reg, Logger: log.With("component", "sqs")})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return bridge.Run(gctx) })
+		log.Info("SQS bridge running", "queues", len(queues), "pollers_per_queue", *c.sqs.pollers)
+	}
+	if c.workers != nil && *c.workers > 0 {
+		broker, err := getBroker()
 		if err != nil {
 			return err
 		}

@@ -33,6 +33,9 @@ Operator commands (talk to NATS at --nats-url, env STEVEDORE_NATS_URL):
                                    revoke; the role is never assumed again
   iam-policy --org ID [--bucket B]... [--prefix P]... [--kms-key-arn K] [--principal-arn ARN]
                                    print the trust policy, permissions policy and CloudFormation template
+  route add --org ID --collection C --bucket B [--prefix P] [--integration INT]
+                                   send S3 notifications for s3://B/P to a collection
+  route list | route delete --org ID --id R
   help                             this text
 
 Every operator command accepts --json and then prints one JSON object.
@@ -72,6 +75,8 @@ func run(ctx context.Context, args []string) error {
 		return runOrg(ctx, rest)
 	case "integration":
 		return runIntegration(ctx, rest)
+	case "route":
+		return runRoute(ctx, rest)
 	case "iam-policy":
 		return runIAMPolicy(ctx, rest)
 	}

@@ -6,6 +6,7 @@ package sqstest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -32,40 +33,59 @@ type Server struct {
 // Start runs moto_server on a free loopback port and stops it (by PID) when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	path, err := exec.LookPath("moto_server")
-	if err != nil {
+	if _, err := exec.LookPath("moto_server"); err != nil {
 		if os.Getenv("STEVEDORE_REQUIRE_MOTO") != "" {
 			t.Fatal(Install)
 		}
 		t.Skip(Install)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := Launch()
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Launch runs moto_server on a free loopback port; Stop ends it.
+func Launch() (*Server, error) {
+	path, err := exec.LookPath("moto_server")
+	if err != nil {
+		return nil, errors.New(Install)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	cmd := exec.Command(path, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	s := &Server{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		_ = cmd.Wait()
-	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(s.URL + "/moto-api/")
 		if err == nil {
 			resp.Body.Close()
-			return s
+			return s, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("moto_server did not start on %s: %v", s.URL, err)
+			s.Stop()
+			return nil, fmt.Errorf("moto_server did not start on %s: %v", s.URL, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop ends moto_server and its children, by process group.
+func (s *Server) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+		_ = s.cmd.Wait()
+		s.cmd = nil
 	}
 }
 
@@ -78,10 +98,19 @@ func (s *Server) Client() *sqs.Client {
 // Queue creates a queue with the given visibility timeout and returns its URL.
 func (s *Server) Queue(t testing.TB, name string, visibility time.Duration) string {
 	t.Helper()
-	out, err := s.Client().CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(name),
-		Attributes: map[string]string{"VisibilityTimeout": fmt.Sprint(int(visibility / time.Second))}})
+	url, err := s.CreateQueue(context.Background(), name, visibility)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return aws.ToString(out.QueueUrl)
+	return url
+}
+
+// CreateQueue creates a queue with the given visibility timeout and returns its URL.
+func (s *Server) CreateQueue(ctx context.Context, name string, visibility time.Duration) (string, error) {
+	out, err := s.Client().CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name),
+		Attributes: map[string]string{"VisibilityTimeout": fmt.Sprint(int(visibility / time.Second))}})
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(out.QueueUrl), nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stevedore-dev/stevedore/producer/sqstest"
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
@@ -33,9 +34,22 @@ type Stack struct {
 	Root, Dir, Bin       string
 	NATSURL, API, Metric string
 	Env                  []string
-	dev                  *exec.Cmd
-	devLog               *os.File
+	// SQS is moto_server and QueueURL the notification queue `stevedore dev`
+	// reads, when started WithSQS.
+	SQS      *sqstest.Server
+	QueueURL string
+	dev      *exec.Cmd
+	devLog   *os.File
 }
+
+// Option changes what Start starts.
+type Option func(*options)
+
+type options struct{ sqs bool }
+
+// WithSQS also starts moto_server (required: it says what to install when
+// absent), creates a notification queue and has `stevedore dev` read it.
+func WithSQS() Option { return func(o *options) { o.sqs = true } }
 
 // Org is what `stevedore org create --json` prints.
 type Org struct {
@@ -101,7 +115,11 @@ func freePort() (int, error) {
 
 // Start builds stevedore, starts MinIO and `stevedore dev` on free loopback
 // ports with state under dir, and waits until the API is ready.
-func Start(ctx context.Context, dir string, logf func(string, ...any)) (*Stack, error) {
+func Start(ctx context.Context, dir string, logf func(string, ...any), opts ...Option) (*Stack, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -153,8 +171,22 @@ func Start(ctx context.Context, dir string, logf func(string, ...any)) (*Stack, 
 		s.Stop()
 		return nil, err
 	}
-	s.dev = exec.Command(s.Bin, "dev", "--data", filepath.Join(dir, "data"), "--nats-listen", natsAddr,
-		"--listen", "127.0.0.1:"+strconv.Itoa(ports[2]), "--metrics-listen", "127.0.0.1:"+strconv.Itoa(ports[3]))
+	args := []string{"dev", "--data", filepath.Join(dir, "data"), "--nats-listen", natsAddr,
+		"--listen", "127.0.0.1:" + strconv.Itoa(ports[2]), "--metrics-listen", "127.0.0.1:" + strconv.Itoa(ports[3])}
+	if o.sqs {
+		if s.SQS, err = sqstest.Launch(); err != nil {
+			s.Stop()
+			return nil, err
+		}
+		logf("started moto_server (SQS) at %s", s.SQS.URL)
+		if s.QueueURL, err = s.SQS.CreateQueue(ctx, "stevedore-notifications", 30*time.Second); err != nil {
+			s.Stop()
+			return nil, err
+		}
+		s.Env = append(s.Env, "AWS_ENDPOINT_URL_SQS="+s.SQS.URL)
+		args = append(args, "--sqs-queue-url", s.QueueURL, "--sqs-visibility", "30s")
+	}
+	s.dev = exec.Command(s.Bin, args...)
 	s.dev.Env = append(s.Env, "STEVEDORE_NATS_URL="+s.NATSURL)
 	s.dev.Stdout, s.dev.Stderr = s.devLog, s.devLog
 	if err := s.dev.Start(); err != nil {
@@ -199,6 +231,9 @@ func (s *Stack) Stop() {
 	}
 	if s.Root != "" {
 		_ = exec.Command(filepath.Join(s.Root, "scripts", "local-aws.sh"), "stop", filepath.Join(s.Dir, "aws")).Run()
+	}
+	if s.SQS != nil {
+		s.SQS.Stop()
 	}
 }
 

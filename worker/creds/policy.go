@@ -3,6 +3,7 @@ package creds
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 )
@@ -56,4 +57,33 @@ func SessionName(prefix, org, scope string) string {
 		s += "__"
 	}
 	return s
+}
+
+// QueueARN derives an SQS queue's ARN from its URL
+// (https://sqs.<region>.amazonaws.com/<account>/<name>; other hosts, such as
+// emulators, take defaultRegion).
+func QueueARN(queueURL, defaultRegion string) (string, error) {
+	u, err := url.Parse(queueURL)
+	if err != nil {
+		return "", fmt.Errorf("queue URL %q: %w", queueURL, err)
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	if len(parts) != 2 || len(parts[0]) != 12 || parts[1] == "" {
+		return "", fmt.Errorf("queue URL %q: want <endpoint>/<12-digit account>/<queue name>", queueURL)
+	}
+	region := defaultRegion
+	if h := strings.Split(u.Hostname(), "."); len(h) >= 3 && h[0] == "sqs" {
+		region = h[1]
+	}
+	return "arn:aws:sqs:" + region + ":" + parts[0] + ":" + parts[1], nil
+}
+
+// QueueSessionPolicy scopes a session to reading one queue.
+func QueueSessionPolicy(queueARN string) string {
+	b, _ := json.Marshal(map[string]any{"Version": "2012-10-17", "Statement": []map[string]any{{
+		"Effect":   "Allow",
+		"Action":   []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
+		"Resource": []string{queueARN},
+	}}})
+	return string(b)
 }

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/stevedore-dev/stevedore/producer"
+	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/worker/creds"
+)
+
+// sqsFlags configure the SQS bridge of dev and producer.
+type sqsFlags struct {
+	queues          envMulti
+	pollers         *int
+	visibility      *time.Duration
+	maxReceives     *int
+	sessionDuration *time.Duration
+}
+
+func addSQSFlags(f *flags) *sqsFlags {
+	c := &sqsFlags{}
+	c.queues.values = strings.Fields(os.Getenv("STEVEDORE_SQS_QUEUE_URLS"))
+	f.FlagSet.Var(&c.queues, "sqs-queue-url", "SQS queue of S3 notifications to read (repeatable; env STEVEDORE_SQS_QUEUE_URLS, space-separated). "+
+		"A queue in a customer's account: URL,integration=ORG/INTEGRATION (read through that role with its ExternalId)")
+	c.pollers = f.Int("sqs-pollers", 2, "long pollers per queue")
+	c.visibility = f.Duration("sqs-visibility", time.Minute, "visibility a received message gets, extended while it is handled")
+	c.maxReceives = f.Int("sqs-max-receives", 5, "a message received more often goes to DEAD")
+	c.sessionDuration = f.Duration("sqs-session-duration", time.Hour, "session duration for queues read through a customer role (15m-12h)")
+	return c
+}
+
+// queues builds the bridge's queues: our own identity's client, or one whose
+// credentials come from the broker for the named integration.
+func (c *sqsFlags) build(awsCfg aws.Config, reg *registry.Registry, broker func() (*creds.Broker, error), sessionPrefix string) ([]producer.Queue, error) {
+	if *c.sessionDuration < 15*time.Minute || *c.sessionDuration > 12*time.Hour {
+		return nil, fmt.Errorf("--sqs-session-duration %s must be between 15m and 12h", *c.sessionDuration)
+	}
+	own := sqs.NewFromConfig(awsCfg)
+	var out []producer.Queue
+	for _, spec := range c.queues.values {
+		url, via, _ := strings.Cut(spec, ",")
+		if via == "" {
+			out = append(out, producer.Queue{URL: url, Client: own})
+			continue
+		}
+		ref, ok := strings.CutPrefix(via, "integration=")
+		org, in, ok2 := strings.Cut(ref, "/")
+		if !ok || !ok2 {
+			return nil, fmt.Errorf("--sqs-queue-url %q: want URL or URL,integration=ORG/INTEGRATION", spec)
+		}
+		arn, err := creds.QueueARN(url, awsCfg.Region)
+		if err != nil {
+			return nil, err
+		}
+		b, err := broker()
+		if err != nil {
+			return nil, err
+		}
+		qc := &queueCredentials{reg: reg, broker: b, org: org, integration: in, policy: creds.QueueSessionPolicy(arn),
+			prefix: sessionPrefix, duration: *c.sessionDuration}
+		out = append(out, producer.Queue{URL: url, Client: sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.Credentials = qc })})
+	}
+	return out, nil
+}
+
+// queueCredentials reads a customer's queue through their role: the role ARN
+// and ExternalId are looked up on every refresh (a rotated ExternalId or a
+// revoked integration takes effect), the session is scoped to the queue, and
+// the broker caches it and refreshes it before expiry.
+type queueCredentials struct {
+	reg              *registry.Registry
+	broker           *creds.Broker
+	org, integration string
+	policy, prefix   string
+	duration         time.Duration
+}
+
+func (q *queueCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	org, err := q.reg.Org(ctx, q.org)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	in, err := q.reg.Integration(ctx, q.org, q.integration)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	if in.Status != registry.StatusActive || in.Kind != registry.KindRole {
+		return aws.Credentials{}, fmt.Errorf("integration %s is %s (%s): not used to read queues", in.ID, in.Status, in.Kind)
+	}
+	p, err := q.broker.Retrieve(ctx, creds.Request{RoleARN: in.RoleARN, ExternalID: org.ExternalID, Policy: q.policy, Duration: q.duration,
+		SessionName: creds.SessionName(q.prefix, org.ID, "events"), Org: org.ID, Integration: in.ID})
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	return p.Retrieve(ctx)
+}
+
+func runRoute(ctx context.Context, args []string) error {
+	return subcommands("route", args, map[string]func([]string) error{
+		"add": func(args []string) error {
+			var org, collection, bucket, prefix, integration *string
+			return operatorCommand(ctx, "route add", args, func(f *flags) {
+				org = f.FlagSet.String("org", "", "organization ID")
+				collection = f.FlagSet.String("collection", "", "collection the bucket's objects are indexed into")
+				bucket = f.FlagSet.String("bucket", "", "bucket whose notifications this route takes")
+				prefix = f.FlagSet.String("prefix", "", "only keys under this prefix (the longest matching prefix wins)")
+				integration = f.FlagSet.String("integration", "", "integration to read the objects with (default: the org's only one covering the bucket)")
+			}, func(r *registry.Registry) (map[string]any, string, error) {
+				rt, err := r.AddRoute(ctx, cliActor, registry.Route{Org: *org, Collection: *collection, Bucket: *bucket, Prefix: *prefix, IntegrationID: *integration})
+				if err != nil {
+					return nil, "", err
+				}
+				return map[string]any{"route_id": rt.ID, "org_id": rt.Org, "collection": rt.Collection, "bucket": rt.Bucket, "prefix": rt.Prefix, "integration_id": rt.IntegrationID},
+					fmt.Sprintf("Route %s: s3://%s/%s → %s/%s via %s\n", rt.ID, rt.Bucket, rt.Prefix, rt.Org, rt.Collection, rt.IntegrationID), nil
+			})
+		},
+		"list": func(args []string) error {
+			return operatorCommand(ctx, "route list", args, func(*flags) {}, func(r *registry.Registry) (map[string]any, string, error) {
+				routes, err := r.Routes(ctx)
+				if err != nil {
+					return nil, "", err
+				}
+				var b strings.Builder
+				for _, rt := range routes {
+					fmt.Fprintf(&b, "%s  s3://%s/%s → %s/%s via %s\n", rt.ID, rt.Bucket, rt.Prefix, rt.Org, rt.Collection, rt.IntegrationID)
+				}
+				return map[string]any{"routes": routes}, b.String(), nil
+			})
+		},
+		"delete": func(args []string) error {
+			var org, id *string
+			return operatorCommand(ctx, "route delete", args, func(f *flags) {
+				org = f.FlagSet.String("org", "", "organization ID")
+				id = f.FlagSet.String("id", "", "route ID")
+			}, func(r *registry.Registry) (map[string]any, string, error) {
+				if err := r.DeleteRoute(ctx, cliActor, *org, *id); err != nil {
+					return nil, "", err
+				}
+				return map[string]any{"route_id": *id, "deleted": true}, "Route " + *id + " deleted\n", nil
+			})
+		},
+	}, "add --org ID --collection C --bucket B [--prefix P] [--integration ID] | list | delete --org ID --id R")
+}
+
+// envMulti is a repeatable flag whose default comes from the environment;
+// the first use of the flag replaces the environment's values.
+type envMulti struct {
+	values []string
+	set    bool
+}
+
+func (m *envMulti) String() string { return strings.Join(m.values, " ") }
+func (m *envMulti) Set(v string) error {
+	if !m.set {
+		m.values, m.set = nil, true
+	}
+	m.values = append(m.values, v)
+	return nil
+}
