@@ -13,6 +13,7 @@ export STEVEDORE_REQUIRE_MOTO ?= 1
 
 unit:
 	go test -race -count=1 ./...
+	go test -tags faults -race -count=1 ./worker/
 
 e2e:
 	scripts/local-aws.sh build

@@ -195,6 +195,49 @@ func (t *Tombstone) Validate() error {
 	return nil
 }
 
+// Commit makes one object version's chunks visible downstream, all at once.
+// A worker publishes the chunks of a version (possibly in several batches,
+// since bodies are streamed), then this record on the same subject. The
+// contract for consumers of CHUNKS: a chunk is visible only once a commit
+// with the same bucket, key, version (VersionID, else ETag) and extractor
+// version has arrived, and then exactly the chunks with Index < Chunks are.
+// Chunks of a version that never gets a commit (a worker crashed; the task
+// is redelivered and publishes the same IDs again) are never shown.
+type Commit struct {
+	V                int       `json:"v"`
+	Commit           bool      `json:"commit"` // always true; distinguishes it from a Chunk or Tombstone
+	Org              string    `json:"org"`
+	Collection       string    `json:"collection"`
+	JobID            string    `json:"job_id,omitempty"`
+	Bucket           string    `json:"bucket"`
+	Key              string    `json:"key"`
+	VersionID        string    `json:"version_id,omitempty"`
+	ETag             string    `json:"etag,omitempty"`
+	ExtractorVersion string    `json:"extractor_version"`
+	Chunks           int       `json:"chunks"`
+	Tokens           int64     `json:"tokens"`
+	At               time.Time `json:"at"`
+}
+
+// Validate reports the first missing or invalid field.
+func (c *Commit) Validate() error {
+	if !c.Commit {
+		return errMissing("commit")
+	}
+	if c.Bucket == "" || c.Key == "" {
+		return errMissing("bucket/key")
+	}
+	if c.Chunks < 0 {
+		return fmt.Errorf("chunks %d: must not be negative", c.Chunks)
+	}
+	return nil
+}
+
+// CommitMsgID is the Nats-Msg-Id of the commit of one object version.
+func CommitMsgID(org, collection, bucket, key, version, extractorVersion string) string {
+	return "commit:" + hashID(org, collection, bucket, key, version, extractorVersion)
+}
+
 // Outcome is what happened to one object.
 type Outcome string
 
@@ -354,6 +397,9 @@ func DecodeChunk(data []byte) (*Chunk, error) { return decode[Chunk]("chunk", da
 // DecodeTombstone strictly decodes a Tombstone.
 func DecodeTombstone(data []byte) (*Tombstone, error) { return decode[Tombstone]("tombstone", data) }
 
+// DecodeCommit strictly decodes a Commit.
+func DecodeCommit(data []byte) (*Commit, error) { return decode[Commit]("commit", data) }
+
 // DecodeObjectEvent strictly decodes an ObjectEvent.
 func DecodeObjectEvent(data []byte) (*ObjectEvent, error) {
 	return decode[ObjectEvent]("object_event", data)
@@ -380,6 +426,9 @@ func Encode(msg any) ([]byte, error) {
 	case *Tombstone:
 		m.V = Version
 		m.Tombstone = true
+	case *Commit:
+		m.V = Version
+		m.Commit = true
 	case *ObjectEvent:
 		m.V = Version
 	case *JobEvent:

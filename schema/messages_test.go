@@ -29,6 +29,8 @@ func samples() map[string]any {
 			Index: 0, Total: 3, ByteOffset: 0, Text: "Hello, world.\n\n", TokenCount: 5, Encoding: "cl100k_base", ExtractorVersion: "text/1"},
 		"tombstone": &Tombstone{Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", Bucket: "acme-docs", Key: "a.txt", ETag: `"etag"`,
 			ChunkIDs: []string{"ch_1", "ch_2"}, Reason: "deleted", At: at},
+		"commit": &Commit{Commit: true, Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", JobID: "job_0123456789abcdef", Bucket: "acme-docs",
+			Key: "a.txt", ETag: `"etag"`, ExtractorVersion: "text/1", Chunks: 3, Tokens: 1200, At: at},
 		"object_event": &ObjectEvent{EventID: ObjectEventID("job_0123456789abcdef", "acme-docs", "a.txt", ""), JobID: "job_0123456789abcdef",
 			Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", Bucket: "acme-docs", Key: "a.txt", ETag: `"etag"`, Outcome: OutcomeIndexed, Chunks: 3, Tokens: 1200, Bytes: 5000, At: at},
 		"job_event": &JobEvent{EventID: PlannedEventID("job_0123456789abcdef", 0), JobID: "job_0123456789abcdef", Org: "org_1a2b3c4d5e6f7a8b",
@@ -48,6 +50,8 @@ func decodeAny(typ string, data []byte) (any, error) {
 		return DecodeChunk(data)
 	case "tombstone":
 		return DecodeTombstone(data)
+	case "commit":
+		return DecodeCommit(data)
 	case "object_event":
 		return DecodeObjectEvent(data)
 	case "job_event":
@@ -183,6 +187,7 @@ func FuzzDecodeJob(f *testing.F)         { fuzzDecoder(f, "job") }
 func FuzzDecodeTask(f *testing.F)        { fuzzDecoder(f, "task") }
 func FuzzDecodeChunk(f *testing.F)       { fuzzDecoder(f, "chunk") }
 func FuzzDecodeTombstone(f *testing.F)   { fuzzDecoder(f, "tombstone") }
+func FuzzDecodeCommit(f *testing.F)      { fuzzDecoder(f, "commit") }
 func FuzzDecodeObjectEvent(f *testing.F) { fuzzDecoder(f, "object_event") }
 func FuzzDecodeJobEvent(f *testing.F)    { fuzzDecoder(f, "job_event") }
 func FuzzDecodeDeadLetter(f *testing.F)  { fuzzDecoder(f, "dead_letter") }

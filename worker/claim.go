@@ -70,10 +70,20 @@ func (w *Worker) process(work context.Context, msg jetstream.Msg, stage string, 
 		}
 	}()
 	err := h(ctx, msg)
+	if err == nil {
+		err = fault("before_ack", msg.Subject())
+	}
 	close(hbDone)
+	if errors.Is(err, errCrashed) {
+		return // a simulated crash (test builds): settle nothing, as after kill -9
+	}
 	w.m.duration.WithLabelValues(stage).Observe(time.Since(start).Seconds())
 	w.settle(ctx, work, msg, stage, err)
 }
+
+// errCrashed is what fault points return in in-process tests of the fault
+// build instead of exiting; process then settles nothing.
+var errCrashed = errors.New("simulated crash")
 
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)

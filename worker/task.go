@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/worker/chunk"
 	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/extract"
 )
@@ -129,110 +131,214 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	if err != nil {
 		return nil, err
 	}
-	var (
-		data    []byte
-		etag    string
-		version string
-		tooBig  bool
-	)
 	stageStart := time.Now()
+	var obj *s3.GetObjectOutput
 	err = w.withS3(ctx, t, req, task.Region, func(c *s3.Client) error {
 		in := &s3.GetObjectInput{Bucket: aws.String(task.Bucket), Key: aws.String(task.Key), ExpectedBucketOwner: t.owner()}
 		if task.VersionID != "" {
 			in.VersionId = aws.String(task.VersionID)
 		}
-		out, err := c.GetObject(ctx, in)
+		var err error
+		obj, err = c.GetObject(ctx, in)
 		w.m.s3("get", err)
-		if err != nil {
-			return err
-		}
-		defer out.Body.Close()
-		etag, version = aws.ToString(out.ETag), aws.ToString(out.VersionId)
-		if aws.ToInt64(out.ContentLength) > w.cfg.MaxObjectBytes {
-			tooBig = true
-			return nil
-		}
-		data, err = io.ReadAll(io.LimitReader(out.Body, w.cfg.MaxObjectBytes+1))
-		if err != nil {
-			return fmt.Errorf("read body: %w", err)
-		}
-		if int64(len(data)) > w.cfg.MaxObjectBytes {
-			tooBig, data = true, nil
-		}
-		return nil
+		return err
 	})
 	w.m.stage.WithLabelValues("get").Observe(time.Since(stageStart).Seconds())
 	if err != nil {
 		return nil, err
 	}
-	w.m.bytes.Add(float64(len(data)))
+	defer obj.Body.Close()
+	etag, version := aws.ToString(obj.ETag), aws.ToString(obj.VersionId)
 	ev := w.event(task, schema.OutcomeSkipped)
-	ev.ETag, ev.Bytes = etag, int64(len(data))
-	if tooBig {
-		ev.Reason = fmt.Sprintf("%s: object is larger than %d bytes", extract.ReasonTooLarge, w.cfg.MaxObjectBytes)
+	ev.ETag = etag
+	if size := aws.ToInt64(obj.ContentLength); size > w.cfg.MaxObjectBytes {
+		ev.Reason = fmt.Sprintf("%s: object is %d bytes, over the %d-byte cap", extract.ReasonTooLarge, size, w.cfg.MaxObjectBytes)
 		return ev, nil
 	}
 	if prior := w.unchanged(task, state, etag); prior != nil {
 		return prior, nil
 	}
-	stageStart = time.Now()
-	res := extract.Text(data)
-	if res.SkipReason != "" {
-		ev.Reason = res.SkipReason + ": " + res.Detail
+	if err := fault("after_download", task.Key); err != nil {
+		return nil, err
+	}
+	v := objectVersion{task: task, etag: etag, version: version, state: state}
+	res, err := w.indexBody(ctx, v, obj)
+	ev.Bytes = res.bytes
+	w.m.bytes.Add(float64(res.bytes))
+	if err != nil {
+		return nil, err
+	}
+	if res.skip != nil {
+		ev.Reason = res.skip.Reason + ": " + res.skip.Detail
 		log.Info("object skipped", "outcome", "skipped", "reason", ev.Reason)
-		// Remember the version, so skip_existing does not fetch it again.
-		skipped := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: task.Sequencer,
-			ExtractorVersion: extract.Version, Status: "skipped", Reason: ev.Reason, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
 		if state != nil && state.Status == "indexed" {
 			return ev, nil // keep the indexed version's state; its chunks stay valid
 		}
+		// Remember the version, so skip_existing does not fetch it again.
+		skipped := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: task.Sequencer,
+			ExtractorVersion: extract.Version, Status: "skipped", Reason: ev.Reason, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
 		if err := w.saveState(ctx, stateKey, skipped, rev); err != nil {
 			return nil, err
 		}
 		return ev, nil
 	}
-	pieces := w.splitter.Split(res.Text)
-	w.m.stage.WithLabelValues("chunk").Observe(time.Since(stageStart).Seconds())
-	versionForID := version
-	if versionForID == "" {
-		versionForID = etag
-	}
-	out := make([]outMsg, 0, len(pieces)+1)
-	var tokens int64
-	var chunkIDs []string
-	for i, p := range pieces {
-		id := schema.ChunkID(task.Org, task.Collection, task.Bucket, task.Key, versionForID, extract.Version, i)
-		chunkIDs = append(chunkIDs, id)
-		c := &schema.Chunk{ChunkID: id, Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key,
-			VersionID: version, ETag: etag, Index: i, Total: len(pieces), ByteOffset: int64(p.Offset), Text: p.Text, TokenCount: p.Tokens,
-			Encoding: w.cfg.Encoding.Name(), ExtractorVersion: extract.Version, CustomMetadata: task.CustomMetadata}
-		out = append(out, outMsg{schema.ChunkSubject(task.Org, task.Collection), id, c})
-		tokens += int64(p.Tokens)
-	}
-	// The previous version's chunks are replaced: tombstone the IDs that are
-	// not reused, so downstream drops them.
-	if state != nil && state.Status == "indexed" && (state.ETag != etag || state.VersionID != version || state.ExtractorVersion != extract.Version) {
-		if stale := minus(state.ChunkIDs(task.Org, task.Collection), chunkIDs); len(stale) > 0 {
-			ts := &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: state.VersionID,
-				ETag: state.ETag, ChunkIDs: stale, Reason: "replaced", At: time.Now().UTC()}
-			out = append(out, outMsg{schema.ChunkSubject(task.Org, task.Collection), "tomb:" + stale[0], ts})
-		}
-	}
-	stageStart = time.Now()
-	if err := w.publishAll(ctx, out); err != nil {
-		return nil, err
-	}
-	w.m.stage.WithLabelValues("publish").Observe(time.Since(stageStart).Seconds())
-	w.m.chunks.Add(float64(len(pieces)))
-	w.m.tokens.Add(float64(tokens))
 	newState := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: task.Sequencer,
-		Chunks: len(pieces), Tokens: tokens, ExtractorVersion: extract.Version, Status: "indexed", JobID: task.JobID, UpdatedAt: time.Now().UTC()}
+		Chunks: res.chunks, Tokens: res.tokens, ExtractorVersion: extract.Version, Status: "indexed", JobID: task.JobID, UpdatedAt: time.Now().UTC()}
 	if err := w.saveState(ctx, stateKey, newState, rev); err != nil {
 		return nil, err
 	}
-	ev.Outcome, ev.Reason, ev.Chunks, ev.Tokens = schema.OutcomeIndexed, "", len(pieces), tokens
-	log.Debug("object indexed", "outcome", "indexed", "chunks", len(pieces), "tokens", tokens)
+	if err := fault("after_state", task.Key); err != nil {
+		return nil, err
+	}
+	ev.Outcome, ev.Reason, ev.Chunks, ev.Tokens = schema.OutcomeIndexed, "", res.chunks, res.tokens
+	log.Debug("object indexed", "outcome", "indexed", "chunks", res.chunks, "tokens", res.tokens)
 	return ev, nil
+}
+
+// objectVersion is the object version a task is indexing.
+type objectVersion struct {
+	task          *schema.Task
+	etag, version string
+	state         *schema.ObjectState // before this task
+}
+
+// idVersion is the version part of chunk IDs: the S3 version ID, else the ETag.
+func (v objectVersion) idVersion() string {
+	if v.version != "" {
+		return v.version
+	}
+	return v.etag
+}
+
+type indexResult struct {
+	chunks int
+	tokens int64
+	bytes  int64
+	skip   *extract.Skip
+}
+
+// Stream sizes: text is read in parts of partBytes and chunks are published
+// in batches of publishBatch, so memory does not grow with the object.
+const (
+	partBytes    = 1 << 20
+	publishBatch = 64
+)
+
+// indexBody streams the object's body through decompression, extraction
+// and chunking, publishing chunks in batches as they become final, then the
+// commit record that makes them visible, then a tombstone for the replaced
+// version's chunks. A skip found midway leaves published chunks uncommitted,
+// that is invisible.
+func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObjectOutput) (indexResult, error) {
+	task := v.task
+	var res indexResult
+	body := bufio.NewReaderSize(&countingReader{r: obj.Body, n: &res.bytes}, 64<<10)
+	asSkip := func(err error) (indexResult, error) {
+		var s *extract.Skip
+		if errors.As(err, &s) {
+			res.skip = s
+			return res, nil
+		}
+		return res, fmt.Errorf("read body: %w", err)
+	}
+	r, _, err := extract.Decompress(body, task.Key, aws.ToString(obj.ContentEncoding), w.cfg.MaxDecompressedBytes)
+	if err != nil {
+		return asSkip(err)
+	}
+	x, err := extract.Open(r)
+	if err != nil {
+		return asSkip(err)
+	}
+	subject := schema.ChunkSubject(task.Org, task.Collection)
+	batch := make([]outMsg, 0, publishBatch)
+	published := false
+	flush := func(total int) error {
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, m := range batch {
+			m.body.(*schema.Chunk).Total = total
+		}
+		start := time.Now()
+		err := w.publishAll(ctx, batch)
+		w.m.stage.WithLabelValues("publish").Observe(time.Since(start).Seconds())
+		batch, published = batch[:0], true
+		return err
+	}
+	stream := w.splitter.Stream(func(p chunk.Chunk) error {
+		id := schema.ChunkID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), extract.Version, res.chunks)
+		c := &schema.Chunk{ChunkID: id, Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key,
+			VersionID: v.version, ETag: v.etag, Index: res.chunks, ByteOffset: int64(p.Offset), Text: p.Text, TokenCount: p.Tokens,
+			Encoding: w.cfg.Encoding.Name(), ExtractorVersion: extract.Version, CustomMetadata: task.CustomMetadata}
+		batch = append(batch, outMsg{subject, id, c})
+		res.chunks++
+		res.tokens += int64(p.Tokens)
+		if len(batch) == publishBatch {
+			return flush(0) // the total is not known yet: the commit carries it
+		}
+		return nil
+	})
+	stageStart := time.Now()
+	for {
+		part, err := x.Next(partBytes)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return asSkip(err)
+		}
+		if err := stream.Write(part); err != nil {
+			if errors.Is(err, chunk.ErrUnsplittable) {
+				return asSkip(&extract.Skip{Reason: extract.ReasonUnsplittable, Detail: err.Error()})
+			}
+			return res, err
+		}
+	}
+	if err := stream.Close(); err != nil {
+		return res, err
+	}
+	w.m.stage.WithLabelValues("chunk").Observe(time.Since(stageStart).Seconds())
+	total := 0
+	if !published {
+		total = res.chunks // every chunk is in this one batch: each can carry the total
+	}
+	if err := flush(total); err != nil {
+		return res, err
+	}
+	if err := fault("after_chunks", task.Key); err != nil {
+		return res, err
+	}
+	out := []outMsg{{subject, schema.CommitMsgID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), extract.Version),
+		&schema.Commit{Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key, VersionID: v.version,
+			ETag: v.etag, ExtractorVersion: extract.Version, Chunks: res.chunks, Tokens: res.tokens, At: time.Now().UTC()}}}
+	// The previous version's chunks are replaced: tombstone the IDs that are
+	// not reused, so downstream drops them.
+	if st := v.state; st != nil && st.Status == "indexed" && (st.ETag != v.etag || st.VersionID != v.version || st.ExtractorVersion != extract.Version) {
+		newState := schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Chunks: res.chunks, ExtractorVersion: extract.Version}
+		if stale := minus(st.ChunkIDs(task.Org, task.Collection), newState.ChunkIDs(task.Org, task.Collection)); len(stale) > 0 {
+			ts := &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: st.VersionID,
+				ETag: st.ETag, ChunkIDs: stale, Reason: "replaced", At: time.Now().UTC()}
+			out = append(out, outMsg{subject, "tomb:" + stale[0], ts})
+		}
+	}
+	if err := w.publishAll(ctx, out); err != nil {
+		return res, err
+	}
+	w.m.chunks.Add(float64(res.chunks))
+	w.m.tokens.Add(float64(res.tokens))
+	return res, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n *int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
 }
 
 // deleteObject publishes a tombstone for every chunk of the stored version.

@@ -45,8 +45,12 @@ type Config struct {
 	ChunkTokens int
 	// Encoding is the tokenizer; default cl100k_base.
 	Encoding *token.Encoding
-	// MaxObjectBytes: larger objects are skipped with reason too_large; default 64 MiB.
+	// MaxObjectBytes: larger objects are skipped with reason too_large;
+	// default 2 GiB. Bodies are streamed, so this is not a memory bound.
 	MaxObjectBytes int64
+	// MaxDecompressedBytes caps what a gzip object may decompress to
+	// (decompressed_too_large past it); default 2 GiB.
+	MaxDecompressedBytes int64
 	// PageSize is ListObjectsV2 MaxKeys per job page; default 1000.
 	PageSize int32
 	// MessageTimeout bounds the processing of one message; default 5 minutes.
@@ -88,7 +92,10 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		cfg.PlanConcurrency = 2
 	}
 	if cfg.MaxObjectBytes == 0 {
-		cfg.MaxObjectBytes = 64 << 20
+		cfg.MaxObjectBytes = 2 << 30
+	}
+	if cfg.MaxDecompressedBytes == 0 {
+		cfg.MaxDecompressedBytes = 2 << 30
 	}
 	if cfg.PageSize == 0 {
 		cfg.PageSize = 1000

@@ -37,7 +37,7 @@ type fleetConfig struct {
 	stsRate                                                                   *int
 	sqs                                                                       *sqsFlags
 	chunkTokens, taskConcurrency, planConcurrency, replicas, workers          *int
-	maxObjectMiB                                                              *int
+	maxObjectMiB, maxDecompressedMiB                                          *int
 	shutdownGrace, sessionDuration                                            *time.Duration
 }
 
@@ -65,7 +65,8 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		c.chunkTokens = f.Int("chunk-tokens", 512, "maximum tokens per chunk")
 		c.taskConcurrency = f.Int("task-concurrency", 8, "tasks processed at once per worker")
 		c.planConcurrency = f.Int("plan-concurrency", 2, "job pages planned at once per worker")
-		c.maxObjectMiB = f.Int("max-object-mib", 64, "objects larger than this are skipped (too_large)")
+		c.maxObjectMiB = f.Int("max-object-mib", 2048, "objects larger than this are skipped (too_large); bodies are streamed")
+		c.maxDecompressedMiB = f.Int("max-decompressed-mib", 2048, "gzip objects decompressing past this are skipped (decompressed_too_large)")
 		c.shutdownGrace = f.Duration("shutdown-grace", 20*time.Second, "time in-flight work may finish after SIGTERM")
 		c.sessionDuration = f.Duration("session-duration", time.Hour, "assumed-role session duration (15m-12h; 1h max when our identity is itself a role session)")
 	}
@@ -243,7 +244,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 			w, err := worker.New(setup, worker.Config{
 				JS: js, Registry: regy, Broker: broker, AWS: awsCfg, S3PathStyle: *c.s3PathStyle, Topology: topo,
 				TaskConcurrency: *c.taskConcurrency, PlanConcurrency: *c.planConcurrency, ChunkTokens: *c.chunkTokens,
-				MaxObjectBytes: int64(*c.maxObjectMiB) << 20, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix,
+				MaxObjectBytes: int64(*c.maxObjectMiB) << 20, MaxDecompressedBytes: int64(*c.maxDecompressedMiB) << 20, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix,
 				Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, reg),
 				Logger:     log.With("component", "worker"), Name: name,
 			})

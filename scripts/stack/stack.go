@@ -346,6 +346,9 @@ func (s *Stack) Chunks(ctx context.Context, org, collection string) (chunks []*s
 		n := 0
 		for m := range batch.Messages() {
 			n++
+			if bytes.Contains(m.Data(), []byte(`"commit":true`)) {
+				continue // commit records make chunks visible; the chunks are what callers count
+			}
 			if bytes.Contains(m.Data(), []byte(`"tombstone":true`)) {
 				t, err := schema.DecodeTombstone(m.Data())
 				if err != nil {

@@ -165,3 +165,61 @@ func endsSpace(p string) bool {
 }
 
 func isAllSpace(p string) bool { return strings.TrimLeftFunc(p, unicode.IsSpace) == "" }
+
+// MaxCarry bounds the text a Stream holds back while waiting for a cut: a
+// run longer than this without a pre-token boundary (megabytes of letters
+// with no space) is refused rather than buffered without bound.
+const MaxCarry = 4 << 20
+
+// ErrUnsplittable is returned by Stream.Write when MaxCarry is exceeded.
+var ErrUnsplittable = fmt.Errorf("chunk: more than %d bytes without a token boundary", MaxCarry)
+
+// Stream splits text that arrives in parts, emitting each chunk as soon as
+// it is final: the same chunks, in the same order, that Split returns for
+// the whole text. Memory is bounded by the part size plus one chunk.
+type Stream struct {
+	s     *Splitter
+	emit  func(Chunk) error
+	carry string
+	base  int // offset of carry in the whole text
+}
+
+// Stream returns a Stream that calls emit for every final chunk.
+func (s *Splitter) Stream(emit func(Chunk) error) *Stream {
+	return &Stream{s: s, emit: emit}
+}
+
+// Write adds the next part of the text. The last chunk of what has arrived
+// may still grow, so it is held back until more text (or Close) decides it.
+func (st *Stream) Write(part string) error {
+	buf := st.carry + part
+	chunks := st.s.Split(buf)
+	if len(chunks) == 0 {
+		return nil
+	}
+	for _, c := range chunks[:len(chunks)-1] {
+		c.Offset += st.base
+		if err := st.emit(c); err != nil {
+			return err
+		}
+	}
+	last := chunks[len(chunks)-1]
+	st.base += last.Offset
+	st.carry = buf[last.Offset:]
+	if len(st.carry) > MaxCarry {
+		return ErrUnsplittable
+	}
+	return nil
+}
+
+// Close emits what is held back.
+func (st *Stream) Close() error {
+	for _, c := range st.s.Split(st.carry) {
+		c.Offset += st.base
+		if err := st.emit(c); err != nil {
+			return err
+		}
+	}
+	st.carry = ""
+	return nil
+}

@@ -1,10 +1,13 @@
 package chunk
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stevedore-dev/stevedore/worker/token"
 )
@@ -121,4 +124,62 @@ func FuzzSplit(f *testing.F) {
 		s, enc := setup(t, 8+int(max%64))
 		check(t, s, enc, text)
 	})
+}
+
+// TestStreamEqualsSplit feeds texts in parts of many sizes and requires the
+// exact chunks (text, offset, tokens) that Split returns for the whole text.
+func TestStreamEqualsSplit(t *testing.T) {
+	enc, err := token.Get(token.Cl100kBase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := New(enc, 64)
+	texts := map[string]string{}
+	files, _ := filepath.Glob("../../scripts/testdata/corpus/*/*")
+	more, _ := filepath.Glob("../../scripts/testdata/corpus/*/*/*")
+	for _, f := range append(files, more...) {
+		if b, err := os.ReadFile(f); err == nil && utf8.Valid(b) {
+			texts[f] = string(b)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := []string{"the", " ", "  ", "\n", "\n\n", ".", "Ünïcode", "😀", "don't", "123", "\t", "x", "END!", "  \n"}
+	for i := 0; i < 30; i++ {
+		var b strings.Builder
+		for j := 0; j < 3000; j++ {
+			b.WriteString(words[rng.IntN(len(words))])
+		}
+		texts[fmt.Sprint("random", i)] = b.String()
+	}
+	if len(texts) < 40 {
+		t.Fatalf("only %d texts", len(texts))
+	}
+	for name, text := range texts {
+		want := s.Split(text)
+		for _, part := range []int{1 << 10, 4 << 10, 1 << 16} {
+			var got []Chunk
+			st := s.Stream(func(c Chunk) error { got = append(got, c); return nil })
+			for off := 0; off < len(text); {
+				end := min(off+part, len(text))
+				for end < len(text) && !utf8.RuneStart(text[end]) {
+					end++
+				}
+				if err := st.Write(text[off:end]); err != nil {
+					t.Fatal(err)
+				}
+				off = end
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%s, parts of %d: %d chunks, want %d", name, part, len(got), len(want))
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("%s, parts of %d: chunk %d = %+v, want %+v", name, part, i, got[i], want[i])
+				}
+			}
+		}
+	}
 }

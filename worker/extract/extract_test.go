@@ -1,6 +1,16 @@
 package extract
 
-import "testing"
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"unicode/utf16"
+	"unicode/utf8"
+)
 
 func TestText(t *testing.T) {
 	tests := []struct {
@@ -23,5 +33,84 @@ func TestText(t *testing.T) {
 				t.Fatalf("got %+v, want text %q skip %q", r, tc.text, tc.skip)
 			}
 		})
+	}
+}
+
+func TestStreamingReassembles(t *testing.T) {
+	text := strings.Repeat("héllo wörld 😀 日本語テキスト\n", 300)
+	u16le := []byte{0xFF, 0xFE}
+	for _, u := range utf16.Encode([]rune(text)) {
+		u16le = append(u16le, byte(u), byte(u>>8))
+	}
+	for _, in := range [][]byte{[]byte(text), append([]byte{0xEF, 0xBB, 0xBF}, text...), u16le} {
+		for _, part := range []int{5, 7, 64, 4096} {
+			x, err := Open(bytes.NewReader(in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sb strings.Builder
+			for {
+				p, err := x.Next(part)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !utf8.ValidString(p) || len(p) > part+4 {
+					t.Fatalf("part of %d bytes, valid %v", len(p), utf8.ValidString(p))
+				}
+				sb.WriteString(p)
+			}
+			if sb.String() != text {
+				t.Fatalf("part size %d: text differs", part)
+			}
+		}
+	}
+}
+
+func TestLateInvalidUTF8IsASkip(t *testing.T) {
+	in := strings.Repeat("plain ascii text ", 2000) + "caf\xe9"
+	x, err := Open(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err = x.Next(1024)
+		if err != nil {
+			break
+		}
+	}
+	var s *Skip
+	if !errors.As(err, &s) || s.Reason != ReasonNotUTF8 {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestGzipDecompressedCap(t *testing.T) {
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	_, _ = zw.Write(bytes.Repeat([]byte("zip bomb line\n"), 1<<16)) // 896 KiB from a few KiB
+	_ = zw.Close()
+	read := func(limit int64) error {
+		r, gz, err := Decompress(bufio.NewReader(bytes.NewReader(zb.Bytes())), "logs/a.txt.gz", "", limit)
+		if err != nil || !gz {
+			t.Fatalf("gz %v err %v", gz, err)
+		}
+		x, err := Open(r)
+		for err == nil {
+			_, err = x.Next(4096)
+		}
+		return err
+	}
+	if err := read(1 << 20); !errors.Is(err, io.EOF) {
+		t.Fatalf("within the cap: %v", err)
+	}
+	var s *Skip
+	if err := read(64 << 10); !errors.As(err, &s) || s.Reason != ReasonDecompressedTooLarge {
+		t.Fatalf("over the cap: %v", err)
+	}
+	if _, _, err := Decompress(bufio.NewReader(strings.NewReader("\x1f\x8bnot gzip")), "x", "", 1<<20); !errors.As(err, &s) || s.Reason != ReasonCorrupt {
+		t.Fatalf("corrupt: %v", err)
 	}
 }

@@ -1,0 +1,151 @@
+//go:build faults
+
+package worker
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/worker/extract"
+)
+
+// visible folds CHUNKS the way the documented downstream contract says: a
+// version's chunks count only once its commit record arrived, and then only
+// those with Index < Chunks; tombstones remove chunks.
+func visible(t *testing.T, e *env) (ids map[string]bool, raw, commits int) {
+	t.Helper()
+	ctx := context.Background()
+	s, _ := e.js.Stream(ctx, schema.StreamChunks)
+	info, _ := s.Info(ctx)
+	type version struct{ bucket, key, v, ex string }
+	pending := map[version][]*schema.Chunk{}
+	ids = map[string]bool{}
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case strings.Contains(string(m.Data), `"commit":true`):
+			c, err := schema.DecodeCommit(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			commits++
+			v := c.VersionID
+			if v == "" {
+				v = c.ETag
+			}
+			for _, ch := range pending[version{c.Bucket, c.Key, v, c.ExtractorVersion}] {
+				if ch.Index < c.Chunks {
+					ids[ch.ChunkID] = true
+				}
+			}
+		case strings.Contains(string(m.Data), `"tombstone":true`):
+			ts, _ := schema.DecodeTombstone(m.Data)
+			for _, id := range ts.ChunkIDs {
+				delete(ids, id)
+			}
+		default:
+			c, err := schema.DecodeChunk(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw++
+			v := c.VersionID
+			if v == "" {
+				v = c.ETag
+			}
+			k := version{c.Bucket, c.Key, v, c.ExtractorVersion}
+			pending[k] = append(pending[k], c)
+		}
+	}
+	return ids, raw, commits
+}
+
+// TestCrashAtEveryPointLosesNothingAndDoublesNothing crashes the worker once
+// at each named point for a quarter of the objects (the message is then not
+// settled, exactly as after kill -9) and checks, after the redeliveries, that
+// the job counts every object once and downstream sees exactly the expected
+// chunks, none uncommitted, none twice.
+func TestCrashAtEveryPointLosesNothingAndDoublesNothing(t *testing.T) {
+	objects := map[string]string{}
+	for i := 0; i < 24; i++ {
+		objects[fmt.Sprintf("doc%02d.txt", i)] = strings.Repeat(fmt.Sprintf("Sentence %d of a document that spans several chunks. ", i), 40+i)
+	}
+	e := setup(t, objects)
+	// Redeliver unsettled messages after one second, not a minute.
+	if err := (schema.Topology{AckWait: time.Second}).Ensure(context.Background(), e.js); err != nil {
+		t.Fatal(err)
+	}
+	points := []string{"after_download", "after_chunks", "after_state", "before_ack"}
+	var mu sync.Mutex
+	crashed := map[string]int{}
+	faultRates = map[string]float64{}
+	for _, p := range points {
+		faultRates[p] = 1
+	}
+	crash = func(point, key string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		i := -1
+		if _, err := fmt.Sscanf(strings.TrimPrefix(key, "tasks."), "doc%02d.txt", &i); err != nil && point != "before_ack" {
+			return nil
+		}
+		if point == "before_ack" { // the key is not known there: crash the first six tasks once each
+			if crashed[point] < 6 {
+				crashed[point]++
+				return errCrashed
+			}
+			return nil
+		}
+		if points[i%3] != point || crashed[point+key] > 0 {
+			return nil
+		}
+		crashed[point+key]++
+		crashed[point]++
+		return errCrashed
+	}
+	t.Cleanup(func() { faultRates = map[string]float64{} })
+	e.submit(t, "job_crash", true)
+	st := e.wait(t, "job_crash")
+	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 24 || st.FilesFailed != 0 || st.FilesSkipped != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	// The expected chunk IDs, from an independent split of every object.
+	want := map[string]bool{}
+	for key, body := range objects {
+		n := len(e.w.splitter.Split(body))
+		for i := 0; i < n; i++ {
+			want[schema.ChunkID(e.org.ID, "docs", bucket, key, etagOf(t, e, key), extract.Version, i)] = true
+		}
+	}
+	got, raw, commits := visible(t, e)
+	if len(got) != len(want) {
+		t.Fatalf("%d visible chunks, want %d", len(got), len(want))
+	}
+	for id := range want {
+		if !got[id] {
+			t.Fatalf("chunk %s missing", id)
+		}
+	}
+	if raw != len(want) || commits != 24 {
+		t.Fatalf("raw chunk messages %d (want %d: duplicates removed by Msg-Id), commits %d", raw, len(want), commits)
+	}
+	t.Logf("crashes: %d after_download, %d after_chunks, %d after_state, %d before_ack; %d chunks visible, %d raw chunk messages, %d commits",
+		crashed["after_download"], crashed["after_chunks"], crashed["after_state"], crashed["before_ack"], len(got), raw, commits)
+}
+
+func etagOf(t *testing.T, e *env, key string) string {
+	t.Helper()
+	st, _, err := e.w.loadState(context.Background(), schema.ObjectKey(e.org.ID, "docs", bucket, key))
+	if err != nil || st == nil {
+		t.Fatalf("state of %s: %v", key, err)
+	}
+	return st.ETag
+}
