@@ -3,6 +3,7 @@ package schema
 import (
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // Stream names.
@@ -25,7 +26,7 @@ const (
 // Durable consumer names.
 const (
 	ConsumerPlanner = "planner" // JOBS → worker plan step
-	ConsumerIndexer = "indexer" // TASKS → worker task step
+	ConsumerIndexer = "indexer" // TASKS → worker task step: one consumer per org, see IndexerConsumer
 	ConsumerTracker = "tracker" // EVENTS → job status folding
 )
 
@@ -71,4 +72,18 @@ func mustID(kind, s string) error {
 		return fmt.Errorf("%s %q: must be 1-64 characters of A-Z a-z 0-9 _ -", kind, s)
 	}
 	return nil
+}
+
+// IndexerConsumer is the durable TASKS consumer of one org's tasks. Each org
+// has its own, so a worker can take turns between tenants: one tenant's
+// backlog never stands in front of another's work.
+func IndexerConsumer(org string) string { return ConsumerIndexer + "-" + org }
+
+// OrgOfTaskSubject returns the org of a TASKS subject (tasks.<org>.<collection>).
+func OrgOfTaskSubject(subject string) (string, bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 3 || parts[0] != "tasks" {
+		return "", false
+	}
+	return parts[1], true
 }

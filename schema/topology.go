@@ -107,8 +107,19 @@ func (t Topology) Consumers() []ConsumerSpec {
 	tracker.MaxDeliver = -1
 	return []ConsumerSpec{
 		{StreamJobs, work(ConsumerPlanner, "plans index jobs page by page")},
-		{StreamTasks, work(ConsumerIndexer, "indexes or deletes one object")},
 		{StreamEvents, tracker},
+	}
+}
+
+// IndexerConfig is the TASKS consumer of one org (IndexerConsumer): the same
+// claim semantics as the others, filtered to the org's subjects. Workers
+// create it when they first see the org's tasks.
+func (t Topology) IndexerConfig(org string) jetstream.ConsumerConfig {
+	t = t.WithDefaults()
+	return jetstream.ConsumerConfig{
+		Durable: IndexerConsumer(org), Description: "indexes or deletes one object of " + org, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: t.AckWait, MaxDeliver: t.MaxDeliver, MaxAckPending: 10_000, MaxWaiting: 512, Replicas: t.Replicas,
+		FilterSubject: "tasks." + org + ".*",
 	}
 }
 
@@ -150,6 +161,11 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 		if _, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config); err != nil {
 			return fmt.Errorf("ensure consumer %s/%s: %w", c.Stream, c.Config.Durable, err)
 		}
+	}
+	// The fleet-wide TASKS consumer of earlier versions overlaps the per-org
+	// ones, which a work-queue stream refuses: remove it.
+	if err := js.DeleteConsumer(ctx, StreamTasks, ConsumerIndexer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("remove the fleet-wide indexer consumer: %w", err)
 	}
 	return nil
 }

@@ -78,11 +78,8 @@ func TestCrashAtEveryPointLosesNothingAndDoublesNothing(t *testing.T) {
 	for i := 0; i < 24; i++ {
 		objects[fmt.Sprintf("doc%02d.txt", i)] = strings.Repeat(fmt.Sprintf("Sentence %d of a document that spans several chunks. ", i), 40+i)
 	}
-	e := setup(t, objects)
 	// Redeliver unsettled messages after one second, not a minute.
-	if err := (schema.Topology{AckWait: time.Second}).Ensure(context.Background(), e.js); err != nil {
-		t.Fatal(err)
-	}
+	e := setup(t, objects, func(c *Config) { c.Topology = schema.Topology{AckWait: time.Second} })
 	points := []string{"after_download", "after_chunks", "after_state", "before_ack"}
 	var mu sync.Mutex
 	crashed := map[string]int{}

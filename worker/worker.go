@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -39,6 +40,11 @@ type Config struct {
 	Topology schema.Topology
 	// TaskConcurrency is the number of tasks processed at once; default 8.
 	TaskConcurrency int
+	// TenantConcurrency caps one org's tasks in flight in this worker, so
+	// other orgs always find a free slot; default 3/4 of TaskConcurrency.
+	TenantConcurrency int
+	// DiscoverEvery is how often the worker looks for orgs with tasks; default 250 ms.
+	DiscoverEvery time.Duration
 	// PlanConcurrency is the number of job pages planned at once; default 2.
 	PlanConcurrency int
 	// ChunkTokens is the maximum tokens per chunk; default 512.
@@ -88,6 +94,12 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if cfg.TaskConcurrency == 0 {
 		cfg.TaskConcurrency = 8
 	}
+	if cfg.TenantConcurrency == 0 {
+		cfg.TenantConcurrency = max(1, cfg.TaskConcurrency*3/4)
+	}
+	if cfg.DiscoverEvery == 0 {
+		cfg.DiscoverEvery = 250 * time.Millisecond
+	}
 	if cfg.PlanConcurrency == 0 {
 		cfg.PlanConcurrency = 2
 	}
@@ -124,6 +136,11 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 			return nil, err
 		}
 		cfg.Encoding = enc
+	}
+	if cfg.AWS.HTTPClient == nil {
+		// One connection pool for every S3 client the worker builds (one per
+		// credential set): without it each client would dial anew.
+		cfg.AWS.HTTPClient = awshttp.NewBuildableClient()
 	}
 	cfg.Topology = cfg.Topology.WithDefaults()
 	sp, err := chunk.New(cfg.Encoding, cfg.ChunkTokens)
@@ -163,9 +180,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	indexer, err := stream(schema.StreamTasks, schema.ConsumerIndexer)
+	tasks, err := w.cfg.JS.Stream(ctx, schema.StreamTasks)
 	if err != nil {
-		return err
+		return fmt.Errorf("worker: stream %s: %w", schema.StreamTasks, err)
 	}
 	tracker, err := stream(schema.StreamEvents, schema.ConsumerTracker)
 	if err != nil {
@@ -190,9 +207,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	}()
 	g := new(errgroup.Group)
 	g.Go(func() error { return w.serve(ctx, work, planner, "plan", w.cfg.PlanConcurrency, w.plan) })
-	g.Go(func() error { return w.serve(ctx, work, indexer, "task", w.cfg.TaskConcurrency, w.index) })
+	g.Go(func() error { return w.serveFair(ctx, work, newTenants(w, tasks), w.cfg.TaskConcurrency, w.index) })
 	g.Go(func() error { return w.serve(ctx, work, tracker, "track", 1, w.fold) })
-	w.log.Info("worker started", "task_concurrency", w.cfg.TaskConcurrency, "plan_concurrency", w.cfg.PlanConcurrency)
+	w.log.Info("worker started", "task_concurrency", w.cfg.TaskConcurrency, "tenant_concurrency", w.cfg.TenantConcurrency, "plan_concurrency", w.cfg.PlanConcurrency)
 	err = g.Wait()
 	w.log.Info("worker stopped")
 	return err

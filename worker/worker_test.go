@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -32,12 +33,12 @@ type env struct {
 
 const bucket = "acme-docs"
 
-func setup(t *testing.T, objects map[string]string) *env {
+func setup(t *testing.T, objects map[string]string, opts ...func(*Config)) *env {
 	t.Helper()
-	return setupWith(t, objects, creds.Config{})
+	return setupWith(t, objects, creds.Config{}, opts...)
 }
 
-func setupWith(t *testing.T, objects map[string]string, bc creds.Config) *env {
+func setupWith(t *testing.T, objects map[string]string, bc creds.Config, opts ...func(*Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	tf := registrytest.Tenant(t)
@@ -56,7 +57,16 @@ func setupWith(t *testing.T, objects map[string]string, bc creds.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(ctx, Config{JS: js, Registry: reg, Broker: broker, AWS: e.s3.Config(), S3PathStyle: true, PageSize: 2, ChunkTokens: 64, Heartbeat: time.Second})
+	cfg := Config{JS: js, Registry: reg, Broker: broker, AWS: e.s3.Config(), S3PathStyle: true, PageSize: 2, ChunkTokens: 64, Heartbeat: time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.Topology.AckWait != 0 {
+		if err := cfg.Topology.Ensure(ctx, js); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,4 +319,63 @@ func TestStaticKeysIntegration(t *testing.T) {
 	if n := e.sts.AssumeCalls(); n != 0 {
 		t.Fatalf("static keys called STS %d times", n)
 	}
+}
+
+// TestFairnessAcrossTenants queues a 20,000-object job for one tenant, then a
+// one-file job for another, and requires the second to finish while the
+// first still has thousands of tasks waiting: claims take turns between
+// tenants instead of draining one backlog first.
+func TestFairnessAcrossTenants(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20,000 objects")
+	}
+	const big = 20_000
+	objects := make(map[string]string, big)
+	for i := 0; i < big; i++ {
+		objects[fmt.Sprintf("bulk/%05d.txt", i)] = fmt.Sprintf("object %d", i)
+	}
+	e := setup(t, objects, func(c *Config) { c.PageSize = 1000 })
+	ctx := context.Background()
+	reg := registrytest.Registry(e.js)
+	orgB, _, _ := reg.CreateOrg(ctx, "test", "Tenant B")
+	const roleB = "arn:aws:iam::123456789012:role/tenant-b"
+	inB, _ := reg.AddIntegration(ctx, "test", orgB.ID, registry.Spec{RoleARN: roleB})
+	inB, _ = reg.RecordVerification(ctx, "test", orgB.ID, inB.ID, &registry.Verification{At: time.Now(), OK: true})
+	e.sts.SetRole(awstest.Role{ARN: roleB, Principal: awstest.Principal, ExternalID: orgB.ExternalID, Buckets: []string{"b-docs"}})
+	e.s3.Put("b-docs", "urgent.txt", "tenant B needs this now")
+
+	e.submit(t, "job_bulk", true)
+	tasks, _ := e.js.Stream(ctx, schema.StreamTasks)
+	for {
+		info, _ := tasks.Info(ctx)
+		if info.State.Msgs >= 5000 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	jobB := &schema.Job{JobID: "job_urgent", Org: orgB.ID, Collection: "docs", IntegrationID: inB.ID, Kind: schema.JobFile, Bucket: "b-docs",
+		Key: "urgent.txt", Region: "us-east-1", SkipExisting: true, CreatedAt: time.Now()}
+	data, _ := json.Marshal(&schema.JobStatus{JobID: jobB.JobID, Org: orgB.ID, Collection: "docs", Status: schema.JobStatusPending, LastPage: -1})
+	kv, _ := e.js.KeyValue(ctx, schema.BucketJobs)
+	if _, err := kv.Create(ctx, jobB.JobID, data); err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := schema.Encode(jobB)
+	if _, err := e.js.Publish(ctx, schema.JobSubject(orgB.ID, "docs"), payload, jetstream.WithMsgID(schema.JobPageMsgID(jobB.JobID, 0))); err != nil {
+		t.Fatal(err)
+	}
+	stB := e.wait(t, jobB.JobID)
+	took := time.Since(start)
+	info, _ := tasks.Info(ctx)
+	entry, _ := kv.Get(ctx, "job_bulk")
+	var stA schema.JobStatus
+	_ = json.Unmarshal(entry.Value(), &stA)
+	if stB.Status != schema.JobStatusCompleted || stB.FilesIndexed != 1 {
+		t.Fatalf("tenant B: %+v", stB)
+	}
+	if info.State.Msgs < 1000 || stA.Status == schema.JobStatusCompleted {
+		t.Fatalf("tenant A's backlog was drained first (%d tasks left, A %s): no fairness", info.State.Msgs, stA.Status)
+	}
+	t.Logf("tenant B's one-file job finished in %s while tenant A had %d tasks waiting (%d of %d indexed)", took.Round(time.Millisecond), info.State.Msgs, stA.FilesIndexed, big)
 }

@@ -1,0 +1,172 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+)
+
+// tenants takes turns between orgs when claiming tasks. Each org has its own
+// TASKS consumer (schema.IndexerConsumer); a slot that is free pulls one
+// message from the next org, round robin, among orgs with pending tasks and
+// fewer than TenantConcurrency tasks in flight here. A 100,000-task backlog of
+// one org therefore delays another org's task by at most one turn.
+type tenants struct {
+	w      *Worker
+	stream jetstream.Stream
+	mu     sync.Mutex
+	cons   map[string]jetstream.Consumer
+	// pending is an org's task count from the last discovery, zeroed when a
+	// pull finds nothing.
+	pending  map[string]uint64
+	inflight map[string]int
+	order    []string
+	next     int
+	wake     chan struct{}
+}
+
+func newTenants(w *Worker, stream jetstream.Stream) *tenants {
+	return &tenants{w: w, stream: stream, cons: map[string]jetstream.Consumer{}, pending: map[string]uint64{},
+		inflight: map[string]int{}, wake: make(chan struct{}, 1)}
+}
+
+// discover refreshes which orgs have tasks, creating their consumers on first
+// sight, every DiscoverEvery until ctx ends.
+func (t *tenants) discover(ctx context.Context) {
+	for {
+		if err := t.refresh(ctx); err != nil && ctx.Err() == nil {
+			t.w.log.Warn("task discovery failed", "error", err)
+		}
+		sleep(ctx, t.w.cfg.DiscoverEvery)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (t *tenants) refresh(ctx context.Context) error {
+	info, err := t.stream.Info(ctx, jetstream.WithSubjectFilter("tasks.>"))
+	if err != nil {
+		return err
+	}
+	counts := map[string]uint64{}
+	for subj, n := range info.State.Subjects {
+		if org, ok := schema.OrgOfTaskSubject(subj); ok {
+			counts[org] += n
+		}
+	}
+	for org := range counts {
+		t.mu.Lock()
+		_, known := t.cons[org]
+		t.mu.Unlock()
+		if known {
+			continue
+		}
+		c, err := t.w.cfg.JS.CreateOrUpdateConsumer(ctx, schema.StreamTasks, t.w.cfg.Topology.IndexerConfig(org))
+		if err != nil {
+			return err
+		}
+		t.mu.Lock()
+		t.cons[org] = c
+		t.order = append(t.order, org)
+		sort.Strings(t.order)
+		t.mu.Unlock()
+	}
+	t.mu.Lock()
+	t.pending = counts
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// pick returns the next org to pull from, counting it in flight, or "".
+func (t *tenants) pick() (string, jetstream.Consumer) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := 0; i < len(t.order); i++ {
+		org := t.order[(t.next+i)%len(t.order)]
+		if t.pending[org] > 0 && t.inflight[org] < t.w.cfg.TenantConcurrency {
+			t.next = (t.next + i + 1) % len(t.order)
+			t.inflight[org]++
+			return org, t.cons[org]
+		}
+	}
+	return "", nil
+}
+
+func (t *tenants) done(org string, empty bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.inflight[org]--
+	if empty {
+		t.pending[org] = 0
+	} else {
+		select { // another slot may now take this org's next task
+		case t.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// serveFair runs slots claim loops over the orgs' TASKS consumers.
+func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, slots int, h handler) error {
+	go t.discover(claimCtx)
+	var wg sync.WaitGroup
+	for i := 0; i < slots; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for claimCtx.Err() == nil {
+				org, cons := t.pick()
+				if cons == nil {
+					select {
+					case <-claimCtx.Done():
+					case <-t.wake:
+					case <-time.After(w.cfg.DiscoverEvery):
+					}
+					continue
+				}
+				msg, err := pullOne(claimCtx, cons)
+				if err != nil {
+					t.done(org, true)
+					if claimCtx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages) {
+						w.log.Warn("claim failed", "stage", "task", "org", org, "error", err)
+						sleep(claimCtx, time.Second)
+					}
+					continue
+				}
+				w.process(work, msg, "task", h)
+				t.done(org, false)
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// pullOne takes one message if the consumer has one now.
+func pullOne(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
+	batch, err := cons.FetchNoWait(1)
+	if err != nil {
+		return nil, err
+	}
+	for msg := range batch.Messages() {
+		return msg, nil
+	}
+	if err := batch.Error(); err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return nil, jetstream.ErrNoMessages
+}
