@@ -123,7 +123,10 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, name string) [][]byte {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 func testdata(t *testing.T, name string) string {
 	t.Helper()

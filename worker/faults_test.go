@@ -146,3 +146,40 @@ func etagOf(t *testing.T, e *env, key string) string {
 	}
 	return st.ETag
 }
+
+// TestMaxDeliverMovesToDead crashes on every delivery of one object, so its
+// handler never settles it; JetStream's MaxDeliver advisory moves it to DEAD
+// and its failure is recorded so the job still completes with exact counts.
+func TestMaxDeliverMovesToDead(t *testing.T) {
+	e := setup(t, map[string]string{"ok.txt": "fine", "doomed.txt": "crashes every time"}, func(c *Config) {
+		c.Topology = schema.Topology{AckWait: time.Second, MaxDeliver: 2}
+	})
+	faultRates = map[string]float64{"after_download": 1}
+	crash = func(point, key string) error {
+		if key == "doomed.txt" {
+			return errCrashed
+		}
+		return nil
+	}
+	t.Cleanup(func() { faultRates = map[string]float64{} })
+	e.submit(t, "job_md", true)
+	st := e.wait(t, "job_md")
+	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 1 || st.FilesFailed != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	ctx := context.Background()
+	dead, _ := e.js.Stream(ctx, schema.StreamDead)
+	m, err := dead.GetLastMsgForSubject(ctx, schema.DeadSubject(schema.StreamTasks))
+	if err != nil {
+		t.Fatal(err) // the job completes only through the advisory's failed event
+	}
+	dl, _ := schema.DecodeDeadLetter(m.Data)
+	task, _ := schema.DecodeTask(dl.Payload)
+	if dl.ErrorClass != "max_deliver" || dl.Deliveries != 2 || task.Key != "doomed.txt" {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	tasks, _ := e.js.Stream(ctx, schema.StreamTasks)
+	if info, _ := tasks.Info(ctx); info.State.Msgs != 0 {
+		t.Fatalf("%d messages left in TASKS", info.State.Msgs)
+	}
+}

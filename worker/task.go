@@ -29,6 +29,9 @@ func (w *Worker) index(ctx context.Context, msg jetstream.Msg) error {
 		return err
 	}
 	ev, err := w.runTask(ctx, task)
+	if errors.Is(err, errCrashed) {
+		return err // a simulated crash publishes nothing more
+	}
 	if err != nil {
 		f := classify(err)
 		if !f.permanent && !w.lastDelivery(msg) {

@@ -209,6 +209,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	g.Go(func() error { return w.serve(ctx, work, planner, "plan", w.cfg.PlanConcurrency, w.plan) })
 	g.Go(func() error { return w.serveFair(ctx, work, newTenants(w, tasks), w.cfg.TaskConcurrency, w.index) })
 	g.Go(func() error { return w.serve(ctx, work, tracker, "track", 1, w.fold) })
+	g.Go(func() error { return w.watchMaxDeliveries(ctx) })
 	w.log.Info("worker started", "task_concurrency", w.cfg.TaskConcurrency, "tenant_concurrency", w.cfg.TenantConcurrency, "plan_concurrency", w.cfg.PlanConcurrency)
 	err = g.Wait()
 	w.log.Info("worker stopped")

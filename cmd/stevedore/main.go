@@ -36,6 +36,8 @@ Operator commands (talk to NATS at --nats-url, env STEVEDORE_NATS_URL):
   route add --org ID --collection C --bucket B [--prefix P] [--integration INT]
                                    send S3 notifications for s3://B/P to a collection
   route list | route delete --org ID --id R
+  dlq list [--stream S] | dlq show --seq N | dlq replay (--seq N | --all [--class C])
+                                   inspect and replay dead letters
   help                             this text
 
 Every operator command accepts --json and then prints one JSON object.
@@ -75,6 +77,8 @@ func run(ctx context.Context, args []string) error {
 		return runOrg(ctx, rest)
 	case "integration":
 		return runIntegration(ctx, rest)
+	case "dlq":
+		return runDLQ(ctx, rest)
 	case "route":
 		return runRoute(ctx, rest)
 	case "iam-policy":

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/natstest"
+)
+
+func TestDLQListShowReplay(t *testing.T) {
+	srv, _, js := natstest.Start(t)
+	ctx := context.Background()
+	task := &schema.Task{Op: schema.OpIndex, Org: "org_1", Collection: "docs", IntegrationID: "int_1", Bucket: "b", Key: "k.txt"}
+	payload, _ := schema.Encode(task)
+	for i, dl := range []*schema.DeadLetter{
+		{Stream: schema.StreamTasks, Subject: schema.TaskSubject("org_1", "docs"), Sequence: 7, Deliveries: 5, Reason: "max_deliver: …", ErrorClass: "max_deliver", Payload: payload, At: time.Now()},
+		{Stream: "SQS", Subject: "http://q#1", Reason: "unroutable: no route", ErrorClass: "unroutable", Payload: []byte(`{"Records":[]}`), At: time.Now()},
+	} {
+		data, _ := schema.Encode(dl)
+		if _, err := js.Publish(ctx, schema.DeadSubject(dl.Stream), data, jetstream.WithMsgID(string(rune('a'+i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := &syncBuffer{}
+	stdout = out
+	t.Cleanup(func() { stdout = nil })
+	cli := func(args ...string) map[string]any {
+		out.mu.Lock()
+		out.b.Reset()
+		out.mu.Unlock()
+		if err := run(ctx, append(args, "--json", "--nats-url", srv.ClientURL())); err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out.String()), &v); err != nil {
+			t.Fatalf("%s: %v", out.String(), err)
+		}
+		return v
+	}
+	if list := cli("dlq", "list"); len(list["dead_letters"].([]any)) != 2 {
+		t.Fatalf("list %v", list)
+	}
+	if show := cli("dlq", "show", "--seq", "1"); !strings.Contains(out.String(), "max_deliver") || show["seq"] != float64(1) {
+		t.Fatalf("show %v", show)
+	}
+	rep := cli("dlq", "replay", "--all")
+	if len(rep["replayed"].([]any)) != 1 || len(rep["not_replayed"].([]any)) != 1 {
+		t.Fatalf("replay %v", rep)
+	}
+	tasks, _ := js.Stream(ctx, schema.StreamTasks)
+	m, err := tasks.GetLastMsgForSubject(ctx, schema.TaskSubject("org_1", "docs"))
+	if err != nil || string(m.Data) != string(payload) {
+		t.Fatalf("task not back on its queue: %v", err)
+	}
+	if list := cli("dlq", "list"); len(list["dead_letters"].([]any)) != 1 {
+		t.Fatalf("after replay %v", list)
+	}
+}

@@ -1,0 +1,97 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+)
+
+// maxDeliverSubject is where JetStream announces a message that reached its
+// consumer's MaxDeliver without being settled (the worker holding it crashed
+// or timed out on every delivery, so settle never saw its last delivery).
+const maxDeliverSubject = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.*"
+
+type maxDeliverAdvisory struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+}
+
+// watchMaxDeliveries moves messages that reached MaxDeliver from the work
+// queues to DEAD, with reason max_deliver, and records the outcome their
+// handler never published (a failed object or job), so job counters stay
+// exact. One worker of the fleet handles each advisory (a queue group); the
+// message stays in its work queue until it is moved, so a lost advisory can
+// be replayed by hand (stevedore dlq).
+func (w *Worker) watchMaxDeliveries(ctx context.Context) error {
+	nc := w.cfg.JS.Conn()
+	sub, err := nc.QueueSubscribe(maxDeliverSubject, "stevedore-max-deliveries", func(m *nats.Msg) {
+		var a maxDeliverAdvisory
+		if err := json.Unmarshal(m.Data, &a); err != nil {
+			w.log.Warn("unreadable max-deliveries advisory", "error", err)
+			return
+		}
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := w.moveToDead(hctx, a); err != nil {
+			w.log.Error("could not move a message that reached MaxDeliver to DEAD; it stays in its work queue", "stream", a.Stream, "seq", a.StreamSeq, "error", err)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to max-deliveries advisories: %w", err)
+	}
+	<-ctx.Done()
+	return sub.Unsubscribe()
+}
+
+func (w *Worker) moveToDead(ctx context.Context, a maxDeliverAdvisory) error {
+	if a.Stream != schema.StreamJobs && a.Stream != schema.StreamTasks {
+		return nil // EVENTS' tracker retries forever; nothing else is a work queue
+	}
+	stream, err := w.cfg.JS.Stream(ctx, a.Stream)
+	if err != nil {
+		return err
+	}
+	raw, err := stream.GetMsg(ctx, a.StreamSeq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil // settled or moved already
+	}
+	if err != nil {
+		return err
+	}
+	reason := fmt.Sprintf("max_deliver: delivered %d times without being settled (the worker crashed or timed out each time)", a.Deliveries)
+	dl := &schema.DeadLetter{Stream: a.Stream, Subject: raw.Subject, Sequence: a.StreamSeq, Deliveries: a.Deliveries, Reason: reason,
+		ErrorClass: "max_deliver", Payload: raw.Data, At: time.Now().UTC()}
+	out := []outMsg{{schema.DeadSubject(a.Stream), fmt.Sprintf("dead:%s:%d", a.Stream, a.StreamSeq), dl}}
+	switch a.Stream {
+	case schema.StreamTasks:
+		if task, err := schema.DecodeTask(raw.Data); err == nil && task.JobID != "" {
+			ev := w.event(task, schema.OutcomeFailed)
+			ev.Reason, ev.ErrorClass = reason, "max_deliver"
+			out = append(out, eventMsg(ev))
+		}
+	case schema.StreamJobs:
+		if job, err := schema.DecodeJob(raw.Data); err == nil {
+			ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
+				Type: schema.JobFailed, Page: job.Page, Reason: reason, ErrorClass: "max_deliver", At: time.Now().UTC()}
+			out = append(out, outMsg{schema.JobEventSubject(job.Org, job.Collection), ev.EventID, ev})
+		}
+	}
+	if err := w.publishAll(ctx, out); err != nil {
+		return err
+	}
+	if err := stream.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return err
+	}
+	w.m.dead.WithLabelValues("max_deliver").Inc()
+	w.log.Error("message reached MaxDeliver: moved to DEAD", "stream", a.Stream, "seq", a.StreamSeq, "deliveries", a.Deliveries, "outcome", "dead")
+	return nil
+}
