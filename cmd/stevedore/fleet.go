@@ -38,7 +38,8 @@ type fleetConfig struct {
 	sqs                                                                       *sqsFlags
 	chunkTokens, taskConcurrency, planConcurrency, replicas, workers          *int
 	maxObjectMiB, maxDecompressedMiB                                          *int
-	shutdownGrace, sessionDuration                                            *time.Duration
+	shutdownGrace, sessionDuration, ackWait                                   *time.Duration
+	tenantConcurrency                                                         *int
 }
 
 func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
@@ -47,6 +48,7 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		metricsListen:    f.String("metrics-listen", "127.0.0.1:9090", "address for /healthz, /readyz and /metrics"),
 		logLevel:         f.String("log-level", "info", "debug, info, warn or error"),
 		replicas:         f.Int("replicas", 1, "stream and KV replicas (3 in production)"),
+		ackWait:          f.Duration("ack-wait", 60*time.Second, "how long a claimed message may go without a heartbeat before it is redelivered"),
 		externalIDPrefix: f.String("external-id-prefix", "cap_org_", "prefix of minted ExternalIds"),
 		stsRate:          f.Int("sts-rate", 10, "AssumeRole calls per second per process (burst 2x)"),
 		kekFile:          f.String("kek-file", "", "file holding the 32-byte key-encryption key for static AWS keys (hex or base64; or env STEVEDORE_KEK); none: static keys refused"),
@@ -64,6 +66,7 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 
 		c.chunkTokens = f.Int("chunk-tokens", 512, "maximum tokens per chunk")
 		c.taskConcurrency = f.Int("task-concurrency", 8, "tasks processed at once per worker")
+		c.tenantConcurrency = f.Int("tenant-concurrency", 0, "one org's tasks in flight per worker at most (0: 3/4 of --task-concurrency)")
 		c.planConcurrency = f.Int("plan-concurrency", 2, "job pages planned at once per worker")
 		c.maxObjectMiB = f.Int("max-object-mib", 2048, "objects larger than this are skipped (too_large); bodies are streamed")
 		c.maxDecompressedMiB = f.Int("max-decompressed-mib", 2048, "gzip objects decompressing past this are skipped (decompressed_too_large)")
@@ -151,7 +154,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 		return err
 	}
 	defer nc.Close()
-	topo := schema.Topology{Replicas: *c.replicas}
+	topo := schema.Topology{Replicas: *c.replicas, AckWait: *c.ackWait}
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := topo.Ensure(setup, js); err != nil {
@@ -243,7 +246,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 			name := "worker-" + strconv.Itoa(i)
 			w, err := worker.New(setup, worker.Config{
 				JS: js, Registry: regy, Broker: broker, AWS: awsCfg, S3PathStyle: *c.s3PathStyle, Topology: topo,
-				TaskConcurrency: *c.taskConcurrency, PlanConcurrency: *c.planConcurrency, ChunkTokens: *c.chunkTokens,
+				TaskConcurrency: *c.taskConcurrency, TenantConcurrency: *c.tenantConcurrency, Heartbeat: *c.ackWait / 4, PlanConcurrency: *c.planConcurrency, ChunkTokens: *c.chunkTokens,
 				MaxObjectBytes: int64(*c.maxObjectMiB) << 20, MaxDecompressedBytes: int64(*c.maxDecompressedMiB) << 20, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix,
 				Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, reg),
 				Logger:     log.With("component", "worker"), Name: name,

@@ -26,9 +26,13 @@ func operator(ctx context.Context, url string) (*registry.Registry, func(), erro
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := (schema.Topology{}).Ensure(cctx, js); err != nil {
-		nc.Close()
-		return nil, nil, err
+	// The fleet owns the topology (its replicas, AckWait): operator commands
+	// create it only where nothing runs yet.
+	if schema.Present(cctx, js) != nil {
+		if err := (schema.Topology{}).Ensure(cctx, js); err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
 	}
 	kek, err := loadKEK(os.Getenv("STEVEDORE_KEK_FILE"))
 	if err != nil {

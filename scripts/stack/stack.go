@@ -45,7 +45,21 @@ type Stack struct {
 // Option changes what Start starts.
 type Option func(*options)
 
-type options struct{ sqs bool }
+type options struct {
+	sqs, noDev bool
+	tags       string
+	devArgs    []string
+}
+
+// WithDevArgs adds flags to `stevedore dev`.
+func WithDevArgs(args ...string) Option { return func(o *options) { o.devArgs = append(o.devArgs, args...) } }
+
+// WithoutDev starts only MinIO (and builds the binary): the caller runs the
+// NATS servers and stevedore processes itself.
+func WithoutDev() Option { return func(o *options) { o.noDev = true } }
+
+// WithBuildTags builds the binary with these tags (e.g. "faults").
+func WithBuildTags(tags string) Option { return func(o *options) { o.tags = tags } }
 
 // WithSQS also starts moto_server (required: it says what to install when
 // absent), creates a notification queue and has `stevedore dev` read it.
@@ -126,7 +140,11 @@ func Start(ctx context.Context, dir string, logf func(string, ...any), opts ...O
 	}
 	s := &Stack{Root: root, Dir: dir, Bin: filepath.Join(dir, "stevedore")}
 	logf("building stevedore")
-	build := exec.CommandContext(ctx, "go", "build", "-o", s.Bin, "./cmd/stevedore")
+	buildArgs := []string{"build", "-o", s.Bin}
+	if o.tags != "" {
+		buildArgs = append(buildArgs, "-tags", o.tags)
+	}
+	build := exec.CommandContext(ctx, "go", append(buildArgs, "./cmd/stevedore")...)
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build: %v\n%s", err, out)
@@ -162,6 +180,9 @@ func Start(ctx context.Context, dir string, logf func(string, ...any), opts ...O
 			s.Env = append(s.Env, kv)
 		}
 	}
+	if o.noDev {
+		return s, nil
+	}
 	natsAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
 	s.NATSURL = "nats://" + natsAddr
 	s.API = "http://127.0.0.1:" + strconv.Itoa(ports[2])
@@ -186,7 +207,7 @@ func Start(ctx context.Context, dir string, logf func(string, ...any), opts ...O
 		s.Env = append(s.Env, "AWS_ENDPOINT_URL_SQS="+s.SQS.URL)
 		args = append(args, "--sqs-queue-url", s.QueueURL, "--sqs-visibility", "30s")
 	}
-	s.dev = exec.Command(s.Bin, args...)
+	s.dev = exec.Command(s.Bin, append(args, o.devArgs...)...)
 	s.dev.Env = append(s.Env, "STEVEDORE_NATS_URL="+s.NATSURL)
 	s.dev.Stdout, s.dev.Stderr = s.devLog, s.devLog
 	if err := s.dev.Start(); err != nil {
@@ -293,17 +314,18 @@ func (s *Stack) WaitJob(ctx context.Context, org *Org, jobID string, progress fu
 	for {
 		var st schema.JobStatus
 		code, err := s.Call(ctx, org, "GET", "/v2/jobs/"+jobID, nil, &st)
-		if err != nil {
-			return nil, err
-		}
-		if code != 200 {
-			return nil, fmt.Errorf("GET job: HTTP %d", code)
-		}
-		if progress != nil {
-			progress(&st)
-		}
-		if st.Status == schema.JobStatusCompleted || st.Status == schema.JobStatusFailed {
-			return &st, nil
+		switch {
+		case code == http.StatusNotFound:
+			return nil, fmt.Errorf("GET job %s: 404", jobID)
+		case err != nil || code != 200:
+			// The API may be reconnecting to NATS (a node restarted): poll on.
+		default:
+			if progress != nil {
+				progress(&st)
+			}
+			if st.Status == schema.JobStatusCompleted || st.Status == schema.JobStatusFailed {
+				return &st, nil
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -1,0 +1,353 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/scripts/stack"
+	"github.com/stevedore-dev/stevedore/worker/extract"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	p, err := stack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// rootS3 is MinIO's root user, standing in for the customer's own writes.
+func rootS3(s *stack.Stack) *s3.Client {
+	endpoint := ""
+	for _, kv := range s.Env {
+		if v, ok := strings.CutPrefix(kv, "AWS_ENDPOINT_URL_S3="); ok {
+			endpoint = v
+		}
+	}
+	return s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider("stevedore-root", "stevedore-root-secret", "")})
+}
+
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready: %v", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// committedChunks folds a collection's CHUNKS the way the documented
+// downstream contract says (chunks count once their version's commit
+// arrived; tombstones remove) and returns the visible chunk IDs, the raw
+// number of chunk messages and the number of commits.
+func committedChunks(t *testing.T, js jetstream.JetStream, org, collection string) (visible map[string]bool, raw, commits int) {
+	t.Helper()
+	ctx := context.Background()
+	subject := schema.ChunkSubject(org, collection)
+	stream, err := js.Stream(ctx, schema.StreamChunks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := int(info.State.Subjects[subject])
+	cons, err := js.OrderedConsumer(ctx, schema.StreamChunks, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := 0
+	type version struct{ key, v string }
+	pending := map[version][]*schema.Chunk{}
+	visible = map[string]bool{}
+	for {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			read++
+			data := m.Data()
+			switch {
+			case strings.Contains(string(data), `"commit":true`):
+				c, err := schema.DecodeCommit(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				commits++
+				v := c.VersionID + c.ETag
+				for _, ch := range pending[version{c.Key, v}] {
+					if ch.Index < c.Chunks {
+						visible[ch.ChunkID] = true
+					}
+				}
+			case strings.Contains(string(data), `"tombstone":true`):
+				ts, _ := schema.DecodeTombstone(data)
+				for _, id := range ts.ChunkIDs {
+					delete(visible, id)
+				}
+			default:
+				c, err := schema.DecodeChunk(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw++
+				k := version{c.Key, c.VersionID + c.ETag}
+				pending[k] = append(pending[k], c)
+			}
+		}
+		if read >= total {
+			return visible, raw, commits
+		}
+	}
+}
+
+// TestFleetLosesNothingUnderFaults runs a 3-node NATS cluster (R3 streams),
+// MinIO, the producer and three workers (built with the fault hooks) as
+// separate processes; indexes 5,000 small objects (plus 3 poisonous ones)
+// while killing a random worker every few seconds, letting the fault hooks
+// crash workers at named points inside tasks, and restarting one NATS node;
+// then checks that nothing was lost or doubled.
+func TestFleetLosesNothingUnderFaults(t *testing.T) {
+	const objects, poison = 5000, 3
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	s, err := stack.Start(ctx, dir, t.Logf, stack.WithoutDev(), stack.WithBuildTags("faults"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	natsBin, err := stack.NATSServer(ctx, s.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := stack.StartCluster(ctx, dir, natsBin, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Stop()
+	t.Logf("3-node JetStream cluster up: %s", cluster.URLs)
+	s.NATSURL = cluster.URLs
+	env := append(s.Env, "STEVEDORE_NATS_URL="+cluster.URLs, "STEVEDORE_REPLICAS=3", "STEVEDORE_ACK_WAIT=6s", "STEVEDORE_POISON=poison",
+		"STEVEDORE_LOG_LEVEL=warn")
+	apiPort, metricsPort := freePort(t), freePort(t)
+	producer, err := stack.StartProc("producer", dir, s.Bin, env, "producer", "--listen", fmt.Sprintf("127.0.0.1:%d", apiPort),
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metricsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Stop()
+	s.API, s.Metric = fmt.Sprintf("http://127.0.0.1:%d", apiPort), fmt.Sprintf("http://127.0.0.1:%d", metricsPort)
+	waitHTTP(t, s.Metric+"/readyz")
+	faults := "STEVEDORE_FAULTS=after_download=0.002,after_chunks=0.002,after_state=0.002,before_ack=0.002"
+	var workers []*stack.Proc
+	for i := 0; i < 3; i++ {
+		w, err := stack.StartProc(fmt.Sprintf("worker-%d", i), dir, s.Bin, append(env, faults), "worker",
+			"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--shutdown-grace", "2s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		workers = append(workers, w)
+		defer w.Stop()
+	}
+
+	// 5,003 objects under load/.
+	client := rootS3(s)
+	etags := map[string]string{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(32)
+	for i := 0; i < objects+poison; i++ {
+		key := fmt.Sprintf("load/obj-%05d.txt", i)
+		if i >= objects {
+			key = fmt.Sprintf("load/poison-%d.txt", i-objects)
+		}
+		body := fmt.Sprintf("Object %d of the fault-injection run. It must be indexed exactly once.\n", i)
+		g.Go(func() error {
+			out, err := client.PutObject(gctx, &s3.PutObjectInput{Bucket: aws.String("demo-docs"), Key: aws.String(key), Body: strings.NewReader(body)})
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			etags[key] = aws.ToString(out.ETag)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	org, _, err := s.Onboard(ctx, "Chaos", roleARN, "demo-docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct {
+		JobID string `json:"job_id"`
+	}
+	start := time.Now()
+	if code, err := s.Call(ctx, org, "POST", "/v2/collections/chaos/index/s3/directory", map[string]any{"bucket_name": "demo-docs", "directory_path": "load/",
+		"auth": map[string]string{"type": "assume_role", "role_arn": roleARN, "external_id": org.ExternalID}}, &created); err != nil || code != 201 {
+		t.Fatalf("index request: %d %v", code, err)
+	}
+
+	// Chaos until the job is done.
+	var kills, faultCrashes, natsRestarts atomic.Int64
+	chaosCtx, stopChaos := context.WithCancel(ctx)
+	var chaos sync.WaitGroup
+	chaos.Add(1)
+	go func() {
+		defer chaos.Done()
+		rng := rand.New(rand.NewPCG(42, 7))
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		next := time.Now().Add(3 * time.Second)
+		natsAt := time.Now().Add(8 * time.Second)
+		for {
+			select {
+			case <-chaosCtx.Done():
+				return
+			case <-tick.C:
+			}
+			for _, w := range workers { // a fault hook crashed it: restart
+				if w.Exited() {
+					faultCrashes.Add(1)
+					if err := w.Start(); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+			if time.Now().After(next) {
+				w := workers[rng.IntN(len(workers))]
+				w.Signal(syscall.SIGKILL, true)
+				kills.Add(1)
+				if err := w.Start(); err != nil {
+					t.Error(err)
+				}
+				next = time.Now().Add(3 * time.Second)
+			}
+			if natsRestarts.Load() == 0 && time.Now().After(natsAt) {
+				node := cluster.Nodes[1]
+				node.Signal(syscall.SIGKILL, true)
+				time.Sleep(time.Second)
+				if err := node.Start(); err != nil {
+					t.Error(err)
+				}
+				natsRestarts.Add(1)
+			}
+		}
+	}()
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer wcancel()
+	st, err := s.WaitJob(wctx, org, created.JobID, nil)
+	stopChaos()
+	chaos.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if st.Status != schema.JobStatusCompleted || st.FilesTotal != objects+poison || st.FilesIndexed != objects || st.FilesFailed != poison {
+		t.Fatalf("job %+v", st)
+	}
+
+	nc, err := nats.Connect(cluster.URLs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	visible, raw, commits := committedChunks(t, js, org.OrgID, "chaos")
+	want := map[string]bool{}
+	for key, etag := range etags {
+		if !strings.Contains(key, "poison") {
+			want[schema.ChunkID(org.OrgID, "chaos", "demo-docs", key, etag, extract.Version, 0)] = true
+		}
+	}
+	missing, extra := 0, 0
+	for id := range want {
+		if !visible[id] {
+			missing++
+		}
+	}
+	for id := range visible {
+		if !want[id] {
+			extra++
+		}
+	}
+	if missing != 0 || extra != 0 || len(visible) != objects {
+		t.Fatalf("visible chunks %d: %d missing, %d unexpected (%d raw chunk messages, %d commits)", len(visible), missing, extra, raw, commits)
+	}
+	// DEAD holds exactly the poisonous objects' tasks.
+	var dead []string
+	dcons, _ := js.OrderedConsumer(ctx, schema.StreamDead, jetstream.OrderedConsumerConfig{})
+	for {
+		batch, _ := dcons.Fetch(100, jetstream.FetchMaxWait(time.Second))
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			dl, _ := schema.DecodeDeadLetter(m.Data())
+			key := dl.Subject + " " + dl.ErrorClass
+			if task, err := schema.DecodeTask(dl.Payload); err == nil {
+				key = task.Key
+			}
+			dead = append(dead, key)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	for _, d := range dead {
+		if !strings.Contains(d, "poison") {
+			t.Errorf("unexpected dead letter: %s", d)
+		}
+	}
+	if len(dead) != poison {
+		t.Fatalf("dead letters %v, want the %d poisonous objects", dead, poison)
+	}
+	report := fmt.Sprintf("fault-injection run: %d objects + %d poisonous in %s; %d workers killed with SIGKILL and restarted, %d fault-hook crashes restarted, %d NATS node restarted; "+
+		"job: %d indexed, %d failed (the poisonous), exact; CHUNKS: %d chunk messages raw, %d visible after commits (%d duplicate deliveries removed by Msg-Id dedupe), %d commit records; DEAD: %d",
+		objects, poison, took.Round(time.Second), kills.Load(), faultCrashes.Load(), natsRestarts.Load(), st.FilesIndexed, st.FilesFailed, raw, len(visible), raw-len(visible), commits, len(dead))
+	t.Log(report)
+	appendReport(report)
+}
+
+func appendReport(line string) {
+	if out := os.Getenv("STEVEDORE_E2E_REPORT"); out != "" {
+		f, err := os.OpenFile(out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintln(f, line)
+			f.Close()
+		}
+	}
+}

@@ -1,0 +1,215 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/scripts/stack"
+)
+
+// textObject is a seekable body of size bytes of plain English text, made on
+// the fly so a 1 GiB object needs no 1 GiB buffer.
+type textObject struct{ size, off int64 }
+
+var textBlock = func() string {
+	var b strings.Builder
+	for i := 0; b.Len() < 4096; i++ {
+		fmt.Fprintf(&b, "Paragraph %d. The quick brown fox jumps over the lazy dog; stevedore streams this object in parts.\n", i)
+		if i%7 == 6 {
+			b.WriteString("\n")
+		}
+	}
+	return b.String()[:4096]
+}()
+
+func (o *textObject) Read(p []byte) (int, error) {
+	if o.off >= o.size {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(p) && o.off < o.size {
+		c := copy(p[n:], textBlock[o.off%4096:])
+		if rest := o.size - o.off; int64(c) > rest {
+			c = int(rest)
+		}
+		n += c
+		o.off += int64(c)
+	}
+	return n, nil
+}
+
+func (o *textObject) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+		o.off = offset
+	case io.SeekCurrent:
+		o.off += offset
+	case io.SeekEnd:
+		o.off = o.size + offset
+	}
+	if o.off < 0 {
+		return 0, errors.New("negative offset")
+	}
+	return o.off, nil
+}
+
+func putText(t *testing.T, ctx context.Context, c *s3.Client, key string, size int64) {
+	t.Helper()
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("demo-docs"), Key: aws.String(key), Body: &textObject{size: size},
+		ContentLength: aws.Int64(size)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// workerProc starts `stevedore worker` against the stack's NATS and returns
+// it with its metrics URL.
+func workerProc(t *testing.T, s *stack.Stack, dir, name string, args ...string) (*stack.Proc, string) {
+	t.Helper()
+	port := freePort(t)
+	p, err := stack.StartProc(name, dir, s.Bin, append(s.Env, "STEVEDORE_NATS_URL="+s.NATSURL), append([]string{"worker",
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", port)}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitHTTP(t, url+"/readyz")
+	return p, url
+}
+
+func metric(t *testing.T, metricsURL, name string) float64 {
+	t.Helper()
+	m := &stack.Stack{Metric: metricsURL}
+	v, err := m.MetricSum(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func indexFile(t *testing.T, ctx context.Context, s *stack.Stack, org *stack.Org, path string, body map[string]any) string {
+	t.Helper()
+	body["bucket_name"] = "demo-docs"
+	body["auth"] = map[string]string{"type": "assume_role", "role_arn": roleARN, "external_id": org.ExternalID}
+	var created struct {
+		JobID string `json:"job_id"`
+	}
+	if code, err := s.Call(ctx, org, "POST", path, body, &created); err != nil || code != 201 {
+		t.Fatalf("index request: %d %v", code, err)
+	}
+	return created.JobID
+}
+
+// TestSIGTERMHandsBackAtOnce sends SIGTERM to a worker while it processes a
+// large object: it stops claiming, gets one second of grace, hands the task
+// back, and another worker picks it up at once instead of after AckWait (60 s).
+func TestSIGTERMHandsBackAtOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	s, err := stack.Start(ctx, dir, t.Logf, stack.WithDevArgs("--workers", "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	org, _, err := s.Onboard(ctx, "Shutdown", roleARN, "demo-docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	putText(t, ctx, rootS3(s), "big/long.txt", 300<<20)
+	a, aURL := workerProc(t, s, dir, "worker-a", "--shutdown-grace", "1s")
+	job := indexFile(t, ctx, s, org, "/v2/collections/shutdown/index/s3/file", map[string]any{"file_uri": "s3://demo-docs/big/long.txt"})
+	for metric(t, aURL, `stevedore_messages_inflight{stage="task",worker="0"}`) < 1 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, bURL := workerProc(t, s, dir, "worker-b")
+	t0 := time.Now()
+	a.Signal(syscall.SIGTERM, false)
+	for metric(t, bURL, `stevedore_messages_claimed_total{stage="task",worker="0"}`) < 1 {
+		if time.Since(t0) > 5*time.Minute {
+			t.Fatal("the task was never picked up by the other worker")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pickup := time.Since(t0)
+	st, err := s.WaitJob(ctx, org, job, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 1 {
+		t.Fatalf("job %+v", st)
+	}
+	if pickup > 30*time.Second {
+		t.Fatalf("picked up after %s: not handed back (AckWait is 60 s)", pickup)
+	}
+	report := fmt.Sprintf("SIGTERM during a 300 MiB object: handed back and claimed by another worker %s after the signal (grace 1 s, AckWait 60 s); job completed with %d chunks", pickup.Round(time.Millisecond), st.ChunksProcessed)
+	t.Log(report)
+	appendReport(report)
+}
+
+// TestWorkerMemoryIsBounded indexes a 1 GiB object and 1,000 small ones with
+// one worker process at default concurrency and reads its peak RSS (VmHWM)
+// from /proc: bodies are streamed, so the object's size must not show.
+func TestWorkerMemoryIsBounded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	s, err := stack.Start(ctx, dir, t.Logf, stack.WithDevArgs("--workers", "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	org, _, err := s.Onboard(ctx, "Memory", roleARN, "demo-docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := rootS3(s)
+	putText(t, ctx, client, "mem/huge.txt", 1<<30)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(32)
+	for i := 0; i < 1000; i++ {
+		g.Go(func() error {
+			_, err := client.PutObject(gctx, &s3.PutObjectInput{Bucket: aws.String("demo-docs"), Key: aws.String(fmt.Sprintf("mem/small-%04d.txt", i)),
+				Body: strings.NewReader(strings.Repeat(fmt.Sprintf("small object %d. ", i), 40))})
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := workerProc(t, s, dir, "worker-mem")
+	start := time.Now()
+	job := indexFile(t, ctx, s, org, "/v2/collections/memory/index/s3/directory", map[string]any{"directory_path": "mem/"})
+	st, err := s.WaitJob(ctx, org, job, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	rss, err := w.RSSHighWater()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 1001 {
+		t.Fatalf("job %+v", st)
+	}
+	report := fmt.Sprintf("memory: one worker indexed a 1 GiB object + 1,000 small ones (%d chunks, %d tokens) in %s at default concurrency; peak RSS %.1f MiB",
+		st.ChunksProcessed, st.TokensUsed, took.Round(time.Second), float64(rss)/(1<<20))
+	t.Log(report)
+	appendReport(report)
+	if rss > 200<<20 {
+		t.Fatalf("peak RSS %.1f MiB is over 200 MiB", float64(rss)/(1<<20))
+	}
+}
