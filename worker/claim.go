@@ -51,6 +51,9 @@ func (w *Worker) next(ctx context.Context, cons jetstream.Consumer) (jetstream.M
 // heartbeats, then settles the outcome.
 func (w *Worker) process(work context.Context, msg jetstream.Msg, stage string, h handler) {
 	w.m.claimed.WithLabelValues(stage).Inc()
+	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
+		w.m.redelivered.WithLabelValues(stage).Inc()
+	}
 	w.m.inflight.WithLabelValues(stage).Inc()
 	defer w.m.inflight.WithLabelValues(stage).Dec()
 	start := time.Now()

@@ -21,6 +21,8 @@ type metrics struct {
 	dead         *prometheus.CounterVec
 	staleRetries prometheus.Counter
 	lag          *prometheus.HistogramVec
+	redelivered  *prometheus.CounterVec
+	duplicates   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -47,12 +49,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Messages copied to DEAD, by error class."}, []string{"error_class"}),
 		staleRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_s3_stale_credential_retries_total",
 			Help: "S3 calls retried after a stale-token answer invalidated cached credentials."}),
+		redelivered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_messages_redelivered_total",
+			Help: "Claims of messages delivered before (a worker crashed, timed out or handed them back), by stage."}, []string{"stage"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_publish_duplicates_total",
+			Help: "Publishes JetStream recognised as duplicates by Nats-Msg-Id (redone work that changed nothing)."}),
 		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_notification_lag_seconds",
 			Help:    "From an S3 event's eventTime to its chunks (or tombstone) being durable in CHUNKS, by outcome.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag)
+		reg.MustRegister(m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag, m.redelivered, m.duplicates)
 	}
 	return m
 }

@@ -40,7 +40,10 @@ func (w *Worker) publishAll(ctx context.Context, msgs []outMsg) error {
 	}
 	for _, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				w.m.duplicates.Inc()
+			}
 		case err := <-f.Err():
 			return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
 		case <-ctx.Done():

@@ -173,14 +173,36 @@ func TestFleetLosesNothingUnderFaults(t *testing.T) {
 	waitHTTP(t, s.Metric+"/readyz")
 	faults := "STEVEDORE_FAULTS=after_download=0.002,after_chunks=0.002,after_state=0.002,before_ack=0.002"
 	var workers []*stack.Proc
+	var workerMetrics []string
 	for i := 0; i < 3; i++ {
+		port := freePort(t)
 		w, err := stack.StartProc(fmt.Sprintf("worker-%d", i), dir, s.Bin, append(env, faults), "worker",
-			"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--shutdown-grace", "2s")
+			"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", port), "--shutdown-grace", "2s")
 		if err != nil {
 			t.Fatal(err)
 		}
 		workers = append(workers, w)
+		workerMetrics = append(workerMetrics, fmt.Sprintf("http://127.0.0.1:%d", port))
 		defer w.Stop()
+	}
+	// Duplicates seen: publishes JetStream dropped by Msg-Id, and claims of
+	// redelivered messages, summed over every worker process's life (read
+	// every tick; a process's last reading counts when it is restarted).
+	type seen struct{ dup, redelivered float64 }
+	last, total := make([]seen, len(workers)), seen{}
+	scrape := func(i int) {
+		m := &stack.Stack{Metric: workerMetrics[i]}
+		if v, err := m.MetricSum("stevedore_publish_duplicates_total"); err == nil {
+			last[i].dup = v
+		}
+		if v, err := m.MetricSum("stevedore_messages_redelivered_total"); err == nil {
+			last[i].redelivered = v
+		}
+	}
+	restarted := func(i int) {
+		total.dup += last[i].dup
+		total.redelivered += last[i].redelivered
+		last[i] = seen{}
 	}
 
 	// 5,003 objects under load/.
@@ -240,17 +262,23 @@ func TestFleetLosesNothingUnderFaults(t *testing.T) {
 				return
 			case <-tick.C:
 			}
-			for _, w := range workers { // a fault hook crashed it: restart
+			for i, w := range workers { // a fault hook crashed it: restart
 				if w.Exited() {
 					faultCrashes.Add(1)
+					restarted(i)
 					if err := w.Start(); err != nil {
 						t.Error(err)
 					}
+				} else {
+					scrape(i)
 				}
 			}
 			if time.Now().After(next) {
-				w := workers[rng.IntN(len(workers))]
+				i := rng.IntN(len(workers))
+				w := workers[i]
+				scrape(i)
 				w.Signal(syscall.SIGKILL, true)
+				restarted(i)
 				kills.Add(1)
 				if err := w.Start(); err != nil {
 					t.Error(err)
@@ -275,6 +303,10 @@ func TestFleetLosesNothingUnderFaults(t *testing.T) {
 	chaos.Wait()
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i := range workers {
+		scrape(i)
+		restarted(i)
 	}
 	took := time.Since(start)
 	if st.Status != schema.JobStatusCompleted || st.FilesTotal != objects+poison || st.FilesIndexed != objects || st.FilesFailed != poison {
@@ -336,8 +368,8 @@ func TestFleetLosesNothingUnderFaults(t *testing.T) {
 		t.Fatalf("dead letters %v, want the %d poisonous objects", dead, poison)
 	}
 	report := fmt.Sprintf("fault-injection run: %d objects + %d poisonous in %s; %d workers killed with SIGKILL and restarted, %d fault-hook crashes restarted, %d NATS node restarted; "+
-		"job: %d indexed, %d failed (the poisonous), exact; CHUNKS: %d chunk messages raw, %d visible after commits (%d duplicate deliveries removed by Msg-Id dedupe), %d commit records; DEAD: %d",
-		objects, poison, took.Round(time.Second), kills.Load(), faultCrashes.Load(), natsRestarts.Load(), st.FilesIndexed, st.FilesFailed, raw, len(visible), raw-len(visible), commits, len(dead))
+		"job: %d indexed, %d failed (the poisonous), exact; %.0f redelivered claims and %.0f duplicate publishes seen and removed by Msg-Id; CHUNKS: %d chunk messages raw, %d visible after commits, %d commit records; DEAD: %d",
+		objects, poison, took.Round(time.Second), kills.Load(), faultCrashes.Load(), natsRestarts.Load(), st.FilesIndexed, st.FilesFailed, total.redelivered, total.dup, raw, len(visible), commits, len(dead))
 	t.Log(report)
 	appendReport(report)
 }

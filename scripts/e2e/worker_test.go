@@ -213,3 +213,75 @@ func TestWorkerMemoryIsBounded(t *testing.T) {
 		t.Fatalf("peak RSS %.1f MiB is over 200 MiB", float64(rss)/(1<<20))
 	}
 }
+
+// TestFairnessUnderABigJob queues tenant A's 100,000-object job and then
+// tenant B's one-file job on real processes, and times B's job: claims take
+// turns between tenants, so B does not wait for A's backlog.
+func TestFairnessUnderABigJob(t *testing.T) {
+	const big = 100_000
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	s, err := stack.Start(ctx, t.TempDir(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	orgA, _, err := s.Onboard(ctx, "Tenant A", roleARN, "demo-docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orgB, _, err := s.Onboard(ctx, "Tenant B", "arn:aws:iam::123456789012:role/tenant-b", "demo-docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := rootS3(s)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(64)
+	for i := 0; i < big; i++ {
+		g.Go(func() error {
+			_, err := client.PutObject(gctx, &s3.PutObjectInput{Bucket: aws.String("demo-docs"), Key: aws.String(fmt.Sprintf("bulk/%06d.txt", i)),
+				Body: strings.NewReader(fmt.Sprintf("bulk object %d", i))})
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	putText(t, ctx, client, "urgent/b.txt", 4096)
+	jobA := indexFile(t, ctx, s, orgA, "/v2/collections/bulk/index/s3/directory", map[string]any{"directory_path": "bulk/"})
+	var stA schema.JobStatus
+	for stA.FilesTotal < 20_000 { // A's backlog is well under way
+		if _, err := s.Call(ctx, orgA, "GET", "/v2/jobs/"+jobA, nil, &stA); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	start := time.Now()
+	body := map[string]any{"file_uri": "s3://demo-docs/urgent/b.txt",
+		"auth": map[string]string{"type": "assume_role", "role_arn": "arn:aws:iam::123456789012:role/tenant-b", "external_id": orgB.ExternalID}}
+	body["bucket_name"] = "demo-docs"
+	var created struct {
+		JobID string `json:"job_id"`
+	}
+	if code, err := s.Call(ctx, orgB, "POST", "/v2/collections/urgent/index/s3/file", body, &created); err != nil || code != 201 {
+		t.Fatalf("index request: %d %v", code, err)
+	}
+	stB, err := s.WaitJob(ctx, orgB, created.JobID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if _, err := s.Call(ctx, orgA, "GET", "/v2/jobs/"+jobA, nil, &stA); err != nil {
+		t.Fatal(err)
+	}
+	if stB.Status != schema.JobStatusCompleted || stA.Status == schema.JobStatusCompleted {
+		t.Fatalf("B %s, A %s", stB.Status, stA.Status)
+	}
+	report := fmt.Sprintf("fairness: tenant B's one-file job finished in %s while tenant A's %d-object job ran (%d planned, %d done so far)",
+		took.Round(time.Millisecond), big, stA.FilesTotal, stA.FilesIndexed+stA.FilesSkipped+stA.FilesFailed)
+	t.Log(report)
+	appendReport(report)
+	if took > 5*time.Second {
+		t.Fatalf("tenant B waited %s behind tenant A", took)
+	}
+}
