@@ -52,7 +52,9 @@ type options struct {
 }
 
 // WithDevArgs adds flags to `stevedore dev`.
-func WithDevArgs(args ...string) Option { return func(o *options) { o.devArgs = append(o.devArgs, args...) } }
+func WithDevArgs(args ...string) Option {
+	return func(o *options) { o.devArgs = append(o.devArgs, args...) }
+}
 
 // WithoutDev starts only MinIO (and builds the binary): the caller runs the
 // NATS servers and stevedore processes itself.
