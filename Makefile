@@ -17,7 +17,7 @@ unit:
 
 e2e:
 	scripts/local-aws.sh build
-	go test -tags e2e -race -count=1 -v ./scripts/e2e/
+	go test -tags e2e -race -count=1 -v -timeout 40m ./scripts/e2e/
 
 build:
 	go build -o bin/stevedore ./cmd/stevedore
