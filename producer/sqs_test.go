@@ -19,6 +19,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/stevedore-dev/stevedore/producer/sqstest"
 	"github.com/stevedore-dev/stevedore/schema"
@@ -219,6 +220,22 @@ func TestBridgeRoutesEveryShape(t *testing.T) {
 
 // labeled sums a counter's series whose outcome label is outcome.
 func labeled(t *testing.T, reg *prometheus.Registry, name, outcome string) float64 {
+	return sumCounter(t, reg, name, func(m *dto.Metric) bool {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "outcome" && l.GetValue() == outcome {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// counter sums every series of a counter.
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	return sumCounter(t, reg, name, func(*dto.Metric) bool { return true })
+}
+
+func sumCounter(t *testing.T, reg *prometheus.Registry, name string, keep func(*dto.Metric) bool) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -230,10 +247,8 @@ func labeled(t *testing.T, reg *prometheus.Registry, name, outcome string) float
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "outcome" && l.GetValue() == outcome {
-					sum += m.GetCounter().GetValue()
-				}
+			if keep(m) {
+				sum += m.GetCounter().GetValue()
 			}
 		}
 	}
@@ -350,23 +365,6 @@ func TestPoisonMessageGoesToDeadAfterMaxReceives(t *testing.T) {
 	if n := len(streamMsgs(t, e.tf.JS, schema.StreamTasks)); n != 0 {
 		t.Fatalf("%d tasks", n)
 	}
-}
-
-func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }
 
 func TestBackpressurePausesAndLosesNothing(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
@@ -29,28 +30,64 @@ type tenants struct {
 	order    []string
 	next     int
 	wake     chan struct{}
+	refresh  chan struct{}
 }
 
 func newTenants(w *Worker, stream jetstream.Stream) *tenants {
 	return &tenants{w: w, stream: stream, cons: map[string]jetstream.Consumer{}, pending: map[string]uint64{},
-		inflight: map[string]int{}, wake: make(chan struct{}, 1)}
+		inflight: map[string]int{}, wake: make(chan struct{}, 1), refresh: make(chan struct{}, 1)}
 }
 
 // discover refreshes which orgs have tasks, creating their consumers on first
-// sight, every DiscoverEvery until ctx ends.
+// sight, every DiscoverEvery until ctx ends. Between refreshes, the tasks
+// published (seen on a plain subscription to the TASKS subjects) wake a free
+// slot at once, so a new task waits for no timer.
 func (t *tenants) discover(ctx context.Context) {
-	for {
-		if err := t.refresh(ctx); err != nil && ctx.Err() == nil {
-			t.w.log.Warn("task discovery failed", "error", err)
-		}
-		sleep(ctx, t.w.cfg.DiscoverEvery)
-		if ctx.Err() != nil {
+	sub, err := t.w.cfg.JS.Conn().Subscribe("tasks.*.*", func(m *nats.Msg) {
+		org, ok := schema.OrgOfTaskSubject(m.Subject)
+		if !ok {
 			return
 		}
+		t.mu.Lock()
+		_, known := t.cons[org]
+		if known {
+			t.pending[org]++
+		}
+		t.mu.Unlock()
+		signal(t.wake)
+		if !known {
+			signal(t.refresh)
+		}
+	})
+	if err != nil {
+		t.w.log.Warn("no task subscription; relying on discovery alone", "error", err)
+	} else {
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-t.refresh:
+		}
+		if err := t.discoverOnce(ctx); err != nil && ctx.Err() == nil {
+			t.w.log.Warn("task discovery failed", "error", err)
+		}
+		timer.Reset(t.w.cfg.DiscoverEvery)
 	}
 }
 
-func (t *tenants) refresh(ctx context.Context) error {
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (t *tenants) discoverOnce(ctx context.Context) error {
 	info, err := t.stream.Info(ctx, jetstream.WithSubjectFilter("tasks.>"))
 	if err != nil {
 		return err
@@ -81,10 +118,7 @@ func (t *tenants) refresh(ctx context.Context) error {
 	t.mu.Lock()
 	t.pending = counts
 	t.mu.Unlock()
-	select {
-	case t.wake <- struct{}{}:
-	default:
-	}
+	signal(t.wake)
 	return nil
 }
 
@@ -110,10 +144,7 @@ func (t *tenants) done(org string, empty bool) {
 	if empty {
 		t.pending[org] = 0
 	} else {
-		select { // another slot may now take this org's next task
-		case t.wake <- struct{}{}:
-		default:
-		}
+		signal(t.wake) // another slot may now take this org's next task
 	}
 }
 

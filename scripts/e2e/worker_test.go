@@ -113,22 +113,30 @@ func indexFile(t *testing.T, ctx context.Context, s *stack.Stack, org *stack.Org
 	return created.JobID
 }
 
+// startOnboarded starts MinIO and `stevedore dev` without in-process workers
+// (the test starts its own worker processes) and onboards one organization.
+func startOnboarded(t *testing.T, ctx context.Context, name string) (*stack.Stack, *stack.Org, string) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := stack.Start(ctx, dir, t.Logf, stack.WithDevArgs("--workers", "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	org, _, err := s.Onboard(ctx, name, roleARN, "demo-docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, org, dir
+}
+
 // TestSIGTERMHandsBackAtOnce sends SIGTERM to a worker while it processes a
 // large object: it stops claiming, gets one second of grace, hands the task
 // back, and another worker picks it up at once instead of after AckWait (60 s).
 func TestSIGTERMHandsBackAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	s, err := stack.Start(ctx, dir, t.Logf, stack.WithDevArgs("--workers", "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
-	org, _, err := s.Onboard(ctx, "Shutdown", roleARN, "demo-docs")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, org, dir := startOnboarded(t, ctx, "Shutdown")
 	putText(t, ctx, rootS3(s), "big/long.txt", 300<<20)
 	a, aURL := workerProc(t, s, dir, "worker-a", "--shutdown-grace", "1s")
 	job := indexFile(t, ctx, s, org, "/v2/collections/shutdown/index/s3/file", map[string]any{"file_uri": "s3://demo-docs/big/long.txt"})
@@ -166,16 +174,7 @@ func TestSIGTERMHandsBackAtOnce(t *testing.T) {
 func TestWorkerMemoryIsBounded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	s, err := stack.Start(ctx, dir, t.Logf, stack.WithDevArgs("--workers", "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
-	org, _, err := s.Onboard(ctx, "Memory", roleARN, "demo-docs")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, org, dir := startOnboarded(t, ctx, "Memory")
 	client := rootS3(s)
 	putText(t, ctx, client, "mem/huge.txt", 1<<30)
 	g, gctx := errgroup.WithContext(ctx)
