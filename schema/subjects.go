@@ -25,9 +25,14 @@ const (
 
 // Durable consumer names.
 const (
-	ConsumerPlanner = "planner" // JOBS → worker plan step
-	ConsumerIndexer = "indexer" // TASKS → worker task step: one consumer per org, see IndexerConsumer
-	ConsumerTracker = "tracker" // EVENTS → job status folding
+	ConsumerPlanner = "planner"       // JOBS → worker plan step
+	ConsumerIndexer = "indexer"       // TASKS → worker task step: one consumer per org, see IndexerConsumer
+	ConsumerTracker = "tracker-batch" // EVENTS → job status folding (pinned, batched)
+	// TrackerGroup is the tracker consumer's pinned priority group: one
+	// worker of the fleet folds at a time.
+	TrackerGroup = "folder"
+	// legacyTracker is the one-at-a-time tracker consumer of earlier versions.
+	legacyTracker = "tracker"
 )
 
 // idRE is the shape of every identifier that becomes a subject token or a KV

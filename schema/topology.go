@@ -9,6 +9,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// TrackBatch is the most events the tracker folds per batch.
+const TrackBatch = 256
+
 // Topology sizes the JetStream resources. Zero fields take the defaults in
 // their comments.
 type Topology struct {
@@ -99,12 +102,19 @@ func (t Topology) Consumers() []ConsumerSpec {
 			MaxWaiting: 512, Replicas: t.Replicas,
 		}
 	}
-	tracker := work(ConsumerTracker, "folds EVENTS into job status, in order")
-	// One event at a time, in stream order, fleet-wide: folding compares the
-	// event's stream sequence with the last one folded into the job, which is
-	// exact only when events are folded in order.
-	tracker.MaxAckPending = 1
+	tracker := work(ConsumerTracker, "folds EVENTS into job status, in order, in batches")
+	// In stream order, fleet-wide: folding compares the event's stream
+	// sequence with the last one folded into the job, which is exact only
+	// when events are folded in order. One pinned worker pulls batches and
+	// acknowledges each batch at once; a worker folds a batch only when no
+	// other events are outstanding (see worker.serveTracker), so after a
+	// crash the pin may move on quickly.
+	tracker.AckPolicy = jetstream.AckAllPolicy
+	tracker.MaxAckPending = 4 * TrackBatch
 	tracker.MaxDeliver = -1
+	tracker.PriorityGroups = []string{TrackerGroup}
+	tracker.PriorityPolicy = jetstream.PriorityPolicyPinned
+	tracker.PinnedTTL = 3 * time.Second
 	return []ConsumerSpec{
 		{StreamJobs, work(ConsumerPlanner, "plans index jobs page by page")},
 		{StreamEvents, tracker},
@@ -162,10 +172,13 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 			return fmt.Errorf("ensure consumer %s/%s: %w", c.Stream, c.Config.Durable, err)
 		}
 	}
-	// The fleet-wide TASKS consumer of earlier versions overlaps the per-org
-	// ones, which a work-queue stream refuses: remove it.
-	if err := js.DeleteConsumer(ctx, StreamTasks, ConsumerIndexer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("remove the fleet-wide indexer consumer: %w", err)
+	// Consumers of earlier versions: the fleet-wide TASKS consumer overlaps
+	// the per-org ones (a work-queue stream refuses that), and the
+	// one-at-a-time tracker would fold the same events a second time.
+	for _, old := range []ConsumerSpec{{StreamTasks, jetstream.ConsumerConfig{Durable: ConsumerIndexer}}, {StreamEvents, jetstream.ConsumerConfig{Durable: legacyTracker}}} {
+		if err := js.DeleteConsumer(ctx, old.Stream, old.Config.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("remove the old consumer %s/%s: %w", old.Stream, old.Config.Durable, err)
+		}
 	}
 	return nil
 }

@@ -1,10 +1,12 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,42 +16,176 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
-// fold applies one EVENTS message to its job's status in the jobs KV. The
-// tracker consumer delivers one event at a time in stream order
-// (MaxAckPending 1), and the status records the stream sequence of the last
-// event folded, so a redelivered event (crash between the KV update and the
-// ack) is recognised and not counted twice. The update is a compare-and-set
-// on the KV revision.
-func (w *Worker) fold(ctx context.Context, msg jetstream.Msg) error {
+// foldable is one decoded EVENTS message.
+type foldable struct {
+	jobID string
+	seq   uint64
+	apply func(*schema.JobStatus)
+}
+
+func decodeEvent(msg jetstream.Msg) (*foldable, error) {
 	md, err := msg.Metadata()
 	if err != nil {
-		return permanentf(creds.ClassPermanent, "event metadata: %w", err)
+		return nil, permanentf(creds.ClassPermanent, "event metadata: %w", err)
 	}
-	var jobID string
-	var apply func(*schema.JobStatus)
+	f := &foldable{seq: md.Sequence.Stream}
 	switch {
 	case strings.HasPrefix(msg.Subject(), "events.object."):
 		ev, err := schema.DecodeObjectEvent(msg.Data())
 		if err != nil {
-			return err
+			return nil, err
 		}
-		jobID, apply = ev.JobID, func(s *schema.JobStatus) { applyObject(s, ev) }
+		f.jobID, f.apply = ev.JobID, func(s *schema.JobStatus) { applyObject(s, ev) }
 	case strings.HasPrefix(msg.Subject(), "events.job."):
 		ev, err := schema.DecodeJobEvent(msg.Data())
 		if err != nil {
+			return nil, err
+		}
+		f.jobID, f.apply = ev.JobID, func(s *schema.JobStatus) { applyJob(s, ev) }
+	}
+	return f, nil
+}
+
+// serveTracker folds EVENTS into job records. The tracker consumer has a
+// pinned priority group: one worker of the fleet pulls at a time, in stream
+// order, batches of up to TrackBatch events; each job in a batch costs one
+// read and one compare-and-set. The whole batch is acknowledged at once
+// (AckAll). Exactness: events are folded in stream order and each job
+// records the last sequence folded into it, so a batch redelivered after a
+// crash skips what was already folded; and a batch is folded only when no
+// other events are outstanding, so a worker pinned after a crash waits for
+// the dead worker's events (redelivered first) instead of folding past them.
+func (w *Worker) serveTracker(claimCtx, work context.Context, cons jetstream.Consumer) error {
+	for claimCtx.Err() == nil {
+		// A short wait: Fetch returns when the batch is full or the wait is over.
+		batch, err := cons.Fetch(w.cfg.TrackBatch, jetstream.FetchMaxWait(200*time.Millisecond), jetstream.FetchPriorityGroup(schema.TrackerGroup))
+		if err != nil {
+			if claimCtx.Err() == nil {
+				w.log.Warn("claim failed", "stage", "track", "error", err)
+				sleep(claimCtx, time.Second)
+			}
+			continue
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		// Redelivered events may come in any order: fold only the run of
+		// consecutive sequences that starts right after the acknowledged
+		// floor, and hand the rest back. After a crash the dead worker's
+		// events are redelivered once its AckWait runs out; folding newer
+		// events first would make the per-job sequence guard skip them.
+		msgs, rest := w.inOrder(claimCtx, cons, msgs)
+		for _, m := range rest {
+			_ = m.Nak()
+		}
+		if len(msgs) == 0 {
+			sleep(claimCtx, 200*time.Millisecond)
+			continue
+		}
+		w.m.claimed.WithLabelValues("track").Add(float64(len(msgs)))
+		start := time.Now()
+		err = w.foldBatch(work, msgs)
+		w.m.duration.WithLabelValues("track").Observe(time.Since(start).Seconds())
+		if err == nil {
+			err = fault("before_ack", "tracker")
+		}
+		if err != nil {
+			// Hand the batch back at once: redeliveries come before newer
+			// events, so folding stays in stream order; then back off.
+			if !errors.Is(err, errCrashed) {
+				w.log.Warn("fold failed; the batch is redelivered", "events", len(msgs), "error", err)
+			}
+			for _, m := range msgs {
+				_ = m.Nak()
+			}
+			w.m.settled.WithLabelValues("track", "nak", string(classify(err).class)).Add(float64(len(msgs)))
+			sleep(claimCtx, time.Second)
+			continue
+		}
+		if err := msgs[len(msgs)-1].Ack(); err != nil { // AckAll: every earlier event too
+			w.log.Warn("ack failed; the batch will be redelivered and skipped", "error", err)
+		}
+		w.m.settled.WithLabelValues("track", "ack", "").Add(float64(len(msgs)))
+	}
+	return nil
+}
+
+// inOrder sorts msgs by stream sequence and splits them into the run that
+// continues the consumer's acknowledged floor (or starts at the stream's
+// first message, when the floor aged out) and the rest.
+func (w *Worker) inOrder(ctx context.Context, cons jetstream.Consumer, msgs []jetstream.Msg) (run, rest []jetstream.Msg) {
+	seqs := make(map[jetstream.Msg]uint64, len(msgs))
+	for _, m := range msgs {
+		md, err := m.Metadata()
+		if err != nil {
+			return nil, msgs
+		}
+		seqs[m] = md.Sequence.Stream
+	}
+	slices.SortFunc(msgs, func(a, b jetstream.Msg) int { return cmp.Compare(seqs[a], seqs[b]) })
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, msgs
+	}
+	next := info.AckFloor.Stream + 1
+	if seqs[msgs[0]] != next {
+		stream, err := w.cfg.JS.Stream(ctx, schema.StreamEvents)
+		if err != nil {
+			return nil, msgs
+		}
+		si, err := stream.Info(ctx)
+		if err != nil || seqs[msgs[0]] != max(next, si.State.FirstSeq) {
+			return nil, msgs
+		}
+	}
+	n := 1
+	for n < len(msgs) && seqs[msgs[n]] == seqs[msgs[n-1]]+1 {
+		n++
+	}
+	return msgs[:n], msgs[n:]
+}
+
+// foldBatch folds msgs (in stream order) into their jobs.
+func (w *Worker) foldBatch(ctx context.Context, msgs []jetstream.Msg) error {
+	byJob := map[string][]*foldable{}
+	var order []string
+	for _, m := range msgs {
+		f, err := decodeEvent(m)
+		if err != nil {
+			var fl *failure
+			if errors.As(err, &fl) || errors.Is(err, schema.ErrPermanent) {
+				w.deadLetter(ctx, m, classify(err)) // unreadable: keep a copy, fold the rest
+				continue
+			}
 			return err
 		}
-		jobID, apply = ev.JobID, func(s *schema.JobStatus) { applyJob(s, ev) }
-	default:
-		return nil // not a job event
+		if f.jobID == "" || f.apply == nil {
+			continue // from an S3 notification: no job to fold into
+		}
+		if _, ok := byJob[f.jobID]; !ok {
+			order = append(order, f.jobID)
+		}
+		byJob[f.jobID] = append(byJob[f.jobID], f)
 	}
-	if jobID == "" {
-		return nil // from an S3 notification: no job to fold into
+	for _, jobID := range order {
+		if err := w.foldJob(ctx, jobID, byJob[jobID]); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// foldJob applies one job's events (in stream order) with compare-and-set,
+// skipping those at or below the job's last folded sequence.
+func (w *Worker) foldJob(ctx context.Context, jobID string, evs []*foldable) error {
 	for attempt := 0; attempt < 5; attempt++ {
 		e, err := w.jobs.Get(ctx, jobID)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			w.log.Warn("event for unknown job", "job_id", jobID)
+			w.log.Warn("events for unknown job", "job_id", jobID, "events", len(evs))
 			return nil
 		}
 		if err != nil {
@@ -59,11 +195,17 @@ func (w *Worker) fold(ctx context.Context, msg jetstream.Msg) error {
 		if err := json.Unmarshal(e.Value(), &s); err != nil {
 			return permanentf(creds.ClassPermanent, "job %s status unreadable: %w", jobID, err)
 		}
-		if s.LastEventSeq >= md.Sequence.Stream {
-			return nil // folded before a crash; do not count twice
+		changed := false
+		for _, f := range evs {
+			if s.LastEventSeq >= f.seq {
+				continue // folded before a crash; do not count twice
+			}
+			f.apply(&s)
+			s.LastEventSeq, changed = f.seq, true
 		}
-		apply(&s)
-		s.LastEventSeq = md.Sequence.Stream
+		if !changed {
+			return nil
+		}
 		now := time.Now().UTC()
 		if s.StartedAt == nil {
 			s.StartedAt = &now

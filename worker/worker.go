@@ -45,6 +45,8 @@ type Config struct {
 	TenantConcurrency int
 	// DiscoverEvery is how often the worker looks for orgs with tasks; default 250 ms.
 	DiscoverEvery time.Duration
+	// TrackBatch is the most events folded per batch; default schema.TrackBatch.
+	TrackBatch int
 	// PlanConcurrency is the number of job pages planned at once; default 2.
 	PlanConcurrency int
 	// ChunkTokens is the maximum tokens per chunk; default 512.
@@ -99,6 +101,9 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	if cfg.DiscoverEvery == 0 {
 		cfg.DiscoverEvery = 250 * time.Millisecond
+	}
+	if cfg.TrackBatch == 0 {
+		cfg.TrackBatch = schema.TrackBatch
 	}
 	if cfg.PlanConcurrency == 0 {
 		cfg.PlanConcurrency = 2
@@ -208,7 +213,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	g := new(errgroup.Group)
 	g.Go(func() error { return w.serve(ctx, work, planner, "plan", w.cfg.PlanConcurrency, w.plan) })
 	g.Go(func() error { return w.serveFair(ctx, work, newTenants(w, tasks), w.cfg.TaskConcurrency, w.index) })
-	g.Go(func() error { return w.serve(ctx, work, tracker, "track", 1, w.fold) })
+	g.Go(func() error { return w.serveTracker(ctx, work, tracker) })
 	g.Go(func() error { return w.watchMaxDeliveries(ctx) })
 	w.log.Info("worker started", "task_concurrency", w.cfg.TaskConcurrency, "tenant_concurrency", w.cfg.TenantConcurrency, "plan_concurrency", w.cfg.PlanConcurrency)
 	err = g.Wait()
