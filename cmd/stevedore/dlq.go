@@ -60,14 +60,11 @@ func deadLetters(ctx context.Context, js jetstream.JetStream, source string, lim
 // dlqCommand is the shape of the dlq commands: flags, a JetStream
 // connection, one action, a result.
 func dlqCommand(ctx context.Context, name string, args []string, define func(*flags), act func(jetstream.JetStream) (map[string]any, string, error)) error {
-	f := newFlags(name)
-	url := f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL")
-	asJSON := f.FlagSet.Bool("json", false, "print one JSON object")
-	define(f)
-	if err := f.parse(args); err != nil {
+	url, asJSON, err := commandFlags(name, args, define)
+	if err != nil {
 		return err
 	}
-	nc, js, err := connect(ctx, *url, slog.New(slog.DiscardHandler))
+	nc, js, err := connect(ctx, url, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
@@ -76,7 +73,7 @@ func dlqCommand(ctx context.Context, name string, args []string, define func(*fl
 	if err != nil {
 		return err
 	}
-	return printResult(*asJSON, v, human)
+	return printResult(asJSON, v, human)
 }
 
 func runDLQ(ctx context.Context, args []string) error {

@@ -61,14 +61,11 @@ func printResult(asJSON bool, v map[string]any, human string) error {
 // result printed as one JSON object or as text for people.
 func operatorCommand(ctx context.Context, name string, args []string, define func(*flags),
 	act func(*registry.Registry) (map[string]any, string, error)) error {
-	f := newFlags(name)
-	url := f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL")
-	asJSON := f.FlagSet.Bool("json", false, "print one JSON object")
-	define(f)
-	if err := f.parse(args); err != nil {
+	url, asJSON, err := commandFlags(name, args, define)
+	if err != nil {
 		return err
 	}
-	r, done, err := operator(ctx, *url)
+	r, done, err := operator(ctx, url)
 	if err != nil {
 		return err
 	}
@@ -77,7 +74,19 @@ func operatorCommand(ctx context.Context, name string, args []string, define fun
 	if err != nil {
 		return err
 	}
-	return printResult(*asJSON, v, human)
+	return printResult(asJSON, v, human)
+}
+
+// commandFlags parses an operator command's own flags plus --nats-url and --json.
+func commandFlags(name string, args []string, define func(*flags)) (url string, asJSON bool, err error) {
+	f := newFlags(name)
+	u := f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL")
+	j := f.FlagSet.Bool("json", false, "print one JSON object")
+	define(f)
+	if err := f.parse(args); err != nil {
+		return "", false, err
+	}
+	return *u, *j, nil
 }
 
 // subcommands dispatches "<group> <verb> …" to one of verbs.

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/scripts/stack"
 	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
 )
 
@@ -218,18 +219,7 @@ func TestNoSecretInLogsBodiesMetricsOrMessages(t *testing.T) {
 
 func waitReady(t *testing.T, url string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready: %v", url, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := stack.WaitOK(url, 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -226,3 +227,22 @@ func (c *Cluster) Stop() {
 
 // FreePort returns a free TCP port on 127.0.0.1.
 func FreePort() (int, error) { return freePort() }
+
+// WaitOK polls url until it answers 200 or timeout passes.
+func WaitOK(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %s: %w", url, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -217,20 +217,9 @@ func Start(ctx context.Context, dir string, logf func(string, ...any), opts ...O
 		return nil, err
 	}
 	logf("started stevedore dev (pid %d), log %s", s.dev.Process.Pid, s.devLog.Name())
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(s.Metric + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, fmt.Errorf("stevedore dev not ready after 60s; see %s", s.devLog.Name())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := WaitOK(s.Metric+"/readyz", 60*time.Second); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("stevedore dev: %w; see %s", err, s.devLog.Name())
 	}
 	return s, nil
 }
