@@ -179,7 +179,6 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	serve(gctx, g, "metrics", *c.metricsListen, mux, log)
 	kek, err := loadKEK(*c.kekFile)
 	if err != nil {
 		return err
@@ -222,7 +221,9 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		serve(gctx, g, "api", *c.listen, api, log)
+		if err := serve(gctx, g, "api", *c.listen, api, log); err != nil {
+			return err
+		}
 	}
 	if c.sqs != nil && len(c.sqs.queues.values) > 0 {
 		queues, err := c.sqs.build(awsCfg, regy, getBroker, *c.sessionPrefix)
@@ -257,6 +258,10 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 			g.Go(func() error { return w.Run(gctx) })
 		}
 	}
+	// Last, so that /readyz answering means the API accepts connections too.
+	if err := serve(gctx, g, "metrics", *c.metricsListen, mux, log); err != nil {
+		return err
+	}
 	log.Info("stevedore running", "nats_url", *c.natsURL, "metrics", *c.metricsListen, "api", deref(c.listen), "workers", deref(c.workers))
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
@@ -272,16 +277,18 @@ func deref[T any](p *T) any {
 	return *p
 }
 
-// serve runs an HTTP server with timeouts in g and shuts it down when ctx ends.
-func serve(ctx context.Context, g *errgroup.Group, name, addr string, h http.Handler, log *slog.Logger) {
+// serve binds addr at once (so that, once it returns, the server accepts
+// connections), runs an HTTP server with timeouts in g, and shuts it down
+// when ctx ends.
+func serve(ctx context.Context, g *errgroup.Group, name, addr string, h http.Handler, log *slog.Logger) error {
 	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s listen %s: %w", name, addr, err)
+	}
+	log.Info("listening", "server", name, "addr", ln.Addr().String())
 	g.Go(func() error {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("%s listen %s: %w", name, addr, err)
-		}
-		log.Info("listening", "server", name, "addr", ln.Addr().String())
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
@@ -293,4 +300,5 @@ func serve(ctx context.Context, g *errgroup.Group, name, addr string, h http.Han
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
+	return nil
 }
