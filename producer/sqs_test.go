@@ -308,12 +308,12 @@ func TestRedeliveryAfterCrashBeforeDelete(t *testing.T) {
 }
 
 func TestVisibilityExtendedWhileHandling(t *testing.T) {
-	e := newBridgeEnv(t, 2*time.Second)
+	e := newBridgeEnv(t, 3*time.Second)
 	e.send(t, testdata(t, "s3_put.json"))
 	hold := make(chan struct{})
 	held := make(chan struct{}, 1)
 	reg := prometheus.NewRegistry()
-	stop := e.run(t, BridgeConfig{Visibility: 2 * time.Second, Pollers: 1, Registerer: reg, BeforePublish: func(ctx context.Context, _ string) error {
+	stop := e.run(t, BridgeConfig{Visibility: 3 * time.Second, Pollers: 1, Registerer: reg, BeforePublish: func(ctx context.Context, _ string) error {
 		held <- struct{}{}
 		select {
 		case <-hold:
@@ -323,7 +323,7 @@ func TestVisibilityExtendedWhileHandling(t *testing.T) {
 	}}, e.client)
 	<-held
 	// Held three times the visibility timeout: extensions keep it invisible.
-	deadline := time.Now().Add(6 * time.Second)
+	deadline := time.Now().Add(9 * time.Second)
 	for time.Now().Before(deadline) {
 		out, err := e.client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(e.url), WaitTimeSeconds: 1, VisibilityTimeout: 1})
 		if err != nil {
@@ -339,7 +339,7 @@ func TestVisibilityExtendedWhileHandling(t *testing.T) {
 	close(hold)
 	e.drained(t)
 	stop()
-	t.Logf("visibility extensions while held for 6 s at a 2 s timeout: %v", counter(t, reg, "stevedore_sqs_visibility_extensions_total"))
+	t.Logf("visibility extensions while held for 9 s at a 3 s timeout: %v", counter(t, reg, "stevedore_sqs_visibility_extensions_total"))
 }
 
 func TestPoisonMessageGoesToDeadAfterMaxReceives(t *testing.T) {
