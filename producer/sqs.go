@@ -326,7 +326,7 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 	body := []byte(aws.ToString(m.Body))
 	received, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 	dead := func(i int, reason, class string) outMsg {
-		return outMsg{schema.DeadSubject("sqs"), "dead:sqs:" + id + ":" + strconv.Itoa(i), &schema.DeadLetter{Stream: "SQS", Subject: q.URL + "#" + id,
+		return outMsg{Subject: schema.DeadSubject("sqs"), MsgID: "dead:sqs:" + id + ":" + strconv.Itoa(i), Msg: &schema.DeadLetter{Stream: "SQS", Subject: q.URL + "#" + id,
 			Deliveries: uint64(received), Reason: reason, ErrorClass: class, Payload: body, At: time.Now().UTC()}}
 	}
 	if received > b.cfg.MaxReceives {
@@ -409,41 +409,19 @@ func (b *Bridge) record(ctx context.Context, i int, rec notify.Record, dead func
 	if rec.Sequencer == "" {
 		event += "|" + t.ETag + "|" + rec.EventTime.Format(time.RFC3339Nano)
 	}
-	*out = append(*out, outMsg{schema.TaskSubject(rt.Org, rt.Collection),
-		schema.EventTaskMsgID(rt.Org, rt.Collection, rec.Bucket, rec.Key, rec.VersionID, event), t})
+	*out = append(*out, outMsg{Subject: schema.TaskSubject(rt.Org, rt.Collection), MsgID: schema.EventTaskMsgID(rt.Org, rt.Collection, rec.Bucket, rec.Key, rec.VersionID, event), Msg: t})
 	return RecordRouted, nil
 }
 
 // outMsg is one message to publish with its deduplication ID.
-type outMsg struct {
-	subject, id string
-	v           any
-}
+type outMsg = schema.Out
 
-// publish sends every message asynchronously and waits for all acks. A
-// stream that refuses work (full) pauses receiving; the caller keeps the SQS
-// message for a later attempt.
+// publish sends every message and waits for all acks. A stream that refuses
+// work (full) pauses receiving; the caller keeps the SQS message for a later
+// attempt.
 func (b *Bridge) publish(ctx context.Context, msgs []outMsg) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	for _, m := range msgs {
-		data, err := schema.Encode(m.v)
-		if err != nil {
-			return err
-		}
-		f, err := b.cfg.JS.PublishAsync(m.subject, data, jetstream.WithMsgID(m.id))
-		if err != nil {
-			return b.refused(err)
-		}
-		futures = append(futures, f)
-	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return b.refused(err)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if _, err := schema.PublishAll(ctx, b.cfg.JS, msgs); err != nil {
+		return b.refused(err)
 	}
 	return nil
 }
@@ -457,7 +435,7 @@ func (b *Bridge) refused(err error) error {
 			b.log.Warn("JetStream refused work: receiving paused", "error", err)
 		}
 	}
-	return fmt.Errorf("publish: %w", err)
+	return err
 }
 
 // pauser stops every poller for an escalating interval after JetStream

@@ -70,7 +70,7 @@ func (w *Worker) moveToDead(ctx context.Context, a maxDeliverAdvisory) error {
 	reason := fmt.Sprintf("max_deliver: delivered %d times without being settled (the worker crashed or timed out each time)", a.Deliveries)
 	dl := &schema.DeadLetter{Stream: a.Stream, Subject: raw.Subject, Sequence: a.StreamSeq, Deliveries: a.Deliveries, Reason: reason,
 		ErrorClass: "max_deliver", Payload: raw.Data, At: time.Now().UTC()}
-	out := []outMsg{{schema.DeadSubject(a.Stream), fmt.Sprintf("dead:%s:%d", a.Stream, a.StreamSeq), dl}}
+	out := []outMsg{{Subject: schema.DeadSubject(a.Stream), MsgID: fmt.Sprintf("dead:%s:%d", a.Stream, a.StreamSeq), Msg: dl}}
 	switch a.Stream {
 	case schema.StreamTasks:
 		if task, err := schema.DecodeTask(raw.Data); err == nil && task.JobID != "" {
@@ -82,7 +82,7 @@ func (w *Worker) moveToDead(ctx context.Context, a maxDeliverAdvisory) error {
 		if job, err := schema.DecodeJob(raw.Data); err == nil {
 			ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
 				Type: schema.JobFailed, Page: job.Page, Reason: reason, ErrorClass: "max_deliver", At: time.Now().UTC()}
-			out = append(out, outMsg{schema.JobEventSubject(job.Org, job.Collection), ev.EventID, ev})
+			out = append(out, outMsg{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev})
 		}
 	}
 	if err := w.publishAll(ctx, out); err != nil {

@@ -31,7 +31,7 @@ func (w *Worker) plan(ctx context.Context, msg jetstream.Msg) error {
 		// The job cannot proceed: record why, so GET /v2/jobs shows it.
 		ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
 			Type: schema.JobFailed, Page: job.Page, Reason: f.err.Error(), ErrorClass: string(f.class), Hint: f.hint, At: time.Now().UTC()}
-		if perr := w.publishAll(ctx, []outMsg{{schema.JobEventSubject(job.Org, job.Collection), ev.EventID, ev}}); perr != nil {
+		if perr := w.publishAll(ctx, []outMsg{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}); perr != nil {
 			return perr // retry: the failure must be recorded
 		}
 		log.Error("job failed", "error", f.err, "error_class", f.class)
@@ -98,7 +98,7 @@ func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {
 			last = false
 			cont := *job
 			cont.ContinuationToken, cont.Page, cont.Planned = *page.NextContinuationToken, job.Page+1, planned
-			out = append(out, outMsg{schema.JobSubject(job.Org, job.Collection), schema.JobPageMsgID(job.JobID, cont.Page), &cont})
+			out = append(out, outMsg{Subject: schema.JobSubject(job.Org, job.Collection), MsgID: schema.JobPageMsgID(job.JobID, cont.Page), Msg: &cont})
 		}
 	}
 	tasks := len(out)
@@ -107,7 +107,7 @@ func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {
 	}
 	ev := &schema.JobEvent{EventID: schema.PlannedEventID(job.JobID, job.Page), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
 		Type: schema.JobPlanned, Page: job.Page, Tasks: tasks, Last: last, At: time.Now().UTC()}
-	out = append(out, outMsg{schema.JobEventSubject(job.Org, job.Collection), ev.EventID, ev})
+	out = append(out, outMsg{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev})
 	if err := w.publishAll(ctx, out); err != nil {
 		return err
 	}
@@ -116,5 +116,5 @@ func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {
 }
 
 func taskMsg(t *schema.Task) outMsg {
-	return outMsg{schema.TaskSubject(t.Org, t.Collection), schema.TaskMsgID(t.JobID, t.Bucket, t.Key, t.VersionID, t.Sequencer), t}
+	return outMsg{Subject: schema.TaskSubject(t.Org, t.Collection), MsgID: schema.TaskMsgID(t.JobID, t.Bucket, t.Key, t.VersionID, t.Sequencer), Msg: t}
 }

@@ -84,7 +84,7 @@ func (w *Worker) event(t *schema.Task, o schema.Outcome) *schema.ObjectEvent {
 }
 
 func eventMsg(ev *schema.ObjectEvent) outMsg {
-	return outMsg{schema.ObjectEventSubject(ev.Org, ev.Collection), ev.EventID, ev}
+	return outMsg{Subject: schema.ObjectEventSubject(ev.Org, ev.Collection), MsgID: ev.EventID, Msg: ev}
 }
 
 // runTask does the work and returns the outcome event to publish.
@@ -260,7 +260,7 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 			return nil
 		}
 		for _, m := range batch {
-			m.body.(*schema.Chunk).Total = total
+			m.Msg.(*schema.Chunk).Total = total
 		}
 		start := time.Now()
 		err := w.publishAll(ctx, batch)
@@ -273,7 +273,7 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 		c := &schema.Chunk{ChunkID: id, Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key,
 			VersionID: v.version, ETag: v.etag, Index: res.chunks, ByteOffset: int64(p.Offset), Text: p.Text, TokenCount: p.Tokens,
 			Encoding: w.cfg.Encoding.Name(), ExtractorVersion: extract.Version, CustomMetadata: task.CustomMetadata}
-		batch = append(batch, outMsg{subject, id, c})
+		batch = append(batch, outMsg{Subject: subject, MsgID: id, Msg: c})
 		res.chunks++
 		res.tokens += int64(p.Tokens)
 		if len(batch) == publishBatch {
@@ -311,9 +311,8 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 	if err := fault("after_chunks", task.Key); err != nil {
 		return res, err
 	}
-	out := []outMsg{{subject, schema.CommitMsgID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), extract.Version),
-		&schema.Commit{Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key, VersionID: v.version,
-			ETag: v.etag, ExtractorVersion: extract.Version, Chunks: res.chunks, Tokens: res.tokens, At: time.Now().UTC()}}}
+	out := []outMsg{{Subject: subject, MsgID: schema.CommitMsgID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), extract.Version), Msg: &schema.Commit{Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key, VersionID: v.version,
+		ETag: v.etag, ExtractorVersion: extract.Version, Chunks: res.chunks, Tokens: res.tokens, At: time.Now().UTC()}}}
 	// The previous version's chunks are replaced: tombstone the IDs that are
 	// not reused, so downstream drops them.
 	if st := v.state; st != nil && st.Status == "indexed" && (st.ETag != v.etag || st.VersionID != v.version || st.ExtractorVersion != extract.Version) {
@@ -321,7 +320,7 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 		if stale := minus(st.ChunkIDs(task.Org, task.Collection), newState.ChunkIDs(task.Org, task.Collection)); len(stale) > 0 {
 			ts := &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: st.VersionID,
 				ETag: st.ETag, ChunkIDs: stale, Reason: "replaced", At: time.Now().UTC()}
-			out = append(out, outMsg{subject, "tomb:" + stale[0], ts})
+			out = append(out, outMsg{Subject: subject, MsgID: "tomb:" + stale[0], Msg: ts})
 		}
 	}
 	if err := w.publishAll(ctx, out); err != nil {
@@ -354,7 +353,7 @@ func (w *Worker) deleteObject(ctx context.Context, task *schema.Task, state *sch
 	ts := &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: state.VersionID,
 		ETag: state.ETag, ChunkIDs: ids, Reason: "deleted", At: time.Now().UTC()}
 	id := "tomb:" + schema.TaskMsgID(task.JobID, task.Bucket, task.Key, task.VersionID, task.Sequencer)
-	if err := w.publishAll(ctx, []outMsg{{schema.ChunkSubject(task.Org, task.Collection), id, ts}}); err != nil {
+	if err := w.publishAll(ctx, []outMsg{{Subject: schema.ChunkSubject(task.Org, task.Collection), MsgID: id, Msg: ts}}); err != nil {
 		return nil, err
 	}
 	deleted := *state

@@ -116,7 +116,6 @@ func (k Key) roleKey() string { return k.RoleARN + "|" + k.ExternalID + "|" + k.
 // negative is a cached failure of one role.
 type negative struct {
 	err      error
-	class    Classified
 	until    time.Time
 	failures int
 }
@@ -284,7 +283,7 @@ func (b *Broker) fail(rk string, req Request, err error) {
 	if backoff > b.cfg.NegativeMax || backoff <= 0 {
 		backoff = b.cfg.NegativeMax
 	}
-	n.err, n.class, n.until = err, c, b.cfg.Now().Add(backoff)
+	n.err, n.until = err, b.cfg.Now().Add(backoff)
 	b.mu.Unlock()
 	if first && b.cfg.OnHealth != nil {
 		b.cfg.OnHealth(req, &c)

@@ -1,0 +1,50 @@
+package schema
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Out is one message to publish with its deterministic Nats-Msg-Id.
+type Out struct {
+	Subject, MsgID string
+	Msg            any
+}
+
+// PublishAll encodes and publishes msgs asynchronously and waits until
+// JetStream has acknowledged every one. A retried call republishes with the
+// same IDs, which the stream's duplicate window turns into no-ops; it returns
+// how many acknowledgements said so. An encoding failure wraps ErrPermanent.
+func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []Out) (duplicates int, err error) {
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		data, err := Encode(m.Msg)
+		if err != nil {
+			return 0, fmt.Errorf("%w: encode %s: %v", ErrPermanent, m.Subject, err)
+		}
+		nm := nats.NewMsg(m.Subject)
+		nm.Data = data
+		nm.Header.Set(jetstream.MsgIDHeader, m.MsgID)
+		f, err := js.PublishMsgAsync(nm)
+		if err != nil {
+			return duplicates, fmt.Errorf("publish %s: %w", m.Subject, err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				duplicates++
+			}
+		case err := <-f.Err():
+			return duplicates, fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+		case <-ctx.Done():
+			return duplicates, fmt.Errorf("publish: %w", ctx.Err())
+		}
+	}
+	return duplicates, nil
+}
