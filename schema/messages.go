@@ -145,7 +145,7 @@ type Chunk struct {
 	VersionID        string          `json:"version_id,omitempty"`
 	ETag             string          `json:"etag"`
 	Index            int             `json:"index"`       // 0-based position in the object
-	Total            int             `json:"total"`       // chunks of this object version
+	Total            int             `json:"total"`       // chunks of this object version; 0 when not known at publish time (streamed objects of over one batch): the commit record carries it
 	ByteOffset       int64           `json:"byte_offset"` // of Text in the extracted text
 	Text             string          `json:"text"`
 	TokenCount       int             `json:"token_count"`
@@ -162,7 +162,7 @@ func (c *Chunk) Validate() error {
 	if c.Bucket == "" || c.Key == "" {
 		return errMissing("bucket/key")
 	}
-	if c.Index < 0 || c.Index >= c.Total || c.TokenCount < 0 {
+	if c.Index < 0 || (c.Total > 0 && c.Index >= c.Total) || c.TokenCount < 0 {
 		return fmt.Errorf("index %d, total %d, token_count %d out of range", c.Index, c.Total, c.TokenCount)
 	}
 	return nil
