@@ -14,58 +14,23 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/extract"
 )
 
-// visible folds CHUNKS the way the documented downstream contract says: a
-// version's chunks count only once its commit record arrived, and then only
-// those with Index < Chunks; tombstones remove chunks.
+// visible folds CHUNKS with schema.View, the downstream contract.
 func visible(t *testing.T, e *env) (ids map[string]bool, raw, commits int) {
 	t.Helper()
 	ctx := context.Background()
 	s, _ := e.js.Stream(ctx, schema.StreamChunks)
 	info, _ := s.Info(ctx)
-	type version struct{ bucket, key, v, ex string }
-	pending := map[version][]*schema.Chunk{}
-	ids = map[string]bool{}
+	view := schema.NewView()
 	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
 		m, err := s.GetMsg(ctx, seq)
 		if err != nil {
 			t.Fatal(err)
 		}
-		switch {
-		case strings.Contains(string(m.Data), `"commit":true`):
-			c, err := schema.DecodeCommit(m.Data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			commits++
-			v := c.VersionID
-			if v == "" {
-				v = c.ETag
-			}
-			for _, ch := range pending[version{c.Bucket, c.Key, v, c.ExtractorVersion}] {
-				if ch.Index < c.Chunks {
-					ids[ch.ChunkID] = true
-				}
-			}
-		case strings.Contains(string(m.Data), `"tombstone":true`):
-			ts, _ := schema.DecodeTombstone(m.Data)
-			for _, id := range ts.ChunkIDs {
-				delete(ids, id)
-			}
-		default:
-			c, err := schema.DecodeChunk(m.Data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw++
-			v := c.VersionID
-			if v == "" {
-				v = c.ETag
-			}
-			k := version{c.Bucket, c.Key, v, c.ExtractorVersion}
-			pending[k] = append(pending[k], c)
+		if err := view.Apply(m.Data); err != nil {
+			t.Fatal(err)
 		}
 	}
-	return ids, raw, commits
+	return view.Visible(), view.Chunks, view.Commits
 }
 
 // TestCrashAtEveryPointLosesNothingAndDoublesNothing crashes the worker once

@@ -54,10 +54,9 @@ func waitHTTP(t *testing.T, url string) {
 	}
 }
 
-// committedChunks folds a collection's CHUNKS the way the documented
-// downstream contract says (chunks count once their version's commit
-// arrived; tombstones remove) and returns the visible chunk IDs, the raw
-// number of chunk messages and the number of commits.
+// committedChunks folds a collection's CHUNKS with schema.View (the
+// downstream contract) and returns the visible chunk IDs, the raw number of
+// chunk messages and the number of commits.
 func committedChunks(t *testing.T, js jetstream.JetStream, org, collection string) (visible map[string]bool, raw, commits int) {
 	t.Helper()
 	ctx := context.Background()
@@ -75,50 +74,20 @@ func committedChunks(t *testing.T, js jetstream.JetStream, org, collection strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	read := 0
-	type version struct{ key, v string }
-	pending := map[version][]*schema.Chunk{}
-	visible = map[string]bool{}
-	for {
+	view := schema.NewView()
+	for read := 0; read < total; {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for m := range batch.Messages() {
 			read++
-			data := m.Data()
-			switch {
-			case strings.Contains(string(data), `"commit":true`):
-				c, err := schema.DecodeCommit(data)
-				if err != nil {
-					t.Fatal(err)
-				}
-				commits++
-				v := c.VersionID + c.ETag
-				for _, ch := range pending[version{c.Key, v}] {
-					if ch.Index < c.Chunks {
-						visible[ch.ChunkID] = true
-					}
-				}
-			case strings.Contains(string(data), `"tombstone":true`):
-				ts, _ := schema.DecodeTombstone(data)
-				for _, id := range ts.ChunkIDs {
-					delete(visible, id)
-				}
-			default:
-				c, err := schema.DecodeChunk(data)
-				if err != nil {
-					t.Fatal(err)
-				}
-				raw++
-				k := version{c.Key, c.VersionID + c.ETag}
-				pending[k] = append(pending[k], c)
+			if err := view.Apply(m.Data()); err != nil {
+				t.Fatal(err)
 			}
 		}
-		if read >= total {
-			return visible, raw, commits
-		}
 	}
+	return view.Visible(), view.Chunks, view.Commits
 }
 
 // TestFleetLosesNothingUnderFaults runs a 3-node NATS cluster (R3 streams),
