@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,8 +37,7 @@ type Stack struct {
 	// reads, when started WithSQS.
 	SQS      *sqstest.Server
 	QueueURL string
-	dev      *exec.Cmd
-	devLog   *os.File
+	dev      *Proc
 }
 
 // Option changes what Start starts.
@@ -189,11 +187,7 @@ func Start(ctx context.Context, dir string, logf func(string, ...any), opts ...O
 	s.NATSURL = "nats://" + natsAddr
 	s.API = "http://127.0.0.1:" + strconv.Itoa(ports[2])
 	s.Metric = "http://127.0.0.1:" + strconv.Itoa(ports[3])
-	s.devLog, err = os.Create(filepath.Join(dir, "stevedore-dev.log"))
-	if err != nil {
-		s.Stop()
-		return nil, err
-	}
+	devLog := filepath.Join(dir, "stevedore-dev.log")
 	args := []string{"dev", "--data", filepath.Join(dir, "data"), "--nats-listen", natsAddr,
 		"--listen", "127.0.0.1:" + strconv.Itoa(ports[2]), "--metrics-listen", "127.0.0.1:" + strconv.Itoa(ports[3])}
 	if o.sqs {
@@ -209,38 +203,21 @@ func Start(ctx context.Context, dir string, logf func(string, ...any), opts ...O
 		s.Env = append(s.Env, "AWS_ENDPOINT_URL_SQS="+s.SQS.URL)
 		args = append(args, "--sqs-queue-url", s.QueueURL, "--sqs-visibility", "30s")
 	}
-	s.dev = exec.Command(s.Bin, append(args, o.devArgs...)...)
-	s.dev.Env = append(s.Env, "STEVEDORE_NATS_URL="+s.NATSURL)
-	s.dev.Stdout, s.dev.Stderr = s.devLog, s.devLog
-	if err := s.dev.Start(); err != nil {
+	if s.dev, err = StartProc("stevedore-dev", dir, s.Bin, append(s.Env, "STEVEDORE_NATS_URL="+s.NATSURL), append(args, o.devArgs...)...); err != nil {
 		s.Stop()
 		return nil, err
 	}
-	logf("started stevedore dev (pid %d), log %s", s.dev.Process.Pid, s.devLog.Name())
+	logf("started stevedore dev (pid %d), log %s", s.dev.PID(), devLog)
 	if err := WaitOK(s.Metric+"/readyz", 60*time.Second); err != nil {
 		s.Stop()
-		return nil, fmt.Errorf("stevedore dev: %w; see %s", err, s.devLog.Name())
+		return nil, fmt.Errorf("stevedore dev: %w; see %s", err, devLog)
 	}
 	return s, nil
 }
 
 // Stop stops `stevedore dev` (SIGTERM, then SIGKILL) and MinIO, by PID.
 func (s *Stack) Stop() {
-	if s.dev != nil && s.dev.Process != nil {
-		_ = s.dev.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = s.dev.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = s.dev.Process.Kill()
-			<-done
-		}
-		s.dev = nil
-	}
-	if s.devLog != nil {
-		s.devLog.Close()
-	}
+	s.dev.Stop()
 	if s.Root != "" {
 		_ = exec.Command(filepath.Join(s.Root, "scripts", "local-aws.sh"), "stop", filepath.Join(s.Dir, "aws")).Run()
 	}
