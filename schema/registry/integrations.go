@@ -48,8 +48,7 @@ type Integration struct {
 	Status          string        `json:"status"`
 	StatusReason    string        `json:"status_reason,omitempty"`
 	StatusChangedAt time.Time     `json:"status_changed_at"`
-	Verified        bool          `json:"verified"`
-	VerifiedAt      *time.Time    `json:"verified_at,omitempty"`
+	VerifiedAt      *time.Time    `json:"verified_at,omitempty"`  // the last passing verification
 	Verification    *Verification `json:"verification,omitempty"` // the last report
 	// Unhealthy is set by workers when the broker's negative cache holds an
 	// error for this role (AssumeRole denied, throttled …) and cleared when an
@@ -257,10 +256,9 @@ func (r *Registry) RecordVerification(ctx context.Context, actor, orgID, id stri
 		in.Verification = v
 		if v.OK {
 			at := v.At
-			in.Verified, in.VerifiedAt, in.Unhealthy = true, &at, nil
+			in.VerifiedAt, in.Unhealthy = &at, nil
 			r.setStatus(in, StatusActive, "verified")
 		} else {
-			in.Verified = false
 			r.setStatus(in, StatusFailed, "verification failed: "+v.Reason)
 		}
 		return nil

@@ -172,10 +172,10 @@ func TestIntegrationLifecycle(t *testing.T) {
 		t.Fatal("Allows does not follow buckets and prefixes")
 	}
 	bad := &registry.Verification{At: time.Now(), Reason: "trust_policy_missing_external_id"}
-	if in, _ = r.RecordVerification(ctx, "api", org.ID, in.ID, bad); in.Status != registry.StatusFailed || in.Verified {
+	if in, _ = r.RecordVerification(ctx, "api", org.ID, in.ID, bad); in.Status != registry.StatusFailed || in.VerifiedAt != nil || in.Verification.OK {
 		t.Fatalf("after failed verification: %+v", in)
 	}
-	if in, _ = r.RecordVerification(ctx, "api", org.ID, in.ID, &registry.Verification{At: time.Now(), OK: true}); in.Status != registry.StatusActive || !in.Verified {
+	if in, _ = r.RecordVerification(ctx, "api", org.ID, in.ID, &registry.Verification{At: time.Now(), OK: true}); in.Status != registry.StatusActive || in.VerifiedAt == nil || !in.Verification.OK {
 		t.Fatalf("after verification: %+v", in)
 	}
 	h := &registry.Health{Class: "tenant_auth", Code: "AccessDenied", Hint: "check the trust policy", Since: time.Now()}
