@@ -30,8 +30,8 @@ func ObjectKey(org, collection, bucket, key string) string {
 // JobPageMsgID is the Nats-Msg-Id of page n of a job.
 func JobPageMsgID(jobID string, page int) string { return "job:" + jobID + ":" + strconv.Itoa(page) }
 
-// TaskMsgID is the Nats-Msg-Id of the task for one object of a job, or of an
-// S3 notification when jobID is empty (then version and sequencer identify it).
+// TaskMsgID is the Nats-Msg-Id of the task for one object of a job (tasks
+// from S3 notifications use EventTaskMsgID).
 func TaskMsgID(jobID, bucket, key, version, sequencer string) string {
 	return "task:" + hashID(jobID, bucket, key, version, sequencer)
 }

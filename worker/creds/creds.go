@@ -208,7 +208,11 @@ func (b *Broker) key(req Request) Key {
 // atomically on first use. It never calls STS itself; Retrieve does, once per
 // credential lifetime.
 func (b *Broker) Provider(req Request) aws.CredentialsProvider {
-	k := b.key(req).String()
+	return b.provider(b.key(req), req)
+}
+
+func (b *Broker) provider(key Key, req Request) aws.CredentialsProvider {
+	k := key.String()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if c, ok := b.entries.Get(k); ok {
@@ -216,7 +220,7 @@ func (b *Broker) Provider(req Request) aws.CredentialsProvider {
 		return c
 	}
 	b.m.requests.WithLabelValues("miss").Inc()
-	c := aws.NewCredentialsCache(&assumeProvider{b: b, req: req}, func(o *aws.CredentialsCacheOptions) {
+	c := aws.NewCredentialsCache(&assumeProvider{b: b, req: req, roleKey: key.roleKey()}, func(o *aws.CredentialsCacheOptions) {
 		o.ExpiryWindow = b.cfg.ExpiryWindow
 		o.ExpiryWindowJitterFrac = 0.5
 	})
@@ -230,18 +234,19 @@ func (b *Broker) Provider(req Request) aws.CredentialsProvider {
 // that failed recently fails again at once from the negative cache, without
 // calling STS, until its backoff ends.
 func (b *Broker) Retrieve(ctx context.Context, req Request) (aws.CredentialsProvider, error) {
-	if n := b.negativeFor(b.key(req).roleKey()); n != nil {
+	key := b.key(req)
+	if n := b.negativeFor(key.roleKey()); n != nil {
 		b.m.requests.WithLabelValues("negative").Inc()
 		return nil, &AssumeError{RoleARN: req.RoleARN, Err: n.err, Cached: true, RetryAt: n.until}
 	}
-	p := b.Provider(req)
+	p := b.provider(key, req)
 	if _, err := p.Retrieve(ctx); err != nil {
 		ae := &AssumeError{RoleARN: req.RoleARN, Err: err}
 		var cf *cachedFailure
 		if errors.As(err, &cf) {
 			b.m.requests.WithLabelValues("negative").Inc()
 			ae.Err, ae.Cached, ae.RetryAt = cf.n.err, true, cf.n.until
-		} else if n := b.negativeFor(b.key(req).roleKey()); n != nil {
+		} else if n := b.negativeFor(key.roleKey()); n != nil {
 			ae.RetryAt = n.until
 		}
 		return nil, ae
@@ -316,13 +321,14 @@ func (b *Broker) Invalidate(req Request) {
 // its own timeout, and falling back to one hour when the role's
 // MaxSessionDuration refuses the requested duration.
 type assumeProvider struct {
-	b   *Broker
-	req Request
+	b       *Broker
+	req     Request
+	roleKey string // the negative cache's key for req
 }
 
 func (p *assumeProvider) Retrieve(parent context.Context) (aws.Credentials, error) {
 	b := p.b
-	rk := b.key(p.req).roleKey()
+	rk := p.roleKey
 	if n := b.negativeFor(rk); n != nil {
 		return aws.Credentials{}, &cachedFailure{n}
 	}

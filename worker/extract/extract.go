@@ -37,13 +37,6 @@ const (
 	ReasonUnsplittable         = "unsplittable"
 )
 
-// Result is the outcome of extraction: Text, or a non-empty SkipReason.
-type Result struct {
-	Text       string
-	SkipReason string // empty on success
-	Detail     string // e.g. the sniffed content type
-}
-
 // Skip is an error meaning the object is skipped, with a reason; no retry
 // can change it.
 type Skip struct{ Reason, Detail string }
@@ -168,23 +161,6 @@ func (x *Reader) nextUTF16(buf []byte, eof bool) (string, error) {
 		return "", io.EOF
 	}
 	return string(utf16.Decode(u)), nil
-}
-
-// Text extracts the text of a whole object held in memory.
-func Text(data []byte) Result {
-	x, err := Open(bytes.NewReader(data))
-	var sb strings.Builder
-	for err == nil {
-		var part string
-		if part, err = x.Next(64 << 10); err == nil {
-			sb.WriteString(part)
-		}
-	}
-	var s *Skip
-	if errors.As(err, &s) {
-		return Result{SkipReason: s.Reason, Detail: s.Detail}
-	}
-	return Result{Text: sb.String()}
 }
 
 // Decompress wraps body in a gzip reader when the object is gzip-compressed
