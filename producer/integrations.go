@@ -20,10 +20,8 @@ import (
 // KEK). Anything else is refused before any AWS call, and audited.
 func (a *API) integrationFor(ctx context.Context, org *registry.Org, req *indexRequest) (*registry.Integration, error) {
 	if req.Auth == nil {
+		// validate refused static keys already when there is no KEK.
 		in, err := a.cfg.Registry.StaticKeys(ctx, "api", org.ID, req.AccessKeyID, req.SecretAccessKey, nil)
-		if errors.Is(err, registry.ErrNoKEK) {
-			return nil, &apiError{http.StatusUnprocessableEntity, "static_keys_unsupported", err.Error(), "use a cross-account role"}
-		}
 		if err != nil {
 			return nil, &apiError{http.StatusUnprocessableEntity, "invalid_static_keys", err.Error(), ""}
 		}
