@@ -347,7 +347,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 	}
 	if err != nil {
 		_ = a.jobs.Delete(context.WithoutCancel(ctx), job.JobID)
-		if strings.Contains(err.Error(), "maximum") || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		if schema.IsBackpressure(err) {
 			return &apiError{http.StatusServiceUnavailable, "backpressure", "the job queue is full or unavailable", "retry after the Retry-After interval"}
 		}
 		return fmt.Errorf("publish job: %w", err)

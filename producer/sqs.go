@@ -428,8 +428,7 @@ func (b *Bridge) publish(ctx context.Context, msgs []outMsg) error {
 
 // refused pauses receiving when JetStream is full or unavailable.
 func (b *Bridge) refused(err error) error {
-	msg := err.Error()
-	if strings.Contains(msg, "maximum") || strings.Contains(msg, "insufficient resources") || errors.Is(err, jetstream.ErrNoStreamResponse) {
+	if schema.IsBackpressure(err) {
 		if b.pause.trigger() {
 			b.m.paused.Inc()
 			b.log.Warn("JetStream refused work: receiving paused", "error", err)

@@ -3,6 +3,9 @@ package schema
 import (
 	"errors"
 	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ErrPermanent marks errors that no retry can fix. Test with errors.Is.
@@ -21,3 +24,73 @@ func (e *DecodeError) Error() string {
 
 // Is makes errors.Is(err, ErrPermanent) true for decode errors.
 func (e *DecodeError) Is(target error) bool { return target == ErrPermanent }
+
+// ErrorClass is the class of a failure, carried on the wire in object
+// events, job errors and dead letters (`error_class`). The class decides a
+// message's outcome: see ErrorClass.Retryable.
+type ErrorClass string
+
+// Error classes, with their wire values.
+const (
+	ClassTenantAuth       ErrorClass = "tenant_auth"       // AssumeRole refused: trust policy, ExternalId or missing role
+	ClassTenantPermission ErrorClass = "tenant_permission" // S3 refused the assumed role: permissions policy
+	ClassKMS              ErrorClass = "kms"               // KMS key policy or kms:Decrypt missing
+	ClassOurCredentials   ErrorClass = "our_credentials"   // our own identity is broken: page us
+	ClassThrottled        ErrorClass = "throttled"         // slow down and retry
+	ClassTransient        ErrorClass = "transient"         // network, 5xx, timeouts: retry
+	ClassNotFound         ErrorClass = "not_found"         // the object or bucket is gone
+	ClassStaleToken       ErrorClass = "stale_token"       // cached session expired: invalidate and retry once
+	ClassPermanent        ErrorClass = "permanent"         // anything else no retry can fix
+	ClassMaxDeliver       ErrorClass = "max_deliver"       // delivered MaxDeliver times without being settled
+)
+
+// Retryable reports whether redelivering a message that failed with class c
+// may succeed.
+func (c ErrorClass) Retryable() bool {
+	switch c {
+	case ClassThrottled, ClassTransient, ClassStaleToken, ClassOurCredentials:
+		return true
+	}
+	return false
+}
+
+// ClassError is an error whose class is already known (a registry refusal,
+// a policy that cannot be built): classification takes it as it is.
+// errors.Is(err, ErrPermanent) holds when its class is not retryable.
+type ClassError struct {
+	Class ErrorClass
+	Hint  string // what the customer or operator should fix; may be empty
+	Err   error
+}
+
+// Errorf returns a *ClassError of class c with a formatted message (%w wraps).
+func Errorf(c ErrorClass, format string, args ...any) error {
+	return &ClassError{Class: c, Err: fmt.Errorf(format, args...)}
+}
+
+func (e *ClassError) Error() string { return e.Err.Error() }
+func (e *ClassError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrPermanent) true for classes no retry can fix.
+func (e *ClassError) Is(target error) bool { return target == ErrPermanent && !e.Class.Retryable() }
+
+// JetStream API error codes that mean "no room": a stream's limits with
+// DiscardNew (maximum messages/bytes, JSStreamStoreFailedF) or the server's
+// resources (JSInsufficientResourcesErr).
+const (
+	jsErrStoreFailed           = 10077
+	jsErrInsufficientResources = 10023
+)
+
+// IsBackpressure reports whether a publish was refused because JetStream is
+// full (a stream at its limits, the server out of resources) or did not
+// answer at all (no stream responded): the caller should slow down and try
+// again later (HTTP 503 with Retry-After, the SQS bridge pauses). Decided by
+// JetStream's API error codes, not by the error text.
+func IsBackpressure(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == jsErrStoreFailed || apiErr.ErrorCode == jsErrInsufficientResources
+	}
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/worker/creds"
 )
@@ -35,17 +36,17 @@ func (t *tenant) owner() *string {
 func (w *Worker) resolve(ctx context.Context, orgID, integrationID, bucket, key string) (*tenant, error) {
 	org, err := w.cfg.Registry.Org(ctx, orgID)
 	if err != nil {
-		return nil, permanentf(creds.ClassTenantAuth, "resolve org: %w", err)
+		return nil, permanentf(schema.ClassTenantAuth, "resolve org: %w", err)
 	}
 	in, err := w.cfg.Registry.Integration(ctx, orgID, integrationID)
 	if err != nil {
-		return nil, permanentf(creds.ClassTenantAuth, "resolve integration: %w", err)
+		return nil, permanentf(schema.ClassTenantAuth, "resolve integration: %w", err)
 	}
 	if in.Status != registry.StatusActive {
-		return nil, permanentf(creds.ClassTenantAuth, "integration %s is %s: %s", in.ID, in.Status, in.StatusReason)
+		return nil, permanentf(schema.ClassTenantAuth, "integration %s is %s: %s", in.ID, in.Status, in.StatusReason)
 	}
 	if !in.Allows(bucket, key) {
-		return nil, permanentf(creds.ClassTenantPermission, "integration %s does not allow s3://%s/%s", in.ID, bucket, key)
+		return nil, permanentf(schema.ClassTenantPermission, "integration %s does not allow s3://%s/%s", in.ID, bucket, key)
 	}
 	return &tenant{org: org, in: in}, nil
 }
@@ -55,7 +56,7 @@ func (w *Worker) resolve(ctx context.Context, orgID, integrationID, bucket, key 
 func (w *Worker) credRequest(t *tenant, scope, bucket, prefix string) (creds.Request, error) {
 	policy, err := creds.SessionPolicy(bucket, prefix)
 	if err != nil {
-		return creds.Request{}, permanentf(creds.ClassPermanent, "%w", err)
+		return creds.Request{}, permanentf(schema.ClassPermanent, "%w", err)
 	}
 	req := creds.Request{
 		RoleARN: t.in.RoleARN, ExternalID: t.org.ExternalID, Policy: policy, Duration: t.in.SessionDuration,
@@ -79,7 +80,7 @@ func (w *Worker) credentials(ctx context.Context, t *tenant, req creds.Request) 
 	}
 	secret, err := w.cfg.Registry.StaticSecret(ctx, t.in)
 	if err != nil {
-		return nil, permanentf(creds.ClassOurCredentials, "%w", err)
+		return nil, permanentf(schema.ClassOurCredentials, "%w", err)
 	}
 	return credentials.NewStaticCredentialsProvider(t.in.AccessKeyID, secret.Reveal(), ""), nil
 }
@@ -98,7 +99,7 @@ func (w *Worker) withS3(ctx context.Context, t *tenant, req creds.Request, regio
 			region = t.in.Region
 		}
 		err = call(creds.NewS3(w.cfg.AWS, provider, region, w.cfg.S3PathStyle))
-		if err != nil && attempt == 0 && t.in.Kind != registry.KindStaticKeys && creds.Classify(err).Class == creds.ClassStaleToken {
+		if err != nil && attempt == 0 && t.in.Kind != registry.KindStaticKeys && creds.Classify(err).Class == schema.ClassStaleToken {
 			w.cfg.Broker.Invalidate(req)
 			w.m.staleRetries.Inc()
 			continue

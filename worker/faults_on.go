@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/schema"
 )
 
 // This file exists only in test builds (go build -tags faults). It lets the
@@ -42,7 +42,7 @@ func parseFaults(spec string) map[string]float64 {
 
 func fault(point, key string) error {
 	if p := os.Getenv("STEVEDORE_POISON"); p != "" && point == "after_download" && strings.Contains(key, p) {
-		return permanentf(creds.ClassPermanent, "poisoned by the fault-injection build: key contains %q", p)
+		return permanentf(schema.ClassPermanent, "poisoned by the fault-injection build: key contains %q", p)
 	}
 	if r := faultRates[point]; r > 0 && rand.Float64() < r {
 		return crash(point, key)

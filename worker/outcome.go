@@ -17,7 +17,7 @@ import (
 // MaxDeliver, then dead-lettered too.
 type failure struct {
 	err       error
-	class     creds.Class
+	class     schema.ErrorClass
 	hint      string
 	permanent bool
 }
@@ -26,7 +26,7 @@ func (f *failure) Error() string { return f.err.Error() }
 func (f *failure) Unwrap() error { return f.err }
 
 // permanentf is a failure no retry can fix.
-func permanentf(class creds.Class, format string, args ...any) error {
+func permanentf(class schema.ErrorClass, format string, args ...any) error {
 	return &failure{err: fmt.Errorf(format, args...), class: class, permanent: true}
 }
 
@@ -37,7 +37,7 @@ func classify(err error) *failure {
 		return f
 	}
 	if errors.Is(err, schema.ErrPermanent) {
-		return &failure{err: err, class: creds.ClassPermanent, permanent: true}
+		return &failure{err: err, class: schema.ClassPermanent, permanent: true}
 	}
 	c := creds.Classify(err)
 	return &failure{err: err, class: c.Class, hint: c.Hint, permanent: !c.Retryable()}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker/chunk"
-	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/extract"
 )
 
@@ -46,7 +45,7 @@ func (w *Worker) index(ctx context.Context, msg jetstream.Msg) error {
 			return perr
 		}
 		w.m.objects.WithLabelValues(string(schema.OutcomeFailed)).Inc()
-		if f.class == creds.ClassNotFound {
+		if f.class == schema.ClassNotFound {
 			return nil // that object only: recorded in the job, nothing to dead-letter
 		}
 		return f

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
-	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
 // foldable is one decoded EVENTS message.
@@ -26,7 +25,7 @@ type foldable struct {
 func decodeEvent(msg jetstream.Msg) (*foldable, error) {
 	md, err := msg.Metadata()
 	if err != nil {
-		return nil, permanentf(creds.ClassPermanent, "event metadata: %w", err)
+		return nil, permanentf(schema.ClassPermanent, "event metadata: %w", err)
 	}
 	f := &foldable{seq: md.Sequence.Stream}
 	switch {
@@ -193,7 +192,7 @@ func (w *Worker) foldJob(ctx context.Context, jobID string, evs []*foldable) err
 		}
 		var s schema.JobStatus
 		if err := json.Unmarshal(e.Value(), &s); err != nil {
-			return permanentf(creds.ClassPermanent, "job %s status unreadable: %w", jobID, err)
+			return permanentf(schema.ClassPermanent, "job %s status unreadable: %w", jobID, err)
 		}
 		changed := false
 		for _, f := range evs {

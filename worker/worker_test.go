@@ -194,7 +194,7 @@ func TestIndexJobPlansPagesAndCountsExactly(t *testing.T) {
 			failed = &st.Errors[i]
 		}
 	}
-	if failed == nil || failed.ErrorClass != string(creds.ClassNotFound) {
+	if failed == nil || failed.ErrorClass != string(schema.ClassNotFound) {
 		t.Fatalf("per-file error for the vanished object: %+v", st.Errors)
 	}
 
@@ -288,7 +288,7 @@ func TestDeniedRoleFailsFastAndMarksTheIntegration(t *testing.T) {
 	e.sts.SetRole(awstest.Role{ARN: registrytest.RoleARN, Principal: awstest.Principal, ExternalID: "cap_org_someone_else", Buckets: []string{bucket}})
 	e.submit(t, "job_1", true)
 	st := e.wait(t, "job_1")
-	if st.Status != schema.JobStatusFailed || st.Error == nil || st.Error.ErrorClass != string(creds.ClassTenantAuth) || !strings.Contains(st.Error.Hint, "ExternalId") {
+	if st.Status != schema.JobStatusFailed || st.Error == nil || st.Error.ErrorClass != string(schema.ClassTenantAuth) || !strings.Contains(st.Error.Hint, "ExternalId") {
 		t.Fatalf("status %+v %+v", st, st.Error)
 	}
 	e.submit(t, "job_2", true)
@@ -299,7 +299,7 @@ func TestDeniedRoleFailsFastAndMarksTheIntegration(t *testing.T) {
 		t.Fatalf("STS calls %d, want 1 (the second job fails from the negative cache)", n)
 	}
 	in, _ := registrytest.Registry(e.js).Integration(context.Background(), e.org.ID, e.in.ID)
-	if in.Unhealthy == nil || in.Unhealthy.Class != string(creds.ClassTenantAuth) || in.Status != registry.StatusActive {
+	if in.Unhealthy == nil || in.Unhealthy.Class != string(schema.ClassTenantAuth) || in.Status != registry.StatusActive {
 		t.Fatalf("integration health %+v", in)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/stevedore-dev/stevedore/producer/sqstest"
+	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/schema/registry/registrytest"
 	"github.com/stevedore-dev/stevedore/worker/creds"
@@ -58,7 +59,7 @@ func TestCustomerQueueReadThroughRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	qc := &queueCredentials{reg: tf.Registry, broker: broker, org: tf.Org.ID, integration: tf.In.ID, policy: "{}", prefix: "stevedore", duration: d}
-	if _, err := qc.Retrieve(ctx); creds.Classify(err).Class != creds.ClassTenantAuth {
+	if _, err := qc.Retrieve(ctx); creds.Classify(err).Class != schema.ClassTenantAuth {
 		t.Fatalf("after rotation: %v", err)
 	}
 	// A revoked integration is not used at all.

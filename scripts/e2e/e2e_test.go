@@ -222,7 +222,7 @@ func TestSessionPolicyScopesCredentials(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "AccessDenied" {
 		t.Fatalf("scoped credentials read another bucket: err = %v", err)
 	}
-	if c := creds.Classify(err); c.Class != creds.ClassTenantPermission {
+	if c := creds.Classify(err); c.Class != schema.ClassTenantPermission {
 		t.Fatalf("denial classified as %s", c.Class)
 	}
 	// The same identity without a session policy can read it: the scope comes from the session policy.

@@ -7,39 +7,19 @@ import (
 	"strings"
 
 	"github.com/aws/smithy-go"
-)
 
-// Class is an error class; the class decides a message's outcome.
-type Class string
-
-// Error classes, with the hints customers and operators see.
-const (
-	ClassTenantAuth       Class = "tenant_auth"       // AssumeRole refused: trust policy, ExternalId or missing role
-	ClassTenantPermission Class = "tenant_permission" // S3 refused the assumed role: permissions policy
-	ClassKMS              Class = "kms"               // KMS key policy or kms:Decrypt missing
-	ClassOurCredentials   Class = "our_credentials"   // our own identity is broken: page us
-	ClassThrottled        Class = "throttled"         // slow down and retry
-	ClassTransient        Class = "transient"         // network, 5xx, timeouts: retry
-	ClassNotFound         Class = "not_found"         // the object or bucket is gone
-	ClassStaleToken       Class = "stale_token"       // cached session expired: invalidate and retry once
-	ClassPermanent        Class = "permanent"         // anything else no retry can fix
+	"github.com/stevedore-dev/stevedore/schema"
 )
 
 // Classified is an error class with an actionable hint.
 type Classified struct {
-	Class Class
+	Class schema.ErrorClass
 	Code  string // the AWS error code, when there is one
 	Hint  string
 }
 
 // Retryable reports whether redelivering the message may succeed.
-func (c Classified) Retryable() bool {
-	switch c.Class {
-	case ClassThrottled, ClassTransient, ClassStaleToken, ClassOurCredentials:
-		return true
-	}
-	return false
-}
+func (c Classified) Retryable() bool { return c.Class.Retryable() }
 
 // Classify maps an error from STS or S3 to its class. Errors wrapped in an
 // *AssumeError came from STS; others are taken as S3's.
@@ -58,41 +38,41 @@ func Classify(err error) Classified {
 	var lt *localThrottle
 	switch {
 	case errors.As(err, &lt):
-		return Classified{ClassThrottled, "RateLimited", "this worker's AssumeRole rate limit was reached; retried with backoff"}
+		return Classified{schema.ClassThrottled, "RateLimited", "this worker's AssumeRole rate limit was reached; retried with backoff"}
 	case code == "Throttling" || code == "ThrottlingException" || code == "SlowDown" || code == "RequestLimitExceeded" || code == "TooManyRequestsException":
-		return Classified{ClassThrottled, code, "AWS is throttling requests; stevedore backs off and retries"}
+		return Classified{schema.ClassThrottled, code, "AWS is throttling requests; stevedore backs off and retries"}
 	case fromSTS && (code == "InvalidClientTokenId" || code == "SignatureDoesNotMatch" || code == "ExpiredToken" || code == "IncompleteSignature" || code == "MissingAuthenticationToken" || code == "InvalidAccessKeyId"):
-		return Classified{ClassOurCredentials, code, "stevedore's own AWS identity was rejected by STS; this is an operator problem, not the customer's: check the worker's credentials"}
+		return Classified{schema.ClassOurCredentials, code, "stevedore's own AWS identity was rejected by STS; this is an operator problem, not the customer's: check the worker's credentials"}
 	case fromSTS && (code == "AccessDenied" || code == "NoSuchEntity" || code == "AccessDeniedException"):
-		return Classified{ClassTenantAuth, code, "AssumeRole was refused. AWS does not say why; check (1) the role exists, (2) its trust policy's Principal is stevedore's role ARN, (3) its sts:ExternalId condition equals your organization's ExternalId exactly"}
+		return Classified{schema.ClassTenantAuth, code, "AssumeRole was refused. AWS does not say why; check (1) the role exists, (2) its trust policy's Principal is stevedore's role ARN, (3) its sts:ExternalId condition equals your organization's ExternalId exactly"}
 	case fromSTS && code == "RegionDisabledException":
-		return Classified{ClassTenantAuth, code, "STS is not activated in this region for the customer's account; activate it in IAM account settings or use another region"}
+		return Classified{schema.ClassTenantAuth, code, "STS is not activated in this region for the customer's account; activate it in IAM account settings or use another region"}
 	case fromSTS && code == "ValidationError":
-		return Classified{ClassPermanent, code, "AssumeRole parameters were rejected (session duration over the role's maximum, or policy too large)"}
+		return Classified{schema.ClassPermanent, code, "AssumeRole parameters were rejected (session duration over the role's maximum, or policy too large)"}
 	case code == "ExpiredToken" || code == "InvalidAccessKeyId" || code == "TokenRefreshRequired":
-		return Classified{ClassStaleToken, code, "the cached session expired; stevedore re-assumes the role"}
+		return Classified{schema.ClassStaleToken, code, "the cached session expired; stevedore re-assumes the role"}
 	case code == "KMS.AccessDeniedException" || strings.Contains(msg, "kms"):
-		return Classified{ClassKMS, code, "the object is KMS-encrypted and the role may not decrypt it: add kms:Decrypt on the key to the role's permissions policy and allow the role in the key policy"}
+		return Classified{schema.ClassKMS, code, "the object is KMS-encrypted and the role may not decrypt it: add kms:Decrypt on the key to the role's permissions policy and allow the role in the key policy"}
 	case code == "AccessDenied" || code == "AllAccessDisabled" || code == "InvalidBucketState":
-		return Classified{ClassTenantPermission, code, "S3 refused the assumed role: check the role's permissions policy allows s3:ListBucket on arn:aws:s3:::<bucket> and s3:GetObject on arn:aws:s3:::<bucket>/*"}
+		return Classified{schema.ClassTenantPermission, code, "S3 refused the assumed role: check the role's permissions policy allows s3:ListBucket on arn:aws:s3:::<bucket> and s3:GetObject on arn:aws:s3:::<bucket>/*"}
 	case code == "NoSuchKey" || code == "NotFound" || code == "NoSuchBucket" || code == "NoSuchVersion":
-		return Classified{ClassNotFound, code, "the object or bucket does not exist (deleted since it was listed, or a wrong name)"}
+		return Classified{schema.ClassNotFound, code, "the object or bucket does not exist (deleted since it was listed, or a wrong name)"}
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return Classified{ClassTransient, code, "timed out; retried"}
+		return Classified{schema.ClassTransient, code, "timed out; retried"}
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) {
-		return Classified{ClassTransient, code, "network error; retried"}
+		return Classified{schema.ClassTransient, code, "network error; retried"}
 	}
 	var re interface{ HTTPStatusCode() int }
 	if errors.As(err, &re) && re.HTTPStatusCode() >= 500 {
-		return Classified{ClassTransient, code, "AWS answered with a server error; retried"}
+		return Classified{schema.ClassTransient, code, "AWS answered with a server error; retried"}
 	}
 	if fromSTS {
-		return Classified{ClassTransient, code, "AssumeRole failed; retried"}
+		return Classified{schema.ClassTransient, code, "AssumeRole failed; retried"}
 	}
 	if code != "" {
-		return Classified{ClassPermanent, code, "S3 refused the request"}
+		return Classified{schema.ClassPermanent, code, "S3 refused the request"}
 	}
-	return Classified{ClassTransient, code, "unexpected error; retried"}
+	return Classified{schema.ClassTransient, code, "unexpected error; retried"}
 }

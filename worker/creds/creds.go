@@ -43,6 +43,8 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+
+	"github.com/stevedore-dev/stevedore/schema"
 )
 
 // Config configures a Broker. Zero values take the defaults in the comments.
@@ -369,7 +371,7 @@ func (p *assumeProvider) retrieve(ctx context.Context) (aws.Credentials, error) 
 
 func (p *assumeProvider) assume(ctx context.Context, d time.Duration) (*sts.AssumeRoleOutput, error) {
 	if err := p.b.limiter.Wait(ctx); err != nil {
-		p.b.m.assume.WithLabelValues(string(ClassThrottled)).Inc()
+		p.b.m.assume.WithLabelValues(string(schema.ClassThrottled)).Inc()
 		return nil, &localThrottle{err}
 	}
 	in := &sts.AssumeRoleInput{RoleArn: aws.String(p.req.RoleARN), RoleSessionName: aws.String(p.req.SessionName),

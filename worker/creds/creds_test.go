@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
 )
 
@@ -126,7 +127,7 @@ func TestWrongTrustPolicyCostsAHandfulOfCalls(t *testing.T) {
 	if n := f.sts.AssumeCalls(); n != 1 {
 		t.Fatalf("1,000 messages for a denied role made %d STS calls, want 1", n)
 	}
-	hint, ok := classes.Load(ClassTenantAuth)
+	hint, ok := classes.Load(schema.ClassTenantAuth)
 	if !ok || !strings.Contains(hint.(string), "ExternalId") || !strings.Contains(hint.(string), "Principal") {
 		t.Fatalf("classes %v", hint)
 	}
@@ -190,7 +191,7 @@ func TestThrottlingBacksOff(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := f.b.Retrieve(context.Background(), req); Classify(err).Class != ClassThrottled {
+			if _, err := f.b.Retrieve(context.Background(), req); Classify(err).Class != schema.ClassThrottled {
 				t.Errorf("class %v", Classify(err))
 			}
 		}()
@@ -200,7 +201,7 @@ func TestThrottlingBacksOff(t *testing.T) {
 		t.Fatalf("STS calls after a throttled burst: %d, want 2", n)
 	}
 	f.advance(time.Second)
-	if _, err := f.b.Retrieve(context.Background(), req); Classify(err).Class != ClassThrottled {
+	if _, err := f.b.Retrieve(context.Background(), req); Classify(err).Class != schema.ClassThrottled {
 		t.Fatal(err)
 	}
 	var ae *AssumeError
@@ -257,19 +258,19 @@ func TestSTSErrorsAreClassified(t *testing.T) {
 	req := f.role("reader", "x")
 	f.sts.RegionDisabled.Store(true)
 	_, err := f.b.Retrieve(context.Background(), req)
-	if c := Classify(err); c.Class != ClassTenantAuth || c.Code != "RegionDisabledException" || !strings.Contains(c.Hint, "region") {
+	if c := Classify(err); c.Class != schema.ClassTenantAuth || c.Code != "RegionDisabledException" || !strings.Contains(c.Hint, "region") {
 		t.Fatalf("region disabled: %+v", c)
 	}
 	f.sts.RegionDisabled.Store(false)
 	f.sts.ExpiredCaller.Store(true)
 	f.advance(time.Hour)
 	_, err = f.b.Retrieve(context.Background(), req)
-	if c := Classify(err); c.Class != ClassOurCredentials || !strings.Contains(c.Hint, "operator") {
+	if c := Classify(err); c.Class != schema.ClassOurCredentials || !strings.Contains(c.Hint, "operator") {
 		t.Fatalf("our credentials expired: %+v", c)
 	}
 	f.sts.ExpiredCaller.Store(false)
 	f.advance(time.Hour)
-	if _, err := f.b.Retrieve(context.Background(), Request{RoleARN: roleARN("missing"), ExternalID: "x", SessionName: "s1"}); Classify(err).Class != ClassTenantAuth {
+	if _, err := f.b.Retrieve(context.Background(), Request{RoleARN: roleARN("missing"), ExternalID: "x", SessionName: "s1"}); Classify(err).Class != schema.ClassTenantAuth {
 		t.Fatalf("missing role: %v", err)
 	}
 }
@@ -303,7 +304,7 @@ func TestRateLimit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err := f.b.Retrieve(ctx, f.role("b", "x"))
-	if c := Classify(err); c.Class != ClassThrottled || c.Code != "RateLimited" {
+	if c := Classify(err); c.Class != schema.ClassThrottled || c.Code != "RateLimited" {
 		t.Fatalf("over the rate limit: %+v %v", c, err)
 	}
 	if n := f.sts.AssumeCalls(); n != 1 {
@@ -332,17 +333,17 @@ func TestClassify(t *testing.T) {
 	api := func(code string) error { return &smithy.GenericAPIError{Code: code, Message: "m"} }
 	tests := []struct {
 		err  error
-		want Class
+		want schema.ErrorClass
 	}{
-		{&AssumeError{Err: api("AccessDenied")}, ClassTenantAuth},
-		{&AssumeError{Err: api("InvalidClientTokenId")}, ClassOurCredentials},
-		{&AssumeError{Err: api("Throttling")}, ClassThrottled},
-		{api("AccessDenied"), ClassTenantPermission},
-		{api("NoSuchKey"), ClassNotFound},
-		{api("ExpiredToken"), ClassStaleToken},
-		{api("InvalidAccessKeyId"), ClassStaleToken},
-		{api("SlowDown"), ClassThrottled},
-		{context.DeadlineExceeded, ClassTransient},
+		{&AssumeError{Err: api("AccessDenied")}, schema.ClassTenantAuth},
+		{&AssumeError{Err: api("InvalidClientTokenId")}, schema.ClassOurCredentials},
+		{&AssumeError{Err: api("Throttling")}, schema.ClassThrottled},
+		{api("AccessDenied"), schema.ClassTenantPermission},
+		{api("NoSuchKey"), schema.ClassNotFound},
+		{api("ExpiredToken"), schema.ClassStaleToken},
+		{api("InvalidAccessKeyId"), schema.ClassStaleToken},
+		{api("SlowDown"), schema.ClassThrottled},
+		{context.DeadlineExceeded, schema.ClassTransient},
 	}
 	for _, tc := range tests {
 		if got := Classify(tc.err); got.Class != tc.want || got.Hint == "" {

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 )
 
@@ -140,7 +141,7 @@ func (v *Verifier) assumeWithExternalID(ctx context.Context, t Target, prefix st
 	if err != nil {
 		c := Classify(&AssumeError{RoleARN: t.In.RoleARN, Err: err})
 		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, "assume_role_failed", "AssumeRole with your ExternalId failed: "+apiCode(err), c.Hint
-		if c.Class == ClassOurCredentials {
+		if c.Class == schema.ClassOurCredentials {
 			step.Code = "our_credentials"
 		}
 		return step, nil
@@ -179,7 +180,7 @@ func (v *Verifier) assumeWithoutExternalID(ctx context.Context, t Target) regist
 	defer cancel()
 	_, err := v.STS.AssumeRole(cctx, v.assumeInput(t, "", false))
 	switch {
-	case err != nil && Classify(&AssumeError{Err: err}).Class == ClassTenantAuth:
+	case err != nil && Classify(&AssumeError{Err: err}).Class == schema.ClassTenantAuth:
 		step.Status, step.Message = registry.StepPassed, "AssumeRole without the ExternalId is refused, as it must be"
 	case err != nil:
 		step.Status, step.Code = registry.StepFailed, "verification_inconclusive"
@@ -243,7 +244,7 @@ func (v *Verifier) readObject(ctx context.Context, client *s3.Client, t Target, 
 	if err != nil {
 		c := Classify(err)
 		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, "read_object_"+string(c.Class), "GetObject failed: "+apiCode(err), c.Hint
-		if c.Class == ClassKMS && t.In.KMSKeyARN != "" {
+		if c.Class == schema.ClassKMS && t.In.KMSKeyARN != "" {
 			step.Hint += " (key " + t.In.KMSKeyARN + ")"
 		}
 		return step
