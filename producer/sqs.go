@@ -326,7 +326,7 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 	body := []byte(aws.ToString(m.Body))
 	received, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 	dead := func(i int, reason, class string) outMsg {
-		return outMsg{Subject: schema.DeadSubject("sqs"), MsgID: "dead:sqs:" + id + ":" + strconv.Itoa(i), Msg: &schema.DeadLetter{Stream: "SQS", Subject: q.URL + "#" + id,
+		return outMsg{Subject: schema.DeadSubject("sqs"), MsgID: schema.DeadIDPrefix + "sqs:" + id + ":" + strconv.Itoa(i), Msg: &schema.DeadLetter{Stream: "SQS", Subject: q.URL + "#" + id,
 			Deliveries: uint64(received), Reason: reason, ErrorClass: class, Payload: body, At: time.Now().UTC()}}
 	}
 	if received > b.cfg.MaxReceives {

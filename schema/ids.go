@@ -37,11 +37,45 @@ func TaskMsgID(jobID, bucket, key, version, sequencer string) string {
 }
 
 // ObjectEventID is the ID (and Nats-Msg-Id) of the outcome event of one
-// object of a job; one per object, whatever the outcome, so a retried task
-// folds into the job once.
-func ObjectEventID(jobID, bucket, key, version string) string {
-	return "obj:" + hashID(jobID, bucket, key, version)
+// task: one per (job, operation, object version/sequencer), whatever the
+// outcome, so a retried task folds into the job once. The operation is part
+// of it: a create and a delete with the same sequencer are two events.
+func ObjectEventID(jobID string, op TaskOp, bucket, key, version string) string {
+	return "obj:" + hashID(jobID, string(op), bucket, key, version)
 }
+
+// Prefixes of Nats-Msg-Ids that are not hashes of their own.
+const (
+	TombstoneIDPrefix = "tomb:"   // a tombstone: the ID of its first chunk
+	DeadIDPrefix      = "dead:"   // a dead letter: source stream and sequence
+	ReplayIDPrefix    = "replay:" // a dead letter replayed to its subject
+)
+
+// GenMsgID is the Nats-Msg-Id of a CHUNKS message (chunk, commit or
+// tombstone) whose own ID is id, published by a task that read generation
+// gen of the object's state (its KV revision; 0 when there was none).
+//
+// Why the generation: chunk IDs are derived from the content version only,
+// so an object that returns to earlier content (a revert, a delete and
+// re-upload) has the same chunk and commit IDs as before. With the ID alone
+// as Nats-Msg-Id, JetStream would drop them as duplicates for the whole
+// duplicate window while the tombstone of the version in between went
+// through: the object would vanish. A redelivered task reads the same
+// generation (the state is saved last), so redeliveries still deduplicate;
+// any later re-index reads a later one and is published.
+func GenMsgID(id string, gen uint64) string { return id + "@" + strconv.FormatUint(gen, 10) }
+
+// TombstoneID is the ID of a tombstone whose first chunk is firstChunkID.
+func TombstoneID(firstChunkID string) string { return TombstoneIDPrefix + firstChunkID }
+
+// DeadMsgID is the Nats-Msg-Id of the dead letter of message seq of stream:
+// one per message, however often it is given up on.
+func DeadMsgID(stream string, seq uint64) string {
+	return DeadIDPrefix + stream + ":" + strconv.FormatUint(seq, 10)
+}
+
+// ReplayMsgID is the Nats-Msg-Id of dead letter seq replayed to its subject.
+func ReplayMsgID(deadSeq uint64) string { return ReplayIDPrefix + strconv.FormatUint(deadSeq, 10) }
 
 // PlannedEventID is the ID of the "planned" event of page n of a job.
 func PlannedEventID(jobID string, page int) string {

@@ -233,8 +233,9 @@ func (c *Commit) Validate() error {
 	return nil
 }
 
-// CommitMsgID is the Nats-Msg-Id of the commit of one object version.
-func CommitMsgID(org, collection, bucket, key, version, extractorVersion string) string {
+// CommitID is the ID of the commit record of one object version (its
+// Nats-Msg-Id is GenMsgID of it).
+func CommitID(org, collection, bucket, key, version, extractorVersion string) string {
 	return "commit:" + hashID(org, collection, bucket, key, version, extractorVersion)
 }
 

@@ -31,7 +31,7 @@ func samples() map[string]any {
 			ChunkIDs: []string{"ch_1", "ch_2"}, Reason: "deleted", At: at},
 		"commit": &Commit{Commit: true, Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", JobID: "job_0123456789abcdef", Bucket: "acme-docs",
 			Key: "a.txt", ETag: `"etag"`, ExtractorVersion: "text/1", Chunks: 3, Tokens: 1200, At: at},
-		"object_event": &ObjectEvent{EventID: ObjectEventID("job_0123456789abcdef", "acme-docs", "a.txt", ""), JobID: "job_0123456789abcdef",
+		"object_event": &ObjectEvent{EventID: ObjectEventID("job_0123456789abcdef", OpIndex, "acme-docs", "a.txt", ""), JobID: "job_0123456789abcdef",
 			Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", Bucket: "acme-docs", Key: "a.txt", ETag: `"etag"`, Outcome: OutcomeIndexed, Chunks: 3, Tokens: 1200, Bytes: 5000, At: at},
 		"job_event": &JobEvent{EventID: PlannedEventID("job_0123456789abcdef", 0), JobID: "job_0123456789abcdef", Org: "org_1a2b3c4d5e6f7a8b",
 			Collection: "my_documents", Type: JobPlanned, Page: 0, Tasks: 1000, Last: false, At: at},

@@ -1,6 +1,10 @@
 package schema
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Job statuses reported by GET /v2/jobs/{id}.
 const (
@@ -66,20 +70,31 @@ func (s *JobStatus) Done() bool {
 		s.FilesIndexed+s.FilesSkipped+s.FilesFailed >= s.FilesTotal
 }
 
+// ObjectStatus is what an object's state records about it.
+type ObjectStatus string
+
+// Object statuses.
+const (
+	ObjectIndexed ObjectStatus = "indexed" // its chunks are published and committed
+	ObjectSkipped ObjectStatus = "skipped" // unsupported or unreadable content: nothing published
+	ObjectDeleted ObjectStatus = "deleted" // deleted in S3: its chunks are tombstoned
+)
+
 // ObjectState is one object's record in BucketObjects (key: ObjectKey).
 type ObjectState struct {
-	Bucket           string    `json:"bucket"`
-	Key              string    `json:"key"`
-	ETag             string    `json:"etag"`
-	VersionID        string    `json:"version_id,omitempty"`
-	Sequencer        string    `json:"sequencer,omitempty"`
-	Chunks           int       `json:"chunks"`
-	Tokens           int64     `json:"tokens"`
-	ExtractorVersion string    `json:"extractor_version"`
-	Status           string    `json:"status"`           // "indexed", "skipped" (unsupported content), "deleted"
-	Reason           string    `json:"reason,omitempty"` // why skipped
-	JobID            string    `json:"job_id,omitempty"`
-	UpdatedAt        time.Time `json:"updated_at"`
+	Bucket           string       `json:"bucket"`
+	Key              string       `json:"key"`
+	ETag             string       `json:"etag"`
+	VersionID        string       `json:"version_id,omitempty"`
+	Sequencer        string       `json:"sequencer,omitempty"`
+	Chunks           int          `json:"chunks"`
+	Tokens           int64        `json:"tokens"`
+	ExtractorVersion string       `json:"extractor_version"`
+	Status           ObjectStatus `json:"status"`
+
+	Reason    string    `json:"reason,omitempty"` // why skipped
+	JobID     string    `json:"job_id,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // ChunkIDs returns the IDs of the chunks this state says were published.
@@ -105,4 +120,108 @@ type AuditRecord struct {
 	Outcome string    `json:"outcome"`
 	Detail  string    `json:"detail,omitempty"`
 	At      time.Time `json:"at"`
+}
+
+// NewJobStatus is the record of a job just submitted: pending, nothing
+// planned (LastPage -1), no errors.
+func NewJobStatus(job *Job) *JobStatus {
+	return &JobStatus{JobID: job.JobID, Org: job.Org, Collection: job.Collection, Kind: job.Kind, Bucket: job.Bucket,
+		Prefix: job.Prefix, Key: job.Key, IntegrationID: job.IntegrationID, Status: JobStatusPending, LastPage: -1,
+		Errors: []FileError{}, CreatedAt: job.CreatedAt}
+}
+
+// Apply folds one EVENTS message, at stream sequence seq, into the job
+// record: an *ObjectEvent or a *JobEvent of this job. Events must be applied
+// in stream order; one at or below LastEventSeq was folded already and
+// changes nothing (a batch redelivered after a crash is not counted twice).
+// Apply moves pending → running on the first event and running → completed
+// once every planned object has an outcome. It reports whether s changed.
+func (s *JobStatus) Apply(seq uint64, event any, now time.Time) bool {
+	if seq <= s.LastEventSeq {
+		return false
+	}
+	switch ev := event.(type) {
+	case *ObjectEvent:
+		s.applyObject(ev)
+	case *JobEvent:
+		s.applyJob(ev, now)
+	default:
+		return false
+	}
+	s.LastEventSeq = seq
+	if s.StartedAt == nil {
+		s.StartedAt = &now
+	}
+	if s.Status == JobStatusPending {
+		s.Status = JobStatusRunning
+	}
+	if s.Status == JobStatusRunning && s.Done() {
+		s.Status, s.CompletedAt = JobStatusCompleted, &now
+	}
+	return true
+}
+
+// Skip reasons that are not problems: the object was already indexed.
+const (
+	ReasonAlreadyIndexed        = "already_indexed"
+	ReasonUnchangedSinceSkipped = "unchanged_since_skipped"
+)
+
+func (s *JobStatus) applyObject(ev *ObjectEvent) {
+	switch ev.Outcome {
+	case OutcomeIndexed:
+		s.FilesIndexed++
+		s.ChunksProcessed += int64(ev.Chunks)
+		s.TokensUsed += ev.Tokens
+		s.BytesProcessed += ev.Bytes
+	case OutcomeSkipped:
+		s.FilesSkipped++
+		s.BytesProcessed += ev.Bytes
+	case OutcomeFailed:
+		s.FilesFailed++
+	case OutcomeDeleted:
+		return
+	}
+	if ev.Outcome == OutcomeFailed || (ev.Outcome == OutcomeSkipped && ev.Reason != ReasonAlreadyIndexed && ev.Reason != ReasonUnchangedSinceSkipped) {
+		if len(s.Errors) < MaxJobFileErrors {
+			s.Errors = append(s.Errors, FileError{Key: ev.Key, Outcome: ev.Outcome, Reason: ev.Reason, ErrorClass: ev.ErrorClass})
+		} else {
+			s.ErrorsDropped++
+		}
+	}
+}
+
+func (s *JobStatus) applyJob(ev *JobEvent, now time.Time) {
+	switch ev.Type {
+	case JobPlanned:
+		s.PagesPlanned++
+		s.FilesTotal += int64(ev.Tasks)
+		if ev.Last {
+			s.LastPage = ev.Page
+		}
+	case JobFailed:
+		s.Status, s.CompletedAt = JobStatusFailed, &now
+		s.Error = &JobError{Reason: ev.Reason, ErrorClass: ev.ErrorClass, Hint: ev.Hint}
+	}
+}
+
+// DecodeEvent decodes an EVENTS message by its subject: an *ObjectEvent
+// (events.object.…) or a *JobEvent (events.job.…), with the job it belongs
+// to ("" for events of S3 notifications, which belong to no job).
+func DecodeEvent(subject string, data []byte) (jobID string, event any, err error) {
+	switch {
+	case strings.HasPrefix(subject, objectEventPrefix):
+		ev, err := DecodeObjectEvent(data)
+		if err != nil {
+			return "", nil, err
+		}
+		return ev.JobID, ev, nil
+	case strings.HasPrefix(subject, jobEventPrefix):
+		ev, err := DecodeJobEvent(data)
+		if err != nil {
+			return "", nil, err
+		}
+		return ev.JobID, ev, nil
+	}
+	return "", nil, &DecodeError{Type: "event", Reason: "invalid_field", Detail: fmt.Sprintf("subject %q is not an event subject", subject)}
 }

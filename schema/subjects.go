@@ -52,13 +52,25 @@ func TaskSubject(org, collection string) string { return "tasks." + org + "." + 
 // ChunkSubject is where chunks and tombstones for org/collection are published.
 func ChunkSubject(org, collection string) string { return "chunks." + org + "." + collection }
 
+// Subject prefixes of the two kinds of EVENTS messages.
+const (
+	objectEventPrefix = "events.object."
+	jobEventPrefix    = "events.job."
+)
+
 // ObjectEventSubject carries per-object outcomes.
 func ObjectEventSubject(org, collection string) string {
-	return "events.object." + org + "." + collection
+	return objectEventPrefix + org + "." + collection
 }
 
 // JobEventSubject carries job lifecycle events (planned pages, failures).
-func JobEventSubject(org, collection string) string { return "events.job." + org + "." + collection }
+func JobEventSubject(org, collection string) string { return jobEventPrefix + org + "." + collection }
+
+// AllTasks matches every TASKS subject (tasks.<org>.<collection>).
+const AllTasks = "tasks.*.*"
+
+// OrgTasks matches the TASKS subjects of one org.
+func OrgTasks(org string) string { return "tasks." + org + ".*" }
 
 // DeadSubject is where a message from stream source that could not be
 // processed is copied, with its reason.

@@ -71,7 +71,7 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 	}
 	jobs := base(StreamJobs, "index jobs, one page each", "jobs.*.*")
 	jobs.Retention, jobs.Discard, jobs.MaxBytes = jetstream.WorkQueuePolicy, jetstream.DiscardNew, t.WorkQueueBytes
-	tasks := base(StreamTasks, "one object version each", "tasks.*.*")
+	tasks := base(StreamTasks, "one object version each", AllTasks)
 	tasks.Retention, tasks.Discard, tasks.MaxBytes = jetstream.WorkQueuePolicy, jetstream.DiscardNew, t.WorkQueueBytes
 	chunks := base(StreamChunks, "chunks and tombstones for the embedder", "chunks.*.*")
 	chunks.MaxAge, chunks.MaxBytes = t.ChunksMaxAge, t.ChunksMaxBytes
@@ -129,7 +129,7 @@ func (t Topology) IndexerConfig(org string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable: IndexerConsumer(org), Description: "indexes or deletes one object of " + org, AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: t.AckWait, MaxDeliver: t.MaxDeliver, MaxAckPending: 10_000, MaxWaiting: 512, Replicas: t.Replicas,
-		FilterSubject: "tasks." + org + ".*",
+		FilterSubject: OrgTasks(org),
 	}
 }
 

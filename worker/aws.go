@@ -36,17 +36,17 @@ func (t *tenant) owner() *string {
 func (w *Worker) resolve(ctx context.Context, orgID, integrationID, bucket, key string) (*tenant, error) {
 	org, err := w.cfg.Registry.Org(ctx, orgID)
 	if err != nil {
-		return nil, permanentf(schema.ClassTenantAuth, "resolve org: %w", err)
+		return nil, schema.Errorf(schema.ClassTenantAuth, "resolve org: %w", err)
 	}
 	in, err := w.cfg.Registry.Integration(ctx, orgID, integrationID)
 	if err != nil {
-		return nil, permanentf(schema.ClassTenantAuth, "resolve integration: %w", err)
+		return nil, schema.Errorf(schema.ClassTenantAuth, "resolve integration: %w", err)
 	}
 	if in.Status != registry.StatusActive {
-		return nil, permanentf(schema.ClassTenantAuth, "integration %s is %s: %s", in.ID, in.Status, in.StatusReason)
+		return nil, schema.Errorf(schema.ClassTenantAuth, "integration %s is %s: %s", in.ID, in.Status, in.StatusReason)
 	}
 	if !in.Allows(bucket, key) {
-		return nil, permanentf(schema.ClassTenantPermission, "integration %s does not allow s3://%s/%s", in.ID, bucket, key)
+		return nil, schema.Errorf(schema.ClassTenantPermission, "integration %s does not allow s3://%s/%s", in.ID, bucket, key)
 	}
 	return &tenant{org: org, in: in}, nil
 }
@@ -56,7 +56,7 @@ func (w *Worker) resolve(ctx context.Context, orgID, integrationID, bucket, key 
 func (w *Worker) credRequest(t *tenant, scope, bucket, prefix string) (creds.Request, error) {
 	policy, err := creds.SessionPolicy(bucket, prefix)
 	if err != nil {
-		return creds.Request{}, permanentf(schema.ClassPermanent, "%w", err)
+		return creds.Request{}, schema.Errorf(schema.ClassPermanent, "%w", err)
 	}
 	req := creds.Request{
 		RoleARN: t.in.RoleARN, ExternalID: t.org.ExternalID, Policy: policy, Duration: t.in.SessionDuration,
@@ -80,7 +80,7 @@ func (w *Worker) credentials(ctx context.Context, t *tenant, req creds.Request) 
 	}
 	secret, err := w.cfg.Registry.StaticSecret(ctx, t.in)
 	if err != nil {
-		return nil, permanentf(schema.ClassOurCredentials, "%w", err)
+		return nil, schema.Errorf(schema.ClassOurCredentials, "%w", err)
 	}
 	return credentials.NewStaticCredentialsProvider(t.in.AccessKeyID, secret.Reveal(), ""), nil
 }

@@ -8,7 +8,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// handler processes one message. Its error decides the outcome (settle).
+// handler processes one message. It returns a plain (classified) error and
+// never decides the message's fate itself: settle does.
 type handler func(ctx context.Context, msg jetstream.Msg) error
 
 // serve runs slots claim loops on one consumer. Each loop pulls exactly one
@@ -16,7 +17,7 @@ type handler func(ctx context.Context, msg jetstream.Msg) error
 // towards AckWait without being worked on), processes it, and settles it.
 // Claiming stops when claimCtx is cancelled; processing runs under work,
 // which outlives claimCtx by the shutdown grace period.
-func (w *Worker) serve(claimCtx, work context.Context, cons jetstream.Consumer, stage string, slots int, h handler) error {
+func (w *Worker) serve(claimCtx, work context.Context, cons jetstream.Consumer, st stage, slots int) error {
 	done := make(chan struct{})
 	for i := 0; i < slots; i++ {
 		go func() {
@@ -25,12 +26,12 @@ func (w *Worker) serve(claimCtx, work context.Context, cons jetstream.Consumer, 
 				msg, err := w.next(claimCtx, cons)
 				if err != nil {
 					if claimCtx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
-						w.log.Warn("claim failed", "stage", stage, "error", err)
+						w.log.Warn("claim failed", "stage", st.name, "error", err)
 						sleep(claimCtx, time.Second)
 					}
 					continue
 				}
-				w.process(work, msg, stage, h)
+				w.process(work, msg, st)
 			}
 		}()
 	}
@@ -49,13 +50,13 @@ func (w *Worker) next(ctx context.Context, cons jetstream.Consumer) (jetstream.M
 
 // process runs h on msg with a per-message deadline and InProgress
 // heartbeats, then settles the outcome.
-func (w *Worker) process(work context.Context, msg jetstream.Msg, stage string, h handler) {
-	w.m.claimed.WithLabelValues(stage).Inc()
+func (w *Worker) process(work context.Context, msg jetstream.Msg, st stage) {
+	w.m.claimed.WithLabelValues(st.name).Inc()
 	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
-		w.m.redelivered.WithLabelValues(stage).Inc()
+		w.m.redelivered.WithLabelValues(st.name).Inc()
 	}
-	w.m.inflight.WithLabelValues(stage).Inc()
-	defer w.m.inflight.WithLabelValues(stage).Dec()
+	w.m.inflight.WithLabelValues(st.name).Inc()
+	defer w.m.inflight.WithLabelValues(st.name).Dec()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(work, w.cfg.MessageTimeout)
 	defer cancel()
@@ -72,7 +73,7 @@ func (w *Worker) process(work context.Context, msg jetstream.Msg, stage string, 
 			}
 		}
 	}()
-	err := h(ctx, msg)
+	err := st.handle(ctx, msg)
 	if err == nil {
 		err = fault("before_ack", msg.Subject())
 	}
@@ -80,8 +81,8 @@ func (w *Worker) process(work context.Context, msg jetstream.Msg, stage string, 
 	if errors.Is(err, errCrashed) {
 		return // a simulated crash (test builds): settle nothing, as after kill -9
 	}
-	w.m.duration.WithLabelValues(stage).Observe(time.Since(start).Seconds())
-	w.settle(ctx, work, msg, stage, err)
+	w.m.duration.WithLabelValues(st.name).Observe(time.Since(start).Seconds())
+	w.settle(ctx, work, msg, st, err)
 }
 
 // errCrashed is what fault points return in in-process tests of the fault

@@ -43,7 +43,7 @@ func newTenants(w *Worker, stream jetstream.Stream) *tenants {
 // published (seen on a plain subscription to the TASKS subjects) wake a free
 // slot at once, so a new task waits for no timer.
 func (t *tenants) discover(ctx context.Context) {
-	sub, err := t.w.cfg.JS.Conn().Subscribe("tasks.*.*", func(m *nats.Msg) {
+	sub, err := t.w.cfg.JS.Conn().Subscribe(schema.AllTasks, func(m *nats.Msg) {
 		org, ok := schema.OrgOfTaskSubject(m.Subject)
 		if !ok {
 			return
@@ -88,7 +88,7 @@ func signal(c chan struct{}) {
 }
 
 func (t *tenants) discoverOnce(ctx context.Context) error {
-	info, err := t.stream.Info(ctx, jetstream.WithSubjectFilter("tasks.>"))
+	info, err := t.stream.Info(ctx, jetstream.WithSubjectFilter(schema.AllTasks))
 	if err != nil {
 		return err
 	}
@@ -149,7 +149,7 @@ func (t *tenants) done(org string, empty bool) {
 }
 
 // serveFair runs slots claim loops over the orgs' TASKS consumers.
-func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, slots int, h handler) error {
+func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage, slots int) error {
 	go t.discover(claimCtx)
 	var wg sync.WaitGroup
 	for i := 0; i < slots; i++ {
@@ -175,7 +175,7 @@ func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, slots int
 					}
 					continue
 				}
-				w.process(work, msg, "task", h)
+				w.process(work, msg, st)
 				t.done(org, false)
 			}
 		}()

@@ -42,7 +42,7 @@ func parseFaults(spec string) map[string]float64 {
 
 func fault(point, key string) error {
 	if p := os.Getenv("STEVEDORE_POISON"); p != "" && point == "after_download" && strings.Contains(key, p) {
-		return permanentf(schema.ClassPermanent, "poisoned by the fault-injection build: key contains %q", p)
+		return schema.Errorf(schema.ClassPermanent, "poisoned by the fault-injection build: key contains %q", p)
 	}
 	if r := faultRates[point]; r > 0 && rand.Float64() < r {
 		return crash(point, key)

@@ -14,25 +14,6 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/extract"
 )
 
-// visible folds CHUNKS with schema.View, the downstream contract.
-func visible(t *testing.T, e *env) (ids map[string]bool, raw, commits int) {
-	t.Helper()
-	ctx := context.Background()
-	s, _ := e.js.Stream(ctx, schema.StreamChunks)
-	info, _ := s.Info(ctx)
-	view := schema.NewView()
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := view.Apply(m.Data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return view.Visible(), view.Chunks, view.Commits
-}
-
 // TestCrashAtEveryPointLosesNothingAndDoublesNothing crashes the worker once
 // at each named point for a quarter of the objects (the message is then not
 // settled, exactly as after kill -9) and checks, after the redeliveries, that

@@ -67,31 +67,19 @@ func (w *Worker) moveToDead(ctx context.Context, a maxDeliverAdvisory) error {
 	if err != nil {
 		return err
 	}
+	st := w.planStage()
+	if a.Stream == schema.StreamTasks {
+		st = w.indexStage()
+	}
 	reason := fmt.Sprintf("max_deliver: delivered %d times without being settled (the worker crashed or timed out each time)", a.Deliveries)
 	dl := &schema.DeadLetter{Stream: a.Stream, Subject: raw.Subject, Sequence: a.StreamSeq, Deliveries: a.Deliveries, Reason: reason,
-		ErrorClass: "max_deliver", Payload: raw.Data, At: time.Now().UTC()}
-	out := []outMsg{{Subject: schema.DeadSubject(a.Stream), MsgID: fmt.Sprintf("dead:%s:%d", a.Stream, a.StreamSeq), Msg: dl}}
-	switch a.Stream {
-	case schema.StreamTasks:
-		if task, err := schema.DecodeTask(raw.Data); err == nil && task.JobID != "" {
-			ev := w.event(task, schema.OutcomeFailed)
-			ev.Reason, ev.ErrorClass = reason, "max_deliver"
-			out = append(out, eventMsg(ev))
-		}
-	case schema.StreamJobs:
-		if job, err := schema.DecodeJob(raw.Data); err == nil {
-			ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
-				Type: schema.JobFailed, Page: job.Page, Reason: reason, ErrorClass: "max_deliver", At: time.Now().UTC()}
-			out = append(out, outMsg{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev})
-		}
-	}
-	if err := w.publishAll(ctx, out); err != nil {
+		ErrorClass: string(schema.ClassMaxDeliver), Payload: raw.Data, At: time.Now().UTC()}
+	if err := w.publishGiveUp(ctx, st, dl, &failure{err: errors.New(reason), class: schema.ClassMaxDeliver}, true); err != nil {
 		return err
 	}
 	if err := stream.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return err
 	}
-	w.m.dead.WithLabelValues("max_deliver").Inc()
 	w.log.Error("message reached MaxDeliver: moved to DEAD", "stream", a.Stream, "seq", a.StreamSeq, "deliveries", a.Deliveries, "outcome", "dead")
 	return nil
 }

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,41 +11,94 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
-// failure is a handler error with its class. Permanent failures are
-// dead-lettered and terminated; the rest are redelivered with backoff until
-// MaxDeliver, then dead-lettered too.
+// failure is a handler error with its class and hint.
 type failure struct {
-	err       error
-	class     schema.ErrorClass
-	hint      string
-	permanent bool
+	err   error
+	class schema.ErrorClass
+	hint  string
 }
 
 func (f *failure) Error() string { return f.err.Error() }
 func (f *failure) Unwrap() error { return f.err }
 
-// permanentf is a failure no retry can fix.
-func permanentf(class schema.ErrorClass, format string, args ...any) error {
-	return &failure{err: fmt.Errorf(format, args...), class: class, permanent: true}
+// permanent reports whether no retry can fix f.
+func (f *failure) permanent() bool { return !f.class.Retryable() }
+
+// reason is f as a customer reads it: the error and its hint.
+func (f *failure) reason() string {
+	if f.hint == "" {
+		return f.err.Error()
+	}
+	return f.err.Error() + " (" + f.hint + ")"
 }
 
-// classify wraps err with its class from the AWS error taxonomy.
+// classify gives err its class, once: a *schema.ClassError keeps its own,
+// a decode error (schema.ErrPermanent) is permanent, and anything else is
+// classified by the AWS error taxonomy (creds.Classify).
 func classify(err error) *failure {
 	var f *failure
 	if errors.As(err, &f) {
 		return f
 	}
+	var ce *schema.ClassError
+	if errors.As(err, &ce) {
+		return &failure{err: err, class: ce.Class, hint: ce.Hint}
+	}
 	if errors.Is(err, schema.ErrPermanent) {
-		return &failure{err: err, class: schema.ClassPermanent, permanent: true}
+		return &failure{err: err, class: schema.ClassPermanent}
 	}
 	c := creds.Classify(err)
-	return &failure{err: err, class: c.Class, hint: c.Hint, permanent: !c.Retryable()}
+	return &failure{err: err, class: c.Class, hint: c.Hint}
 }
 
-// lastDelivery reports whether msg will not be redelivered after a nak.
-func (w *Worker) lastDelivery(msg jetstream.Msg) bool {
-	md, err := msg.Metadata()
-	return err == nil && md.NumDelivered >= uint64(w.cfg.Topology.MaxDeliver)
+// stage is one kind of message a worker handles: how to handle it and what
+// to publish when it is given up on.
+type stage struct {
+	name   string // "plan", "index", "track": the stage label of metrics and logs
+	handle handler
+	// giveUp returns the outcome to publish, together with the dead letter,
+	// when a message of this stage is given up on: the planner's failed job,
+	// the indexer's failed object. Those keep job counters exact. It may
+	// return nothing (an undecodable payload has no job to tell).
+	giveUp func(data []byte, f *failure) []outMsg
+	// onGiveUp runs once the give-up messages are durable (metrics).
+	onGiveUp func()
+	// maxDeliver is the consumer's MaxDeliver; ≤ 0 means unlimited.
+	maxDeliver int
+}
+
+// action is what becomes of a message.
+type action int
+
+const (
+	actAck      action = iota // done: ack
+	actHandBack               // shutting down: nak now, another worker takes it at once
+	actRetry                  // nak with backoff; redelivered
+	actRecord                 // the object or bucket is gone: publish the failed outcome, then ack (nothing to replay)
+	actDead                   // publish the DEAD copy and the failed outcome, then terminate
+)
+
+func (a action) String() string {
+	return [...]string{"ack", "handed_back", "nak", "recorded", "dead"}[a]
+}
+
+// fate is the whole policy for a message's fate, as a pure function:
+// success → ack; shutdown → hand back; not found → record the failure
+// against the job, no retry; permanent, or the last delivery → DEAD;
+// anything else → retry with backoff.
+func fate(err error, shuttingDown bool, f *failure, delivered uint64, maxDeliver int) action {
+	switch {
+	case err == nil:
+		return actAck
+	case shuttingDown:
+		return actHandBack
+	case f.class == schema.ClassNotFound:
+		return actRecord
+	case f.permanent(), maxDeliver > 0 && delivered >= uint64(maxDeliver):
+		return actDead
+	default:
+		return actRetry
+	}
 }
 
 // backoff is the redelivery delay after the n-th delivery: 1 s, 2 s, 4 s … capped at 60 s.
@@ -60,61 +112,91 @@ func backoff(n uint64) time.Duration {
 	return time.Duration(1<<(n-1)) * time.Second
 }
 
-// settle is the one place where a message's outcome is decided:
-// success → ack; shutdown → nak now (hand back); permanent or out of
-// deliveries → copy to DEAD with reason, then terminate; transient → nak with
-// backoff.
-func (w *Worker) settle(ctx, work context.Context, msg jetstream.Msg, stage string, err error) {
-	log := w.log.With("stage", stage, "subject", msg.Subject())
-	switch {
-	case err == nil:
+// settle is the one place where a message's outcome is decided (fate)
+// and carried out. Giving up publishes the DEAD copy and the stage's failed
+// outcome together and only then terminates; if that publish fails, the
+// message is naked with backoff instead: nothing is terminated unrecorded.
+func (w *Worker) settle(ctx, work context.Context, msg jetstream.Msg, st stage, err error) {
+	log := w.log.With("stage", st.name, "subject", msg.Subject())
+	var delivered uint64 = 1
+	if md, merr := msg.Metadata(); merr == nil {
+		delivered = md.NumDelivered
+	}
+	shuttingDown := errors.Is(context.Cause(work), errShutdown) || (work.Err() != nil && ctx.Err() != nil)
+	var f *failure
+	if err != nil {
+		f = classify(err)
+	}
+	act := fate(err, shuttingDown, f, delivered, st.maxDeliver)
+	class := ""
+	if f != nil {
+		class = string(f.class)
+	}
+	switch act {
+	case actAck:
 		if aerr := msg.Ack(); aerr != nil {
 			log.Warn("ack failed; the message will be redelivered and deduplicated", "error", aerr)
 		}
-		w.m.settled.WithLabelValues(stage, "ack", "").Inc()
-	case errors.Is(context.Cause(work), errShutdown) || (work.Err() != nil && ctx.Err() != nil):
+	case actHandBack:
 		_ = msg.Nak()
-		w.m.settled.WithLabelValues(stage, "handed_back", "").Inc()
 		log.Info("handed back on shutdown")
-	default:
-		f := classify(err)
-		if f.permanent || w.lastDelivery(msg) {
-			w.deadLetter(work, msg, f)
+	case actRetry:
+		_ = msg.NakWithDelay(backoff(delivered))
+		log.Warn("will retry", "error", f.err, "error_class", f.class, "delivery", delivered, "outcome", "nak")
+	case actRecord, actDead:
+		if perr := w.giveUp(work, st, msg, f, act == actDead); perr != nil {
+			_ = msg.NakWithDelay(backoff(delivered))
+			log.Error("could not record the failure; the message is redelivered", "error", f.err, "error_class", f.class, "publish_error", perr, "outcome", "nak")
+			act = actRetry
+			break
+		}
+		if act == actDead {
 			_ = msg.Term()
-			w.m.settled.WithLabelValues(stage, "dead", string(f.class)).Inc()
-			log.Error("message dead-lettered", "error", f.err, "error_class", f.class, "outcome", "dead")
-			return
+			log.Error("message dead-lettered", "error", f.err, "error_class", f.class, "delivery", delivered, "outcome", "dead")
+		} else {
+			if aerr := msg.Ack(); aerr != nil {
+				log.Warn("ack failed; the message will be redelivered and deduplicated", "error", aerr)
+			}
+			log.Info("recorded as failed", "error", f.err, "error_class", f.class, "outcome", "failed")
 		}
-		md, _ := msg.Metadata()
-		var n uint64 = 1
-		if md != nil {
-			n = md.NumDelivered
-		}
-		_ = msg.NakWithDelay(backoff(n))
-		w.m.settled.WithLabelValues(stage, "nak", string(f.class)).Inc()
-		log.Warn("will retry", "error", f.err, "error_class", f.class, "delivery", n, "outcome", "nak")
 	}
+	w.m.settled.WithLabelValues(st.name, act.String(), class).Inc()
 }
 
-// deadLetter copies msg to DEAD with the reason. A failure to do so is
-// logged; the message is terminated either way, and the job's failed event
-// (published by the handler) keeps counts exact.
-func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, f *failure) {
+// giveUp publishes, in one wait, the stage's failed outcome for msg and,
+// when dead is set, its copy to DEAD with the reason.
+func (w *Worker) giveUp(ctx context.Context, st stage, msg jetstream.Msg, f *failure, dead bool) error {
 	dl := &schema.DeadLetter{Subject: msg.Subject(), Reason: f.err.Error(), ErrorClass: string(f.class), Payload: msg.Data(), At: time.Now().UTC()}
 	if md, err := msg.Metadata(); err == nil {
 		dl.Stream, dl.Sequence, dl.Deliveries = md.Stream, md.Sequence.Stream, md.NumDelivered
 	}
-	data, err := schema.Encode(dl)
-	if err != nil {
-		w.log.Error("encode dead letter", "error", err)
-		return
+	return w.publishGiveUp(ctx, st, dl, f, dead)
+}
+
+// publishGiveUp publishes the give-up messages for the payload dl holds:
+// the stage's outcome, and dl itself when dead is set. The settle path and
+// the MaxDeliver advisories share it.
+func (w *Worker) publishGiveUp(ctx context.Context, st stage, dl *schema.DeadLetter, f *failure, dead bool) error {
+	var out []outMsg
+	if st.giveUp != nil {
+		out = st.giveUp(dl.Payload, f)
+	}
+	if dead {
+		out = append(out, outMsg{Subject: schema.DeadSubject(dl.Stream), MsgID: schema.DeadMsgID(dl.Stream, dl.Sequence), Msg: dl})
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	id := fmt.Sprintf("dead:%s:%d", dl.Stream, dl.Sequence)
-	if _, err := w.cfg.JS.Publish(pctx, schema.DeadSubject(dl.Stream), data, jetstream.WithMsgID(id)); err != nil {
-		w.log.Error("publish dead letter", "error", err)
-		return
+	if err := w.publishAll(pctx, out); err != nil {
+		return err
 	}
-	w.m.dead.WithLabelValues(string(f.class)).Inc()
+	if dead {
+		w.m.dead.WithLabelValues(string(f.class)).Inc()
+	}
+	if st.onGiveUp != nil {
+		st.onGiveUp()
+	}
+	return nil
 }

@@ -12,6 +12,11 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
+// planStage plans JOBS pages; giving a page up fails its job.
+func (w *Worker) planStage() stage {
+	return stage{name: "plan", handle: w.plan, giveUp: w.jobFailed, maxDeliver: w.cfg.Topology.MaxDeliver}
+}
+
 // plan handles one page of an index job: list up to PageSize keys, publish a
 // task per object, a continuation job for the next page, and a "planned"
 // event. Every publish has a deterministic ID, so a crash anywhere in here
@@ -21,22 +26,19 @@ func (w *Worker) plan(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	log := w.log.With("org", job.Org, "collection", job.Collection, "job_id", job.JobID, "bucket", job.Bucket, "page", job.Page)
-	err = w.planPage(ctx, job)
-	if err == nil {
-		return nil
+	return w.planPage(ctx, job)
+}
+
+// jobFailed is the planner's give-up outcome: the job failed, with why, so
+// GET /v2/jobs shows it.
+func (w *Worker) jobFailed(data []byte, f *failure) []outMsg {
+	job, err := schema.DecodeJob(data)
+	if err != nil {
+		return nil // undecodable: no job to tell
 	}
-	f := classify(err)
-	if f.permanent || w.lastDelivery(msg) {
-		// The job cannot proceed: record why, so GET /v2/jobs shows it.
-		ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
-			Type: schema.JobFailed, Page: job.Page, Reason: f.err.Error(), ErrorClass: string(f.class), Hint: f.hint, At: time.Now().UTC()}
-		if perr := w.publishAll(ctx, []outMsg{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}); perr != nil {
-			return perr // retry: the failure must be recorded
-		}
-		log.Error("job failed", "error", f.err, "error_class", f.class)
-	}
-	return f
+	ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
+		Type: schema.JobFailed, Page: job.Page, Reason: f.err.Error(), ErrorClass: string(f.class), Hint: f.hint, At: time.Now().UTC()}
+	return []outMsg{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}
 }
 
 func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {

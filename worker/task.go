@@ -18,37 +18,25 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/extract"
 )
 
+// indexStage indexes or deletes one object per TASKS message; giving a task
+// up records a failed object in its job.
+func (w *Worker) indexStage() stage {
+	return stage{name: "task", handle: w.index, giveUp: w.objectFailed, maxDeliver: w.cfg.Topology.MaxDeliver,
+		onGiveUp: func() { w.m.objects.WithLabelValues(string(schema.OutcomeFailed)).Inc() }}
+}
+
 // index handles one task: assume → get → extract → chunk → count → publish
-// chunks → record object state → publish the outcome event. A failure that
-// will not be retried still publishes a "failed" outcome, so the job's
-// counters stay exact and the job completes.
+// chunks → record object state → publish the outcome event. Errors go back
+// to settle, which decides; a task given up on still gets a "failed" outcome
+// (objectFailed), so the job's counters stay exact and the job completes.
 func (w *Worker) index(ctx context.Context, msg jetstream.Msg) error {
 	task, err := schema.DecodeTask(msg.Data())
 	if err != nil {
 		return err
 	}
 	ev, err := w.runTask(ctx, task)
-	if errors.Is(err, errCrashed) {
-		return err // a simulated crash publishes nothing more
-	}
 	if err != nil {
-		f := classify(err)
-		if !f.permanent && !w.lastDelivery(msg) {
-			return f
-		}
-		ev = w.event(task, schema.OutcomeFailed)
-		ev.Reason, ev.ErrorClass = f.err.Error(), string(f.class)
-		if f.hint != "" {
-			ev.Reason += " (" + f.hint + ")"
-		}
-		if perr := w.publishAll(ctx, []outMsg{eventMsg(ev)}); perr != nil {
-			return perr
-		}
-		w.m.objects.WithLabelValues(string(schema.OutcomeFailed)).Inc()
-		if f.class == schema.ClassNotFound {
-			return nil // that object only: recorded in the job, nothing to dead-letter
-		}
-		return f
+		return err
 	}
 	if err := w.publishAll(ctx, []outMsg{eventMsg(ev)}); err != nil {
 		return err
@@ -60,30 +48,94 @@ func (w *Worker) index(ctx context.Context, msg jetstream.Msg) error {
 	return nil
 }
 
-// unchanged returns a "skipped" event when skip_existing is set and the stored
-// state already covers this ETag (indexed, or skipped as unsupported).
-func (w *Worker) unchanged(task *schema.Task, state *schema.ObjectState, etag string) *schema.ObjectEvent {
-	if !task.SkipExisting || task.OverwriteExisting || state == nil || etag == "" || state.ETag != etag {
-		return nil
+// objectFailed is the indexer's give-up outcome: the object failed, with
+// the reason and hint.
+func (w *Worker) objectFailed(data []byte, f *failure) []outMsg {
+	task, err := schema.DecodeTask(data)
+	if err != nil {
+		return nil // undecodable: no job to tell
 	}
-	if state.Status != "indexed" && state.Status != "skipped" {
-		return nil
+	ev := w.event(task, schema.OutcomeFailed)
+	ev.Reason, ev.ErrorClass = f.reason(), string(f.class)
+	return []outMsg{eventMsg(ev)}
+}
+
+// verdict is what a task's stored object state decides before any work.
+type verdict int
+
+const (
+	proceed      verdict = iota // fetch and index, or delete
+	stale                       // an event with a later sequencer for this key was applied: skip
+	alreadySaved                // a redelivery whose first attempt saved the state: report that outcome again
+	unchanged                   // skip_existing, and the state covers this ETag: skip without fetching
+)
+
+// decide is the pure decision a task's stored state makes. etag is the
+// object's ETag as known so far (the listing's, before GetObject; S3's own
+// after it), "" when unknown.
+func decide(task *schema.Task, state *schema.ObjectState, etag string) verdict {
+	if state == nil {
+		return proceed
 	}
+	// Notifications arrive out of order: an event older than the one the
+	// state already reflects changes nothing.
+	if task.Sequencer != "" && state.Sequencer != "" && schema.SequencerLess(task.Sequencer, state.Sequencer) {
+		return stale
+	}
+	if task.Op == schema.OpDelete {
+		return proceed // deleting is idempotent: a deleted state publishes nothing again
+	}
+	saved := state.Status == schema.ObjectIndexed || state.Status == schema.ObjectSkipped
+	// The same job's task (or the same notification) already got as far as
+	// saving the state: its chunks are durable, report the same outcome.
+	sameTask := (task.JobID != "" && state.JobID == task.JobID) || (task.JobID == "" && task.Sequencer != "" && state.Sequencer == task.Sequencer)
+	if saved && sameTask && (etag == "" || state.ETag == etag) {
+		return alreadySaved
+	}
+	if saved && task.SkipExisting && !task.OverwriteExisting && etag != "" && state.ETag == etag {
+		return unchanged
+	}
+	return proceed
+}
+
+// skipEvent is the "skipped" outcome for an object decide found unchanged.
+func (w *Worker) skipEvent(task *schema.Task, state *schema.ObjectState) *schema.ObjectEvent {
 	ev := w.event(task, schema.OutcomeSkipped)
-	ev.ETag, ev.Reason = etag, "already_indexed"
-	if state.Status == "skipped" {
-		ev.Reason = "unchanged_since_skipped"
+	ev.ETag, ev.Reason = state.ETag, schema.ReasonAlreadyIndexed
+	if state.Status == schema.ObjectSkipped {
+		ev.Reason = schema.ReasonUnchangedSinceSkipped
 	}
 	return ev
 }
 
+// savedEvent reports again the outcome a state saved by this same task records.
+func (w *Worker) savedEvent(task *schema.Task, state *schema.ObjectState) *schema.ObjectEvent {
+	if state.Status == schema.ObjectSkipped {
+		ev := w.event(task, schema.OutcomeSkipped)
+		ev.ETag, ev.Reason = state.ETag, state.Reason
+		return ev
+	}
+	ev := w.event(task, schema.OutcomeIndexed)
+	ev.ETag, ev.Chunks, ev.Tokens = state.ETag, state.Chunks, state.Tokens
+	return ev
+}
+
 func (w *Worker) event(t *schema.Task, o schema.Outcome) *schema.ObjectEvent {
-	return &schema.ObjectEvent{EventID: schema.ObjectEventID(t.JobID, t.Bucket, t.Key, t.VersionID+t.Sequencer), JobID: t.JobID,
+	return &schema.ObjectEvent{EventID: schema.ObjectEventID(t.JobID, t.Op, t.Bucket, t.Key, t.VersionID+t.Sequencer), JobID: t.JobID,
 		Org: t.Org, Collection: t.Collection, Bucket: t.Bucket, Key: t.Key, ETag: t.ETag, Outcome: o, At: time.Now().UTC()}
 }
 
 func eventMsg(ev *schema.ObjectEvent) outMsg {
 	return outMsg{Subject: schema.ObjectEventSubject(ev.Org, ev.Collection), MsgID: ev.EventID, Msg: ev}
+}
+
+// sequencer is the sequencer to store after task: the task's, or, for a
+// task without one (a job's), the stored one. Sequencers only move forward.
+func sequencer(task *schema.Task, state *schema.ObjectState) string {
+	if task.Sequencer == "" && state != nil {
+		return state.Sequencer
+	}
+	return task.Sequencer
 }
 
 // runTask does the work and returns the outcome event to publish.
@@ -98,32 +150,18 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	if err != nil {
 		return nil, err
 	}
-	// Notifications arrive out of order: an event older than the one the
-	// state already reflects changes nothing.
-	if task.Sequencer != "" && state != nil && state.Sequencer != "" && schema.SequencerLess(task.Sequencer, state.Sequencer) {
+	switch decide(task, state, task.ETag) {
+	case stale:
 		ev := w.event(task, schema.OutcomeSkipped)
 		ev.Reason = "stale: an event with a later sequencer for this key was already applied"
 		return ev, nil
+	case alreadySaved:
+		return w.savedEvent(task, state), nil
+	case unchanged:
+		return w.skipEvent(task, state), nil
 	}
 	if task.Op == schema.OpDelete {
 		return w.deleteObject(ctx, task, state, stateKey, rev)
-	}
-	// A redelivered task whose first attempt got as far as saving the state
-	// reports the same outcome again (its chunks are already durable).
-	if state != nil && task.JobID != "" && state.JobID == task.JobID && (task.ETag == "" || state.ETag == task.ETag) {
-		switch state.Status {
-		case "indexed":
-			ev := w.event(task, schema.OutcomeIndexed)
-			ev.ETag, ev.Chunks, ev.Tokens = state.ETag, state.Chunks, state.Tokens
-			return ev, nil
-		case "skipped":
-			ev := w.event(task, schema.OutcomeSkipped)
-			ev.ETag, ev.Reason = state.ETag, state.Reason
-			return ev, nil
-		}
-	}
-	if ev := w.unchanged(task, state, task.ETag); ev != nil {
-		return ev, nil
 	}
 	scope := task.JobID
 	if scope == "" {
@@ -157,13 +195,16 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 		ev.Reason = fmt.Sprintf("%s: object is %d bytes, over the %d-byte cap", extract.ReasonTooLarge, size, w.cfg.MaxObjectBytes)
 		return ev, nil
 	}
-	if prior := w.unchanged(task, state, etag); prior != nil {
-		return prior, nil
+	switch decide(task, state, etag) {
+	case alreadySaved:
+		return w.savedEvent(task, state), nil
+	case unchanged:
+		return w.skipEvent(task, state), nil
 	}
 	if err := fault("after_download", task.Key); err != nil {
 		return nil, err
 	}
-	v := objectVersion{task: task, etag: etag, version: version, state: state}
+	v := objectVersion{task: task, etag: etag, version: version, state: state, gen: rev}
 	res, err := w.indexBody(ctx, v, obj)
 	ev.Bytes = res.bytes
 	w.m.bytes.Add(float64(res.bytes))
@@ -173,19 +214,19 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	if res.skip != nil {
 		ev.Reason = res.skip.Reason + ": " + res.skip.Detail
 		log.Info("object skipped", "outcome", "skipped", "reason", ev.Reason)
-		if state != nil && state.Status == "indexed" {
+		if state != nil && state.Status == schema.ObjectIndexed {
 			return ev, nil // keep the indexed version's state; its chunks stay valid
 		}
 		// Remember the version, so skip_existing does not fetch it again.
-		skipped := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: task.Sequencer,
-			ExtractorVersion: extract.Version, Status: "skipped", Reason: ev.Reason, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
+		skipped := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: sequencer(task, state),
+			ExtractorVersion: extract.Version, Status: schema.ObjectSkipped, Reason: ev.Reason, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
 		if err := w.saveState(ctx, stateKey, skipped, rev); err != nil {
 			return nil, err
 		}
 		return ev, nil
 	}
-	newState := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: task.Sequencer,
-		Chunks: res.chunks, Tokens: res.tokens, ExtractorVersion: extract.Version, Status: "indexed", JobID: task.JobID, UpdatedAt: time.Now().UTC()}
+	newState := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: sequencer(task, state),
+		Chunks: res.chunks, Tokens: res.tokens, ExtractorVersion: extract.Version, Status: schema.ObjectIndexed, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
 	if err := w.saveState(ctx, stateKey, newState, rev); err != nil {
 		return nil, err
 	}
@@ -202,6 +243,7 @@ type objectVersion struct {
 	task          *schema.Task
 	etag, version string
 	state         *schema.ObjectState // before this task
+	gen           uint64              // the state's revision read before this task (0: none): see schema.GenMsgID
 }
 
 // idVersion is the version part of chunk IDs: the S3 version ID, else the ETag.
@@ -272,7 +314,7 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 		c := &schema.Chunk{ChunkID: id, Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key,
 			VersionID: v.version, ETag: v.etag, Index: res.chunks, ByteOffset: int64(p.Offset), Text: p.Text, TokenCount: p.Tokens,
 			Encoding: w.cfg.Encoding.Name(), ExtractorVersion: extract.Version, CustomMetadata: task.CustomMetadata}
-		batch = append(batch, outMsg{Subject: subject, MsgID: id, Msg: c})
+		batch = append(batch, outMsg{Subject: subject, MsgID: schema.GenMsgID(id, v.gen), Msg: c})
 		res.chunks++
 		res.tokens += int64(p.Tokens)
 		if len(batch) == publishBatch {
@@ -310,16 +352,16 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 	if err := fault("after_chunks", task.Key); err != nil {
 		return res, err
 	}
-	out := []outMsg{{Subject: subject, MsgID: schema.CommitMsgID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), extract.Version), Msg: &schema.Commit{Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key, VersionID: v.version,
+	out := []outMsg{{Subject: subject, MsgID: schema.GenMsgID(schema.CommitID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), extract.Version), v.gen), Msg: &schema.Commit{Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key, VersionID: v.version,
 		ETag: v.etag, ExtractorVersion: extract.Version, Chunks: res.chunks, Tokens: res.tokens, At: time.Now().UTC()}}}
 	// The previous version's chunks are replaced: tombstone the IDs that are
 	// not reused, so downstream drops them.
-	if st := v.state; st != nil && st.Status == "indexed" && (st.ETag != v.etag || st.VersionID != v.version || st.ExtractorVersion != extract.Version) {
+	if st := v.state; st != nil && st.Status == schema.ObjectIndexed && (st.ETag != v.etag || st.VersionID != v.version || st.ExtractorVersion != extract.Version) {
 		newState := schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Chunks: res.chunks, ExtractorVersion: extract.Version}
 		if stale := minus(st.ChunkIDs(task.Org, task.Collection), newState.ChunkIDs(task.Org, task.Collection)); len(stale) > 0 {
 			ts := &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: st.VersionID,
 				ETag: st.ETag, ChunkIDs: stale, Reason: "replaced", At: time.Now().UTC()}
-			out = append(out, outMsg{Subject: subject, MsgID: "tomb:" + stale[0], Msg: ts})
+			out = append(out, outMsg{Subject: subject, MsgID: schema.GenMsgID(schema.TombstoneID(stale[0]), v.gen), Msg: ts})
 		}
 	}
 	if err := w.publishAll(ctx, out); err != nil {
@@ -345,18 +387,18 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // deleteObject publishes a tombstone for every chunk of the stored version.
 func (w *Worker) deleteObject(ctx context.Context, task *schema.Task, state *schema.ObjectState, key string, rev uint64) (*schema.ObjectEvent, error) {
 	ev := w.event(task, schema.OutcomeDeleted)
-	if state == nil || state.Status != "indexed" {
+	if state == nil || state.Status != schema.ObjectIndexed {
 		return ev, nil
 	}
 	ids := state.ChunkIDs(task.Org, task.Collection)
 	ts := &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: state.VersionID,
 		ETag: state.ETag, ChunkIDs: ids, Reason: "deleted", At: time.Now().UTC()}
-	id := "tomb:" + schema.TaskMsgID(task.JobID, task.Bucket, task.Key, task.VersionID, task.Sequencer)
+	id := schema.GenMsgID(schema.TombstoneIDPrefix+schema.TaskMsgID(task.JobID, task.Bucket, task.Key, task.VersionID, task.Sequencer), rev)
 	if err := w.publishAll(ctx, []outMsg{{Subject: schema.ChunkSubject(task.Org, task.Collection), MsgID: id, Msg: ts}}); err != nil {
 		return nil, err
 	}
 	deleted := *state
-	deleted.Status, deleted.Sequencer, deleted.UpdatedAt = "deleted", task.Sequencer, time.Now().UTC()
+	deleted.Status, deleted.Sequencer, deleted.UpdatedAt = schema.ObjectDeleted, sequencer(task, state), time.Now().UTC()
 	if err := w.saveState(ctx, key, &deleted, rev); err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,34 +14,27 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
+// trackStage folds EVENTS; its consumer retries forever (MaxDeliver -1),
+// so only an undecodable event is given up on (copied to DEAD).
+func (w *Worker) trackStage() stage { return stage{name: "track"} }
+
 // foldable is one decoded EVENTS message.
 type foldable struct {
 	jobID string
 	seq   uint64
-	apply func(*schema.JobStatus)
+	event any // *schema.ObjectEvent or *schema.JobEvent
 }
 
 func decodeEvent(msg jetstream.Msg) (*foldable, error) {
 	md, err := msg.Metadata()
 	if err != nil {
-		return nil, permanentf(schema.ClassPermanent, "event metadata: %w", err)
+		return nil, fmt.Errorf("event metadata: %w", err)
 	}
-	f := &foldable{seq: md.Sequence.Stream}
-	switch {
-	case strings.HasPrefix(msg.Subject(), "events.object."):
-		ev, err := schema.DecodeObjectEvent(msg.Data())
-		if err != nil {
-			return nil, err
-		}
-		f.jobID, f.apply = ev.JobID, func(s *schema.JobStatus) { applyObject(s, ev) }
-	case strings.HasPrefix(msg.Subject(), "events.job."):
-		ev, err := schema.DecodeJobEvent(msg.Data())
-		if err != nil {
-			return nil, err
-		}
-		f.jobID, f.apply = ev.JobID, func(s *schema.JobStatus) { applyJob(s, ev) }
+	jobID, ev, err := schema.DecodeEvent(msg.Subject(), msg.Data())
+	if err != nil {
+		return nil, err
 	}
-	return f, nil
+	return &foldable{jobID: jobID, seq: md.Sequence.Stream, event: ev}, nil
 }
 
 // serveTracker folds EVENTS into job records. The tracker consumer has a
@@ -155,14 +147,19 @@ func (w *Worker) foldBatch(ctx context.Context, msgs []jetstream.Msg) error {
 	for _, m := range msgs {
 		f, err := decodeEvent(m)
 		if err != nil {
-			var fl *failure
-			if errors.As(err, &fl) || errors.Is(err, schema.ErrPermanent) {
-				w.deadLetter(ctx, m, classify(err)) // unreadable: keep a copy, fold the rest
-				continue
+			fl := classify(err)
+			if fate(err, false, fl, 1, w.trackStage().maxDeliver) != actDead {
+				return err // the whole batch is handed back
 			}
-			return err
+			// Unreadable: keep a copy in DEAD and fold the rest. If the copy
+			// cannot be published, the whole batch is handed back.
+			if perr := w.giveUp(ctx, w.trackStage(), m, fl, true); perr != nil {
+				return fmt.Errorf("dead-letter an unreadable event: %w", perr)
+			}
+			w.m.settled.WithLabelValues("track", actDead.String(), string(fl.class)).Inc()
+			continue
 		}
-		if f.jobID == "" || f.apply == nil {
+		if f.jobID == "" {
 			continue // from an S3 notification: no job to fold into
 		}
 		if _, ok := byJob[f.jobID]; !ok {
@@ -192,28 +189,17 @@ func (w *Worker) foldJob(ctx context.Context, jobID string, evs []*foldable) err
 		}
 		var s schema.JobStatus
 		if err := json.Unmarshal(e.Value(), &s); err != nil {
-			return permanentf(schema.ClassPermanent, "job %s status unreadable: %w", jobID, err)
+			return schema.Errorf(schema.ClassPermanent, "job %s status unreadable: %w", jobID, err)
 		}
 		changed := false
+		now := time.Now().UTC()
 		for _, f := range evs {
-			if s.LastEventSeq >= f.seq {
-				continue // folded before a crash; do not count twice
+			if s.Apply(f.seq, f.event, now) {
+				changed = true
 			}
-			f.apply(&s)
-			s.LastEventSeq, changed = f.seq, true
 		}
 		if !changed {
-			return nil
-		}
-		now := time.Now().UTC()
-		if s.StartedAt == nil {
-			s.StartedAt = &now
-		}
-		if s.Status == schema.JobStatusPending {
-			s.Status = schema.JobStatusRunning
-		}
-		if s.Status == schema.JobStatusRunning && s.Done() {
-			s.Status, s.CompletedAt = schema.JobStatusCompleted, &now
+			return nil // folded before a crash; do not count twice
 		}
 		data, err := json.Marshal(&s)
 		if err != nil {
@@ -225,43 +211,4 @@ func (w *Worker) foldJob(ctx context.Context, jobID string, evs []*foldable) err
 		return nil
 	}
 	return fmt.Errorf("update job %s: too many concurrent updates", jobID)
-}
-
-func applyObject(s *schema.JobStatus, ev *schema.ObjectEvent) {
-	switch ev.Outcome {
-	case schema.OutcomeIndexed:
-		s.FilesIndexed++
-		s.ChunksProcessed += int64(ev.Chunks)
-		s.TokensUsed += ev.Tokens
-		s.BytesProcessed += ev.Bytes
-	case schema.OutcomeSkipped:
-		s.FilesSkipped++
-		s.BytesProcessed += ev.Bytes
-	case schema.OutcomeFailed:
-		s.FilesFailed++
-	case schema.OutcomeDeleted:
-		return
-	}
-	if ev.Outcome == schema.OutcomeFailed || (ev.Outcome == schema.OutcomeSkipped && ev.Reason != "already_indexed" && ev.Reason != "unchanged_since_skipped") {
-		if len(s.Errors) < schema.MaxJobFileErrors {
-			s.Errors = append(s.Errors, schema.FileError{Key: ev.Key, Outcome: ev.Outcome, Reason: ev.Reason, ErrorClass: ev.ErrorClass})
-		} else {
-			s.ErrorsDropped++
-		}
-	}
-}
-
-func applyJob(s *schema.JobStatus, ev *schema.JobEvent) {
-	switch ev.Type {
-	case schema.JobPlanned:
-		s.PagesPlanned++
-		s.FilesTotal += int64(ev.Tasks)
-		if ev.Last {
-			s.LastPage = ev.Page
-		}
-	case schema.JobFailed:
-		now := time.Now().UTC()
-		s.Status, s.CompletedAt = schema.JobStatusFailed, &now
-		s.Error = &schema.JobError{Reason: ev.Reason, ErrorClass: ev.ErrorClass, Hint: ev.Hint}
-	}
 }

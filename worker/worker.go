@@ -170,26 +170,41 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 // grace period after shutdown ran out: such messages are handed back at once.
 var errShutdown = errors.New("worker shutting down")
 
+// errStoppedEarly: Run's context ended before its consumers were looked up.
+var errStoppedEarly = errors.New("stopped before starting")
+
 // Run claims and processes messages until ctx is cancelled, then stops
 // claiming, lets in-flight work finish for up to ShutdownGrace, and hands back
 // what is left. It returns nil after a clean shutdown.
 func (w *Worker) Run(ctx context.Context) error {
 	stream := func(name, durable string) (jetstream.Consumer, error) {
 		c, err := w.cfg.JS.Consumer(ctx, name, durable)
+		if err != nil && ctx.Err() != nil {
+			return nil, errStoppedEarly
+		}
 		if err != nil {
 			return nil, fmt.Errorf("worker: consumer %s/%s: %w", name, durable, err)
 		}
 		return c, nil
 	}
 	planner, err := stream(schema.StreamJobs, schema.ConsumerPlanner)
+	if errors.Is(err, errStoppedEarly) {
+		return nil // stopped before it started: a clean shutdown
+	}
 	if err != nil {
 		return err
 	}
 	tasks, err := w.cfg.JS.Stream(ctx, schema.StreamTasks)
+	if err != nil && ctx.Err() != nil {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("worker: stream %s: %w", schema.StreamTasks, err)
 	}
 	tracker, err := stream(schema.StreamEvents, schema.ConsumerTracker)
+	if errors.Is(err, errStoppedEarly) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -211,8 +226,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}()
 	g := new(errgroup.Group)
-	g.Go(func() error { return w.serve(ctx, work, planner, "plan", w.cfg.PlanConcurrency, w.plan) })
-	g.Go(func() error { return w.serveFair(ctx, work, newTenants(w, tasks), w.cfg.TaskConcurrency, w.index) })
+	g.Go(func() error { return w.serve(ctx, work, planner, w.planStage(), w.cfg.PlanConcurrency) })
+	g.Go(func() error {
+		return w.serveFair(ctx, work, newTenants(w, tasks), w.indexStage(), w.cfg.TaskConcurrency)
+	})
 	g.Go(func() error { return w.serveTracker(ctx, work, tracker) })
 	g.Go(func() error { return w.watchMaxDeliveries(ctx) })
 	w.log.Info("worker started", "task_concurrency", w.cfg.TaskConcurrency, "tenant_concurrency", w.cfg.TenantConcurrency, "plan_concurrency", w.cfg.PlanConcurrency)

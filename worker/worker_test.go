@@ -144,6 +144,25 @@ func (e *env) chunks(t *testing.T) []*schema.Chunk {
 	return out
 }
 
+// visible folds CHUNKS with schema.View, the downstream contract.
+func visible(t *testing.T, e *env) (ids map[string]bool, raw, commits int) {
+	t.Helper()
+	ctx := context.Background()
+	s, _ := e.js.Stream(ctx, schema.StreamChunks)
+	info, _ := s.Info(ctx)
+	view := schema.NewView()
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := view.Apply(m.Data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return view.Visible(), view.Chunks, view.Commits
+}
+
 func corpus() map[string]string {
 	long := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 60) + "\n\n" + strings.Repeat("Second paragraph line.\n", 30)
 	return map[string]string{

@@ -196,7 +196,7 @@ func replay(ctx context.Context, js jetstream.JetStream, e deadEntry) error {
 	}
 	m := nats.NewMsg(e.Letter.Subject)
 	m.Data = e.Letter.Payload
-	m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("replay:%d", e.Seq))
+	m.Header.Set(jetstream.MsgIDHeader, schema.ReplayMsgID(e.Seq))
 	if _, err := js.PublishMsg(ctx, m); err != nil {
 		return err
 	}

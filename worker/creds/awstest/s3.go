@@ -233,3 +233,6 @@ func (s *S3) list(w http.ResponseWriter, r *http.Request, objs map[string]string
 	w.Header().Set("Content-Type", "application/xml")
 	_, _ = w.Write([]byte(b.String()))
 }
+
+// ETag is the ETag the fake S3 gives an object with body.
+func ETag(body string) string { return etag(body) }

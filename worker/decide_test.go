@@ -1,0 +1,70 @@
+package worker
+
+import (
+	"testing"
+
+	"github.com/stevedore-dev/stevedore/schema"
+)
+
+// TestDecide: what a task's stored object state decides before any work.
+func TestDecide(t *testing.T) {
+	indexed := func(mod func(*schema.ObjectState)) *schema.ObjectState {
+		s := &schema.ObjectState{ETag: `"e1"`, Status: schema.ObjectIndexed, JobID: "job_a", Sequencer: "0A"}
+		if mod != nil {
+			mod(s)
+		}
+		return s
+	}
+	job := func(mod func(*schema.Task)) *schema.Task {
+		t := &schema.Task{Op: schema.OpIndex, JobID: "job_b", SkipExisting: true}
+		if mod != nil {
+			mod(t)
+		}
+		return t
+	}
+	tests := []struct {
+		name  string
+		task  *schema.Task
+		state *schema.ObjectState
+		etag  string
+		want  verdict
+	}{
+		{"no state", job(nil), nil, `"e1"`, proceed},
+		{"older sequencer", job(func(t *schema.Task) { t.JobID, t.Sequencer = "", "09" }), indexed(nil), "", stale},
+		{"older sequencer, shorter", job(func(t *schema.Task) { t.JobID, t.Sequencer = "", "9" }), indexed(func(s *schema.ObjectState) { s.Sequencer = "000A" }), "", stale},
+		{"older delete", job(func(t *schema.Task) { t.Op, t.JobID, t.Sequencer = schema.OpDelete, "", "01" }), indexed(nil), "", stale},
+		{"newer delete", job(func(t *schema.Task) { t.Op, t.JobID, t.Sequencer = schema.OpDelete, "", "0B" }), indexed(nil), "", proceed},
+		{"job task without sequencer is never stale", job(nil), indexed(nil), `"e2"`, proceed},
+		{"same job saved it", job(func(t *schema.Task) { t.JobID = "job_a" }), indexed(nil), `"e1"`, alreadySaved},
+		{"same job, etag unknown yet", job(func(t *schema.Task) { t.JobID = "job_a" }), indexed(nil), "", alreadySaved},
+		{"same job, object changed since", job(func(t *schema.Task) { t.JobID, t.SkipExisting = "job_a", false }), indexed(nil), `"e2"`, proceed},
+		{"same notification saved it", job(func(t *schema.Task) { t.JobID, t.Sequencer = "", "0A" }), indexed(nil), `"e1"`, alreadySaved},
+		{"skip_existing, same etag", job(nil), indexed(nil), `"e1"`, unchanged},
+		{"skip_existing, skipped before", job(nil), indexed(func(s *schema.ObjectState) { s.Status = schema.ObjectSkipped }), `"e1"`, unchanged},
+		{"skip_existing, etag unknown", job(nil), indexed(nil), "", proceed},
+		{"skip_existing, changed", job(nil), indexed(nil), `"e2"`, proceed},
+		{"overwrite_existing", job(func(t *schema.Task) { t.OverwriteExisting = true }), indexed(nil), `"e1"`, proceed},
+		{"no skip_existing", job(func(t *schema.Task) { t.SkipExisting = false }), indexed(nil), `"e1"`, proceed},
+		{"deleted, re-uploaded with the same content", job(nil), indexed(func(s *schema.ObjectState) { s.Status = schema.ObjectDeleted }), `"e1"`, proceed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := decide(tt.task, tt.state, tt.etag); got != tt.want {
+				t.Fatalf("decide = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSequencerOnlyMovesForward(t *testing.T) {
+	st := &schema.ObjectState{Sequencer: "0A"}
+	if got := sequencer(&schema.Task{JobID: "job_a"}, st); got != "0A" {
+		t.Fatalf("a job task erased the sequencer: %q", got)
+	}
+	if got := sequencer(&schema.Task{Sequencer: "0B"}, st); got != "0B" {
+		t.Fatalf("a newer event's sequencer was not stored: %q", got)
+	}
+	if got := sequencer(&schema.Task{}, nil); got != "" {
+		t.Fatalf("no state, no sequencer: %q", got)
+	}
+}

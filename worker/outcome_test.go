@@ -1,0 +1,156 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+)
+
+// TestFate is the whole give-up policy: every error class × delivery count
+// × stage → action.
+func TestFate(t *testing.T) {
+	stages := []struct {
+		name       string
+		maxDeliver int
+	}{{"plan", 8}, {"task", 8}, {"track", -1}}
+	classes := []schema.ErrorClass{schema.ClassTenantAuth, schema.ClassTenantPermission, schema.ClassKMS, schema.ClassOurCredentials,
+		schema.ClassThrottled, schema.ClassTransient, schema.ClassNotFound, schema.ClassStaleToken, schema.ClassPermanent, schema.ClassMaxDeliver}
+	for _, st := range stages {
+		for _, delivered := range []uint64{1, 7, 8, 9} {
+			t.Run(fmt.Sprintf("%s/delivery%d", st.name, delivered), func(t *testing.T) {
+				if got := fate(nil, false, nil, delivered, st.maxDeliver); got != actAck {
+					t.Errorf("success: %s, want ack", got)
+				}
+				for _, c := range classes {
+					f := &failure{err: errors.New("x"), class: c}
+					if got := fate(f, true, f, delivered, st.maxDeliver); got != actHandBack {
+						t.Errorf("%s while shutting down: %s, want handed_back", c, got)
+					}
+					last := st.maxDeliver > 0 && delivered >= uint64(st.maxDeliver)
+					want := actRetry
+					switch {
+					case c == schema.ClassNotFound:
+						want = actRecord
+					case !c.Retryable() || last:
+						want = actDead
+					}
+					if got := fate(f, false, f, delivered, st.maxDeliver); got != want {
+						t.Errorf("%s: %s, want %s", c, got, want)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestClassifyKeepsKnownClasses(t *testing.T) {
+	tests := []struct {
+		err  error
+		want schema.ErrorClass
+	}{
+		{schema.Errorf(schema.ClassTenantAuth, "integration revoked"), schema.ClassTenantAuth},
+		{fmt.Errorf("wrapped: %w", schema.Errorf(schema.ClassKMS, "kms")), schema.ClassKMS},
+		{&schema.DecodeError{Type: "task", Reason: "invalid_json"}, schema.ClassPermanent},
+		{context.DeadlineExceeded, schema.ClassTransient},
+	}
+	for _, tt := range tests {
+		if got := classify(tt.err).class; got != tt.want {
+			t.Errorf("classify(%v) = %s, want %s", tt.err, got, tt.want)
+		}
+	}
+}
+
+// fakeMsg is a jetstream.Msg that records how it was settled.
+type fakeMsg struct {
+	subject   string
+	data      []byte
+	delivered uint64
+	seq       uint64
+	acked     int
+	naks      []time.Duration
+	termed    int
+}
+
+func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{Stream: schema.StreamTasks, NumDelivered: m.delivered, Sequence: jetstream.SequencePair{Stream: m.seq}}, nil
+}
+func (m *fakeMsg) Data() []byte                       { return m.data }
+func (m *fakeMsg) Headers() nats.Header               { return nil }
+func (m *fakeMsg) Subject() string                    { return m.subject }
+func (m *fakeMsg) Reply() string                      { return "" }
+func (m *fakeMsg) Ack() error                         { m.acked++; return nil }
+func (m *fakeMsg) DoubleAck(context.Context) error    { m.acked++; return nil }
+func (m *fakeMsg) Nak() error                         { m.naks = append(m.naks, 0); return nil }
+func (m *fakeMsg) NakWithDelay(d time.Duration) error { m.naks = append(m.naks, d); return nil }
+func (m *fakeMsg) InProgress() error                  { return nil }
+func (m *fakeMsg) Term() error                        { m.termed++; return nil }
+func (m *fakeMsg) TermWithReason(reason string) error { m.termed++; return nil }
+
+// TestDeadLetterPublishFailureRedelivers: when the DEAD copy cannot be
+// published, the message is naked with backoff, never terminated
+// unrecorded; once DEAD is back, the next delivery is dead-lettered and the
+// job's failed outcome is recorded once.
+func TestDeadLetterPublishFailureRedelivers(t *testing.T) {
+	e := setup(t, nil)
+	ctx := context.Background()
+	task := &schema.Task{Op: schema.OpIndex, JobID: "job_x", Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Bucket: bucket, Key: "poison.txt"}
+	data, _ := schema.Encode(task)
+	msg := &fakeMsg{subject: schema.TaskSubject(e.org.ID, "docs"), data: data, delivered: 1, seq: 42}
+	if err := e.js.DeleteStream(ctx, schema.StreamDead); err != nil {
+		t.Fatal(err)
+	}
+	perm := schema.Errorf(schema.ClassPermanent, "unreadable in a way no retry fixes")
+	e.w.settle(ctx, ctx, msg, e.w.indexStage(), perm)
+	if msg.termed != 0 || msg.acked != 0 || len(msg.naks) != 1 || msg.naks[0] != backoff(1) {
+		t.Fatalf("DEAD unavailable: termed %d acked %d naks %v; want one nak with backoff", msg.termed, msg.acked, msg.naks)
+	}
+
+	if err := (schema.Topology{}).Ensure(ctx, e.js); err != nil {
+		t.Fatal(err)
+	}
+	msg.delivered = 2
+	e.w.settle(ctx, ctx, msg, e.w.indexStage(), perm)
+	if msg.termed != 1 {
+		t.Fatalf("DEAD back: termed %d, naks %v", msg.termed, msg.naks)
+	}
+	dead, _ := e.js.Stream(ctx, schema.StreamDead)
+	raw, err := dead.GetLastMsgForSubject(ctx, schema.DeadSubject(schema.StreamTasks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := schema.DecodeDeadLetter(raw.Data)
+	if err != nil || dl.Sequence != 42 || dl.ErrorClass != string(schema.ClassPermanent) || string(dl.Payload) != string(data) {
+		t.Fatalf("dead letter %+v, %v", dl, err)
+	}
+	// The failed outcome was published by both attempts with one ID: one event.
+	events, _ := e.js.Stream(ctx, schema.StreamEvents)
+	info, _ := events.Info(ctx, jetstream.WithSubjectFilter(schema.ObjectEventSubject(e.org.ID, "docs")))
+	if n := info.State.Subjects[schema.ObjectEventSubject(e.org.ID, "docs")]; n != 1 {
+		t.Fatalf("%d failed-outcome events, want 1", n)
+	}
+}
+
+// TestNotFoundIsRecordedNotDeadLettered: a vanished object fails in its
+// job, the message is acked, and nothing goes to DEAD.
+func TestNotFoundIsRecordedNotDeadLettered(t *testing.T) {
+	e := setup(t, nil)
+	ctx := context.Background()
+	task := &schema.Task{Op: schema.OpIndex, JobID: "job_y", Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Bucket: bucket, Key: "gone.txt"}
+	data, _ := schema.Encode(task)
+	msg := &fakeMsg{subject: schema.TaskSubject(e.org.ID, "docs"), data: data, delivered: 1, seq: 7}
+	e.w.settle(ctx, ctx, msg, e.w.indexStage(), schema.Errorf(schema.ClassNotFound, "NoSuchKey"))
+	if msg.acked != 1 || msg.termed != 0 || len(msg.naks) != 0 {
+		t.Fatalf("acked %d termed %d naks %v", msg.acked, msg.termed, msg.naks)
+	}
+	dead, _ := e.js.Stream(ctx, schema.StreamDead)
+	if info, _ := dead.Info(ctx); info.State.Msgs != 0 {
+		t.Fatalf("%d dead letters for a vanished object", info.State.Msgs)
+	}
+}

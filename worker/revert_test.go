@@ -1,0 +1,127 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
+)
+
+// submitFile does what the producer does for POST …/index/s3/file.
+func (e *env) submitFile(t *testing.T, id, key string, skip bool) {
+	t.Helper()
+	ctx := context.Background()
+	job := &schema.Job{JobID: id, Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Kind: schema.JobFile, Bucket: bucket,
+		Key: key, Region: "us-east-1", SkipExisting: skip, CreatedAt: time.Now()}
+	data, _ := json.Marshal(schema.NewJobStatus(job))
+	kv, _ := e.js.KeyValue(ctx, schema.BucketJobs)
+	if _, err := kv.Create(ctx, id, data); err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := schema.Encode(job)
+	if _, err := e.js.Publish(ctx, schema.JobSubject(e.org.ID, "docs"), payload, jetstream.WithMsgID(schema.JobPageMsgID(id, 0))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// state reads the object state of key (nil when there is none).
+func (e *env) state(t *testing.T, key string) *schema.ObjectState {
+	t.Helper()
+	kv, _ := e.js.KeyValue(context.Background(), schema.BucketObjects)
+	entry, err := kv.Get(context.Background(), schema.ObjectKey(e.org.ID, "docs", bucket, key))
+	if err != nil {
+		return nil
+	}
+	var s schema.ObjectState
+	_ = json.Unmarshal(entry.Value(), &s)
+	return &s
+}
+
+// indexFile runs a file job on key and requires it to index the object.
+func (e *env) indexFile(t *testing.T, id, key string) {
+	t.Helper()
+	e.submitFile(t, id, key, true)
+	if st := e.wait(t, id); st.Status != schema.JobStatusCompleted || st.FilesIndexed != 1 {
+		t.Fatalf("%s: %+v", id, st)
+	}
+}
+
+// TestRevertedObjectStaysVisible is the revert bug: an object that returns
+// to earlier content within the duplicate window (alpha → beta → alpha, and
+// delete → re-upload) must be visible again downstream, and skip_existing
+// must not skip it afterwards. Before message IDs carried the state's
+// generation, the second alpha's chunks and commit were dropped as
+// duplicates while beta's tombstone went through: 0 visible chunks.
+func TestRevertedObjectStaysVisible(t *testing.T) {
+	alpha := strings.Repeat("Alpha is the first version of this document. ", 30)
+	beta := strings.Repeat("Beta replaced it for a while. ", 30)
+	e := setup(t, map[string]string{"doc.txt": alpha})
+	want := func(body string) map[string]bool {
+		st := e.state(t, "doc.txt")
+		if st == nil || st.Status != schema.ObjectIndexed || st.ETag != awstest.ETag(body) {
+			t.Fatalf("state %+v", st)
+		}
+		ids := map[string]bool{}
+		for _, id := range st.ChunkIDs(e.org.ID, "docs") {
+			ids[id] = true
+		}
+		return ids
+	}
+	check := func(step string, wantIDs map[string]bool) {
+		t.Helper()
+		got, _, _ := visible(t, e)
+		if len(wantIDs) == 0 && len(got) != 0 || !maps.Equal(got, wantIDs) {
+			t.Fatalf("%s: %d visible chunks, want %d", step, len(got), len(wantIDs))
+		}
+	}
+
+	e.indexFile(t, "job_alpha", "doc.txt")
+	alphaIDs := want(alpha)
+	if len(alphaIDs) < 2 {
+		t.Fatalf("alpha should span several chunks, got %d", len(alphaIDs))
+	}
+	check("alpha", alphaIDs)
+	e.s3.Put(bucket, "doc.txt", beta)
+	e.indexFile(t, "job_beta", "doc.txt")
+	check("beta", want(beta))
+	e.s3.Put(bucket, "doc.txt", alpha)
+	e.indexFile(t, "job_alpha_again", "doc.txt")
+	check("alpha again", alphaIDs)
+
+	// skip_existing now skips it, and it stays visible.
+	e.submitFile(t, "job_skip", "doc.txt", true)
+	if st := e.wait(t, "job_skip"); st.FilesSkipped != 1 {
+		t.Fatalf("skip run %+v", st)
+	}
+	check("after skip", alphaIDs)
+
+	// Delete (an S3 notification), then the same content uploaded again.
+	ctx := context.Background()
+	del := &schema.Task{Op: schema.OpDelete, Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Bucket: bucket, Key: "doc.txt",
+		Region: "us-east-1", Sequencer: "0055AED6DCD90281E5"}
+	payload, _ := schema.Encode(del)
+	if _, err := e.js.Publish(ctx, schema.TaskSubject(e.org.ID, "docs"), payload, jetstream.WithMsgID("delete-1")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if st := e.state(t, "doc.txt"); st != nil && st.Status == schema.ObjectDeleted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delete not applied: %+v", e.state(t, "doc.txt"))
+		}
+	}
+	check("deleted", map[string]bool{})
+	e.indexFile(t, "job_reupload", "doc.txt")
+	check("re-uploaded", alphaIDs)
+	if st := e.state(t, "doc.txt"); st.Sequencer != del.Sequencer {
+		t.Fatalf("a job task erased the stored sequencer: %q, want %q", st.Sequencer, del.Sequencer)
+	}
+}
