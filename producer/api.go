@@ -224,9 +224,13 @@ func (a *API) index(kind schema.JobKind) func(http.ResponseWriter, *http.Request
 		if kind == schema.JobFile {
 			key = job.Key
 		}
-		if !in.Allows(job.Bucket, key) {
-			a.audit(r.Context(), org.ID, "index.refused", "bucket_not_allowed", in.ID+" s3://"+job.Bucket+"/"+key)
-			return &apiError{http.StatusForbidden, "bucket_not_allowed", fmt.Sprintf("integration %s does not cover s3://%s/%s", in.ID, job.Bucket, key),
+		if err := creds.Allowed(in, job.Bucket, key); err != nil {
+			var ce *schema.ClassError
+			if errors.As(err, &ce) && ce.Code == creds.CodeIntegrationNotActive {
+				return a.notActive(r.Context(), org, in)
+			}
+			a.audit(r.Context(), org.ID, "index.refused", creds.CodeBucketNotAllowed, in.ID+" s3://"+job.Bucket+"/"+key)
+			return &apiError{http.StatusForbidden, creds.CodeBucketNotAllowed, err.Error(),
 				"index a bucket and prefix the integration was registered for, or register another integration"}
 		}
 		job.IntegrationID = in.ID

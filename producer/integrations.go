@@ -14,19 +14,17 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
-// integrationFor is the active integration an index request may use: the
-// org's integration for the role it names, or, with static keys, the org's
-// static-key integration (created on first use, the secret sealed under the
-// KEK). Anything else is refused before any AWS call, and audited.
+// integrationFor is the integration an index request names: the org's
+// integration for the role, or, with static keys, the org's static-key
+// integration (created on first use, the secret sealed under the KEK). An
+// unknown role is refused before any AWS call, and audited; whether the
+// integration may be used is creds.Allowed's to say.
 func (a *API) integrationFor(ctx context.Context, org *registry.Org, req *indexRequest) (*registry.Integration, error) {
 	if req.Auth == nil {
 		// validate refused static keys already when there is no KEK.
 		in, err := a.cfg.Registry.StaticKeys(ctx, "api", org.ID, req.AccessKeyID, req.SecretAccessKey, nil)
 		if err != nil {
 			return nil, &apiError{http.StatusUnprocessableEntity, "invalid_static_keys", err.Error(), ""}
-		}
-		if in.Status != registry.StatusActive {
-			return nil, a.notActive(ctx, org, in)
 		}
 		return in, nil
 	}
@@ -38,9 +36,6 @@ func (a *API) integrationFor(ctx context.Context, org *registry.Org, req *indexR
 	}
 	if err != nil {
 		return nil, err
-	}
-	if in.Status != registry.StatusActive {
-		return nil, a.notActive(ctx, org, in)
 	}
 	return in, nil
 }

@@ -59,6 +59,7 @@ func (c ErrorClass) Retryable() bool {
 // errors.Is(err, ErrPermanent) holds when its class is not retryable.
 type ClassError struct {
 	Class ErrorClass
+	Code  string // a stable machine-readable code, e.g. "bucket_not_allowed"; may be empty
 	Hint  string // what the customer or operator should fix; may be empty
 	Err   error
 }

@@ -46,7 +46,7 @@ func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {
 	if job.Kind == schema.JobFile {
 		scopeKey = job.Key
 	}
-	t, err := w.resolve(ctx, job.Org, job.IntegrationID, job.Bucket, scopeKey)
+	t, err := w.res.Tenant(ctx, job.Org, job.IntegrationID, job.Bucket, scopeKey)
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {
 		out = append(out, taskMsg(&task))
 	default:
 		prefix := job.Prefix
-		req, err := w.credRequest(t, job.JobID, job.Bucket, prefix)
+		req, err := w.res.Request(t, job.JobID, job.Bucket, prefix)
 		if err != nil {
 			return err
 		}
@@ -70,8 +70,8 @@ func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {
 			maxKeys = int32(job.MaxFiles - job.Planned)
 		}
 		var page *s3.ListObjectsV2Output
-		err = w.withS3(ctx, t, req, job.Region, func(c *s3.Client) error {
-			in := &s3.ListObjectsV2Input{Bucket: aws.String(job.Bucket), MaxKeys: aws.Int32(maxKeys), ExpectedBucketOwner: t.owner()}
+		err = w.res.WithS3(ctx, t, req, job.Region, func(c *s3.Client) error {
+			in := &s3.ListObjectsV2Input{Bucket: aws.String(job.Bucket), MaxKeys: aws.Int32(maxKeys), ExpectedBucketOwner: t.Owner()}
 			if prefix != "" {
 				in.Prefix = aws.String(prefix)
 			}

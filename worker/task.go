@@ -141,7 +141,7 @@ func sequencer(task *schema.Task, state *schema.ObjectState) string {
 // runTask does the work and returns the outcome event to publish.
 func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.ObjectEvent, error) {
 	log := w.log.With("org", task.Org, "collection", task.Collection, "job_id", task.JobID, "bucket", task.Bucket, "key", task.Key)
-	t, err := w.resolve(ctx, task.Org, task.IntegrationID, task.Bucket, task.Key)
+	t, err := w.res.Tenant(ctx, task.Org, task.IntegrationID, task.Bucket, task.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -167,14 +167,14 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	if scope == "" {
 		scope = "events"
 	}
-	req, err := w.credRequest(t, scope, task.Bucket, task.ScopePrefix)
+	req, err := w.res.Request(t, scope, task.Bucket, task.ScopePrefix)
 	if err != nil {
 		return nil, err
 	}
 	stageStart := time.Now()
 	var obj *s3.GetObjectOutput
-	err = w.withS3(ctx, t, req, task.Region, func(c *s3.Client) error {
-		in := &s3.GetObjectInput{Bucket: aws.String(task.Bucket), Key: aws.String(task.Key), ExpectedBucketOwner: t.owner()}
+	err = w.res.WithS3(ctx, t, req, task.Region, func(c *s3.Client) error {
+		in := &s3.GetObjectInput{Bucket: aws.String(task.Bucket), Key: aws.String(task.Key), ExpectedBucketOwner: t.Owner()}
 		if task.VersionID != "" {
 			in.VersionId = aws.String(task.VersionID)
 		}

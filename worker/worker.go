@@ -84,6 +84,7 @@ type Worker struct {
 	log      *slog.Logger
 	m        *metrics
 	splitter *chunk.Splitter
+	res      *creds.Resolver
 	objects  jetstream.KeyValue
 	jobs     jetstream.KeyValue
 }
@@ -160,10 +161,13 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	return &Worker{
+	w := &Worker{
 		cfg: cfg, log: cfg.Logger.With("worker", cfg.Name), m: newMetrics(cfg.Registerer),
 		splitter: sp, objects: objects, jobs: jobs,
-	}, nil
+	}
+	w.res = &creds.Resolver{Registry: cfg.Registry, Broker: cfg.Broker, AWS: cfg.AWS, S3PathStyle: cfg.S3PathStyle,
+		SessionPrefix: cfg.SessionPrefix, OnStaleRetry: w.m.staleRetries.Inc}
+	return w, nil
 }
 
 // errShutdown is the cause attached to in-flight work cancelled because the

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/stevedore-dev/stevedore/schema/registry"
@@ -58,12 +56,6 @@ func newVerifier(cfg aws.Config, pathStyle bool, sessionPrefix string, devEmulat
 	}
 	return &creds.Verifier{
 		STS: stsClient(cfg), AWS: cfg, S3PathStyle: pathStyle, SessionPrefix: sessionPrefix, DevEmulatorSTS: devEmulatorSTS,
-		Static: func(ctx context.Context, in *registry.Integration) (aws.CredentialsProvider, error) {
-			secret, err := reg.StaticSecret(ctx, in)
-			if err != nil {
-				return nil, err
-			}
-			return credentials.NewStaticCredentialsProvider(in.AccessKeyID, secret.Reveal(), ""), nil
-		},
+		Resolver: &creds.Resolver{Registry: reg, AWS: cfg, S3PathStyle: pathStyle, SessionPrefix: sessionPrefix},
 	}
 }

@@ -63,43 +63,11 @@ func (c *sqsFlags) build(awsCfg aws.Config, reg *registry.Registry, broker func(
 		if err != nil {
 			return nil, err
 		}
-		qc := &queueCredentials{reg: reg, broker: b, org: org, integration: in, policy: creds.QueueSessionPolicy(arn),
-			prefix: sessionPrefix, duration: *c.sessionDuration}
+		res := &creds.Resolver{Registry: reg, Broker: b, SessionPrefix: sessionPrefix}
+		qc := res.QueueCredentials(org, in, arn, *c.sessionDuration)
 		out = append(out, producer.Queue{URL: url, Client: sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.Credentials = qc })})
 	}
 	return out, nil
-}
-
-// queueCredentials reads a customer's queue through their role: the role ARN
-// and ExternalId are looked up on every refresh (a rotated ExternalId or a
-// revoked integration takes effect), the session is scoped to the queue, and
-// the broker caches it and refreshes it before expiry.
-type queueCredentials struct {
-	reg              *registry.Registry
-	broker           *creds.Broker
-	org, integration string
-	policy, prefix   string
-	duration         time.Duration
-}
-
-func (q *queueCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
-	org, err := q.reg.Org(ctx, q.org)
-	if err != nil {
-		return aws.Credentials{}, err
-	}
-	in, err := q.reg.Integration(ctx, q.org, q.integration)
-	if err != nil {
-		return aws.Credentials{}, err
-	}
-	if in.Status != registry.StatusActive || in.Kind != registry.KindRole {
-		return aws.Credentials{}, fmt.Errorf("integration %s is %s (%s): not used to read queues", in.ID, in.Status, in.Kind)
-	}
-	p, err := q.broker.Retrieve(ctx, creds.Request{RoleARN: in.RoleARN, ExternalID: org.ExternalID, Policy: q.policy, Duration: q.duration,
-		SessionName: creds.SessionName(q.prefix, org.ID, "events"), Org: org.ID, Integration: in.ID})
-	if err != nil {
-		return aws.Credentials{}, err
-	}
-	return p.Retrieve(ctx)
 }
 
 func runRoute(ctx context.Context, args []string) error {

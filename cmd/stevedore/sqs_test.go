@@ -58,7 +58,7 @@ func TestCustomerQueueReadThroughRole(t *testing.T) {
 	if _, err := tf.Registry.RotateExternalID(ctx, "test", tf.Org.ID); err != nil {
 		t.Fatal(err)
 	}
-	qc := &queueCredentials{reg: tf.Registry, broker: broker, org: tf.Org.ID, integration: tf.In.ID, policy: "{}", prefix: "stevedore", duration: d}
+	qc := (&creds.Resolver{Registry: tf.Registry, Broker: broker}).QueueCredentials(tf.Org.ID, tf.In.ID, "arn:aws:sqs:us-east-1:123456789012:customer-notifications", d)
 	if _, err := qc.Retrieve(ctx); creds.Classify(err).Class != schema.ClassTenantAuth {
 		t.Fatalf("after rotation: %v", err)
 	}

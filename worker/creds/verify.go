@@ -38,10 +38,11 @@ type Verifier struct {
 	// assumed-role ARN (MinIO). Steps it excuses are reported as
 	// accepted_by_dev_override. Never set it in production.
 	DevEmulatorSTS bool
-	// Static opens a static-key integration's credentials.
-	Static  func(context.Context, *registry.Integration) (aws.CredentialsProvider, error)
-	Timeout time.Duration // per AWS call; default 10 s
-	Now     func() time.Time
+	// Resolver opens a static-key integration's sealed keys (required for
+	// static-key integrations only).
+	Resolver *Resolver
+	Timeout  time.Duration // per AWS call; default 10 s
+	Now      func() time.Time
 }
 
 // Target is what to verify: the integration, its org (for the ExternalId)
@@ -82,7 +83,11 @@ func (v *Verifier) Verify(ctx context.Context, t Target) *registry.Verification 
 		msg := "static keys: there is no role to assume"
 		add(registry.VerificationStep{Name: StepAssume, Status: registry.StepSkipped, Message: msg})
 		add(registry.VerificationStep{Name: StepAssumeNoExtID, Status: registry.StepSkipped, Message: msg})
-		p, err := v.Static(ctx, t.In)
+		var p aws.CredentialsProvider
+		err := errors.New("no resolver configured to open static keys")
+		if v.Resolver != nil {
+			p, err = v.Resolver.static(ctx, t.In)
+		}
 		if err != nil {
 			add(registry.VerificationStep{Name: StepListBucket, Status: registry.StepFailed, Code: "static_keys_unreadable", Message: err.Error(), Hint: "submit the keys again"})
 			skip(StepReadFirstObject)
@@ -264,18 +269,4 @@ func apiCode(err error) string {
 		return ae.ErrorCode() + ": " + ae.ErrorMessage()
 	}
 	return err.Error()
-}
-
-// NewS3 returns an S3 client on base with provider's credentials.
-func NewS3(base aws.Config, provider aws.CredentialsProvider, region string, pathStyle bool) *s3.Client {
-	return s3.NewFromConfig(base, func(o *s3.Options) {
-		o.Credentials = provider
-		if region != "" {
-			o.Region = region
-		}
-		o.UsePathStyle = pathStyle
-		// MinIO and some S3-compatible stores return no checksum; the SDK
-		// would log a line per GET about skipping validation.
-		o.DisableLogOutputChecksumValidationSkipped = true
-	})
 }

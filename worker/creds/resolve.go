@@ -1,0 +1,220 @@
+package creds
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/registry"
+)
+
+// SessionPrefixDefault starts every RoleSessionName unless configured.
+const SessionPrefixDefault = "stevedore"
+
+// Resolver is the one way from what a message or request names (org,
+// integration, bucket, key or prefix, scope) to AWS credentials: the
+// registry lookup (role ARN and ExternalId come from there, never from the
+// message), the active check, the bucket/prefix allowance, the scoped
+// session policy, and the broker's cached session or the sealed static
+// keys. The API, the worker, the SQS bridge and the verifier all use it.
+// A Resolver is safe for concurrent use.
+type Resolver struct {
+	Registry *registry.Registry // required
+	Broker   *Broker            // required to resolve roles (not for Allowed or static keys)
+	// AWS is the base SDK configuration of S3 clients (endpoints, retries,
+	// HTTP client); credentials come from the resolver.
+	AWS aws.Config
+	// S3PathStyle selects path-style addressing (MinIO); default false.
+	S3PathStyle bool
+	// SessionPrefix starts every RoleSessionName; default SessionPrefixDefault.
+	SessionPrefix string
+	// OnStaleRetry is called when a stale-token answer made WithS3 retry
+	// with fresh credentials (a metric); nil ignores it.
+	OnStaleRetry func()
+}
+
+// Tenant is what the registry says about the org and integration a message
+// names.
+type Tenant struct {
+	Org *registry.Org
+	In  *registry.Integration
+}
+
+// Owner is the ExpectedBucketOwner of every S3 call: the role's account
+// (unknown, and so not sent, for static keys).
+func (t *Tenant) Owner() *string {
+	if t.In.Account == "" {
+		return nil
+	}
+	return aws.String(t.In.Account)
+}
+
+// Refusal codes of Allowed and Tenant (ClassError.Code).
+const (
+	CodeIntegrationNotFound  = "integration_not_found"
+	CodeIntegrationNotActive = "integration_not_active"
+	CodeBucketNotAllowed     = "bucket_not_allowed"
+)
+
+// Allowed reports whether in may be used for s3://bucket/key (key is a key
+// or a prefix): only an active integration, and only for the buckets and
+// prefixes it covers. A refusal is a permanent *schema.ClassError with a
+// Code above.
+func Allowed(in *registry.Integration, bucket, key string) error {
+	if in.Status != registry.StatusActive {
+		return &schema.ClassError{Class: schema.ClassTenantAuth, Code: CodeIntegrationNotActive,
+			Err: fmt.Errorf("integration %s is %s: %s", in.ID, in.Status, in.StatusReason)}
+	}
+	if !in.Allows(bucket, key) {
+		return &schema.ClassError{Class: schema.ClassTenantPermission, Code: CodeBucketNotAllowed,
+			Err: fmt.Errorf("integration %s does not cover s3://%s/%s", in.ID, bucket, key)}
+	}
+	return nil
+}
+
+// Tenant looks up the org and integration and checks that the integration
+// may be used for s3://bucket/key (Allowed).
+func (r *Resolver) Tenant(ctx context.Context, orgID, integrationID, bucket, key string) (*Tenant, error) {
+	org, err := r.Registry.Org(ctx, orgID)
+	if err != nil {
+		return nil, &schema.ClassError{Class: schema.ClassTenantAuth, Code: CodeIntegrationNotFound, Err: fmt.Errorf("resolve org: %w", err)}
+	}
+	in, err := r.Registry.Integration(ctx, orgID, integrationID)
+	if err != nil {
+		return nil, &schema.ClassError{Class: schema.ClassTenantAuth, Code: CodeIntegrationNotFound, Err: fmt.Errorf("resolve integration: %w", err)}
+	}
+	if err := Allowed(in, bucket, key); err != nil {
+		return nil, err
+	}
+	return &Tenant{Org: org, In: in}, nil
+}
+
+// Request is the broker request for reading bucket/prefix on behalf of t:
+// the session policy allows exactly that scope; scope names the session in
+// the customer's CloudTrail (a job ID, or "events").
+func (r *Resolver) Request(t *Tenant, scope, bucket, prefix string) (Request, error) {
+	policy, err := SessionPolicy(bucket, prefix)
+	if err != nil {
+		return Request{}, schema.Errorf(schema.ClassPermanent, "%w", err)
+	}
+	return r.request(t, scope, policy, t.In.SessionDuration), nil
+}
+
+func (r *Resolver) request(t *Tenant, scope, policy string, d time.Duration) Request {
+	prefix := cmp.Or(r.SessionPrefix, SessionPrefixDefault)
+	req := Request{
+		RoleARN: t.In.RoleARN, ExternalID: t.Org.ExternalID, Policy: policy, Duration: d,
+		SessionName: SessionName(prefix, t.Org.ID, scope), Org: t.Org.ID, Integration: t.In.ID,
+	}
+	if t.In.SourceIdentity {
+		req.SourceIdentity = SessionName(prefix, t.Org.ID, "")
+	}
+	if t.In.SessionTags {
+		req.Tags = map[string]string{"stevedore-org": t.Org.ID, "stevedore-scope": scope}
+	}
+	return req
+}
+
+// Provider returns the credentials for req on behalf of t: the broker's
+// cached, scoped session for a role, or the sealed static keys opened for
+// this call.
+func (r *Resolver) Provider(ctx context.Context, t *Tenant, req Request) (aws.CredentialsProvider, error) {
+	if t.In.Kind == registry.KindStaticKeys {
+		return r.static(ctx, t.In)
+	}
+	if r.Broker == nil {
+		return nil, schema.Errorf(schema.ClassOurCredentials, "no credential broker configured")
+	}
+	return r.Broker.Retrieve(ctx, req)
+}
+
+// static opens a static-key integration's sealed secret.
+func (r *Resolver) static(ctx context.Context, in *registry.Integration) (aws.CredentialsProvider, error) {
+	secret, err := r.Registry.StaticSecret(ctx, in)
+	if err != nil {
+		return nil, schema.Errorf(schema.ClassOurCredentials, "%w", err)
+	}
+	return credentials.NewStaticCredentialsProvider(in.AccessKeyID, secret.Reveal(), ""), nil
+}
+
+// WithS3 runs call with an S3 client holding t's credentials for req in
+// region (default: the integration's). Credentials are resolved first, so
+// an STS failure is never mistaken for an S3 denial; a stale-token answer
+// (ExpiredToken; InvalidAccessKeyId from MinIO) invalidates the cached
+// session and retries once.
+func (r *Resolver) WithS3(ctx context.Context, t *Tenant, req Request, region string, call func(*s3.Client) error) error {
+	region = cmp.Or(region, t.In.Region)
+	for attempt := 0; ; attempt++ {
+		provider, err := r.Provider(ctx, t, req)
+		if err != nil {
+			return err
+		}
+		err = call(NewS3(r.AWS, provider, region, r.S3PathStyle))
+		if err != nil && attempt == 0 && t.In.Kind != registry.KindStaticKeys && Classify(err).Class == schema.ClassStaleToken {
+			r.Broker.Invalidate(req)
+			if r.OnStaleRetry != nil {
+				r.OnStaleRetry()
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("s3: %w", err)
+		}
+		return nil
+	}
+}
+
+// QueueCredentials reads a customer's SQS queue through their role: the
+// role ARN and ExternalId are looked up on every refresh (a rotated
+// ExternalId or a revoked integration takes effect), the session is scoped
+// to the queue (QueueSessionPolicy), and the broker caches it and refreshes
+// it before expiry. Only active role integrations are used.
+func (r *Resolver) QueueCredentials(orgID, integrationID, queueARN string, d time.Duration) aws.CredentialsProvider {
+	return queueProvider{r: r, org: orgID, integration: integrationID, policy: QueueSessionPolicy(queueARN), duration: d}
+}
+
+type queueProvider struct {
+	r                *Resolver
+	org, integration string
+	policy           string
+	duration         time.Duration
+}
+
+func (q queueProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	org, err := q.r.Registry.Org(ctx, q.org)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	in, err := q.r.Registry.Integration(ctx, q.org, q.integration)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	if in.Status != registry.StatusActive || in.Kind != registry.KindRole {
+		return aws.Credentials{}, fmt.Errorf("integration %s is %s (%s): not used to read queues", in.ID, in.Status, in.Kind)
+	}
+	p, err := q.r.Provider(ctx, &Tenant{Org: org, In: in}, q.r.request(&Tenant{Org: org, In: in}, "events", q.policy, q.duration))
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	return p.Retrieve(ctx)
+}
+
+// NewS3 returns an S3 client on base with provider's credentials.
+func NewS3(base aws.Config, provider aws.CredentialsProvider, region string, pathStyle bool) *s3.Client {
+	return s3.NewFromConfig(base, func(o *s3.Options) {
+		o.Credentials = provider
+		if region != "" {
+			o.Region = region
+		}
+		o.UsePathStyle = pathStyle
+		// MinIO and some S3-compatible stores return no checksum; the SDK
+		// would log a line per GET about skipping validation.
+		o.DisableLogOutputChecksumValidationSkipped = true
+	})
+}
