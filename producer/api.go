@@ -15,7 +15,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -188,8 +187,6 @@ type indexRequest struct {
 	CustomMetadata    json.RawMessage `json:"custom_metadata"`
 }
 
-var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
-
 func badRequest(code, msg, hint string) error {
 	return &apiError{http.StatusBadRequest, code, msg, hint}
 }
@@ -311,7 +308,7 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 		}
 		job.Bucket, job.Key = bucket, key
 	}
-	if !bucketRE.MatchString(job.Bucket) {
+	if !schema.ValidBucket(job.Bucket) {
 		return nil, badRequest("invalid_bucket_name", fmt.Sprintf("bucket_name %q is not a valid S3 bucket name", job.Bucket), "")
 	}
 	if len(job.Key) > 1024 || len(job.Prefix) > 1024 {

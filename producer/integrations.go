@@ -116,7 +116,7 @@ func (a *API) createIntegration(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{http.StatusServiceUnavailable, "principal_not_configured", "this deployment has no principal ARN to put in trust policies", "operators: set STEVEDORE_PRINCIPAL_ARN"}
 	}
 	for _, b := range req.Buckets {
-		if !bucketRE.MatchString(b) {
+		if !schema.ValidBucket(b) {
 			return badRequest("invalid_bucket_name", fmt.Sprintf("%q is not a valid S3 bucket name", b), "")
 		}
 	}

@@ -39,6 +39,17 @@ const (
 // key segment: org IDs, collection names, job and integration IDs.
 var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// bucketRE is the set of bucket names S3 sends notifications for: today's
+// rules (3–63 of a–z 0–9 . -) and the legacy us-east-1 names created before
+// March 2018, which may hold capitals and underscores and be up to 255
+// characters long. Such buckets still exist and still notify; refusing their
+// names would make their notifications unroutable.
+var bucketRE = regexp.MustCompile(`^[A-Za-z0-9._-]{3,255}$`)
+
+// ValidBucket reports whether s is a bucket name S3 may send (see bucketRE).
+// The API, integrations and routes all accept exactly this set.
+func ValidBucket(s string) bool { return bucketRE.MatchString(s) }
+
 // ValidID reports whether s may be used as an org ID, collection name, job ID
 // or integration ID (1–64 of A–Z a–z 0–9 _ -).
 func ValidID(s string) bool { return idRE.MatchString(s) }

@@ -2,6 +2,7 @@ package schema_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,6 +36,17 @@ func TestEnsureIdempotent(t *testing.T) {
 		}
 		if i == 1 && !ack.Duplicate {
 			t.Fatal("retried publish was not deduplicated")
+		}
+	}
+}
+
+func TestValidBucket(t *testing.T) {
+	for name, want := range map[string]bool{
+		"acme-docs": true, "a.b.c": true, "Legacy_Bucket": true, "UPPER.case_2017": true, strings.Repeat("a", 255): true,
+		"ab": false, "": false, "a b": false, "a/b": false, "a*": false, "a?b": false, "${aws}": false, strings.Repeat("a", 256): false,
+	} {
+		if got := schema.ValidBucket(name); got != want {
+			t.Errorf("ValidBucket(%q) = %v, want %v", name, got, want)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/stevedore-dev/stevedore/schema"
 )
 
 // Integration statuses. Only active integrations are used.
@@ -147,7 +149,7 @@ func (r *Registry) AddIntegration(ctx context.Context, actor, orgID string, spec
 		return fail(fmt.Errorf("session duration %s must be between 15m and 12h", spec.SessionDuration))
 	}
 	for _, b := range spec.Buckets {
-		if b == "" || len(b) > 63 || strings.ContainsAny(b, "/ *") {
+		if !schema.ValidBucket(b) {
 			return fail(fmt.Errorf("bucket %q is not a bucket name", b))
 		}
 	}

@@ -252,3 +252,54 @@ func TestStaticKeysSealed(t *testing.T) {
 		t.Fatal("a short KEK was accepted")
 	}
 }
+
+// TestLegacyBucketNames: us-east-1 buckets created before 2018 may hold
+// capitals and underscores and still send notifications; integrations and
+// routes accept exactly the names S3 sends (schema.ValidBucket), and two
+// buckets that differ only in "." versus "_" get routes of their own.
+func TestLegacyBucketNames(t *testing.T) {
+	r := setup(t)
+	ctx := context.Background()
+	org, _, err := r.CreateOrg(ctx, "test", "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"ab", "has space", "a/b", "star*", strings.Repeat("a", 256)} {
+		if _, err := r.AddIntegration(ctx, "test", org.ID, registry.Spec{RoleARN: "arn:aws:iam::123456789012:role/bad", Buckets: []string{bad}}); err == nil {
+			t.Errorf("integration with bucket %q accepted", bad)
+		}
+	}
+	in, err := r.AddIntegration(ctx, "test", org.ID, registry.Spec{RoleARN: "arn:aws:iam::123456789012:role/legacy", Buckets: []string{"Legacy_Docs.2017", "Legacy_Docs_2017"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.RecordVerification(ctx, "test", org.ID, in.ID, &registry.Verification{At: time.Now(), OK: true}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := r.AddRoute(ctx, "test", registry.Route{Org: org.ID, Collection: "docs", Bucket: "Legacy_Docs.2017", IntegrationID: in.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.AddRoute(ctx, "test", registry.Route{Org: org.ID, Collection: "other", Bucket: "Legacy_Docs_2017", IntegrationID: in.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	table, err := r.WatchRoutes(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := table.Match("Legacy_Docs.2017", "k"); m == nil || m.ID != a.ID {
+		t.Fatalf("route for Legacy_Docs.2017: %+v", m)
+	}
+	if m := table.Match("Legacy_Docs_2017", "k"); m == nil || m.ID != b.ID {
+		t.Fatalf("route for Legacy_Docs_2017: %+v", m)
+	}
+	if err := r.DeleteRoute(ctx, "test", org.ID, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if routes, _ := r.Routes(ctx); len(routes) != 1 || routes[0].ID != b.ID {
+		t.Fatalf("after delete: %+v", routes)
+	}
+}

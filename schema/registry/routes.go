@@ -27,10 +27,13 @@ type Route struct {
 	CreatedAt     time.Time `json:"created_at"`
 }
 
-// routeKey: bucket names hold only [a-z0-9.-], so mapping "." to "_" keeps
-// the bucket one KV token and stays unambiguous.
+// routeKey: bucket names hold only [A-Za-z0-9._-] (schema.ValidBucket), so
+// mapping "." to "=" (which no bucket name holds) keeps the bucket one KV
+// token and stays unambiguous. (Versions before legacy bucket names were
+// accepted mapped "." to "_"; such keys are still listed and deleted by the
+// key they are stored under.)
 func routeKey(bucket, id string) string {
-	return "route." + strings.ReplaceAll(bucket, ".", "_") + "." + id
+	return "route." + strings.ReplaceAll(bucket, ".", "=") + "." + id
 }
 
 // AddRoute registers a route. The integration must belong to the org and
@@ -47,7 +50,7 @@ func (r *Registry) AddRoute(ctx context.Context, actor string, rt Route) (*Route
 	if !schema.ValidID(rt.Collection) {
 		return fail(fmt.Errorf("collection %q must be 1-64 characters of A-Z a-z 0-9 _ -", rt.Collection))
 	}
-	if rt.Bucket == "" || len(rt.Bucket) > 63 || strings.Trim(rt.Bucket, "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {
+	if !schema.ValidBucket(rt.Bucket) {
 		return fail(fmt.Errorf("bucket %q is not a bucket name", rt.Bucket))
 	}
 	if rt.IntegrationID == "" {
@@ -92,11 +95,29 @@ func (r *Registry) AddRoute(ctx context.Context, actor string, rt Route) (*Route
 
 // Routes lists every route.
 func (r *Registry) Routes(ctx context.Context) ([]*Route, error) {
+	keyed, err := r.routes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Route, 0, len(keyed))
+	for _, kr := range keyed {
+		out = append(out, kr.route)
+	}
+	return out, nil
+}
+
+type keyedRoute struct {
+	key   string
+	route *Route
+}
+
+// routes lists every route with the KV key it is stored under.
+func (r *Registry) routes(ctx context.Context) ([]keyedRoute, error) {
 	lister, err := r.kv.ListKeysFiltered(ctx, "route.>")
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
-	var out []*Route
+	var out []keyedRoute
 	for k := range lister.Keys() {
 		var rt Route
 		if _, err := r.get(ctx, k, &rt); err != nil {
@@ -105,21 +126,23 @@ func (r *Registry) Routes(ctx context.Context) ([]*Route, error) {
 			}
 			return nil, err
 		}
-		out = append(out, &rt)
+		out = append(out, keyedRoute{k, &rt})
 	}
-	slices.SortFunc(out, func(a, b *Route) int { return strings.Compare(a.Bucket+"/"+a.Prefix, b.Bucket+"/"+b.Prefix) })
+	slices.SortFunc(out, func(a, b keyedRoute) int {
+		return strings.Compare(a.route.Bucket+"/"+a.route.Prefix, b.route.Bucket+"/"+b.route.Prefix)
+	})
 	return out, nil
 }
 
 // DeleteRoute removes a route of org.
 func (r *Registry) DeleteRoute(ctx context.Context, actor, org, id string) error {
-	routes, err := r.Routes(ctx)
+	routes, err := r.routes(ctx)
 	if err != nil {
 		return err
 	}
-	for _, rt := range routes {
-		if rt.ID == id && rt.Org == org {
-			if err := r.kv.Delete(ctx, routeKey(rt.Bucket, rt.ID)); err != nil {
+	for _, kr := range routes {
+		if rt := kr.route; rt.ID == id && rt.Org == org {
+			if err := r.kv.Delete(ctx, kr.key); err != nil {
 				return err
 			}
 			r.Audit(ctx, org, actor, "route.delete", "ok", id)
