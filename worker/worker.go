@@ -7,6 +7,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,41 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/token"
 )
+
+// Defaults of Config, applied by New (withDefaults) to zero fields; cmd's
+// flags use the same constants.
+const (
+	TaskConcurrencyDefault      = 8
+	DiscoverEveryDefault        = 250 * time.Millisecond
+	PlanConcurrencyDefault      = 2
+	MaxObjectBytesDefault       = 2 << 30
+	MaxDecompressedBytesDefault = 2 << 30
+	PageSizeDefault             = 1000
+	MessageTimeoutDefault       = 5 * time.Minute
+	HeartbeatDefault            = 15 * time.Second
+	ShutdownGraceDefault        = 20 * time.Second
+	NameDefault                 = "worker"
+)
+
+// withDefaults returns cfg with every zero field set to its default: the
+// one place defaults are applied.
+func (cfg Config) withDefaults() Config {
+	cfg.TaskConcurrency = cmp.Or(cfg.TaskConcurrency, TaskConcurrencyDefault)
+	cfg.TenantConcurrency = cmp.Or(cfg.TenantConcurrency, max(1, cfg.TaskConcurrency*3/4))
+	cfg.DiscoverEvery = cmp.Or(cfg.DiscoverEvery, DiscoverEveryDefault)
+	cfg.TrackBatch = cmp.Or(cfg.TrackBatch, schema.TrackBatch)
+	cfg.PlanConcurrency = cmp.Or(cfg.PlanConcurrency, PlanConcurrencyDefault)
+	cfg.MaxObjectBytes = cmp.Or(cfg.MaxObjectBytes, MaxObjectBytesDefault)
+	cfg.MaxDecompressedBytes = cmp.Or(cfg.MaxDecompressedBytes, MaxDecompressedBytesDefault)
+	cfg.PageSize = cmp.Or(cfg.PageSize, PageSizeDefault)
+	cfg.MessageTimeout = cmp.Or(cfg.MessageTimeout, MessageTimeoutDefault)
+	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, HeartbeatDefault)
+	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, ShutdownGraceDefault)
+	cfg.SessionPrefix = cmp.Or(cfg.SessionPrefix, creds.SessionPrefixDefault)
+	cfg.Name = cmp.Or(cfg.Name, NameDefault)
+	cfg.Topology = cfg.Topology.WithDefaults()
+	return cfg
+}
 
 // Config configures a Worker. Zero values take the defaults in the comments.
 type Config struct {
@@ -94,45 +130,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if cfg.JS == nil || cfg.Registry == nil || cfg.Broker == nil {
 		return nil, errors.New("worker: JS, Registry and Broker are required")
 	}
-	if cfg.TaskConcurrency == 0 {
-		cfg.TaskConcurrency = 8
-	}
-	if cfg.TenantConcurrency == 0 {
-		cfg.TenantConcurrency = max(1, cfg.TaskConcurrency*3/4)
-	}
-	if cfg.DiscoverEvery == 0 {
-		cfg.DiscoverEvery = 250 * time.Millisecond
-	}
-	if cfg.TrackBatch == 0 {
-		cfg.TrackBatch = schema.TrackBatch
-	}
-	if cfg.PlanConcurrency == 0 {
-		cfg.PlanConcurrency = 2
-	}
-	if cfg.MaxObjectBytes == 0 {
-		cfg.MaxObjectBytes = 2 << 30
-	}
-	if cfg.MaxDecompressedBytes == 0 {
-		cfg.MaxDecompressedBytes = 2 << 30
-	}
-	if cfg.PageSize == 0 {
-		cfg.PageSize = 1000
-	}
-	if cfg.MessageTimeout == 0 {
-		cfg.MessageTimeout = 5 * time.Minute
-	}
-	if cfg.Heartbeat == 0 {
-		cfg.Heartbeat = 15 * time.Second
-	}
-	if cfg.ShutdownGrace == 0 {
-		cfg.ShutdownGrace = 20 * time.Second
-	}
-	if cfg.SessionPrefix == "" {
-		cfg.SessionPrefix = "stevedore"
-	}
-	if cfg.Name == "" {
-		cfg.Name = "worker"
-	}
+	cfg = cfg.withDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -148,7 +146,6 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		// credential set): without it each client would dial anew.
 		cfg.AWS.HTTPClient = awshttp.NewBuildableClient()
 	}
-	cfg.Topology = cfg.Topology.WithDefaults()
 	sp, err := chunk.New(cfg.Encoding, cfg.ChunkTokens)
 	if err != nil {
 		return nil, err

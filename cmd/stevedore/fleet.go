@@ -53,7 +53,7 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		stsRate:          f.Int("sts-rate", 10, "AssumeRole calls per second per process (burst 2x)"),
 		kekFile:          f.String("kek-file", "", "file holding the 32-byte key-encryption key for static AWS keys (hex or base64; or env STEVEDORE_KEK); none: static keys refused"),
 		s3PathStyle:      f.Bool("s3-path-style", false, "path-style S3 addressing (MinIO)"),
-		sessionPrefix:    f.String("session-prefix", "stevedore", "RoleSessionName prefix seen in customers' CloudTrail"),
+		sessionPrefix:    f.String("session-prefix", creds.SessionPrefixDefault, "RoleSessionName prefix seen in customers' CloudTrail"),
 	}
 	if api {
 		c.listen = f.String("listen", "127.0.0.1:8080", "HTTP API address")
@@ -65,12 +65,12 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		c.workers = f.Int("workers", workers, "workers in this process")
 
 		c.chunkTokens = f.Int("chunk-tokens", 512, "maximum tokens per chunk")
-		c.taskConcurrency = f.Int("task-concurrency", 8, "tasks processed at once per worker")
+		c.taskConcurrency = f.Int("task-concurrency", worker.TaskConcurrencyDefault, "tasks processed at once per worker")
 		c.tenantConcurrency = f.Int("tenant-concurrency", 0, "one org's tasks in flight per worker at most (0: 3/4 of --task-concurrency)")
-		c.planConcurrency = f.Int("plan-concurrency", 2, "job pages planned at once per worker")
-		c.maxObjectMiB = f.Int("max-object-mib", 2048, "objects larger than this are skipped (too_large); bodies are streamed")
-		c.maxDecompressedMiB = f.Int("max-decompressed-mib", 2048, "gzip objects decompressing past this are skipped (decompressed_too_large)")
-		c.shutdownGrace = f.Duration("shutdown-grace", 20*time.Second, "time in-flight work may finish after SIGTERM")
+		c.planConcurrency = f.Int("plan-concurrency", worker.PlanConcurrencyDefault, "job pages planned at once per worker")
+		c.maxObjectMiB = f.Int("max-object-mib", worker.MaxObjectBytesDefault>>20, "objects larger than this are skipped (too_large); bodies are streamed")
+		c.maxDecompressedMiB = f.Int("max-decompressed-mib", worker.MaxDecompressedBytesDefault>>20, "gzip objects decompressing past this are skipped (decompressed_too_large)")
+		c.shutdownGrace = f.Duration("shutdown-grace", worker.ShutdownGraceDefault, "time in-flight work may finish after SIGTERM")
 		c.sessionDuration = f.Duration("session-duration", time.Hour, "assumed-role session duration (15m-12h; 1h max when our identity is itself a role session)")
 	}
 	return c

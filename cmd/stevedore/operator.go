@@ -199,7 +199,7 @@ func runIntegration(ctx context.Context, args []string) error {
 				bucket = f.FlagSet.String("bucket", "", "bucket to probe (default: the integration's first)")
 				pathStyle = f.Bool("s3-path-style", false, "path-style S3 addressing (MinIO)")
 				devEmulator = f.Bool("dev-emulator-sts", false, "DEVELOPMENT ONLY: accept an STS that ignores ExternalId (MinIO)")
-				prefix = f.String("session-prefix", "stevedore", "RoleSessionName prefix")
+				prefix = f.String("session-prefix", creds.SessionPrefixDefault, "RoleSessionName prefix")
 			}, func(r *registry.Registry) (map[string]any, string, error) {
 				return verifyIntegration(ctx, r, *org, *id, *bucket, *pathStyle, *devEmulator, *prefix)
 			})
