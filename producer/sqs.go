@@ -2,7 +2,6 @@ package producer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -71,12 +70,11 @@ type BridgeConfig struct {
 // from it; until then its visibility is extended. Task message IDs come from
 // bucket, key, version and sequencer, so redeliveries publish nothing twice.
 type Bridge struct {
-	cfg     BridgeConfig
-	log     *slog.Logger
-	routes  *registry.RouteTable
-	objects jetstream.KeyValue
-	m       *bridgeMetrics
-	pause   pauser
+	cfg    BridgeConfig
+	log    *slog.Logger
+	routes *registry.RouteTable
+	m      *bridgeMetrics
+	pause  pauser
 }
 
 type bridgeMetrics struct {
@@ -92,7 +90,6 @@ const (
 	RecordIgnored    = "ignored"
 	RecordUnroutable = "unroutable"
 	RecordInvalid    = "invalid"
-	RecordStale      = "stale"
 )
 
 // NewBridge validates cfg and loads the route table (followed live until ctx ends).
@@ -121,10 +118,6 @@ func NewBridge(ctx context.Context, cfg BridgeConfig) (*Bridge, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	objects, err := cfg.JS.KeyValue(ctx, schema.BucketObjects)
-	if err != nil {
-		return nil, fmt.Errorf("bridge: %w", err)
-	}
 	routes, err := cfg.Registry.WatchRoutes(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
@@ -144,7 +137,7 @@ func NewBridge(ctx context.Context, cfg BridgeConfig) (*Bridge, error) {
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(m.received, m.deleted, m.extended, m.deleteFailed, m.receiveErrors, m.records, m.paused)
 	}
-	return &Bridge{cfg: cfg, log: cfg.Logger, routes: routes, objects: objects, m: m}, nil
+	return &Bridge{cfg: cfg, log: cfg.Logger, routes: routes, m: m}, nil
 }
 
 // Run polls every queue with cfg.Pollers pollers until ctx ends.
@@ -380,18 +373,9 @@ func (b *Bridge) record(ctx context.Context, i int, rec notify.Record, dead func
 		*out = append(*out, dead(i, fmt.Sprintf("unroutable: no route for s3://%s/%s (stevedore route add)", rec.Bucket, rec.Key), "unroutable"))
 		return RecordUnroutable, nil
 	}
-	if rec.Sequencer != "" {
-		e, err := b.objects.Get(ctx, schema.ObjectKey(rt.Org, rt.Collection, rec.Bucket, rec.Key))
-		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return "", fmt.Errorf("object state: %w", err)
-		}
-		if err == nil {
-			var st schema.ObjectState
-			if jerr := json.Unmarshal(e.Value(), &st); jerr == nil && st.Sequencer != "" && schema.SequencerLess(rec.Sequencer, st.Sequencer) {
-				return RecordStale, nil
-			}
-		}
-	}
+	// No ordering decision here: a record's sequencer is only a claim. The
+	// worker checks it against the object state and, where they disagree,
+	// against S3 itself.
 	op := schema.OpIndex
 	if rec.Kind == notify.Delete {
 		op = schema.OpDelete

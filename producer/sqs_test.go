@@ -145,19 +145,22 @@ func testdata(t *testing.T, name string) string {
 func TestBridgeRoutesEveryShape(t *testing.T) {
 	e := newBridgeEnv(t, 30*time.Second)
 	ctx := context.Background()
-	// The index already reflects a later event for stale.txt.
+	// The index already reflects a later event for stale.txt: the bridge
+	// still routes it (a sequencer is a claim; the worker checks it against
+	// the state and S3).
 	objects, _ := e.tf.JS.KeyValue(ctx, schema.BucketObjects)
-	state, _ := json.Marshal(&schema.ObjectState{Bucket: "acme-docs", Key: "stale.txt", Sequencer: "00FF", Status: "indexed"})
+	state, _ := json.Marshal(&schema.ObjectState{Bucket: "acme-docs", Key: "stale.txt", Sequencer: "00FF", Status: schema.ObjectIndexed})
 	if _, err := objects.Put(ctx, schema.ObjectKey(e.tf.Org.ID, "docs", "acme-docs", "stale.txt"), state); err != nil {
 		t.Fatal(err)
 	}
+	forgedSequencer := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-11-23T10:00:00Z","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"acme-docs"},"object":{"key":"x.txt","sequencer":"FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"}}}]}`
 	stale := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-11-23T10:00:00Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"acme-docs"},"object":{"key":"stale.txt","eTag":"x","sequencer":"00AA"}}}]}`
 	unroutable := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-11-23T10:00:00Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"someone-elses"},"object":{"key":"x.txt","sequencer":"01"}}}]}`
 	bodies := []string{
 		testdata(t, "s3_put.json"), testdata(t, "sns_wrapped.json"), testdata(t, "s3_multi.json"),
 		testdata(t, "eventbridge_created.json"), testdata(t, "eventbridge_deleted.json"), testdata(t, "eventbridge_restore.json"),
 		testdata(t, "testevent.json"), testdata(t, "sns_testevent.json"),
-		`{"Records":[{"eventVersion":"2.1"`, `{"hello":"world"}`, stale, unroutable,
+		`{"Records":[{"eventVersion":"2.1"`, `{"hello":"world"}`, stale, unroutable, forgedSequencer,
 	}
 	e.send(t, bodies...)
 	reg := prometheus.NewRegistry()
@@ -179,7 +182,7 @@ func TestBridgeRoutesEveryShape(t *testing.T) {
 	sort.Strings(keys)
 	// s3_put and its SNS-wrapped copy are one event (same sequencer): one task.
 	want := []string{"delete eb/raw key+plus.txt", "delete expired.txt", "delete old.txt", "delete versioned.txt",
-		"index a/b=c&d.md", "index eb/raw key+plus.txt", "index reports/Q3 plan (2026) c++.txt"}
+		"index a/b=c&d.md", "index eb/raw key+plus.txt", "index reports/Q3 plan (2026) c++.txt", "index stale.txt"}
 	if strings.Join(keys, "|") != strings.Join(want, "|") {
 		t.Fatalf("tasks\n got %q\nwant %q", keys, want)
 	}
@@ -195,15 +198,15 @@ func TestBridgeRoutesEveryShape(t *testing.T) {
 		}
 	}
 	sort.Strings(reasons)
-	if got := strings.Join(reasons, " "); got != "invalid invalid invalid invalid unroutable" {
+	if got := strings.Join(reasons, " "); got != "invalid invalid invalid invalid invalid unroutable" {
 		t.Fatalf("dead letters: %s", got)
 	}
 	outcomes := map[string]float64{}
-	for _, o := range []string{RecordRouted, RecordIgnored, RecordUnroutable, RecordInvalid, RecordStale} {
+	for _, o := range []string{RecordRouted, RecordIgnored, RecordUnroutable, RecordInvalid} {
 		outcomes[o] = labeled(t, reg, "stevedore_sqs_records_total", o)
 	}
 	t.Logf("record outcomes from a run mixing every shape: %v", outcomes)
-	if fmt.Sprint(outcomes) != "map[ignored:4 invalid:4 routed:8 stale:1 unroutable:1]" {
+	if fmt.Sprint(outcomes) != "map[ignored:4 invalid:5 routed:9 unroutable:1]" {
 		t.Fatalf("outcomes %v", outcomes)
 	}
 

@@ -58,13 +58,23 @@ func TestDecide(t *testing.T) {
 
 func TestSequencerOnlyMovesForward(t *testing.T) {
 	st := &schema.ObjectState{Sequencer: "0A"}
-	if got := sequencer(&schema.Task{JobID: "job_a"}, st); got != "0A" {
-		t.Fatalf("a job task erased the sequencer: %q", got)
+	tests := []struct {
+		name                 string
+		task                 *schema.Task
+		state                *schema.ObjectState
+		confirmed, overrides bool
+		want                 string
+	}{
+		{"a job task keeps the stored one", &schema.Task{JobID: "job_a"}, st, true, false, "0A"},
+		{"a newer confirmed event", &schema.Task{Sequencer: "0B"}, st, true, false, "0B"},
+		{"a newer event S3 did not confirm", &schema.Task{Sequencer: "FFFF"}, st, false, false, "0A"},
+		{"an older confirmed event", &schema.Task{Sequencer: "09"}, st, true, false, "0A"},
+		{"an older event S3 showed to be newer", &schema.Task{Sequencer: "09"}, st, true, true, "09"},
+		{"no state, no sequencer", &schema.Task{}, nil, true, false, ""},
 	}
-	if got := sequencer(&schema.Task{Sequencer: "0B"}, st); got != "0B" {
-		t.Fatalf("a newer event's sequencer was not stored: %q", got)
-	}
-	if got := sequencer(&schema.Task{}, nil); got != "" {
-		t.Fatalf("no state, no sequencer: %q", got)
+	for _, tt := range tests {
+		if got := sequencer(tt.task, tt.state, tt.confirmed, tt.overrides); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
 	}
 }

@@ -23,6 +23,7 @@ type metrics struct {
 	lag          *prometheus.HistogramVec
 	redelivered  *prometheus.CounterVec
 	duplicates   prometheus.Counter
+	unconfirmed  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -45,6 +46,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		chunks:  prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_chunks_published_total", Help: "Chunks published to CHUNKS."}),
 		tokens:  prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_tokens_published_total", Help: "Tokens in published chunks."}),
 		publish: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "stevedore_publish_duration_seconds", Help: "Time until JetStream acknowledged a batch of publishes.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}),
+		unconfirmed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_notifications_unconfirmed_total",
+			Help: "Notification claims S3 did not bear out, by reason: not_deleted_in_s3 (a delete of an object S3 still has), create_not_as_claimed (S3 returned another version than the record named; its sequencer is not stored), stale_sequencer_overridden (a stored sequencer contradicted S3)."}, []string{"reason"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_dead_letters_total",
 			Help: "Messages copied to DEAD, by error class."}, []string{"error_class"}),
 		staleRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_s3_stale_credential_retries_total",
@@ -58,7 +61,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag, m.redelivered, m.duplicates)
+		reg.MustRegister(m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag, m.redelivered, m.duplicates, m.unconfirmed)
 	}
 	return m
 }

@@ -102,8 +102,9 @@ func TestRevertedObjectStaysVisible(t *testing.T) {
 	}
 	check("after skip", alphaIDs)
 
-	// Delete (an S3 notification), then the same content uploaded again.
+	// Delete (in S3, then its notification), then the same content uploaded again.
 	ctx := context.Background()
+	e.s3.Delete(bucket, "doc.txt")
 	del := &schema.Task{Op: schema.OpDelete, Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Bucket: bucket, Key: "doc.txt",
 		Region: "us-east-1", Sequencer: "0055AED6DCD90281E5"}
 	payload, _ := schema.Encode(del)
@@ -119,6 +120,7 @@ func TestRevertedObjectStaysVisible(t *testing.T) {
 		}
 	}
 	check("deleted", map[string]bool{})
+	e.s3.Put(bucket, "doc.txt", alpha)
 	e.indexFile(t, "job_reupload", "doc.txt")
 	check("re-uploaded", alphaIDs)
 	if st := e.state(t, "doc.txt"); st.Sequencer != del.Sequencer {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker/chunk"
+	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/extract"
 )
 
@@ -129,13 +131,66 @@ func eventMsg(ev *schema.ObjectEvent) outMsg {
 	return outMsg{Subject: schema.ObjectEventSubject(ev.Org, ev.Collection), MsgID: ev.EventID, Msg: ev}
 }
 
-// sequencer is the sequencer to store after task: the task's, or, for a
-// task without one (a job's), the stored one. Sequencers only move forward.
-func sequencer(task *schema.Task, state *schema.ObjectState) string {
-	if task.Sequencer == "" && state != nil {
-		return state.Sequencer
+// sequencer is the sequencer to store after task. Sequencers only move
+// forward, and a notification's sequencer is stored only once S3 confirmed
+// the change it describes (confirmed): a task without one (a job's), or
+// whose claim S3 did not bear out, keeps the stored one. overrides is set
+// when S3 showed the stored sequencer to be wrong (a later genuine event
+// judged stale by it): the task's then replaces it.
+func sequencer(task *schema.Task, state *schema.ObjectState, confirmed, overrides bool) string {
+	stored := ""
+	if state != nil {
+		stored = state.Sequencer
+	}
+	if task.Sequencer == "" || !confirmed {
+		return stored
+	}
+	if stored != "" && schema.SequencerLess(task.Sequencer, stored) && !overrides {
+		return stored
 	}
 	return task.Sequencer
+}
+
+// sameETag compares ETags with or without their quotes.
+func sameETag(a, b string) bool { return strings.Trim(a, `"`) == strings.Trim(b, `"`) }
+
+// s3Now is what S3 says of an object right now, asked with the tenant's role.
+type s3Now struct {
+	gone bool   // no such key or version, or a delete marker is current
+	etag string // when it exists
+}
+
+// headObject asks S3 about task's object (its version, when the task names
+// one): notifications are claims anyone with sqs:SendMessage can make, S3
+// is the fact. NotFound, NoSuchKey, NoSuchVersion and MethodNotAllowed (a
+// delete marker asked by version) mean gone.
+func (w *Worker) headObject(ctx context.Context, t *creds.Tenant, task *schema.Task) (s3Now, error) {
+	req, err := w.res.Request(t, "events", task.Bucket, task.ScopePrefix)
+	if err != nil {
+		return s3Now{}, err
+	}
+	var out *s3.HeadObjectOutput
+	err = w.res.WithS3(ctx, t, req, task.Region, func(c *s3.Client) error {
+		in := &s3.HeadObjectInput{Bucket: aws.String(task.Bucket), Key: aws.String(task.Key), ExpectedBucketOwner: t.Owner()}
+		if task.VersionID != "" {
+			in.VersionId = aws.String(task.VersionID)
+		}
+		var err error
+		out, err = c.HeadObject(ctx, in)
+		w.m.s3("head", err)
+		return err
+	})
+	if err != nil {
+		c := creds.Classify(err)
+		if c.Class == schema.ClassNotFound || c.Code == "MethodNotAllowed" {
+			return s3Now{gone: true}, nil
+		}
+		return s3Now{}, err
+	}
+	if aws.ToBool(out.DeleteMarker) {
+		return s3Now{gone: true}, nil
+	}
+	return s3Now{etag: aws.ToString(out.ETag)}, nil
 }
 
 // runTask does the work and returns the outcome event to publish.
@@ -150,18 +205,33 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	if err != nil {
 		return nil, err
 	}
+	overrides := false
 	switch decide(task, state, task.ETag) {
 	case stale:
-		ev := w.event(task, schema.OutcomeSkipped)
-		ev.Reason = "stale: an event with a later sequencer for this key was already applied"
-		return ev, nil
+		// A stored sequencer may have come from a forged notification: S3
+		// decides. The event is stale only if S3 agrees with the state.
+		now, err := w.headObject(ctx, t, task)
+		if err != nil {
+			return nil, err
+		}
+		agrees := now.gone && task.Op == schema.OpIndex ||
+			!now.gone && task.Op == schema.OpDelete ||
+			!now.gone && state.Status != schema.ObjectDeleted && sameETag(now.etag, state.ETag)
+		if agrees {
+			ev := w.event(task, schema.OutcomeSkipped)
+			ev.Reason = "stale: an event with a later sequencer for this key was already applied"
+			return ev, nil
+		}
+		overrides = true
+		w.m.unconfirmed.WithLabelValues("stale_sequencer_overridden").Inc()
+		log.Warn("a stored sequencer contradicted S3; the newer event is applied", "outcome", "overridden")
 	case alreadySaved:
 		return w.savedEvent(task, state), nil
 	case unchanged:
 		return w.skipEvent(task, state), nil
 	}
 	if task.Op == schema.OpDelete {
-		return w.deleteObject(ctx, task, state, stateKey, rev)
+		return w.deleteObject(ctx, t, task, state, stateKey, rev, overrides)
 	}
 	scope := task.JobID
 	if scope == "" {
@@ -204,6 +274,13 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	if err := fault("after_download", task.Key); err != nil {
 		return nil, err
 	}
+	// The notification's claim is confirmed when S3 returned the version it
+	// names (same ETag, and version ID when it gives one); only then may its
+	// sequencer be stored.
+	confirmed := task.ETag != "" && sameETag(task.ETag, etag) && (task.VersionID == "" || task.VersionID == version)
+	if task.Sequencer != "" && !confirmed {
+		w.m.unconfirmed.WithLabelValues("create_not_as_claimed").Inc()
+	}
 	v := objectVersion{task: task, etag: etag, version: version, state: state, gen: rev}
 	res, err := w.indexBody(ctx, v, obj)
 	ev.Bytes = res.bytes
@@ -218,14 +295,14 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 			return ev, nil // keep the indexed version's state; its chunks stay valid
 		}
 		// Remember the version, so skip_existing does not fetch it again.
-		skipped := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: sequencer(task, state),
+		skipped := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: sequencer(task, state, confirmed, overrides),
 			ExtractorVersion: extract.Version, Status: schema.ObjectSkipped, Reason: ev.Reason, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
 		if err := w.saveState(ctx, stateKey, skipped, rev); err != nil {
 			return nil, err
 		}
 		return ev, nil
 	}
-	newState := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: sequencer(task, state),
+	newState := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: sequencer(task, state, confirmed, overrides),
 		Chunks: res.chunks, Tokens: res.tokens, ExtractorVersion: extract.Version, Status: schema.ObjectIndexed, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
 	if err := w.saveState(ctx, stateKey, newState, rev); err != nil {
 		return nil, err
@@ -384,11 +461,33 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// deleteObject publishes a tombstone for every chunk of the stored version.
-func (w *Worker) deleteObject(ctx context.Context, task *schema.Task, state *schema.ObjectState, key string, rev uint64) (*schema.ObjectEvent, error) {
+// ReasonNotDeletedInS3 is the skip reason of a delete notification that S3
+// does not bear out: the object (or the named version) still exists.
+const ReasonNotDeletedInS3 = "not_deleted_in_s3"
+
+// deleteObject applies a delete notification once S3, asked with the
+// tenant's role, confirms it (the object or the named version is gone, or a
+// delete marker is current): it publishes a tombstone for every chunk of the
+// stored version. A delete S3 does not confirm changes nothing.
+func (w *Worker) deleteObject(ctx context.Context, t *creds.Tenant, task *schema.Task, state *schema.ObjectState, key string, rev uint64, overrides bool) (*schema.ObjectEvent, error) {
+	now, err := w.headObject(ctx, t, task)
+	if err != nil {
+		return nil, err
+	}
+	if !now.gone {
+		w.m.unconfirmed.WithLabelValues(ReasonNotDeletedInS3).Inc()
+		w.log.Warn("delete notification not borne out by S3: ignored", "org", task.Org, "collection", task.Collection, "bucket", task.Bucket,
+			"key", task.Key, "outcome", "skipped", "reason", ReasonNotDeletedInS3)
+		ev := w.event(task, schema.OutcomeSkipped)
+		ev.Reason = ReasonNotDeletedInS3 + ": S3 still has the object"
+		return ev, nil
+	}
 	ev := w.event(task, schema.OutcomeDeleted)
 	if state == nil || state.Status != schema.ObjectIndexed {
 		return ev, nil
+	}
+	if task.VersionID != "" && state.VersionID != "" && task.VersionID != state.VersionID {
+		return ev, nil // another version was deleted; the indexed one stays
 	}
 	ids := state.ChunkIDs(task.Org, task.Collection)
 	ts := &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: state.VersionID,
@@ -398,7 +497,7 @@ func (w *Worker) deleteObject(ctx context.Context, task *schema.Task, state *sch
 		return nil, err
 	}
 	deleted := *state
-	deleted.Status, deleted.Sequencer, deleted.UpdatedAt = schema.ObjectDeleted, sequencer(task, state), time.Now().UTC()
+	deleted.Status, deleted.Sequencer, deleted.UpdatedAt = schema.ObjectDeleted, sequencer(task, state, true, overrides), time.Now().UTC()
 	if err := w.saveState(ctx, key, &deleted, rev); err != nil {
 		return nil, err
 	}

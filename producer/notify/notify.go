@@ -163,6 +163,9 @@ func parseS3(raw json.RawMessage, source string) (*Message, error) {
 			}
 			rec.Bucket, rec.Key = r.S3.Bucket.Name, key
 			rec.VersionID, rec.ETag, rec.Size, rec.Sequencer = r.S3.Object.VersionID, r.S3.Object.ETag, r.S3.Object.Size, r.S3.Object.Sequencer
+			if err := checkSequencer(rec.Sequencer); err != nil {
+				return fmt.Errorf("record %d: %w", i, err)
+			}
 			if t, err := time.Parse(time.RFC3339Nano, r.EventTime); err == nil {
 				rec.EventTime = t
 			}
@@ -172,6 +175,24 @@ func parseS3(raw json.RawMessage, source string) (*Message, error) {
 		m.Records = append(m.Records, rec)
 	}
 	return m, nil
+}
+
+// MaxSequencerLen bounds an S3 sequencer: S3's are hex strings of 16–20
+// digits; a longer one is a forgery meant to win every later comparison.
+const MaxSequencerLen = 32
+
+// checkSequencer accepts only what S3 sends: empty (some emulators), or up
+// to MaxSequencerLen hex digits.
+func checkSequencer(s string) error {
+	if len(s) > MaxSequencerLen {
+		return fmt.Errorf("sequencer of %d characters: S3's are at most %d hex digits", len(s), MaxSequencerLen)
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return fmt.Errorf("sequencer %q is not hexadecimal", s)
+		}
+	}
+	return nil
 }
 
 // kindOf maps an S3 event name to what it means for the index.
@@ -225,6 +246,9 @@ func parseEventBridge(body []byte, detailType string) (*Message, error) {
 	}
 	if rec.Kind != Ignored && (rec.Bucket == "" || rec.Key == "") {
 		rec.Err = errors.New("EventBridge event: detail.bucket.name and detail.object.key are required")
+	}
+	if err := checkSequencer(rec.Sequencer); rec.Err == nil && err != nil {
+		rec.Err = fmt.Errorf("EventBridge event: %w", err)
 	}
 	return &Message{Records: []Record{rec}}, nil
 }

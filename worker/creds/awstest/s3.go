@@ -37,7 +37,7 @@ type S3 struct {
 	// that expired while a download was under way).
 	ExpireNext atomic.Int64
 
-	Gets, Lists, Denied atomic.Int64
+	Gets, Heads, Lists, Denied atomic.Int64
 }
 
 // NewS3 starts a fake S3 whose buckets belong to account owner.
@@ -56,6 +56,14 @@ func (s *S3) Put(bucket, key, body string) {
 		s.objects[bucket] = map[string]string{}
 	}
 	s.objects[bucket][key] = body
+	delete(s.gone, bucket+"/"+key)
+}
+
+// Delete removes an object, as DeleteObject does.
+func (s *S3) Delete(bucket, key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.objects[bucket], key)
 }
 
 // CreateBucket creates an empty bucket.
@@ -126,7 +134,11 @@ func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s3Error(w, 404, "NoSuchKey", "The specified key does not exist.")
 		return
 	}
-	s.Gets.Add(1)
+	if r.Method == http.MethodHead {
+		s.Heads.Add(1)
+	} else {
+		s.Gets.Add(1)
+	}
 	w.Header().Set("ETag", etag(body))
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	_, _ = w.Write([]byte(body))
