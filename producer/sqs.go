@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,24 @@ type SQSAPI interface {
 type Queue struct {
 	URL    string
 	Client SQSAPI
+	// Org binds a queue in a customer's account to the org it belongs to:
+	// anyone who may sqs:SendMessage to it (the customer) can write records,
+	// so its records are routed only to that org; a record naming a bucket
+	// routed to another org goes to DEAD as foreign_bucket, audited.
+	// Empty for stevedore's own queues.
+	Org string
+	// AllowOrgs, for one of stevedore's own queues, lists the only orgs its
+	// records may be routed to (the queue policy admits those customers'
+	// buckets); empty admits every org.
+	AllowOrgs []string
+}
+
+// admits reports whether a record routed to org may come through q.
+func (q Queue) admits(org string) bool {
+	if q.Org != "" {
+		return org == q.Org
+	}
+	return len(q.AllowOrgs) == 0 || slices.Contains(q.AllowOrgs, org)
 }
 
 // BridgeConfig configures the SQS bridge. Zero values take the defaults in
@@ -90,6 +109,7 @@ const (
 	RecordIgnored    = "ignored"
 	RecordUnroutable = "unroutable"
 	RecordInvalid    = "invalid"
+	RecordForeign    = "foreign_bucket" // routed to an org the queue may not speak for
 )
 
 // NewBridge validates cfg and loads the route table (followed live until ctx ends).
@@ -339,7 +359,7 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 	var out []outMsg
 	var outcomes []string
 	for i, rec := range msg.Records {
-		o, err := b.record(ctx, i, rec, dead, &out)
+		o, err := b.record(ctx, q, i, rec, dead, &out)
 		if err != nil {
 			return err
 		}
@@ -353,14 +373,25 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 	if err := b.publish(ctx, out); err != nil {
 		return err
 	}
+	foreign := 0
 	for _, o := range outcomes {
 		b.m.records.WithLabelValues(o).Inc()
+		if o == RecordForeign {
+			foreign++
+		}
+	}
+	if foreign > 0 {
+		// One audit record per SQS message (not per record), so a tenant
+		// cannot multiply AUDIT writes by packing records.
+		b.cfg.Registry.Audit(ctx, q.Org, "sqs", "notification.refused", RecordForeign,
+			fmt.Sprintf("%d record(s) of message %s on %s name buckets the queue may not speak for", foreign, id, q.URL))
+		b.log.Warn("notification records for buckets the queue may not speak for: dead-lettered", "queue", q.URL, "org", q.Org, "records", foreign, "outcome", RecordForeign)
 	}
 	return nil
 }
 
 // record decides what one record becomes and appends it to out.
-func (b *Bridge) record(ctx context.Context, i int, rec notify.Record, dead func(int, string, string) outMsg, out *[]outMsg) (string, error) {
+func (b *Bridge) record(ctx context.Context, q Queue, i int, rec notify.Record, dead func(int, string, string) outMsg, out *[]outMsg) (string, error) {
 	if rec.Err != nil {
 		*out = append(*out, dead(i, "invalid: "+rec.Err.Error(), "permanent"))
 		return RecordInvalid, nil
@@ -372,6 +403,10 @@ func (b *Bridge) record(ctx context.Context, i int, rec notify.Record, dead func
 	if rt == nil {
 		*out = append(*out, dead(i, fmt.Sprintf("unroutable: no route for s3://%s/%s (stevedore route add)", rec.Bucket, rec.Key), "unroutable"))
 		return RecordUnroutable, nil
+	}
+	if !q.admits(rt.Org) {
+		*out = append(*out, dead(i, fmt.Sprintf("foreign_bucket: s3://%s/%s is routed to another organization than this queue may speak for", rec.Bucket, rec.Key), RecordForeign))
+		return RecordForeign, nil
 	}
 	// No ordering decision here: a record's sequencer is only a claim. The
 	// worker checks it against the object state and, where they disagree,

@@ -50,7 +50,9 @@ func (e *bridgeEnv) run(t *testing.T, cfg BridgeConfig, client SQSAPI) func() {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg.JS, cfg.Registry = e.tf.JS, e.tf.Registry
-	cfg.Queues = []Queue{{URL: e.url, Client: client}}
+	if cfg.Queues == nil {
+		cfg.Queues = []Queue{{URL: e.url, Client: client}}
+	}
 	if cfg.WaitTime == 0 {
 		cfg.WaitTime = time.Second
 	}
@@ -403,4 +405,77 @@ func TestBackpressurePausesAndLosesNothing(t *testing.T) {
 		t.Fatalf("%d tasks, %v deleted", len(tasks), counter(t, reg, "stevedore_sqs_messages_deleted_total"))
 	}
 	t.Logf("backpressure: %v pauses, %v receives before room was made", counter(t, reg, "stevedore_sqs_backpressure_pauses_total"), counter(t, reg, "stevedore_sqs_messages_received_total"))
+}
+
+// TestCustomerQueueSpeaksOnlyForItsOrg: a queue in Mallory's account carries
+// records naming Acme's bucket (routed to Acme). They go to DEAD as
+// foreign_bucket, audited; nothing is published for Acme. Mallory's own
+// bucket's records go through. An own queue with an org allowlist refuses
+// the same way.
+func TestCustomerQueueSpeaksOnlyForItsOrg(t *testing.T) {
+	e := newBridgeEnv(t, 30*time.Second) // acme-docs is routed to e.tf.Org
+	ctx := context.Background()
+	reg := e.tf.Registry
+	mallory, _, _ := reg.CreateOrg(ctx, "test", "Mallory")
+	in, _ := reg.AddIntegration(ctx, "test", mallory.ID, registry.Spec{RoleARN: "arn:aws:iam::210987654321:role/reader", Buckets: []string{"mallory-docs"}})
+	if _, err := reg.RecordVerification(ctx, "test", mallory.ID, in.ID, &registry.Verification{At: time.Now(), OK: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.AddRoute(ctx, "test", registry.Route{Org: mallory.ID, Collection: "docs", Bucket: "mallory-docs"}); err != nil {
+		t.Fatal(err)
+	}
+	record := func(bucket, key, event string) string {
+		return `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-11-23T10:00:00Z","eventName":"` + event +
+			`","s3":{"bucket":{"name":"` + bucket + `"},"object":{"key":"` + key + `","eTag":"x","sequencer":"0055AED6DCD90281E5"}}}]}`
+	}
+	e.send(t, record("acme-docs", "contract.txt", "ObjectRemoved:Delete"), record("acme-docs", "big.bin", "ObjectCreated:Put"),
+		record("mallory-docs", "own.txt", "ObjectCreated:Put"))
+	reg2 := prometheus.NewRegistry()
+	stop := e.run(t, BridgeConfig{Registerer: reg2, Queues: []Queue{{URL: e.url, Client: e.client, Org: mallory.ID}}}, e.client)
+	e.drained(t)
+	stop()
+
+	for _, data := range streamMsgs(t, e.tf.JS, schema.StreamTasks) {
+		task, _ := schema.DecodeTask(data)
+		if task.Org != mallory.ID || task.Key != "own.txt" {
+			t.Fatalf("a customer queue published a task for another org: %+v", task)
+		}
+	}
+	var foreign int
+	for _, data := range streamMsgs(t, e.tf.JS, schema.StreamDead) {
+		d, _ := schema.DecodeDeadLetter(data)
+		if d.ErrorClass == RecordForeign && strings.HasPrefix(d.Reason, "foreign_bucket") && len(d.Payload) > 0 {
+			foreign++
+		}
+	}
+	if foreign != 2 || labeled(t, reg2, "stevedore_sqs_records_total", RecordForeign) != 2 {
+		t.Fatalf("%d foreign_bucket dead letters, metric %v", foreign, labeled(t, reg2, "stevedore_sqs_records_total", RecordForeign))
+	}
+	if n := countAudit(t, e.tf.JS, mallory.ID, "notification.refused"); n != 2 {
+		t.Fatalf("%d audit records of refused notifications, want one per SQS message (2)", n)
+	}
+
+	// One of our own queues, admitting only Mallory's org.
+	e.send(t, record("acme-docs", "again.txt", "ObjectCreated:Put"))
+	stop = e.run(t, BridgeConfig{Queues: []Queue{{URL: e.url, Client: e.client, AllowOrgs: []string{mallory.ID}}}}, e.client)
+	e.drained(t)
+	stop()
+	for _, data := range streamMsgs(t, e.tf.JS, schema.StreamTasks) {
+		if task, _ := schema.DecodeTask(data); task.Org != mallory.ID {
+			t.Fatalf("an allowlisted queue published a task for another org: %+v", task)
+		}
+	}
+}
+
+// countAudit counts AUDIT records of org with action.
+func countAudit(t *testing.T, js jetstream.JetStream, org, action string) int {
+	t.Helper()
+	n := 0
+	for _, data := range streamMsgs(t, js, schema.StreamAudit) {
+		var rec schema.AuditRecord
+		if json.Unmarshal(data, &rec) == nil && rec.Org == org && rec.Action == action {
+			n++
+		}
+	}
+	return n
 }

@@ -288,14 +288,27 @@ func verifyIntegration(ctx context.Context, r *registry.Registry, orgID, id, buc
 
 func runIAMPolicy(ctx context.Context, args []string) error {
 	var c *integrationFlags
-	return operatorCommand(ctx, "iam-policy", args, func(f *flags) { c = defineIntegrationFlags(f, false) },
-		func(r *registry.Registry) (map[string]any, string, error) {
-			org, err := r.Org(ctx, *c.org)
-			if err != nil {
-				return nil, "", err
+	var queueARN, account *string
+	return operatorCommand(ctx, "iam-policy", args, func(f *flags) {
+		c = defineIntegrationFlags(f, false)
+		queueARN = f.FlagSet.String("queue-arn", "", "also print the access policy of the customer's notification queue (only S3 of --bucket may send)")
+		account = f.FlagSet.String("account", "", "the customer's AWS account ID (aws:SourceAccount of the queue policy)")
+	}, func(r *registry.Registry) (map[string]any, string, error) {
+		org, err := r.Org(ctx, *c.org)
+		if err != nil {
+			return nil, "", err
+		}
+		v, human := c.policies(org, &registry.Integration{Buckets: c.buckets, Prefixes: c.prefixes, KMSKeyARN: *c.kms,
+			SourceIdentity: *c.sourceIdentity, SessionTags: *c.sessionTags})
+		if *queueARN != "" {
+			if *account == "" || len(c.buckets) == 0 {
+				return nil, "", fmt.Errorf("--queue-arn needs --account and at least one --bucket")
 			}
-			v, human := c.policies(org, &registry.Integration{Buckets: c.buckets, Prefixes: c.prefixes, KMSKeyARN: *c.kms,
-				SourceIdentity: *c.sourceIdentity, SessionTags: *c.sessionTags})
-			return v, human, nil
-		})
+			qp := creds.QueuePolicy(*queueARN, *account, c.buckets)
+			v["queue_policy"] = qp
+			b, _ := json.MarshalIndent(qp, "  ", "  ")
+			human += fmt.Sprintf("Queue access policy (only S3 notifications of these buckets may be sent):\n  %s\n", b)
+		}
+		return v, human, nil
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,7 +29,8 @@ func addSQSFlags(f *flags) *sqsFlags {
 	c := &sqsFlags{}
 	c.queues.values = strings.Fields(os.Getenv("STEVEDORE_SQS_QUEUE_URLS"))
 	f.FlagSet.Var(&c.queues, "sqs-queue-url", "SQS queue of S3 notifications to read (repeatable; env STEVEDORE_SQS_QUEUE_URLS, space-separated). "+
-		"A queue in a customer's account: URL,integration=ORG/INTEGRATION (read through that role with its ExternalId)")
+		"A queue in a customer's account: URL,integration=ORG/INTEGRATION (read through that role with its ExternalId; its records are routed to ORG only). "+
+		"One of ours limited to some orgs: URL,orgs=ORG1+ORG2")
 	c.pollers = f.Int("sqs-pollers", 2, "long pollers per queue")
 	c.visibility = f.Duration("sqs-visibility", time.Minute, "visibility a received message gets, extended while it is handled")
 	c.maxReceives = f.Int("sqs-max-receives", 5, "a message received more often goes to DEAD")
@@ -50,10 +52,18 @@ func (c *sqsFlags) build(awsCfg aws.Config, reg *registry.Registry, broker func(
 			out = append(out, producer.Queue{URL: url, Client: own})
 			continue
 		}
+		if list, ok := strings.CutPrefix(via, "orgs="); ok {
+			orgs := strings.Split(list, "+")
+			if slices.Contains(orgs, "") {
+				return nil, fmt.Errorf("--sqs-queue-url %q: orgs=ORG1+ORG2 lists the orgs the queue may speak for", spec)
+			}
+			out = append(out, producer.Queue{URL: url, Client: own, AllowOrgs: orgs})
+			continue
+		}
 		ref, ok := strings.CutPrefix(via, "integration=")
 		org, in, ok2 := strings.Cut(ref, "/")
 		if !ok || !ok2 {
-			return nil, fmt.Errorf("--sqs-queue-url %q: want URL or URL,integration=ORG/INTEGRATION", spec)
+			return nil, fmt.Errorf("--sqs-queue-url %q: want URL, URL,orgs=ORG1+ORG2 or URL,integration=ORG/INTEGRATION", spec)
 		}
 		arn, err := creds.QueueARN(url, awsCfg.Region)
 		if err != nil {
@@ -65,7 +75,8 @@ func (c *sqsFlags) build(awsCfg aws.Config, reg *registry.Registry, broker func(
 		}
 		res := &creds.Resolver{Registry: reg, Broker: b, SessionPrefix: sessionPrefix}
 		qc := res.QueueCredentials(org, in, arn, *c.sessionDuration)
-		out = append(out, producer.Queue{URL: url, Client: sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.Credentials = qc })})
+		// The customer can write to their own queue: it speaks for their org only.
+		out = append(out, producer.Queue{URL: url, Client: sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.Credentials = qc }), Org: org})
 	}
 	return out, nil
 }

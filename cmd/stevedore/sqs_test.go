@@ -39,6 +39,9 @@ func TestCustomerQueueReadThroughRole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if queues[0].Org != tf.Org.ID {
+		t.Fatalf("a customer-account queue is not bound to its org: %+v", queues[0])
+	}
 	ctx := context.Background()
 	if _, err := queues[0].Client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), WaitTimeSeconds: 0}); err != nil {
 		t.Fatal(err)
@@ -68,5 +71,23 @@ func TestCustomerQueueReadThroughRole(t *testing.T) {
 	}
 	if _, err := qc.Retrieve(ctx); err == nil || !strings.Contains(err.Error(), registry.StatusRevoked) {
 		t.Fatalf("revoked integration used: %v", err)
+	}
+}
+
+func TestQueueFlagForms(t *testing.T) {
+	d := time.Hour
+	f := &sqsFlags{queues: envMulti{values: []string{"http://127.0.0.1:1/123456789012/ours", "http://127.0.0.1:1/123456789012/some,orgs=org_a+org_b"}}, sessionDuration: &d}
+	queues, err := f.build(aws.Config{Region: "us-east-1"}, nil, nil, "stevedore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(queues) != 2 || queues[0].Org != "" || len(queues[0].AllowOrgs) != 0 || strings.Join(queues[1].AllowOrgs, ",") != "org_a,org_b" {
+		t.Fatalf("%+v", queues)
+	}
+	for _, bad := range []string{"http://q,orgs=", "http://q,orgs=a++b", "http://q,integration=nope", "http://q,whatever"} {
+		f.queues.values = []string{bad}
+		if _, err := f.build(aws.Config{Region: "us-east-1"}, nil, nil, "stevedore"); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

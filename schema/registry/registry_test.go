@@ -303,3 +303,36 @@ func TestLegacyBucketNames(t *testing.T) {
 		t.Fatalf("after delete: %+v", routes)
 	}
 }
+
+// TestBucketRoutedByOneOrgOnly: a bucket routed by one org cannot be routed,
+// at any prefix, by another.
+func TestBucketRoutedByOneOrgOnly(t *testing.T) {
+	r := setup(t)
+	ctx := context.Background()
+	var orgs []*registry.Org
+	for i, name := range []string{"Acme", "Mallory"} {
+		org, _, err := r.CreateOrg(ctx, "test", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := r.AddIntegration(ctx, "test", org.ID, registry.Spec{RoleARN: fmt.Sprintf("arn:aws:iam::12345678901%d:role/reader", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.RecordVerification(ctx, "test", org.ID, in.ID, &registry.Verification{At: time.Now(), OK: true}); err != nil {
+			t.Fatal(err)
+		}
+		orgs = append(orgs, org)
+	}
+	if _, err := r.AddRoute(ctx, "test", registry.Route{Org: orgs[0].ID, Collection: "docs", Bucket: "acme-docs", Prefix: "legal/"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddRoute(ctx, "test", registry.Route{Org: orgs[0].ID, Collection: "docs", Bucket: "acme-docs", Prefix: "hr/"}); err != nil {
+		t.Fatalf("the same org at another prefix: %v", err)
+	}
+	for _, prefix := range []string{"legal/", "", "other/"} {
+		if _, err := r.AddRoute(ctx, "test", registry.Route{Org: orgs[1].ID, Collection: "docs", Bucket: "acme-docs", Prefix: prefix}); !errors.Is(err, registry.ErrExists) {
+			t.Fatalf("another org routed acme-docs/%s: %v", prefix, err)
+		}
+	}
+}

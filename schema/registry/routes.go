@@ -81,6 +81,12 @@ func (r *Registry) AddRoute(ctx context.Context, actor string, rt Route) (*Route
 		return nil, err
 	}
 	for _, o := range routes {
+		if o.Bucket == rt.Bucket && o.Org != rt.Org {
+			// A bucket belongs to one account, so to one org: another org's
+			// route for it (at any prefix) would let that org's tenants be
+			// spoken for by notifications about someone else's bucket.
+			return fail(fmt.Errorf("bucket %s is routed by another organization: %w", rt.Bucket, ErrExists))
+		}
 		if o.Bucket == rt.Bucket && o.Prefix == rt.Prefix {
 			return fail(fmt.Errorf("s3://%s/%s is already routed by %s: %w", rt.Bucket, rt.Prefix, o.ID, ErrExists))
 		}

@@ -105,3 +105,24 @@ func toMap(v any) map[string]any {
 	_ = json.Unmarshal(b, &m)
 	return m
 }
+
+// QueuePolicy is the access policy of an SQS queue that receives a
+// customer's S3 notifications: only the S3 service may send, and only for
+// the named buckets of the customer's account (aws:SourceArn and
+// aws:SourceAccount), so nobody else can write records into it. Customers
+// who fan out through SNS or EventBridge add their topic or rule as the
+// source instead (README, "S3 notifications through SQS").
+func QueuePolicy(queueARN, account string, buckets []string) map[string]any {
+	sources := make([]string, 0, len(buckets))
+	for _, b := range buckets {
+		sources = append(sources, "arn:aws:s3:::"+b)
+	}
+	return toMap(policyDoc{Version: "2012-10-17", Statement: []statement{{
+		Sid: "OnlyS3NotificationsOfTheseBuckets", Effect: "Allow",
+		Principal: map[string]any{"Service": "s3.amazonaws.com"}, Action: []string{"sqs:SendMessage"}, Resource: []string{queueARN},
+		Condition: map[string]any{
+			"ArnLike":      map[string]any{"aws:SourceArn": sources},
+			"StringEquals": map[string]any{"aws:SourceAccount": account},
+		},
+	}}})
+}

@@ -99,3 +99,14 @@ func TestPoliciesForCustomers(t *testing.T) {
 		}
 	}
 }
+
+func TestQueuePolicyAdmitsOnlyS3OfTheBuckets(t *testing.T) {
+	p := QueuePolicy("arn:aws:sqs:us-east-1:123456789012:notifications", "123456789012", []string{"acme-docs", "Legacy_Docs"})
+	b, _ := json.Marshal(p)
+	for _, want := range []string{`"Service":"s3.amazonaws.com"`, `"sqs:SendMessage"`, `"aws:SourceAccount":"123456789012"`,
+		`"aws:SourceArn":["arn:aws:s3:::acme-docs","arn:aws:s3:::Legacy_Docs"]`, `"Resource":["arn:aws:sqs:us-east-1:123456789012:notifications"]`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("queue policy lacks %s: %s", want, b)
+		}
+	}
+}
