@@ -5,6 +5,7 @@
 package producer
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -17,10 +18,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/registry"
@@ -43,7 +47,19 @@ type Config struct {
 	PrincipalARN string
 	// Verifier runs integration verification; nil answers 503 on /verify.
 	Verifier Verifier
+	// VerifyEvery is how often one org may start a verification (each one
+	// calls STS three times and S3 twice with the tenant's role), with a
+	// burst of VerifyBurst; defaults VerifyEveryDefault and VerifyBurstDefault.
+	// Past it: 429 verify_rate_limited with Retry-After.
+	VerifyEvery time.Duration
+	VerifyBurst int
 }
+
+// Defaults of Config.
+const (
+	VerifyEveryDefault = 10 * time.Second
+	VerifyBurstDefault = 3
+)
 
 // Verifier checks an integration (see creds.Verifier).
 type Verifier interface {
@@ -52,11 +68,13 @@ type Verifier interface {
 
 // API serves the HTTP endpoints. Create with New; it is an http.Handler.
 type API struct {
-	cfg  Config
-	log  *slog.Logger
-	jobs jetstream.KeyValue
-	mux  *http.ServeMux
-	reqs *prometheus.CounterVec
+	cfg      Config
+	log      *slog.Logger
+	jobs     jetstream.KeyValue
+	mux      *http.ServeMux
+	reqs     *prometheus.CounterVec
+	verifies *lru.Cache[string, *rate.Limiter] // per org; bounded
+	vmu      sync.Mutex
 }
 
 // New validates cfg and returns the API.
@@ -74,7 +92,13 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
-	a := &API{cfg: cfg, log: cfg.Logger, jobs: jobs, mux: http.NewServeMux(),
+	cfg.VerifyEvery = cmp.Or(cfg.VerifyEvery, VerifyEveryDefault)
+	cfg.VerifyBurst = cmp.Or(cfg.VerifyBurst, VerifyBurstDefault)
+	verifies, err := lru.New[string, *rate.Limiter](10_000)
+	if err != nil {
+		return nil, err
+	}
+	a := &API{cfg: cfg, log: cfg.Logger, jobs: jobs, mux: http.NewServeMux(), verifies: verifies,
 		reqs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_http_requests_total",
 			Help: "API requests by route and status code."}, []string{"route", "code"})}
 	if cfg.Registerer != nil {
@@ -389,4 +413,16 @@ func (a *API) job(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, &s)
 	return nil
+}
+
+// allowVerify spends one of org's verifications (Config.VerifyEvery).
+func (a *API) allowVerify(org string) bool {
+	a.vmu.Lock()
+	defer a.vmu.Unlock()
+	l, ok := a.verifies.Get(org)
+	if !ok {
+		l = rate.NewLimiter(rate.Every(a.cfg.VerifyEvery), a.cfg.VerifyBurst)
+		a.verifies.Add(org, l)
+	}
+	return l.Allow()
 }

@@ -221,6 +221,10 @@ func (a *API) verifyIntegration(w http.ResponseWriter, r *http.Request) error {
 	if a.cfg.Verifier == nil {
 		return &apiError{http.StatusServiceUnavailable, "verifier_unavailable", "this process cannot reach AWS to verify", "operators: run the producer with AWS credentials"}
 	}
+	if !a.allowVerify(org.ID) {
+		return &apiError{http.StatusTooManyRequests, "verify_rate_limited", fmt.Sprintf("at most %d verifications at once and one per %s per organization", a.cfg.VerifyBurst, a.cfg.VerifyEvery),
+			"wait for the Retry-After interval, then verify again"}
+	}
 	rep := a.cfg.Verifier.Verify(r.Context(), creds.Target{Org: org, In: in, Bucket: req.Bucket})
 	in, err = a.cfg.Registry.RecordVerification(r.Context(), "api", org.ID, in.ID, rep)
 	if err != nil {

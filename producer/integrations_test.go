@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/schema/registry/registrytest"
@@ -151,5 +152,42 @@ func TestStaticKeysNeedAKEK(t *testing.T) {
 	t.Logf("static keys without a KEK → %d %s", status, b)
 	if status != 422 || errCode(out) != "static_keys_unsupported" || strings.Contains(string(b), secret) {
 		t.Fatalf("static keys without a KEK: %d %s", status, b)
+	}
+}
+
+// TestVerificationRateLimitedPerOrg: each verification calls STS and S3
+// with the tenant's role, so one org may start only a few: past the burst,
+// 429 verify_rate_limited; another org is not affected.
+func TestVerificationRateLimitedPerOrg(t *testing.T) {
+	tf := registrytest.Tenant(t)
+	st, s3 := awstest.Start(t)
+	s3.Put("acme-docs", "first.txt", "hello")
+	st.SetRole(awstest.Role{ARN: registrytest.RoleARN, Principal: principal, ExternalID: tf.Org.ExternalID, Buckets: []string{"acme-docs"}})
+	verifier := &creds.Verifier{STS: st.Client(), AWS: s3.Config(), S3PathStyle: true}
+	api, err := New(context.Background(), Config{JS: tf.JS, Registry: tf.Registry, PrincipalARN: principal, Verifier: verifier, VerifyEvery: time.Hour, VerifyBurst: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{api: api, js: tf.JS, org: tf.Org, key: tf.APIKey.Reveal()}
+	path := "/v2/integrations/" + tf.In.ID + "/verify"
+	body := `{"bucket":"acme-docs"}`
+	for i := range 2 {
+		if status, out := f.do(t, "POST", path, body, nil); status != 200 {
+			t.Fatalf("verification %d: %d %v", i+1, status, out)
+		}
+	}
+	calls := st.AssumeCalls()
+	if status, out := f.do(t, "POST", path, body, nil); status != 429 || errCode(out) != "verify_rate_limited" {
+		t.Fatalf("third verification: %d %v", status, out)
+	}
+	if st.AssumeCalls() != calls {
+		t.Fatal("a rate-limited verification called STS")
+	}
+	// Another org has its own budget.
+	orgB, keyB, _ := tf.Registry.CreateOrg(context.Background(), "test", "B")
+	inB, _ := tf.Registry.AddIntegration(context.Background(), "test", orgB.ID, registry.Spec{RoleARN: "arn:aws:iam::123456789012:role/b"})
+	fb := &fixture{api: api, js: tf.JS, org: orgB, key: keyB.Reveal()}
+	if status, out := fb.do(t, "POST", "/v2/integrations/"+inB.ID+"/verify", body, nil); status == 429 {
+		t.Fatalf("org B limited by org A's verifications: %v", out)
 	}
 }

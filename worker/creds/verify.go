@@ -22,6 +22,7 @@ import (
 const (
 	StepAssume          = "assume_role_with_external_id"
 	StepAssumeNoExtID   = "assume_role_without_external_id_refused"
+	StepAssumeWrongID   = "assume_role_with_wrong_external_id_refused"
 	StepListBucket      = "list_bucket"
 	StepReadFirstObject = "read_first_object"
 )
@@ -83,6 +84,7 @@ func (v *Verifier) Verify(ctx context.Context, t Target) *registry.Verification 
 		msg := "static keys: there is no role to assume"
 		add(registry.VerificationStep{Name: StepAssume, Status: registry.StepSkipped, Message: msg})
 		add(registry.VerificationStep{Name: StepAssumeNoExtID, Status: registry.StepSkipped, Message: msg})
+		add(registry.VerificationStep{Name: StepAssumeWrongID, Status: registry.StepSkipped, Message: msg})
 		var p aws.CredentialsProvider
 		err := errors.New("no resolver configured to open static keys")
 		if v.Resolver != nil {
@@ -99,11 +101,26 @@ func (v *Verifier) Verify(ctx context.Context, t Target) *registry.Verification 
 		s, p := v.assumeWithExternalID(ctx, t, prefix)
 		add(s)
 		if p == nil {
-			skip(StepAssumeNoExtID, StepListBucket, StepReadFirstObject)
+			skip(StepAssumeNoExtID, StepAssumeWrongID, StepListBucket, StepReadFirstObject)
+			return rep
+		}
+		// Stop at the first unsafe finding: a role that can be assumed
+		// without our ExternalId (or with a wrong one) is not used for
+		// anything else, so registering someone else's role teaches a
+		// tenant nothing about that role's buckets.
+		noID := v.assumeWithoutExternalID(ctx, t)
+		add(noID)
+		if noID.Status == registry.StepFailed {
+			skip(StepAssumeWrongID, StepListBucket, StepReadFirstObject)
+			return rep
+		}
+		wrongID := v.assumeWithWrongExternalID(ctx, t)
+		add(wrongID)
+		if wrongID.Status == registry.StepFailed {
+			skip(StepListBucket, StepReadFirstObject)
 			return rep
 		}
 		provider = p
-		add(v.assumeWithoutExternalID(ctx, t))
 	}
 	client := NewS3(v.AWS, provider, t.In.Region, v.S3PathStyle)
 	key, s := v.listBucket(ctx, client, t, prefix)
@@ -198,6 +215,46 @@ func (v *Verifier) assumeWithoutExternalID(ctx context.Context, t Target) regist
 		step.Status, step.Code = registry.StepFailed, "trust_policy_missing_external_id"
 		step.Message = "AssumeRole succeeded without the ExternalId: anyone who can name this role through stevedore could use it (confused deputy)"
 		step.Hint = `add "Condition": {"StringEquals": {"sts:ExternalId": "<your organization's ExternalId>"}} to the role's trust policy, then verify again`
+	}
+	return step
+}
+
+// wrongExternalID is the org's ExternalId with its last character changed:
+// a trust policy that matches it (StringLike "cap_org_*", a prefix match)
+// does not pin our ExternalId exactly.
+func wrongExternalID(id string) string {
+	if id == "" {
+		return "x"
+	}
+	last := id[len(id)-1]
+	repl := byte('0')
+	if last == '0' {
+		repl = '1'
+	}
+	return id[:len(id)-1] + string(repl)
+}
+
+func (v *Verifier) assumeWithWrongExternalID(ctx context.Context, t Target) registry.VerificationStep {
+	step := registry.VerificationStep{Name: StepAssumeWrongID}
+	cctx, cancel := v.call(ctx)
+	defer cancel()
+	in := v.assumeInput(t, "", false)
+	in.ExternalId = aws.String(wrongExternalID(t.Org.ExternalID))
+	_, err := v.STS.AssumeRole(cctx, in)
+	switch {
+	case err != nil && Classify(&AssumeError{Err: err}).Class == schema.ClassTenantAuth:
+		step.Status, step.Message = registry.StepPassed, "AssumeRole with a wrong ExternalId is refused, as it must be"
+	case err != nil:
+		step.Status, step.Code = registry.StepFailed, "verification_inconclusive"
+		step.Message = "could not check that only your ExternalId is accepted: " + apiCode(err)
+		step.Hint = "retry the verification"
+	case v.DevEmulatorSTS:
+		step.Status = registry.StepOverridden
+		step.Message = "AssumeRole with a WRONG ExternalId succeeded; accepted only because the development override for emulators is on"
+	default:
+		step.Status, step.Code = registry.StepFailed, "trust_policy_external_id_not_exact"
+		step.Message = "AssumeRole succeeded with an ExternalId that is not your organization's: the trust policy's condition is a pattern, not your exact ExternalId"
+		step.Hint = `use "StringEquals" (not StringLike) with your organization's exact ExternalId in the role's trust policy, then verify again`
 	}
 	return step
 }

@@ -27,19 +27,21 @@ func TestVerification(t *testing.T) {
 		hintSubstr string
 	}{
 		{"good role", awstest.Role{ExternalID: "cap_org_right", Buckets: []string{"docs"}}, "docs", false, true, "",
-			"passed passed passed passed", ""},
-		{"trust policy without ExternalId", awstest.Role{Buckets: []string{"docs"}}, "docs", false, false, "trust_policy_missing_external_id",
-			"passed failed passed passed", "sts:ExternalId"},
+			"passed passed passed passed passed", ""},
+		{"trust policy without ExternalId: nothing else done with the session", awstest.Role{Buckets: []string{"docs"}}, "docs", false, false, "trust_policy_missing_external_id",
+			"passed failed skipped skipped skipped", "sts:ExternalId"},
 		{"same, development override", awstest.Role{Buckets: []string{"docs"}}, "docs", true, true, "",
-			"passed accepted_by_dev_override passed passed", ""},
+			"passed accepted_by_dev_override accepted_by_dev_override passed passed", ""},
+		{"trust policy matches a pattern (StringLike cap_org_*)", awstest.Role{ExternalIDLike: "cap_org_*", Buckets: []string{"docs"}}, "docs", false, false, "trust_policy_external_id_not_exact",
+			"passed passed failed skipped skipped", "StringEquals"},
 		{"wrong ExternalId in trust policy", awstest.Role{ExternalID: "cap_org_other", Buckets: []string{"docs"}}, "docs", false, false, "assume_role_failed",
-			"failed skipped skipped skipped", "ExternalId"},
+			"failed skipped skipped skipped skipped", "ExternalId"},
 		{"permissions policy misses the bucket", awstest.Role{ExternalID: "cap_org_right", Buckets: []string{"elsewhere"}}, "docs", false, false, "list_bucket_tenant_permission",
-			"passed passed failed skipped", "s3:ListBucket"},
+			"passed passed passed failed skipped", "s3:ListBucket"},
 		{"empty bucket", awstest.Role{ExternalID: "cap_org_right", Buckets: []string{"empty"}}, "empty", false, true, "",
-			"passed passed passed skipped", ""},
+			"passed passed passed passed skipped", ""},
 		{"KMS key not allowed", awstest.Role{ExternalID: "cap_org_right", Buckets: []string{"docs"}, KMSDenied: true}, "docs", false, false, "read_object_kms",
-			"passed passed passed failed", "kms:Decrypt"},
+			"passed passed passed passed failed", "kms:Decrypt"},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -48,7 +50,13 @@ func TestVerification(t *testing.T) {
 			st.SetRole(tc.role)
 			v.DevEmulatorSTS = tc.emulator
 			in := &registry.Integration{ID: "int_1", Kind: registry.KindRole, RoleARN: tc.role.ARN, Account: awstest.Account}
+			s3Calls := s3.Lists.Load() + s3.Gets.Load() + s3.Denied.Load()
 			rep := v.Verify(context.Background(), Target{Org: org, In: in, Bucket: tc.bucket})
+			if rep.Reason == "trust_policy_missing_external_id" || rep.Reason == "trust_policy_external_id_not_exact" {
+				if n := s3.Lists.Load() + s3.Gets.Load() + s3.Denied.Load() - s3Calls; n != 0 {
+					t.Fatalf("an unsafe role's session was used for %d S3 calls", n)
+				}
+			}
 			var statuses []string
 			for _, s := range rep.Steps {
 				statuses = append(statuses, s.Status)

@@ -31,6 +31,9 @@ type Role struct {
 	// ExternalID is the trust policy's sts:ExternalId condition; "" means the
 	// trust policy has none (unsafe: anyone the principal acts for gets in).
 	ExternalID string
+	// ExternalIDLike, when set, is a StringLike sts:ExternalId condition
+	// ("*" matches any run) instead of ExternalID: an unsafe pattern.
+	ExternalIDLike string
 	// MaxSessionDuration; default one hour.
 	MaxSessionDuration time.Duration
 	// Buckets the permissions policy allows reading.
@@ -174,7 +177,8 @@ func (s *STS) assumeRole(w http.ResponseWriter, r *http.Request, caller string) 
 	denied := fmt.Sprintf("User: %s is not authorized to perform: sts:AssumeRole on resource: %s", caller, arn)
 	// AWS says the same thing for a missing role, a wrong principal and a
 	// wrong or missing ExternalId.
-	if role == nil || role.Principal != caller || (role.ExternalID != "" && f.Get("ExternalId") != role.ExternalID) {
+	if role == nil || role.Principal != caller || (role.ExternalID != "" && f.Get("ExternalId") != role.ExternalID) ||
+		(role.ExternalIDLike != "" && !like(role.ExternalIDLike, f.Get("ExternalId"))) {
 		stsError(w, 403, "Sender", "AccessDenied", denied)
 		return
 	}
@@ -216,4 +220,24 @@ func stsError(w http.ResponseWriter, status int, typ, code, msg string) {
 	_ = xml.EscapeText(&b, []byte(msg))
 	fmt.Fprintf(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>%s</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>`,
 		typ, code, b.String(), randID("", 8))
+}
+
+// like is IAM's StringLike with "*" only.
+func like(pattern, s string) bool {
+	parts := strings.Split(pattern, "*")
+	if len(parts) == 1 {
+		return s == pattern
+	}
+	if !strings.HasPrefix(s, parts[0]) {
+		return false
+	}
+	s = s[len(parts[0]):]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(s, p)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(p):]
+	}
+	return strings.HasSuffix(s, parts[len(parts)-1])
 }
