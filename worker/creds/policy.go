@@ -23,6 +23,7 @@ func SessionPolicy(bucket, prefix string) (string, error) {
 		Resource  []string       `json:"Resource"`
 		Condition map[string]any `json:"Condition,omitempty"`
 	}
+	bucket, prefix = iamLiteral(bucket), iamLiteral(prefix)
 	list := stmt{Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: []string{"arn:aws:s3:::" + bucket}}
 	if prefix != "" {
 		list.Condition = map[string]any{"StringLike": map[string]any{"s3:prefix": []string{prefix + "*"}}}
@@ -39,6 +40,14 @@ func SessionPolicy(bucket, prefix string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// iamLiteral escapes IAM's wildcards and policy variables so that s matches
+// only itself in a Resource or a StringLike condition: a key or prefix
+// holding "*", "?" or "${…}" would otherwise widen the session beyond the
+// job's own scope. IAM's escapes are ${*}, ${?} and ${$}.
+func iamLiteral(s string) string { return iamEscaper.Replace(s) }
+
+var iamEscaper = strings.NewReplacer("$", "${$}", "*", "${*}", "?", "${?}")
 
 var sessionChars = regexp.MustCompile(`[^\w+=,.@-]`)
 

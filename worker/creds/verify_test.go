@@ -118,3 +118,40 @@ func TestQueuePolicyAdmitsOnlyS3OfTheBuckets(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionPolicyEscapesWildcards: a prefix or key holding IAM wildcards
+// or a policy variable matches only itself, never a wider set of keys.
+func TestSessionPolicyEscapesWildcards(t *testing.T) {
+	tests := []struct {
+		prefix  string
+		allowed []string
+		denied  []string
+	}{
+		{"a*", []string{"a*", "a*/x.txt"}, []string{"abc.txt", "a/x"}},
+		{"report-?.txt", []string{"report-?.txt"}, []string{"report-1.txt"}},
+		{"${aws:username}/", []string{"${aws:username}/x"}, []string{"alice/x"}},
+		{"legal/", []string{"legal/a.txt"}, []string{"hr/a.txt", "legal"}},
+		{"", []string{"anything"}, nil},
+	}
+	for _, tt := range tests {
+		p, err := SessionPolicy("docs", tt.prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct{ Statement []struct{ Resource []string } }
+		if err := json.Unmarshal([]byte(p), &doc); err != nil {
+			t.Fatal(err)
+		}
+		get := doc.Statement[1].Resource[0]
+		for _, k := range tt.allowed {
+			if !awstest.IAMMatch(get, "arn:aws:s3:::docs/"+k) {
+				t.Errorf("prefix %q: key %q denied by %s", tt.prefix, k, get)
+			}
+		}
+		for _, k := range tt.denied {
+			if awstest.IAMMatch(get, "arn:aws:s3:::docs/"+k) {
+				t.Errorf("prefix %q: key %q allowed by %s", tt.prefix, k, get)
+			}
+		}
+	}
+}

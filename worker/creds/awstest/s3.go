@@ -199,12 +199,61 @@ func policyAllows(policy, resource string) bool {
 	}
 	for _, st := range doc.Statement {
 		for _, p := range st.Resource {
-			if st.Effect == "Allow" && (p == resource || (strings.HasSuffix(p, "*") && strings.HasPrefix(resource, strings.TrimSuffix(p, "*")))) {
+			if st.Effect == "Allow" && IAMMatch(p, resource) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// IAMMatch matches s against an IAM Resource pattern as AWS does: "*" any
+// run, "?" any one character, and the escapes ${*}, ${?} and ${$} for those
+// characters themselves.
+func IAMMatch(pattern, s string) bool {
+	type tok struct {
+		lit  rune
+		kind byte // 'l' literal, '*' any run, '?' any one
+	}
+	var toks []tok
+	for i := 0; i < len(pattern); {
+		switch {
+		case strings.HasPrefix(pattern[i:], "${*}"), strings.HasPrefix(pattern[i:], "${?}"), strings.HasPrefix(pattern[i:], "${$}"):
+			toks = append(toks, tok{rune(pattern[i+2]), 'l'})
+			i += 4
+		case pattern[i] == '*' || pattern[i] == '?':
+			toks = append(toks, tok{0, pattern[i]})
+			i++
+		default:
+			toks = append(toks, tok{rune(pattern[i]), 'l'})
+			i++
+		}
+	}
+	var match func(t []tok, s string) bool
+	match = func(t []tok, s string) bool {
+		for len(t) > 0 {
+			switch t[0].kind {
+			case '*':
+				for j := 0; j <= len(s); j++ {
+					if match(t[1:], s[j:]) {
+						return true
+					}
+				}
+				return false
+			case '?':
+				if s == "" {
+					return false
+				}
+			default:
+				if s == "" || rune(s[0]) != t[0].lit {
+					return false
+				}
+			}
+			t, s = t[1:], s[1:]
+		}
+		return s == ""
+	}
+	return match(toks, s)
 }
 
 func etag(body string) string {
