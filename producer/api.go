@@ -315,6 +315,9 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 	if job.Region == "" {
 		job.Region = "us-east-1"
 	}
+	if !schema.ValidRegion(job.Region) {
+		return nil, badRequest("invalid_region", fmt.Sprintf("bucket_region %q is not an AWS region name", job.Region), `use the bucket's region, e.g. "us-east-1" or "eu-central-1"`)
+	}
 	switch kind {
 	case schema.JobDirectory:
 		if req.DirectoryPath == "" {

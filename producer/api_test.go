@@ -87,6 +87,7 @@ func TestIndexRequests(t *testing.T) {
 		{"skip and overwrite", path, f.body(`,"skip_existing":true,"overwrite_existing":true`), nil, 400, "conflicting_options"},
 		{"malformed json", path, `{"bucket_name":`, nil, 400, "invalid_json"},
 		{"bad bucket", path, strings.Replace(f.body(""), "acme-docs", "bad bucket", 1), nil, 400, "invalid_bucket_name"},
+		{"bad region", path, strings.Replace(f.body(""), `"bucket_name"`, `"bucket_region":"zz-nowhere-9.example.com","bucket_name"`, 1), nil, 400, "invalid_region"},
 		{"legacy bucket name", path, strings.Replace(f.body(""), "acme-docs", "Legacy_Docs", 1), nil, 201, ""},
 		{"bad collection", "/v2/collections/a.b/index/s3", f.body(""), nil, 400, "invalid_collection"},
 		{"huge key", "/v2/collections/docs/index/s3/file", f.body(`,"file_uri":"s3://acme-docs/` + strings.Repeat("k", 2000) + `"`), nil, 400, "key_too_long"},

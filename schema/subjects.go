@@ -50,6 +50,15 @@ var bucketRE = regexp.MustCompile(`^[A-Za-z0-9._-]{3,255}$`)
 // The API, integrations and routes all accept exactly this set.
 func ValidBucket(s string) bool { return bucketRE.MatchString(s) }
 
+// regionRE is the shape of AWS region names: us-east-1, eu-central-2,
+// us-gov-west-1, cn-north-1, us-iso-east-1, us-isob-east-1, ap-southeast-5.
+var regionRE = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$`)
+
+// ValidRegion reports whether s is shaped like an AWS region name. A region
+// decides which host the SDK dials, so a tenant's free text must never
+// become one (an S3 hostname of the tenant's choosing).
+func ValidRegion(s string) bool { return regionRE.MatchString(s) }
+
 // ValidID reports whether s may be used as an org ID, collection name, job ID
 // or integration ID (1–64 of A–Z a–z 0–9 _ -).
 func ValidID(s string) bool { return idRE.MatchString(s) }

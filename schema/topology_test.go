@@ -50,3 +50,14 @@ func TestValidBucket(t *testing.T) {
 		}
 	}
 }
+
+func TestValidRegion(t *testing.T) {
+	for name, want := range map[string]bool{
+		"us-east-1": true, "eu-central-2": true, "us-gov-west-1": true, "cn-north-1": true, "us-isob-east-1": true, "ap-southeast-5": true,
+		"": false, "zz-nowhere-9.evil.com": false, "US-EAST-1": false, "us-east": false, "us-east-1/..": false, "localhost": false,
+	} {
+		if got := schema.ValidRegion(name); got != want {
+			t.Errorf("ValidRegion(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -24,12 +24,13 @@ func (f *failure) Unwrap() error { return f.err }
 // permanent reports whether no retry can fix f.
 func (f *failure) permanent() bool { return !f.class.Retryable() }
 
-// reason is f as a customer reads it: the error and its hint.
+// reason is f as a customer reads it: the error without internals
+// (creds.PublicMessage) and its hint. The raw error is logged by settle.
 func (f *failure) reason() string {
 	if f.hint == "" {
-		return f.err.Error()
+		return creds.PublicMessage(f.err)
 	}
-	return f.err.Error() + " (" + f.hint + ")"
+	return creds.PublicMessage(f.err) + " (" + f.hint + ")"
 }
 
 // classify gives err its class, once: a *schema.ClassError keeps its own,

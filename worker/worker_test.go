@@ -216,6 +216,11 @@ func TestIndexJobPlansPagesAndCountsExactly(t *testing.T) {
 	if failed == nil || failed.ErrorClass != string(schema.ClassNotFound) {
 		t.Fatalf("per-file error for the vanished object: %+v", st.Errors)
 	}
+	// Tenants read codes and AWS's message, never SDK internals.
+	if !strings.HasPrefix(failed.Reason, "GetObject: NoSuchKey") || strings.Contains(strings.ToLower(failed.Reason), "request id") ||
+		strings.Contains(failed.Reason, "http") || strings.Contains(failed.Reason, "127.0.0.1") {
+		t.Fatalf("per-file error reason %q", failed.Reason)
+	}
 
 	// Re-running with skip_existing fetches nothing and publishes nothing.
 	gets := e.s3.Gets.Load()

@@ -148,6 +148,9 @@ func (r *Registry) AddIntegration(ctx context.Context, actor, orgID string, spec
 	if spec.SessionDuration != 0 && (spec.SessionDuration < 15*time.Minute || spec.SessionDuration > 12*time.Hour) {
 		return fail(fmt.Errorf("session duration %s must be between 15m and 12h", spec.SessionDuration))
 	}
+	if spec.Region != "" && !schema.ValidRegion(spec.Region) {
+		return fail(fmt.Errorf("region %q is not an AWS region name", spec.Region))
+	}
 	for _, b := range spec.Buckets {
 		if !schema.ValidBucket(b) {
 			return fail(fmt.Errorf("bucket %q is not a bucket name", b))

@@ -3,6 +3,7 @@ package creds
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 
@@ -75,4 +76,40 @@ func Classify(err error) Classified {
 		return Classified{schema.ClassPermanent, code, "S3 refused the request"}
 	}
 	return Classified{schema.ClassTransient, code, "unexpected error; retried"}
+}
+
+// PublicMessage is err as a tenant may read it: an AWS error's operation,
+// code and message (never a request ID or host name), stevedore's own
+// classified or decode errors as they are, and for anything else (network,
+// DNS, timeouts, Go errors that can carry our resolver's address or other
+// internals) only its class. The raw error goes to stevedore's logs only.
+func PublicMessage(err error) string {
+	if err == nil {
+		return ""
+	}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		msg := apiErr.ErrorCode()
+		if m := apiErr.ErrorMessage(); m != "" {
+			msg += ": " + m
+		}
+		var op *smithy.OperationError
+		if errors.As(err, &op) {
+			msg = op.OperationName + ": " + msg
+		}
+		return msg
+	}
+	var ce *schema.ClassError
+	var de *schema.DecodeError
+	if errors.As(err, &ce) || errors.As(err, &de) {
+		return err.Error()
+	}
+	c := Classify(err)
+	switch c.Class {
+	case schema.ClassTransient:
+		return "AWS could not be reached or did not answer in time (transient); details are in stevedore's logs"
+	case schema.ClassThrottled:
+		return "throttled; details are in stevedore's logs"
+	}
+	return fmt.Sprintf("%s error; details are in stevedore's logs", c.Class)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -370,5 +371,23 @@ func TestSessionPolicyAndName(t *testing.T) {
 	n := SessionName("stevedore", "org_1", "job/with spaces and a very long identifier that goes on and on and on")
 	if len(n) > 64 || strings.ContainsAny(n, " /") {
 		t.Fatalf("session name %q", n)
+	}
+}
+
+// TestPublicMessageHidesInternals: what tenants read never carries our
+// resolver's address, hosts or request IDs; AWS codes and messages stay.
+func TestPublicMessageHidesInternals(t *testing.T) {
+	dns := &smithy.OperationError{ServiceID: "S3", OperationName: "GetObject", Err: &net.DNSError{Err: "no such host",
+		Name: "acme-docs.s3.zz-nowhere-9.amazonaws.com", Server: "10.0.0.2:53"}}
+	if m := PublicMessage(fmt.Errorf("s3: %w", dns)); strings.Contains(m, "10.0.0.2") || strings.Contains(m, "zz-nowhere") || !strings.Contains(m, "transient") {
+		t.Fatalf("DNS error shown as %q", m)
+	}
+	api := &smithy.OperationError{ServiceID: "S3", OperationName: "GetObject", Err: &smithy.GenericAPIError{Code: "AccessDenied", Message: "Access Denied"}}
+	if m := PublicMessage(fmt.Errorf("s3: %w", api)); m != "GetObject: AccessDenied: Access Denied" {
+		t.Fatalf("API error shown as %q", m)
+	}
+	own := schema.Errorf(schema.ClassTenantPermission, "integration int_1 does not cover s3://b/k")
+	if m := PublicMessage(own); m != own.Error() {
+		t.Fatalf("our own error shown as %q", m)
 	}
 }

@@ -91,7 +91,7 @@ func (v *Verifier) Verify(ctx context.Context, t Target) *registry.Verification 
 			p, err = v.Resolver.static(ctx, t.In)
 		}
 		if err != nil {
-			add(registry.VerificationStep{Name: StepListBucket, Status: registry.StepFailed, Code: "static_keys_unreadable", Message: err.Error(), Hint: "submit the keys again"})
+			add(registry.VerificationStep{Name: StepListBucket, Status: registry.StepFailed, Code: "static_keys_unreadable", Message: "the sealed keys could not be opened", Hint: "submit the keys again"})
 			skip(StepReadFirstObject)
 			rep.OK = false
 			return rep
@@ -162,7 +162,7 @@ func (v *Verifier) assumeWithExternalID(ctx context.Context, t Target, prefix st
 	out, err := v.STS.AssumeRole(cctx, v.assumeInput(t, policy, true))
 	if err != nil {
 		c := Classify(&AssumeError{RoleARN: t.In.RoleARN, Err: err})
-		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, "assume_role_failed", "AssumeRole with your ExternalId failed: "+apiCode(err), c.Hint
+		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, "assume_role_failed", "AssumeRole with your ExternalId failed: "+PublicMessage(err), c.Hint
 		if c.Class == schema.ClassOurCredentials {
 			step.Code = "our_credentials"
 		}
@@ -206,7 +206,7 @@ func (v *Verifier) assumeWithoutExternalID(ctx context.Context, t Target) regist
 		step.Status, step.Message = registry.StepPassed, "AssumeRole without the ExternalId is refused, as it must be"
 	case err != nil:
 		step.Status, step.Code = registry.StepFailed, "verification_inconclusive"
-		step.Message = "could not check that the ExternalId is required: " + apiCode(err)
+		step.Message = "could not check that the ExternalId is required: " + PublicMessage(err)
 		step.Hint = "retry the verification"
 	case v.DevEmulatorSTS:
 		step.Status = registry.StepOverridden
@@ -246,7 +246,7 @@ func (v *Verifier) assumeWithWrongExternalID(ctx context.Context, t Target) regi
 		step.Status, step.Message = registry.StepPassed, "AssumeRole with a wrong ExternalId is refused, as it must be"
 	case err != nil:
 		step.Status, step.Code = registry.StepFailed, "verification_inconclusive"
-		step.Message = "could not check that only your ExternalId is accepted: " + apiCode(err)
+		step.Message = "could not check that only your ExternalId is accepted: " + PublicMessage(err)
 		step.Hint = "retry the verification"
 	case v.DevEmulatorSTS:
 		step.Status = registry.StepOverridden
@@ -273,7 +273,7 @@ func (v *Verifier) listBucket(ctx context.Context, client *s3.Client, t Target, 
 	out, err := client.ListObjectsV2(cctx, in)
 	if err != nil {
 		c := Classify(err)
-		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, "list_bucket_"+string(c.Class), "ListBucket on "+t.Bucket+" failed: "+apiCode(err), c.Hint
+		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, "list_bucket_"+string(c.Class), "ListBucket on "+t.Bucket+" failed: "+PublicMessage(err), c.Hint
 		return "", step
 	}
 	step.Status, step.Message = registry.StepPassed, "listed s3://"+t.Bucket+"/"+prefix
@@ -305,7 +305,7 @@ func (v *Verifier) readObject(ctx context.Context, client *s3.Client, t Target, 
 	}
 	if err != nil {
 		c := Classify(err)
-		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, "read_object_"+string(c.Class), "GetObject failed: "+apiCode(err), c.Hint
+		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, "read_object_"+string(c.Class), "GetObject failed: "+PublicMessage(err), c.Hint
 		if c.Class == schema.ClassKMS && t.In.KMSKeyARN != "" {
 			step.Hint += " (key " + t.In.KMSKeyARN + ")"
 		}
@@ -313,17 +313,4 @@ func (v *Verifier) readObject(ctx context.Context, client *s3.Client, t Target, 
 	}
 	step.Status, step.Message = registry.StepPassed, "read the first byte of one object"
 	return step
-}
-
-// apiCode is the AWS error code and message, or the error; none of them
-// carries a credential.
-func apiCode(err error) string {
-	var ae interface {
-		ErrorCode() string
-		ErrorMessage() string
-	}
-	if errors.As(err, &ae) {
-		return ae.ErrorCode() + ": " + ae.ErrorMessage()
-	}
-	return err.Error()
 }
