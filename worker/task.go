@@ -223,7 +223,7 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 			return ev, nil
 		}
 		overrides = true
-		w.m.unconfirmed.WithLabelValues("stale_sequencer_overridden").Inc()
+		w.unconfirmed(ctx, task, "stale_sequencer_overridden")
 		log.Warn("a stored sequencer contradicted S3; the newer event is applied", "outcome", "overridden")
 	case alreadySaved:
 		return w.savedEvent(task, state), nil
@@ -279,7 +279,7 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	// sequencer be stored.
 	confirmed := task.ETag != "" && sameETag(task.ETag, etag) && (task.VersionID == "" || task.VersionID == version)
 	if task.Sequencer != "" && !confirmed {
-		w.m.unconfirmed.WithLabelValues("create_not_as_claimed").Inc()
+		w.unconfirmed(ctx, task, "create_not_as_claimed")
 	}
 	v := objectVersion{task: task, etag: etag, version: version, state: state, gen: rev}
 	res, err := w.indexBody(ctx, v, obj)
@@ -461,6 +461,14 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// unconfirmed records a notification claim S3 did not bear out: a metric
+// by reason and an AUDIT record of the org (a queue that starts sending
+// such claims is being written by someone other than S3).
+func (w *Worker) unconfirmed(ctx context.Context, task *schema.Task, reason string) {
+	w.m.unconfirmed.WithLabelValues(reason).Inc()
+	w.cfg.Registry.Audit(ctx, task.Org, "worker", "notification.unconfirmed", reason, "s3://"+task.Bucket+"/"+task.Key)
+}
+
 // ReasonNotDeletedInS3 is the skip reason of a delete notification that S3
 // does not bear out: the object (or the named version) still exists.
 const ReasonNotDeletedInS3 = "not_deleted_in_s3"
@@ -475,7 +483,7 @@ func (w *Worker) deleteObject(ctx context.Context, t *creds.Tenant, task *schema
 		return nil, err
 	}
 	if !now.gone {
-		w.m.unconfirmed.WithLabelValues(ReasonNotDeletedInS3).Inc()
+		w.unconfirmed(ctx, task, ReasonNotDeletedInS3)
 		w.log.Warn("delete notification not borne out by S3: ignored", "org", task.Org, "collection", task.Collection, "bucket", task.Bucket,
 			"key", task.Key, "outcome", "skipped", "reason", ReasonNotDeletedInS3)
 		ev := w.event(task, schema.OutcomeSkipped)
