@@ -17,18 +17,8 @@ import (
 // submitFile does what the producer does for POST …/index/s3/file.
 func (e *env) submitFile(t *testing.T, id, key string, skip bool) {
 	t.Helper()
-	ctx := context.Background()
-	job := &schema.Job{JobID: id, Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Kind: schema.JobFile, Bucket: bucket,
-		Key: key, Region: "us-east-1", SkipExisting: skip, CreatedAt: time.Now()}
-	data, _ := json.Marshal(schema.NewJobStatus(job))
-	kv, _ := e.js.KeyValue(ctx, schema.BucketJobs)
-	if _, err := kv.Create(ctx, id, data); err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := schema.Encode(job)
-	if _, err := e.js.Publish(ctx, schema.JobSubject(e.org.ID, "docs"), payload, jetstream.WithMsgID(schema.JobPageMsgID(id, 0))); err != nil {
-		t.Fatal(err)
-	}
+	e.submitJob(t, &schema.Job{JobID: id, Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Kind: schema.JobFile, Bucket: bucket,
+		Key: key, Region: "us-east-1", SkipExisting: skip, CreatedAt: time.Now()})
 }
 
 // state reads the object state of key (nil when there is none).

@@ -89,17 +89,21 @@ func (e *env) submit(t *testing.T, id string, skip bool) {
 }
 
 func (e *env) submitFor(t *testing.T, id string, skip bool, integration string) {
+	e.submitJob(t, &schema.Job{JobID: id, Org: e.org.ID, Collection: "docs", IntegrationID: integration, Kind: schema.JobBucket, Bucket: "acme-docs",
+		Region: "us-east-1", SkipExisting: skip, CreatedAt: time.Now()})
+}
+
+// submitJob records the job and publishes its page 0, as the producer does.
+func (e *env) submitJob(t *testing.T, job *schema.Job) {
+	t.Helper()
 	ctx := context.Background()
-	job := &schema.Job{JobID: id, Org: e.org.ID, Collection: "docs", IntegrationID: integration, Kind: schema.JobBucket, Bucket: "acme-docs",
-		Region: "us-east-1", SkipExisting: skip, CreatedAt: time.Now()}
-	st := &schema.JobStatus{JobID: id, Org: e.org.ID, Collection: "docs", Status: schema.JobStatusPending, LastPage: -1}
-	data, _ := json.Marshal(st)
+	data, _ := json.Marshal(schema.NewJobStatus(job))
 	kv, _ := e.js.KeyValue(ctx, schema.BucketJobs)
-	if _, err := kv.Create(ctx, id, data); err != nil {
+	if _, err := kv.Create(ctx, job.JobID, data); err != nil {
 		t.Fatal(err)
 	}
 	payload, _ := schema.Encode(job)
-	if _, err := e.js.Publish(ctx, schema.JobSubject(e.org.ID, "docs"), payload, jetstream.WithMsgID(schema.JobPageMsgID(id, 0))); err != nil {
+	if _, err := e.js.Publish(ctx, schema.JobSubject(job.Org, job.Collection), payload, jetstream.WithMsgID(schema.JobPageMsgID(job.JobID, 0))); err != nil {
 		t.Fatal(err)
 	}
 }

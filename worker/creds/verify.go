@@ -108,13 +108,15 @@ func (v *Verifier) Verify(ctx context.Context, t Target) *registry.Verification 
 		// without our ExternalId (or with a wrong one) is not used for
 		// anything else, so registering someone else's role teaches a
 		// tenant nothing about that role's buckets.
-		noID := v.assumeWithoutExternalID(ctx, t)
+		noID := v.assumeRefused(ctx, t, refuseWithoutExternalID)
 		add(noID)
 		if noID.Status == registry.StepFailed {
 			skip(StepAssumeWrongID, StepListBucket, StepReadFirstObject)
 			return rep
 		}
-		wrongID := v.assumeWithWrongExternalID(ctx, t)
+		wrong := refuseWrongExternalID
+		wrong.externalID = aws.String(wrongExternalID(t.Org.ExternalID))
+		wrongID := v.assumeRefused(ctx, t, wrong)
 		add(wrongID)
 		if wrongID.Status == registry.StepFailed {
 			skip(StepListBucket, StepReadFirstObject)
@@ -196,28 +198,28 @@ func (v *Verifier) assumeWithExternalID(ctx context.Context, t Target, prefix st
 	return step, provider
 }
 
-func (v *Verifier) assumeWithoutExternalID(ctx context.Context, t Target) registry.VerificationStep {
-	step := registry.VerificationStep{Name: StepAssumeNoExtID}
-	cctx, cancel := v.call(ctx)
-	defer cancel()
-	_, err := v.STS.AssumeRole(cctx, v.assumeInput(t, "", false))
-	switch {
-	case err != nil && Classify(&AssumeError{Err: err}).Class == schema.ClassTenantAuth:
-		step.Status, step.Message = registry.StepPassed, "AssumeRole without the ExternalId is refused, as it must be"
-	case err != nil:
-		step.Status, step.Code = registry.StepFailed, "verification_inconclusive"
-		step.Message = "could not check that the ExternalId is required: " + PublicMessage(err)
-		step.Hint = "retry the verification"
-	case v.DevEmulatorSTS:
-		step.Status = registry.StepOverridden
-		step.Message = "AssumeRole WITHOUT the ExternalId succeeded; accepted only because the development override for emulators is on (emulators ignore ExternalId)"
-	default:
-		step.Status, step.Code = registry.StepFailed, "trust_policy_missing_external_id"
-		step.Message = "AssumeRole succeeded without the ExternalId: anyone who can name this role through stevedore could use it (confused deputy)"
-		step.Hint = `add "Condition": {"StringEquals": {"sts:ExternalId": "<your organization's ExternalId>"}} to the role's trust policy, then verify again`
-	}
-	return step
+// mustBeRefused is a verification step that passes only when STS refuses
+// an AssumeRole the trust policy must not allow.
+type mustBeRefused struct {
+	name       string
+	externalID *string // nil: no ExternalId at all
+	what       string  // "without the ExternalId", "with a wrong ExternalId"
+	checks     string  // what an inconclusive answer could not check
+	code       string  // the failure's code when STS allowed it
+	message    string
+	hint       string
 }
+
+var (
+	refuseWithoutExternalID = mustBeRefused{name: StepAssumeNoExtID, what: "without the ExternalId", checks: "that the ExternalId is required",
+		code:    "trust_policy_missing_external_id",
+		message: "AssumeRole succeeded without the ExternalId: anyone who can name this role through stevedore could use it (confused deputy)",
+		hint:    `add "Condition": {"StringEquals": {"sts:ExternalId": "<your organization's ExternalId>"}} to the role's trust policy, then verify again`}
+	refuseWrongExternalID = mustBeRefused{name: StepAssumeWrongID, what: "with a wrong ExternalId", checks: "that only your ExternalId is accepted",
+		code:    "trust_policy_external_id_not_exact",
+		message: "AssumeRole succeeded with an ExternalId that is not your organization's: the trust policy's condition is a pattern, not your exact ExternalId",
+		hint:    `use "StringEquals" (not StringLike) with your organization's exact ExternalId in the role's trust policy, then verify again`}
+)
 
 // wrongExternalID is the org's ExternalId with its last character changed:
 // a trust policy that matches it (StringLike "cap_org_*", a prefix match)
@@ -226,35 +228,32 @@ func wrongExternalID(id string) string {
 	if id == "" {
 		return "x"
 	}
-	last := id[len(id)-1]
 	repl := byte('0')
-	if last == '0' {
+	if id[len(id)-1] == '0' {
 		repl = '1'
 	}
 	return id[:len(id)-1] + string(repl)
 }
 
-func (v *Verifier) assumeWithWrongExternalID(ctx context.Context, t Target) registry.VerificationStep {
-	step := registry.VerificationStep{Name: StepAssumeWrongID}
+func (v *Verifier) assumeRefused(ctx context.Context, t Target, m mustBeRefused) registry.VerificationStep {
+	step := registry.VerificationStep{Name: m.name}
 	cctx, cancel := v.call(ctx)
 	defer cancel()
 	in := v.assumeInput(t, "", false)
-	in.ExternalId = aws.String(wrongExternalID(t.Org.ExternalID))
+	in.ExternalId = m.externalID
 	_, err := v.STS.AssumeRole(cctx, in)
 	switch {
 	case err != nil && Classify(&AssumeError{Err: err}).Class == schema.ClassTenantAuth:
-		step.Status, step.Message = registry.StepPassed, "AssumeRole with a wrong ExternalId is refused, as it must be"
+		step.Status, step.Message = registry.StepPassed, "AssumeRole "+m.what+" is refused, as it must be"
 	case err != nil:
 		step.Status, step.Code = registry.StepFailed, "verification_inconclusive"
-		step.Message = "could not check that only your ExternalId is accepted: " + PublicMessage(err)
+		step.Message = "could not check " + m.checks + ": " + PublicMessage(err)
 		step.Hint = "retry the verification"
 	case v.DevEmulatorSTS:
 		step.Status = registry.StepOverridden
-		step.Message = "AssumeRole with a WRONG ExternalId succeeded; accepted only because the development override for emulators is on"
+		step.Message = "AssumeRole " + m.what + " succeeded; accepted only because the development override for emulators is on (emulators ignore ExternalId)"
 	default:
-		step.Status, step.Code = registry.StepFailed, "trust_policy_external_id_not_exact"
-		step.Message = "AssumeRole succeeded with an ExternalId that is not your organization's: the trust policy's condition is a pattern, not your exact ExternalId"
-		step.Hint = `use "StringEquals" (not StringLike) with your organization's exact ExternalId in the role's trust policy, then verify again`
+		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, m.code, m.message, m.hint
 	}
 	return step
 }
