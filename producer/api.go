@@ -357,10 +357,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 		_, _ = rand.Read(b)
 		job.JobID = "job_" + hex.EncodeToString(b)
 	}
-	status := &schema.JobStatus{JobID: job.JobID, Org: org.ID, Collection: job.Collection, Kind: job.Kind, Bucket: job.Bucket,
-		Prefix: job.Prefix, Key: job.Key, IntegrationID: job.IntegrationID, Status: schema.JobStatusPending, LastPage: -1,
-		Errors: []schema.FileError{}, CreatedAt: job.CreatedAt}
-	data, _ := json.Marshal(status)
+	data, _ := json.Marshal(schema.NewJobStatus(job))
 	if _, err := a.jobs.Create(ctx, job.JobID, data); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			// Same Idempotency-Key: return the job already created.
@@ -414,7 +411,7 @@ func (a *API) job(w http.ResponseWriter, r *http.Request) error {
 	if s.Org != org.ID {
 		return notFound // never reveal another org's job
 	}
-	writeJSON(w, http.StatusOK, &s)
+	writeJSON(w, http.StatusOK, s.View(a.cfg.Now()))
 	return nil
 }
 

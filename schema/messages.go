@@ -265,6 +265,7 @@ type ObjectEvent struct {
 	Outcome    Outcome   `json:"outcome"`
 	Reason     string    `json:"reason,omitempty"`      // why skipped or failed
 	ErrorClass string    `json:"error_class,omitempty"` // for failures
+	ErrorCode  string    `json:"error_code,omitempty"`  // for failures: a stable code (see ErrorCode)
 	Chunks     int       `json:"chunks"`
 	Tokens     int64     `json:"tokens"`
 	Bytes      int64     `json:"bytes"`
@@ -306,6 +307,7 @@ type JobEvent struct {
 	Last       bool         `json:"last"`
 	Reason     string       `json:"reason,omitempty"`
 	ErrorClass string       `json:"error_class,omitempty"`
+	ErrorCode  string       `json:"error_code,omitempty"`
 	Hint       string       `json:"hint,omitempty"`
 	At         time.Time    `json:"at"`
 }

@@ -6,13 +6,26 @@ import (
 	"time"
 )
 
-// Job statuses reported by GET /v2/jobs/{id}.
+// Job statuses reported by GET /v2/jobs/{id}: pending → running →
+// completed | completed_with_errors | failed. A job with failed files never
+// looks like a clean success: completed_with_errors when some files were
+// read, failed (with the cause in Error) when none could be.
 const (
-	JobStatusPending   = "pending"
-	JobStatusRunning   = "running"
-	JobStatusCompleted = "completed"
-	JobStatusFailed    = "failed"
+	JobStatusPending             = "pending"
+	JobStatusRunning             = "running"
+	JobStatusCompleted           = "completed"             // every object indexed or skipped
+	JobStatusCompletedWithErrors = "completed_with_errors" // some objects failed (see Errors), others were read
+	JobStatusFailed              = "failed"                // the job could not proceed, or no object could be read
 )
+
+// Final reports whether the job has reached a status it will not leave.
+func (s *JobStatus) Final() bool {
+	switch s.Status {
+	case JobStatusCompleted, JobStatusCompletedWithErrors, JobStatusFailed:
+		return true
+	}
+	return false
+}
 
 // MaxJobFileErrors caps the per-file error list kept in a job's status.
 const MaxJobFileErrors = 100
@@ -23,12 +36,14 @@ type FileError struct {
 	Outcome    Outcome `json:"outcome"`
 	Reason     string  `json:"reason"`
 	ErrorClass string  `json:"error_class,omitempty"`
+	ErrorCode  string  `json:"error_code,omitempty"` // stable, for programs: see ErrorCode
 }
 
 // JobError is why a whole job failed.
 type JobError struct {
 	Reason     string `json:"reason"`
 	ErrorClass string `json:"error_class"`
+	ErrorCode  string `json:"error_code,omitempty"` // stable, for programs: see ErrorCode
 	Hint       string `json:"hint,omitempty"`
 }
 
@@ -156,9 +171,28 @@ func (s *JobStatus) Apply(seq uint64, event any, now time.Time) bool {
 		s.Status = JobStatusRunning
 	}
 	if s.Status == JobStatusRunning && s.Done() {
-		s.Status, s.CompletedAt = JobStatusCompleted, &now
+		s.finish(now)
 	}
 	return true
+}
+
+// finish sets the final status of a job whose every object has an outcome.
+func (s *JobStatus) finish(now time.Time) {
+	s.CompletedAt = &now
+	switch {
+	case s.FilesFailed == 0:
+		s.Status = JobStatusCompleted
+	case s.FilesIndexed+s.FilesSkipped > 0:
+		s.Status = JobStatusCompletedWithErrors
+	default:
+		// Nothing could be read: the job failed, and the first file's
+		// failure is its cause (every file's is in Errors).
+		s.Status = JobStatusFailed
+		if s.Error == nil && len(s.Errors) > 0 {
+			e := s.Errors[0]
+			s.Error = &JobError{Reason: fmt.Sprintf("no object could be read; the first failure (%s): %s", e.Key, e.Reason), ErrorClass: e.ErrorClass, ErrorCode: e.ErrorCode}
+		}
+	}
 }
 
 // Skip reasons that are not problems: the object was already indexed.
@@ -184,7 +218,7 @@ func (s *JobStatus) applyObject(ev *ObjectEvent) {
 	}
 	if ev.Outcome == OutcomeFailed || (ev.Outcome == OutcomeSkipped && ev.Reason != ReasonAlreadyIndexed && ev.Reason != ReasonUnchangedSinceSkipped) {
 		if len(s.Errors) < MaxJobFileErrors {
-			s.Errors = append(s.Errors, FileError{Key: ev.Key, Outcome: ev.Outcome, Reason: ev.Reason, ErrorClass: ev.ErrorClass})
+			s.Errors = append(s.Errors, FileError{Key: ev.Key, Outcome: ev.Outcome, Reason: ev.Reason, ErrorClass: ev.ErrorClass, ErrorCode: ev.ErrorCode})
 		} else {
 			s.ErrorsDropped++
 		}
@@ -201,7 +235,7 @@ func (s *JobStatus) applyJob(ev *JobEvent, now time.Time) {
 		}
 	case JobFailed:
 		s.Status, s.CompletedAt = JobStatusFailed, &now
-		s.Error = &JobError{Reason: ev.Reason, ErrorClass: ev.ErrorClass, Hint: ev.Hint}
+		s.Error = &JobError{Reason: ev.Reason, ErrorClass: ev.ErrorClass, ErrorCode: ev.ErrorCode, Hint: ev.Hint}
 	}
 }
 
@@ -224,4 +258,36 @@ func DecodeEvent(subject string, data []byte) (jobID string, event any, err erro
 		return ev.JobID, ev, nil
 	}
 	return "", nil, &DecodeError{Type: "event", Reason: "invalid_field", Detail: fmt.Sprintf("subject %q is not an event subject", subject)}
+}
+
+// JobView is a job record as GET /v2/jobs/{id} shows it: the record and
+// what follows from it at the time of the request.
+type JobView struct {
+	*JobStatus
+	// Progress is the share of planned objects that have an outcome, 0–1;
+	// while pages are still being planned it counts only what is known.
+	Progress float64 `json:"progress"`
+	// EstimatedTimeRemainingSeconds extrapolates the rate measured since
+	// the job started; absent until there is a rate, 0 once final.
+	EstimatedTimeRemainingSeconds *float64 `json:"estimated_time_remaining_seconds,omitempty"`
+}
+
+// View returns the job as seen at now.
+func (s *JobStatus) View(now time.Time) JobView {
+	v := JobView{JobStatus: s}
+	settled := s.FilesIndexed + s.FilesSkipped + s.FilesFailed
+	switch {
+	case s.Final():
+		v.Progress = 1
+		zero := 0.0
+		v.EstimatedTimeRemainingSeconds = &zero
+	case s.FilesTotal > 0:
+		v.Progress = min(1, float64(settled)/float64(s.FilesTotal))
+		if s.StartedAt != nil && settled > 0 {
+			rate := float64(settled) / max(now.Sub(*s.StartedAt).Seconds(), 0.001)
+			eta := float64(s.FilesTotal-settled) / rate
+			v.EstimatedTimeRemainingSeconds = &eta
+		}
+	}
+	return v
 }

@@ -69,7 +69,7 @@ func ExampleNew() {
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		e, _ := jobs.Get(ctx, job.JobID)
 		_ = json.Unmarshal(e.Value(), &st)
-		if st.Status == schema.JobStatusFailed || st.Status == schema.JobStatusCompleted {
+		if st.Final() {
 			break
 		}
 	}

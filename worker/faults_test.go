@@ -110,7 +110,7 @@ func TestMaxDeliverMovesToDead(t *testing.T) {
 	t.Cleanup(func() { faultRates = map[string]float64{} })
 	e.submit(t, "job_md", true)
 	st := e.wait(t, "job_md")
-	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 1 || st.FilesFailed != 1 {
+	if st.Status != schema.JobStatusCompletedWithErrors || st.FilesIndexed != 1 || st.FilesFailed != 1 {
 		t.Fatalf("status %+v", st)
 	}
 	ctx := context.Background()

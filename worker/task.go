@@ -58,7 +58,7 @@ func (w *Worker) objectFailed(data []byte, f *failure) []outMsg {
 		return nil // undecodable: no job to tell
 	}
 	ev := w.event(task, schema.OutcomeFailed)
-	ev.Reason, ev.ErrorClass = f.reason(), string(f.class)
+	ev.Reason, ev.ErrorClass, ev.ErrorCode = f.reason(), string(f.class), creds.ErrorCode(f.err)
 	return []outMsg{eventMsg(ev)}
 }
 

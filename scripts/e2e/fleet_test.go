@@ -266,7 +266,7 @@ func TestFleetLosesNothingUnderFaults(t *testing.T) {
 		restarted(i)
 	}
 	took := time.Since(start)
-	if st.Status != schema.JobStatusCompleted || st.FilesTotal != objects+poison || st.FilesIndexed != objects || st.FilesFailed != poison {
+	if st.Status != schema.JobStatusCompletedWithErrors || st.FilesTotal != objects+poison || st.FilesIndexed != objects || st.FilesFailed != poison {
 		t.Fatalf("job %+v", st)
 	}
 

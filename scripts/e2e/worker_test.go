@@ -273,7 +273,7 @@ func TestFairnessUnderABigJob(t *testing.T) {
 	if _, err := s.Call(ctx, orgA, "GET", "/v2/jobs/"+jobA, nil, &stA); err != nil {
 		t.Fatal(err)
 	}
-	if stB.Status != schema.JobStatusCompleted || stA.Status == schema.JobStatusCompleted {
+	if stB.Status != schema.JobStatusCompleted || stA.Final() {
 		t.Fatalf("B %s, A %s", stB.Status, stA.Status)
 	}
 	report := fmt.Sprintf("fairness: tenant B's one-file job finished in %s while tenant A's %d-object job ran (%d planned, %d done so far)",

@@ -291,7 +291,7 @@ func (s *Stack) WaitJob(ctx context.Context, org *Org, jobID string, progress fu
 			if progress != nil {
 				progress(&st)
 			}
-			if st.Status == schema.JobStatusCompleted || st.Status == schema.JobStatusFailed {
+			if st.Final() {
 				return &st, nil
 			}
 		}

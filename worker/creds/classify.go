@@ -113,3 +113,41 @@ func PublicMessage(err error) string {
 	}
 	return fmt.Sprintf("%s error; details are in stevedore's logs", c.Class)
 }
+
+// ErrorCode is the stable code (schema.Code…) a program reads for err.
+func ErrorCode(err error) string {
+	var ce *schema.ClassError
+	if errors.As(err, &ce) {
+		switch {
+		case ce.Class == schema.ClassMaxDeliver:
+			return schema.CodeMaxDeliveries
+		case ce.Code == CodeIntegrationNotActive || ce.Code == CodeBucketNotAllowed || ce.Code == CodeIntegrationNotFound:
+			return schema.CodeIntegration
+		}
+	}
+	var de *schema.DecodeError
+	if errors.As(err, &de) {
+		return schema.CodeInvalidMessage
+	}
+	c := Classify(err)
+	var ae *AssumeError
+	switch {
+	case c.Class == schema.ClassTenantAuth && errors.As(err, &ae):
+		return schema.CodeAssumeRoleDenied
+	case c.Class == schema.ClassTenantPermission:
+		return schema.CodeAccessDenied
+	case c.Class == schema.ClassKMS:
+		return schema.CodeKMSDenied
+	case c.Class == schema.ClassNotFound && c.Code == "NoSuchBucket":
+		return schema.CodeNoSuchBucket
+	case c.Class == schema.ClassNotFound:
+		return schema.CodeNoSuchKey
+	case c.Class == schema.ClassThrottled:
+		return schema.CodeThrottled
+	case c.Class == schema.ClassTransient, c.Class == schema.ClassStaleToken:
+		return schema.CodeUnavailable
+	case c.Class == schema.ClassOurCredentials:
+		return schema.CodeOurCredentials
+	}
+	return schema.CodeInternal
+}
