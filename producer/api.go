@@ -237,10 +237,11 @@ func (a *API) index(kind schema.JobKind) func(http.ResponseWriter, *http.Request
 		if err != nil {
 			return err
 		}
-		in, err := a.integrationFor(r.Context(), org, &req)
+		in, credentialRef, err := a.integrationFor(r.Context(), org, &req)
 		if err != nil {
 			return err
 		}
+		job.CredentialRef = credentialRef
 		key := job.Prefix
 		if kind == schema.JobFile {
 			key = job.Key

@@ -19,25 +19,25 @@ import (
 // integration (created on first use, the secret sealed under the KEK). An
 // unknown role is refused before any AWS call, and audited; whether the
 // integration may be used is creds.Allowed's to say.
-func (a *API) integrationFor(ctx context.Context, org *registry.Org, req *indexRequest) (*registry.Integration, error) {
+func (a *API) integrationFor(ctx context.Context, org *registry.Org, req *indexRequest) (in *registry.Integration, credentialRef string, err error) {
 	if req.Auth == nil {
 		// validate refused static keys already when there is no KEK.
-		in, err := a.cfg.Registry.StaticKeys(ctx, "api", org.ID, req.AccessKeyID, req.SecretAccessKey, nil)
+		in, ref, err := a.cfg.Registry.StaticKeys(ctx, "api", org.ID, req.AccessKeyID, req.SecretAccessKey, nil)
 		if err != nil {
-			return nil, &apiError{http.StatusUnprocessableEntity, "invalid_static_keys", err.Error(), ""}
+			return nil, "", &apiError{http.StatusUnprocessableEntity, "invalid_static_keys", err.Error(), ""}
 		}
-		return in, nil
+		return in, ref, nil
 	}
-	in, err := a.cfg.Registry.IntegrationByRole(ctx, org.ID, req.Auth.RoleARN)
+	in, err = a.cfg.Registry.IntegrationByRole(ctx, org.ID, req.Auth.RoleARN)
 	if errors.Is(err, registry.ErrNotFound) {
 		a.audit(ctx, org.ID, "index.refused", "unknown_role", req.Auth.RoleARN)
-		return nil, &apiError{http.StatusForbidden, "integration_not_found", "role " + req.Auth.RoleARN + " is not an integration of this organization",
+		return nil, "", &apiError{http.StatusForbidden, "integration_not_found", "role " + req.Auth.RoleARN + " is not an integration of this organization",
 			"register and verify the role first: POST /v2/integrations/aws, then POST /v2/integrations/{id}/verify"}
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return in, nil
+	return in, "", nil
 }
 
 func (a *API) notActive(ctx context.Context, org *registry.Org, in *registry.Integration) error {

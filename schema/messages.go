@@ -27,11 +27,14 @@ const (
 // Job asks a worker to plan one page of an index request: list up to one page
 // of keys, publish a Task per object and a continuation Job for the next page.
 type Job struct {
-	V                 int             `json:"v"`
-	JobID             string          `json:"job_id"`
-	Org               string          `json:"org"`
-	Collection        string          `json:"collection"`
-	IntegrationID     string          `json:"integration_id"`
+	V             int    `json:"v"`
+	JobID         string `json:"job_id"`
+	Org           string `json:"org"`
+	Collection    string `json:"collection"`
+	IntegrationID string `json:"integration_id"`
+	// CredentialRef names the sealed static-key secret this job was submitted
+	// with (static-key integrations only; see registry.StaticKeys).
+	CredentialRef     string          `json:"credential_ref,omitempty"`
 	Kind              JobKind         `json:"kind"`
 	Bucket            string          `json:"bucket"`
 	Region            string          `json:"region"`
@@ -85,12 +88,15 @@ const (
 // Task is one object version to index or delete. It is a pointer to the
 // object, never its bytes.
 type Task struct {
-	V                 int             `json:"v"`
-	Op                TaskOp          `json:"op"`
-	JobID             string          `json:"job_id,omitempty"` // empty for tasks from S3 notifications
-	Org               string          `json:"org"`
-	Collection        string          `json:"collection"`
-	IntegrationID     string          `json:"integration_id"`
+	V             int    `json:"v"`
+	Op            TaskOp `json:"op"`
+	JobID         string `json:"job_id,omitempty"` // empty for tasks from S3 notifications
+	Org           string `json:"org"`
+	Collection    string `json:"collection"`
+	IntegrationID string `json:"integration_id"`
+	// CredentialRef names the sealed static-key secret this job was submitted
+	// with (static-key integrations only; see registry.StaticKeys).
+	CredentialRef     string          `json:"credential_ref,omitempty"`
 	Bucket            string          `json:"bucket"`
 	Region            string          `json:"region"`
 	Key               string          `json:"key"`

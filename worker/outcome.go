@@ -140,6 +140,11 @@ func (w *Worker) settle(ctx, work context.Context, msg jetstream.Msg, st stage, 
 		}
 	case actHandBack:
 		_ = msg.Nak()
+		// The process is about to exit: make sure the nak left, or the
+		// message would wait out its AckWait instead of moving at once.
+		if nc := w.cfg.JS.Conn(); nc != nil {
+			_ = nc.FlushTimeout(2 * time.Second)
+		}
 		log.Info("handed back on shutdown")
 	case actRetry:
 		_ = msg.NakWithDelay(backoff(delivered))

@@ -51,7 +51,8 @@ func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {
 	if err != nil {
 		return err
 	}
-	base := schema.Task{Op: schema.OpIndex, JobID: job.JobID, Org: job.Org, Collection: job.Collection, IntegrationID: job.IntegrationID,
+	t.CredentialRef = job.CredentialRef
+	base := schema.Task{Op: schema.OpIndex, JobID: job.JobID, Org: job.Org, Collection: job.Collection, IntegrationID: job.IntegrationID, CredentialRef: job.CredentialRef,
 		Bucket: job.Bucket, Region: job.Region, SkipExisting: job.SkipExisting, OverwriteExisting: job.OverwriteExisting, CustomMetadata: job.CustomMetadata}
 	var out []outMsg
 	last := true

@@ -200,6 +200,7 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	if err != nil {
 		return nil, err
 	}
+	t.CredentialRef = task.CredentialRef
 	stateKey := schema.ObjectKey(task.Org, task.Collection, task.Bucket, task.Key)
 	state, rev, err := w.loadState(ctx, stateKey)
 	if err != nil {

@@ -332,18 +332,39 @@ func TestDeniedRoleFailsFastAndMarksTheIntegration(t *testing.T) {
 	}
 }
 
-func TestStaticKeysIntegration(t *testing.T) {
-	e := setup(t, map[string]string{"a.txt": "hello static"})
+// TestStaticKeysPerJob is the A/B scenario: job A is submitted with the
+// right secret, then job B with a wrong one for the same access key ID
+// before A runs. Each job runs with the secret it was submitted with: A
+// indexes, B fails with SignatureDoesNotMatch (the fake S3 checks SigV4
+// signatures), and nothing calls STS.
+func TestStaticKeysPerJob(t *testing.T) {
+	e := setup(t, map[string]string{"a.txt": "hello static", "b.txt": "second"})
 	const keyID, secret = "AKIASTATICSTATIC0001", "static-secret-access-key-0001"
-	in, err := registrytest.Registry(e.js).StaticKeys(context.Background(), "test", e.org.ID, keyID, secret, nil)
+	reg := registrytest.Registry(e.js)
+	ctx := context.Background()
+	in, refA, err := reg.StaticKeys(ctx, "test", e.org.ID, keyID, secret, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.s3.AllowStatic(keyID, bucket)
-	e.submitFor(t, "job_1", true, in.ID)
-	if st := e.wait(t, "job_1"); st.Status != schema.JobStatusCompleted || st.FilesIndexed != 1 {
-		t.Fatalf("status %+v", st)
+	_, refB, err := reg.StaticKeys(ctx, "test", e.org.ID, keyID, "a-wrong-secret-typed-later", nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	e.s3.AllowStaticSecret(keyID, secret, bucket)
+	job := func(id, ref string) *schema.Job {
+		return &schema.Job{JobID: id, Org: e.org.ID, Collection: "docs", IntegrationID: in.ID, CredentialRef: ref, Kind: schema.JobBucket,
+			Bucket: bucket, Region: "us-east-1", SkipExisting: false, CreatedAt: time.Now()}
+	}
+	e.submitJob(t, job("job_a", refA))
+	e.submitJob(t, job("job_b", refB))
+	if st := e.wait(t, "job_a"); st.Status != schema.JobStatusCompleted || st.FilesIndexed != 2 {
+		t.Fatalf("job A (right secret): %+v", st)
+	}
+	st := e.wait(t, "job_b")
+	if st.Status != schema.JobStatusFailed || st.Error == nil || !strings.Contains(st.Error.Reason, "SignatureDoesNotMatch") {
+		t.Fatalf("job B (wrong secret): %+v %+v", st, st.Error)
+	}
+	t.Logf("job A %s (%d indexed); job B %s: %s", schema.JobStatusCompleted, 2, st.Status, st.Error.Reason)
 	if n := e.sts.AssumeCalls(); n != 0 {
 		t.Fatalf("static keys called STS %d times", n)
 	}

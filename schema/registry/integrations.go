@@ -4,13 +4,17 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
@@ -43,6 +47,9 @@ type Integration struct {
 	RoleARN         string        `json:"role_arn,omitempty"`
 	Account         string        `json:"account,omitempty"` // from the ARN; sent as ExpectedBucketOwner
 	AccessKeyID     string        `json:"access_key_id,omitempty"`
+	// CredentialRef is the sealed secret most recently supplied for a
+	// static-key integration (what verification probes); jobs carry their own.
+	CredentialRef string `json:"credential_ref,omitempty"`
 	Buckets         []string      `json:"buckets,omitempty"`  // empty: any bucket the role can read
 	Prefixes        []string      `json:"prefixes,omitempty"` // empty: any prefix
 	Region          string        `json:"region,omitempty"`
@@ -294,7 +301,16 @@ func (r *Registry) Revoke(ctx context.Context, actor, orgID, id, reason string) 
 		return nil, err
 	}
 	if in.Kind == KindStaticKeys {
-		_ = r.kv.Purge(ctx, secretKey(orgID, id)) // the sealed secret is no longer needed
+		// The sealed secrets are no longer needed: the legacy record and
+		// every content-addressed one.
+		_ = r.kv.Purge(ctx, secretKey(orgID, id))
+		if keys, err := r.kv.ListKeysFiltered(ctx, secretKey(orgID, id)+".*"); err == nil {
+			for k := range keys.Keys() {
+				if err := r.kv.Purge(ctx, k); err != nil {
+					r.log.Warn("could not purge a sealed secret of a revoked integration", "org", orgID, "integration", id, "error", err)
+				}
+			}
+		}
 	}
 	r.Audit(ctx, orgID, actor, "integration.revoke", "ok", id+": "+reason)
 	return in, nil
@@ -329,6 +345,21 @@ var errUnchanged = errors.New("unchanged")
 
 func secretKey(org, id string) string { return "secret." + org + "." + id }
 
+// credentialKey is where one sealed secret of a static-key integration is
+// kept: content-addressed by its fingerprint, created once, never
+// overwritten, so every job runs with exactly the secret it was submitted
+// with, whatever later requests send.
+func credentialKey(org, id, ref string) string { return "secret." + org + "." + id + "." + ref }
+
+// fingerprint is a keyed hash (HMAC-SHA256 under a key derived from the
+// KEK) of one secret: equal secrets share a record, and the reference
+// reveals nothing about the secret without the KEK.
+func (r *Registry) fingerprint(org, id, accessKeyID string, secret Secret) string {
+	m := hmac.New(sha256.New, r.fpKey)
+	m.Write([]byte(org + "\x00" + id + "\x00" + accessKeyID + "\x00" + secret.Reveal()))
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
 // HasKEK reports whether static keys can be stored.
 func (r *Registry) HasKEK() bool { return r.kek != nil }
 
@@ -348,47 +379,63 @@ func newAEAD(kek []byte) (cipher.AEAD, error) {
 func aad(org, id, accessKeyID string) []byte { return []byte(org + "\x00" + id + "\x00" + accessKeyID) }
 
 // StaticKeys finds or creates the org's static-key integration for
-// accessKeyID and seals secret under the KEK (nonce ‖ AES-256-GCM ciphertext).
-// Keys supplied by the customer are active at once: the job that uses them is
-// their verification. Without a KEK it returns ErrNoKEK and stores nothing.
-func (r *Registry) StaticKeys(ctx context.Context, actor, orgID, accessKeyID string, secret Secret, buckets []string) (*Integration, error) {
+// accessKeyID and seals secret under the KEK (nonce ‖ AES-256-GCM ciphertext)
+// in a record of its own, addressed by the secret's fingerprint, which it
+// returns as ref: jobs carry ref, so a later request with another secret for
+// the same key ID never changes what an earlier job uses. Keys supplied by
+// the customer are active at once: the job that uses them is their
+// verification. Without a KEK it returns ErrNoKEK and stores nothing.
+func (r *Registry) StaticKeys(ctx context.Context, actor, orgID, accessKeyID string, secret Secret, buckets []string) (in *Integration, ref string, err error) {
 	if r.kek == nil {
 		r.Audit(ctx, orgID, actor, "integration.static_keys", "refused", "no KEK configured")
-		return nil, ErrNoKEK
+		return nil, "", ErrNoKEK
 	}
 	if len(accessKeyID) < 16 || len(accessKeyID) > 128 || secret == "" || len(secret) > 256 {
-		return nil, errors.New("static keys: aws_access_key_id (16-128 characters) and aws_secret_access_key are required")
+		return nil, "", errors.New("static keys: aws_access_key_id (16-128 characters) and aws_secret_access_key are required")
 	}
-	in, err := r.find(ctx, orgID, func(in *Integration) bool { return in.Kind == KindStaticKeys && in.AccessKeyID == accessKeyID }, "access key")
+	in, err = r.find(ctx, orgID, func(in *Integration) bool { return in.Kind == KindStaticKeys && in.AccessKeyID == accessKeyID }, "access key")
 	if errors.Is(err, ErrNotFound) || (err == nil && in.Status == StatusRevoked) {
 		now := r.now().UTC()
 		in = &Integration{ID: "int_" + randHex(8), OrgID: orgID, Kind: KindStaticKeys, AccessKeyID: accessKeyID, Buckets: buckets,
 			Status: StatusActive, StatusReason: "static keys supplied by the customer", StatusChangedAt: now, CreatedAt: now, UpdatedAt: now}
 		if err := r.create(ctx, integrationKey(orgID, in.ID), in); err != nil {
-			return nil, fmt.Errorf("static keys: %w", err)
+			return nil, "", fmt.Errorf("static keys: %w", err)
 		}
 		r.Audit(ctx, orgID, actor, "integration.static_keys", "created", in.ID+" "+MaskKeyID(accessKeyID))
 	} else if err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	ref = r.fingerprint(orgID, in.ID, accessKeyID, secret)
 	nonce := make([]byte, r.kek.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	sealed := r.kek.Seal(nonce, nonce, []byte(secret.Reveal()), aad(orgID, in.ID, accessKeyID))
-	if _, err := r.kv.Put(ctx, secretKey(orgID, in.ID), sealed); err != nil {
-		return nil, fmt.Errorf("static keys: store sealed secret: %w", err)
+	sealed := r.kek.Seal(nonce, nonce, []byte(secret.Reveal()), aad(orgID, in.ID+"."+ref, accessKeyID))
+	if _, err := r.kv.Create(ctx, credentialKey(orgID, in.ID, ref), sealed); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, "", fmt.Errorf("static keys: store sealed secret: %w", err)
 	}
-	return in, nil
+	if in.CredentialRef != ref {
+		in, err = r.UpdateIntegration(ctx, orgID, in.ID, func(in *Integration) error { in.CredentialRef = ref; return nil })
+		if err != nil {
+			return nil, "", fmt.Errorf("static keys: %w", err)
+		}
+	}
+	return in, ref, nil
 }
 
-// StaticSecret opens the sealed secret of a static-key integration. Its only
-// caller should be the code that builds an SDK credential provider.
-func (r *Registry) StaticSecret(ctx context.Context, in *Integration) (Secret, error) {
+// StaticSecret opens the sealed secret ref of a static-key integration (ref
+// as StaticKeys returned it; "" opens the single record of versions before
+// content addressing). Its only caller should be the code that builds an
+// SDK credential provider.
+func (r *Registry) StaticSecret(ctx context.Context, in *Integration, ref string) (Secret, error) {
 	if r.kek == nil {
 		return "", ErrNoKEK
 	}
-	e, err := r.kv.Get(ctx, secretKey(in.OrgID, in.ID))
+	key, bound := secretKey(in.OrgID, in.ID), in.ID
+	if ref != "" {
+		key, bound = credentialKey(in.OrgID, in.ID, ref), in.ID+"."+ref
+	}
+	e, err := r.kv.Get(ctx, key)
 	if err != nil {
 		return "", fmt.Errorf("static secret of %s: %w", in.ID, err)
 	}
@@ -397,7 +444,7 @@ func (r *Registry) StaticSecret(ctx context.Context, in *Integration) (Secret, e
 	if len(sealed) < n {
 		return "", fmt.Errorf("static secret of %s: truncated", in.ID)
 	}
-	plain, err := r.kek.Open(nil, sealed[:n], sealed[n:], aad(in.OrgID, in.ID, in.AccessKeyID))
+	plain, err := r.kek.Open(nil, sealed[:n], sealed[n:], aad(in.OrgID, bound, in.AccessKeyID))
 	if err != nil {
 		return "", fmt.Errorf("static secret of %s: cannot open with this KEK (was it rotated?)", in.ID)
 	}

@@ -82,6 +82,7 @@ type Registry struct {
 	prefix string
 	now    func() time.Time
 	kek    cipher.AEAD // nil: static keys refused
+	fpKey  []byte      // HMAC key of credential fingerprints, derived from the KEK
 	log    *slog.Logger
 }
 
@@ -105,6 +106,8 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Registry, e
 		if r.kek, err = newAEAD(cfg.KEK); err != nil {
 			return nil, err
 		}
+		fp := sha256.Sum256(append([]byte("stevedore credential fingerprint\x00"), cfg.KEK...))
+		r.fpKey = fp[:]
 	}
 	return r, nil
 }

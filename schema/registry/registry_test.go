@@ -211,23 +211,35 @@ func TestStaticKeysSealed(t *testing.T) {
 	const keyID, secret = "AKIAEXAMPLEEXAMPLE01", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 	plain := setup(t)
 	org0, _, _ := plain.CreateOrg(ctx, "test", "NoKEK")
-	if _, err := plain.StaticKeys(ctx, "api", org0.ID, keyID, secret, nil); !errors.Is(err, registry.ErrNoKEK) {
+	if _, _, err := plain.StaticKeys(ctx, "api", org0.ID, keyID, secret, nil); !errors.Is(err, registry.ErrNoKEK) {
 		t.Fatalf("static keys stored without a KEK: %v", err)
 	}
 	kek := []byte("0123456789abcdef0123456789abcdef")
 	r, js := setupJS(t, kek)
 	org, _, _ := r.CreateOrg(ctx, "test", "Acme")
-	in, err := r.StaticKeys(ctx, "api", org.ID, keyID, secret, nil)
+	in, ref, err := r.StaticKeys(ctx, "api", org.ID, keyID, secret, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := r.StaticKeys(ctx, "api", org.ID, keyID, secret, nil)
-	if again.ID != in.ID || in.Status != registry.StatusActive || in.Kind != registry.KindStaticKeys {
-		t.Fatalf("static integration %+v / %+v", in, again)
+	again, refAgain, _ := r.StaticKeys(ctx, "api", org.ID, keyID, secret, nil)
+	if again.ID != in.ID || refAgain != ref || in.Status != registry.StatusActive || in.Kind != registry.KindStaticKeys {
+		t.Fatalf("static integration %+v / %+v, refs %s %s", in, again, ref, refAgain)
 	}
-	got, err := r.StaticSecret(ctx, in)
+	got, err := r.StaticSecret(ctx, in, ref)
 	if err != nil || got.Reveal() != secret {
 		t.Fatalf("open: %v", err)
+	}
+	// Another secret for the same key ID (a typo, a rotation) gets its own
+	// record: what the first reference opens never changes.
+	_, refB, err := r.StaticKeys(ctx, "api", org.ID, keyID, "a-wrong-secret-sent-later", nil)
+	if err != nil || refB == ref {
+		t.Fatalf("second secret: %v, ref %s", err, refB)
+	}
+	if got, err := r.StaticSecret(ctx, in, ref); err != nil || got.Reveal() != secret {
+		t.Fatalf("the first secret was overwritten: %v", err)
+	}
+	if got, err := r.StaticSecret(ctx, in, refB); err != nil || got.Reveal() != "a-wrong-secret-sent-later" {
+		t.Fatalf("second secret: %v", err)
 	}
 	// Nothing stored in the registry bucket holds the secret in plaintext.
 	kv, _ := js.KeyValue(ctx, schema.BucketRegistry)
@@ -240,12 +252,12 @@ func TestStaticKeysSealed(t *testing.T) {
 	}
 	// Another KEK cannot open it; a ciphertext moved to another record does not open.
 	other, _ := registry.Open(ctx, js, registry.Config{KEK: []byte("fedcba9876543210fedcba9876543210")})
-	if _, err := other.StaticSecret(ctx, in); err == nil {
+	if _, err := other.StaticSecret(ctx, in, ref); err == nil {
 		t.Fatal("opened with the wrong KEK")
 	}
 	moved := *in
 	moved.AccessKeyID = "AKIAOTHEROTHEROTHER1"
-	if _, err := r.StaticSecret(ctx, &moved); err == nil {
+	if _, err := r.StaticSecret(ctx, &moved, ref); err == nil {
 		t.Fatal("sealed secret opened for another access key")
 	}
 	if _, err := registry.Open(ctx, js, registry.Config{KEK: []byte("short")}); err == nil {

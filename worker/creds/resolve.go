@@ -44,6 +44,9 @@ type Resolver struct {
 type Tenant struct {
 	Org *registry.Org
 	In  *registry.Integration
+	// CredentialRef names the sealed static-key secret to use (the one the
+	// job was submitted with); "" uses the integration's latest.
+	CredentialRef string
 }
 
 // Owner is the ExpectedBucketOwner of every S3 call: the role's account
@@ -126,7 +129,7 @@ func (r *Resolver) request(t *Tenant, scope, policy string, d time.Duration) Req
 // this call.
 func (r *Resolver) Provider(ctx context.Context, t *Tenant, req Request) (aws.CredentialsProvider, error) {
 	if t.In.Kind == registry.KindStaticKeys {
-		return r.static(ctx, t.In)
+		return r.static(ctx, t.In, t.CredentialRef)
 	}
 	if r.Broker == nil {
 		return nil, schema.Errorf(schema.ClassOurCredentials, "no credential broker configured")
@@ -134,9 +137,10 @@ func (r *Resolver) Provider(ctx context.Context, t *Tenant, req Request) (aws.Cr
 	return r.Broker.Retrieve(ctx, req)
 }
 
-// static opens a static-key integration's sealed secret.
-func (r *Resolver) static(ctx context.Context, in *registry.Integration) (aws.CredentialsProvider, error) {
-	secret, err := r.Registry.StaticSecret(ctx, in)
+// static opens a static-key integration's sealed secret ref (default: the
+// latest supplied).
+func (r *Resolver) static(ctx context.Context, in *registry.Integration, ref string) (aws.CredentialsProvider, error) {
+	secret, err := r.Registry.StaticSecret(ctx, in, cmp.Or(ref, in.CredentialRef))
 	if err != nil {
 		return nil, schema.Errorf(schema.ClassOurCredentials, "%w", err)
 	}

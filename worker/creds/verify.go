@@ -88,7 +88,7 @@ func (v *Verifier) Verify(ctx context.Context, t Target) *registry.Verification 
 		var p aws.CredentialsProvider
 		err := errors.New("no resolver configured to open static keys")
 		if v.Resolver != nil {
-			p, err = v.Resolver.static(ctx, t.In)
+			p, err = v.Resolver.static(ctx, t.In, "")
 		}
 		if err != nil {
 			add(registry.VerificationStep{Name: StepListBucket, Status: registry.StepFailed, Code: "static_keys_unreadable", Message: "the sealed keys could not be opened", Hint: "submit the keys again"})

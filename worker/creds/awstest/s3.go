@@ -1,6 +1,7 @@
 package awstest
 
 import (
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +17,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
 // S3 is the fake S3 (path-style addressing): ListObjectsV2 with pagination
@@ -30,6 +35,7 @@ type S3 struct {
 	objects map[string]map[string]string
 	owner   string
 	static  map[string][]string // static access key ID → buckets it may read
+	secrets map[string]string   // static access key ID → secret, when signatures are checked
 
 	gone map[string]bool // bucket/key listed but answering NoSuchKey
 
@@ -42,7 +48,7 @@ type S3 struct {
 
 // NewS3 starts a fake S3 whose buckets belong to account owner.
 func NewS3(t testing.TB, sts *STS, owner string) *S3 {
-	s := &S3{sts: sts, owner: owner, objects: map[string]map[string]string{}, gone: map[string]bool{}, static: map[string][]string{}}
+	s := &S3{sts: sts, owner: owner, objects: map[string]map[string]string{}, gone: map[string]bool{}, static: map[string][]string{}, secrets: map[string]string{}}
 	s.Server = httptest.NewServer(s)
 	t.Cleanup(s.Close)
 	return s
@@ -88,6 +94,47 @@ func (s *S3) AllowStatic(accessKeyID string, buckets ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.static[accessKeyID] = buckets
+}
+
+// AllowStaticSecret is AllowStatic with the key's secret: requests are then
+// checked as AWS does, by their SigV4 signature (SignatureDoesNotMatch when
+// they were signed with another secret).
+func (s *S3) AllowStaticSecret(accessKeyID, secret string, buckets ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.static[accessKeyID] = buckets
+	s.secrets[accessKeyID] = secret
+}
+
+var sigRE = regexp.MustCompile(`Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]+)`)
+
+// signatureMatches re-signs r with secret, signing exactly the headers r
+// says it signed, and compares the signatures.
+func signatureMatches(r *http.Request, secret string) bool {
+	m := sigRE.FindStringSubmatch(r.Header.Get("Authorization"))
+	if m == nil {
+		return false
+	}
+	at, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
+	if err != nil {
+		return false
+	}
+	c := r.Clone(context.Background())
+	c.Header = http.Header{}
+	for _, h := range strings.Split(m[5], ";") {
+		if h != "host" {
+			c.Header[http.CanonicalHeaderKey(h)] = r.Header.Values(h)
+		}
+	}
+	c.Header.Del("Authorization")
+	c.URL.Host, c.Host = r.Host, r.Host
+	signer := v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true })
+	if err := signer.SignHTTP(context.Background(), aws.Credentials{AccessKeyID: m[1], SecretAccessKey: secret}, c,
+		r.Header.Get("X-Amz-Content-Sha256"), m[4], m[3], at); err != nil {
+		return false
+	}
+	again := sigRE.FindStringSubmatch(c.Header.Get("Authorization"))
+	return again != nil && again[6] == m[6]
 }
 
 func s3Error(w http.ResponseWriter, status int, code, msg string) {
@@ -151,6 +198,12 @@ func (s *S3) authorize(r *http.Request, bucket, resource string) (code, msg stri
 	staticBuckets, static := s.static[id]
 	s.mu.Unlock()
 	if static {
+		s.mu.Lock()
+		secret, checked := s.secrets[id]
+		s.mu.Unlock()
+		if checked && !signatureMatches(r, secret) {
+			return "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+		}
 		for _, b := range staticBuckets {
 			if b == bucket {
 				return "", ""
