@@ -41,15 +41,15 @@ var (
 // Integration is a customer AWS identity stevedore may use for one org. It
 // never holds a secret: a static key's secret is sealed under its own KV key.
 type Integration struct {
-	ID              string        `json:"id"`
-	OrgID           string        `json:"org_id"`
-	Kind            string        `json:"kind"`
-	RoleARN         string        `json:"role_arn,omitempty"`
-	Account         string        `json:"account,omitempty"` // from the ARN; sent as ExpectedBucketOwner
-	AccessKeyID     string        `json:"access_key_id,omitempty"`
+	ID          string `json:"id"`
+	OrgID       string `json:"org_id"`
+	Kind        string `json:"kind"`
+	RoleARN     string `json:"role_arn,omitempty"`
+	Account     string `json:"account,omitempty"` // from the ARN; sent as ExpectedBucketOwner
+	AccessKeyID string `json:"access_key_id,omitempty"`
 	// CredentialRef is the sealed secret most recently supplied for a
 	// static-key integration (what verification probes); jobs carry their own.
-	CredentialRef string `json:"credential_ref,omitempty"`
+	CredentialRef   string        `json:"credential_ref,omitempty"`
 	Buckets         []string      `json:"buckets,omitempty"`  // empty: any bucket the role can read
 	Prefixes        []string      `json:"prefixes,omitempty"` // empty: any prefix
 	Region          string        `json:"region,omitempty"`
