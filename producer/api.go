@@ -115,7 +115,12 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	a.route("POST /v2/integrations/{id}/verify", "integration_verify", a.verifyIntegration)
 	a.route("DELETE /v2/integrations/{id}", "integration_revoke", a.revokeIntegration)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such endpoint: " + r.Method + " " + r.URL.Path, "see the OpenAPI document"})
+		if allowed := a.methodsFor(r); len(allowed) > 0 {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			writeError(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + r.URL.Path, "use " + strings.Join(allowed, " or ")})
+			return
+		}
+		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such endpoint: " + r.Method + " " + r.URL.Path, "see the API section of stevedore's README"})
 	})
 	return a, nil
 }
@@ -139,16 +144,25 @@ func (s *statusWriter) WriteHeader(code int) { s.code = code; s.ResponseWriter.W
 
 func (a *API) route(pattern, name string, h func(http.ResponseWriter, *http.Request) error) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := requestID(r)
+		w.Header().Set("X-Request-Id", id)
 		sw := &statusWriter{ResponseWriter: w, code: 200}
 		if err := h(sw, r); err != nil {
 			var ae *apiError
-			if !errors.As(err, &ae) {
-				a.log.Error("request failed", "route", name, "error", err)
-				ae = &apiError{http.StatusInternalServerError, "internal", "internal error", "retry later; if it persists, contact support"}
+			switch {
+			case errors.As(err, &ae):
+			case unavailable(err):
+				a.log.Warn("request failed: NATS unavailable", "route", name, "request_id", id, "error", err)
+				ae = &apiError{http.StatusServiceUnavailable, "unavailable", "the job store is unavailable right now", "retry after the Retry-After interval"}
+			default:
+				a.log.Error("request failed", "route", name, "request_id", id, "error", err)
+				ae = &apiError{http.StatusInternalServerError, "internal", "internal error (request " + id + ")", "retry later; if it persists, contact support with the request ID"}
 			}
 			writeError(sw, ae)
 		}
 		a.reqs.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+		a.log.Info("request", "route", name, "method", r.Method, "status", sw.code, "request_id", id, "duration_ms", time.Since(start).Milliseconds())
 	})
 }
 
@@ -168,9 +182,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // authenticate resolves the bearer API key to its org and checks that the
 // X-Organization-ID header names the same org.
 func (a *API) authenticate(r *http.Request) (*registry.Org, error) {
-	auth := r.Header.Get("Authorization")
-	key, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || key == "" {
+	key, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
 		return nil, &apiError{http.StatusUnauthorized, "unauthenticated", "missing Authorization: Bearer <api key>", "send the API key you received when the organization was created"}
 	}
 	org, err := a.cfg.Registry.Authenticate(r.Context(), key)
@@ -231,7 +244,7 @@ func (a *API) index(kind schema.JobKind) func(http.ResponseWriter, *http.Request
 			return &apiError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body over %d bytes", MaxBodyBytes), "send a smaller body"}
 		}
 		if err := json.Unmarshal(body, &req); err != nil {
-			return badRequest("invalid_json", "request body is not valid JSON: "+err.Error(), "send a JSON object")
+			return jsonError(err)
 		}
 		job, err := a.validate(r.Context(), org, collection, kind, &req)
 		if err != nil {
@@ -256,7 +269,8 @@ func (a *API) index(kind schema.JobKind) func(http.ResponseWriter, *http.Request
 				"index a bucket and prefix the integration was registered for, or register another integration"}
 		}
 		job.IntegrationID = in.ID
-		return a.submit(w, r, org, job, in)
+		h := sha256.Sum256([]byte(r.Method + " " + r.URL.Path + "\x00" + string(body)))
+		return a.submit(w, r, org, job, in, hex.EncodeToString(h[:16]))
 	}
 }
 
@@ -346,9 +360,13 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 }
 
 // submit records the job and publishes its first page. With an
-// Idempotency-Key the job ID is derived from it, so a retried request returns
-// the same job instead of starting another.
-func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, job *schema.Job, in *registry.Integration) error {
+// Idempotency-Key the job ID is derived from it (and the org), and the key is
+// bound to the request (requestHash: endpoint and body), as payment APIs do:
+// a retry with the same request answers 200 with the job's current view (the
+// first answer was 201); the same key with another request is 409
+// idempotency_key_reused. A key stays bound for as long as its job record
+// exists.
+func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, job *schema.Job, in *registry.Integration, requestHash string) error {
 	ctx := r.Context()
 	if k := r.Header.Get("Idempotency-Key"); k != "" {
 		h := sha256.Sum256([]byte(org.ID + "\x00" + k))
@@ -358,12 +376,15 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 		_, _ = rand.Read(b)
 		job.JobID = "job_" + hex.EncodeToString(b)
 	}
-	data, _ := json.Marshal(schema.NewJobStatus(job))
+	status := schema.NewJobStatus(job)
+	keyed := r.Header.Get("Idempotency-Key") != ""
+	if keyed {
+		status.RequestHash = requestHash
+	}
+	data, _ := json.Marshal(status)
 	if _, err := a.jobs.Create(ctx, job.JobID, data); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			// Same Idempotency-Key: return the job already created.
-			writeJSON(w, http.StatusOK, map[string]string{"job_id": job.JobID, "status": "existing"})
-			return nil
+		if errors.Is(err, jetstream.ErrKeyExists) && keyed {
+			return a.replay(w, r, job.JobID, requestHash)
 		}
 		return fmt.Errorf("create job: %w", err)
 	}
@@ -385,6 +406,24 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 			in.ID, h.Since.Format(time.RFC3339), h.Class, h.Code), "hint": h.Hint}
 	}
 	writeJSON(w, http.StatusCreated, resp)
+	return nil
+}
+
+// replay answers a retried request whose Idempotency-Key created jobID.
+func (a *API) replay(w http.ResponseWriter, r *http.Request, jobID, requestHash string) error {
+	e, err := a.jobs.Get(r.Context(), jobID)
+	if err != nil {
+		return fmt.Errorf("load job: %w", err)
+	}
+	var s schema.JobStatus
+	if err := json.Unmarshal(e.Value(), &s); err != nil {
+		return err
+	}
+	if s.RequestHash != requestHash {
+		return &apiError{http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used for another request (job " + jobID + ")",
+			"use a new key for a new request; retry with exactly the same endpoint and body to get the first job"}
+	}
+	writeJSON(w, http.StatusOK, s.View(a.cfg.Now()))
 	return nil
 }
 

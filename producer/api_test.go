@@ -86,6 +86,7 @@ func TestIndexRequests(t *testing.T) {
 		{"no credentials", path, `{"bucket_name":"acme-docs"}`, nil, 422, "missing_credentials"},
 		{"skip and overwrite", path, f.body(`,"skip_existing":true,"overwrite_existing":true`), nil, 400, "conflicting_options"},
 		{"malformed json", path, `{"bucket_name":`, nil, 400, "invalid_json"},
+		{"wrong json type", path, `{"bucket_name": 7}`, nil, 400, "invalid_json"},
 		{"bad bucket", path, strings.Replace(f.body(""), "acme-docs", "bad bucket", 1), nil, 400, "invalid_bucket_name"},
 		{"bad region", path, strings.Replace(f.body(""), `"bucket_name"`, `"bucket_region":"zz-nowhere-9.example.com","bucket_name"`, 1), nil, 400, "invalid_region"},
 		{"legacy bucket name", path, strings.Replace(f.body(""), "acme-docs", "Legacy_Docs", 1), nil, 201, ""},
@@ -119,10 +120,18 @@ func TestJobLifecycleAndIsolation(t *testing.T) {
 		t.Fatalf("create: %d %v", status, out)
 	}
 	id := out["job_id"].(string)
-	// The same Idempotency-Key returns the same job, and publishes nothing new.
-	status, again := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(""), map[string]string{"Idempotency-Key": "k1"})
-	if status != 200 || again["job_id"] != id {
+	// The same Idempotency-Key with the same request returns the same job
+	// (200, its real status), and publishes nothing new; with another body,
+	// or on another endpoint, it is 409.
+	status, again := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(`,"max_files":10,"custom_metadata":{"team":"legal"}`), map[string]string{"Idempotency-Key": "k1"})
+	if status != 200 || again["job_id"] != id || again["status"] != schema.JobStatusPending {
 		t.Fatalf("idempotent retry: %d %v", status, again)
+	}
+	if status, out := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(""), map[string]string{"Idempotency-Key": "k1"}); status != 409 || errCode(out) != "idempotency_key_reused" {
+		t.Fatalf("same key, other body: %d %v", status, out)
+	}
+	if status, out := f.do(t, "POST", "/v2/collections/other/index/s3", f.body(`,"max_files":10,"custom_metadata":{"team":"legal"}`), map[string]string{"Idempotency-Key": "k1"}); status != 409 || errCode(out) != "idempotency_key_reused" {
+		t.Fatalf("same key, other collection: %d %v", status, out)
 	}
 	s, _ := f.js.Stream(context.Background(), schema.StreamJobs)
 	info, _ := s.Info(context.Background())
@@ -167,5 +176,43 @@ func TestRefusalsAreAudited(t *testing.T) {
 	}
 	if !bytes.Contains(msg.Data, []byte("external_id_mismatch")) || bytes.Contains(msg.Data, []byte("cap_org_000000000000000000000000")) {
 		t.Fatalf("audit record %s", msg.Data)
+	}
+}
+
+// TestHTTPHygiene: 405 with Allow, a case-insensitive Bearer scheme, JSON
+// errors that name the field without Go types, and X-Request-Id.
+func TestHTTPHygiene(t *testing.T) {
+	f := setup(t)
+	req := httptest.NewRequest("GET", "/v2/collections/docs/index/s3", nil)
+	rec := httptest.NewRecorder()
+	f.api.ServeHTTP(rec, req)
+	if rec.Code != 405 || rec.Header().Get("Allow") != "POST" {
+		t.Fatalf("wrong method: %d Allow %q", rec.Code, rec.Header().Get("Allow"))
+	}
+	for _, scheme := range []string{"bearer", "BEARER", "Bearer"} {
+		req := httptest.NewRequest("GET", "/v2/organization", nil)
+		req.Header.Set("Authorization", scheme+" "+f.key)
+		req.Header.Set("X-Organization-ID", f.org.ID)
+		req.Header.Set("X-Request-Id", "client-chosen-1")
+		rec := httptest.NewRecorder()
+		f.api.ServeHTTP(rec, req)
+		if rec.Code != 200 || rec.Header().Get("X-Request-Id") != "client-chosen-1" {
+			t.Fatalf("%s: %d, X-Request-Id %q", scheme, rec.Code, rec.Header().Get("X-Request-Id"))
+		}
+	}
+	_, out := f.do(t, "POST", "/v2/collections/docs/index/s3", `{"bucket_name": 7}`, nil)
+	msg := out["error"].(map[string]any)["message"].(string)
+	if !strings.Contains(msg, "bucket_name") || !strings.Contains(msg, "a string") || strings.Contains(msg, "Go") || strings.Contains(msg, "producer.") {
+		t.Fatalf("type error message %q", msg)
+	}
+	// NATS gone: 503 with Retry-After, not 500.
+	f.js.Conn().Close()
+	req = httptest.NewRequest("GET", "/v2/jobs/job_x", nil)
+	req.Header.Set("Authorization", "Bearer "+f.key)
+	req.Header.Set("X-Organization-ID", f.org.ID)
+	rec = httptest.NewRecorder()
+	f.api.ServeHTTP(rec, req)
+	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("NATS unavailable: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -80,7 +80,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) er
 		return nil
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return badRequest("invalid_json", "request body is not valid JSON: "+err.Error(), "send a JSON object")
+		return jsonError(err)
 	}
 	return nil
 }

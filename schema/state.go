@@ -77,6 +77,9 @@ type JobStatus struct {
 	StartedAt       *time.Time  `json:"started_at,omitempty"`
 	CompletedAt     *time.Time  `json:"completed_at,omitempty"`
 	LastEventSeq    uint64      `json:"last_event_seq"`
+	// RequestHash binds an Idempotency-Key to the request that created the
+	// job (a hash of endpoint and body): a retry must match it.
+	RequestHash string `json:"request_hash,omitempty"`
 }
 
 // Done reports whether every planned object has an outcome.
