@@ -70,7 +70,7 @@ type Verifier interface {
 type API struct {
 	cfg      Config
 	log      *slog.Logger
-	jobs     jetstream.KeyValue
+	jobs     *Jobs
 	mux      *http.ServeMux
 	reqs     *prometheus.CounterVec
 	verifies *lru.Cache[string, *rate.Limiter] // per org; bounded
@@ -88,10 +88,11 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	jobs, err := cfg.JS.KeyValue(ctx, schema.BucketJobs)
+	jobs, err := NewJobs(ctx, cfg.JS)
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
+	jobs.now = cfg.Now
 	cfg.VerifyEvery = cmp.Or(cfg.VerifyEvery, VerifyEveryDefault)
 	cfg.VerifyBurst = cmp.Or(cfg.VerifyBurst, VerifyBurstDefault)
 	verifies, err := lru.New[string, *rate.Limiter](10_000)
@@ -108,6 +109,8 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	a.route("POST /v2/collections/{name}/index/s3/directory", "index_directory", a.index(schema.JobDirectory))
 	a.route("POST /v2/collections/{name}/index/s3/file", "index_file", a.index(schema.JobFile))
 	a.route("GET /v2/jobs/{job_id}", "job", a.job)
+	a.route("GET /v2/jobs", "job_list", a.listJobs)
+	a.route("POST /v2/jobs/{job_id}/cancel", "job_cancel", a.cancelJob)
 	a.route("GET /v2/organization", "organization", a.organization)
 	a.route("POST /v2/integrations/aws", "integration_create", a.createIntegration)
 	a.route("GET /v2/integrations", "integration_list", a.listIntegrations)
@@ -381,10 +384,9 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 	if keyed {
 		status.RequestHash = requestHash
 	}
-	data, _ := json.Marshal(status)
-	if _, err := a.jobs.Create(ctx, job.JobID, data); err != nil {
+	if err := a.jobs.Create(ctx, status); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) && keyed {
-			return a.replay(w, r, job.JobID, requestHash)
+			return a.replay(w, r, org, job.JobID, requestHash)
 		}
 		return fmt.Errorf("create job: %w", err)
 	}
@@ -393,7 +395,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 		_, err = a.cfg.JS.Publish(ctx, schema.JobSubject(org.ID, job.Collection), payload, jetstream.WithMsgID(schema.JobPageMsgID(job.JobID, 0)))
 	}
 	if err != nil {
-		_ = a.jobs.Delete(context.WithoutCancel(ctx), job.JobID)
+		a.jobs.Delete(context.WithoutCancel(ctx), status)
 		if schema.IsBackpressure(err) {
 			return &apiError{http.StatusServiceUnavailable, "backpressure", "the job queue is full or unavailable", "retry after the Retry-After interval"}
 		}
@@ -410,14 +412,10 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 }
 
 // replay answers a retried request whose Idempotency-Key created jobID.
-func (a *API) replay(w http.ResponseWriter, r *http.Request, jobID, requestHash string) error {
-	e, err := a.jobs.Get(r.Context(), jobID)
+func (a *API) replay(w http.ResponseWriter, r *http.Request, org *registry.Org, jobID, requestHash string) error {
+	s, _, err := a.jobs.Get(r.Context(), org.ID, jobID)
 	if err != nil {
 		return fmt.Errorf("load job: %w", err)
-	}
-	var s schema.JobStatus
-	if err := json.Unmarshal(e.Value(), &s); err != nil {
-		return err
 	}
 	if s.RequestHash != requestHash {
 		return &apiError{http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used for another request (job " + jobID + ")",
@@ -427,30 +425,72 @@ func (a *API) replay(w http.ResponseWriter, r *http.Request, jobID, requestHash 
 	return nil
 }
 
+func jobNotFound(id string) error {
+	return &apiError{http.StatusNotFound, "job_not_found", "no job " + id + " in this organization", "use the job_id returned by the index request"}
+}
+
 func (a *API) job(w http.ResponseWriter, r *http.Request) error {
 	org, err := a.authenticate(r)
 	if err != nil {
 		return err
 	}
 	id := r.PathValue("job_id")
-	notFound := &apiError{http.StatusNotFound, "job_not_found", "no job " + id + " in this organization", "use the job_id returned by the index request"}
-	if !schema.ValidID(id) {
-		return notFound
-	}
-	e, err := a.jobs.Get(r.Context(), id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return notFound
+	s, _, err := a.jobs.Get(r.Context(), org.ID, id)
+	if errors.Is(err, ErrJobNotFound) {
+		return jobNotFound(id)
 	}
 	if err != nil {
 		return err
 	}
-	var s schema.JobStatus
-	if err := json.Unmarshal(e.Value(), &s); err != nil {
+	writeJSON(w, http.StatusOK, s.View(a.cfg.Now()))
+	return nil
+}
+
+// listJobs is GET /v2/jobs?collection=&status=&limit=&cursor=: the org's
+// jobs, newest first.
+func (a *API) listJobs(w http.ResponseWriter, r *http.Request) error {
+	org, err := a.authenticate(r)
+	if err != nil {
 		return err
 	}
-	if s.Org != org.ID {
-		return notFound // never reveal another org's job
+	q := r.URL.Query()
+	f := JobFilter{Collection: q.Get("collection"), Status: q.Get("status"), Cursor: q.Get("cursor")}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 100 {
+			return badRequest("invalid_limit", "limit must be an integer from 1 to 100", "")
+		}
+		f.Limit = n
 	}
+	page, err := a.jobs.List(r.Context(), org.ID, f)
+	if errors.Is(err, ErrBadCursor) {
+		return badRequest("invalid_cursor", "cursor is not one this endpoint returned", "pass next_cursor from the previous page as it is")
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// cancelJob is POST /v2/jobs/{job_id}/cancel: idempotent; 409 when the job
+// had already finished.
+func (a *API) cancelJob(w http.ResponseWriter, r *http.Request) error {
+	org, err := a.authenticate(r)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("job_id")
+	s, err := a.jobs.Cancel(r.Context(), org.ID, id)
+	switch {
+	case errors.Is(err, ErrJobNotFound):
+		return jobNotFound(id)
+	case errors.Is(err, ErrJobFinished):
+		return &apiError{http.StatusConflict, "job_finished", "job " + id + " already finished (" + s.Status + ")", "nothing to cancel"}
+	case err != nil:
+		return err
+	}
+	a.audit(r.Context(), org.ID, "job.cancel", "ok", id)
 	writeJSON(w, http.StatusOK, s.View(a.cfg.Now()))
 	return nil
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -214,5 +216,66 @@ func TestHTTPHygiene(t *testing.T) {
 	f.api.ServeHTTP(rec, req)
 	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("NATS unavailable: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestJobListAndCancel: GET /v2/jobs is org-scoped, newest first, filtered
+// and paged by cursor; POST /v2/jobs/{id}/cancel is idempotent.
+func TestJobListAndCancel(t *testing.T) {
+	f := setup(t)
+	var ids []string
+	for i := range 5 {
+		coll := "docs"
+		if i%2 == 1 {
+			coll = "other"
+		}
+		status, out := f.do(t, "POST", "/v2/collections/"+coll+"/index/s3", f.body(""), nil)
+		if status != 201 {
+			t.Fatalf("create: %d %v", status, out)
+		}
+		ids = append(ids, out["job_id"].(string))
+		time.Sleep(2 * time.Millisecond) // distinct creation times
+	}
+	list := func(query string) (int, map[string]any) { return f.do(t, "GET", "/v2/jobs"+query, "", nil) }
+	idsOf := func(out map[string]any) []string {
+		var got []string
+		for _, j := range out["jobs"].([]any) {
+			got = append(got, j.(map[string]any)["job_id"].(string))
+		}
+		return got
+	}
+	status, out := list("?limit=2")
+	if status != 200 || fmt.Sprint(idsOf(out)) != fmt.Sprint([]string{ids[4], ids[3]}) || out["next_cursor"] == nil {
+		t.Fatalf("first page: %d %v", status, out)
+	}
+	_, out2 := list("?limit=2&cursor=" + out["next_cursor"].(string))
+	_, out3 := list("?limit=2&cursor=" + out2["next_cursor"].(string))
+	if fmt.Sprint(idsOf(out2)) != fmt.Sprint([]string{ids[2], ids[1]}) || fmt.Sprint(idsOf(out3)) != fmt.Sprint([]string{ids[0]}) || out3["next_cursor"] != nil {
+		t.Fatalf("pages: %v / %v", out2, out3)
+	}
+	if _, out := list("?collection=other"); fmt.Sprint(idsOf(out)) != fmt.Sprint([]string{ids[3], ids[1]}) {
+		t.Fatalf("collection filter: %v", out)
+	}
+	if status, out := list("?cursor=bm9wZQ"); status != 400 || errCode(out) != "invalid_cursor" {
+		t.Fatalf("forged cursor: %d %v", status, out)
+	}
+
+	for range 2 { // idempotent
+		status, out := f.do(t, "POST", "/v2/jobs/"+ids[0]+"/cancel", "", nil)
+		if status != 200 || out["status"] != schema.JobStatusCancelled || out["progress"] != float64(1) {
+			t.Fatalf("cancel: %d %v", status, out)
+		}
+	}
+	if _, out := list("?status=cancelled"); fmt.Sprint(idsOf(out)) != fmt.Sprint([]string{ids[0]}) {
+		t.Fatalf("status filter: %v", out)
+	}
+	// Another org sees none of it.
+	orgB, keyB, _ := registrytest.Registry(f.js).CreateOrg(context.Background(), "test", "B")
+	fb := &fixture{api: f.api, js: f.js, org: orgB, key: keyB.Reveal()}
+	if _, out := fb.do(t, "GET", "/v2/jobs", "", nil); len(out["jobs"].([]any)) != 0 {
+		t.Fatalf("org B lists org A's jobs: %v", out)
+	}
+	if status, _ := fb.do(t, "POST", "/v2/jobs/"+ids[1]+"/cancel", "", nil); status != 404 {
+		t.Fatalf("org B cancelled org A's job: %d", status)
 	}
 }

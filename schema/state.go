@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -16,12 +17,17 @@ const (
 	JobStatusCompleted           = "completed"             // every object indexed or skipped
 	JobStatusCompletedWithErrors = "completed_with_errors" // some objects failed (see Errors), others were read
 	JobStatusFailed              = "failed"                // the job could not proceed, or no object could be read
+	JobStatusCancelled           = "cancelled"             // cancelled: no more pages planned, unclaimed tasks skipped
 )
+
+// ReasonCancelled is the skip reason of a task whose job was cancelled
+// before the task was claimed.
+const ReasonCancelled = "cancelled"
 
 // Final reports whether the job has reached a status it will not leave.
 func (s *JobStatus) Final() bool {
 	switch s.Status {
-	case JobStatusCompleted, JobStatusCompletedWithErrors, JobStatusFailed:
+	case JobStatusCompleted, JobStatusCompletedWithErrors, JobStatusFailed, JobStatusCancelled:
 		return true
 	}
 	return false
@@ -219,7 +225,7 @@ func (s *JobStatus) applyObject(ev *ObjectEvent) {
 	case OutcomeDeleted:
 		return
 	}
-	if ev.Outcome == OutcomeFailed || (ev.Outcome == OutcomeSkipped && ev.Reason != ReasonAlreadyIndexed && ev.Reason != ReasonUnchangedSinceSkipped) {
+	if ev.Outcome == OutcomeFailed || (ev.Outcome == OutcomeSkipped && ev.Reason != ReasonAlreadyIndexed && ev.Reason != ReasonUnchangedSinceSkipped && ev.Reason != ReasonCancelled) {
 		if len(s.Errors) < MaxJobFileErrors {
 			s.Errors = append(s.Errors, FileError{Key: ev.Key, Outcome: ev.Outcome, Reason: ev.Reason, ErrorClass: ev.ErrorClass, ErrorCode: ev.ErrorCode})
 		} else {
@@ -237,6 +243,9 @@ func (s *JobStatus) applyJob(ev *JobEvent, now time.Time) {
 			s.LastPage = ev.Page
 		}
 	case JobFailed:
+		if s.Status == JobStatusCancelled {
+			return // a page given up on after the cancel: the job stays cancelled
+		}
 		s.Status, s.CompletedAt = JobStatusFailed, &now
 		s.Error = &JobError{Reason: ev.Reason, ErrorClass: ev.ErrorClass, ErrorCode: ev.ErrorCode, Hint: ev.Hint}
 	}
@@ -262,6 +271,16 @@ func DecodeEvent(subject string, data []byte) (jobID string, event any, err erro
 	}
 	return "", nil, &DecodeError{Type: "event", Reason: "invalid_field", Detail: fmt.Sprintf("subject %q is not an event subject", subject)}
 }
+
+// JobIndexKey is the key, in the jobs bucket, that lists a job under its
+// org, newest first: job keys sort by inverted creation time, so a key
+// listing of JobIndexPrefix(org) in lexical order is newest first.
+func JobIndexKey(org string, created time.Time, jobID string) string {
+	return JobIndexPrefix(org) + fmt.Sprintf("%016x", uint64(math.MaxInt64-created.UnixNano())) + "." + jobID
+}
+
+// JobIndexPrefix is the key prefix of an org's job index entries.
+func JobIndexPrefix(org string) string { return "idx." + org + "." }
 
 // JobView is a job record as GET /v2/jobs/{id} shows it: the record and
 // what follows from it at the time of the request.

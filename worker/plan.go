@@ -27,6 +27,10 @@ func (w *Worker) plan(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
+	if w.jobCancelled(ctx, job.JobID) {
+		w.log.Info("job cancelled: page not planned", "org", job.Org, "job_id", job.JobID, "page", job.Page)
+		return nil
+	}
 	return w.planPage(ctx, job)
 }
 

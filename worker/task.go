@@ -196,6 +196,11 @@ func (w *Worker) headObject(ctx context.Context, t *creds.Tenant, task *schema.T
 // runTask does the work and returns the outcome event to publish.
 func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.ObjectEvent, error) {
 	log := w.log.With("org", task.Org, "collection", task.Collection, "job_id", task.JobID, "bucket", task.Bucket, "key", task.Key)
+	if w.jobCancelled(ctx, task.JobID) {
+		ev := w.event(task, schema.OutcomeSkipped)
+		ev.Reason = schema.ReasonCancelled
+		return ev, nil
+	}
 	t, err := w.res.Tenant(ctx, task.Org, task.IntegrationID, task.Bucket, task.Key)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ package worker
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	lru "github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -121,8 +123,12 @@ type Worker struct {
 	m        *metrics
 	splitter *chunk.Splitter
 	res      *creds.Resolver
-	objects  jetstream.KeyValue
-	jobs     jetstream.KeyValue
+	// cancelled caches whether a job was cancelled (checked before each
+	// page is planned and each task of a job is started); entries expire
+	// after a second so a cancel takes effect at once fleet-wide.
+	cancelled *lru.LRU[string, bool]
+	objects   jetstream.KeyValue
+	jobs      jetstream.KeyValue
 }
 
 // New validates cfg and returns a Worker bound to the KV buckets.
@@ -162,6 +168,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		cfg: cfg, log: cfg.Logger.With("worker", cfg.Name), m: newMetrics(cfg.Registerer),
 		splitter: sp, objects: objects, jobs: jobs,
 	}
+	w.cancelled = lru.NewLRU[string, bool](10_000, nil, time.Second)
 	w.res = &creds.Resolver{Registry: cfg.Registry, Broker: cfg.Broker, AWS: cfg.AWS, S3PathStyle: cfg.S3PathStyle,
 		SessionPrefix: cfg.SessionPrefix, OnStaleRetry: w.m.staleRetries.Inc}
 	return w, nil
@@ -237,4 +244,25 @@ func (w *Worker) Run(ctx context.Context) error {
 	err = g.Wait()
 	w.log.Info("worker stopped")
 	return err
+}
+
+// jobCancelled reports whether job jobID was cancelled. An unreadable job
+// record counts as not cancelled (the work goes on; the tracker reports it).
+func (w *Worker) jobCancelled(ctx context.Context, jobID string) bool {
+	if jobID == "" {
+		return false
+	}
+	if c, ok := w.cancelled.Get(jobID); ok {
+		return c
+	}
+	e, err := w.jobs.Get(ctx, jobID)
+	if err != nil {
+		return false
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	c := json.Unmarshal(e.Value(), &st) == nil && st.Status == schema.JobStatusCancelled
+	w.cancelled.Add(jobID, c)
+	return c
 }

@@ -1,0 +1,181 @@
+package producer
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+)
+
+// Jobs reads and cancels job records (KV schema.BucketJobs) for the API and
+// the CLI. A Jobs is safe for concurrent use.
+type Jobs struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+}
+
+// NewJobs binds to the jobs bucket (created by schema.Topology.Ensure).
+func NewJobs(ctx context.Context, js jetstream.JetStream) (*Jobs, error) {
+	kv, err := js.KeyValue(ctx, schema.BucketJobs)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	return &Jobs{kv: kv, now: time.Now}, nil
+}
+
+// ErrJobNotFound: no such job in the org.
+var ErrJobNotFound = errors.New("job not found")
+
+// ErrJobFinished: the job reached a final status before it was cancelled.
+var ErrJobFinished = errors.New("job already finished")
+
+// Create stores a new job record and its index entry. It returns
+// jetstream.ErrKeyExists when the job ID is taken.
+func (j *Jobs) Create(ctx context.Context, st *schema.JobStatus) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if _, err := j.kv.Create(ctx, st.JobID, data); err != nil {
+		return err
+	}
+	if _, err := j.kv.Put(ctx, schema.JobIndexKey(st.Org, st.CreatedAt, st.JobID), []byte(st.JobID)); err != nil {
+		return fmt.Errorf("index job: %w", err)
+	}
+	return nil
+}
+
+// Get returns org's job id (ErrJobNotFound for another org's).
+func (j *Jobs) Get(ctx context.Context, org, id string) (*schema.JobStatus, uint64, error) {
+	if !schema.ValidID(id) {
+		return nil, 0, ErrJobNotFound
+	}
+	e, err := j.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, ErrJobNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var s schema.JobStatus
+	if err := json.Unmarshal(e.Value(), &s); err != nil {
+		return nil, 0, err
+	}
+	if s.Org != org {
+		return nil, 0, ErrJobNotFound // never reveal another org's job
+	}
+	return &s, e.Revision(), nil
+}
+
+// Delete removes a job record and its index entry (a job whose first page
+// could not be published).
+func (j *Jobs) Delete(ctx context.Context, st *schema.JobStatus) {
+	_ = j.kv.Delete(ctx, st.JobID)
+	_ = j.kv.Delete(ctx, schema.JobIndexKey(st.Org, st.CreatedAt, st.JobID))
+}
+
+// JobFilter selects jobs of List.
+type JobFilter struct {
+	Collection string // "" for any
+	Status     string // "" for any
+	Limit      int    // 1–100; default 20
+	Cursor     string // from the previous page's NextCursor (opaque)
+}
+
+// ErrBadCursor: the cursor is not one List returned for this org.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// JobPage is one page of List, newest first.
+type JobPage struct {
+	Jobs       []schema.JobView `json:"jobs"`
+	NextCursor string           `json:"next_cursor,omitempty"`
+}
+
+// List returns org's jobs, newest first, a page at a time.
+func (j *Jobs) List(ctx context.Context, org string, f JobFilter) (*JobPage, error) {
+	if f.Limit <= 0 {
+		f.Limit = 20
+	}
+	f.Limit = min(f.Limit, 100)
+	lister, err := j.kv.ListKeysFiltered(ctx, schema.JobIndexPrefix(org)+">")
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	after := ""
+	if f.Cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(f.Cursor)
+		if err != nil || !strings.HasPrefix(string(b), schema.JobIndexPrefix(org)) {
+			return nil, ErrBadCursor
+		}
+		after = string(b)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	page := &JobPage{Jobs: []schema.JobView{}}
+	now := j.now()
+	last := ""
+	for _, k := range keys {
+		if after != "" && k <= after {
+			continue
+		}
+		id := k[strings.LastIndexByte(k, '.')+1:]
+		st, _, err := j.Get(ctx, org, id)
+		if errors.Is(err, ErrJobNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if (f.Collection != "" && st.Collection != f.Collection) || (f.Status != "" && st.Status != f.Status) {
+			continue
+		}
+		if len(page.Jobs) == f.Limit {
+			page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(last)) // there is more: resume after the last one shown
+			break
+		}
+		page.Jobs = append(page.Jobs, st.View(now))
+		last = k
+	}
+	return page, nil
+}
+
+// Cancel cancels org's job id: no more pages are planned, tasks not yet
+// claimed are skipped ("cancelled"), tasks in flight finish, and counters
+// stay exact. Cancelling a cancelled job is a no-op; a finished job is
+// ErrJobFinished.
+func (j *Jobs) Cancel(ctx context.Context, org, id string) (*schema.JobStatus, error) {
+	for range 10 {
+		st, rev, err := j.Get(ctx, org, id)
+		if err != nil {
+			return nil, err
+		}
+		switch st.Status {
+		case schema.JobStatusCancelled:
+			return st, nil
+		case schema.JobStatusCompleted, schema.JobStatusCompletedWithErrors, schema.JobStatusFailed:
+			return st, ErrJobFinished
+		}
+		now := j.now().UTC()
+		st.Status, st.CompletedAt = schema.JobStatusCancelled, &now
+		data, err := json.Marshal(st)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := j.kv.Update(ctx, id, data, rev); err == nil {
+			return st, nil
+		}
+		// lost a race with the tracker: read again
+	}
+	return nil, fmt.Errorf("cancel job %s: too many concurrent updates", id)
+}
