@@ -31,8 +31,14 @@ Operator commands (talk to NATS at --nats-url, env STEVEDORE_NATS_URL):
   integration list --org ID        list integrations with status and health
   integration revoke --org ID --id INT [--reason R]
                                    revoke; the role is never assumed again
-  iam-policy --org ID [--bucket B]... [--prefix P]... [--kms-key-arn K] [--principal-arn ARN]
+  iam-policy --org ID [--bucket B]... [--prefix P]... [--kms-key-arn K] [--principal-arn ARN] [--queue-arn ARN --account ID]
                                    print the trust policy, permissions policy and CloudFormation template
+                                   (and the notification queue's access policy)
+  job list --org ID [--collection C] [--status S] [--limit N] [--cursor C]
+                                   an org's jobs, newest first
+  job show --org ID --id JOB [--wait]
+                                   a job; --wait follows it (a progress bar on a terminal, a line per change otherwise)
+  job cancel --org ID --id JOB     cancel: no more pages planned, unclaimed tasks skipped
   route add --org ID --collection C --bucket B [--prefix P] [--integration INT]
                                    send S3 notifications for s3://B/P to a collection
   route list | route delete --org ID --id R
@@ -83,6 +89,8 @@ func run(ctx context.Context, args []string) error {
 		return runRoute(ctx, rest)
 	case "iam-policy":
 		return runIAMPolicy(ctx, rest)
+	case "job":
+		return runJob(ctx, rest)
 	}
 	fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", cmd, usage)
 	return errUsage

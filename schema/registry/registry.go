@@ -274,3 +274,7 @@ func (r *Registry) get(ctx context.Context, key string, v any) (uint64, error) {
 	}
 	return e.Revision(), json.Unmarshal(e.Value(), v)
 }
+
+// JetStream is the JetStream context the registry was opened on (operator
+// commands reach the other buckets through it).
+func (r *Registry) JetStream() jetstream.JetStream { return r.js }

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/stevedore-dev/stevedore/producer"
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/registry"
+)
+
+func runJob(ctx context.Context, args []string) error {
+	jobs := func(r *registry.Registry) (*producer.Jobs, error) { return producer.NewJobs(ctx, r.JetStream()) }
+	return subcommands("job", args, map[string]func([]string) error{
+		"list": func(args []string) error {
+			var org, collection, status, cursor *string
+			var limit *int
+			return operatorCommand(ctx, "job list", args, func(f *flags) {
+				org = f.FlagSet.String("org", "", "organization ID")
+				collection = f.FlagSet.String("collection", "", "only this collection's jobs")
+				status = f.FlagSet.String("status", "", "only jobs with this status")
+				limit = f.FlagSet.Int("limit", 20, "jobs per page (1-100)")
+				cursor = f.FlagSet.String("cursor", "", "next_cursor of the previous page")
+			}, func(r *registry.Registry) (map[string]any, string, error) {
+				j, err := jobs(r)
+				if err != nil {
+					return nil, "", err
+				}
+				page, err := j.List(ctx, *org, producer.JobFilter{Collection: *collection, Status: *status, Limit: *limit, Cursor: *cursor})
+				if err != nil {
+					return nil, "", err
+				}
+				var b strings.Builder
+				for _, v := range page.Jobs {
+					fmt.Fprintf(&b, "%s  %-22s %-12s %s  %d/%d files, %d failed\n", v.JobID, v.Status, v.Collection, v.CreatedAt.Format(time.RFC3339),
+						v.FilesIndexed+v.FilesSkipped+v.FilesFailed, v.FilesTotal, v.FilesFailed)
+				}
+				if page.NextCursor != "" {
+					fmt.Fprintf(&b, "more: --cursor %s\n", page.NextCursor)
+				}
+				return map[string]any{"jobs": page.Jobs, "next_cursor": page.NextCursor}, b.String(), nil
+			})
+		},
+		"show": func(args []string) error {
+			var org, id *string
+			var wait *bool
+			return operatorCommand(ctx, "job show", args, func(f *flags) {
+				org = f.FlagSet.String("org", "", "organization ID")
+				id = f.FlagSet.String("id", "", "job ID")
+				wait = f.FlagSet.Bool("wait", false, "follow the job until it is final (a progress bar on a terminal, a line per change otherwise)")
+			}, func(r *registry.Registry) (map[string]any, string, error) {
+				j, err := jobs(r)
+				if err != nil {
+					return nil, "", err
+				}
+				// Progress goes to stderr, so --json output stays one object.
+				st, err := showJob(ctx, j, *org, *id, *wait, *wait, progressWriter())
+				if err != nil {
+					return nil, "", err
+				}
+				v := st.View(time.Now())
+				return map[string]any{"job": v}, describeJob(v), nil
+			})
+		},
+		"cancel": func(args []string) error {
+			var org, id *string
+			return operatorCommand(ctx, "job cancel", args, func(f *flags) {
+				org = f.FlagSet.String("org", "", "organization ID")
+				id = f.FlagSet.String("id", "", "job ID")
+			}, func(r *registry.Registry) (map[string]any, string, error) {
+				j, err := jobs(r)
+				if err != nil {
+					return nil, "", err
+				}
+				st, err := j.Cancel(ctx, *org, *id)
+				if err != nil {
+					return nil, "", fmt.Errorf("cancel %s: %w", *id, err)
+				}
+				r.Audit(ctx, *org, cliActor, "job.cancel", "ok", *id)
+				return map[string]any{"job": st.View(time.Now())}, fmt.Sprintf("Job %s %s\n", st.JobID, st.Status), nil
+			})
+		},
+	}, "list --org ID [--collection C] [--status S] [--limit N] [--cursor C] | show --org ID --id JOB [--wait] | cancel --org ID --id JOB")
+}
+
+// progress is where show --wait draws; tty selects a redrawn bar over
+// one line per change.
+type progress struct {
+	w   io.Writer
+	tty bool
+}
+
+func progressWriter() progress {
+	fi, err := os.Stderr.Stat()
+	return progress{w: os.Stderr, tty: err == nil && fi.Mode()&os.ModeCharDevice != 0}
+}
+
+// showJob reads a job and, with wait, follows it until it is final.
+func showJob(ctx context.Context, j *producer.Jobs, org, id string, draw, wait bool, p progress) (*schema.JobStatus, error) {
+	last := ""
+	for {
+		st, _, err := j.Get(ctx, org, id)
+		if errors.Is(err, producer.ErrJobNotFound) {
+			return nil, fmt.Errorf("job %s: not found in %s", id, org)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !wait || st.Final() {
+			if draw && p.tty {
+				fmt.Fprintln(p.w)
+			}
+			return st, nil
+		}
+		if draw {
+			line := progressLine(st.View(time.Now()))
+			switch {
+			case p.tty:
+				fmt.Fprintf(p.w, "\r%s", line)
+			case line != last:
+				fmt.Fprintln(p.w, line)
+			}
+			last = line
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// progressLine is one line of progress: a bar, counts and the estimate.
+func progressLine(v schema.JobView) string {
+	const width = 30
+	filled := int(v.Progress * width)
+	eta := ""
+	if v.EstimatedTimeRemainingSeconds != nil {
+		eta = fmt.Sprintf(", about %s left", (time.Duration(*v.EstimatedTimeRemainingSeconds) * time.Second).Round(time.Second))
+	}
+	return fmt.Sprintf("[%s%s] %3.0f%%  %s: %d/%d files (%d indexed, %d skipped, %d failed)%s", strings.Repeat("#", filled), strings.Repeat("-", width-filled),
+		v.Progress*100, v.Status, v.FilesIndexed+v.FilesSkipped+v.FilesFailed, v.FilesTotal, v.FilesIndexed, v.FilesSkipped, v.FilesFailed, eta)
+}
+
+func describeJob(v schema.JobView) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Job %s: %s\n  collection %s, s3://%s/%s%s\n  files: %d total, %d indexed, %d skipped, %d failed; chunks %d, tokens %d\n",
+		v.JobID, v.Status, v.Collection, v.Bucket, v.Prefix, v.Key, v.FilesTotal, v.FilesIndexed, v.FilesSkipped, v.FilesFailed, v.ChunksProcessed, v.TokensUsed)
+	if v.Error != nil {
+		fmt.Fprintf(&b, "  error: %s (%s)\n  hint:  %s\n", v.Error.Reason, v.Error.ErrorCode, v.Error.Hint)
+	}
+	for _, e := range v.Errors {
+		fmt.Fprintf(&b, "  %s %s: %s\n", e.Outcome, e.Key, e.Reason)
+	}
+	return b.String()
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stevedore-dev/stevedore/producer"
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/natstest"
+)
+
+func TestJobListShowCancel(t *testing.T) {
+	srv, _, js := natstest.Start(t)
+	ctx := context.Background()
+	jobs, err := producer.NewJobs(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []string{"job_old", "job_new"} {
+		job := &schema.Job{JobID: id, Org: "org_1", Collection: "docs", Kind: schema.JobBucket, Bucket: "b", CreatedAt: time.Now().Add(time.Duration(i) * time.Second)}
+		if err := jobs.Create(ctx, schema.NewJobStatus(job)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := &syncBuffer{}
+	stdout = out
+	t.Cleanup(func() { stdout = nil })
+	cli := func(args ...string) map[string]any {
+		t.Helper()
+		out.mu.Lock()
+		out.b.Reset()
+		out.mu.Unlock()
+		if err := run(ctx, append(args, "--json", "--nats-url", srv.ClientURL())); err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out.String()), &v); err != nil {
+			t.Fatalf("%s: %v", out.String(), err)
+		}
+		return v
+	}
+	list := cli("job", "list", "--org", "org_1")
+	got := list["jobs"].([]any)
+	if len(got) != 2 || got[0].(map[string]any)["job_id"] != "job_new" {
+		t.Fatalf("list %v", list)
+	}
+	if c := cli("job", "cancel", "--org", "org_1", "--id", "job_new"); c["job"].(map[string]any)["status"] != schema.JobStatusCancelled {
+		t.Fatalf("cancel %v", c)
+	}
+	// show --wait returns once the job is final (it is, cancelled).
+	if s := cli("job", "show", "--org", "org_1", "--id", "job_new", "--wait"); s["job"].(map[string]any)["status"] != schema.JobStatusCancelled {
+		t.Fatalf("show %v", s)
+	}
+	if err := run(ctx, []string{"job", "show", "--org", "org_2", "--id", "job_new", "--nats-url", srv.ClientURL()}); err == nil {
+		t.Fatal("another org's job shown")
+	}
+}
+
+func TestProgressLines(t *testing.T) {
+	eta := 12.0
+	v := schema.JobView{JobStatus: &schema.JobStatus{Status: schema.JobStatusRunning, FilesTotal: 10, FilesIndexed: 4, FilesSkipped: 1}, Progress: 0.5, EstimatedTimeRemainingSeconds: &eta}
+	line := progressLine(v)
+	if !strings.HasPrefix(line, "[###############---------------]  50%") || !strings.Contains(line, "5/10 files") || !strings.Contains(line, "about 12s left") {
+		t.Fatalf("line %q", line)
+	}
+	// Not a terminal: one line per change, no carriage returns; it returns
+	// once the job is final.
+	_, _, js := natstest.Start(t)
+	ctx := context.Background()
+	jobs, _ := producer.NewJobs(ctx, js)
+	st := schema.NewJobStatus(&schema.Job{JobID: "job_run", Org: "org_1", Collection: "docs", CreatedAt: time.Now()})
+	st.Status, st.FilesTotal = schema.JobStatusRunning, 2
+	if err := jobs.Create(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_, _ = jobs.Cancel(ctx, "org_1", "job_run")
+	}()
+	var b bytes.Buffer
+	final, err := showJob(ctx, jobs, "org_1", "job_run", true, true, progress{w: &b, tty: false})
+	if err != nil || final.Status != schema.JobStatusCancelled {
+		t.Fatalf("%v %+v", err, final)
+	}
+	if strings.Contains(b.String(), "\r") || !strings.Contains(b.String(), "running: 0/2 files") {
+		t.Fatalf("progress output %q", b.String())
+	}
+}
