@@ -112,6 +112,7 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	a.route("GET /v2/jobs", "job_list", a.listJobs)
 	a.route("POST /v2/jobs/{job_id}/cancel", "job_cancel", a.cancelJob)
 	a.route("GET /v2/organization", "organization", a.organization)
+	a.route("GET /v2/audit", "audit", a.auditTrail)
 	a.route("POST /v2/integrations/aws", "integration_create", a.createIntegration)
 	a.route("GET /v2/integrations", "integration_list", a.listIntegrations)
 	a.route("GET /v2/integrations/{id}", "integration_get", a.getIntegration)
@@ -191,7 +192,10 @@ func (a *API) authenticate(r *http.Request) (*registry.Org, error) {
 	}
 	org, err := a.cfg.Registry.Authenticate(r.Context(), key)
 	if errors.Is(err, registry.ErrNotFound) {
-		return nil, &apiError{http.StatusUnauthorized, "invalid_api_key", "the API key is not valid", "check the key; keys are shown once at creation"}
+		return nil, &apiError{http.StatusUnauthorized, "invalid_api_key", "the API key is not valid (unknown or revoked)", "check the key; keys are shown once at creation"}
+	}
+	if errors.Is(err, registry.ErrOrgDisabled) {
+		return nil, &apiError{http.StatusForbidden, "organization_disabled", "the organization is disabled", "contact the operator of this deployment"}
 	}
 	if err != nil {
 		return nil, err
@@ -505,4 +509,34 @@ func (a *API) allowVerify(org string) bool {
 		a.verifies.Add(org, l)
 	}
 	return l.Allow()
+}
+
+// auditTrail is GET /v2/audit?since=RFC3339&limit=N: the org's own AUDIT
+// records, oldest first (never a secret: the records hold none).
+func (a *API) auditTrail(w http.ResponseWriter, r *http.Request) error {
+	org, err := a.authenticate(r)
+	if err != nil {
+		return err
+	}
+	var since time.Time
+	if v := r.URL.Query().Get("since"); v != "" {
+		if since, err = time.Parse(time.RFC3339, v); err != nil {
+			return badRequest("invalid_since", "since must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z", "")
+		}
+	}
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
+			return badRequest("invalid_limit", "limit must be an integer from 1 to 1000", "")
+		}
+	}
+	records, err := a.cfg.Registry.AuditTrail(r.Context(), org.ID, since, limit)
+	if err != nil {
+		return err
+	}
+	if records == nil {
+		records = []registry.AuditEntry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"records": records})
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -277,5 +278,64 @@ func TestJobListAndCancel(t *testing.T) {
 	}
 	if status, _ := fb.do(t, "POST", "/v2/jobs/"+ids[1]+"/cancel", "", nil); status != 404 {
 		t.Fatalf("org B cancelled org A's job: %d", status)
+	}
+}
+
+// TestAPIKeysOrgsAndAudit: several keys per org; a revoked key is refused
+// on the next request; a disabled org is refused; GET /v2/audit shows the
+// org's own records only.
+func TestAPIKeysOrgsAndAudit(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	reg := registrytest.Registry(f.js)
+	k2, secret2, err := reg.CreateAPIKey(ctx, "test", f.org.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := &fixture{api: f.api, js: f.js, org: f.org, key: secret2.Reveal()}
+	if status, out := second.do(t, "GET", "/v2/organization", "", nil); status != 200 {
+		t.Fatalf("second key: %d %v", status, out)
+	}
+	keys, _ := reg.APIKeys(ctx, f.org.ID)
+	if len(keys) != 2 || keys[1].ID != k2.ID || keys[1].LastUsedAt == nil {
+		t.Fatalf("keys %+v", keys)
+	}
+	if err := reg.RevokeAPIKey(ctx, "test", f.org.ID, k2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if status, out := second.do(t, "GET", "/v2/organization", "", nil); status != 401 || errCode(out) != "invalid_api_key" {
+		t.Fatalf("revoked key: %d %v", status, out)
+	}
+	if status, _ := f.do(t, "GET", "/v2/organization", "", nil); status != 200 {
+		t.Fatalf("the other key stopped working: %d", status)
+	}
+	if _, err := reg.SetDisabled(ctx, "test", f.org.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if status, out := f.do(t, "GET", "/v2/organization", "", nil); status != 403 || errCode(out) != "organization_disabled" {
+		t.Fatalf("disabled org: %d %v", status, out)
+	}
+	if _, err := reg.SetDisabled(ctx, "test", f.org.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	status, out := f.do(t, "GET", "/v2/audit?limit=1000", "", nil)
+	if status != 200 {
+		t.Fatalf("audit: %d %v", status, out)
+	}
+	var actions []string
+	for _, r := range out["records"].([]any) {
+		rec := r.(map[string]any)
+		if rec["org"] != f.org.ID {
+			t.Fatalf("another org's record: %v", rec)
+		}
+		actions = append(actions, rec["action"].(string))
+	}
+	for _, want := range []string{"org.create", "apikey.create", "apikey.revoke", "org.disable", "org.enable"} {
+		if !slices.Contains(actions, want) {
+			t.Fatalf("audit lacks %s: %v", want, actions)
+		}
+	}
+	if status, _ := f.do(t, "GET", "/v2/audit?since=yesterday", "", nil); status != 400 {
+		t.Fatalf("bad since: %d", status)
 	}
 }

@@ -90,3 +90,56 @@ func TestProgressLines(t *testing.T) {
 		t.Fatalf("progress output %q", b.String())
 	}
 }
+
+func TestOrgAPIKeyAuditCommands(t *testing.T) {
+	srv, _, _ := natstest.Start(t)
+	ctx := context.Background()
+	out := &syncBuffer{}
+	stdout = out
+	t.Cleanup(func() { stdout = nil })
+	cli := func(args ...string) map[string]any {
+		t.Helper()
+		out.mu.Lock()
+		out.b.Reset()
+		out.mu.Unlock()
+		if err := run(ctx, append(args, "--json", "--nats-url", srv.ClientURL())); err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out.String()), &v); err != nil {
+			t.Fatalf("%s: %v", out.String(), err)
+		}
+		return v
+	}
+	org := cli("org", "create", "--name", "Acme")["org_id"].(string)
+	key := cli("apikey", "create", "--org", org)
+	if !strings.HasPrefix(key["api_key"].(string), "stv_") {
+		t.Fatalf("apikey create %v", key)
+	}
+	if keys := cli("apikey", "list", "--org", org)["api_keys"].([]any); len(keys) != 2 {
+		t.Fatalf("apikey list %v", keys)
+	}
+	if r := cli("apikey", "revoke", "--org", org, "--id", key["key_id"].(string)); r["revoked"] != true {
+		t.Fatalf("revoke %v", r)
+	}
+	if d := cli("org", "disable", "--org", org); d["disabled"] != true {
+		t.Fatalf("disable %v", d)
+	}
+	if orgs := cli("org", "list")["orgs"].([]any); len(orgs) != 1 || orgs[0].(map[string]any)["disabled"] != true {
+		t.Fatalf("org list %v", orgs)
+	}
+	if e := cli("org", "enable", "--org", org); e["disabled"] != false {
+		t.Fatalf("enable %v", e)
+	}
+	recs := cli("audit", "tail", "--org", org)["records"].([]any)
+	var actions []string
+	for _, r := range recs {
+		actions = append(actions, r.(map[string]any)["action"].(string))
+	}
+	if strings.Join(actions, " ") != "apikey.create org.create apikey.create apikey.revoke org.disable org.enable" {
+		t.Fatalf("audit tail: %v", actions)
+	}
+	if strings.Contains(out.String(), key["api_key"].(string)) {
+		t.Fatal("an API key in the audit trail")
+	}
+}

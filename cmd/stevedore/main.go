@@ -24,6 +24,12 @@ Run the fleet:
 Operator commands (talk to NATS at --nats-url, env STEVEDORE_NATS_URL):
   org create --name N              create an organization: prints org_id, api_key (shown once), external_id
   org rotate-external-id --org ID  mint a new ExternalId; the old one stops working at once
+  org list | org show --org ID     organizations; one with its API keys
+  org disable|enable --org ID      a disabled org's API keys are refused and its messages not processed
+  apikey create|list --org ID      another API key (shown once) | the org's keys with created/last-used times
+  apikey revoke --org ID --id KEY  the next request with that key is refused (401)
+  audit tail [--org ID] [--since 24h] [--limit N]
+                                   the AUDIT stream: onboarding, verification, rotation, refusals
   integration add --org ID --role-arn ARN [--bucket B]... [--prefix P]... [--kms-key-arn K]
                                    register a customer role (pending) and print the policies to paste
   integration verify --org ID --id INT [--bucket B] [--s3-path-style] [--dev-emulator-sts]
@@ -91,6 +97,10 @@ func run(ctx context.Context, args []string) error {
 		return runIAMPolicy(ctx, rest)
 	case "job":
 		return runJob(ctx, rest)
+	case "apikey":
+		return runAPIKey(ctx, rest)
+	case "audit":
+		return runAudit(ctx, rest)
 	}
 	fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", cmd, usage)
 	return errUsage

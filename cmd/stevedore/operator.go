@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -102,7 +103,8 @@ func subcommands(group string, args []string, verbs map[string]func([]string) er
 const cliActor = "cli"
 
 func runOrg(ctx context.Context, args []string) error {
-	return subcommands("org", args, map[string]func([]string) error{
+	verbs := orgAdmin(ctx)
+	maps.Copy(verbs, map[string]func([]string) error{
 		"create": func(args []string) error {
 			var name *string
 			return operatorCommand(ctx, "org create", args, func(f *flags) {
@@ -130,7 +132,8 @@ func runOrg(ctx context.Context, args []string) error {
 					fmt.Sprintf("ExternalId of %s rotated; the old value no longer works.\n  external_id: %s   (update every role's trust policy, then verify its integration again)\n", org.ID, org.ExternalID), nil
 			})
 		},
-	}, "create --name NAME | rotate-external-id --org ID")
+	})
+	return subcommands("org", args, verbs, "create --name NAME | rotate-external-id --org ID | list | show --org ID | disable --org ID | enable --org ID")
 }
 
 // integrationFlags are the flags that describe an integration's policies.

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,9 +58,12 @@ type Org struct {
 	ID                  string    `json:"id"`
 	Name                string    `json:"name"`
 	ExternalID          string    `json:"external_id"`
-	APIKeyHashes        []string  `json:"api_key_hashes"`
+	APIKeyHashes        []string  `json:"api_key_hashes,omitempty"` // of versions before API key IDs; see APIKey
 	CreatedAt           time.Time `json:"created_at"`
 	ExternalIDRotatedAt time.Time `json:"external_id_rotated_at"`
+	// DisabledAt is set while the org is disabled: its API keys are
+	// refused and its messages are not processed.
+	DisabledAt *time.Time `json:"disabled_at,omitempty"`
 }
 
 // Config configures a Registry.
@@ -142,13 +146,11 @@ func (r *Registry) CreateOrg(ctx context.Context, actor, name string) (*Org, Sec
 		ID: "org_" + randHex(8), Name: name, ExternalID: r.prefix + randHex(12),
 		CreatedAt: now, ExternalIDRotatedAt: now,
 	}
-	key := Secret("stv_" + randHex(20))
-	hash := HashAPIKey(key.Reveal())
-	org.APIKeyHashes = []string{hash}
-	if _, err := r.kv.Create(ctx, apiKeyKey(hash), []byte(org.ID)); err != nil {
-		return nil, "", fmt.Errorf("create org: store api key: %w", err)
-	}
 	if err := r.create(ctx, orgKey(org.ID), org); err != nil {
+		return nil, "", fmt.Errorf("create org: %w", err)
+	}
+	_, key, err := r.CreateAPIKey(ctx, actor, org.ID)
+	if err != nil {
 		return nil, "", fmt.Errorf("create org: %w", err)
 	}
 	r.Audit(ctx, org.ID, actor, "org.create", "ok", "name "+org.Name)
@@ -182,19 +184,153 @@ func (r *Registry) Org(ctx context.Context, id string) (*Org, error) {
 	return &org, nil
 }
 
-// Authenticate returns the org an API key belongs to, or ErrNotFound.
+// Authenticate returns the org an API key belongs to: ErrNotFound for a key
+// that is unknown or revoked, ErrOrgDisabled while the org is disabled. It
+// records when the key was last used (at most once a minute).
 func (r *Registry) Authenticate(ctx context.Context, apiKey string) (*Org, error) {
 	if apiKey == "" {
 		return nil, ErrNotFound
 	}
-	e, err := r.kv.Get(ctx, apiKeyKey(HashAPIKey(apiKey)))
+	hash := HashAPIKey(apiKey)
+	e, err := r.kv.Get(ctx, apiKeyKey(hash))
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return nil, ErrNotFound
 		}
 		return nil, fmt.Errorf("authenticate: %w", err)
 	}
-	return r.Org(ctx, string(e.Value()))
+	var k APIKey
+	if json.Unmarshal(e.Value(), &k) != nil || k.Org == "" {
+		k = APIKey{Org: string(e.Value())} // a key of versions before API key IDs
+	}
+	org, err := r.Org(ctx, k.Org)
+	if err != nil {
+		return nil, err
+	}
+	if org.DisabledAt != nil {
+		return nil, ErrOrgDisabled
+	}
+	if now := r.now().UTC(); k.ID != "" && (k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) > time.Minute) {
+		k.LastUsedAt = &now
+		if data, err := json.Marshal(&k); err == nil {
+			_, _ = r.kv.Update(ctx, apiKeyKey(hash), data, e.Revision()) // best effort: a lost race only delays the time
+		}
+	}
+	return org, nil
+}
+
+// ErrOrgDisabled: the organization is disabled (stevedore org disable).
+var ErrOrgDisabled = errors.New("organization disabled")
+
+// APIKey is one API key of an org, as stored under its hash and listed: it
+// never holds the key itself.
+type APIKey struct {
+	ID         string     `json:"id"`
+	Org        string     `json:"org"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+}
+
+func apiKeyIDKey(org, id string) string { return "apikeyid." + org + "." + id }
+
+// CreateAPIKey mints another API key for org: returned once, stored hashed.
+func (r *Registry) CreateAPIKey(ctx context.Context, actor, orgID string) (*APIKey, Secret, error) {
+	if _, err := r.Org(ctx, orgID); err != nil {
+		return nil, "", err
+	}
+	key := Secret("stv_" + randHex(20))
+	hash := HashAPIKey(key.Reveal())
+	k := &APIKey{ID: "key_" + randHex(8), Org: orgID, CreatedAt: r.now().UTC()}
+	if err := r.create(ctx, apiKeyKey(hash), k); err != nil {
+		return nil, "", fmt.Errorf("store api key: %w", err)
+	}
+	if _, err := r.kv.Create(ctx, apiKeyIDKey(orgID, k.ID), []byte(hash)); err != nil {
+		return nil, "", fmt.Errorf("store api key: %w", err)
+	}
+	r.Audit(ctx, orgID, actor, "apikey.create", "ok", k.ID)
+	return k, key, nil
+}
+
+// APIKeys lists org's API keys (not the legacy ones without an ID).
+func (r *Registry) APIKeys(ctx context.Context, orgID string) ([]*APIKey, error) {
+	lister, err := r.kv.ListKeysFiltered(ctx, apiKeyIDKey(orgID, "*"))
+	if err != nil {
+		return nil, fmt.Errorf("list api keys: %w", err)
+	}
+	var out []*APIKey
+	for k := range lister.Keys() {
+		e, err := r.kv.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var key APIKey
+		if _, err := r.get(ctx, apiKeyKey(string(e.Value())), &key); err == nil {
+			out = append(out, &key)
+		}
+	}
+	slices.SortFunc(out, func(a, b *APIKey) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// RevokeAPIKey deletes one of org's API keys: the next request with it is 401.
+func (r *Registry) RevokeAPIKey(ctx context.Context, actor, orgID, keyID string) error {
+	e, err := r.kv.Get(ctx, apiKeyIDKey(orgID, keyID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("api key %s of %s: %w", keyID, orgID, ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.kv.Purge(ctx, apiKeyKey(string(e.Value()))); err != nil {
+		return fmt.Errorf("revoke api key: %w", err)
+	}
+	if err := r.kv.Purge(ctx, apiKeyIDKey(orgID, keyID)); err != nil {
+		return fmt.Errorf("revoke api key: %w", err)
+	}
+	r.Audit(ctx, orgID, actor, "apikey.revoke", "ok", keyID)
+	return nil
+}
+
+// Orgs lists every organization, oldest first.
+func (r *Registry) Orgs(ctx context.Context) ([]*Org, error) {
+	lister, err := r.kv.ListKeysFiltered(ctx, orgKey("*"))
+	if err != nil {
+		return nil, fmt.Errorf("list orgs: %w", err)
+	}
+	var out []*Org
+	for k := range lister.Keys() {
+		var org Org
+		if _, err := r.get(ctx, k, &org); err == nil {
+			out = append(out, &org)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Org) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// SetDisabled disables (or enables) an org: while disabled its API keys are
+// refused and workers do not process its messages.
+func (r *Registry) SetDisabled(ctx context.Context, actor, orgID string, disabled bool) (*Org, error) {
+	var org Org
+	err := r.update(ctx, orgKey(orgID), &org, func() error {
+		if disabled && org.DisabledAt == nil {
+			now := r.now().UTC()
+			org.DisabledAt = &now
+		}
+		if !disabled {
+			org.DisabledAt = nil
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("org %s: %w", orgID, err)
+	}
+	action := "org.enable"
+	if disabled {
+		action = "org.disable"
+	}
+	r.Audit(ctx, orgID, actor, action, "ok", "")
+	return &org, nil
 }
 
 // CheckExternalID compares a caller-supplied ExternalId with the org's in
@@ -278,3 +414,61 @@ func (r *Registry) get(ctx context.Context, key string, v any) (uint64, error) {
 // JetStream is the JetStream context the registry was opened on (operator
 // commands reach the other buckets through it).
 func (r *Registry) JetStream() jetstream.JetStream { return r.js }
+
+// AuditEntry is one AUDIT record with its stream sequence.
+type AuditEntry struct {
+	Seq uint64 `json:"seq"`
+	schema.AuditRecord
+}
+
+// AuditTrail returns up to limit AUDIT records since the given time, oldest
+// first: org's ("" for every org's). limit ≤ 0 means 100.
+func (r *Registry) AuditTrail(ctx context.Context, org string, since time.Time, limit int) ([]AuditEntry, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	subject := "audit.>"
+	if org != "" {
+		subject = schema.AuditSubject(org)
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if !since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	cons, err := r.js.OrderedConsumer(ctx, schema.StreamAudit, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("read audit: %w", err)
+	}
+	var out []AuditEntry
+	for len(out) < limit {
+		info := cons.CachedInfo()
+		if info != nil && info.NumPending == 0 && len(out) > 0 {
+			break
+		}
+		batch, err := cons.Fetch(min(limit-len(out), 256), jetstream.FetchMaxWait(200*time.Millisecond))
+		if err != nil {
+			return nil, fmt.Errorf("read audit: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var rec schema.AuditRecord
+			if json.Unmarshal(m.Data(), &rec) != nil {
+				continue
+			}
+			e := AuditEntry{AuditRecord: rec}
+			if md, err := m.Metadata(); err == nil {
+				e.Seq = md.Sequence.Stream
+				if md.NumPending == 0 {
+					out = append(out, e)
+					return out, nil
+				}
+			}
+			out = append(out, e)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return out, nil
+}

@@ -121,6 +121,8 @@ func ErrorCode(err error) string {
 		switch {
 		case ce.Class == schema.ClassMaxDeliver:
 			return schema.CodeMaxDeliveries
+		case ce.Code == CodeOrgDisabled:
+			return CodeOrgDisabled
 		case ce.Code == CodeIntegrationNotActive || ce.Code == CodeBucketNotAllowed || ce.Code == CodeIntegrationNotFound:
 			return schema.CodeIntegration
 		}

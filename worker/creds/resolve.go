@@ -63,6 +63,7 @@ const (
 	CodeIntegrationNotFound  = "integration_not_found"
 	CodeIntegrationNotActive = "integration_not_active"
 	CodeBucketNotAllowed     = "bucket_not_allowed"
+	CodeOrgDisabled          = "organization_disabled"
 )
 
 // Allowed reports whether in may be used for s3://bucket/key (key is a key
@@ -87,6 +88,9 @@ func (r *Resolver) Tenant(ctx context.Context, orgID, integrationID, bucket, key
 	org, err := r.Registry.Org(ctx, orgID)
 	if err != nil {
 		return nil, &schema.ClassError{Class: schema.ClassTenantAuth, Code: CodeIntegrationNotFound, Err: fmt.Errorf("resolve org: %w", err)}
+	}
+	if org.DisabledAt != nil {
+		return nil, &schema.ClassError{Class: schema.ClassTenantAuth, Code: CodeOrgDisabled, Err: fmt.Errorf("organization %s is disabled", org.ID)}
 	}
 	in, err := r.Registry.Integration(ctx, orgID, integrationID)
 	if err != nil {
