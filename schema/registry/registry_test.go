@@ -200,7 +200,7 @@ func TestIntegrationLifecycle(t *testing.T) {
 		_ = json.Unmarshal([]byte(rec), &a)
 		actions = append(actions, a.Action+":"+a.Outcome)
 	}
-	want := "org.create:ok integration.create:pending integration.verify:failed integration.verify:ok integration.unhealthy:tenant_auth integration.recovered:ok integration.revoke:ok integration.verify:failed"
+	want := "apikey.create:ok org.create:ok integration.create:pending integration.verify:failed integration.verify:ok integration.unhealthy:tenant_auth integration.recovered:ok integration.revoke:ok integration.verify:failed"
 	if got := strings.Join(actions, " "); got != want {
 		t.Fatalf("audit trail\n got %s\nwant %s", got, want)
 	}
