@@ -108,6 +108,9 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// SessionPrefix starts every RoleSessionName; default "stevedore".
 	SessionPrefix string
+	// SessionTemplate is the RoleSessionName template ({prefix}, {org},
+	// {job}); default creds.SessionTemplateDefault.
+	SessionTemplate string
 	// Registerer receives the worker's metrics; nil means none.
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
@@ -170,7 +173,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	w.cancelled = lru.NewLRU[string, bool](10_000, nil, time.Second)
 	w.res = &creds.Resolver{Registry: cfg.Registry, Broker: cfg.Broker, AWS: cfg.AWS, S3PathStyle: cfg.S3PathStyle,
-		SessionPrefix: cfg.SessionPrefix, OnStaleRetry: w.m.staleRetries.Inc}
+		SessionPrefix: cfg.SessionPrefix, SessionTemplate: cfg.SessionTemplate, OnStaleRetry: w.m.staleRetries.Inc}
 	return w, nil
 }
 

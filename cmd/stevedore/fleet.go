@@ -32,7 +32,7 @@ import (
 // fleetConfig is what dev, producer and worker share.
 type fleetConfig struct {
 	natsURL, listen, metricsListen, logLevel, sessionPrefix, externalIDPrefix *string
-	principalARN, kekFile                                                     *string
+	principalARN, kekFile, sessionTemplate                                    *string
 	s3PathStyle, devEmulatorSTS                                               *bool
 	stsRate                                                                   *int
 	sqs                                                                       *sqsFlags
@@ -54,6 +54,8 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		kekFile:          f.String("kek-file", "", "file holding the 32-byte key-encryption key for static AWS keys (hex or base64; or env STEVEDORE_KEK); none: static keys refused"),
 		s3PathStyle:      f.Bool("s3-path-style", false, "path-style S3 addressing (MinIO)"),
 		sessionPrefix:    f.String("session-prefix", creds.SessionPrefixDefault, "RoleSessionName prefix seen in customers' CloudTrail"),
+		sessionTemplate: f.String("session-name", creds.SessionTemplateDefault, "RoleSessionName template: {prefix}, {org} (required), {job} (a job ID, events or verify); "+
+			"STS's charset, cut to 64 characters (Captain's style: captain-customer-{org})"),
 	}
 	if api {
 		c.listen = f.String("listen", "127.0.0.1:8080", "HTTP API address")
@@ -149,6 +151,9 @@ func connect(ctx context.Context, url string, log *slog.Logger) (*nats.Conn, jet
 // errgroup until ctx is cancelled. Shutdown order: stop accepting HTTP
 // requests, stop claiming, let in-flight work finish (grace), close NATS.
 func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
+	if err := creds.CheckSessionTemplate(*c.sessionTemplate); err != nil {
+		return fmt.Errorf("--session-name: %w", err)
+	}
 	nc, js, err := connect(ctx, *c.natsURL, log)
 	if err != nil {
 		return err
@@ -215,7 +220,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 		return broker, err
 	}
 	if c.listen != nil {
-		verifier := newVerifier(awsCfg, *c.s3PathStyle, *c.sessionPrefix, *c.devEmulatorSTS, regy, log)
+		verifier := newVerifier(awsCfg, *c.s3PathStyle, sessionNaming{*c.sessionPrefix, *c.sessionTemplate}, *c.devEmulatorSTS, regy, log)
 		api, err := producer.New(setup, producer.Config{JS: js, Registry: regy, Registerer: reg, Logger: log.With("component", "api"),
 			PrincipalARN: *c.principalARN, Verifier: verifier})
 		if err != nil {
@@ -226,7 +231,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 		}
 	}
 	if c.sqs != nil && len(c.sqs.queues.values) > 0 {
-		queues, err := c.sqs.build(awsCfg, regy, getBroker, *c.sessionPrefix)
+		queues, err := c.sqs.build(awsCfg, regy, getBroker, sessionNaming{*c.sessionPrefix, *c.sessionTemplate})
 		if err != nil {
 			return err
 		}
@@ -248,7 +253,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 			w, err := worker.New(setup, worker.Config{
 				JS: js, Registry: regy, Broker: broker, AWS: awsCfg, S3PathStyle: *c.s3PathStyle, Topology: topo,
 				TaskConcurrency: *c.taskConcurrency, TenantConcurrency: *c.tenantConcurrency, Heartbeat: *c.ackWait / 4, PlanConcurrency: *c.planConcurrency, ChunkTokens: *c.chunkTokens,
-				MaxObjectBytes: int64(*c.maxObjectMiB) << 20, MaxDecompressedBytes: int64(*c.maxDecompressedMiB) << 20, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix,
+				MaxObjectBytes: int64(*c.maxObjectMiB) << 20, MaxDecompressedBytes: int64(*c.maxDecompressedMiB) << 20, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix, SessionTemplate: *c.sessionTemplate,
 				Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, reg),
 				Logger:     log.With("component", "worker"), Name: name,
 			})

@@ -194,7 +194,7 @@ func runIntegration(ctx context.Context, args []string) error {
 				})
 		},
 		"verify": func(args []string) error {
-			var org, id, bucket, prefix *string
+			var org, id, bucket, prefix, template *string
 			var pathStyle, devEmulator *bool
 			return operatorCommand(ctx, "integration verify", args, func(f *flags) {
 				org = f.FlagSet.String("org", "", "organization ID")
@@ -203,8 +203,9 @@ func runIntegration(ctx context.Context, args []string) error {
 				pathStyle = f.Bool("s3-path-style", false, "path-style S3 addressing (MinIO)")
 				devEmulator = f.Bool("dev-emulator-sts", false, "DEVELOPMENT ONLY: accept an STS that ignores ExternalId (MinIO)")
 				prefix = f.String("session-prefix", creds.SessionPrefixDefault, "RoleSessionName prefix")
+				template = f.String("session-name", creds.SessionTemplateDefault, "RoleSessionName template ({prefix}, {org}, {job})")
 			}, func(r *registry.Registry) (map[string]any, string, error) {
-				return verifyIntegration(ctx, r, *org, *id, *bucket, *pathStyle, *devEmulator, *prefix)
+				return verifyIntegration(ctx, r, *org, *id, *bucket, *pathStyle, *devEmulator, sessionNaming{*prefix, *template})
 			})
 		},
 		"list": func(args []string) error {
@@ -253,7 +254,7 @@ func runIntegration(ctx context.Context, args []string) error {
 
 // verifyIntegration runs verification from this machine, with the AWS
 // identity of the default credential chain, and records the report.
-func verifyIntegration(ctx context.Context, r *registry.Registry, orgID, id, bucket string, pathStyle, devEmulator bool, sessionPrefix string) (map[string]any, string, error) {
+func verifyIntegration(ctx context.Context, r *registry.Registry, orgID, id, bucket string, pathStyle, devEmulator bool, names sessionNaming) (map[string]any, string, error) {
 	org, err := r.Org(ctx, orgID)
 	if err != nil {
 		return nil, "", err
@@ -272,7 +273,7 @@ func verifyIntegration(ctx context.Context, r *registry.Registry, orgID, id, buc
 	if err != nil {
 		return nil, "", fmt.Errorf("load AWS configuration: %w", err)
 	}
-	v := newVerifier(cfg, pathStyle, sessionPrefix, devEmulator, r, newLogger("warn"))
+	v := newVerifier(cfg, pathStyle, names, devEmulator, r, newLogger("warn"))
 	rep := v.Verify(ctx, creds.Target{Org: org, In: in, Bucket: bucket})
 	in, err = r.RecordVerification(ctx, cliActor, orgID, id, rep)
 	if err != nil {

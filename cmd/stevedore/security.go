@@ -50,12 +50,15 @@ func stsClient(cfg aws.Config) *sts.Client {
 
 // newVerifier builds the integration verifier; the development override for
 // emulators is announced loudly every time it is on.
-func newVerifier(cfg aws.Config, pathStyle bool, sessionPrefix string, devEmulatorSTS bool, reg *registry.Registry, log *slog.Logger) *creds.Verifier {
+// sessionNaming is how RoleSessionNames are built (--session-prefix, --session-name).
+type sessionNaming struct{ prefix, template string }
+
+func newVerifier(cfg aws.Config, pathStyle bool, names sessionNaming, devEmulatorSTS bool, reg *registry.Registry, log *slog.Logger) *creds.Verifier {
 	if devEmulatorSTS {
 		log.Warn("DEVELOPMENT OVERRIDE ON: verification accepts an STS that ignores ExternalId (MinIO); a role whose trust policy lacks the ExternalId condition would be accepted. Never use --dev-emulator-sts in production.")
 	}
 	return &creds.Verifier{
-		STS: stsClient(cfg), AWS: cfg, S3PathStyle: pathStyle, SessionPrefix: sessionPrefix, DevEmulatorSTS: devEmulatorSTS,
-		Resolver: &creds.Resolver{Registry: reg, AWS: cfg, S3PathStyle: pathStyle, SessionPrefix: sessionPrefix},
+		STS: stsClient(cfg), AWS: cfg, S3PathStyle: pathStyle, SessionPrefix: names.prefix, SessionTemplate: names.template, DevEmulatorSTS: devEmulatorSTS,
+		Resolver: &creds.Resolver{Registry: reg, AWS: cfg, S3PathStyle: pathStyle, SessionPrefix: names.prefix, SessionTemplate: names.template},
 	}
 }

@@ -40,7 +40,7 @@ func addSQSFlags(f *flags) *sqsFlags {
 
 // queues builds the bridge's queues: our own identity's client, or one whose
 // credentials come from the broker for the named integration.
-func (c *sqsFlags) build(awsCfg aws.Config, reg *registry.Registry, broker func() (*creds.Broker, error), sessionPrefix string) ([]producer.Queue, error) {
+func (c *sqsFlags) build(awsCfg aws.Config, reg *registry.Registry, broker func() (*creds.Broker, error), names sessionNaming) ([]producer.Queue, error) {
 	if *c.sessionDuration < 15*time.Minute || *c.sessionDuration > 12*time.Hour {
 		return nil, fmt.Errorf("--sqs-session-duration %s must be between 15m and 12h", *c.sessionDuration)
 	}
@@ -73,7 +73,7 @@ func (c *sqsFlags) build(awsCfg aws.Config, reg *registry.Registry, broker func(
 		if err != nil {
 			return nil, err
 		}
-		res := &creds.Resolver{Registry: reg, Broker: b, SessionPrefix: sessionPrefix}
+		res := &creds.Resolver{Registry: reg, Broker: b, SessionPrefix: names.prefix, SessionTemplate: names.template}
 		qc := res.QueueCredentials(org, in, arn, *c.sessionDuration)
 		// The customer can write to their own queue: it speaks for their org only.
 		out = append(out, producer.Queue{URL: url, Client: sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.Credentials = qc }), Org: org})

@@ -35,7 +35,7 @@ func TestCustomerQueueReadThroughRole(t *testing.T) {
 	d := 2 * time.Hour
 	f := &sqsFlags{queues: envMulti{values: []string{url + ",integration=" + tf.Org.ID + "/" + tf.In.ID}}, sessionDuration: &d}
 	queues, err := f.build(aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(moto.URL)}, tf.Registry,
-		func() (*creds.Broker, error) { return broker, nil }, "stevedore")
+		func() (*creds.Broker, error) { return broker, nil }, sessionNaming{prefix: "stevedore"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestCustomerQueueReadThroughRole(t *testing.T) {
 func TestQueueFlagForms(t *testing.T) {
 	d := time.Hour
 	f := &sqsFlags{queues: envMulti{values: []string{"http://127.0.0.1:1/123456789012/ours", "http://127.0.0.1:1/123456789012/some,orgs=org_a+org_b"}}, sessionDuration: &d}
-	queues, err := f.build(aws.Config{Region: "us-east-1"}, nil, nil, "stevedore")
+	queues, err := f.build(aws.Config{Region: "us-east-1"}, nil, nil, sessionNaming{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestQueueFlagForms(t *testing.T) {
 	}
 	for _, bad := range []string{"http://q,orgs=", "http://q,orgs=a++b", "http://q,integration=nope", "http://q,whatever"} {
 		f.queues.values = []string{bad}
-		if _, err := f.build(aws.Config{Region: "us-east-1"}, nil, nil, "stevedore"); err == nil {
+		if _, err := f.build(aws.Config{Region: "us-east-1"}, nil, nil, sessionNaming{}); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}

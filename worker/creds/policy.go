@@ -51,14 +51,30 @@ var iamEscaper = strings.NewReplacer("$", "${$}", "*", "${*}", "?", "${?}")
 
 var sessionChars = regexp.MustCompile(`[^\w+=,.@-]`)
 
+// SessionTemplateDefault is the default RoleSessionName template.
+const SessionTemplateDefault = "{prefix}-{org}-{job}"
+
 // SessionName builds a RoleSessionName that is meaningful in the customer's
-// CloudTrail: "<prefix>-<org>-<scope>" (scope is a job ID or "events"),
-// restricted to STS's charset [\w+=,.@-] and truncated to 64 characters.
+// CloudTrail: "<prefix>-<org>-<scope>" (scope is a job ID, "events" or
+// "verify"); see FormatSessionName.
 func SessionName(prefix, org, scope string) string {
-	if prefix == "" {
-		prefix = "stevedore"
+	return FormatSessionName(SessionTemplateDefault, prefix, org, scope)
+}
+
+// FormatSessionName fills a RoleSessionName template: {prefix}, {org} and
+// {job} (the scope: a job ID, "events" or "verify") are replaced, the result
+// is restricted to STS's charset [\w+=,.@-] (others become "_"), trimmed of
+// separators a missing part leaves, and cut to 64 characters. Captain's
+// style is "captain-customer-{org}".
+func FormatSessionName(template, prefix, org, scope string) string {
+	if template == "" {
+		template = SessionTemplateDefault
 	}
-	s := sessionChars.ReplaceAllString(strings.Join([]string{prefix, org, scope}, "-"), "_")
+	if prefix == "" {
+		prefix = SessionPrefixDefault
+	}
+	s := strings.NewReplacer("{prefix}", prefix, "{org}", org, "{job}", scope).Replace(template)
+	s = strings.Trim(sessionChars.ReplaceAllString(s, "_"), "-")
 	if len(s) > 64 {
 		s = s[:64]
 	}
@@ -66,6 +82,15 @@ func SessionName(prefix, org, scope string) string {
 		s += "__"
 	}
 	return s
+}
+
+// CheckSessionTemplate refuses a template that would not tell tenants or
+// jobs apart in CloudTrail: it must contain {org}.
+func CheckSessionTemplate(template string) error {
+	if template != "" && !strings.Contains(template, "{org}") {
+		return fmt.Errorf("session name template %q must contain {org} (and may contain {prefix} and {job})", template)
+	}
+	return nil
 }
 
 // QueueARN derives an SQS queue's ARN from its URL

@@ -34,6 +34,9 @@ type Resolver struct {
 	S3PathStyle bool
 	// SessionPrefix starts every RoleSessionName; default SessionPrefixDefault.
 	SessionPrefix string
+	// SessionTemplate is the RoleSessionName template ({prefix}, {org},
+	// {job}); default SessionTemplateDefault. See FormatSessionName.
+	SessionTemplate string
 	// OnStaleRetry is called when a stale-token answer made WithS3 retry
 	// with fresh credentials (a metric); nil ignores it.
 	OnStaleRetry func()
@@ -117,7 +120,7 @@ func (r *Resolver) request(t *Tenant, scope, policy string, d time.Duration) Req
 	prefix := cmp.Or(r.SessionPrefix, SessionPrefixDefault)
 	req := Request{
 		RoleARN: t.In.RoleARN, ExternalID: t.Org.ExternalID, Policy: policy, Duration: d,
-		SessionName: SessionName(prefix, t.Org.ID, scope), Org: t.Org.ID, Integration: t.In.ID,
+		SessionName: FormatSessionName(r.SessionTemplate, prefix, t.Org.ID, scope), Org: t.Org.ID, Integration: t.In.ID,
 	}
 	if t.In.SourceIdentity {
 		req.SourceIdentity = SessionName(prefix, t.Org.ID, "")

@@ -35,6 +35,8 @@ type Verifier struct {
 	AWS           aws.Config // base configuration for S3 clients
 	S3PathStyle   bool
 	SessionPrefix string
+	// SessionTemplate is the RoleSessionName template; see FormatSessionName.
+	SessionTemplate string
 	// DevEmulatorSTS accepts an STS that ignores ExternalId and returns no
 	// assumed-role ARN (MinIO). Steps it excuses are reported as
 	// accepted_by_dev_override. Never set it in production.
@@ -142,7 +144,7 @@ func (v *Verifier) call(ctx context.Context) (context.Context, context.CancelFun
 
 func (v *Verifier) assumeInput(t Target, policy string, withExternalID bool) *sts.AssumeRoleInput {
 	in := &sts.AssumeRoleInput{RoleArn: aws.String(t.In.RoleARN), DurationSeconds: aws.Int32(900),
-		RoleSessionName: aws.String(SessionName(v.SessionPrefix, t.Org.ID, "verify"))}
+		RoleSessionName: aws.String(FormatSessionName(v.SessionTemplate, v.SessionPrefix, t.Org.ID, "verify"))}
 	if policy != "" {
 		in.Policy = aws.String(policy)
 	}

@@ -155,3 +155,27 @@ func TestSessionPolicyEscapesWildcards(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionNameTemplates(t *testing.T) {
+	tests := []struct{ template, prefix, org, scope, want string }{
+		{"", "stevedore", "org_1", "job_2", "stevedore-org_1-job_2"},
+		{"captain-customer-{org}", "stevedore", "org_1", "job_2", "captain-customer-org_1"},
+		{"{prefix}-{org}", "", "org_1", "events", "stevedore-org_1"},
+		{"{org}-{job}", "p", "org 1/x", "", "org_1_x"},
+		{"{prefix}-{org}-{job}", "p", strings.Repeat("o", 80), "j", "p-" + strings.Repeat("o", 62)},
+	}
+	for _, tt := range tests {
+		if got := FormatSessionName(tt.template, tt.prefix, tt.org, tt.scope); got != tt.want {
+			t.Errorf("FormatSessionName(%q) = %q, want %q", tt.template, got, tt.want)
+		}
+	}
+	if CheckSessionTemplate("stevedore-{job}") == nil || CheckSessionTemplate("captain-customer-{org}") != nil {
+		t.Fatal("template check")
+	}
+	// The resolver's sessions use the template.
+	r := &Resolver{SessionTemplate: "captain-customer-{org}"}
+	req, err := r.Request(&Tenant{Org: &registry.Org{ID: "org_9"}, In: &registry.Integration{ID: "int_1"}}, "job_1", "b", "")
+	if err != nil || req.SessionName != "captain-customer-org_9" {
+		t.Fatalf("%v %q", err, req.SessionName)
+	}
+}
