@@ -113,6 +113,10 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	a.route("POST /v2/jobs/{job_id}/cancel", "job_cancel", a.cancelJob)
 	a.route("GET /v2/organization", "organization", a.organization)
 	a.route("GET /v2/audit", "audit", a.auditTrail)
+	a.mux.HandleFunc("GET /v2/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(schema.OpenAPI)
+	})
 	a.route("POST /v2/integrations/aws", "integration_create", a.createIntegration)
 	a.route("GET /v2/integrations", "integration_list", a.listIntegrations)
 	a.route("GET /v2/integrations/{id}", "integration_get", a.getIntegration)
@@ -124,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 			writeError(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + r.URL.Path, "use " + strings.Join(allowed, " or ")})
 			return
 		}
-		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such endpoint: " + r.Method + " " + r.URL.Path, "see the API section of stevedore's README"})
+		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such endpoint: " + r.Method + " " + r.URL.Path, "see the OpenAPI document: GET /v2/openapi.json"})
 	})
 	return a, nil
 }

@@ -50,8 +50,7 @@ func (f *fixture) do(t *testing.T, method, path, body string, hdr map[string]str
 			req.Header.Set(k, v)
 		}
 	}
-	rec := httptest.NewRecorder()
-	f.api.ServeHTTP(rec, req)
+	rec := serve(t, f.api, req)
 	var out map[string]any
 	_ = json.Unmarshal(rec.Body.Bytes(), &out)
 	return rec.Code, out

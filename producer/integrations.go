@@ -57,6 +57,12 @@ func integrationView(in *registry.Integration) *registry.Integration {
 	if v.AccessKeyID != "" {
 		v.AccessKeyID = registry.MaskKeyID(v.AccessKeyID)
 	}
+	v.CredentialRef = ""
+	if v.Verification != nil && v.Verification.Steps == nil {
+		rep := *v.Verification
+		rep.Steps = []registry.VerificationStep{}
+		v.Verification = &rep
+	}
 	return &v
 }
 

@@ -1,0 +1,110 @@
+package producer
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/pb33f/libopenapi"
+	validator "github.com/pb33f/libopenapi-validator"
+
+	"github.com/stevedore-dev/stevedore/schema"
+)
+
+// The OpenAPI document is enforced: every request the API tests send
+// through serve that the API accepted (2xx) must conform to it, and every
+// response must.
+var (
+	oaOnce      sync.Once
+	oaValidator validator.Validator
+	oaErr       error
+	oaRequests  atomic.Int64
+	oaResponses atomic.Int64
+)
+
+func openAPI(t testing.TB) validator.Validator {
+	t.Helper()
+	oaOnce.Do(func() {
+		doc, err := libopenapi.NewDocument(schema.OpenAPI)
+		if err != nil {
+			oaErr = err
+			return
+		}
+		v, errs := validator.NewValidator(doc)
+		if len(errs) > 0 {
+			oaErr = fmt.Errorf("%v", errs)
+			return
+		}
+		if ok, verrs := v.ValidateDocument(); !ok {
+			oaErr = fmt.Errorf("the document is not valid OpenAPI 3.1: %v", verrs[0].Message)
+			return
+		}
+		oaValidator = v
+	})
+	if oaErr != nil {
+		t.Fatal(oaErr)
+	}
+	return oaValidator
+}
+
+// serve runs req through api and validates the exchange against the document.
+func serve(t testing.TB, api http.Handler, req *http.Request) *httptest.ResponseRecorder {
+	t.Helper()
+	var body []byte
+	if req.Body != nil {
+		body, _ = io.ReadAll(req.Body)
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, req)
+	v := openAPI(t)
+	vreq := req.Clone(req.Context())
+	vreq.Body = io.NopCloser(bytes.NewReader(body))
+	if vreq.Header.Get("Content-Type") == "" && len(body) > 0 {
+		vreq.Header.Set("Content-Type", "application/json")
+	}
+	if rec.Code/100 == 2 {
+		if ok, errs := v.ValidateHttpRequest(vreq); !ok {
+			t.Fatalf("%s %s was accepted (%d) but does not conform to the OpenAPI document: %s", req.Method, req.URL, rec.Code, describe(errs))
+		}
+		oaRequests.Add(1)
+	}
+	resp := rec.Result()
+	resp.Body = io.NopCloser(bytes.NewReader(rec.Body.Bytes()))
+	vreq.Body = io.NopCloser(bytes.NewReader(body))
+	if ok, errs := v.ValidateHttpResponse(vreq, resp); !ok {
+		t.Fatalf("the response to %s %s (%d %s) does not conform to the OpenAPI document: %s", req.Method, req.URL, rec.Code, rec.Body, describe(errs))
+	}
+	oaResponses.Add(1)
+	return rec
+}
+
+func describe[E interface{ Error() string }](errs []E) string {
+	var b strings.Builder
+	for _, e := range errs {
+		b.WriteString(e.Error())
+		b.WriteString("; ")
+	}
+	return b.String()
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	fmt.Printf("OpenAPI validation: %d accepted requests and %d responses checked against schema/openapi.json\n", oaRequests.Load(), oaResponses.Load())
+	os.Exit(code)
+}
+
+func TestOpenAPIDocumentServed(t *testing.T) {
+	f := setup(t)
+	rec := serve(t, f.api, httptest.NewRequest("GET", "/v2/openapi.json", nil))
+	if rec.Code != 200 || !bytes.Equal(rec.Body.Bytes(), schema.OpenAPI) || !strings.Contains(rec.Body.String(), `"openapi": "3.1.0"`) {
+		t.Fatalf("%d %.100s", rec.Code, rec.Body)
+	}
+}
