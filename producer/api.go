@@ -53,12 +53,17 @@ type Config struct {
 	// Past it: 429 verify_rate_limited with Retry-After.
 	VerifyEvery time.Duration
 	VerifyBurst int
+	// IdempotencyWindow is how long an Idempotency-Key stays bound to the
+	// request that first used it; later, the same key starts a new job.
+	// Default IdempotencyWindowDefault (24 h, as payment APIs do).
+	IdempotencyWindow time.Duration
 }
 
 // Defaults of Config.
 const (
-	VerifyEveryDefault = 10 * time.Second
-	VerifyBurstDefault = 3
+	VerifyEveryDefault       = 10 * time.Second
+	VerifyBurstDefault       = 3
+	IdempotencyWindowDefault = 24 * time.Hour
 )
 
 // Verifier checks an integration (see creds.Verifier).
@@ -95,6 +100,7 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	jobs.now = cfg.Now
 	cfg.VerifyEvery = cmp.Or(cfg.VerifyEvery, VerifyEveryDefault)
 	cfg.VerifyBurst = cmp.Or(cfg.VerifyBurst, VerifyBurstDefault)
+	cfg.IdempotencyWindow = cmp.Or(cfg.IdempotencyWindow, IdempotencyWindowDefault)
 	verifies, err := lru.New[string, *rate.Limiter](10_000)
 	if err != nil {
 		return nil, err
@@ -375,8 +381,8 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 // bound to the request (requestHash: endpoint and body), as payment APIs do:
 // a retry with the same request answers 200 with the job's current view (the
 // first answer was 201); the same key with another request is 409
-// idempotency_key_reused. A key stays bound for as long as its job record
-// exists.
+// idempotency_key_reused. A key is bound for Config.IdempotencyWindow after
+// its first use; after that it starts a new job.
 func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, job *schema.Job, in *registry.Integration, requestHash string) error {
 	ctx := r.Context()
 	if k := r.Header.Get("Idempotency-Key"); k != "" {
@@ -387,16 +393,31 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 		_, _ = rand.Read(b)
 		job.JobID = "job_" + hex.EncodeToString(b)
 	}
-	status := schema.NewJobStatus(job)
 	keyed := r.Header.Get("Idempotency-Key") != ""
-	if keyed {
-		status.RequestHash = requestHash
-	}
-	if err := a.jobs.Create(ctx, status); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) && keyed {
-			return a.replay(w, r, org, job.JobID, requestHash)
+	var status *schema.JobStatus
+	for attempt := 0; ; attempt++ {
+		status = schema.NewJobStatus(job)
+		if keyed {
+			status.RequestHash = requestHash
 		}
-		return fmt.Errorf("create job: %w", err)
+		err := a.jobs.Create(ctx, status)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) || !keyed || attempt == 100 {
+			return fmt.Errorf("create job: %w", err)
+		}
+		prev, _, err := a.jobs.Get(ctx, org.ID, job.JobID)
+		if err != nil {
+			return fmt.Errorf("load job: %w", err)
+		}
+		if a.cfg.Now().Sub(prev.CreatedAt) < a.cfg.IdempotencyWindow {
+			return a.replay(w, r, prev, requestHash)
+		}
+		// The key expired with the window: it names a new job, whose ID
+		// follows from the expired one's.
+		h := sha256.Sum256([]byte(org.ID + "\x00" + prev.JobID))
+		job.JobID = "job_" + hex.EncodeToString(h[:10])
 	}
 	payload, err := schema.Encode(job)
 	if err == nil {
@@ -419,14 +440,10 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 	return nil
 }
 
-// replay answers a retried request whose Idempotency-Key created jobID.
-func (a *API) replay(w http.ResponseWriter, r *http.Request, org *registry.Org, jobID, requestHash string) error {
-	s, _, err := a.jobs.Get(r.Context(), org.ID, jobID)
-	if err != nil {
-		return fmt.Errorf("load job: %w", err)
-	}
+// replay answers a retried request whose Idempotency-Key created job s.
+func (a *API) replay(w http.ResponseWriter, r *http.Request, s *schema.JobStatus, requestHash string) error {
 	if s.RequestHash != requestHash {
-		return &apiError{http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used for another request (job " + jobID + ")",
+		return &apiError{http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used for another request (job " + s.JobID + ")",
 			"use a new key for a new request; retry with exactly the same endpoint and body to get the first job"}
 	}
 	writeJSON(w, http.StatusOK, s.View(a.cfg.Now()))

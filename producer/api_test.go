@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -336,5 +337,40 @@ func TestAPIKeysOrgsAndAudit(t *testing.T) {
 	}
 	if status, _ := f.do(t, "GET", "/v2/audit?since=yesterday", "", nil); status != 400 {
 		t.Fatalf("bad since: %d", status)
+	}
+}
+
+// TestIdempotencyKeysExpire: a key is bound to its request for the
+// idempotency window after its first use; later it starts a new job.
+func TestIdempotencyKeysExpire(t *testing.T) {
+	tf := registrytest.Tenant(t)
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	api, err := New(context.Background(), Config{JS: tf.JS, Registry: tf.Registry, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{api: api, js: tf.JS, org: tf.Org, key: tf.APIKey.Reveal()}
+	key := map[string]string{"Idempotency-Key": "nightly-2026-12-01"}
+	status, first := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(""), key)
+	if status != 201 {
+		t.Fatalf("first: %d %v", status, first)
+	}
+	mu.Lock()
+	now = now.Add(23 * time.Hour)
+	mu.Unlock()
+	if status, again := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(""), key); status != 200 || again["job_id"] != first["job_id"] {
+		t.Fatalf("within the window: %d %v", status, again)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	status, later := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(""), key)
+	if status != 201 || later["job_id"] == first["job_id"] {
+		t.Fatalf("after the window: %d %v", status, later)
+	}
+	if status, again := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(""), key); status != 200 || again["job_id"] != later["job_id"] {
+		t.Fatalf("retry of the new job: %d %v", status, again)
 	}
 }
