@@ -22,6 +22,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
@@ -162,7 +163,12 @@ func (a *API) route(pattern, name string, h func(http.ResponseWriter, *http.Requ
 		id := requestID(r)
 		w.Header().Set("X-Request-Id", id)
 		sw := &statusWriter{ResponseWriter: w, code: 200}
-		if err := h(sw, r); err != nil {
+		handle := h
+		if nc := a.cfg.JS.Conn(); nc != nil && !nc.IsConnected() {
+			// Answer at once instead of waiting out a request timeout.
+			handle = func(http.ResponseWriter, *http.Request) error { return nats.ErrConnectionReconnecting }
+		}
+		if err := handle(sw, r); err != nil {
 			var ae *apiError
 			switch {
 			case errors.As(err, &ae):
