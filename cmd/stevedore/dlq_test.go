@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +61,23 @@ func TestDLQListShowReplay(t *testing.T) {
 	}
 	if list := cli("dlq", "list"); len(list["dead_letters"].([]any)) != 1 {
 		t.Fatalf("after replay %v", list)
+	}
+}
+
+// TestNATSURLRedacted: credentials in --nats-url never reach a log line or
+// an error.
+func TestNATSURLRedacted(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://alice:s3cr3t-pass@127.0.0.1:4222":                   "nats://[redacted]@127.0.0.1:4222",
+		"nats://tok3n-value@10.0.0.1:4222,nats://u:p@10.0.0.2:4222": "nats://[redacted]@10.0.0.1:4222,nats://[redacted]@10.0.0.2:4222",
+		"nats://127.0.0.1:4222":                                     "nats://127.0.0.1:4222",
+	} {
+		if got := redactURL(in); got != want || strings.Contains(got, "s3cr3t") || strings.Contains(got, "tok3n") {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	_, _, err := connect(context.Background(), "nats://alice:s3cr3t-pass@127.0.0.1:1", slog.New(slog.DiscardHandler))
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("connect error leaks the password: %v", err)
 	}
 }

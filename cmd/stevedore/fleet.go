@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -128,6 +130,24 @@ func runWorker(ctx context.Context, args []string) error {
 	return runFleet(ctx, c, newLogger(*c.logLevel))
 }
 
+// redactURL hides the credentials of NATS server URLs (a comma-separated
+// list, as nats.Connect takes): user:password@ and token@ become "[redacted]".
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "[unparseable URL redacted]"
+			continue
+		}
+		if u.User != nil {
+			u.User = url.User("[redacted]")
+			parts[i] = strings.Replace(u.String(), "%5Bredacted%5D", "[redacted]", 1)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
 func connect(ctx context.Context, url string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := nats.Connect(url, nats.Name("stevedore"), nats.Timeout(5*time.Second), nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -137,7 +157,7 @@ func connect(ctx context.Context, url string, log *slog.Logger) (*nats.Conn, jet
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -267,7 +287,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	if err := serve(gctx, g, "metrics", *c.metricsListen, mux, log); err != nil {
 		return err
 	}
-	log.Info("stevedore running", "nats_url", *c.natsURL, "metrics", *c.metricsListen, "api", deref(c.listen), "workers", deref(c.workers))
+	log.Info("stevedore running", "nats_url", redactURL(*c.natsURL), "metrics", *c.metricsListen, "api", deref(c.listen), "workers", deref(c.workers))
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
