@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -25,7 +26,8 @@ func (w *Worker) serve(claimCtx, work context.Context, cons jetstream.Consumer, 
 			for claimCtx.Err() == nil {
 				msg, err := w.next(claimCtx, cons)
 				if err != nil {
-					if claimCtx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+					// An idle consumer's wait ending is not a failure: say nothing.
+					if claimCtx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
 						w.log.Warn("claim failed", "stage", st.name, "error", err)
 						sleep(claimCtx, time.Second)
 					}

@@ -100,6 +100,9 @@ func runDLQ(ctx context.Context, args []string) error {
 				if len(entries) == 0 {
 					b.WriteString("DEAD is empty\n")
 				}
+				if entries == nil {
+					entries = []deadEntry{} // JSON [] rather than null
+				}
 				return map[string]any{"dead_letters": entries}, b.String(), nil
 			})
 		},

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"log/slog"
 	"strings"
 	"testing"
@@ -79,5 +81,18 @@ func TestNATSURLRedacted(t *testing.T) {
 	_, _, err := connect(context.Background(), "nats://alice:s3cr3t-pass@127.0.0.1:1", slog.New(slog.DiscardHandler))
 	if err == nil || strings.Contains(err.Error(), "s3cr3t") {
 		t.Fatalf("connect error leaks the password: %v", err)
+	}
+}
+
+func TestFlagsValidated(t *testing.T) {
+	for _, args := range [][]string{{"--workers", "-3"}, {"--task-concurrency", "-1"}, {"--sts-rate", "0"}, {"--ack-wait", "1ms"}, {"--replicas", "7"},
+		{"--session-name", "stevedore-{job}"}} {
+		err := run(context.Background(), append([]string{"dev", "--nats-listen", "127.0.0.1:0", "--data", t.TempDir()}, args...))
+		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(args[0], "--")) {
+			t.Errorf("dev %v: %v", args, err)
+		}
+	}
+	if err := run(context.Background(), []string{"dev", "-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v (main exits 0 for flag.ErrHelp)", err)
 	}
 }

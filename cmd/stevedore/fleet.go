@@ -88,6 +88,9 @@ func runDev(ctx context.Context, args []string) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
+	if err := c.validate(); err != nil {
+		return err // before the embedded server starts
+	}
 	log := newLogger(*c.logLevel)
 	host, portStr, err := net.SplitHostPort(*natsListen)
 	if err != nil {
@@ -170,9 +173,35 @@ func connect(ctx context.Context, url string, log *slog.Logger) (*nats.Conn, jet
 // runFleet wires the components a command asked for and runs them in one
 // errgroup until ctx is cancelled. Shutdown order: stop accepting HTTP
 // requests, stop claiming, let in-flight work finish (grace), close NATS.
+// validate refuses flag values that would start a broken fleet.
+func (c *fleetConfig) validate() error {
+	atLeast := func(name string, v *int, lo int) error {
+		if v != nil && *v < lo {
+			return fmt.Errorf("--%s %d: must be at least %d", name, *v, lo)
+		}
+		return nil
+	}
+	checks := []error{
+		atLeast("workers", c.workers, 0), atLeast("task-concurrency", c.taskConcurrency, 1), atLeast("plan-concurrency", c.planConcurrency, 1),
+		atLeast("tenant-concurrency", c.tenantConcurrency, 0), atLeast("sts-rate", c.stsRate, 1), atLeast("replicas", c.replicas, 1),
+		atLeast("chunk-tokens", c.chunkTokens, 16), atLeast("max-object-mib", c.maxObjectMiB, 1), atLeast("max-decompressed-mib", c.maxDecompressedMiB, 1),
+		creds.CheckSessionTemplate(*c.sessionTemplate), // its message names --session-name
+	}
+	if *c.replicas > 5 {
+		checks = append(checks, fmt.Errorf("--replicas %d: JetStream allows at most 5", *c.replicas))
+	}
+	if *c.ackWait < time.Second {
+		checks = append(checks, fmt.Errorf("--ack-wait %s: must be at least 1s (heartbeats run every quarter of it)", *c.ackWait))
+	}
+	if c.shutdownGrace != nil && *c.shutdownGrace < 0 {
+		checks = append(checks, fmt.Errorf("--shutdown-grace %s: must not be negative", *c.shutdownGrace))
+	}
+	return errors.Join(checks...)
+}
+
 func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
-	if err := creds.CheckSessionTemplate(*c.sessionTemplate); err != nil {
-		return fmt.Errorf("--session-name: %w", err)
+	if err := c.validate(); err != nil {
+		return err
 	}
 	nc, js, err := connect(ctx, *c.natsURL, log)
 	if err != nil {

@@ -6,9 +6,11 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -50,6 +52,7 @@ Operator commands (talk to NATS at --nats-url, env STEVEDORE_NATS_URL):
   route list | route delete --org ID --id R
   dlq list [--stream S] | dlq show --seq N | dlq replay (--seq N | --all [--class C])
                                    inspect and replay dead letters
+  version                          the build's module version and VCS revision
   help                             this text
 
 Every operator command accepts --json and then prints one JSON object.
@@ -60,6 +63,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // -h printed the flags: not a failure
+		}
 		if !errors.Is(err, errUsage) {
 			fmt.Fprintln(os.Stderr, "stevedore:", err)
 		}
@@ -78,6 +84,9 @@ func run(ctx context.Context, args []string) error {
 	switch cmd {
 	case "help", "-h", "--help":
 		fmt.Print(usage)
+		return nil
+	case "version", "--version":
+		fmt.Fprintln(stdout, "stevedore", version())
 		return nil
 	case "dev":
 		return runDev(ctx, rest)
@@ -104,4 +113,27 @@ func run(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", cmd, usage)
 	return errUsage
+}
+
+// version is the build's module version and VCS revision (from the Go
+// build information), e.g. "(devel) 3923e0e 2026-12-01T22:03:38Z".
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v += " " + s.Value[:min(12, len(s.Value))]
+		case "vcs.time":
+			v += " " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += " (modified)"
+			}
+		}
+	}
+	return v
 }

@@ -88,7 +88,7 @@ func FormatSessionName(template, prefix, org, scope string) string {
 // jobs apart in CloudTrail: it must contain {org}.
 func CheckSessionTemplate(template string) error {
 	if template != "" && !strings.Contains(template, "{org}") {
-		return fmt.Errorf("session name template %q must contain {org} (and may contain {prefix} and {job})", template)
+		return fmt.Errorf("--session-name %q: the template must contain {org} (and may contain {prefix} and {job})", template)
 	}
 	return nil
 }
