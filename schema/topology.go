@@ -25,7 +25,16 @@ type Topology struct {
 	AckWait         time.Duration // worker consumers' ack wait; default 60 s (heartbeats extend it)
 	MaxDeliver      int           // deliveries before a message is dead-lettered; default 8
 	MemoryStorage   bool          // memory instead of file storage (tests only)
+	// Update lets Ensure rewrite live streams and consumers whose
+	// operator-set values (Replicas, AckWait, MaxDeliver) differ from these;
+	// without it such a difference is refused (ErrTopologyDrift), so one
+	// mis-flagged process cannot change the fleet's claim semantics.
+	Update bool
 }
+
+// ErrTopologyDrift: the live topology was made with other operator-set
+// values than this process's (see Topology.Update).
+var ErrTopologyDrift = errors.New("topology drift")
 
 // WithDefaults returns t with every zero field set to its default.
 func (t Topology) WithDefaults() Topology {
@@ -133,6 +142,16 @@ func (t Topology) IndexerConfig(org string) jetstream.ConsumerConfig {
 	}
 }
 
+// ConsumerDrift reports how a live consumer's operator-set values (AckWait,
+// MaxDeliver, Replicas) differ from want, or nil.
+func ConsumerDrift(live, want jetstream.ConsumerConfig) error {
+	if live.AckWait != want.AckWait || live.MaxDeliver != want.MaxDeliver || live.Replicas != want.Replicas {
+		return fmt.Errorf("consumer %s has ack wait %s, max deliver %d, %d replicas; this process wants %s, %d, %d",
+			live.Durable, live.AckWait, live.MaxDeliver, live.Replicas, want.AckWait, want.MaxDeliver, want.Replicas)
+	}
+	return nil
+}
+
 // KeyValues returns the KV bucket configurations.
 func (t Topology) KeyValues() []jetstream.KeyValueConfig {
 	t = t.WithDefaults()
@@ -157,7 +176,12 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 		}
 		return fmt.Errorf("ensure topology: %w", err)
 	}
+	var drift []error
 	for _, sc := range t.Streams() {
+		if s, err := js.Stream(ctx, sc.Name); err == nil && s.CachedInfo().Config.Replicas != sc.Replicas && !t.Update {
+			drift = append(drift, fmt.Errorf("stream %s has %d replicas, this process wants %d", sc.Name, s.CachedInfo().Config.Replicas, sc.Replicas))
+			continue
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 		}
@@ -168,9 +192,18 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 		}
 	}
 	for _, c := range t.Consumers() {
+		if live, err := js.Consumer(ctx, c.Stream, c.Config.Durable); err == nil && !t.Update {
+			if err := ConsumerDrift(live.CachedInfo().Config, c.Config); err != nil {
+				drift = append(drift, err)
+				continue
+			}
+		}
 		if _, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config); err != nil {
 			return fmt.Errorf("ensure consumer %s/%s: %w", c.Stream, c.Config.Durable, err)
 		}
+	}
+	if len(drift) > 0 {
+		return fmt.Errorf("%w: %w; run every process of the fleet with the same --replicas and --ack-wait, or start one with --update-topology to change them", ErrTopologyDrift, errors.Join(drift...))
 	}
 	// Consumers of earlier versions: the fleet-wide TASKS consumer overlaps
 	// the per-org ones (a work-queue stream refuses that), and the

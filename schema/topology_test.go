@@ -2,8 +2,10 @@ package schema_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -59,5 +61,31 @@ func TestValidRegion(t *testing.T) {
 		if got := schema.ValidRegion(name); got != want {
 			t.Errorf("ValidRegion(%q) = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// TestTopologyDriftRefused: a process whose --ack-wait or --replicas differ
+// from the live topology is refused instead of rewriting the fleet's
+// consumers, unless told to update.
+func TestTopologyDriftRefused(t *testing.T) {
+	_, _, js := natstest.Start(t) // the default topology: AckWait 60 s
+	ctx := context.Background()
+	err := (schema.Topology{AckWait: time.Millisecond}).Ensure(ctx, js)
+	if !errors.Is(err, schema.ErrTopologyDrift) || !strings.Contains(err.Error(), "--update-topology") {
+		t.Fatalf("a drifting process was not refused: %v", err)
+	}
+	c, _ := js.Consumer(ctx, schema.StreamJobs, schema.ConsumerPlanner)
+	if c.CachedInfo().Config.AckWait != 60*time.Second {
+		t.Fatalf("the planner's AckWait was rewritten to %s", c.CachedInfo().Config.AckWait)
+	}
+	if err := (schema.Topology{AckWait: 30 * time.Second, Update: true}).Ensure(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = js.Consumer(ctx, schema.StreamJobs, schema.ConsumerPlanner)
+	if c.CachedInfo().Config.AckWait != 30*time.Second {
+		t.Fatalf("--update-topology did not update: %s", c.CachedInfo().Config.AckWait)
+	}
+	if err := (schema.Topology{AckWait: 30 * time.Second}).Ensure(ctx, js); err != nil {
+		t.Fatalf("the same values again: %v", err)
 	}
 }

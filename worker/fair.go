@@ -105,7 +105,21 @@ func (t *tenants) discoverOnce(ctx context.Context) error {
 		if known {
 			continue
 		}
-		c, err := t.w.cfg.JS.CreateOrUpdateConsumer(ctx, schema.StreamTasks, t.w.cfg.Topology.IndexerConfig(org))
+		want := t.w.cfg.Topology.IndexerConfig(org)
+		c, err := t.w.cfg.JS.Consumer(ctx, schema.StreamTasks, want.Durable)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			c, err = t.w.cfg.JS.CreateConsumer(ctx, schema.StreamTasks, want)
+			if errors.Is(err, jetstream.ErrConsumerExists) {
+				c, err = t.w.cfg.JS.Consumer(ctx, schema.StreamTasks, want.Durable) // another worker was first
+			}
+		case err == nil && t.w.cfg.Topology.Update:
+			c, err = t.w.cfg.JS.CreateOrUpdateConsumer(ctx, schema.StreamTasks, want)
+		case err == nil:
+			if d := schema.ConsumerDrift(c.CachedInfo().Config, want); d != nil {
+				t.w.log.Warn("an org's TASKS consumer was made with other settings; it is used as it is", "org", org, "drift", d.Error())
+			}
+		}
 		if err != nil {
 			return err
 		}

@@ -62,7 +62,9 @@ func setupWith(t *testing.T, objects map[string]string, bc creds.Config, opts ..
 		o(&cfg)
 	}
 	if cfg.Topology.AckWait != 0 {
-		if err := cfg.Topology.Ensure(ctx, js); err != nil {
+		topo := cfg.Topology
+		topo.Update = true // this test's claim semantics on purpose
+		if err := topo.Ensure(ctx, js); err != nil {
 			t.Fatal(err)
 		}
 	}

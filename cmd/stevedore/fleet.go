@@ -42,15 +42,18 @@ type fleetConfig struct {
 	maxObjectMiB, maxDecompressedMiB                                          *int
 	shutdownGrace, sessionDuration, ackWait                                   *time.Duration
 	tenantConcurrency                                                         *int
+	updateTopology                                                            *bool
 }
 
 func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 	c := &fleetConfig{
-		natsURL:          f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL"),
-		metricsListen:    f.String("metrics-listen", "127.0.0.1:9090", "address for /healthz, /readyz and /metrics"),
-		logLevel:         f.String("log-level", "info", "debug, info, warn or error"),
-		replicas:         f.Int("replicas", 1, "stream and KV replicas (3 in production)"),
-		ackWait:          f.Duration("ack-wait", 60*time.Second, "how long a claimed message may go without a heartbeat before it is redelivered"),
+		natsURL:       f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL"),
+		metricsListen: f.String("metrics-listen", "127.0.0.1:9090", "address for /healthz, /readyz and /metrics"),
+		logLevel:      f.String("log-level", "info", "debug, info, warn or error"),
+		replicas:      f.Int("replicas", 1, "stream and KV replicas (3 in production)"),
+		ackWait:       f.Duration("ack-wait", 60*time.Second, "how long a claimed message may go without a heartbeat before it is redelivered"),
+		updateTopology: f.Bool("update-topology", false, "rewrite live streams and consumers whose --replicas/--ack-wait differ from this process's "+
+			"(without it such a difference is refused at start, so one mis-flagged process cannot change the fleet)"),
 		externalIDPrefix: f.String("external-id-prefix", "cap_org_", "prefix of minted ExternalIds"),
 		stsRate:          f.Int("sts-rate", 10, "AssumeRole calls per second per process (burst 2x)"),
 		kekFile:          f.String("kek-file", "", "file holding the 32-byte key-encryption key for static AWS keys (hex or base64; or env STEVEDORE_KEK); none: static keys refused"),
@@ -208,7 +211,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 		return err
 	}
 	defer nc.Close()
-	topo := schema.Topology{Replicas: *c.replicas, AckWait: *c.ackWait}
+	topo := schema.Topology{Replicas: *c.replicas, AckWait: *c.ackWait, Update: *c.updateTopology}
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := topo.Ensure(setup, js); err != nil {
