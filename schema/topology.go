@@ -21,6 +21,7 @@ type Topology struct {
 	ChunksMaxBytes  int64         // CHUNKS size limit; default 10 GiB
 	EventsMaxAge    time.Duration // EVENTS retention; default 7 days
 	DeadMaxAge      time.Duration // DEAD and AUDIT retention; default 365 days
+	AuditMaxBytes   int64         // AUDIT size cap (oldest records go first past it); default 1 GiB
 	DuplicateWindow time.Duration // Nats-Msg-Id dedup window, sized to the retry span; default 30 minutes
 	AckWait         time.Duration // worker consumers' ack wait; default 60 s (heartbeats extend it)
 	MaxDeliver      int           // deliveries before a message is dead-lettered; default 8
@@ -56,6 +57,7 @@ func (t Topology) WithDefaults() Topology {
 	}
 	def(&t.WorkQueueBytes, 1<<30)
 	def(&t.ChunksMaxBytes, 10<<30)
+	def(&t.AuditMaxBytes, 1<<30)
 	defD(&t.ChunksMaxAge, 7*24*time.Hour)
 	defD(&t.EventsMaxAge, 7*24*time.Hour)
 	defD(&t.DeadMaxAge, 365*24*time.Hour)
@@ -89,7 +91,7 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 	dead := base(StreamDead, "messages that could not be processed, with reason", "dead.>")
 	dead.MaxAge = t.DeadMaxAge
 	audit := base(StreamAudit, "onboarding, verification, rotation, revocation, denials", "audit.>")
-	audit.MaxAge, audit.DenyDelete, audit.DenyPurge = t.DeadMaxAge, true, true
+	audit.MaxAge, audit.MaxBytes, audit.DenyDelete, audit.DenyPurge = t.DeadMaxAge, t.AuditMaxBytes, true, true
 	return []jetstream.StreamConfig{jobs, tasks, chunks, events, dead, audit}
 }
 

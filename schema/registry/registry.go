@@ -25,9 +25,12 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/stevedore-dev/stevedore/schema"
 )
@@ -86,8 +89,11 @@ type Registry struct {
 	prefix string
 	now    func() time.Time
 	kek    cipher.AEAD // nil: static keys refused
-	fpKey  []byte      // HMAC key of credential fingerprints, derived from the KEK
-	log    *slog.Logger
+	// refusals bounds what tenants can write into AUDIT by probing: see
+	// refusal and auditLimiter.
+	refusals *auditLimiter
+	fpKey    []byte // HMAC key of credential fingerprints, derived from the KEK
+	log      *slog.Logger
 }
 
 // Open binds the registry to its KV bucket, which schema.Topology.Ensure creates.
@@ -105,7 +111,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Registry, e
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Registry{js: js, kv: kv, prefix: cfg.ExternalIDPrefix, now: cfg.Now, log: cfg.Logger}
+	r := &Registry{js: js, kv: kv, prefix: cfg.ExternalIDPrefix, now: cfg.Now, log: cfg.Logger, refusals: newAuditLimiter()}
 	if len(cfg.KEK) > 0 {
 		if r.kek, err = newAEAD(cfg.KEK); err != nil {
 			return nil, err
@@ -390,6 +396,15 @@ func (r *Registry) update(ctx context.Context, key string, v any, change func() 
 // hold a secret. A failed write is logged, not returned: an audit outage must
 // not turn a refusal into an acceptance or block a revocation.
 func (r *Registry) Audit(ctx context.Context, org, actor, action, outcome, detail string) {
+	if refusal(action, outcome) {
+		ok, suppressed := r.refusals.allow(org + "\x00" + action)
+		if !ok {
+			return // counted; the next record of this kind says how many
+		}
+		if suppressed > 0 {
+			detail += fmt.Sprintf(" (+%d similar records suppressed)", suppressed)
+		}
+	}
 	rec := &schema.AuditRecord{Org: org, Actor: actor, Action: action, Outcome: outcome, Detail: detail, At: r.now().UTC()}
 	data, err := schema.Encode(rec)
 	if err == nil {
@@ -471,4 +486,51 @@ func (r *Registry) AuditTrail(ctx context.Context, org string, since time.Time, 
 		}
 	}
 	return out, nil
+}
+
+// refusal reports whether an audit record is one a tenant's requests can
+// produce at will (refused requests, forged or foreign notifications):
+// those are rate-limited per org and action, the rest never are.
+func refusal(action, outcome string) bool {
+	return outcome == "refused" || strings.HasSuffix(action, ".refused") || action == "notification.unconfirmed" || action == "auth.org_mismatch"
+}
+
+// Refusal records per org and action: a burst of AuditRefusalBurst, then
+// one per AuditRefusalEvery; the ones in between are counted and the next
+// record written says how many.
+const (
+	AuditRefusalBurst = 20
+	AuditRefusalEvery = 6 * time.Second
+)
+
+type auditLimiter struct {
+	mu   sync.Mutex
+	keys *lru.Cache[string, *refusalBucket]
+}
+
+type refusalBucket struct {
+	lim        *rate.Limiter
+	suppressed int
+}
+
+func newAuditLimiter() *auditLimiter {
+	c, _ := lru.New[string, *refusalBucket](10_000)
+	return &auditLimiter{keys: c}
+}
+
+func (a *auditLimiter) allow(key string) (ok bool, suppressed int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b, found := a.keys.Get(key)
+	if !found {
+		b = &refusalBucket{lim: rate.NewLimiter(rate.Every(AuditRefusalEvery), AuditRefusalBurst)}
+		a.keys.Add(key, b)
+	}
+	if !b.lim.Allow() {
+		b.suppressed++
+		return false, 0
+	}
+	n := b.suppressed
+	b.suppressed = 0
+	return true, n
 }

@@ -348,3 +348,23 @@ func TestBucketRoutedByOneOrgOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditRefusalsBounded: 10,000 refused requests of one kind write a
+// bounded number of AUDIT records, the suppressed ones counted in the next
+// record; other kinds and other orgs are not affected.
+func TestAuditRefusalsBounded(t *testing.T) {
+	r, js := setupJS(t, nil)
+	ctx := context.Background()
+	for range 10_000 {
+		r.Audit(ctx, "org_probe", "api", "index.refused", "external_id_mismatch", "role x")
+	}
+	r.Audit(ctx, "org_other", "api", "index.refused", "external_id_mismatch", "role y")
+	r.Audit(ctx, "org_probe", "cli", "integration.revoke", "ok", "int_1")
+	s, _ := js.Stream(ctx, schema.StreamAudit)
+	info, _ := s.Info(ctx, jetstream.WithSubjectFilter("audit.>"))
+	probe := info.State.Subjects[schema.AuditSubject("org_probe")]
+	if probe > registry.AuditRefusalBurst+5 || info.State.Subjects[schema.AuditSubject("org_other")] != 1 {
+		t.Fatalf("AUDIT after 10,000 refusals: %v", info.State.Subjects)
+	}
+	t.Logf("AUDIT after 10,000 refused requests of one org: %d records, %d bytes", probe, info.State.Bytes)
+}
