@@ -232,6 +232,13 @@ func (a *API) verifyIntegration(w http.ResponseWriter, r *http.Request) error {
 			"wait for the Retry-After interval, then verify again"}
 	}
 	rep := a.cfg.Verifier.Verify(r.Context(), creds.Target{Org: org, In: in, Bucket: req.Bucket})
+	if rep.Reason == creds.CodeOurCredentials {
+		// Our identity failed, not the customer's role: nothing is recorded
+		// against the integration.
+		a.log.Error("verification could not run: stevedore's own AWS identity was refused or is missing", "org", org.ID, "integration", in.ID)
+		return &apiError{http.StatusServiceUnavailable, "verifier_unavailable", "stevedore could not verify right now (its own AWS identity failed); your integration is unchanged",
+			"retry later; the operators are alerted"}
+	}
 	in, err = a.cfg.Registry.RecordVerification(r.Context(), "api", org.ID, in.ID, rep)
 	if err != nil {
 		return err

@@ -58,7 +58,7 @@ func newVerifier(cfg aws.Config, pathStyle bool, names sessionNaming, devEmulato
 		log.Warn("DEVELOPMENT OVERRIDE ON: verification accepts an STS that ignores ExternalId (MinIO); a role whose trust policy lacks the ExternalId condition would be accepted. Never use --dev-emulator-sts in production.")
 	}
 	return &creds.Verifier{
-		STS: stsClient(cfg), AWS: cfg, S3PathStyle: pathStyle, SessionPrefix: names.prefix, SessionTemplate: names.template, DevEmulatorSTS: devEmulatorSTS,
+		STS: stsClient(cfg), Identity: cfg.Credentials, AWS: cfg, S3PathStyle: pathStyle, SessionPrefix: names.prefix, SessionTemplate: names.template, DevEmulatorSTS: devEmulatorSTS,
 		Resolver: &creds.Resolver{Registry: reg, AWS: cfg, S3PathStyle: pathStyle, SessionPrefix: names.prefix, SessionTemplate: names.template},
 	}
 }

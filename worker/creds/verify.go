@@ -18,6 +18,10 @@ import (
 	"github.com/stevedore-dev/stevedore/schema/registry"
 )
 
+// CodeOurCredentials is the verification failure code when stevedore's own
+// identity failed (not the customer's role): callers record nothing.
+const CodeOurCredentials = "our_credentials"
+
 // Verification step names, in order.
 const (
 	StepAssume          = "assume_role_with_external_id"
@@ -41,6 +45,11 @@ type Verifier struct {
 	// assumed-role ARN (MinIO). Steps it excuses are reported as
 	// accepted_by_dev_override. Never set it in production.
 	DevEmulatorSTS bool
+	// Identity is stevedore's own credentials (those the STS client signs
+	// with); when set, Verify first checks that they can be had, so a
+	// missing identity is reported as ours (CodeOurCredentials), never as
+	// the customer's failure.
+	Identity aws.CredentialsProvider
 	// Resolver opens a static-key integration's sealed keys (required for
 	// static-key integrations only).
 	Resolver *Resolver
@@ -100,6 +109,18 @@ func (v *Verifier) Verify(ctx context.Context, t Target) *registry.Verification 
 		}
 		provider = p
 	} else {
+		if v.Identity != nil {
+			cctx, cancel := v.call(ctx)
+			_, err := v.Identity.Retrieve(cctx)
+			cancel()
+			if err != nil {
+				add(registry.VerificationStep{Name: StepAssume, Status: registry.StepFailed, Code: CodeOurCredentials,
+					Message: "stevedore's own AWS identity is missing or refused, so nothing was checked: " + PublicMessage(err),
+					Hint:    "this is an operator problem, not yours: retry later"})
+				skip(StepAssumeNoExtID, StepAssumeWrongID, StepListBucket, StepReadFirstObject)
+				return rep
+			}
+		}
 		s, p := v.assumeWithExternalID(ctx, t, prefix)
 		add(s)
 		if p == nil {
@@ -168,7 +189,7 @@ func (v *Verifier) assumeWithExternalID(ctx context.Context, t Target, prefix st
 		c := Classify(&AssumeError{RoleARN: t.In.RoleARN, Err: err})
 		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, "assume_role_failed", "AssumeRole with your ExternalId failed: "+PublicMessage(err), c.Hint
 		if c.Class == schema.ClassOurCredentials {
-			step.Code = "our_credentials"
+			step.Code, step.Message = CodeOurCredentials, "stevedore's own AWS identity was refused or is missing: "+PublicMessage(err)
 		}
 		return step, nil
 	}

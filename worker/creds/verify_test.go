@@ -3,9 +3,12 @@ package creds
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
 )
@@ -177,5 +180,22 @@ func TestSessionNameTemplates(t *testing.T) {
 	req, err := r.Request(&Tenant{Org: &registry.Org{ID: "org_9"}, In: &registry.Integration{ID: "int_1"}}, "job_1", "b", "")
 	if err != nil || req.SessionName != "captain-customer-org_9" {
 		t.Fatalf("%v %q", err, req.SessionName)
+	}
+}
+
+// TestVerificationWithoutOurCredentials: when stevedore has no AWS identity
+// of its own, the report says so (our_credentials), not the customer.
+func TestVerificationWithoutOurCredentials(t *testing.T) {
+	st, s3 := awstest.Start(t)
+	none := aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		return aws.Credentials{}, errors.New("no EC2 IMDS role found, operation error ec2imds: GetMetadata, request canceled 169.254.169.254")
+	}))
+	client := sts.New(sts.Options{Region: "us-east-1", BaseEndpoint: aws.String(st.URL), RetryMaxAttempts: 1, Credentials: none})
+	v := &Verifier{STS: client, Identity: none, AWS: s3.Config(), S3PathStyle: true}
+	in := &registry.Integration{ID: "int_1", Kind: registry.KindRole, RoleARN: roleARN("noids"), Account: awstest.Account}
+	rep := v.Verify(context.Background(), Target{Org: &registry.Org{ID: "org_1", ExternalID: "cap_org_x"}, In: in, Bucket: "docs"})
+	if rep.OK || rep.Reason != CodeOurCredentials || strings.Contains(rep.Steps[0].Message, "169.254") || st.AssumeCalls() != 0 {
+		b, _ := json.Marshal(rep)
+		t.Fatalf("report %s", b)
 	}
 }
