@@ -157,6 +157,7 @@ type Chunk struct {
 	TokenCount       int             `json:"token_count"`
 	Encoding         string          `json:"encoding"`
 	ExtractorVersion string          `json:"extractor_version"`
+	ContentType      string          `json:"content_type,omitempty"` // as detected, e.g. text/html
 	CustomMetadata   json.RawMessage `json:"custom_metadata,omitempty"`
 }
 
@@ -220,6 +221,7 @@ type Commit struct {
 	VersionID        string    `json:"version_id,omitempty"`
 	ETag             string    `json:"etag,omitempty"`
 	ExtractorVersion string    `json:"extractor_version"`
+	ContentType      string    `json:"content_type,omitempty"`
 	Chunks           int       `json:"chunks"`
 	Tokens           int64     `json:"tokens"`
 	At               time.Time `json:"at"`

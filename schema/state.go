@@ -114,11 +114,11 @@ type ObjectState struct {
 	Chunks           int          `json:"chunks"`
 	Tokens           int64        `json:"tokens"`
 	ExtractorVersion string       `json:"extractor_version"`
+	ContentType      string       `json:"content_type,omitempty"` // as detected from the content
 	Status           ObjectStatus `json:"status"`
-
-	Reason    string    `json:"reason,omitempty"` // why skipped
-	JobID     string    `json:"job_id,omitempty"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Reason           string       `json:"reason,omitempty"` // why skipped
+	JobID            string       `json:"job_id,omitempty"`
+	UpdatedAt        time.Time    `json:"updated_at"`
 }
 
 // ChunkIDs returns the IDs of the chunks this state says were published.

@@ -45,10 +45,18 @@ if (corpusDir) {
     for (const ent of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const path = rel ? rel + "/" + ent.name : ent.name;
       if (ent.isDirectory()) { walk(join(dir, ent.name), path); continue; }
-      let text;
-      try { text = new TextDecoder("utf-8", { fatal: true }).decode(readFileSync(join(dir, ent.name))); } catch { continue; }
-      if (text.includes("\0")) continue;
-      files.push({ name: path, count: enc.encode_ordinary(text).length });
+      const bytes = readFileSync(join(dir, ent.name));
+      if (bytes.includes(0)) continue; // binary
+      let text, charset;
+      try {
+        text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      } catch {
+        // Not UTF-8: the corpus's legacy files are windows-1252 (WHATWG's
+        // decoder, the reference for what stevedore decodes them to).
+        text = new TextDecoder("windows-1252").decode(bytes);
+        charset = "windows-1252";
+      }
+      files.push(charset ? { name: path, count: enc.encode_ordinary(text).length, charset } : { name: path, count: enc.encode_ordinary(text).length });
     }
   };
   walk(corpusDir, "");

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/text/encoding/charmap"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
+	"github.com/stevedore-dev/stevedore/worker/extract"
 )
 
 // submitFile does what the producer does for POST …/index/s3/file.
@@ -164,5 +166,35 @@ func TestCancelledJobPlansNothingAndSkipsItsTasks(t *testing.T) {
 	ji, _ := jobs.Info(ctx)
 	if di.State.Msgs != 0 || ji.State.Msgs != 0 {
 		t.Fatalf("%d dead letters, %d pages left: the page was not simply acknowledged", di.State.Msgs, ji.State.Msgs)
+	}
+}
+
+// TestDocumentsThroughTheWorker: a windows-1252 CSV and an HTML page are
+// indexed (they were skipped as not_utf8 and indexed as markup before);
+// chunks, commits and object state carry the detected type and extractor.
+func TestDocumentsThroughTheWorker(t *testing.T) {
+	csv, _ := charmap.Windows1252.NewEncoder().String(strings.Repeat("nom;ville\nRené;Orléans\nZoë;Besançon\nFrançois;Périgueux\n", 20))
+	html := "<html><head><script>var x = 1;</script></head><body><h1>Título</h1><p>Hola <b>mundo</b>.</p></body></html>"
+	e := setup(t, map[string]string{"clients.csv": csv, "page.html": html})
+	e.submit(t, "job_docs", true)
+	st := e.wait(t, "job_docs")
+	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 2 {
+		t.Fatalf("%+v", st)
+	}
+	byKey := map[string]string{}
+	for _, c := range e.chunks(t) {
+		byKey[c.Key] += c.Text
+		if c.Key == "page.html" && (c.ExtractorVersion != extract.HTMLVersion || c.ContentType != "text/html") {
+			t.Fatalf("html chunk %+v", c)
+		}
+		if c.Key == "clients.csv" && (c.ExtractorVersion != extract.LegacyVersion || c.ContentType != "text/plain; charset=windows-1252") {
+			t.Fatalf("csv chunk %+v", c)
+		}
+	}
+	if !strings.Contains(byKey["clients.csv"], "René;Orléans") || byKey["page.html"] != "Título\nHola mundo.\n" {
+		t.Fatalf("texts %q", byKey)
+	}
+	if s := e.state(t, "page.html"); s.ContentType != "text/html" || s.ExtractorVersion != extract.HTMLVersion {
+		t.Fatalf("state %+v", s)
 	}
 }

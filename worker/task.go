@@ -246,7 +246,7 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 		return ev, nil
 	}
 	newState := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: sequencer(task, state, confirmed, overrides),
-		Chunks: res.chunks, Tokens: res.tokens, ExtractorVersion: extract.Version, Status: schema.ObjectIndexed, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
+		Chunks: res.chunks, Tokens: res.tokens, ExtractorVersion: res.extractor, ContentType: res.contentType, Status: schema.ObjectIndexed, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
 	if err := w.saveState(ctx, stateKey, newState, rev); err != nil {
 		return nil, err
 	}
@@ -275,10 +275,12 @@ func (v objectVersion) idVersion() string {
 }
 
 type indexResult struct {
-	chunks int
-	tokens int64
-	bytes  int64
-	skip   *extract.Skip
+	chunks      int
+	tokens      int64
+	bytes       int64
+	skip        *extract.Skip
+	extractor   string // the extractor's version (part of chunk IDs)
+	contentType string // as detected
 }
 
 // Stream sizes: text is read in parts of partBytes and chunks are published
@@ -309,10 +311,11 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 	if err != nil {
 		return asSkip(err)
 	}
-	x, err := extract.Open(r)
+	x, err := extract.OpenObject(r, task.Key, aws.ToString(obj.ContentType))
 	if err != nil {
 		return asSkip(err)
 	}
+	res.extractor, res.contentType = x.Version(), x.Type()
 	subject := schema.ChunkSubject(task.Org, task.Collection)
 	batch := make([]outMsg, 0, publishBatch)
 	published := false
@@ -330,10 +333,10 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 		return err
 	}
 	stream := w.splitter.Stream(func(p chunk.Chunk) error {
-		id := schema.ChunkID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), extract.Version, res.chunks)
+		id := schema.ChunkID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), res.extractor, res.chunks)
 		c := &schema.Chunk{ChunkID: id, Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key,
 			VersionID: v.version, ETag: v.etag, Index: res.chunks, ByteOffset: int64(p.Offset), Text: p.Text, TokenCount: p.Tokens,
-			Encoding: w.cfg.Encoding.Name(), ExtractorVersion: extract.Version, CustomMetadata: task.CustomMetadata}
+			Encoding: w.cfg.Encoding.Name(), ExtractorVersion: res.extractor, ContentType: res.contentType, CustomMetadata: task.CustomMetadata}
 		batch = append(batch, outMsg{Subject: subject, MsgID: schema.GenMsgID(id, v.gen), Msg: c})
 		res.chunks++
 		res.tokens += int64(p.Tokens)
@@ -372,12 +375,12 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 	if err := fault("after_chunks", task.Key); err != nil {
 		return res, err
 	}
-	out := []outMsg{{Subject: subject, MsgID: schema.GenMsgID(schema.CommitID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), extract.Version), v.gen), Msg: &schema.Commit{Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key, VersionID: v.version,
-		ETag: v.etag, ExtractorVersion: extract.Version, Chunks: res.chunks, Tokens: res.tokens, At: time.Now().UTC()}}}
+	out := []outMsg{{Subject: subject, MsgID: schema.GenMsgID(schema.CommitID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), res.extractor), v.gen), Msg: &schema.Commit{Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key, VersionID: v.version,
+		ETag: v.etag, ExtractorVersion: res.extractor, ContentType: res.contentType, Chunks: res.chunks, Tokens: res.tokens, At: time.Now().UTC()}}}
 	// The previous version's chunks are replaced: tombstone the IDs that are
 	// not reused, so downstream drops them.
-	if st := v.state; st != nil && st.Status == schema.ObjectIndexed && (st.ETag != v.etag || st.VersionID != v.version || st.ExtractorVersion != extract.Version) {
-		newState := schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Chunks: res.chunks, ExtractorVersion: extract.Version}
+	if st := v.state; st != nil && st.Status == schema.ObjectIndexed && (st.ETag != v.etag || st.VersionID != v.version || st.ExtractorVersion != res.extractor) {
+		newState := schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Chunks: res.chunks, ExtractorVersion: res.extractor}
 		if stale := minus(st.ChunkIDs(task.Org, task.Collection), newState.ChunkIDs(task.Org, task.Collection)); len(stale) > 0 {
 			ts := &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: st.VersionID,
 				ETag: st.ETag, ChunkIDs: stale, Reason: "replaced", At: time.Now().UTC()}

@@ -298,23 +298,29 @@ func TestFleetLosesNothingUnderFaults(t *testing.T) {
 		t.Fatalf("visible chunks %d: %d missing, %d unexpected (%d raw chunk messages, %d commits)", len(visible), missing, extra, raw, commits)
 	}
 	// DEAD holds exactly the poisonous objects' tasks.
+	// Read by sequence (a direct get per message): an ordered consumer's
+	// first fetch can come back empty while the cluster settles after the
+	// node restart.
 	var dead []string
-	dcons, _ := js.OrderedConsumer(ctx, schema.StreamDead, jetstream.OrderedConsumerConfig{})
-	for {
-		batch, _ := dcons.Fetch(100, jetstream.FetchMaxWait(time.Second))
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			dl, _ := schema.DecodeDeadLetter(m.Data())
-			key := dl.Subject + " " + dl.ErrorClass
-			if task, err := schema.DecodeTask(dl.Payload); err == nil {
-				key = task.Key
-			}
-			dead = append(dead, key)
+	deadStream, err := js.Stream(ctx, schema.StreamDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dinfo, err := deadStream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := dinfo.State.FirstSeq; dinfo.State.Msgs > 0 && seq <= dinfo.State.LastSeq; seq++ {
+		m, err := deadStream.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("DEAD message %d: %v", seq, err)
 		}
-		if n == 0 {
-			break
+		dl, _ := schema.DecodeDeadLetter(m.Data)
+		key := dl.Subject + " " + dl.ErrorClass
+		if task, err := schema.DecodeTask(dl.Payload); err == nil {
+			key = task.Key
 		}
+		dead = append(dead, key)
 	}
 	for _, d := range dead {
 		if !strings.Contains(d, "poison") {

@@ -1,9 +1,17 @@
 // Package extract turns object bytes into text, or says why it cannot.
-// Version 1 handles text: UTF-8 (with or without a byte-order mark) and
-// UTF-16 with a byte-order mark, optionally gzip-compressed. Everything else
-// is skipped with a reason, never retried: binary content (sniffed, not
-// trusted from Content-Type), other encodings, objects over the size cap and
+// It handles text — UTF-8 (with or without a byte-order mark), UTF-16 (with
+// a byte-order mark, or without one, told by its NUL pattern), and legacy
+// single- and multi-byte encodings (windows-1252, ISO-8859-x, Shift_JIS,
+// GB18030, EUC-JP/KR, Big5, KOI8-R …, detected with chardet and decoded
+// with golang.org/x/text) — and HTML (visible text only, charset from the
+// document), optionally gzip-compressed. Everything else is skipped with a
+// reason, never retried: binary content (sniffed, not trusted from
+// Content-Type), undetectable encodings, objects over the size cap and
 // archives that decompress past theirs.
+//
+// Each extractor has its own version (Reader.Version), part of every chunk
+// ID: text that was indexed before keeps its IDs when another extractor
+// changes.
 //
 // Objects are streamed: Open sniffs the first 8 KiB and Next hands out the
 // text part by part, so an object's size never changes memory use. Invalid
@@ -15,16 +23,29 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/saintfish/chardet"
+	"golang.org/x/net/html/charset"
+	"golang.org/x/text/encoding"
+	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/htmlindex"
+	"golang.org/x/text/transform"
 )
 
-// Version is part of every chunk ID: bump it when extraction output changes,
-// so re-indexing produces new IDs instead of silently different text.
-const Version = "text/1"
+// Extractor versions, part of every chunk ID: bump one when its output
+// changes, so re-indexing produces new IDs instead of silently different
+// text.
+const (
+	Version       = "text/1"        // UTF-8 and UTF-16 text (unchanged since the first version)
+	LegacyVersion = "text-legacy/1" // text decoded from a legacy encoding
+	HTMLVersion   = "html/1"        // the visible text of an HTML document
+)
 
 // Skip reasons.
 const (
@@ -48,43 +69,186 @@ const sniffBytes = 8192
 
 // Reader hands out an object's text as valid UTF-8.
 type Reader struct {
-	src   *bufio.Reader
-	utf16 int // 0: UTF-8; 1: little endian; 2: big endian
-	carry []byte
-	buf   []byte
+	src     *bufio.Reader
+	utf16   int // 0: UTF-8; 1: little endian; 2: big endian
+	carry   []byte
+	buf     []byte
+	version string
+	kind    string
 }
 
+// Version is the extractor that produced the text (Version, LegacyVersion
+// or HTMLVersion).
+func (x *Reader) Version() string { return x.version }
+
+// Type is the detected content type, with the charset when it is not UTF-8
+// (e.g. "text/plain; charset=windows-1252", "text/html").
+func (x *Reader) Type() string { return x.kind }
+
 // Open sniffs the start of r. It returns a Reader, or the reason the object
-// is not text.
-func Open(r io.Reader) (*Reader, error) {
+// is not text. See OpenObject.
+func Open(r io.Reader) (*Reader, error) { return OpenObject(r, "", "") }
+
+// OpenObject sniffs the start of r, an object named key with the given
+// Content-Type (either may be empty): content decides first, then the
+// Content-Type and the extension (an HTML page served as text/plain is
+// still HTML when it looks like HTML; a .html key that is binary is not).
+func OpenObject(r io.Reader, key, contentType string) (*Reader, error) {
 	br := bufio.NewReaderSize(r, sniffBytes)
 	head, err := br.Peek(sniffBytes)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
 		return nil, asSkip(err)
 	}
-	x := &Reader{src: br}
+	x := &Reader{src: br, version: Version, kind: "text/plain"}
 	switch {
 	case bytes.HasPrefix(head, []byte{0xEF, 0xBB, 0xBF}):
 		_, _ = br.Discard(3)
 		head = head[3:]
 	case bytes.HasPrefix(head, []byte{0xFF, 0xFE}):
 		_, _ = br.Discard(2)
-		x.utf16 = 1
+		x.utf16, x.kind = 1, "text/plain; charset=utf-16le"
 		return x, nil
 	case bytes.HasPrefix(head, []byte{0xFE, 0xFF}):
 		_, _ = br.Discard(2)
-		x.utf16 = 2
+		x.utf16, x.kind = 2, "text/plain; charset=utf-16be"
 		return x, nil
 	}
+	if order := utf16Order(head); order != 0 {
+		x.utf16, x.kind = order, "text/plain; charset=utf-16"
+		return x, nil
+	}
+	ct := "text/plain"
 	if len(head) > 0 {
-		if ct := http.DetectContentType(head); !strings.HasPrefix(ct, "text/") && ct != "application/json" {
+		ct = http.DetectContentType(head)
+		if !strings.HasPrefix(ct, "text/") && ct != "application/json" {
 			return nil, &Skip{ReasonBinary, ct}
 		}
 	}
 	if bytes.IndexByte(head, 0) >= 0 {
 		return nil, &Skip{ReasonBinary, "contains NUL bytes"}
 	}
+	if isHTML(ct, key, contentType) {
+		// The document's own charset (BOM, <meta>, Content-Type) decides;
+		// the text is then streamed out of the tokenizer.
+		dec, err := charset.NewReader(br, contentType)
+		if err != nil {
+			return nil, &Skip{ReasonNotUTF8, "HTML in an unknown charset: " + err.Error()}
+		}
+		x.src, x.version, x.kind = bufio.NewReaderSize(newHTMLText(dec), sniffBytes), HTMLVersion, "text/html"
+		return x, nil
+	}
+	if validUTF8Prefix(head) {
+		return x, nil
+	}
+	enc, name, err := detectLegacy(head)
+	if err != nil {
+		return nil, err
+	}
+	x.src = bufio.NewReaderSize(transform.NewReader(br, enc.NewDecoder()), sniffBytes)
+	x.version, x.kind = LegacyVersion, "text/plain; charset="+name
 	return x, nil
+}
+
+// isHTML: the content sniffs as HTML, or the Content-Type or the extension
+// say HTML of content that sniffs as text.
+func isHTML(sniffed, key, contentType string) bool {
+	if strings.HasPrefix(sniffed, "text/html") {
+		return true
+	}
+	ct := strings.ToLower(contentType)
+	if strings.HasPrefix(ct, "text/html") || strings.HasPrefix(ct, "application/xhtml") {
+		return true
+	}
+	k := strings.ToLower(key)
+	return strings.HasSuffix(k, ".html") || strings.HasSuffix(k, ".htm") || strings.HasSuffix(k, ".xhtml")
+}
+
+// validUTF8Prefix reports whether head is valid UTF-8, allowing a rune cut
+// at its end (head is a prefix of the object).
+func validUTF8Prefix(head []byte) bool {
+	for i := 1; i <= 3 && i <= len(head); i++ {
+		if c := head[len(head)-i]; c&0xC0 != 0x80 {
+			if !utf8.FullRune(head[len(head)-i:]) {
+				head = head[:len(head)-i]
+			}
+			break
+		}
+	}
+	return utf8.Valid(head)
+}
+
+// utf16Order tells UTF-16 without a byte-order mark by its NUL pattern:
+// mostly-ASCII UTF-16 has a NUL in every other byte. 1: little endian,
+// 2: big endian, 0: not UTF-16.
+func utf16Order(head []byte) int {
+	if len(head) < 16 {
+		return 0
+	}
+	var even, odd int
+	for i := 0; i+1 < len(head); i += 2 {
+		if head[i] == 0 {
+			even++
+		}
+		if head[i+1] == 0 {
+			odd++
+		}
+	}
+	pairs := len(head) / 2
+	switch {
+	case odd*10 >= pairs*7 && even*10 <= pairs:
+		return 1
+	case even*10 >= pairs*7 && odd*10 <= pairs:
+		return 2
+	}
+	return 0
+}
+
+// mostlyASCIILatin reports whether head reads as Western text in
+// windows-1252: no control characters besides tab, line breaks and form
+// feed, none of the five bytes windows-1252 leaves undefined, and at most
+// one byte in six above 0x7F (Cyrillic or Greek single-byte text is mostly
+// such bytes; it is not guessed at).
+func mostlyASCIILatin(head []byte) bool {
+	high := 0
+	for _, c := range head {
+		switch {
+		case c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f':
+			return false
+		case c == 0x81 || c == 0x8D || c == 0x8F || c == 0x90 || c == 0x9D:
+			return false
+		case c >= 0x80:
+			high++
+		}
+	}
+	return high > 0 && high*6 <= len(head)
+}
+
+// minConfidence is the least chardet confidence (0–100) a legacy encoding
+// is trusted with.
+const minConfidence = 30
+
+// detectLegacy names the encoding of text that is not UTF-8.
+func detectLegacy(head []byte) (encoding.Encoding, string, error) {
+	best, err := chardet.NewTextDetector().DetectBest(head)
+	if err != nil || best == nil || best.Confidence < minConfidence {
+		if mostlyASCIILatin(head) {
+			// WHATWG's fallback for unlabeled legacy text: mostly ASCII with
+			// a few Latin letters (a Western CSV with accented names) is
+			// windows-1252, which chardet scores low on such text.
+			return charmap.Windows1252, "windows-1252", nil
+		}
+		return nil, "", &Skip{ReasonNotUTF8, "not valid UTF-8, and no other encoding could be told with confidence"}
+	}
+	label := strings.ToLower(best.Charset)
+	if label == "gb-18030" { // chardet's name; WHATWG's label is gb18030
+		label = "gb18030"
+	}
+	enc, err := htmlindex.Get(label)
+	if err != nil || strings.HasPrefix(strings.ToLower(best.Charset), "utf-") {
+		return nil, "", &Skip{ReasonNotUTF8, fmt.Sprintf("not valid UTF-8; detected %s, which cannot be decoded", best.Charset)}
+	}
+	name, _ := htmlindex.Name(enc)
+	return enc, name, nil
 }
 
 // asSkip turns a read error that no retry can fix (a corrupt or oversized
