@@ -79,6 +79,7 @@ type API struct {
 	jobs     *Jobs
 	mux      *http.ServeMux
 	reqs     *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
 	verifies *lru.Cache[string, *rate.Limiter] // per org; bounded
 	vmu      sync.Mutex
 }
@@ -108,9 +109,11 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	}
 	a := &API{cfg: cfg, log: cfg.Logger, jobs: jobs, mux: http.NewServeMux(), verifies: verifies,
 		reqs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_http_requests_total",
-			Help: "API requests by route and status code."}, []string{"route", "code"})}
+			Help: "API requests by route and status code."}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_http_request_duration_seconds",
+			Help: "API request latency by route.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"route"})}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(a.reqs)
+		cfg.Registerer.MustRegister(a.reqs, a.latency)
 	}
 	a.route("POST /v2/collections/{name}/index/s3", "index_bucket", a.index(schema.JobBucket))
 	a.route("POST /v2/collections/{name}/index/s3/directory", "index_directory", a.index(schema.JobDirectory))
@@ -182,6 +185,7 @@ func (a *API) route(pattern, name string, h func(http.ResponseWriter, *http.Requ
 			writeError(sw, ae)
 		}
 		a.reqs.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+		a.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
 		a.log.Info("request", "route", name, "method", r.Method, "status", sw.code, "request_id", id, "duration_ms", time.Since(start).Milliseconds())
 	})
 }

@@ -24,6 +24,8 @@ type metrics struct {
 	redelivered  *prometheus.CounterVec
 	duplicates   prometheus.Counter
 	unconfirmed  *prometheus.CounterVec
+	jobsFinished *prometheus.CounterVec
+	jobDuration  *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,7 +42,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Messages being processed, by stage."}, []string{"stage"}),
 		s3Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_s3_requests_total",
 			Help: "S3 requests by operation and result (ok or error class)."}, []string{"op", "result"}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_s3_bytes_fetched_total", Help: "Object bytes read from S3."}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_s3_fetched_bytes_total", Help: "Object bytes read from S3 (named stevedore_s3_bytes_fetched_total before)."}),
+		jobsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_jobs_finished_total",
+			Help: "Jobs that reached a final status, by status (completed, completed_with_errors, failed)."}, []string{"status"}),
+		jobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_job_duration_seconds",
+			Help: "From a job's creation to its final status, by status.", Buckets: prometheus.ExponentialBuckets(0.1, 4, 10)}, []string{"status"}),
 		objects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_objects_total",
 			Help: "Objects by outcome (indexed, skipped, failed, deleted)."}, []string{"outcome"}),
 		chunks:  prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_chunks_published_total", Help: "Chunks published to CHUNKS."}),
@@ -61,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag, m.redelivered, m.duplicates, m.unconfirmed)
+		reg.MustRegister(m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag, m.redelivered, m.duplicates, m.unconfirmed, m.jobsFinished, m.jobDuration)
 	}
 	return m
 }

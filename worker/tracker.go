@@ -191,7 +191,7 @@ func (w *Worker) foldJob(ctx context.Context, jobID string, evs []*foldable) err
 		if err := json.Unmarshal(e.Value(), &s); err != nil {
 			return schema.Errorf(schema.ClassPermanent, "job %s status unreadable: %w", jobID, err)
 		}
-		changed := false
+		changed, wasFinal := false, s.Final()
 		now := time.Now().UTC()
 		for _, f := range evs {
 			if s.Apply(f.seq, f.event, now) {
@@ -207,6 +207,10 @@ func (w *Worker) foldJob(ctx context.Context, jobID string, evs []*foldable) err
 		}
 		if _, err := w.jobs.Update(ctx, jobID, data, e.Revision()); err != nil {
 			continue // lost a race with another writer (the producer); re-read
+		}
+		if !wasFinal && s.Final() {
+			w.m.jobsFinished.WithLabelValues(s.Status).Inc()
+			w.m.jobDuration.WithLabelValues(s.Status).Observe(now.Sub(s.CreatedAt).Seconds())
 		}
 		return nil
 	}

@@ -196,6 +196,9 @@ func TestIndexJobPlansPagesAndCountsExactly(t *testing.T) {
 	if st.TokensUsed != want {
 		t.Fatalf("tokens_used %d, want %d", st.TokensUsed, want)
 	}
+	if n := testutil.ToFloat64(e.w.m.jobsFinished.WithLabelValues(schema.JobStatusCompletedWithErrors)); n != 1 {
+		t.Fatalf("jobs finished (completed_with_errors) = %v, want 1", n)
+	}
 	chunks := e.chunks(t)
 	seen := map[string]bool{}
 	for _, c := range chunks {

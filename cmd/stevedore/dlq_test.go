@@ -6,11 +6,15 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/natstest"
@@ -78,7 +82,7 @@ func TestNATSURLRedacted(t *testing.T) {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
-	_, _, err := connect(context.Background(), "nats://alice:s3cr3t-pass@127.0.0.1:1", slog.New(slog.DiscardHandler))
+	_, _, err := connect(context.Background(), natsTarget{url: "nats://alice:s3cr3t-pass@127.0.0.1:1"}, slog.New(slog.DiscardHandler))
 	if err == nil || strings.Contains(err.Error(), "s3cr3t") {
 		t.Fatalf("connect error leaks the password: %v", err)
 	}
@@ -94,5 +98,39 @@ func TestFlagsValidated(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"dev", "-h"}); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v (main exits 0 for flag.ErrHelp)", err)
+	}
+}
+
+// TestNATSNkeyAuth: a server that requires an nkey user is reached with
+// --nats-nkey, and refused without it.
+func TestNATSNkeyAuth(t *testing.T) {
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	seedFile := filepath.Join(t.TempDir(), "user.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Nkeys: []*server.NkeyUser{{Nkey: pub}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("not ready")
+	}
+	log := slog.New(slog.DiscardHandler)
+	if _, _, err := connect(context.Background(), natsTarget{url: srv.ClientURL()}, log); err == nil {
+		t.Fatal("connected without credentials")
+	}
+	nc, _, err := connect(context.Background(), natsTarget{url: srv.ClientURL(), nkey: seedFile}, log)
+	if err != nil {
+		t.Fatalf("--nats-nkey: %v", err)
+	}
+	nc.Close()
+	if _, _, err := connect(context.Background(), natsTarget{url: srv.ClientURL(), tlsCert: "c.pem"}, log); err == nil || !strings.Contains(err.Error(), "--nats-tls-key") {
+		t.Fatalf("cert without key: %v", err)
 	}
 }

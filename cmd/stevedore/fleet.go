@@ -43,11 +43,12 @@ type fleetConfig struct {
 	shutdownGrace, sessionDuration, ackWait                                   *time.Duration
 	tenantConcurrency                                                         *int
 	updateTopology                                                            *bool
+	nats                                                                      *natsFlags
 }
 
 func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
-	c := &fleetConfig{
-		natsURL:       f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL"),
+	nats := addNATSFlags(f)
+	c := &fleetConfig{nats: nats, natsURL: nats.url,
 		metricsListen: f.String("metrics-listen", "127.0.0.1:9090", "address for /healthz, /readyz and /metrics"),
 		logLevel:      f.String("log-level", "info", "debug, info, warn or error"),
 		replicas:      f.Int("replicas", 1, "stream and KV replicas (3 in production)"),
@@ -154,16 +155,72 @@ func redactURL(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-func connect(ctx context.Context, url string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(url, nats.Name("stevedore"), nats.Timeout(5*time.Second), nats.MaxReconnects(-1),
+// natsTarget is where and how to connect to NATS: --nats-url and the
+// credentials that should not live in a URL.
+type natsTarget struct {
+	url                    string
+	creds, nkey            string // a .creds file (JWT + nkey seed); an nkey seed file
+	tlsCA, tlsCert, tlsKey string
+}
+
+// natsFlags are --nats-url and the NATS authentication and TLS flags.
+type natsFlags struct{ url, creds, nkey, ca, cert, key *string }
+
+func (n *natsFlags) target() natsTarget {
+	return natsTarget{url: *n.url, creds: *n.creds, nkey: *n.nkey, tlsCA: *n.ca, tlsCert: *n.cert, tlsKey: *n.key}
+}
+
+// addNATSFlags defines --nats-url and the NATS authentication and TLS flags.
+func addNATSFlags(f *flags) *natsFlags {
+	u := f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated; credentials in it are redacted in logs, but prefer --nats-creds or --nats-nkey")
+	creds := f.String("nats-creds", "", "NATS user credentials file (JWT and nkey seed)")
+	nkey := f.String("nats-nkey", "", "file holding an NATS nkey seed (SU…)")
+	ca := f.String("nats-tls-ca", "", "CA certificate(s) to verify the NATS servers with (PEM)")
+	cert := f.String("nats-tls-cert", "", "client certificate for NATS mutual TLS (PEM; with --nats-tls-key)")
+	key := f.String("nats-tls-key", "", "client key for NATS mutual TLS (PEM)")
+	return &natsFlags{url: u, creds: creds, nkey: nkey, ca: ca, cert: cert, key: key}
+}
+
+// options turns the target's credentials and TLS files into NATS options.
+func (t natsTarget) options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if t.creds != "" {
+		opts = append(opts, nats.UserCredentials(t.creds))
+	}
+	if t.nkey != "" {
+		o, err := nats.NkeyOptionFromSeed(t.nkey)
+		if err != nil {
+			return nil, fmt.Errorf("--nats-nkey: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	if t.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(t.tlsCA))
+	}
+	if (t.tlsCert == "") != (t.tlsKey == "") {
+		return nil, errors.New("--nats-tls-cert and --nats-tls-key go together")
+	}
+	if t.tlsCert != "" {
+		opts = append(opts, nats.ClientCert(t.tlsCert, t.tlsKey))
+	}
+	return opts, nil
+}
+
+func connect(ctx context.Context, t natsTarget, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	auth, err := t.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := append([]nats.Option{nats.Name("stevedore"), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("nats disconnected", "error", err)
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }))
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) })}, auth...)
+	nc, err := nats.Connect(t.url, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(t.url), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -206,7 +263,8 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	nc, js, err := connect(ctx, *c.natsURL, log)
+	target := c.nats.target() // dev has pointed --nats-url at the embedded server
+	nc, js, err := connect(ctx, target, log)
 	if err != nil {
 		return err
 	}
@@ -219,6 +277,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	processMetrics(reg, nc, js)
 	g, gctx := errgroup.WithContext(ctx)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })

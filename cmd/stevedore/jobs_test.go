@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stevedore-dev/stevedore/producer"
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/natstest"
@@ -141,5 +142,41 @@ func TestOrgAPIKeyAuditCommands(t *testing.T) {
 	}
 	if strings.Contains(out.String(), key["api_key"].(string)) {
 		t.Fatal("an API key in the audit trail")
+	}
+}
+
+func TestProcessMetrics(t *testing.T) {
+	_, nc, js := natstest.Start(t)
+	reg := prometheus.NewPedanticRegistry()
+	processMetrics(reg, nc, js)
+	ctx := context.Background()
+	job, _ := schema.Encode(&schema.Job{JobID: "job_1", Org: "org_1", Collection: "docs", IntegrationID: "int_1", Kind: schema.JobBucket, Bucket: "b", CreatedAt: time.Now()})
+	if _, err := js.Publish(ctx, schema.JobSubject("org_1", "docs"), job); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			got[name] = m.GetGauge().GetValue()
+		}
+	}
+	if got["stevedore_nats_connected"] != 1 || got["stevedore_queue_pending_messages/JOBS"] != 1 || got["stevedore_queue_pending_messages/TASKS"] != 0 ||
+		got["stevedore_queue_oldest_message_age_seconds/JOBS"] < 0 {
+		t.Fatalf("metrics %v", got)
+	}
+	var build bool
+	for k := range got {
+		build = build || strings.HasPrefix(k, "stevedore_build_info/")
+	}
+	if !build {
+		t.Fatalf("no build_info: %v", got)
 	}
 }

@@ -19,7 +19,7 @@ import (
 )
 
 // operator opens the registry at --nats-url for one operator command.
-func operator(ctx context.Context, url string) (*registry.Registry, func(), error) {
+func operator(ctx context.Context, url natsTarget) (*registry.Registry, func(), error) {
 	log := slog.New(slog.DiscardHandler)
 	nc, js, err := connect(ctx, url, log)
 	if err != nil {
@@ -78,16 +78,17 @@ func operatorCommand(ctx context.Context, name string, args []string, define fun
 	return printResult(asJSON, v, human)
 }
 
-// commandFlags parses an operator command's own flags plus --nats-url and --json.
-func commandFlags(name string, args []string, define func(*flags)) (url string, asJSON bool, err error) {
+// commandFlags parses an operator command's own flags plus the NATS flags
+// (--nats-url, credentials, TLS) and --json.
+func commandFlags(name string, args []string, define func(*flags)) (target natsTarget, asJSON bool, err error) {
 	f := newFlags(name)
-	u := f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL")
+	n := addNATSFlags(f)
 	j := f.FlagSet.Bool("json", false, "print one JSON object")
 	define(f)
 	if err := f.parse(args); err != nil {
-		return "", false, err
+		return natsTarget{}, false, err
 	}
-	return *u, *j, nil
+	return n.target(), *j, nil
 }
 
 // subcommands dispatches "<group> <verb> …" to one of verbs.

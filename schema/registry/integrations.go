@@ -398,6 +398,9 @@ func (r *Registry) StaticKeys(ctx context.Context, actor, orgID, accessKeyID str
 		now := r.now().UTC()
 		in = &Integration{ID: "int_" + randHex(8), OrgID: orgID, Kind: KindStaticKeys, AccessKeyID: accessKeyID, Buckets: buckets,
 			Status: StatusActive, StatusReason: "static keys supplied by the customer", StatusChangedAt: now, CreatedAt: now, UpdatedAt: now}
+		// The reference is in the record from the start: reading a record
+		// back right after creating it may miss on a replicated KV.
+		in.CredentialRef = r.fingerprint(orgID, in.ID, accessKeyID, secret)
 		if err := r.create(ctx, integrationKey(orgID, in.ID), in); err != nil {
 			return nil, "", fmt.Errorf("static keys: %w", err)
 		}

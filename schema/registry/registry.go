@@ -155,7 +155,9 @@ func (r *Registry) CreateOrg(ctx context.Context, actor, name string) (*Org, Sec
 	if err := r.create(ctx, orgKey(org.ID), org); err != nil {
 		return nil, "", fmt.Errorf("create org: %w", err)
 	}
-	_, key, err := r.CreateAPIKey(ctx, actor, org.ID)
+	// Not CreateAPIKey: it reads the org back, which a replicated KV may
+	// not serve yet right after the write.
+	_, key, err := r.createAPIKey(ctx, actor, org.ID)
 	if err != nil {
 		return nil, "", fmt.Errorf("create org: %w", err)
 	}
@@ -244,6 +246,10 @@ func (r *Registry) CreateAPIKey(ctx context.Context, actor, orgID string) (*APIK
 	if _, err := r.Org(ctx, orgID); err != nil {
 		return nil, "", err
 	}
+	return r.createAPIKey(ctx, actor, orgID)
+}
+
+func (r *Registry) createAPIKey(ctx context.Context, actor, orgID string) (*APIKey, Secret, error) {
 	key := Secret("stv_" + randHex(20))
 	hash := HashAPIKey(key.Reveal())
 	k := &APIKey{ID: "key_" + randHex(8), Org: orgID, CreatedAt: r.now().UTC()}
