@@ -34,22 +34,7 @@ func TestDLQListShowReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out := &syncBuffer{}
-	stdout = out
-	t.Cleanup(func() { stdout = nil })
-	cli := func(args ...string) map[string]any {
-		out.mu.Lock()
-		out.b.Reset()
-		out.mu.Unlock()
-		if err := run(ctx, append(args, "--json", "--nats-url", srv.ClientURL())); err != nil {
-			t.Fatal(err)
-		}
-		var v map[string]any
-		if err := json.Unmarshal([]byte(out.String()), &v); err != nil {
-			t.Fatalf("%s: %v", out.String(), err)
-		}
-		return v
-	}
+	cli, out := cliJSON(t, ctx, srv.ClientURL())
 	if list := cli("dlq", "list"); len(list["dead_letters"].([]any)) != 2 {
 		t.Fatalf("list %v", list)
 	}
@@ -133,4 +118,27 @@ func TestNATSNkeyAuth(t *testing.T) {
 	if _, _, err := connect(context.Background(), natsTarget{url: srv.ClientURL(), tlsCert: "c.pem"}, log); err == nil || !strings.Contains(err.Error(), "--nats-tls-key") {
 		t.Fatalf("cert without key: %v", err)
 	}
+}
+
+// cliJSON runs operator commands in process against url with --json and
+// decodes the one object each prints; out holds the last output.
+func cliJSON(t *testing.T, ctx context.Context, url string) (cli func(args ...string) map[string]any, out *syncBuffer) {
+	t.Helper()
+	out = &syncBuffer{}
+	stdout = out
+	t.Cleanup(func() { stdout = nil })
+	return func(args ...string) map[string]any {
+		t.Helper()
+		out.mu.Lock()
+		out.b.Reset()
+		out.mu.Unlock()
+		if err := run(ctx, append(args, "--json", "--nats-url", url)); err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out.String()), &v); err != nil {
+			t.Fatalf("%s: %v", out.String(), err)
+		}
+		return v
+	}, out
 }

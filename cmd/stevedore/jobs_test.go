@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -27,23 +26,7 @@ func TestJobListShowCancel(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out := &syncBuffer{}
-	stdout = out
-	t.Cleanup(func() { stdout = nil })
-	cli := func(args ...string) map[string]any {
-		t.Helper()
-		out.mu.Lock()
-		out.b.Reset()
-		out.mu.Unlock()
-		if err := run(ctx, append(args, "--json", "--nats-url", srv.ClientURL())); err != nil {
-			t.Fatal(err)
-		}
-		var v map[string]any
-		if err := json.Unmarshal([]byte(out.String()), &v); err != nil {
-			t.Fatalf("%s: %v", out.String(), err)
-		}
-		return v
-	}
+	cli, _ := cliJSON(t, ctx, srv.ClientURL())
 	list := cli("job", "list", "--org", "org_1")
 	got := list["jobs"].([]any)
 	if len(got) != 2 || got[0].(map[string]any)["job_id"] != "job_new" {
@@ -95,23 +78,7 @@ func TestProgressLines(t *testing.T) {
 func TestOrgAPIKeyAuditCommands(t *testing.T) {
 	srv, _, _ := natstest.Start(t)
 	ctx := context.Background()
-	out := &syncBuffer{}
-	stdout = out
-	t.Cleanup(func() { stdout = nil })
-	cli := func(args ...string) map[string]any {
-		t.Helper()
-		out.mu.Lock()
-		out.b.Reset()
-		out.mu.Unlock()
-		if err := run(ctx, append(args, "--json", "--nats-url", srv.ClientURL())); err != nil {
-			t.Fatal(err)
-		}
-		var v map[string]any
-		if err := json.Unmarshal([]byte(out.String()), &v); err != nil {
-			t.Fatalf("%s: %v", out.String(), err)
-		}
-		return v
-	}
+	cli, out := cliJSON(t, ctx, srv.ClientURL())
 	org := cli("org", "create", "--name", "Acme")["org_id"].(string)
 	key := cli("apikey", "create", "--org", org)
 	if !strings.HasPrefix(key["api_key"].(string), "stv_") {
