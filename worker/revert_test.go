@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
 	"maps"
@@ -175,10 +177,15 @@ func TestCancelledJobPlansNothingAndSkipsItsTasks(t *testing.T) {
 func TestDocumentsThroughTheWorker(t *testing.T) {
 	csv, _ := charmap.Windows1252.NewEncoder().String(strings.Repeat("nom;ville\nRené;Orléans\nZoë;Besançon\nFrançois;Périgueux\n", 20))
 	html := "<html><head><script>var x = 1;</script></head><body><h1>Título</h1><p>Hola <b>mundo</b>.</p></body></html>"
-	e := setup(t, map[string]string{"clients.csv": csv, "page.html": html})
+	var docx bytes.Buffer
+	zw := zip.NewWriter(&docx)
+	w, _ := zw.Create("word/document.xml")
+	w.Write([]byte(`<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>Contract terms.</w:t></w:r></w:p></w:body></w:document>`))
+	zw.Close()
+	e := setup(t, map[string]string{"clients.csv": csv, "page.html": html, "contract.docx": docx.String()})
 	e.submit(t, "job_docs", true)
 	st := e.wait(t, "job_docs")
-	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 2 {
+	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 3 {
 		t.Fatalf("%+v", st)
 	}
 	byKey := map[string]string{}
@@ -191,7 +198,7 @@ func TestDocumentsThroughTheWorker(t *testing.T) {
 			t.Fatalf("csv chunk %+v", c)
 		}
 	}
-	if !strings.Contains(byKey["clients.csv"], "René;Orléans") || byKey["page.html"] != "Título\nHola mundo.\n" {
+	if !strings.Contains(byKey["clients.csv"], "René;Orléans") || byKey["page.html"] != "Título\nHola mundo.\n" || byKey["contract.docx"] != "Contract terms.\n" {
 		t.Fatalf("texts %q", byKey)
 	}
 	if s := e.state(t, "page.html"); s.ContentType != "text/html" || s.ExtractorVersion != extract.HTMLVersion {

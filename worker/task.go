@@ -315,6 +315,7 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 	if err != nil {
 		return asSkip(err)
 	}
+	defer x.Close()
 	res.extractor, res.contentType = x.Version(), x.Type()
 	subject := schema.ChunkSubject(task.Org, task.Collection)
 	batch := make([]outMsg, 0, publishBatch)

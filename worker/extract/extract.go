@@ -4,7 +4,8 @@
 // single- and multi-byte encodings (windows-1252, ISO-8859-x, Shift_JIS,
 // GB18030, EUC-JP/KR, Big5, KOI8-R …, detected with chardet and decoded
 // with golang.org/x/text) — and HTML (visible text only, charset from the
-// document), optionally gzip-compressed. Everything else is skipped with a
+// document), and zip containers: DOCX, PPTX, OpenDocument and EPUB (see
+// office.go), optionally gzip-compressed. Everything else is skipped with a
 // reason, never retried: binary content (sniffed, not trusted from
 // Content-Type), undetectable encodings, objects over the size cap and
 // archives that decompress past theirs.
@@ -75,6 +76,16 @@ type Reader struct {
 	buf     []byte
 	version string
 	kind    string
+	closer  io.Closer // a spooled container and its text writer; nil for text
+}
+
+// Close releases what the Reader holds (a spooled container's temporary
+// file and the goroutine writing its text). Safe to call on any Reader.
+func (x *Reader) Close() error {
+	if x == nil || x.closer == nil {
+		return nil
+	}
+	return x.closer.Close()
 }
 
 // Version is the extractor that produced the text (Version, LegacyVersion
@@ -111,6 +122,14 @@ func OpenObject(r io.Reader, key, contentType string) (*Reader, error) {
 	case bytes.HasPrefix(head, []byte{0xFE, 0xFF}):
 		_, _ = br.Discard(2)
 		x.utf16, x.kind = 2, "text/plain; charset=utf-16be"
+		return x, nil
+	}
+	if bytes.HasPrefix(head, []byte("PK\x03\x04")) {
+		src, closer, kind, version, err := openContainer(br)
+		if err != nil {
+			return nil, err
+		}
+		x.src, x.closer, x.kind, x.version = src, closer, kind, version
 		return x, nil
 	}
 	if order := utf16Order(head); order != 0 {

@@ -1,0 +1,129 @@
+package extract
+
+import (
+	"archive/zip"
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func zipOf(t *testing.T, files ...string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	for i := 0; i+1 < len(files); i += 2 {
+		w, err := zw.Create(files[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(files[i+1]))
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+const wordNS = `xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"`
+
+func TestOfficeAndEPUB(t *testing.T) {
+	docx := zipOf(t, "[Content_Types].xml", "<Types/>", "word/document.xml",
+		`<w:document `+wordNS+`><w:body>`+
+			`<w:p><w:r><w:t>Quarterly</w:t></w:r><w:r><w:t xml:space="preserve"> report</w:t></w:r></w:p>`+
+			`<w:p><w:r><w:t>Revenue</w:t><w:tab/><w:t>grew.</w:t></w:r><w:r><w:delText>old</w:delText></w:r></w:p>`+
+			`<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Region</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>Sales</w:t></w:r></w:p></w:tc></w:tr>`+
+			`<w:tr><w:tc><w:p><w:r><w:t>North</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>120</w:t></w:r></w:p></w:tc></w:tr></w:tbl>`+
+			`</w:body></w:document>`)
+	a := `xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main"`
+	slide := func(text string) string {
+		return `<p:sld ` + a + `><p:cSld><p:spTree><p:sp><p:txBody><a:p><a:r><a:t>` + text + `</a:t></a:r></a:p></p:txBody></p:sp></p:spTree></p:cSld></p:sld>`
+	}
+	pptx := zipOf(t, "ppt/presentation.xml", "<p:presentation/>",
+		"ppt/slides/slide10.xml", slide("Tenth slide"), "ppt/slides/slide2.xml", slide("Second slide"), "ppt/slides/slide1.xml", slide("First slide"),
+		"ppt/slides/_rels/slide1.xml.rels", `<Relationships><Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/notesSlide" Target="../notesSlides/notesSlide7.xml"/></Relationships>`,
+		"ppt/notesSlides/notesSlide7.xml", `<p:notes `+a+`><a:p><a:r><a:t>Speaker notes of the first</a:t></a:r></a:p></p:notes>`)
+	odt := zipOf(t, "mimetype", "application/vnd.oasis.opendocument.text", "content.xml",
+		`<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"><office:body><office:text>`+
+			`<text:h>Title</text:h><text:p>Hello<text:s/>open <text:span>document</text:span></text:p></office:text></office:body></office:document-content>`)
+	epub := zipOf(t, "mimetype", "application/epub+zip",
+		"META-INF/container.xml", `<container><rootfiles><rootfile full-path="OEBPS/content.opf"/></rootfiles></container>`,
+		"OEBPS/content.opf", `<package><manifest><item id="c2" href="ch2.xhtml"/><item id="c1" href="ch1.xhtml"/></manifest><spine><itemref idref="c1"/><itemref idref="c2"/></spine></package>`,
+		"OEBPS/ch1.xhtml", `<html><body><h1>Chapter One</h1><p>It was a dark night.</p></body></html>`,
+		"OEBPS/ch2.xhtml", `<html><body><h1>Chapter Two</h1><p>Morning came.</p></body></html>`)
+	tests := []struct {
+		name    string
+		data    []byte
+		want    string
+		version string
+	}{
+		{"docx", docx, "Quarterly report\nRevenue\tgrew.\nRegion | Sales\nNorth | 120\n", OfficeVersion},
+		{"pptx: slides in order, notes after their slide", pptx, "First slide\n\nSpeaker notes of the first\n\nSecond slide\n\nTenth slide\n", OfficeVersion},
+		{"odt", odt, "Title\nHello open document\n", OfficeVersion},
+		{"epub: spine order", epub, "Chapter One\nIt was a dark night.\n\nChapter Two\nMorning came.\n", EPUBVersion},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, x, skip := read(t, tc.data, "doc", "")
+			if skip != nil {
+				t.Fatal(skip)
+			}
+			defer x.Close()
+			if got != tc.want || x.Version() != tc.version {
+				t.Fatalf("%s %s:\n got %q\nwant %q", x.Version(), x.Type(), got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBadContainers(t *testing.T) {
+	// A part that decompresses far past its share: a zip bomb.
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	w, _ := zw.Create("word/document.xml")
+	w.Write([]byte(`<w:document ` + wordNS + `><w:body><w:p><w:r><w:t>` + strings.Repeat("A", 8<<20) + `</w:t></w:r></w:p></w:body></w:document>`))
+	zw.Close()
+	bomb := b.Bytes()
+	tests := []struct {
+		name   string
+		data   []byte
+		reason string
+	}{
+		{"zip bomb (ratio)", bomb, ReasonDecompressedTooLarge},
+		{"xlsx", zipOf(t, "xl/workbook.xml", "<workbook/>"), ReasonUnsupported},
+		{"plain zip", zipOf(t, "a.txt", "hello"), ReasonUnsupported},
+		{"encrypted office", zipOf(t, "EncryptionInfo", "x", "EncryptedPackage", "y"), ReasonEncrypted},
+		{"truncated zip", zipOf(t, "word/document.xml", "<w:document/>")[:30], ReasonCorrupt},
+		{"broken XML", zipOf(t, "word/document.xml", `<w:document `+wordNS+`><w:body><w:p>`), ReasonCorrupt},
+		{"undefined entity", zipOf(t, "word/document.xml", `<!DOCTYPE d [<!ENTITY a "aaaaaaaaaa">]><w:document `+wordNS+`><w:t>&a;&a;</w:t></w:document>`), ReasonCorrupt},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, x, skip := read(t, tc.data, "doc", "")
+			x.Close()
+			if skip == nil || skip.Reason != tc.reason {
+				t.Fatalf("skip %v, want %s", skip, tc.reason)
+			}
+		})
+	}
+}
+
+func FuzzContainer(f *testing.F) {
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	w, _ := zw.Create("word/document.xml")
+	w.Write([]byte(`<w:document ` + wordNS + `><w:body><w:p><w:r><w:t>seed</w:t></w:r></w:p></w:body></w:document>`))
+	zw.Close()
+	f.Add(b.Bytes())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		x, err := OpenObject(bytes.NewReader(data), "f.docx", "")
+		if err != nil {
+			return
+		}
+		defer x.Close()
+		for {
+			if _, err := x.Next(512); err != nil {
+				return
+			}
+		}
+	})
+}
