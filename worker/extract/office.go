@@ -130,7 +130,7 @@ func (c *container) kind() (string, string, error) {
 		}
 	}
 	if c.files["xl/workbook.xml"] != nil {
-		return "", "", &Skip{ReasonUnsupported, "XLSX spreadsheets are not extracted yet"}
+		return xlsxType, OfficeVersion, nil
 	}
 	return "", "", &Skip{ReasonUnsupported, "application/zip"}
 }
@@ -146,6 +146,8 @@ func (c *container) parts(kind string) ([]string, error) {
 		return []string{"content.xml"}, nil
 	case kind == "application/epub+zip":
 		return c.spine()
+	case kind == xlsxType:
+		return []string{"xl/workbook.xml"}, nil // writeXLSX walks the sheets itself
 	}
 	return nil, &Skip{ReasonUnsupported, kind}
 }
@@ -323,6 +325,10 @@ func openContainer(br io.Reader) (*bufio.Reader, io.Closer, string, string, erro
 			go func() {
 				bw := bufio.NewWriterSize(pw, 64<<10)
 				var werr error
+				if kind == xlsxType {
+					werr = c.writeXLSX(bw)
+					names = nil
+				}
 				for i, name := range names {
 					rc, err := c.open(name)
 					if err != nil {
@@ -358,4 +364,174 @@ func (cs closers) Close() error {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
+}
+
+const xlsxType = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+// maxSharedStrings caps the shared-string table an XLSX may bring (it is
+// held in memory while the sheets are read).
+const maxSharedStrings = 32 << 20
+
+// writeXLSX writes each sheet, in workbook order, as its name on a line and
+// then one line per row, cells joined by " | ": shared strings, inline
+// strings and values as stored (numbers unformatted).
+func (c *container) writeXLSX(w *bufio.Writer) error {
+	raw, err := c.read("xl/workbook.xml")
+	if err != nil {
+		return err
+	}
+	var wb struct {
+		Sheets []struct {
+			Name string `xml:"name,attr"`
+			ID   string `xml:"http://schemas.openxmlformats.org/officeDocument/2006/relationships id,attr"`
+		} `xml:"sheets>sheet"`
+	}
+	if err := xml.Unmarshal(raw, &wb); err != nil {
+		return &Skip{ReasonCorrupt, "workbook: " + err.Error()}
+	}
+	target := map[string]string{}
+	if rels, err := c.read("xl/_rels/workbook.xml.rels"); err == nil {
+		var doc struct {
+			Rel []struct {
+				ID     string `xml:"Id,attr"`
+				Target string `xml:"Target,attr"`
+			} `xml:"Relationship"`
+		}
+		_ = xml.Unmarshal(rels, &doc)
+		for _, r := range doc.Rel {
+			target[r.ID] = path.Clean(path.Join("xl", r.Target))
+		}
+	}
+	var shared []string
+	if zf := c.files["xl/sharedStrings.xml"]; zf != nil {
+		if zf.UncompressedSize64 > maxSharedStrings {
+			return &Skip{ReasonDecompressedTooLarge, "a shared-string table over the cap"}
+		}
+		if shared, err = c.sharedStrings(); err != nil {
+			return err
+		}
+	}
+	for i, sh := range wb.Sheets {
+		name := target[sh.ID]
+		if name == "" || c.files[name] == nil {
+			continue
+		}
+		if i > 0 {
+			w.WriteByte('\n')
+		}
+		w.WriteString(sh.Name + "\n")
+		rc, err := c.open(name)
+		if err != nil {
+			return err
+		}
+		err = writeSheet(w, rc, shared)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *container) sharedStrings() ([]string, error) {
+	rc, err := c.open("xl/sharedStrings.xml")
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	d := xml.NewDecoder(rc)
+	var out []string
+	var cur strings.Builder
+	inT := false
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, &Skip{ReasonCorrupt, "shared strings: " + err.Error()}
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			switch t.Name.Local {
+			case "si":
+				cur.Reset()
+			case "t":
+				inT = true
+			}
+		case xml.EndElement:
+			switch t.Name.Local {
+			case "si":
+				out = append(out, cur.String())
+			case "t":
+				inT = false
+			}
+		case xml.CharData:
+			if inT {
+				cur.Write(t)
+			}
+		}
+	}
+}
+
+// writeSheet streams one worksheet's rows.
+func writeSheet(w *bufio.Writer, r io.Reader, shared []string) error {
+	d := xml.NewDecoder(r)
+	var cellType string
+	var val strings.Builder
+	inV, cells := false, 0
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return &Skip{ReasonCorrupt, "worksheet: " + err.Error()}
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			switch t.Name.Local {
+			case "row":
+				cells = 0
+			case "c":
+				cellType = ""
+				for _, a := range t.Attr {
+					if a.Name.Local == "t" {
+						cellType = a.Value
+					}
+				}
+				val.Reset()
+			case "v", "t":
+				inV = true
+			}
+		case xml.EndElement:
+			switch t.Name.Local {
+			case "v", "t":
+				inV = false
+			case "c":
+				text := val.String()
+				if cellType == "s" {
+					if i, err := strconv.Atoi(strings.TrimSpace(text)); err == nil && i >= 0 && i < len(shared) {
+						text = shared[i]
+					}
+				}
+				if text == "" {
+					continue
+				}
+				if cells > 0 {
+					w.WriteString(" | ")
+				}
+				w.WriteString(text)
+				cells++
+			case "row":
+				if cells > 0 {
+					w.WriteByte('\n')
+				}
+			}
+		case xml.CharData:
+			if inV {
+				val.Write(t)
+			}
+		}
+	}
 }

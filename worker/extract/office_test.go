@@ -50,12 +50,19 @@ func TestOfficeAndEPUB(t *testing.T) {
 		"OEBPS/content.opf", `<package><manifest><item id="c2" href="ch2.xhtml"/><item id="c1" href="ch1.xhtml"/></manifest><spine><itemref idref="c1"/><itemref idref="c2"/></spine></package>`,
 		"OEBPS/ch1.xhtml", `<html><body><h1>Chapter One</h1><p>It was a dark night.</p></body></html>`,
 		"OEBPS/ch2.xhtml", `<html><body><h1>Chapter Two</h1><p>Morning came.</p></body></html>`)
+	xlsx := zipOf(t,
+		"xl/workbook.xml", `<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="Sales" sheetId="1" r:id="rId1"/><sheet name="Notes" sheetId="2" r:id="rId2"/></sheets></workbook>`,
+		"xl/_rels/workbook.xml.rels", `<Relationships><Relationship Id="rId1" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Target="worksheets/sheet2.xml"/></Relationships>`,
+		"xl/sharedStrings.xml", `<sst><si><t>Region</t></si><si><t>Sales</t></si><si><r><t>Nor</t></r><r><t>th</t></r></si></sst>`,
+		"xl/worksheets/sheet1.xml", `<worksheet><sheetData><row><c t="s"><v>0</v></c><c t="s"><v>1</v></c></row><row><c t="s"><v>2</v></c><c><v>120.5</v></c></row><row/></sheetData></worksheet>`,
+		"xl/worksheets/sheet2.xml", `<worksheet><sheetData><row><c t="inlineStr"><is><t>checked by Zoë</t></is></c></row></sheetData></worksheet>`)
 	tests := []struct {
 		name    string
 		data    []byte
 		want    string
 		version string
 	}{
+		{"xlsx: sheets in workbook order, rows as lines", xlsx, "Sales\nRegion | Sales\nNorth | 120.5\n\nNotes\nchecked by Zoë\n", OfficeVersion},
 		{"docx", docx, "Quarterly report\nRevenue\tgrew.\nRegion | Sales\nNorth | 120\n", OfficeVersion},
 		{"pptx: slides in order, notes after their slide", pptx, "First slide\n\nSpeaker notes of the first\n\nSecond slide\n\nTenth slide\n", OfficeVersion},
 		{"odt", odt, "Title\nHello open document\n", OfficeVersion},
@@ -89,7 +96,6 @@ func TestBadContainers(t *testing.T) {
 		reason string
 	}{
 		{"zip bomb (ratio)", bomb, ReasonDecompressedTooLarge},
-		{"xlsx", zipOf(t, "xl/workbook.xml", "<workbook/>"), ReasonUnsupported},
 		{"plain zip", zipOf(t, "a.txt", "hello"), ReasonUnsupported},
 		{"encrypted office", zipOf(t, "EncryptionInfo", "x", "EncryptedPackage", "y"), ReasonEncrypted},
 		{"truncated zip", zipOf(t, "word/document.xml", "<w:document/>")[:30], ReasonCorrupt},
