@@ -46,14 +46,24 @@ type s3Now struct {
 	etag string // when it exists
 }
 
+// agreesWithStale reports whether S3 bears out a stale verdict from the
+// stored sequencer: a late create for an object that is gone or still has
+// the stored content, or a late delete of an object that still exists.
+func (n *s3Now) agreesWithStale(task *schema.Task, state *schema.ObjectState) bool {
+	if task.Op == schema.OpDelete {
+		return !n.gone
+	}
+	return n.gone || state.Status != schema.ObjectDeleted && sameETag(n.etag, state.ETag)
+}
+
 // headObject asks S3 about task's object (its version, when the task names
 // one): notifications are claims anyone with sqs:SendMessage can make, S3
 // is the fact. NotFound, NoSuchKey, NoSuchVersion and MethodNotAllowed (a
 // delete marker asked by version) mean gone.
-func (w *Worker) headObject(ctx context.Context, t *creds.Tenant, task *schema.Task) (s3Now, error) {
+func (w *Worker) headObject(ctx context.Context, t *creds.Tenant, task *schema.Task) (*s3Now, error) {
 	req, err := w.res.Request(t, "events", task.Bucket, task.ScopePrefix)
 	if err != nil {
-		return s3Now{}, err
+		return nil, err
 	}
 	var out *s3.HeadObjectOutput
 	err = w.res.WithS3(ctx, t, req, task.Region, func(c *s3.Client) error {
@@ -69,14 +79,14 @@ func (w *Worker) headObject(ctx context.Context, t *creds.Tenant, task *schema.T
 	if err != nil {
 		c := creds.Classify(err)
 		if c.Class == schema.ClassNotFound || c.Code == "MethodNotAllowed" {
-			return s3Now{gone: true}, nil
+			return &s3Now{gone: true}, nil
 		}
-		return s3Now{}, err
+		return nil, err
 	}
 	if aws.ToBool(out.DeleteMarker) {
-		return s3Now{gone: true}, nil
+		return &s3Now{gone: true}, nil
 	}
-	return s3Now{etag: aws.ToString(out.ETag)}, nil
+	return &s3Now{etag: aws.ToString(out.ETag)}, nil
 }
 
 // unconfirmed records a notification claim S3 did not bear out: a metric
@@ -94,11 +104,14 @@ const ReasonNotDeletedInS3 = "not_deleted_in_s3"
 // deleteObject applies a delete notification once S3, asked with the
 // tenant's role, confirms it (the object or the named version is gone, or a
 // delete marker is current): it publishes a tombstone for every chunk of the
-// stored version. A delete S3 does not confirm changes nothing.
-func (w *Worker) deleteObject(ctx context.Context, t *creds.Tenant, task *schema.Task, state *schema.ObjectState, key string, rev uint64, overrides bool) (*schema.ObjectEvent, error) {
-	now, err := w.headObject(ctx, t, task)
-	if err != nil {
-		return nil, err
+// stored version. A delete S3 does not confirm changes nothing. now is
+// what S3 already said of the object (nil: ask it).
+func (w *Worker) deleteObject(ctx context.Context, t *creds.Tenant, task *schema.Task, state *schema.ObjectState, key string, rev uint64, now *s3Now, overrides bool) (*schema.ObjectEvent, error) {
+	if now == nil {
+		var err error
+		if now, err = w.headObject(ctx, t, task); err != nil {
+			return nil, err
+		}
 	}
 	if !now.gone {
 		w.unconfirmed(ctx, task, ReasonNotDeletedInS3)

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -148,19 +149,16 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	if err != nil {
 		return nil, err
 	}
+	var now *s3Now // what S3 said of the object, once asked
 	overrides := false
 	switch decide(task, state, task.ETag) {
 	case stale:
-		// A stored sequencer may have come from a forged notification: S3
-		// decides. The event is stale only if S3 agrees with the state.
-		now, err := w.headObject(ctx, t, task)
-		if err != nil {
+		// A stored sequencer may have come from a forged notification: the
+		// event is stale only if S3 agrees with the state (confirm.go).
+		if now, err = w.headObject(ctx, t, task); err != nil {
 			return nil, err
 		}
-		agrees := now.gone && task.Op == schema.OpIndex ||
-			!now.gone && task.Op == schema.OpDelete ||
-			!now.gone && state.Status != schema.ObjectDeleted && sameETag(now.etag, state.ETag)
-		if agrees {
+		if now.agreesWithStale(task, state) {
 			ev := w.event(task, schema.OutcomeSkipped)
 			ev.Reason = "stale: an event with a later sequencer for this key was already applied"
 			return ev, nil
@@ -174,7 +172,7 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 		return w.skipEvent(task, state), nil
 	}
 	if task.Op == schema.OpDelete {
-		return w.deleteObject(ctx, t, task, state, stateKey, rev, overrides)
+		return w.deleteObject(ctx, t, task, state, stateKey, rev, now, overrides)
 	}
 	scope := task.JobID
 	if scope == "" {
@@ -239,7 +237,8 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 		}
 		// Remember the version, so skip_existing does not fetch it again.
 		skipped := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: sequencer(task, state, confirmed, overrides),
-			ExtractorVersion: extract.Version, Status: schema.ObjectSkipped, Reason: ev.Reason, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
+			ExtractorVersion: cmp.Or(res.extractor, extract.Version), ContentType: res.contentType, Status: schema.ObjectSkipped, Reason: ev.Reason,
+			JobID: task.JobID, UpdatedAt: time.Now().UTC()}
 		if err := w.saveState(ctx, stateKey, skipped, rev); err != nil {
 			return nil, err
 		}

@@ -28,7 +28,7 @@ type foldable struct {
 func decodeEvent(msg jetstream.Msg) (*foldable, error) {
 	md, err := msg.Metadata()
 	if err != nil {
-		return nil, fmt.Errorf("event metadata: %w", err)
+		return nil, schema.Errorf(schema.ClassPermanent, "event metadata: %w", err) // never readable: dead-letter it, fold the rest
 	}
 	jobID, ev, err := schema.DecodeEvent(msg.Subject(), msg.Data())
 	if err != nil {

@@ -77,28 +77,48 @@ func TestForgedNotificationsChangeNothing(t *testing.T) {
 		t.Fatalf("state after the genuine update: %+v", st)
 	}
 
-	// A forged create naming the current ETag with a huge sequencer: the
-	// content is what S3 has, so its sequencer is stored...
-	if ev := e.notify(t, schema.OpIndex, "contract.txt", awstest.ETag(v2), forged); ev.Outcome == schema.OutcomeFailed {
-		t.Fatalf("forged create: %+v", ev)
+	// A sequencer is poisoned: the object changes in S3 and a forged record
+	// naming the new content (so S3 bears it out) arrives first, with the
+	// largest sequencer S3 could send. It is stored...
+	poison := func(body, sequencer string) {
+		t.Helper()
+		e.s3.Put(bucket, "contract.txt", body)
+		if ev := e.notify(t, schema.OpIndex, "contract.txt", awstest.ETag(body), sequencer); ev.Outcome != schema.OutcomeIndexed {
+			t.Fatalf("forged create: %+v", ev)
+		}
+		if st := e.state(t, "contract.txt"); st.Sequencer != sequencer {
+			t.Fatalf("the forged sequencer was not stored (the test needs it): %+v", st)
+		}
+	}
+	v3 := strings.Repeat("Version three. ", 20)
+	poison(v3, strings.Repeat("F", 32))
+	// ...the genuine notification of that same change is stale, as S3 agrees,
+	if ev := e.notify(t, schema.OpIndex, "contract.txt", awstest.ETag(v3), "0055AED6DCD90281F0"); ev.Outcome != schema.OutcomeSkipped || !strings.HasPrefix(ev.Reason, "stale") {
+		t.Fatalf("genuine event of the change already indexed: %+v", ev)
 	}
 	// ...yet a later genuine update with a smaller sequencer is applied,
-	v3 := strings.Repeat("Version three. ", 20)
-	e.s3.Put(bucket, "contract.txt", v3)
-	if ev := e.notify(t, schema.OpIndex, "contract.txt", awstest.ETag(v3), "0055AED6DCD90281F0"); ev.Outcome != schema.OutcomeIndexed {
+	v4 := strings.Repeat("Version four. ", 20)
+	e.s3.Put(bucket, "contract.txt", v4)
+	if ev := e.notify(t, schema.OpIndex, "contract.txt", awstest.ETag(v4), "0055AED6DCD90281F1"); ev.Outcome != schema.OutcomeIndexed {
 		t.Fatalf("genuine update after a poisoned sequencer: %+v", ev)
 	}
-	if st := e.state(t, "contract.txt"); st.ETag != awstest.ETag(v3) || st.Sequencer != "0055AED6DCD90281F0" {
+	if st := e.state(t, "contract.txt"); st.ETag != awstest.ETag(v4) || st.Sequencer != "0055AED6DCD90281F1" {
 		t.Fatalf("state: %+v", st)
 	}
 	// ...a genuinely late event for older content is still stale,
 	if ev := e.notify(t, schema.OpIndex, "contract.txt", awstest.ETag(v2), "0055AED6DCD90281E9"); ev.Outcome != schema.OutcomeSkipped || !strings.HasPrefix(ev.Reason, "stale") {
 		t.Fatalf("late event for older content: %+v", ev)
 	}
-	// ...and a genuine delete is applied: every chunk tombstoned.
+	// ...and a genuine delete after the sequencer was poisoned again is
+	// applied, asking S3 once: every chunk tombstoned.
+	poison(strings.Repeat("Version five. ", 20), strings.Repeat("F", 31)+"E")
 	e.s3.Delete(bucket, "contract.txt")
+	heads := e.s3.Heads.Load()
 	if ev := e.notify(t, schema.OpDelete, "contract.txt", "", "0055AED6DCD90281FF"); ev.Outcome != schema.OutcomeDeleted {
 		t.Fatalf("genuine delete: %+v", ev)
+	}
+	if n := e.s3.Heads.Load() - heads; n != 1 {
+		t.Fatalf("the stale check and the delete asked S3 %d times, want once", n)
 	}
 	if got, _, _ := visible(t, e); len(got) != 0 {
 		t.Fatalf("%d chunks visible after the genuine delete", len(got))

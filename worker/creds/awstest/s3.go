@@ -144,6 +144,9 @@ func s3Error(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead {
+		s.Heads.Add(1) // every HEAD, whatever its answer
+	}
 	bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	resource := "arn:aws:s3:::" + bucket
 	if key != "" {
@@ -181,9 +184,7 @@ func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s3Error(w, 404, "NoSuchKey", "The specified key does not exist.")
 		return
 	}
-	if r.Method == http.MethodHead {
-		s.Heads.Add(1)
-	} else {
+	if r.Method != http.MethodHead {
 		s.Gets.Add(1)
 	}
 	w.Header().Set("ETag", etag(body))
