@@ -57,6 +57,7 @@ const (
 	ReasonCorrupt              = "corrupt_archive"
 	ReasonDirectory            = "directory_marker"
 	ReasonUnsplittable         = "unsplittable"
+	ReasonEncrypted            = "encrypted"
 )
 
 // Skip is an error meaning the object is skipped, with a reason; no retry
@@ -88,8 +89,8 @@ func (x *Reader) Close() error {
 	return x.closer.Close()
 }
 
-// Version is the extractor that produced the text (Version, LegacyVersion
-// or HTMLVersion).
+// Version is the extractor that produced the text (Version, LegacyVersion,
+// HTMLVersion, OfficeVersion or EPUBVersion).
 func (x *Reader) Version() string { return x.version }
 
 // Type is the detected content type, with the charset when it is not UTF-8
@@ -156,7 +157,7 @@ func OpenObject(r io.Reader, key, contentType string) (*Reader, error) {
 		x.src, x.version, x.kind = bufio.NewReaderSize(newHTMLText(dec), sniffBytes), HTMLVersion, "text/html"
 		return x, nil
 	}
-	if validUTF8Prefix(head) {
+	if utf8.Valid(head[:completeRunes(head)]) {
 		return x, nil
 	}
 	enc, name, err := detectLegacy(head)
@@ -182,18 +183,18 @@ func isHTML(sniffed, key, contentType string) bool {
 	return strings.HasSuffix(k, ".html") || strings.HasSuffix(k, ".htm") || strings.HasSuffix(k, ".xhtml")
 }
 
-// validUTF8Prefix reports whether head is valid UTF-8, allowing a rune cut
-// at its end (head is a prefix of the object).
-func validUTF8Prefix(head []byte) bool {
-	for i := 1; i <= 3 && i <= len(head); i++ {
-		if c := head[len(head)-i]; c&0xC0 != 0x80 {
-			if !utf8.FullRune(head[len(head)-i:]) {
-				head = head[:len(head)-i]
+// completeRunes is the length of b without a rune cut at its end (b is a
+// prefix of a longer text).
+func completeRunes(b []byte) int {
+	for i := 1; i <= 3 && i <= len(b); i++ {
+		if c := b[len(b)-i]; c&0xC0 != 0x80 {
+			if !utf8.FullRune(b[len(b)-i:]) {
+				return len(b) - i
 			}
 			break
 		}
 	}
-	return utf8.Valid(head)
+	return len(b)
 }
 
 // utf16Order tells UTF-16 without a byte-order mark by its NUL pattern:
@@ -301,15 +302,7 @@ func (x *Reader) Next(max int) (string, error) {
 	}
 	end := len(buf)
 	if !eof {
-		// Hold back an incomplete rune at the end for the next part.
-		for i := 1; i <= 3 && i <= len(buf); i++ {
-			if c := buf[len(buf)-i]; c&0xC0 != 0x80 {
-				if !utf8.FullRune(buf[len(buf)-i:]) {
-					end = len(buf) - i
-				}
-				break
-			}
-		}
+		end = completeRunes(buf) // hold back an incomplete rune for the next part
 	}
 	if !utf8.Valid(buf[:end]) {
 		return "", &Skip{ReasonNotUTF8, "not valid UTF-8"}

@@ -27,9 +27,6 @@ const (
 	maxEntryBytes     = 128 << 20 // one XML part, decompressed
 	maxTotalBytes     = 512 << 20 // all parts read, decompressed
 	maxRatio          = 200       // decompressed:compressed of one part
-
-	ReasonEncrypted   = "encrypted"
-	ReasonUnsupported = "unsupported_type"
 )
 
 // container is an opened zip spooled to a temporary file.
@@ -126,13 +123,13 @@ func (c *container) kind() (string, string, error) {
 		case strings.HasPrefix(mt, "application/vnd.oasis.opendocument.") && c.files["content.xml"] != nil:
 			return mt, OfficeVersion, nil
 		default:
-			return "", "", &Skip{ReasonUnsupported, mt}
+			return "", "", &Skip{ReasonBinary, mt}
 		}
 	}
 	if c.files["xl/workbook.xml"] != nil {
 		return xlsxType, OfficeVersion, nil
 	}
-	return "", "", &Skip{ReasonUnsupported, "application/zip"}
+	return "", "", &Skip{ReasonBinary, "application/zip"}
 }
 
 // parts lists the XML parts to read, in reading order, for kind.
@@ -149,7 +146,7 @@ func (c *container) parts(kind string) ([]string, error) {
 	case kind == xlsxType:
 		return []string{"xl/workbook.xml"}, nil // writeXLSX walks the sheets itself
 	}
-	return nil, &Skip{ReasonUnsupported, kind}
+	return nil, &Skip{ReasonBinary, kind}
 }
 
 // slides are ppt/slides/slideN.xml in slide order, each followed by its

@@ -96,7 +96,7 @@ func TestBadContainers(t *testing.T) {
 		reason string
 	}{
 		{"zip bomb (ratio)", bomb, ReasonDecompressedTooLarge},
-		{"plain zip", zipOf(t, "a.txt", "hello"), ReasonUnsupported},
+		{"plain zip", zipOf(t, "a.txt", "hello"), ReasonBinary},
 		{"encrypted office", zipOf(t, "EncryptionInfo", "x", "EncryptedPackage", "y"), ReasonEncrypted},
 		{"truncated zip", zipOf(t, "word/document.xml", "<w:document/>")[:30], ReasonCorrupt},
 		{"broken XML", zipOf(t, "word/document.xml", `<w:document `+wordNS+`><w:body><w:p>`), ReasonCorrupt},
