@@ -395,15 +395,15 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 // its first use; after that it starts a new job.
 func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, job *schema.Job, in *registry.Integration, requestHash string) error {
 	ctx := r.Context()
-	if k := r.Header.Get("Idempotency-Key"); k != "" {
-		h := sha256.Sum256([]byte(org.ID + "\x00" + k))
-		job.JobID = "job_" + hex.EncodeToString(h[:10])
+	key := r.Header.Get("Idempotency-Key")
+	keyed := key != ""
+	if keyed {
+		job.JobID = derivedJobID(org.ID, key)
 	} else {
 		b := make([]byte, 10)
 		_, _ = rand.Read(b)
 		job.JobID = "job_" + hex.EncodeToString(b)
 	}
-	keyed := r.Header.Get("Idempotency-Key") != ""
 	var status *schema.JobStatus
 	for attempt := 0; ; attempt++ {
 		status = schema.NewJobStatus(job)
@@ -426,8 +426,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 		}
 		// The key expired with the window: it names a new job, whose ID
 		// follows from the expired one's.
-		h := sha256.Sum256([]byte(org.ID + "\x00" + prev.JobID))
-		job.JobID = "job_" + hex.EncodeToString(h[:10])
+		job.JobID = derivedJobID(org.ID, prev.JobID)
 	}
 	payload, err := schema.Encode(job)
 	if err == nil {
@@ -448,6 +447,13 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 	}
 	writeJSON(w, http.StatusCreated, resp)
 	return nil
+}
+
+// derivedJobID is the job ID an Idempotency-Key (or an expired key's job ID)
+// names in org: the same inputs, the same job.
+func derivedJobID(org, from string) string {
+	h := sha256.Sum256([]byte(org + "\x00" + from))
+	return "job_" + hex.EncodeToString(h[:10])
 }
 
 // replay answers a retried request whose Idempotency-Key created job s.
