@@ -59,7 +59,7 @@ func runJob(ctx context.Context, args []string) error {
 					return nil, "", err
 				}
 				// Progress goes to stderr, so --json output stays one object.
-				st, err := showJob(ctx, j, *org, *id, *wait, *wait, progressWriter())
+				st, err := showJob(ctx, j, *org, *id, *wait, progressWriter())
 				if err != nil {
 					return nil, "", err
 				}
@@ -100,8 +100,9 @@ func progressWriter() progress {
 	return progress{w: os.Stderr, tty: err == nil && fi.Mode()&os.ModeCharDevice != 0}
 }
 
-// showJob reads a job and, with wait, follows it until it is final.
-func showJob(ctx context.Context, j *producer.Jobs, org, id string, draw, wait bool, p progress) (*schema.JobStatus, error) {
+// showJob reads a job and, with wait, follows it until it is final, drawing
+// its progress on p.
+func showJob(ctx context.Context, j *producer.Jobs, org, id string, wait bool, p progress) (*schema.JobStatus, error) {
 	last := ""
 	for {
 		st, _, err := j.Get(ctx, org, id)
@@ -112,21 +113,19 @@ func showJob(ctx context.Context, j *producer.Jobs, org, id string, draw, wait b
 			return nil, err
 		}
 		if !wait || st.Final() {
-			if draw && p.tty {
+			if wait && p.tty {
 				fmt.Fprintln(p.w)
 			}
 			return st, nil
 		}
-		if draw {
-			line := progressLine(st.View(time.Now()))
-			switch {
-			case p.tty:
-				fmt.Fprintf(p.w, "\r%s", line)
-			case line != last:
-				fmt.Fprintln(p.w, line)
-			}
-			last = line
+		line := progressLine(st.View(time.Now()))
+		switch {
+		case p.tty:
+			fmt.Fprintf(p.w, "\r%s", line)
+		case line != last:
+			fmt.Fprintln(p.w, line)
 		}
+		last = line
 		select {
 		case <-ctx.Done():
 			return st, ctx.Err()

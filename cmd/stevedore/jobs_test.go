@@ -66,7 +66,7 @@ func TestProgressLines(t *testing.T) {
 		_, _ = jobs.Cancel(ctx, "org_1", "job_run")
 	}()
 	var b bytes.Buffer
-	final, err := showJob(ctx, jobs, "org_1", "job_run", true, true, progress{w: &b, tty: false})
+	final, err := showJob(ctx, jobs, "org_1", "job_run", true, progress{w: &b, tty: false})
 	if err != nil || final.Status != schema.JobStatusCancelled {
 		t.Fatalf("%v %+v", err, final)
 	}
