@@ -462,15 +462,11 @@ func (r *Registry) AuditTrail(ctx context.Context, org string, since time.Time, 
 	}
 	var out []AuditEntry
 	for len(out) < limit {
-		info := cons.CachedInfo()
-		if info != nil && info.NumPending == 0 && len(out) > 0 {
-			break
-		}
 		batch, err := cons.Fetch(min(limit-len(out), 256), jetstream.FetchMaxWait(200*time.Millisecond))
 		if err != nil {
 			return nil, fmt.Errorf("read audit: %w", err)
 		}
-		n := 0
+		n, caughtUp := 0, false
 		for m := range batch.Messages() {
 			n++
 			var rec schema.AuditRecord
@@ -479,15 +475,11 @@ func (r *Registry) AuditTrail(ctx context.Context, org string, since time.Time, 
 			}
 			e := AuditEntry{AuditRecord: rec}
 			if md, err := m.Metadata(); err == nil {
-				e.Seq = md.Sequence.Stream
-				if md.NumPending == 0 {
-					out = append(out, e)
-					return out, nil
-				}
+				e.Seq, caughtUp = md.Sequence.Stream, md.NumPending == 0
 			}
 			out = append(out, e)
 		}
-		if n == 0 {
+		if n == 0 || caughtUp {
 			break
 		}
 	}
