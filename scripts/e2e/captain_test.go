@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/stevedore-dev/stevedore/scripts/stack"
 )
 
 // TestCaptainExampleClient runs Captain's own example client (seed 000,
@@ -23,15 +21,7 @@ import (
 func TestCaptainExampleClient(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	s, err := stack.Start(ctx, t.TempDir(), t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
-	org, _, err := s.Onboard(ctx, "Captain client", roleARN, "demo-docs")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, org, _ := startOnboarded(t, ctx, "Captain client")
 	cmd := exec.CommandContext(ctx, "python3", filepath.Join(s.Root, "scripts", "captain_client.py"))
 	cmd.Env = append(os.Environ(), "STEVEDORE_URL="+s.API, "STEVEDORE_API_KEY="+org.APIKey, "STEVEDORE_ORG_ID="+org.OrgID,
 		"STEVEDORE_BUCKET=demo-docs", "STEVEDORE_ROLE_ARN="+roleARN, "STEVEDORE_EXTERNAL_ID="+org.ExternalID)

@@ -113,12 +113,12 @@ func indexFile(t *testing.T, ctx context.Context, s *stack.Stack, org *stack.Org
 	return created.JobID
 }
 
-// startOnboarded starts MinIO and `stevedore dev` without in-process workers
-// (the test starts its own worker processes) and onboards one organization.
-func startOnboarded(t *testing.T, ctx context.Context, name string) (*stack.Stack, *stack.Org, string) {
+// startOnboarded starts MinIO and `stevedore dev` (with opts) and onboards
+// one organization for the demo bucket.
+func startOnboarded(t *testing.T, ctx context.Context, name string, opts ...stack.Option) (*stack.Stack, *stack.Org, string) {
 	t.Helper()
 	dir := t.TempDir()
-	s, err := stack.Start(ctx, dir, t.Logf, stack.WithDevArgs("--workers", "0"))
+	s, err := stack.Start(ctx, dir, t.Logf, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func startOnboarded(t *testing.T, ctx context.Context, name string) (*stack.Stac
 func TestSIGTERMHandsBackAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	s, org, dir := startOnboarded(t, ctx, "Shutdown")
+	s, org, dir := startOnboarded(t, ctx, "Shutdown", stack.WithDevArgs("--workers", "0")) // the test starts its own workers
 	putText(t, ctx, rootS3(s), "big/long.txt", 300<<20)
 	a, aURL := workerProc(t, s, dir, "worker-a", "--shutdown-grace", "1s")
 	job := indexFile(t, ctx, s, org, "/v2/collections/shutdown/index/s3/file", map[string]any{"file_uri": "s3://demo-docs/big/long.txt"})
@@ -174,7 +174,7 @@ func TestSIGTERMHandsBackAtOnce(t *testing.T) {
 func TestWorkerMemoryIsBounded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	s, org, dir := startOnboarded(t, ctx, "Memory")
+	s, org, dir := startOnboarded(t, ctx, "Memory", stack.WithDevArgs("--workers", "0"))
 	client := rootS3(s)
 	putText(t, ctx, client, "mem/huge.txt", 1<<30)
 	g, gctx := errgroup.WithContext(ctx)
