@@ -69,7 +69,7 @@ const (
 
 // Verifier checks an integration (see creds.Verifier).
 type Verifier interface {
-	Verify(ctx context.Context, t creds.Target) *registry.Verification
+	Verify(ctx context.Context, t creds.Target) (*registry.Verification, error)
 }
 
 // API serves the HTTP endpoints. Create with New; it is an http.Handler.

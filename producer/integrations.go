@@ -231,11 +231,11 @@ func (a *API) verifyIntegration(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{http.StatusTooManyRequests, "verify_rate_limited", fmt.Sprintf("at most %d verifications at once and one per %s per organization", a.cfg.VerifyBurst, a.cfg.VerifyEvery),
 			"wait for the Retry-After interval, then verify again"}
 	}
-	rep := a.cfg.Verifier.Verify(r.Context(), creds.Target{Org: org, In: in, Bucket: req.Bucket})
-	if rep.Reason == creds.CodeOurCredentials {
+	rep, err := a.cfg.Verifier.Verify(r.Context(), creds.Target{Org: org, In: in, Bucket: req.Bucket})
+	if err != nil {
 		// Our identity failed, not the customer's role: nothing is recorded
 		// against the integration.
-		a.log.Error("verification could not run: stevedore's own AWS identity was refused or is missing", "org", org.ID, "integration", in.ID)
+		a.log.Error("verification could not run", "org", org.ID, "integration", in.ID, "error", err)
 		return &apiError{http.StatusServiceUnavailable, "verifier_unavailable", "stevedore could not verify right now (its own AWS identity failed); your integration is unchanged",
 			"retry later; the operators are alerted"}
 	}

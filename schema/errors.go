@@ -106,7 +106,7 @@ const (
 	CodeNoSuchKey        = "no_such_key"           // the object is gone
 	CodeThrottled        = "throttled"             // AWS or our own rate limit, after retries
 	CodeUnavailable      = "aws_unavailable"       // network, timeouts, 5xx, after retries
-	CodeOurCredentials   = "stevedore_credentials" // our own identity was refused: not the customer's problem
+	CodeOurCredentials   = "our_credentials"       // our own identity was refused or is missing: not the customer's problem
 	CodeIntegration      = "integration_unusable"  // the integration is not active or does not cover the bucket
 	CodeInvalidMessage   = "invalid_message"       // a message could not be decoded
 	CodeMaxDeliveries    = "max_deliveries"        // the worker crashed or timed out on every attempt

@@ -275,12 +275,11 @@ func verifyIntegration(ctx context.Context, r *registry.Registry, orgID, id, buc
 		return nil, "", fmt.Errorf("load AWS configuration: %w", err)
 	}
 	v := newVerifier(cfg, pathStyle, names, devEmulator, r, newLogger("warn"))
-	rep := v.Verify(ctx, creds.Target{Org: org, In: in, Bucket: bucket})
-	if rep.Reason == creds.CodeOurCredentials {
+	rep, err := v.Verify(ctx, creds.Target{Org: org, In: in, Bucket: bucket})
+	if err != nil {
 		// Our identity failed, not the customer's role: the integration is
 		// left as it was, and the command fails.
-		return nil, "", fmt.Errorf("verification could not run: this machine's own AWS identity was refused or is missing (the integration is unchanged): %s",
-			rep.Steps[0].Message)
+		return nil, "", fmt.Errorf("verification could not run (the integration is unchanged): %w", err)
 	}
 	in, err = r.RecordVerification(ctx, cliActor, orgID, id, rep)
 	if err != nil {

@@ -1,6 +1,7 @@
 package creds
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,9 +19,10 @@ import (
 	"github.com/stevedore-dev/stevedore/schema/registry"
 )
 
-// CodeOurCredentials is the verification failure code when stevedore's own
-// identity failed (not the customer's role): callers record nothing.
-const CodeOurCredentials = "our_credentials"
+// ErrOurCredentials: verification could not run because stevedore's own AWS
+// identity is missing or was refused. That says nothing about the
+// customer's role, so there is no report to record.
+var ErrOurCredentials = errors.New("stevedore's own AWS identity is missing or was refused")
 
 // Verification step names, in order.
 const (
@@ -47,8 +49,8 @@ type Verifier struct {
 	DevEmulatorSTS bool
 	// Identity is stevedore's own credentials (those the STS client signs
 	// with); when set, Verify first checks that they can be had, so a
-	// missing identity is reported as ours (CodeOurCredentials), never as
-	// the customer's failure.
+	// missing identity is reported as ours (ErrOurCredentials), never as the
+	// customer's failure.
 	Identity aws.CredentialsProvider
 	// Resolver opens a static-key integration's sealed keys (required for
 	// static-key integrations only).
@@ -67,14 +69,25 @@ type Target struct {
 
 // Verify runs every step and returns the report; a step that cannot run
 // because an earlier one failed is skipped. The report never holds a secret.
-func (v *Verifier) Verify(ctx context.Context, t Target) *registry.Verification {
-	if v.Now == nil {
-		v.Now = time.Now
+// When stevedore's own identity fails, it returns ErrOurCredentials and no
+// report: nothing about the customer's role was learnt.
+func (v *Verifier) Verify(ctx context.Context, t Target) (*registry.Verification, error) {
+	rep := v.report(ctx, t)
+	if rep.Reason == schema.CodeOurCredentials {
+		return nil, fmt.Errorf("%w: %s", ErrOurCredentials, rep.Steps[0].Message)
 	}
-	if v.Timeout == 0 {
-		v.Timeout = 10 * time.Second
+	return rep, nil
+}
+
+// report runs the steps (see Verify).
+func (v *Verifier) report(ctx context.Context, t Target) *registry.Verification {
+	// Defaults are read, never written back: one Verifier serves concurrent
+	// requests.
+	now := v.Now
+	if now == nil {
+		now = time.Now
 	}
-	rep := &registry.Verification{At: v.Now().UTC()}
+	rep := &registry.Verification{At: now().UTC()}
 	add := func(s registry.VerificationStep) {
 		rep.Steps = append(rep.Steps, s)
 		if s.Status == registry.StepFailed && rep.Reason == "" {
@@ -114,7 +127,7 @@ func (v *Verifier) Verify(ctx context.Context, t Target) *registry.Verification 
 			_, err := v.Identity.Retrieve(cctx)
 			cancel()
 			if err != nil {
-				add(registry.VerificationStep{Name: StepAssume, Status: registry.StepFailed, Code: CodeOurCredentials,
+				add(registry.VerificationStep{Name: StepAssume, Status: registry.StepFailed, Code: schema.CodeOurCredentials,
 					Message: "stevedore's own AWS identity is missing or refused, so nothing was checked: " + PublicMessage(err),
 					Hint:    "this is an operator problem, not yours: retry later"})
 				skip(StepAssumeNoExtID, StepAssumeWrongID, StepListBucket, StepReadFirstObject)
@@ -160,7 +173,7 @@ func (v *Verifier) Verify(ctx context.Context, t Target) *registry.Verification 
 }
 
 func (v *Verifier) call(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, v.Timeout)
+	return context.WithTimeout(ctx, cmp.Or(v.Timeout, 10*time.Second))
 }
 
 func (v *Verifier) assumeInput(t Target, policy string, withExternalID bool) *sts.AssumeRoleInput {
@@ -189,7 +202,7 @@ func (v *Verifier) assumeWithExternalID(ctx context.Context, t Target, prefix st
 		c := Classify(&AssumeError{RoleARN: t.In.RoleARN, Err: err})
 		step.Status, step.Code, step.Message, step.Hint = registry.StepFailed, "assume_role_failed", "AssumeRole with your ExternalId failed: "+PublicMessage(err), c.Hint
 		if c.Class == schema.ClassOurCredentials {
-			step.Code, step.Message = CodeOurCredentials, "stevedore's own AWS identity was refused or is missing: "+PublicMessage(err)
+			step.Code, step.Message = schema.CodeOurCredentials, "stevedore's own AWS identity was refused or is missing: "+PublicMessage(err)
 		}
 		return step, nil
 	}

@@ -54,7 +54,10 @@ func TestVerification(t *testing.T) {
 			v.DevEmulatorSTS = tc.emulator
 			in := &registry.Integration{ID: "int_1", Kind: registry.KindRole, RoleARN: tc.role.ARN, Account: awstest.Account}
 			s3Calls := s3.Lists.Load() + s3.Gets.Load() + s3.Denied.Load()
-			rep := v.Verify(context.Background(), Target{Org: org, In: in, Bucket: tc.bucket})
+			rep, err := v.Verify(context.Background(), Target{Org: org, In: in, Bucket: tc.bucket})
+			if err != nil {
+				t.Fatal(err)
+			}
 			if rep.Reason == "trust_policy_missing_external_id" || rep.Reason == "trust_policy_external_id_not_exact" {
 				if n := s3.Lists.Load() + s3.Gets.Load() + s3.Denied.Load() - s3Calls; n != 0 {
 					t.Fatalf("an unsafe role's session was used for %d S3 calls", n)
@@ -193,9 +196,8 @@ func TestVerificationWithoutOurCredentials(t *testing.T) {
 	client := sts.New(sts.Options{Region: "us-east-1", BaseEndpoint: aws.String(st.URL), RetryMaxAttempts: 1, Credentials: none})
 	v := &Verifier{STS: client, Identity: none, AWS: s3.Config(), S3PathStyle: true}
 	in := &registry.Integration{ID: "int_1", Kind: registry.KindRole, RoleARN: roleARN("noids"), Account: awstest.Account}
-	rep := v.Verify(context.Background(), Target{Org: &registry.Org{ID: "org_1", ExternalID: "cap_org_x"}, In: in, Bucket: "docs"})
-	if rep.OK || rep.Reason != CodeOurCredentials || strings.Contains(rep.Steps[0].Message, "169.254") || st.AssumeCalls() != 0 {
-		b, _ := json.Marshal(rep)
-		t.Fatalf("report %s", b)
+	rep, err := v.Verify(context.Background(), Target{Org: &registry.Org{ID: "org_1", ExternalID: "cap_org_x"}, In: in, Bucket: "docs"})
+	if !errors.Is(err, ErrOurCredentials) || rep != nil || strings.Contains(err.Error(), "169.254") || st.AssumeCalls() != 0 {
+		t.Fatalf("report %+v, error %v", rep, err)
 	}
 }
