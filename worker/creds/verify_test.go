@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -200,4 +201,23 @@ func TestVerificationWithoutOurCredentials(t *testing.T) {
 	if !errors.Is(err, ErrOurCredentials) || rep != nil || strings.Contains(err.Error(), "169.254") || st.AssumeCalls() != 0 {
 		t.Fatalf("report %+v, error %v", rep, err)
 	}
+}
+
+// TestVerifyConcurrently: one Verifier serves concurrent API requests (the
+// race detector fails this if Verify writes its defaults into it).
+func TestVerifyConcurrently(t *testing.T) {
+	st, s3 := awstest.Start(t)
+	s3.Put("docs", "a.txt", "hello")
+	st.SetRole(awstest.Role{ARN: roleARN("concurrent"), Principal: awstest.Principal, ExternalID: "cap_org_right", Buckets: []string{"docs"}})
+	v := &Verifier{STS: st.Client(), AWS: s3.Config(), S3PathStyle: true}
+	in := &registry.Integration{ID: "int_1", Kind: registry.KindRole, RoleARN: roleARN("concurrent"), Account: awstest.Account}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if rep, err := v.Verify(context.Background(), Target{Org: &registry.Org{ID: "org_1", ExternalID: "cap_org_right"}, In: in, Bucket: "docs"}); err != nil || !rep.OK {
+				t.Errorf("%+v %v", rep, err)
+			}
+		})
+	}
+	wg.Wait()
 }
