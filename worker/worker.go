@@ -181,42 +181,29 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 // grace period after shutdown ran out: such messages are handed back at once.
 var errShutdown = errors.New("worker shutting down")
 
-// errStoppedEarly: Run's context ended before its consumers were looked up.
-var errStoppedEarly = errors.New("stopped before starting")
+// lookup finds the consumers and the stream Run claims from.
+func (w *Worker) lookup(ctx context.Context) (planner jetstream.Consumer, tasks jetstream.Stream, tracker jetstream.Consumer, err error) {
+	if planner, err = w.cfg.JS.Consumer(ctx, schema.StreamJobs, schema.ConsumerPlanner); err != nil {
+		return nil, nil, nil, fmt.Errorf("worker: consumer %s/%s: %w", schema.StreamJobs, schema.ConsumerPlanner, err)
+	}
+	if tasks, err = w.cfg.JS.Stream(ctx, schema.StreamTasks); err != nil {
+		return nil, nil, nil, fmt.Errorf("worker: stream %s: %w", schema.StreamTasks, err)
+	}
+	if tracker, err = w.cfg.JS.Consumer(ctx, schema.StreamEvents, schema.ConsumerTracker); err != nil {
+		return nil, nil, nil, fmt.Errorf("worker: consumer %s/%s: %w", schema.StreamEvents, schema.ConsumerTracker, err)
+	}
+	return planner, tasks, tracker, nil
+}
 
 // Run claims and processes messages until ctx is cancelled, then stops
 // claiming, lets in-flight work finish for up to ShutdownGrace, and hands back
 // what is left. It returns nil after a clean shutdown.
 func (w *Worker) Run(ctx context.Context) error {
-	stream := func(name, durable string) (jetstream.Consumer, error) {
-		c, err := w.cfg.JS.Consumer(ctx, name, durable)
-		if err != nil && ctx.Err() != nil {
-			return nil, errStoppedEarly
+	planner, tasks, tracker, err := w.lookup(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started: a clean shutdown
 		}
-		if err != nil {
-			return nil, fmt.Errorf("worker: consumer %s/%s: %w", name, durable, err)
-		}
-		return c, nil
-	}
-	planner, err := stream(schema.StreamJobs, schema.ConsumerPlanner)
-	if errors.Is(err, errStoppedEarly) {
-		return nil // stopped before it started: a clean shutdown
-	}
-	if err != nil {
-		return err
-	}
-	tasks, err := w.cfg.JS.Stream(ctx, schema.StreamTasks)
-	if err != nil && ctx.Err() != nil {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("worker: stream %s: %w", schema.StreamTasks, err)
-	}
-	tracker, err := stream(schema.StreamEvents, schema.ConsumerTracker)
-	if errors.Is(err, errStoppedEarly) {
-		return nil
-	}
-	if err != nil {
 		return err
 	}
 	// work outlives ctx by the grace period, so in-flight messages can finish.
