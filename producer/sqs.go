@@ -399,10 +399,6 @@ func (b *Bridge) record(ctx context.Context, q Queue, i int, rec notify.Record, 
 	if rec.Kind == notify.Ignored {
 		return RecordIgnored, nil
 	}
-	if rec.Region != "" && !schema.ValidRegion(rec.Region) {
-		*out = append(*out, dead(i, fmt.Sprintf("invalid: awsRegion %q is not an AWS region name", rec.Region), "permanent"))
-		return RecordInvalid, nil
-	}
 	rt := b.routes.Match(rec.Bucket, rec.Key)
 	if rt == nil {
 		*out = append(*out, dead(i, fmt.Sprintf("unroutable: no route for s3://%s/%s (stevedore route add)", rec.Bucket, rec.Key), "unroutable"))

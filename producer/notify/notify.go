@@ -18,6 +18,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/stevedore-dev/stevedore/schema"
 )
 
 // Kind says what a record asks for.
@@ -163,7 +165,7 @@ func parseS3(raw json.RawMessage, source string) (*Message, error) {
 			}
 			rec.Bucket, rec.Key = r.S3.Bucket.Name, key
 			rec.VersionID, rec.ETag, rec.Size, rec.Sequencer = r.S3.Object.VersionID, r.S3.Object.ETag, r.S3.Object.Size, r.S3.Object.Sequencer
-			if err := checkSequencer(rec.Sequencer); err != nil {
+			if err := checkClaims(rec); err != nil {
 				return fmt.Errorf("record %d: %w", i, err)
 			}
 			if t, err := time.Parse(time.RFC3339Nano, r.EventTime); err == nil {
@@ -180,6 +182,16 @@ func parseS3(raw json.RawMessage, source string) (*Message, error) {
 // MaxSequencerLen bounds an S3 sequencer: S3's are hex strings of 16–20
 // digits; a longer one is a forgery meant to win every later comparison.
 const MaxSequencerLen = 32
+
+// checkClaims refuses record fields stevedore acts on that S3 would never
+// send: a sequencer made to win every comparison, a region name that would
+// make the SDK dial a host of the sender's choosing.
+func checkClaims(rec Record) error {
+	if rec.Region != "" && !schema.ValidRegion(rec.Region) {
+		return fmt.Errorf("awsRegion %q is not an AWS region name", rec.Region)
+	}
+	return checkSequencer(rec.Sequencer)
+}
 
 // checkSequencer accepts only what S3 sends: empty (some emulators), or up
 // to MaxSequencerLen hex digits.
@@ -247,7 +259,7 @@ func parseEventBridge(body []byte, detailType string) (*Message, error) {
 	if rec.Kind != Ignored && (rec.Bucket == "" || rec.Key == "") {
 		rec.Err = errors.New("EventBridge event: detail.bucket.name and detail.object.key are required")
 	}
-	if err := checkSequencer(rec.Sequencer); rec.Err == nil && err != nil {
+	if err := checkClaims(rec); rec.Err == nil && err != nil {
 		rec.Err = fmt.Errorf("EventBridge event: %w", err)
 	}
 	return &Message{Records: []Record{rec}}, nil

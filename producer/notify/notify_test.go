@@ -150,3 +150,33 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestClaimsS3WouldNeverSend: a record whose sequencer or region S3 would
+// never send is unusable (it goes to DEAD), not acted on.
+func TestClaimsS3WouldNeverSend(t *testing.T) {
+	record := func(region, sequencer string) string {
+		return `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"` + region + `","eventName":"ObjectRemoved:Delete",` +
+			`"s3":{"bucket":{"name":"acme-docs"},"object":{"key":"a.txt","sequencer":"` + sequencer + `"}}}]}`
+	}
+	for _, tc := range []struct{ name, body, want string }{
+		{"fine", record("eu-west-1", "0055AED6DCD90281E5"), ""},
+		{"forged sequencer", record("eu-west-1", strings.Repeat("F", 60)), "sequencer of 60 characters"},
+		{"not hex", record("eu-west-1", "00ZZ"), "not hexadecimal"},
+		{"region naming a host", record("zz-nowhere-9.evil.example", "01"), "not an AWS region name"},
+		{"EventBridge", `{"detail-type":"Object Deleted","source":"aws.s3","region":"127.0.0.1:9","detail":{"bucket":{"name":"b"},"object":{"key":"k"}}}`, "not an AWS region name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := Parse([]byte(tc.body))
+			if err != nil || len(m.Records) != 1 {
+				t.Fatalf("%v %+v", err, m)
+			}
+			got := ""
+			if m.Records[0].Err != nil {
+				got = m.Records[0].Err.Error()
+			}
+			if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
+				t.Fatalf("error %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
