@@ -57,11 +57,21 @@ func TestCustomerQueueReadThroughRole(t *testing.T) {
 		s.Name != "stevedore-"+tf.Org.ID+"-events" || time.Until(s.Expires) < 90*time.Minute {
 		t.Fatalf("session %+v", s)
 	}
+	// A disabled org's queue is not read.
+	qc := (&creds.Resolver{Registry: tf.Registry, Broker: broker}).QueueCredentials(tf.Org.ID, tf.In.ID, "arn:aws:sqs:us-east-1:123456789012:customer-notifications", d)
+	if _, err := tf.Registry.SetDisabled(ctx, "test", tf.Org.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := qc.Retrieve(ctx); err == nil || !strings.Contains(err.Error(), "disabled") {
+		t.Fatalf("a disabled org's queue was read: %v", err)
+	}
+	if _, err := tf.Registry.SetDisabled(ctx, "test", tf.Org.ID, false); err != nil {
+		t.Fatal(err)
+	}
 	// Rotation: the old ExternalId no longer works, even for a queue reader.
 	if _, err := tf.Registry.RotateExternalID(ctx, "test", tf.Org.ID); err != nil {
 		t.Fatal(err)
 	}
-	qc := (&creds.Resolver{Registry: tf.Registry, Broker: broker}).QueueCredentials(tf.Org.ID, tf.In.ID, "arn:aws:sqs:us-east-1:123456789012:customer-notifications", d)
 	if _, err := qc.Retrieve(ctx); creds.Classify(err).Class != schema.ClassTenantAuth {
 		t.Fatalf("after rotation: %v", err)
 	}

@@ -88,6 +88,18 @@ func Allowed(in *registry.Integration, bucket, key string) error {
 // Tenant looks up the org and integration and checks that the integration
 // may be used for s3://bucket/key (Allowed).
 func (r *Resolver) Tenant(ctx context.Context, orgID, integrationID, bucket, key string) (*Tenant, error) {
+	t, err := r.lookup(ctx, orgID, integrationID)
+	if err != nil {
+		return nil, err
+	}
+	if err := Allowed(t.In, bucket, key); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// lookup finds the org (refusing a disabled one) and the integration.
+func (r *Resolver) lookup(ctx context.Context, orgID, integrationID string) (*Tenant, error) {
 	org, err := r.Registry.Org(ctx, orgID)
 	if err != nil {
 		return nil, &schema.ClassError{Class: schema.ClassTenantAuth, Code: CodeIntegrationNotFound, Err: fmt.Errorf("resolve org: %w", err)}
@@ -98,9 +110,6 @@ func (r *Resolver) Tenant(ctx context.Context, orgID, integrationID, bucket, key
 	in, err := r.Registry.Integration(ctx, orgID, integrationID)
 	if err != nil {
 		return nil, &schema.ClassError{Class: schema.ClassTenantAuth, Code: CodeIntegrationNotFound, Err: fmt.Errorf("resolve integration: %w", err)}
-	}
-	if err := Allowed(in, bucket, key); err != nil {
-		return nil, err
 	}
 	return &Tenant{Org: org, In: in}, nil
 }
@@ -185,7 +194,7 @@ func (r *Resolver) WithS3(ctx context.Context, t *Tenant, req Request, region st
 // role ARN and ExternalId are looked up on every refresh (a rotated
 // ExternalId or a revoked integration takes effect), the session is scoped
 // to the queue (QueueSessionPolicy), and the broker caches it and refreshes
-// it before expiry. Only active role integrations are used.
+// it before expiry. Only active role integrations of enabled orgs are used.
 func (r *Resolver) QueueCredentials(orgID, integrationID, queueARN string, d time.Duration) aws.CredentialsProvider {
 	return queueProvider{r: r, org: orgID, integration: integrationID, policy: QueueSessionPolicy(queueARN), duration: d}
 }
@@ -198,18 +207,14 @@ type queueProvider struct {
 }
 
 func (q queueProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
-	org, err := q.r.Registry.Org(ctx, q.org)
+	t, err := q.r.lookup(ctx, q.org, q.integration)
 	if err != nil {
 		return aws.Credentials{}, err
 	}
-	in, err := q.r.Registry.Integration(ctx, q.org, q.integration)
-	if err != nil {
-		return aws.Credentials{}, err
+	if t.In.Status != registry.StatusActive || t.In.Kind != registry.KindRole {
+		return aws.Credentials{}, fmt.Errorf("integration %s is %s (%s): not used to read queues", t.In.ID, t.In.Status, t.In.Kind)
 	}
-	if in.Status != registry.StatusActive || in.Kind != registry.KindRole {
-		return aws.Credentials{}, fmt.Errorf("integration %s is %s (%s): not used to read queues", in.ID, in.Status, in.Kind)
-	}
-	p, err := q.r.Provider(ctx, &Tenant{Org: org, In: in}, q.r.request(&Tenant{Org: org, In: in}, "events", q.policy, q.duration))
+	p, err := q.r.Provider(ctx, t, q.r.request(t, "events", q.policy, q.duration))
 	if err != nil {
 		return aws.Credentials{}, err
 	}
