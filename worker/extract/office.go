@@ -249,17 +249,9 @@ func writeText(w *bufio.Writer, r io.Reader, kind string) error {
 		_, err := io.Copy(w, newHTMLText(r))
 		return err
 	}
-	d := xml.NewDecoder(r)
 	var inText int // depth inside text-bearing elements
 	cellStarted := false
-	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return &Skip{ReasonCorrupt, "XML: " + err.Error()}
-		}
+	return walkXML(r, "XML", func(tok xml.Token) {
 		switch t := tok.(type) {
 		case xml.StartElement:
 			switch t.Name.Local {
@@ -303,6 +295,22 @@ func writeText(w *bufio.Writer, r io.Reader, kind string) error {
 				w.Write(t)
 			}
 		}
+	})
+}
+
+// walkXML hands visit every token of r (the part named part); a malformed
+// part is a corrupt_archive skip. Entities are never expanded.
+func walkXML(r io.Reader, part string, visit func(xml.Token)) error {
+	d := xml.NewDecoder(r)
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return &Skip{ReasonCorrupt, part + ": " + err.Error()}
+		}
+		visit(tok)
 	}
 }
 
@@ -436,18 +444,10 @@ func (c *container) sharedStrings() ([]string, error) {
 		return nil, err
 	}
 	defer rc.Close()
-	d := xml.NewDecoder(rc)
 	var out []string
 	var cur strings.Builder
 	inT := false
-	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, &Skip{ReasonCorrupt, "shared strings: " + err.Error()}
-		}
+	err = walkXML(rc, "shared strings", func(tok xml.Token) {
 		switch t := tok.(type) {
 		case xml.StartElement:
 			switch t.Name.Local {
@@ -468,23 +468,16 @@ func (c *container) sharedStrings() ([]string, error) {
 				cur.Write(t)
 			}
 		}
-	}
+	})
+	return out, err
 }
 
 // writeSheet streams one worksheet's rows.
 func writeSheet(w *bufio.Writer, r io.Reader, shared []string) error {
-	d := xml.NewDecoder(r)
 	var cellType string
 	var val strings.Builder
 	inV, cells := false, 0
-	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return &Skip{ReasonCorrupt, "worksheet: " + err.Error()}
-		}
+	return walkXML(r, "worksheet", func(tok xml.Token) {
 		switch t := tok.(type) {
 		case xml.StartElement:
 			switch t.Name.Local {
@@ -513,7 +506,7 @@ func writeSheet(w *bufio.Writer, r io.Reader, shared []string) error {
 					}
 				}
 				if text == "" {
-					continue
+					return
 				}
 				if cells > 0 {
 					w.WriteString(" | ")
@@ -530,5 +523,5 @@ func writeSheet(w *bufio.Writer, r io.Reader, shared []string) error {
 				val.Write(t)
 			}
 		}
-	}
+	})
 }
