@@ -99,16 +99,16 @@ func IsBackpressure(err error) bool {
 // Stable error codes of failed objects and jobs (`error_code`), for programs
 // to switch on; the message and hint are for people.
 const (
-	CodeAccessDenied     = "access_denied"         // S3 refused the assumed role (permissions policy)
-	CodeAssumeRoleDenied = "assume_role_denied"    // STS refused: trust policy, ExternalId, or no such role
-	CodeKMSDenied        = "kms_denied"            // the object's KMS key may not be used
-	CodeNoSuchBucket     = "no_such_bucket"        // the bucket does not exist
-	CodeNoSuchKey        = "no_such_key"           // the object is gone
-	CodeThrottled        = "throttled"             // AWS or our own rate limit, after retries
-	CodeUnavailable      = "aws_unavailable"       // network, timeouts, 5xx, after retries
-	CodeOurCredentials   = "our_credentials"       // our own identity was refused or is missing: not the customer's problem
-	CodeIntegration      = "integration_unusable"  // the integration is not active or does not cover the bucket
-	CodeInvalidMessage   = "invalid_message"       // a message could not be decoded
-	CodeMaxDeliveries    = "max_deliveries"        // the worker crashed or timed out on every attempt
-	CodeInternal         = "internal"              // anything else
+	CodeAccessDenied     = "access_denied"        // S3 refused the assumed role (permissions policy)
+	CodeAssumeRoleDenied = "assume_role_denied"   // STS refused: trust policy, ExternalId, or no such role
+	CodeKMSDenied        = "kms_denied"           // the object's KMS key may not be used
+	CodeNoSuchBucket     = "no_such_bucket"       // the bucket does not exist
+	CodeNoSuchKey        = "no_such_key"          // the object is gone
+	CodeThrottled        = "throttled"            // AWS or our own rate limit, after retries
+	CodeUnavailable      = "aws_unavailable"      // network, timeouts, 5xx, after retries
+	CodeOurCredentials   = "our_credentials"      // our own identity was refused or is missing: not the customer's problem
+	CodeIntegration      = "integration_unusable" // the integration is not active or does not cover the bucket
+	CodeInvalidMessage   = "invalid_message"      // a message could not be decoded
+	CodeMaxDeliveries    = "max_deliveries"       // the worker crashed or timed out on every attempt
+	CodeInternal         = "internal"             // anything else
 )

@@ -6,11 +6,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/natstest"
 )
 
 // A downstream consumer folds every CHUNKS message of a subject, in stream
@@ -42,21 +39,12 @@ func ExampleView() {
 func ExampleTopology_Ensure() {
 	dir, _ := os.MkdirTemp("", "stevedore-example")
 	defer os.RemoveAll(dir)
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	_, _, js, stop, err := natstest.Run(dir) // an in-process nats-server
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	srv.Start()
-	defer srv.Shutdown()
-	srv.ReadyForConnections(10 * time.Second)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	defer stop()
 	ctx := context.Background()
 	topo := schema.Topology{Replicas: 1, MaxDeliver: 8} // zero fields take their defaults
 	for range 2 {

@@ -9,11 +9,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/natstest"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/worker"
 	"github.com/stevedore-dev/stevedore/worker/creds"
@@ -26,17 +25,12 @@ import (
 func ExampleNew() {
 	dir, _ := os.MkdirTemp("", "stevedore-example")
 	defer os.RemoveAll(dir)
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	_, _, js, stop, err := natstest.Run(dir) // an in-process nats-server
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	srv.Start()
-	defer srv.Shutdown()
-	srv.ReadyForConnections(10 * time.Second)
-	nc, _ := nats.Connect(srv.ClientURL())
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	defer stop()
 	ctx := context.Background()
 	if err := (schema.Topology{}).Ensure(ctx, js); err != nil {
 		fmt.Println(err)

@@ -4,6 +4,7 @@ package natstest
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -18,30 +19,41 @@ import (
 // the stevedore topology, and returns the server and a connected client.
 func Start(t testing.TB) (*server.Server, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-	})
+	srv, nc, js, stop, err := Run(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := (schema.Topology{}).Ensure(ctx, js); err != nil {
 		t.Fatal(err)
 	}
 	return srv, nc, js
+}
+
+// Run starts an in-process JetStream server storing under dir, on a random
+// loopback port, and connects to it; stop closes the connection and shuts
+// the server down. It creates no topology (examples show that step), and
+// needs no *testing.T, so Example functions use it too.
+func Run(dir string) (srv *server.Server, nc *nats.Conn, js jetstream.JetStream, stop func(), err error) {
+	srv, err = server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, nil, nil, nil, errors.New("nats-server not ready")
+	}
+	if nc, err = nats.Connect(srv.ClientURL()); err != nil {
+		srv.Shutdown()
+		return nil, nil, nil, nil, err
+	}
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		srv.Shutdown()
+		return nil, nil, nil, nil, err
+	}
+	return srv, nc, js, func() { nc.Close(); srv.Shutdown() }, nil
 }
