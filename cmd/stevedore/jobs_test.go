@@ -135,8 +135,10 @@ func TestProcessMetrics(t *testing.T) {
 			got[name] = m.GetGauge().GetValue()
 		}
 	}
-	if got["stevedore_nats_connected"] != 1 || got["stevedore_queue_pending_messages/JOBS"] != 1 || got["stevedore_queue_pending_messages/TASKS"] != 0 ||
-		got["stevedore_queue_oldest_message_age_seconds/JOBS"] < 0 {
+	age, aged := got["stevedore_queue_oldest_message_age_seconds/JOBS"]
+	_, tasksReported := got["stevedore_queue_pending_messages/TASKS"]
+	if got["stevedore_nats_connected"] != 1 || got["stevedore_queue_pending_messages/JOBS"] != 1 || !tasksReported ||
+		got["stevedore_queue_pending_messages/TASKS"] != 0 || !aged || age <= 0 || age > 60 || got["stevedore_queue_oldest_message_age_seconds/TASKS"] != 0 {
 		t.Fatalf("metrics %v", got)
 	}
 	var build bool
