@@ -1,8 +1,6 @@
 package worker
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
 	"encoding/json"
 	"maps"
@@ -11,11 +9,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/text/encoding/charmap"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
-	"github.com/stevedore-dev/stevedore/worker/extract"
 )
 
 // submitFile does what the producer does for POST …/index/s3/file.
@@ -119,89 +115,5 @@ func TestRevertedObjectStaysVisible(t *testing.T) {
 	check("re-uploaded", alphaIDs)
 	if st := e.state(t, "doc.txt"); st.Sequencer != del.Sequencer {
 		t.Fatalf("a job task erased the stored sequencer: %q, want %q", st.Sequencer, del.Sequencer)
-	}
-}
-
-// TestCancelledJobPlansNothingAndSkipsItsTasks: a job cancelled while its
-// first page and three tasks wait plans nothing more, its unclaimed tasks
-// are skipped as "cancelled" without an S3 call, the counters stay exact,
-// and the job stays cancelled.
-func TestCancelledJobPlansNothingAndSkipsItsTasks(t *testing.T) {
-	e := setup(t, map[string]string{"a.txt": "a", "b.txt": "b", "c.txt": "c"})
-	ctx := context.Background()
-	job := &schema.Job{JobID: "job_cancel", Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Kind: schema.JobBucket, Bucket: bucket,
-		Region: "us-east-1", CreatedAt: time.Now()}
-	st := schema.NewJobStatus(job)
-	now := time.Now().UTC()
-	st.Status, st.CompletedAt = schema.JobStatusCancelled, &now
-	data, _ := json.Marshal(st)
-	kv, _ := e.js.KeyValue(ctx, schema.BucketJobs)
-	if _, err := kv.Create(ctx, job.JobID, data); err != nil {
-		t.Fatal(err)
-	}
-	var out []outMsg
-	for _, k := range []string{"a.txt", "b.txt", "c.txt"} {
-		out = append(out, taskMsg(&schema.Task{Op: schema.OpIndex, JobID: job.JobID, Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Bucket: bucket, Key: k}))
-	}
-	payload, _ := schema.Encode(job)
-	out = append(out, outMsg{Subject: schema.JobSubject(e.org.ID, "docs"), MsgID: schema.JobPageMsgID(job.JobID, 0), Msg: json.RawMessage(payload)})
-	if _, err := schema.PublishAll(ctx, e.js, out); err != nil {
-		t.Fatal(err)
-	}
-	var got schema.JobStatus
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		entry, _ := kv.Get(ctx, job.JobID)
-		_ = json.Unmarshal(entry.Value(), &got)
-		if got.FilesSkipped == 3 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if got.Status != schema.JobStatusCancelled || got.FilesSkipped != 3 || got.FilesIndexed != 0 || got.PagesPlanned != 0 || len(got.Errors) != 0 {
-		t.Fatalf("cancelled job %+v", got)
-	}
-	if n := e.s3.Gets.Load() + e.s3.Lists.Load(); n != 0 {
-		t.Fatalf("a cancelled job made %d S3 calls", n)
-	}
-	dead, _ := e.js.Stream(ctx, schema.StreamDead)
-	jobs, _ := e.js.Stream(ctx, schema.StreamJobs)
-	di, _ := dead.Info(ctx)
-	ji, _ := jobs.Info(ctx)
-	if di.State.Msgs != 0 || ji.State.Msgs != 0 {
-		t.Fatalf("%d dead letters, %d pages left: the page was not simply acknowledged", di.State.Msgs, ji.State.Msgs)
-	}
-}
-
-// TestDocumentsThroughTheWorker: a windows-1252 CSV and an HTML page are
-// indexed (they were skipped as not_utf8 and indexed as markup before);
-// chunks, commits and object state carry the detected type and extractor.
-func TestDocumentsThroughTheWorker(t *testing.T) {
-	csv, _ := charmap.Windows1252.NewEncoder().String(strings.Repeat("nom;ville\nRené;Orléans\nZoë;Besançon\nFrançois;Périgueux\n", 20))
-	html := "<html><head><script>var x = 1;</script></head><body><h1>Título</h1><p>Hola <b>mundo</b>.</p></body></html>"
-	var docx bytes.Buffer
-	zw := zip.NewWriter(&docx)
-	w, _ := zw.Create("word/document.xml")
-	w.Write([]byte(`<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>Contract terms.</w:t></w:r></w:p></w:body></w:document>`))
-	zw.Close()
-	e := setup(t, map[string]string{"clients.csv": csv, "page.html": html, "contract.docx": docx.String()})
-	e.submit(t, "job_docs", true)
-	st := e.wait(t, "job_docs")
-	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 3 {
-		t.Fatalf("%+v", st)
-	}
-	byKey := map[string]string{}
-	for _, c := range e.chunks(t) {
-		byKey[c.Key] += c.Text
-		if c.Key == "page.html" && (c.ExtractorVersion != extract.HTMLVersion || c.ContentType != "text/html") {
-			t.Fatalf("html chunk %+v", c)
-		}
-		if c.Key == "clients.csv" && (c.ExtractorVersion != extract.LegacyVersion || c.ContentType != "text/plain; charset=windows-1252") {
-			t.Fatalf("csv chunk %+v", c)
-		}
-	}
-	if !strings.Contains(byKey["clients.csv"], "René;Orléans") || byKey["page.html"] != "Título\nHola mundo.\n" || byKey["contract.docx"] != "Contract terms.\n" {
-		t.Fatalf("texts %q", byKey)
-	}
-	if s := e.state(t, "page.html"); s.ContentType != "text/html" || s.ExtractorVersion != extract.HTMLVersion {
-		t.Fatalf("state %+v", s)
 	}
 }
