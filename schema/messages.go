@@ -108,8 +108,19 @@ type Task struct {
 	EventTime         *time.Time      `json:"event_time,omitempty"` // the S3 event's time, for tasks from notifications
 	SkipExisting      bool            `json:"skip_existing"`
 	OverwriteExisting bool            `json:"overwrite_existing"`
+	ProcessingType    string          `json:"processing_type,omitempty"` // basic (also when empty) or advanced
 	CustomMetadata    json.RawMessage `json:"custom_metadata,omitempty"`
 }
+
+// Processing types.
+const (
+	ProcessingBasic    = "basic"
+	ProcessingAdvanced = "advanced"
+)
+
+// Structured reports whether the task asks for structured extraction
+// (processing_type advanced).
+func (t *Task) Structured() bool { return t.ProcessingType == ProcessingAdvanced }
 
 // Validate reports the first missing or invalid field.
 func (t *Task) Validate() error {
@@ -141,24 +152,36 @@ func (t *Task) Validate() error {
 // ChunkID is deterministic (see ChunkID): re-indexing the same object
 // version yields the same IDs.
 type Chunk struct {
-	V                int             `json:"v"`
-	ChunkID          string          `json:"chunk_id"`
-	Org              string          `json:"org"`
-	Collection       string          `json:"collection"`
-	JobID            string          `json:"job_id,omitempty"`
-	Bucket           string          `json:"bucket"`
-	Key              string          `json:"key"`
-	VersionID        string          `json:"version_id,omitempty"`
-	ETag             string          `json:"etag"`
-	Index            int             `json:"index"`       // 0-based position in the object
-	Total            int             `json:"total"`       // chunks of this object version; 0 when not known at publish time (streamed objects of over one batch): the commit record carries it
-	ByteOffset       int64           `json:"byte_offset"` // of Text in the extracted text
-	Text             string          `json:"text"`
-	TokenCount       int             `json:"token_count"`
-	Encoding         string          `json:"encoding"`
-	ExtractorVersion string          `json:"extractor_version"`
-	ContentType      string          `json:"content_type,omitempty"` // as detected, e.g. text/html
-	CustomMetadata   json.RawMessage `json:"custom_metadata,omitempty"`
+	V                int    `json:"v"`
+	ChunkID          string `json:"chunk_id"`
+	Org              string `json:"org"`
+	Collection       string `json:"collection"`
+	JobID            string `json:"job_id,omitempty"`
+	Bucket           string `json:"bucket"`
+	Key              string `json:"key"`
+	VersionID        string `json:"version_id,omitempty"`
+	ETag             string `json:"etag"`
+	Index            int    `json:"index"`       // 0-based position in the object
+	Total            int    `json:"total"`       // chunks of this object version; 0 when not known at publish time (streamed objects of over one batch): the commit record carries it
+	ByteOffset       int64  `json:"byte_offset"` // of Text in the extracted text
+	Text             string `json:"text"`
+	TokenCount       int    `json:"token_count"`
+	Encoding         string `json:"encoding"`
+	ExtractorVersion string `json:"extractor_version"`
+	ContentType      string `json:"content_type,omitempty"` // as detected, e.g. text/html
+	// PageStart and PageEnd are the pages (PDF) or slides (PPTX) the text
+	// spans, 1-based; absent for formats without pages.
+	PageStart int `json:"page_start,omitempty"`
+	PageEnd   int `json:"page_end,omitempty"`
+	// HeadingPath is the headings the chunk's text is under, outermost
+	// first (or the slide title, or the sheet name); processing_type
+	// advanced only.
+	HeadingPath []string `json:"heading_path,omitempty"`
+	// HeaderRow is a CSV or TSV file's first line, on every chunk but the
+	// first (which holds it), so that each chunk's rows keep their column
+	// names.
+	HeaderRow      string          `json:"header_row,omitempty"`
+	CustomMetadata json.RawMessage `json:"custom_metadata,omitempty"`
 }
 
 // Validate reports the first missing or invalid field.

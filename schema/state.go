@@ -114,7 +114,8 @@ type ObjectState struct {
 	Chunks           int          `json:"chunks"`
 	Tokens           int64        `json:"tokens"`
 	ExtractorVersion string       `json:"extractor_version"`
-	ContentType      string       `json:"content_type,omitempty"` // as detected from the content
+	ContentType      string       `json:"content_type,omitempty"`    // as detected from the content
+	ProcessingType   string       `json:"processing_type,omitempty"` // "advanced", or empty for basic
 	Status           ObjectStatus `json:"status"`
 	Reason           string       `json:"reason,omitempty"` // why skipped
 	JobID            string       `json:"job_id,omitempty"`

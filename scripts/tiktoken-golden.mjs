@@ -44,7 +44,12 @@ if (corpusDir) {
   const walk = (dir, rel) => {
     for (const ent of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const path = rel ? rel + "/" + ent.name : ent.name;
-      if (ent.isDirectory()) { walk(join(dir, ent.name), path); continue; }
+      if (ent.isDirectory()) {
+        // documents/ holds PDF, Office, EPUB and HTML files: their text is
+        // what stevedore extracts, counted by the e2e test itself.
+        if (path !== "documents") walk(join(dir, ent.name), path);
+        continue;
+      }
       const bytes = readFileSync(join(dir, ent.name));
       if (bytes.includes(0)) continue; // binary
       let text, charset;

@@ -3,8 +3,11 @@ package worker
 import (
 	"archive/zip"
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker/extract"
@@ -34,7 +37,7 @@ func TestDocumentsThroughTheWorker(t *testing.T) {
 		if c.Key == "page.html" && (c.ExtractorVersion != extract.HTMLVersion || c.ContentType != "text/html") {
 			t.Fatalf("html chunk %+v", c)
 		}
-		if c.Key == "clients.csv" && (c.ExtractorVersion != extract.LegacyVersion || c.ContentType != "text/plain; charset=windows-1252") {
+		if c.Key == "clients.csv" && (c.ExtractorVersion != extract.LegacyVersion || c.ContentType != "text/csv; charset=windows-1252" || (c.Index > 0) != (c.HeaderRow == "nom;ville")) {
 			t.Fatalf("csv chunk %+v", c)
 		}
 	}
@@ -44,4 +47,83 @@ func TestDocumentsThroughTheWorker(t *testing.T) {
 	if s := e.state(t, "page.html"); s.ContentType != "text/html" || s.ExtractorVersion != extract.HTMLVersion {
 		t.Fatalf("state %+v", s)
 	}
+}
+
+// TestStructuredDocumentsThroughTheWorker: the handbook fixtures indexed
+// basic, then advanced. Basic chunks of the PDF carry their pages and no
+// heading path; advanced chunks of every format carry heading paths (and
+// pages for the PDF and the slides), their extractor version says
+// "+structured", and the switch re-indexes despite skip_existing (a basic
+// index does not stand in for an advanced one), tombstoning the basic
+// chunks.
+func TestStructuredDocumentsThroughTheWorker(t *testing.T) {
+	objects := map[string]string{}
+	for _, name := range []string{"handbook.pdf", "handbook.docx", "handbook.pptx", "handbook.html", "handbook.epub", "cranes.xlsx"} {
+		data, err := os.ReadFile(filepath.Join("../scripts/testdata/corpus/documents", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		objects[name] = string(data)
+	}
+	pdf := extract.NewPDF(extract.PDFConfig{CacheDir: wazeroCache()})
+	t.Cleanup(func() { pdf.Close() })
+	e := setup(t, objects, func(c *Config) { c.PDF = pdf })
+	e.submit(t, "job_basic", true)
+	if st := e.wait(t, "job_basic"); st.Status != schema.JobStatusCompleted || st.FilesIndexed != int64(len(objects)) {
+		t.Fatalf("%+v", st)
+	}
+	for _, c := range e.chunks(t) {
+		if len(c.HeadingPath) > 0 {
+			t.Fatalf("basic chunk with a heading path: %+v", c)
+		}
+		if c.Key == "handbook.pdf" && (c.PageStart < 1 || c.PageEnd < c.PageStart || c.ContentType != "application/pdf" || c.ExtractorVersion != extract.PDFVersion) {
+			t.Fatalf("pdf chunk %+v", c)
+		}
+	}
+	e.submitJob(t, &schema.Job{JobID: "job_advanced", Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Kind: schema.JobBucket, Bucket: bucket,
+		Region: "us-east-1", SkipExisting: true, ProcessingType: schema.ProcessingAdvanced, CreatedAt: time.Now()})
+	if st := e.wait(t, "job_advanced"); st.Status != schema.JobStatusCompleted || st.FilesIndexed != int64(len(objects)) {
+		t.Fatalf("advanced job did not re-index: %+v", st)
+	}
+	ids, _, _ := visible(t, e)
+	headed := map[string]int{}
+	var sawTable bool
+	for _, c := range e.chunks(t) {
+		if !strings.HasSuffix(c.ExtractorVersion, "+structured") {
+			if ids[c.ChunkID] {
+				t.Fatalf("a basic chunk is still visible after the advanced index: %+v", c)
+			}
+			continue
+		}
+		if !ids[c.ChunkID] {
+			t.Fatalf("an advanced chunk is not visible: %+v", c)
+		}
+		if len(c.HeadingPath) > 0 {
+			headed[c.Key]++
+		}
+		if (c.Key == "handbook.pdf" || c.Key == "handbook.pptx") && c.PageStart < 1 {
+			t.Fatalf("advanced chunk without pages: %+v", c)
+		}
+		sawTable = sawTable || strings.Contains(c.Text, "| --- |")
+	}
+	for name := range objects {
+		if headed[name] == 0 {
+			t.Errorf("%s: no advanced chunk has a heading path", name)
+		}
+	}
+	if !sawTable {
+		t.Error("no Markdown table row in the advanced chunks")
+	}
+	if s := e.state(t, "handbook.docx"); s.ProcessingType != schema.ProcessingAdvanced || s.ExtractorVersion != extract.OfficeVersion+"+structured" {
+		t.Fatalf("state %+v", s)
+	}
+}
+
+// wazeroCache is where tests keep PDFium's compiled module.
+func wazeroCache() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "stevedore", "wazero")
 }

@@ -94,10 +94,21 @@ func decide(task *schema.Task, state *schema.ObjectState, etag string) verdict {
 	if saved && sameTask && (etag == "" || state.ETag == etag) {
 		return alreadySaved
 	}
-	if saved && task.SkipExisting && !task.OverwriteExisting && etag != "" && state.ETag == etag {
+	// Unchanged only if read the same way: a basic index does not stand in
+	// for an advanced one, nor the other way round.
+	if saved && task.SkipExisting && !task.OverwriteExisting && etag != "" && state.ETag == etag && state.ProcessingType == processingType(task) {
 		return unchanged
 	}
 	return proceed
+}
+
+// processingType is what the object state records of the task's
+// processing type: "advanced", or empty for basic.
+func processingType(task *schema.Task) string {
+	if task.Structured() {
+		return schema.ProcessingAdvanced
+	}
+	return ""
 }
 
 // skipEvent is the "skipped" outcome for an object decide found unchanged.
@@ -237,7 +248,7 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 		}
 		// Remember the version, so skip_existing does not fetch it again.
 		skipped := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: sequencer(task, state, confirmed, overrides),
-			ExtractorVersion: cmp.Or(res.extractor, extract.Version), ContentType: res.contentType, Status: schema.ObjectSkipped, Reason: ev.Reason,
+			ExtractorVersion: cmp.Or(res.extractor, extract.Version), ContentType: res.contentType, ProcessingType: processingType(task), Status: schema.ObjectSkipped, Reason: ev.Reason,
 			JobID: task.JobID, UpdatedAt: time.Now().UTC()}
 		if err := w.saveState(ctx, stateKey, skipped, rev); err != nil {
 			return nil, err
@@ -245,7 +256,7 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 		return ev, nil
 	}
 	newState := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: sequencer(task, state, confirmed, overrides),
-		Chunks: res.chunks, Tokens: res.tokens, ExtractorVersion: res.extractor, ContentType: res.contentType, Status: schema.ObjectIndexed, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
+		Chunks: res.chunks, Tokens: res.tokens, ExtractorVersion: res.extractor, ContentType: res.contentType, ProcessingType: processingType(task), Status: schema.ObjectIndexed, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
 	if err := w.saveState(ctx, stateKey, newState, rev); err != nil {
 		return nil, err
 	}
@@ -310,12 +321,14 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 	if err != nil {
 		return asSkip(err)
 	}
-	x, err := extract.OpenObject(r, task.Key, aws.ToString(obj.ContentType))
+	opts := extract.Options{Structured: task.Structured(), PDF: w.cfg.PDF}
+	x, err := opts.Open(r, task.Key, aws.ToString(obj.ContentType))
 	if err != nil {
 		return asSkip(err)
 	}
 	defer x.Close()
 	res.extractor, res.contentType = x.Version(), x.Type()
+	lab := &labeler{headings: task.Structured(), csv: isTable(res.contentType)}
 	subject := schema.ChunkSubject(task.Org, task.Collection)
 	batch := make([]outMsg, 0, publishBatch)
 	published := false
@@ -337,6 +350,7 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 		c := &schema.Chunk{ChunkID: id, Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key,
 			VersionID: v.version, ETag: v.etag, Index: res.chunks, ByteOffset: int64(p.Offset), Text: p.Text, TokenCount: p.Tokens,
 			Encoding: w.cfg.Encoding.Name(), ExtractorVersion: res.extractor, ContentType: res.contentType, CustomMetadata: task.CustomMetadata}
+		lab.label(c)
 		batch = append(batch, outMsg{Subject: subject, MsgID: schema.GenMsgID(id, v.gen), Msg: c})
 		res.chunks++
 		res.tokens += int64(p.Tokens)
@@ -354,7 +368,7 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 		if err != nil {
 			return asSkip(err)
 		}
-		if err := stream.Write(part); err != nil {
+		if err := lab.write(stream, part, x.Sections()); err != nil {
 			if errors.Is(err, chunk.ErrUnsplittable) {
 				return asSkip(&extract.Skip{Reason: extract.ReasonUnsplittable, Detail: err.Error()})
 			}

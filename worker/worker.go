@@ -26,6 +26,7 @@ import (
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/worker/chunk"
 	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/worker/extract"
 	"github.com/stevedore-dev/stevedore/worker/token"
 )
 
@@ -97,6 +98,9 @@ type Config struct {
 	// MaxDecompressedBytes caps what a gzip object may decompress to
 	// (decompressed_too_large past it); default 2 GiB.
 	MaxDecompressedBytes int64
+	// PDF reads PDFs (a bounded pool of PDFium instances, shared by the
+	// task slots); nil skips PDFs as unsupported_type.
+	PDF *extract.PDF
 	// PageSize is ListObjectsV2 MaxKeys per job page; default 1000.
 	PageSize int32
 	// MessageTimeout bounds the processing of one message; default 5 minutes.

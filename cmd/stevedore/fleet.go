@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ import (
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/worker"
 	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/worker/extract"
 )
 
 // fleetConfig is what dev, producer and worker share.
@@ -40,6 +42,9 @@ type fleetConfig struct {
 	sqs                                                                       *sqsFlags
 	chunkTokens, taskConcurrency, planConcurrency, replicas, workers          *int
 	maxObjectMiB, maxDecompressedMiB                                          *int
+	pdfInstances, pdfMaxPages, pdfMemoryMiB                                   *int
+	pdfTimeout                                                                *time.Duration
+	cacheDir                                                                  *string
 	shutdownGrace, sessionDuration, ackWait                                   *time.Duration
 	tenantConcurrency                                                         *int
 	updateTopology                                                            *bool
@@ -79,6 +84,11 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		c.maxObjectMiB = f.Int("max-object-mib", worker.MaxObjectBytesDefault>>20, "objects larger than this are skipped (too_large); bodies are streamed")
 		c.maxDecompressedMiB = f.Int("max-decompressed-mib", worker.MaxDecompressedBytesDefault>>20, "gzip objects decompressing past this are skipped (decompressed_too_large)")
 		c.shutdownGrace = f.Duration("shutdown-grace", worker.ShutdownGraceDefault, "time in-flight work may finish after SIGTERM")
+		c.pdfInstances = f.Int("pdf-instances", extract.DefaultPDFInstances, "PDFium (WebAssembly) instances per process: PDFs read at once; more wait")
+		c.pdfMaxPages = f.Int("pdf-max-pages", extract.DefaultPDFMaxPages, "PDFs with more pages are skipped (too_large)")
+		c.pdfMemoryMiB = f.Int("pdf-memory-mib", extract.DefaultPDFMemoryBytes>>20, "memory cap of one PDFium instance")
+		c.pdfTimeout = f.Duration("pdf-timeout", extract.DefaultPDFTimeout, "time cap per PDF; past it the instance is killed and the object skipped (extract_timeout)")
+		c.cacheDir = f.String("cache-dir", defaultCacheDir(), "where PDFium's compiled module is cached (\"\": compile at every start, seconds)")
 		c.sessionDuration = f.Duration("session-duration", time.Hour, "assumed-role session duration (15m-12h; 1h max when our identity is itself a role session)")
 	}
 	return c
@@ -233,6 +243,16 @@ func connect(ctx context.Context, t natsTarget, log *slog.Logger) (*nats.Conn, j
 // runFleet wires the components a command asked for and runs them in one
 // errgroup until ctx is cancelled. Shutdown order: stop accepting HTTP
 // requests, stop claiming, let in-flight work finish (grace), close NATS.
+// defaultCacheDir is stevedore's directory in the user's cache directory
+// ($XDG_CACHE_HOME or ~/.cache), or "" when there is none.
+func defaultCacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "stevedore", "wazero")
+}
+
 // validate refuses flag values that would start a broken fleet.
 func (c *fleetConfig) validate() error {
 	atLeast := func(name string, v *int, lo int) error {
@@ -245,6 +265,7 @@ func (c *fleetConfig) validate() error {
 		atLeast("workers", c.workers, 0), atLeast("task-concurrency", c.taskConcurrency, 1), atLeast("plan-concurrency", c.planConcurrency, 1),
 		atLeast("tenant-concurrency", c.tenantConcurrency, 0), atLeast("sts-rate", c.stsRate, 1), atLeast("replicas", c.replicas, 1),
 		atLeast("chunk-tokens", c.chunkTokens, 16), atLeast("max-object-mib", c.maxObjectMiB, 1), atLeast("max-decompressed-mib", c.maxDecompressedMiB, 1),
+		atLeast("pdf-instances", c.pdfInstances, 1), atLeast("pdf-max-pages", c.pdfMaxPages, 1), atLeast("pdf-memory-mib", c.pdfMemoryMiB, 16),
 		creds.CheckSessionTemplate(*c.sessionTemplate), // its message names --session-name
 	}
 	if *c.replicas > 5 {
@@ -252,6 +273,9 @@ func (c *fleetConfig) validate() error {
 	}
 	if *c.ackWait < time.Second {
 		checks = append(checks, fmt.Errorf("--ack-wait %s: must be at least 1s (heartbeats run every quarter of it)", *c.ackWait))
+	}
+	if c.pdfTimeout != nil && *c.pdfTimeout < time.Second {
+		checks = append(checks, fmt.Errorf("--pdf-timeout %s: must be at least 1s", *c.pdfTimeout))
 	}
 	if c.shutdownGrace != nil && *c.shutdownGrace < 0 {
 		checks = append(checks, fmt.Errorf("--shutdown-grace %s: must not be negative", *c.shutdownGrace))
@@ -359,12 +383,16 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		// One pool of PDFium instances for the process, shared by its workers.
+		pdf := extract.NewPDF(extract.PDFConfig{Instances: min(*c.pdfInstances, *c.workers**c.taskConcurrency), MaxPages: *c.pdfMaxPages, Timeout: *c.pdfTimeout,
+			MemoryBytes: int64(*c.pdfMemoryMiB) << 20, CacheDir: *c.cacheDir})
+		defer pdf.Close()
 		for i := 0; i < *c.workers; i++ {
 			name := "worker-" + strconv.Itoa(i)
 			w, err := worker.New(setup, worker.Config{
 				JS: js, Registry: regy, Broker: broker, AWS: awsCfg, S3PathStyle: *c.s3PathStyle, Topology: topo,
 				TaskConcurrency: *c.taskConcurrency, TenantConcurrency: *c.tenantConcurrency, Heartbeat: *c.ackWait / 4, PlanConcurrency: *c.planConcurrency, ChunkTokens: *c.chunkTokens,
-				MaxObjectBytes: int64(*c.maxObjectMiB) << 20, MaxDecompressedBytes: int64(*c.maxDecompressedMiB) << 20, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix, SessionTemplate: *c.sessionTemplate,
+				MaxObjectBytes: int64(*c.maxObjectMiB) << 20, MaxDecompressedBytes: int64(*c.maxDecompressedMiB) << 20, PDF: pdf, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix, SessionTemplate: *c.sessionTemplate,
 				Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, reg),
 				Logger:     log.With("component", "worker"), Name: name,
 			})

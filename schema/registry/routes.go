@@ -18,13 +18,16 @@ import (
 // Route maps S3 notifications for a bucket (and key prefix) to the org,
 // collection and integration that index them.
 type Route struct {
-	ID            string    `json:"id"`
-	Org           string    `json:"org"`
-	Collection    string    `json:"collection"`
-	Bucket        string    `json:"bucket"`
-	Prefix        string    `json:"prefix,omitempty"`
-	IntegrationID string    `json:"integration_id"`
-	CreatedAt     time.Time `json:"created_at"`
+	ID            string `json:"id"`
+	Org           string `json:"org"`
+	Collection    string `json:"collection"`
+	Bucket        string `json:"bucket"`
+	Prefix        string `json:"prefix,omitempty"`
+	IntegrationID string `json:"integration_id"`
+	// ProcessingType is how the route's objects are extracted: basic
+	// (also when empty) or advanced, as in an index request.
+	ProcessingType string    `json:"processing_type,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
 }
 
 // routeKey: bucket names hold only [A-Za-z0-9._-] (schema.ValidBucket), so
@@ -52,6 +55,11 @@ func (r *Registry) AddRoute(ctx context.Context, actor string, rt Route) (*Route
 	}
 	if !schema.ValidBucket(rt.Bucket) {
 		return fail(fmt.Errorf("bucket %q is not a bucket name", rt.Bucket))
+	}
+	switch rt.ProcessingType {
+	case "", schema.ProcessingBasic, schema.ProcessingAdvanced:
+	default:
+		return fail(fmt.Errorf("processing type %q must be basic or advanced", rt.ProcessingType))
 	}
 	if rt.IntegrationID == "" {
 		ins, err := r.Integrations(ctx, rt.Org)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/scripts/stack"
 	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/worker/extract"
 	"github.com/stevedore-dev/stevedore/worker/token"
 )
 
@@ -68,6 +70,42 @@ func countCorpus(t *testing.T, root string) corpus {
 	c.text = len(g.Files)
 	for _, f := range g.Files {
 		c.tokens += f.Count
+	}
+	// The documents (PDF, Office, EPUB, HTML, a windows-1252 CSV) count the
+	// tokens of their extracted text: the extractors' quality is proved by
+	// worker/extract's tests, the counts here by the tokenizer's golden file.
+	docs, err := os.ReadDir(filepath.Join(dir, "documents"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, _ := os.UserCacheDir() // where stevedore dev caches PDFium's compiled module too
+	pdf := extract.NewPDF(extract.PDFConfig{CacheDir: filepath.Join(cache, "stevedore", "wazero")})
+	defer pdf.Close()
+	enc, _ := token.Get(token.Cl100kBase)
+	for _, d := range docs {
+		f, err := os.Open(filepath.Join(dir, "documents", d.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, err := extract.Options{PDF: pdf}.Open(f, d.Name(), "")
+		if err != nil {
+			t.Fatalf("%s: %v", d.Name(), err)
+		}
+		var text strings.Builder
+		for {
+			part, err := x.Next(1 << 20)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", d.Name(), err)
+			}
+			text.WriteString(part)
+		}
+		x.Close()
+		f.Close()
+		c.text++
+		c.tokens += int64(enc.Count(text.String()))
 	}
 	return c
 }

@@ -52,6 +52,7 @@ const (
 	levelLine
 	levelSentence
 	levelParagraph
+	levelSection // the end of a document section (a heading, a page, a slide follows)
 )
 
 type cut struct {
@@ -62,7 +63,11 @@ type cut struct {
 }
 
 // Split returns the chunks of text in order; they concatenate to text.
-func (s *Splitter) Split(text string) []Chunk {
+func (s *Splitter) Split(text string) []Chunk { return s.split(text, nil) }
+
+// split is Split preferring to cut at the section ends given (offsets in
+// text, ascending) over any other boundary.
+func (s *Splitter) split(text string, sections []int) []Chunk {
 	var out []Chunk
 	start, tokens := 0, 0
 	var cuts []cut // candidate cuts after each piece of the current chunk
@@ -97,7 +102,14 @@ func (s *Splitter) Split(text string) []Chunk {
 		}
 		tokens += n
 		allSpace := isAllSpace(p)
-		cuts = append(cuts, cut{end: pos + len(p), tokens: tokens, level: level(p), safe: !(allSpace && prevEndsSpace)})
+		lvl := level(p)
+		for len(sections) > 0 && sections[0] < pos+len(p) {
+			sections = sections[1:]
+		}
+		if len(sections) > 0 && sections[0] == pos+len(p) {
+			lvl = levelSection
+		}
+		cuts = append(cuts, cut{end: pos + len(p), tokens: tokens, level: lvl, safe: !(allSpace && prevEndsSpace)})
 		prevEndsSpace = endsSpace(p)
 		prevPiece = p
 		return true
@@ -178,10 +190,30 @@ var ErrUnsplittable = fmt.Errorf("chunk: more than %d bytes without a token boun
 // it is final: the same chunks, in the same order, that Split returns for
 // the whole text. Memory is bounded by the part size plus one chunk.
 type Stream struct {
-	s     *Splitter
-	emit  func(Chunk) error
-	carry string
-	base  int // offset of carry in the whole text
+	s        *Splitter
+	emit     func(Chunk) error
+	carry    string
+	base     int   // offset of carry in the whole text
+	sections []int // section ends in carry, as offsets in the whole text
+}
+
+// Boundary says the text written so far ends a section: cuts there are
+// preferred over any other (see Split), when one falls in the second half
+// of a chunk.
+func (st *Stream) Boundary() {
+	end := st.base + len(st.carry)
+	if n := len(st.sections); n == 0 || st.sections[n-1] < end {
+		st.sections = append(st.sections, end)
+	}
+}
+
+// relative returns the section ends as offsets in carry.
+func (st *Stream) relative() []int {
+	rel := make([]int, 0, len(st.sections))
+	for _, o := range st.sections {
+		rel = append(rel, o-st.base)
+	}
+	return rel
 }
 
 // Stream returns a Stream that calls emit for every final chunk.
@@ -193,7 +225,7 @@ func (s *Splitter) Stream(emit func(Chunk) error) *Stream {
 // may still grow, so it is held back until more text (or Close) decides it.
 func (st *Stream) Write(part string) error {
 	buf := st.carry + part
-	chunks := st.s.Split(buf)
+	chunks := st.s.split(buf, st.relative())
 	if len(chunks) == 0 {
 		return nil
 	}
@@ -206,6 +238,9 @@ func (st *Stream) Write(part string) error {
 	last := chunks[len(chunks)-1]
 	st.base += last.Offset
 	st.carry = buf[last.Offset:]
+	for len(st.sections) > 0 && st.sections[0] <= st.base {
+		st.sections = st.sections[1:]
+	}
 	if len(st.carry) > MaxCarry {
 		return ErrUnsplittable
 	}
@@ -214,7 +249,7 @@ func (st *Stream) Write(part string) error {
 
 // Close emits what is held back.
 func (st *Stream) Close() error {
-	for _, c := range st.s.Split(st.carry) {
+	for _, c := range st.s.split(st.carry, st.relative()) {
 		c.Offset += st.base
 		if err := st.emit(c); err != nil {
 			return err

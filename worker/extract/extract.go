@@ -27,10 +27,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/gabriel-vasile/mimetype"
 	"github.com/saintfish/chardet"
 	"golang.org/x/net/html/charset"
 	"golang.org/x/text/encoding"
@@ -78,7 +80,28 @@ type Reader struct {
 	version string
 	kind    string
 	closer  io.Closer // a spooled container and its text writer; nil for text
+	log     *sectionLog
+	pos     int64 // bytes of text handed out by Next
 }
+
+// Options say how objects are read.
+type Options struct {
+	// Structured is processing_type "advanced": headings become Markdown
+	// headings ("## Methods") and set the heading path, tables become
+	// Markdown rows, and the chunker prefers to cut at section ends. The
+	// extractor version says so (e.g. "html/1+structured"), so the two
+	// modes never share chunk IDs. Plain text reads the same either way.
+	Structured bool
+	// PDF reads PDFs; nil skips them as unsupported_type.
+	PDF *PDF
+}
+
+// structuredSuffix marks the extractor version of structured output.
+const structuredSuffix = "+structured"
+
+// Sections returns the sections that begin in the text handed out so far
+// and were not returned before, in order. Plain text has none.
+func (x *Reader) Sections() []Section { return x.log.take(x.pos) }
 
 // Close releases what the Reader holds (a spooled container's temporary
 // file and the goroutine writing its text). Safe to call on any Reader.
@@ -106,6 +129,19 @@ func Open(r io.Reader) (*Reader, error) { return OpenObject(r, "", "") }
 // Content-Type and the extension (an HTML page served as text/plain is
 // still HTML when it looks like HTML; a .html key that is binary is not).
 func OpenObject(r io.Reader, key, contentType string) (*Reader, error) {
+	return Options{}.Open(r, key, contentType)
+}
+
+// Open is OpenObject with these options.
+func (o Options) Open(r io.Reader, key, contentType string) (*Reader, error) {
+	x, err := o.open(r, key, contentType)
+	if err == nil && o.Structured && x.log != nil {
+		x.version += structuredSuffix
+	}
+	return x, err
+}
+
+func (o Options) open(r io.Reader, key, contentType string) (*Reader, error) {
 	br := bufio.NewReaderSize(r, sniffBytes)
 	head, err := br.Peek(sniffBytes)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
@@ -125,8 +161,22 @@ func OpenObject(r io.Reader, key, contentType string) (*Reader, error) {
 		x.utf16, x.kind = 2, "text/plain; charset=utf-16be"
 		return x, nil
 	}
-	if bytes.HasPrefix(head, []byte("PK\x03\x04")) {
-		src, closer, kind, version, err := openContainer(br)
+	sniffed := mimetype.Detect(head)
+	switch {
+	case sniffed.Is("application/pdf"):
+		if o.PDF == nil {
+			return nil, &Skip{ReasonBinary, "application/pdf (no PDF extractor configured)"}
+		}
+		x.log = &sectionLog{}
+		src, closer, err := o.PDF.open(br, o.Structured, x.log)
+		if err != nil {
+			return nil, err
+		}
+		x.src, x.closer, x.kind, x.version = bufio.NewReaderSize(src, sniffBytes), closer, "application/pdf", PDFVersion
+		return x, nil
+	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
+		x.log = &sectionLog{}
+		src, closer, kind, version, err := openContainer(br, o.Structured, x.log)
 		if err != nil {
 			return nil, err
 		}
@@ -139,11 +189,15 @@ func OpenObject(r io.Reader, key, contentType string) (*Reader, error) {
 	}
 	ct := "text/plain"
 	if len(head) > 0 {
+		// Content decides: mimetype names it; http.DetectContentType, which
+		// calls any byte sequence without control characters text, keeps
+		// legacy-encoded text (which mimetype may call binary) in.
 		ct = http.DetectContentType(head)
-		if !strings.HasPrefix(ct, "text/") && ct != "application/json" {
-			return nil, &Skip{ReasonBinary, ct}
+		if !strings.HasPrefix(ct, "text/") && ct != "application/json" && !textual(sniffed) {
+			return nil, &Skip{ReasonBinary, sniffed.String()}
 		}
 	}
+	x.kind = textKind(sniffed, key, contentType)
 	if bytes.IndexByte(head, 0) >= 0 {
 		return nil, &Skip{ReasonBinary, "contains NUL bytes"}
 	}
@@ -154,7 +208,8 @@ func OpenObject(r io.Reader, key, contentType string) (*Reader, error) {
 		if err != nil {
 			return nil, &Skip{ReasonNotUTF8, "HTML in an unknown charset: " + err.Error()}
 		}
-		x.src, x.version, x.kind = bufio.NewReaderSize(newHTMLText(dec), sniffBytes), HTMLVersion, "text/html"
+		x.log = &sectionLog{}
+		x.src, x.version, x.kind = bufio.NewReaderSize(newHTMLText(dec, o.Structured, x.log, 0), sniffBytes), HTMLVersion, "text/html"
 		return x, nil
 	}
 	if utf8.Valid(head[:completeRunes(head)]) {
@@ -165,8 +220,46 @@ func OpenObject(r io.Reader, key, contentType string) (*Reader, error) {
 		return nil, err
 	}
 	x.src = bufio.NewReaderSize(transform.NewReader(br, enc.NewDecoder()), sniffBytes)
-	x.version, x.kind = LegacyVersion, "text/plain; charset="+name
+	x.version, x.kind = LegacyVersion, x.kind+"; charset="+name
 	return x, nil
+}
+
+// textual reports whether mimetype's type is text of some kind.
+func textual(m *mimetype.MIME) bool {
+	for ; m != nil; m = m.Parent() {
+		if m.Is("text/plain") {
+			return true
+		}
+	}
+	return false
+}
+
+// textKind names text content: CSV, TSV, JSON and Markdown by their
+// content, else by the Content-Type or the extension; plain text otherwise.
+func textKind(sniffed *mimetype.MIME, key, contentType string) string {
+	for _, t := range []string{"text/csv", "text/tab-separated-values", "application/json", "application/x-ndjson"} {
+		if sniffed.Is(t) {
+			return t
+		}
+	}
+	ct, _, _ := strings.Cut(strings.ToLower(contentType), ";")
+	switch ct = strings.TrimSpace(ct); ct {
+	case "text/csv", "text/tab-separated-values", "text/markdown", "application/json", "application/x-ndjson":
+		return ct
+	}
+	switch strings.ToLower(path.Ext(key)) {
+	case ".csv":
+		return "text/csv"
+	case ".tsv":
+		return "text/tab-separated-values"
+	case ".md", ".markdown":
+		return "text/markdown"
+	case ".json":
+		return "application/json"
+	case ".ndjson", ".jsonl":
+		return "application/x-ndjson"
+	}
+	return "text/plain"
 }
 
 // isHTML: the content sniffs as HTML, or the Content-Type or the extension
@@ -311,6 +404,7 @@ func (x *Reader) Next(max int) (string, error) {
 	if eof && end == 0 {
 		return "", io.EOF
 	}
+	x.pos += int64(end)
 	return string(buf[:end]), nil
 }
 

@@ -15,17 +15,78 @@ import (
 // table rows …), " | " between table cells and "- " before list items, and
 // runs of whitespace collapsed as a browser does. The tokenizer reads its
 // source incrementally, so memory does not grow with the document.
+//
+// Headings (h1–h6) set the heading path of the sections log; structured
+// output (processing_type advanced) writes them as Markdown headings and
+// tables as Markdown rows, with a separator row after the first.
 type htmlText struct {
-	z       *html.Tokenizer
-	skip    int // depth inside elements whose text is not shown
-	out     bytes.Buffer
-	space   bool // a space is pending between words
-	newline bool // a line break is pending
-	started bool
-	err     error
+	z          *html.Tokenizer
+	skip       int // depth inside elements whose text is not shown
+	out        bytes.Buffer
+	w          *bytes.Buffer // &out, or &head while a heading is read
+	head       bytes.Buffer
+	headLevel  int // level of the heading being read; 0: none
+	structured bool
+	log        *sectionLog
+	base, read int64 // offset of this document's text in the whole; bytes read out
+	cells      int   // cells so far in the table row (structured)
+	rows       int   // rows so far in the table (structured)
+	space      bool  // a space is pending between words
+	newline    bool  // a line break is pending
+	started    bool
+	err        error
 }
 
-func newHTMLText(r io.Reader) *htmlText { return &htmlText{z: html.NewTokenizer(r)} }
+// newHTMLText reads the document r, whose text begins at offset base of
+// the extracted text, recording headings in log (which may be nil).
+func newHTMLText(r io.Reader, structured bool, log *sectionLog, base int64) *htmlText {
+	h := &htmlText{z: html.NewTokenizer(r), structured: structured, log: log, base: base}
+	h.w = &h.out
+	return h
+}
+
+// headingLevel is 1–6 for h1–h6, else 0.
+func headingLevel(a atom.Atom) int {
+	switch a {
+	case atom.H1:
+		return 1
+	case atom.H2:
+		return 2
+	case atom.H3:
+		return 3
+	case atom.H4:
+		return 4
+	case atom.H5:
+		return 5
+	case atom.H6:
+		return 6
+	}
+	return 0
+}
+
+// maxHeadingText is how much of a heading is held back while it is read: a
+// heading that never ends is let go as text past it.
+const maxHeadingText = 64 << 10
+
+// endHeading writes the heading read so far: the line break before it, then
+// (at the offset its section begins) its text, as "## text" when structured.
+func (h *htmlText) endHeading() {
+	if h.headLevel == 0 {
+		return
+	}
+	level := h.headLevel
+	h.headLevel, h.w = 0, &h.out
+	text := h.head.Bytes()
+	lead := len(text) - len(bytes.TrimLeft(text, "\n"))
+	h.out.Write(text[:lead])
+	text = text[lead:]
+	h.log.atHeading(h.base+h.read+int64(h.out.Len()), level, string(text))
+	if h.structured && len(text) > 0 {
+		h.out.WriteString(strings.Repeat("#", level) + " ")
+	}
+	h.out.Write(text)
+	h.head.Reset()
+}
 
 // hidden elements' text is never shown.
 var hidden = map[atom.Atom]bool{atom.Script: true, atom.Style: true, atom.Template: true, atom.Noscript: true,
@@ -43,7 +104,9 @@ func (h *htmlText) Read(p []byte) (int, error) {
 		h.step()
 	}
 	if h.out.Len() > 0 {
-		return h.out.Read(p)
+		n, err := h.out.Read(p)
+		h.read += int64(n)
+		return n, err
 	}
 	return 0, h.err
 }
@@ -52,6 +115,7 @@ func (h *htmlText) step() {
 	switch h.z.Next() {
 	case html.ErrorToken:
 		h.err = h.z.Err()
+		h.endHeading()
 		if h.err == io.EOF && h.started {
 			h.out.WriteByte('\n')
 		}
@@ -68,12 +132,28 @@ func (h *htmlText) step() {
 		case a == atom.Li:
 			h.newline = h.newline || h.started
 			h.pendingText("- ")
+		case h.structured && (a == atom.Td || a == atom.Th):
+			if h.cells == 0 {
+				h.pendingText("| ")
+			} else {
+				h.pendingText(" | ")
+			}
+			h.cells++
 		case a == atom.Td || a == atom.Th:
 			if h.started && !h.newline {
 				h.pendingText(" | ")
 			}
 		case block[a]:
 			h.newline = h.newline || h.started
+			if a == atom.Table {
+				h.rows = 0
+			}
+			if a == atom.Tr {
+				h.cells = 0
+			}
+			if l := headingLevel(a); l > 0 && h.headLevel == 0 {
+				h.headLevel, h.w = l, &h.head
+			}
 		}
 	case html.EndTagToken:
 		name, _ := h.z.TagName()
@@ -84,6 +164,17 @@ func (h *htmlText) step() {
 			}
 			return
 		}
+		if a == atom.Tr && h.structured && h.cells > 0 {
+			h.w.WriteString(" |")
+			if h.rows == 0 {
+				h.w.WriteString("\n|" + strings.Repeat(" --- |", h.cells))
+			}
+			h.rows++
+			h.cells = 0
+		}
+		if headingLevel(a) > 0 {
+			h.endHeading()
+		}
 		if block[a] || a == atom.Li {
 			h.newline = h.newline || h.started
 		}
@@ -92,16 +183,19 @@ func (h *htmlText) step() {
 			return
 		}
 		h.text(string(h.z.Text()))
+		if h.head.Len() > maxHeadingText {
+			h.endHeading()
+		}
 	}
 }
 
 // pendingText writes s after any pending line break, with no space before it.
 func (h *htmlText) pendingText(s string) {
 	if h.newline {
-		h.out.WriteByte('\n')
+		h.w.WriteByte('\n')
 		h.newline = false
 	}
-	h.out.WriteString(s)
+	h.w.WriteString(s)
 	h.space, h.started = false, true
 }
 
@@ -110,12 +204,12 @@ func (h *htmlText) text(s string) {
 	for i, w := range strings.Fields(s) {
 		switch {
 		case h.newline:
-			h.out.WriteByte('\n')
+			h.w.WriteByte('\n')
 			h.newline = false
 		case (i > 0 || h.space || startsWithSpace(s)) && h.started:
-			h.out.WriteByte(' ')
+			h.w.WriteByte(' ')
 		}
-		h.out.WriteString(w)
+		h.w.WriteString(w)
 		h.started, h.space = true, false
 	}
 	if endsWithSpace(s) {

@@ -241,61 +241,217 @@ func (c *container) spine() ([]string, error) {
 	return out, nil
 }
 
-// writeText writes the text of one XML part of kind to w: character data
-// of text runs; paragraphs, list items, table rows and slides end lines;
-// table cells are joined by " | ".
-func writeText(w *bufio.Writer, r io.Reader, kind string) error {
+// officeText writes the text of one XML part of a DOCX, PPTX or
+// OpenDocument: character data of text runs; paragraphs, list items, table
+// rows and slides end lines; table cells are joined by " | ". Headings
+// (Word's Title and Heading N styles, OpenDocument's text:h) set the
+// heading path; structured output writes them as Markdown headings and
+// tables as Markdown rows with a separator row after the first.
+type officeText struct {
+	w          *docWriter
+	structured bool
+	inText     int  // depth inside text-bearing elements
+	cellOpen   bool // a table cell has started in this row
+	cells      int  // cells in this row (structured)
+	rows       int  // rows so far in this table (structured)
+	inCell     bool
+	cellSpace  bool // a paragraph ended in this cell: a space before more text
+	headLevel  int  // the paragraph being read is a heading of this level
+	head       strings.Builder
+}
+
+func (o *officeText) out(s string) {
+	switch {
+	case o.headLevel > 0:
+		o.head.WriteString(s)
+	case o.structured && o.inCell:
+		if o.cellSpace {
+			o.w.WriteByte(' ')
+			o.cellSpace = false
+		}
+		o.w.WriteString(strings.NewReplacer("|", `\|`, "\n", " ").Replace(s))
+	default:
+		o.w.WriteString(s)
+	}
+}
+
+func isODF(n xml.Name) bool { return strings.Contains(n.Space, "opendocument") }
+
+func attr(t xml.StartElement, local string) string {
+	for _, a := range t.Attr {
+		if a.Name.Local == local {
+			return a.Value
+		}
+	}
+	return ""
+}
+
+// wordHeading is the heading level of a Word paragraph style ("Title",
+// "Heading1" … "Heading9"), 0 for other styles.
+func wordHeading(style string) int {
+	s := strings.ToLower(strings.ReplaceAll(style, " ", ""))
+	if s == "title" {
+		return 1
+	}
+	if rest, ok := strings.CutPrefix(s, "heading"); ok {
+		if n, err := strconv.Atoi(rest); err == nil && n >= 1 && n <= 9 {
+			return n
+		}
+	}
+	return 0
+}
+
+func (o *officeText) startHeading(level int) {
+	if level > 0 && o.headLevel == 0 && !o.inCell {
+		o.headLevel = level
+		o.head.Reset()
+	}
+}
+
+// endHeading records the heading's section and writes its text.
+func (o *officeText) endHeading() {
+	level := o.headLevel
+	o.headLevel = 0
+	text := strings.TrimSpace(o.head.String())
+	o.w.log.atHeading(o.w.offset(), level, text)
+	if o.structured && text != "" {
+		o.w.WriteString(strings.Repeat("#", level) + " ")
+	}
+	o.w.WriteString(o.head.String())
+}
+
+func (o *officeText) token(tok xml.Token) {
+	switch t := tok.(type) {
+	case xml.StartElement:
+		switch t.Name.Local {
+		case "t": // w:t (Word), a:t (DrawingML: slides)
+			o.inText++
+		case "p", "h": // text:p / text:h (OpenDocument): their character data is text
+			if isODF(t.Name) {
+				o.inText++
+				if t.Name.Local == "h" {
+					level, _ := strconv.Atoi(attr(t, "outline-level"))
+					o.startHeading(max(level, 1))
+				}
+			}
+		case "pStyle":
+			o.startHeading(wordHeading(attr(t, "val")))
+		case "tab":
+			o.out("\t")
+		case "br", "cr", "line-break":
+			o.out("\n")
+		case "s": // text:s, a run of spaces
+			if isODF(t.Name) {
+				o.out(" ")
+			}
+		case "tbl", "table":
+			o.rows = 0
+		case "tr", "table-row":
+			o.cells = 0
+		case "tc", "table-cell":
+			switch {
+			case o.structured && o.cells == 0:
+				o.w.WriteString("| ")
+			case o.structured || o.cellOpen:
+				o.w.WriteString(" | ")
+			}
+			o.cellOpen, o.inCell, o.cellSpace = true, true, false
+			o.cells++
+		}
+	case xml.EndElement:
+		switch t.Name.Local {
+		case "t":
+			o.inText--
+		case "p", "h":
+			if isODF(t.Name) {
+				o.inText--
+			}
+			if o.headLevel > 0 {
+				o.endHeading()
+			}
+			switch {
+			case !o.cellOpen:
+				o.w.WriteByte('\n')
+			case o.structured && o.inCell:
+				o.cellSpace = true
+			}
+		case "tc", "table-cell":
+			o.inCell = false
+		case "tr", "table-row":
+			if o.structured && o.cells > 0 {
+				o.w.WriteString(" |")
+				if o.rows == 0 {
+					o.w.WriteString("\n|" + strings.Repeat(" --- |", o.cells))
+				}
+				o.rows++
+			}
+			o.w.WriteByte('\n')
+			o.cellOpen = false
+		}
+	case xml.CharData:
+		if o.inText > 0 {
+			o.out(string(t))
+		}
+	}
+}
+
+// writeText writes the text of one XML part of kind to w.
+func writeText(w *docWriter, r io.Reader, kind string, structured bool) error {
 	if kind == "application/epub+zip" {
-		_, err := io.Copy(w, newHTMLText(r))
+		_, err := io.Copy(w, newHTMLText(r, structured, w.log, w.offset()))
 		return err
 	}
-	var inText int // depth inside text-bearing elements
-	cellStarted := false
-	return walkXML(r, "XML", func(tok xml.Token) {
+	o := &officeText{w: w, structured: structured}
+	return walkXML(r, "XML", o.token)
+}
+
+// slideTitle reads a slide's title: the text of its title placeholder
+// shape (type title or ctrTitle).
+func slideTitle(r io.Reader) string {
+	var buf strings.Builder
+	title := ""
+	depth, shape, isTitle, inT := 0, 0, false, false
+	_ = walkXML(r, "slide", func(tok xml.Token) {
 		switch t := tok.(type) {
 		case xml.StartElement:
+			depth++
 			switch t.Name.Local {
-			case "t": // w:t (Word), a:t (DrawingML: slides)
-				inText++
-			case "p", "h": // text:p / text:h (OpenDocument): their character data is text
-				if strings.Contains(t.Name.Space, "opendocument") {
-					inText++
+			case "sp":
+				if shape == 0 {
+					shape, isTitle = depth, false
+					buf.Reset()
 				}
-			case "tab":
-				w.WriteByte('\t')
-			case "br", "cr", "line-break":
-				w.WriteByte('\n')
-			case "s": // text:s, a run of spaces
-				if strings.Contains(t.Name.Space, "opendocument") {
-					w.WriteByte(' ')
+			case "ph":
+				if ty := attr(t, "type"); ty == "title" || ty == "ctrTitle" {
+					isTitle = true
 				}
-			case "tc", "table-cell":
-				if cellStarted {
-					w.WriteString(" | ")
+			case "t":
+				inT = shape > 0
+			case "p":
+				if shape > 0 && buf.Len() > 0 {
+					buf.WriteByte(' ')
 				}
-				cellStarted = true
 			}
 		case xml.EndElement:
 			switch t.Name.Local {
 			case "t":
-				inText--
-			case "p", "h":
-				if strings.Contains(t.Name.Space, "opendocument") {
-					inText--
+				inT = false
+			case "sp":
+				if depth == shape {
+					if isTitle && title == "" {
+						title = strings.TrimSpace(buf.String())
+					}
+					shape = 0
 				}
-				if !cellStarted {
-					w.WriteByte('\n')
-				}
-			case "tr", "table-row":
-				w.WriteByte('\n')
-				cellStarted = false
 			}
+			depth--
 		case xml.CharData:
-			if inText > 0 {
-				w.Write(t)
+			if inT && buf.Len() < maxHeadingBytes {
+				buf.Write(t)
 			}
 		}
 	})
+	return title
 }
 
 // walkXML hands visit every token of r (the part named part); a malformed
@@ -316,8 +472,8 @@ func walkXML(r io.Reader, part string, visit func(xml.Token)) error {
 
 // openContainer spools a zip container and returns a reader of its text
 // (written by a goroutine as the consumer reads), the detected type and the
-// extractor version.
-func openContainer(br io.Reader) (*bufio.Reader, io.Closer, string, string, error) {
+// extractor version. Sections (headings, slides, sheets) go to log.
+func openContainer(br io.Reader, structured bool, log *sectionLog) (*bufio.Reader, io.Closer, string, string, error) {
 	c, err := spool(br)
 	if err != nil {
 		return nil, nil, "", "", err
@@ -328,37 +484,49 @@ func openContainer(br io.Reader) (*bufio.Reader, io.Closer, string, string, erro
 		if names, err = c.parts(kind); err == nil {
 			pr, pw := io.Pipe()
 			go func() {
-				bw := bufio.NewWriterSize(pw, 64<<10)
-				var werr error
-				if kind == xlsxType {
-					werr = c.writeXLSX(bw)
-					names = nil
-				}
-				for i, name := range names {
-					rc, err := c.open(name)
-					if err != nil {
-						werr = err
-						break
-					}
-					werr = writeText(bw, rc, kind)
-					rc.Close()
-					if werr != nil {
-						break
-					}
-					if i < len(names)-1 {
-						bw.WriteByte('\n')
-					}
-				}
-				if werr == nil {
-					werr = bw.Flush()
-				}
-				pw.CloseWithError(werr)
+				pw.CloseWithError(c.writeAll(newDocWriter(pw, log), kind, names, structured))
 			}()
 			return bufio.NewReaderSize(pr, sniffBytes), closers{pr, c.f}, kind, version, nil
 		}
 	}
 	c.f.Close()
 	return nil, nil, "", "", err
+}
+
+// writeAll writes the text of the container's parts in reading order.
+func (c *container) writeAll(w *docWriter, kind string, names []string, structured bool) error {
+	if kind == xlsxType {
+		if err := c.writeXLSX(w, structured); err != nil {
+			return err
+		}
+		return w.Flush()
+	}
+	slide := 0
+	for i, name := range names {
+		if strings.HasPrefix(name, "ppt/slides/slide") {
+			slide++
+			rc, err := c.open(name)
+			if err != nil {
+				return err
+			}
+			title := slideTitle(rc)
+			rc.Close()
+			w.log.atSlide(w.offset(), slide, title)
+		}
+		rc, err := c.open(name)
+		if err != nil {
+			return err
+		}
+		err = writeText(w, rc, kind, structured)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		if i < len(names)-1 {
+			w.WriteByte('\n')
+		}
+	}
+	return w.Flush()
 }
 
 type closers []io.Closer
@@ -380,7 +548,7 @@ const maxSharedStrings = 32 << 20
 // writeXLSX writes each sheet, in workbook order, as its name on a line and
 // then one line per row, cells joined by " | ": shared strings, inline
 // strings and values as stored (numbers unformatted).
-func (c *container) writeXLSX(w *bufio.Writer) error {
+func (c *container) writeXLSX(w *docWriter, structured bool) error {
 	raw, err := c.read("xl/workbook.xml")
 	if err != nil {
 		return err
@@ -424,12 +592,17 @@ func (c *container) writeXLSX(w *bufio.Writer) error {
 		if i > 0 {
 			w.WriteByte('\n')
 		}
-		w.WriteString(sh.Name + "\n")
+		w.log.atHeading(w.offset(), 1, sh.Name)
+		if structured {
+			w.WriteString("## " + sh.Name + "\n\n")
+		} else {
+			w.WriteString(sh.Name + "\n")
+		}
 		rc, err := c.open(name)
 		if err != nil {
 			return err
 		}
-		err = writeSheet(w, rc, shared)
+		err = writeSheet(w, rc, shared, structured)
 		rc.Close()
 		if err != nil {
 			return err
@@ -473,10 +646,10 @@ func (c *container) sharedStrings() ([]string, error) {
 }
 
 // writeSheet streams one worksheet's rows.
-func writeSheet(w *bufio.Writer, r io.Reader, shared []string) error {
+func writeSheet(w *docWriter, r io.Reader, shared []string, structured bool) error {
 	var cellType string
 	var val strings.Builder
-	inV, cells := false, 0
+	inV, cells, rows := false, 0, 0
 	return walkXML(r, "worksheet", func(tok xml.Token) {
 		switch t := tok.(type) {
 		case xml.StartElement:
@@ -508,12 +681,26 @@ func writeSheet(w *bufio.Writer, r io.Reader, shared []string) error {
 				if text == "" {
 					return
 				}
-				if cells > 0 {
+				switch {
+				case structured && cells == 0:
+					w.WriteString("| ")
+					text = strings.NewReplacer("|", `\|`, "\n", " ").Replace(text)
+				case structured:
+					w.WriteString(" | ")
+					text = strings.NewReplacer("|", `\|`, "\n", " ").Replace(text)
+				case cells > 0:
 					w.WriteString(" | ")
 				}
 				w.WriteString(text)
 				cells++
 			case "row":
+				if cells > 0 && structured {
+					w.WriteString(" |")
+					if rows == 0 {
+						w.WriteString("\n|" + strings.Repeat(" --- |", cells))
+					}
+					rows++
+				}
 				if cells > 0 {
 					w.WriteByte('\n')
 				}

@@ -1,0 +1,329 @@
+package extract
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klippa-app/go-pdfium"
+	pdferrors "github.com/klippa-app/go-pdfium/errors"
+	"github.com/klippa-app/go-pdfium/references"
+	"github.com/klippa-app/go-pdfium/requests"
+	"github.com/klippa-app/go-pdfium/responses"
+	"github.com/klippa-app/go-pdfium/webassembly"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+// PDFs are read through PDFium compiled to WebAssembly and run by wazero:
+// pure Go, no cgo, and sandboxed — an instance sees no file system (the
+// document reaches it through read callbacks), has a memory cap, and is
+// killed when its time is up.
+const (
+	PDFVersion = "pdf/1" // the text layer of a PDF, page by page
+
+	ReasonNoTextLayer = "no_text_layer" // a scanned PDF: pages without text (there is no OCR)
+	ReasonTimeout     = "extract_timeout"
+)
+
+// PDFConfig bounds the PDF extractor. Zero fields take the defaults.
+type PDFConfig struct {
+	Instances   int           // PDFium instances working at once (default 2); more PDFs wait for one
+	MaxPages    int           // documents with more pages are skipped too_large (default 5,000)
+	Timeout     time.Duration // per document; past it the instance is killed and the object skipped (default 2 min)
+	MemoryBytes int64         // WebAssembly memory per instance (default 256 MiB)
+	CacheDir    string        // wazero's compilation cache ("" = compile in memory at every start)
+}
+
+// PDF defaults.
+const (
+	DefaultPDFInstances   = 2
+	DefaultPDFMaxPages    = 5000
+	DefaultPDFTimeout     = 2 * time.Minute
+	DefaultPDFMemoryBytes = 256 << 20
+)
+
+// PDF is a bounded pool of PDFium instances, started on first use (compiling
+// the 5.8 MB module takes seconds; with CacheDir set, only the first process
+// on a machine pays it). Safe for concurrent use.
+type PDF struct {
+	cfg  PDFConfig
+	once sync.Once
+	pool pdfium.Pool
+	err  error
+	sem  chan struct{}
+}
+
+// NewPDF returns a PDF extractor with cfg's bounds.
+func NewPDF(cfg PDFConfig) *PDF {
+	if cfg.Instances <= 0 {
+		cfg.Instances = DefaultPDFInstances
+	}
+	if cfg.MaxPages <= 0 {
+		cfg.MaxPages = DefaultPDFMaxPages
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultPDFTimeout
+	}
+	if cfg.MemoryBytes <= 0 {
+		cfg.MemoryBytes = DefaultPDFMemoryBytes
+	}
+	return &PDF{cfg: cfg, sem: make(chan struct{}, cfg.Instances)}
+}
+
+func (p *PDF) start() error {
+	p.once.Do(func() {
+		rc := wazero.NewRuntimeConfig().
+			WithCoreFeatures(api.CoreFeaturesV2 | experimental.CoreFeaturesExceptionHandling).
+			WithMemoryLimitPages(uint32(p.cfg.MemoryBytes >> 16)).
+			WithCloseOnContextDone(true)
+		if p.cfg.CacheDir != "" {
+			cache, err := wazero.NewCompilationCacheWithDir(p.cfg.CacheDir)
+			if err != nil {
+				p.err = fmt.Errorf("pdf: compilation cache %s: %w", p.cfg.CacheDir, err)
+				return
+			}
+			rc = rc.WithCompilationCache(cache)
+		}
+		p.pool, p.err = webassembly.Init(webassembly.Config{
+			MinIdle: 0, MaxIdle: p.cfg.Instances, MaxTotal: p.cfg.Instances,
+			RuntimeConfig: rc,
+			FSConfig:      wazero.NewFSConfig(), // no file system inside the sandbox
+			Stdout:        io.Discard, Stderr: io.Discard,
+		})
+		if p.err != nil {
+			p.err = fmt.Errorf("pdf: start PDFium: %w", p.err)
+		}
+	})
+	return p.err
+}
+
+// Warm starts the pool now (compiling or loading the module) instead of at
+// the first PDF.
+func (p *PDF) Warm() error { return p.start() }
+
+// Close stops the pool.
+func (p *PDF) Close() error {
+	if p == nil || p.pool == nil {
+		return nil
+	}
+	return p.pool.Close()
+}
+
+// openPDF spools a PDF and returns a reader of its text, written page by
+// page by a goroutine holding one PDFium instance.
+func (p *PDF) open(br io.Reader, structured bool, log *sectionLog) (io.Reader, io.Closer, error) {
+	f, n, err := spoolFile(br, "PDF")
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := p.start(); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	go func() {
+		defer f.Close()
+		pw.CloseWithError(p.extract(ctx, f, n, newDocWriter(pw, log), structured))
+	}()
+	return pr, closerFunc(func() error { cancel(); return pr.Close() }), nil
+}
+
+type closerFunc func() error
+
+func (c closerFunc) Close() error { return c() }
+
+// extract writes the text of every page, each page beginning a section.
+func (p *PDF) extract(ctx context.Context, f io.ReadSeeker, size int64, w *docWriter, structured bool) (err error) {
+	select {
+	case p.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.sem }()
+	inst, err := p.pool.GetInstanceWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("pdf: get an instance: %w", err)
+	}
+	// The time cap and the reader going away both kill the instance, which
+	// ends any call in flight.
+	var killed sync.Once
+	timedOut := false
+	kill := func() { killed.Do(func() { _ = inst.Kill() }) }
+	timer := time.AfterFunc(p.cfg.Timeout, func() { timedOut = true; kill() })
+	stop := context.AfterFunc(ctx, kill)
+	defer func() {
+		timer.Stop()
+		stop()
+		killed.Do(func() { _ = inst.Close() })
+		if timedOut {
+			err = &Skip{ReasonTimeout, fmt.Sprintf("PDF text not extracted within %s", p.cfg.Timeout)}
+		}
+		if r := recover(); r != nil {
+			err = &Skip{ReasonCorrupt, fmt.Sprintf("PDFium failed: %v", r)}
+		}
+	}()
+	doc, err := inst.OpenDocument(&requests.OpenDocument{FileReader: f, FileReaderSize: size})
+	switch {
+	case errors.Is(err, pdferrors.ErrPassword):
+		return &Skip{ReasonEncrypted, "a password-protected PDF"}
+	case errors.Is(err, pdferrors.ErrSecurity):
+		return &Skip{ReasonEncrypted, "a PDF with an unsupported security handler"}
+	case err != nil:
+		return &Skip{ReasonCorrupt, "not a readable PDF: " + err.Error()}
+	}
+	defer inst.FPDF_CloseDocument(&requests.FPDF_CloseDocument{Document: doc.Document})
+	count, err := inst.FPDF_GetPageCount(&requests.FPDF_GetPageCount{Document: doc.Document})
+	if err != nil {
+		return &Skip{ReasonCorrupt, "PDF page count: " + err.Error()}
+	}
+	if count.PageCount > p.cfg.MaxPages {
+		return &Skip{ReasonTooLarge, fmt.Sprintf("a PDF of %d pages, over the %d-page cap", count.PageCount, p.cfg.MaxPages)}
+	}
+	var outline []bookmark
+	if structured {
+		if bm, err := inst.GetBookmarks(&requests.GetBookmarks{Document: doc.Document}); err == nil {
+			outline = flatten(bm.Bookmarks, 1, nil)
+		}
+	}
+	chars := 0
+	for i := 0; i < count.PageCount; i++ {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		text, err := pageText(inst, doc.Document, i)
+		if err != nil {
+			return &Skip{ReasonCorrupt, fmt.Sprintf("PDF page %d: %v", i+1, err)}
+		}
+		w.log.atPage(w.offset(), i+1)
+		var here []bookmark
+		for len(outline) > 0 && outline[0].page <= i {
+			here, outline = append(here, outline[0]), outline[1:]
+		}
+		chars += len(strings.TrimSpace(text))
+		if err := writePage(w, text, here, structured); err != nil {
+			return err
+		}
+	}
+	if chars == 0 && count.PageCount > 0 {
+		return &Skip{ReasonNoTextLayer, fmt.Sprintf("%d pages without a text layer (scanned? stevedore does no OCR)", count.PageCount)}
+	}
+	return w.Flush()
+}
+
+// pageText is the text of page i: lines end in "\n" (PDFium says "\r\n"),
+// and the page ends in a blank line.
+func pageText(inst pdfium.Pdfium, doc references.FPDF_DOCUMENT, i int) (string, error) {
+	page, err := inst.FPDF_LoadPage(&requests.FPDF_LoadPage{Document: doc, Index: i})
+	if err != nil {
+		return "", err
+	}
+	defer inst.FPDF_ClosePage(&requests.FPDF_ClosePage{Page: page.Page})
+	tp, err := inst.FPDFText_LoadPage(&requests.FPDFText_LoadPage{Page: requests.Page{ByReference: &page.Page}})
+	if err != nil {
+		return "", err
+	}
+	defer inst.FPDFText_ClosePage(&requests.FPDFText_ClosePage{TextPage: tp.TextPage})
+	n, err := inst.FPDFText_CountChars(&requests.FPDFText_CountChars{TextPage: tp.TextPage})
+	if err != nil {
+		return "", err
+	}
+	if n.Count <= 0 {
+		return "", nil
+	}
+	t, err := inst.FPDFText_GetText(&requests.FPDFText_GetText{TextPage: tp.TextPage, StartIndex: 0, Count: n.Count})
+	if err != nil {
+		return "", err
+	}
+	text := strings.ReplaceAll(t.Text, "\r\n", "\n")
+	text = strings.ReplaceAll(text, "\r", "\n")
+	text = strings.ReplaceAll(text, "\x00", "")
+	text = strings.TrimRight(text, " \n") + "\n\n"
+	return text, nil
+}
+
+// writePage writes a page's text; each outline entry pointing at the page
+// begins a section where its title is found on the page (at the page's
+// start when it is not), and is marked as a Markdown heading when
+// structured.
+func writePage(w *docWriter, text string, marks []bookmark, structured bool) error {
+	from := 0
+	for _, b := range marks {
+		at := -1
+		if b.title != "" {
+			if j := strings.Index(text[from:], b.title); j >= 0 {
+				at = from + j
+			}
+		}
+		if at < 0 {
+			w.log.atHeading(w.offset(), b.level, b.title)
+			continue
+		}
+		w.WriteString(text[from:at])
+		w.log.atHeading(w.offset(), b.level, b.title)
+		if structured {
+			if at > 0 && text[at-1] != '\n' {
+				w.WriteByte('\n')
+			}
+			w.WriteString(strings.Repeat("#", min(b.level, 6)) + " ")
+		}
+		from = at
+	}
+	_, err := w.WriteString(text[from:])
+	return err
+}
+
+// bookmark is one outline entry with the page it points at.
+type bookmark struct {
+	level int
+	title string
+	page  int // 0-based
+}
+
+// flatten lists the outline in document order (depth first), keeping the
+// entries that point at a page, sorted by page (stable: the outline's own
+// order among entries of one page).
+func flatten(bms []responses.GetBookmarksBookmark, level int, out []bookmark) []bookmark {
+	for _, b := range bms {
+		if b.DestInfo != nil && b.DestInfo.PageIndex >= 0 {
+			out = append(out, bookmark{level: level, title: strings.TrimSpace(b.Title), page: b.DestInfo.PageIndex})
+		}
+		out = flatten(b.Children, level+1, out)
+	}
+	if level == 1 {
+		slices.SortStableFunc(out, func(a, b bookmark) int { return a.page - b.page })
+	}
+	return out
+}
+
+// spoolFile copies the rest of br to an unlinked temporary file (at most
+// MaxContainerBytes) and returns it with its size.
+func spoolFile(br io.Reader, what string) (*os.File, int64, error) {
+	f, err := os.CreateTemp("", "stevedore-spool-*")
+	if err != nil {
+		return nil, 0, err
+	}
+	_ = os.Remove(f.Name()) // gone when closed, whatever happens
+	n, err := io.Copy(f, io.LimitReader(br, MaxContainerBytes+1))
+	if err != nil {
+		f.Close()
+		return nil, 0, asSkip(err)
+	}
+	if n > MaxContainerBytes {
+		f.Close()
+		return nil, 0, &Skip{ReasonTooLarge, fmt.Sprintf("a %s over %d bytes", what, MaxContainerBytes)}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, n, nil
+}
