@@ -28,6 +28,9 @@ bench:
 fuzz:
 	go test -run '^$$' -fuzz FuzzSplit -fuzztime 30s ./worker/chunk/
 	go test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./producer/notify/
+	go test -run '^$$' -fuzz FuzzContainer -fuzztime 30s ./worker/extract/
+	go test -run '^$$' -fuzz FuzzHTMLText -fuzztime 30s ./worker/extract/
+	go test -run '^$$' -fuzz FuzzPDF -fuzztime 30s ./worker/extract/
 
 # Regenerate the tokenizer golden file from npm tiktoken (needs node + npm).
 golden:

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klippa-app/go-pdfium"
@@ -156,15 +157,15 @@ func (p *PDF) extract(ctx context.Context, f io.ReadSeeker, size int64, w *docWr
 	// The time cap and the reader going away both kill the instance, which
 	// ends any call in flight.
 	var killed sync.Once
-	timedOut := false
+	var timedOut atomic.Bool
 	kill := func() { killed.Do(func() { _ = inst.Kill() }) }
-	timer := time.AfterFunc(p.cfg.Timeout, func() { timedOut = true; kill() })
+	timer := time.AfterFunc(p.cfg.Timeout, func() { timedOut.Store(true); kill() })
 	stop := context.AfterFunc(ctx, kill)
 	defer func() {
 		timer.Stop()
 		stop()
 		killed.Do(func() { _ = inst.Close() })
-		if timedOut {
+		if timedOut.Load() {
 			err = &Skip{ReasonTimeout, fmt.Sprintf("PDF text not extracted within %s", p.cfg.Timeout)}
 		}
 		if r := recover(); r != nil {

@@ -1,0 +1,206 @@
+package extract
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// makePDF writes a minimal PDF of n pages, page i showing "Page i of n"
+// (Helvetica), with a correct cross-reference table.
+func makePDF(n int, text func(i int) string) []byte {
+	var b bytes.Buffer
+	var offsets []int
+	obj := func(body string) {
+		offsets = append(offsets, b.Len())
+		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", len(offsets), body)
+	}
+	b.WriteString("%PDF-1.4\n")
+	kids := make([]string, n)
+	for i := range kids {
+		kids[i] = fmt.Sprintf("%d 0 R", 4+2*i)
+	}
+	obj("<< /Type /Catalog /Pages 2 0 R >>")
+	obj(fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count %d >>", strings.Join(kids, " "), n))
+	obj("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+	for i := 0; i < n; i++ {
+		content := ""
+		if text != nil {
+			content = fmt.Sprintf("BT /F1 12 Tf 72 720 Td (%s) Tj ET", text(i))
+		}
+		obj(fmt.Sprintf("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>", 5+2*i))
+		obj(fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(content), content))
+	}
+	xref := b.Len()
+	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(offsets)+1)
+	for _, o := range offsets {
+		fmt.Fprintf(&b, "%010d 00000 n \n", o)
+	}
+	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(offsets)+1, xref)
+	return b.Bytes()
+}
+
+func openPDF(t *testing.T, p *PDF, data []byte) (string, []Section, error) {
+	t.Helper()
+	x, err := Options{PDF: p}.Open(bytes.NewReader(data), "doc.pdf", "")
+	if err != nil {
+		return "", nil, err
+	}
+	defer x.Close()
+	var text strings.Builder
+	var secs []Section
+	for {
+		part, err := x.Next(1 << 16)
+		if errors.Is(err, io.EOF) {
+			return text.String(), secs, nil
+		}
+		if err != nil {
+			return text.String(), secs, err
+		}
+		text.WriteString(part)
+		secs = append(secs, x.Sections()...)
+	}
+}
+
+func skipReason(err error) string {
+	var s *Skip
+	if errors.As(err, &s) {
+		return s.Reason
+	}
+	return fmt.Sprintf("not a skip: %v", err)
+}
+
+// TestPDFPages: every page's text, in order, each page a section.
+func TestPDFPages(t *testing.T) {
+	text, secs, err := openPDF(t, testPDF(t), makePDF(3, func(i int) string { return fmt.Sprintf("Page %d of 3", i+1) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text != "Page 1 of 3\n\nPage 2 of 3\n\nPage 3 of 3\n\n" {
+		t.Fatalf("text %q", text)
+	}
+	if len(secs) != 3 || secs[1].Page != 2 || secs[1].Offset != int64(len("Page 1 of 3\n\n")) {
+		t.Fatalf("sections %+v", secs)
+	}
+}
+
+// TestPDFBadInput: each kind of bad PDF ends as a skip with its reason,
+// within the time cap, and leaves the pool usable.
+func TestPDFBadInput(t *testing.T) {
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	good, err := os.ReadFile(filepath.Join(fixtures, "handbook.pdf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A cross-reference section whose /Prev points at itself.
+	cyclic := makePDF(2, func(i int) string { return "loop" })
+	self := bytes.LastIndex(cyclic, []byte("xref\n0 "))
+	cyclic = bytes.Replace(cyclic, []byte("/Root 1 0 R >>"), []byte(fmt.Sprintf("/Root 1 0 R /Prev %d >>", self)), 1)
+	cases := []struct {
+		name   string
+		data   []byte
+		reason string // "" : indexed or skipped, but never a crash or a hang
+	}{
+		{"encrypted", read("encrypted.pdf"), ReasonEncrypted},
+		{"scanned (no text layer)", read("scanned.pdf"), ReasonNoTextLayer},
+		{"10,000 pages", makePDF(10_000, nil), ReasonTooLarge},
+		{"not a PDF after the magic", []byte("%PDF-1.7\n" + strings.Repeat("garbage ", 100)), ReasonCorrupt},
+		{"truncated", good[:len(good)/2], ""},
+		{"cyclic xref", cyclic, ""},
+		{"empty pages", makePDF(2, nil), ReasonNoTextLayer},
+	}
+	p := NewPDF(PDFConfig{Instances: 1, CacheDir: testPDF(t).cfg.CacheDir, Timeout: 30 * time.Second})
+	t.Cleanup(func() { p.Close() })
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := openPDF(t, p, c.data)
+			if c.reason != "" && skipReason(err) != c.reason {
+				t.Fatalf("got %v, want a %s skip", err, c.reason)
+			}
+			var s *Skip
+			if err != nil && !errors.As(err, &s) {
+				t.Fatalf("a plain error (would be retried): %v", err)
+			}
+			t.Logf("%v", err)
+		})
+	}
+	// The one instance is free again: a good PDF still reads.
+	if _, _, err := openPDF(t, p, good); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPDFTimeoutKillsTheInstance: past the time cap the instance is
+// killed and the object skipped extract_timeout; the pool recovers.
+func TestPDFTimeoutKillsTheInstance(t *testing.T) {
+	p := NewPDF(PDFConfig{Instances: 1, CacheDir: testPDF(t).cfg.CacheDir, Timeout: time.Nanosecond})
+	t.Cleanup(func() { p.Close() })
+	_, _, err := openPDF(t, p, makePDF(200, func(i int) string { return "slow" }))
+	if skipReason(err) != ReasonTimeout {
+		t.Fatalf("got %v, want extract_timeout", err)
+	}
+	p.cfg.Timeout = time.Minute
+	if _, _, err := openPDF(t, p, makePDF(1, func(int) string { return "after" })); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPDFCloseMidwayFreesTheInstance: a reader closed before the end (the
+// task was cancelled) gives its instance back; with a pool of one, the
+// next PDF would wait forever otherwise.
+func TestPDFCloseMidwayFreesTheInstance(t *testing.T) {
+	p := NewPDF(PDFConfig{Instances: 1, CacheDir: testPDF(t).cfg.CacheDir})
+	t.Cleanup(func() { p.Close() })
+	for i := 0; i < 3; i++ {
+		x, err := Options{PDF: p}.Open(bytes.NewReader(makePDF(500, func(i int) string { return strings.Repeat("word ", 40) })), "big.pdf", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := x.Next(1024); err != nil {
+			t.Fatal(err)
+		}
+		x.Close()
+	}
+	if _, _, err := openPDF(t, p, makePDF(1, func(int) string { return "free" })); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPDFWithoutExtractor: with no PDF extractor configured, PDFs are
+// skipped as unsupported, by content (whatever the name says).
+func TestPDFWithoutExtractor(t *testing.T) {
+	_, err := OpenObject(bytes.NewReader(makePDF(1, func(int) string { return "x" })), "notes.txt", "text/plain")
+	if skipReason(err) != ReasonBinary {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// FuzzPDF: whatever the bytes, a PDF ends as text or a *Skip — never a
+// panic, a plain error (which would be retried) or a hang.
+func FuzzPDF(f *testing.F) {
+	f.Add(makePDF(1, func(int) string { return "seed" }))
+	f.Add(makePDF(3, nil))
+	f.Add([]byte("%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !bytes.HasPrefix(data, []byte("%PDF")) {
+			data = append([]byte("%PDF-1.4\n"), data...)
+		}
+		_, _, err := openPDF(t, testPDF(t), data)
+		var s *Skip
+		if err != nil && !errors.As(err, &s) {
+			t.Fatalf("plain error: %v", err)
+		}
+	})
+}
