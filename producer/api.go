@@ -238,6 +238,7 @@ type indexRequest struct {
 	DirectoryPath  string `json:"directory_path"`
 	FileURI        string `json:"file_uri"`
 	ProcessingType string `json:"processing_type"`
+	Encoding       string `json:"encoding"`
 	Auth           *struct {
 		Type       string `json:"type"`
 		RoleARN    string `json:"role_arn"`
@@ -342,6 +343,13 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 	default:
 		return nil, badRequest("invalid_processing_type", "processing_type must be basic or advanced", "")
 	}
+	switch req.Encoding {
+	case "", schema.DefaultEncoding:
+		req.Encoding = ""
+	case schema.EncodingO200k:
+	default:
+		return nil, badRequest("invalid_encoding", "encoding must be cl100k_base or o200k_base", "cl100k_base (the default) for text-embedding-3 and GPT-4; o200k_base for GPT-4o")
+	}
 	if req.MaxFiles < 0 {
 		return nil, badRequest("invalid_max_files", "max_files must not be negative", "")
 	}
@@ -353,7 +361,7 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 	}
 	job := &schema.Job{Org: org.ID, Collection: collection, Kind: kind, Bucket: req.BucketName, Region: req.BucketRegion,
 		MaxFiles: req.MaxFiles, SkipExisting: skip, OverwriteExisting: req.OverwriteExisting, ProcessingType: req.ProcessingType,
-		CustomMetadata: req.CustomMetadata, CreatedAt: a.cfg.Now().UTC()}
+		Encoding: req.Encoding, CustomMetadata: req.CustomMetadata, CreatedAt: a.cfg.Now().UTC()}
 	if job.Region == "" {
 		job.Region = "us-east-1"
 	}

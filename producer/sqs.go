@@ -417,7 +417,7 @@ func (b *Bridge) record(ctx context.Context, q Queue, i int, rec notify.Record, 
 	}
 	t := &schema.Task{Op: op, Org: rt.Org, Collection: rt.Collection, IntegrationID: rt.IntegrationID, Bucket: rec.Bucket,
 		Region: rec.Region, Key: rec.Key, ScopePrefix: rt.Prefix, VersionID: rec.VersionID, ETag: strings.Trim(rec.ETag, `"`),
-		Size: rec.Size, Sequencer: rec.Sequencer, SkipExisting: true, ProcessingType: rt.ProcessingType}
+		Size: rec.Size, Sequencer: rec.Sequencer, SkipExisting: true, ProcessingType: rt.ProcessingType, Encoding: rt.Encoding}
 	if !rec.EventTime.IsZero() {
 		et := rec.EventTime
 		t.EventTime = &et

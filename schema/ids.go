@@ -22,6 +22,24 @@ func ChunkID(org, collection, bucket, key, version, extractorVersion string, ind
 	return "ch_" + hashID(org, collection, bucket, key, version, extractorVersion, strconv.Itoa(index))
 }
 
+// IDExtractor is the extractor_version recorded on chunks, commits and
+// object state, and part of their IDs: the extractor's version, followed by
+// "@" and the tokenizer when it is not the default cl100k_base (chunk
+// boundaries depend on it), so that re-indexing with another tokenizer never
+// reuses an ID for different text. Default-tokenizer IDs are unchanged.
+func IDExtractor(extractorVersion, encoding string) string {
+	if encoding == "" || encoding == DefaultEncoding {
+		return extractorVersion
+	}
+	return extractorVersion + "@" + encoding
+}
+
+// Tokenizers a request may name; DefaultEncoding when it names none.
+const (
+	DefaultEncoding = "cl100k_base"
+	EncodingO200k   = "o200k_base"
+)
+
 // ObjectKey is the object-state KV key for one object of a collection.
 func ObjectKey(org, collection, bucket, key string) string {
 	return org + "." + collection + "." + hashID(bucket, key)

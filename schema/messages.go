@@ -47,6 +47,7 @@ type Job struct {
 	SkipExisting      bool            `json:"skip_existing"`
 	OverwriteExisting bool            `json:"overwrite_existing"`
 	ProcessingType    string          `json:"processing_type,omitempty"`
+	Encoding          string          `json:"encoding,omitempty"` // the tokenizer; empty: cl100k_base
 	CustomMetadata    json.RawMessage `json:"custom_metadata,omitempty"`
 	CreatedAt         time.Time       `json:"created_at"`
 }
@@ -109,6 +110,7 @@ type Task struct {
 	SkipExisting      bool            `json:"skip_existing"`
 	OverwriteExisting bool            `json:"overwrite_existing"`
 	ProcessingType    string          `json:"processing_type,omitempty"` // basic (also when empty) or advanced
+	Encoding          string          `json:"encoding,omitempty"`        // the tokenizer; empty: cl100k_base
 	CustomMetadata    json.RawMessage `json:"custom_metadata,omitempty"`
 }
 

@@ -116,6 +116,7 @@ type ObjectState struct {
 	ExtractorVersion string       `json:"extractor_version"`
 	ContentType      string       `json:"content_type,omitempty"`    // as detected from the content
 	ProcessingType   string       `json:"processing_type,omitempty"` // "advanced", or empty for basic
+	Encoding         string       `json:"encoding,omitempty"`        // the tokenizer, when not cl100k_base
 	Status           ObjectStatus `json:"status"`
 	Reason           string       `json:"reason,omitempty"` // why skipped
 	JobID            string       `json:"job_id,omitempty"`

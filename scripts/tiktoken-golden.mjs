@@ -1,12 +1,13 @@
-// Generates worker/token/testdata/cl100k_golden.json from the reference
-// tokenizer (npm "tiktoken", OpenAI's Rust core compiled to WASM).
+// Generates worker/token/testdata/<encoding>_golden.json (cl100k_base,
+// o200k_base) from the reference tokenizer (npm "tiktoken", OpenAI's Rust
+// core compiled to WASM).
 // Run through scripts/tiktoken-golden.sh, which installs the pinned package.
 import { get_encoding } from "tiktoken";
 import { readFileSync, writeFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 
-const [outFile, corpusDir] = process.argv.slice(2);
-const enc = get_encoding("cl100k_base");
+const [outFile, corpusDir, encodingName = "cl100k_base"] = process.argv.slice(2);
+const enc = get_encoding(encodingName);
 
 const fixed = [
   "", "a", "hello world", "Hello, World!", "a\n  \nb", "a\n\n\nb", "a \n b", "  leading", "trailing  ",
@@ -17,6 +18,9 @@ const fixed = [
   "    def f(x):\n        return x  # comment\n", "{\"json\": [1, 2, 3], \"k\": null}\n",
   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
   "x".repeat(5000), " ".repeat(300) + "y", "\n".repeat(50), "=".repeat(1000), "ab".repeat(700),
+  // o200k_base's case-aware words, contractions after words and "/" runs.
+  "helloWorld HTTPServer getHTTPResponse iPhone McDonald's", "ǅungla ǈubljana ʰello aʰb ʰʲ", "日本Tokyo東京ok",
+  "don't DON'T Don'T 's 'S x's", "a/b //\n/ ...\n/\n", "e\u0301\u0301 \u0301x \u0301 X\u0301Y\u0301z",
 ];
 
 // Deterministic pseudo-random strings over the character classes that
@@ -27,6 +31,7 @@ const pools = [
   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789", " ", "  ", "\n", "\r\n", "\t",
   ".,;:!?-_()[]{}<>/\\\"@#$%^&*+=|~`", "'", "'s", "'LL", "'Re", "éàüßøñç", "日本語中文", "한국어", "🚀🔥👍",
   "\u0301\u0308", "\u00a0", "\u3000", "\u2028", "ſK", "٣٤²Ⅻ", "ѐѓєї", "\u200d", "\x0b\x0c",
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "ǅǈǋ", "ʰʲˆ", "/", "ÀÉÎÕÜ",
 ];
 const random = [];
 for (let i = 0; i < 3000; i++) {
@@ -68,6 +73,6 @@ if (corpusDir) {
 }
 
 const cases = [...fixed, ...random].map((text) => ({ text, ids: Array.from(enc.encode_ordinary(text)) }));
-writeFileSync(outFile, JSON.stringify({ encoding: "cl100k_base", reference: "npm tiktoken@1.0.22", cases, files }, null, 0) + "\n");
+writeFileSync(outFile, JSON.stringify({ encoding: encodingName, reference: "npm tiktoken@1.0.22", cases, files }, null, 0) + "\n");
 enc.free();
 console.log(`wrote ${cases.length} cases and ${files.length} corpus files to ${outFile}`);

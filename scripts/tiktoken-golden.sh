@@ -8,4 +8,6 @@ cache="${STEVEDORE_CACHE:-$HOME/.cache/stevedore}/tiktoken-ref"
 mkdir -p "$cache"
 [ -d "$cache/node_modules/tiktoken" ] || npm install --silent --prefix "$cache" tiktoken@1.0.22
 cp "$root/scripts/tiktoken-golden.mjs" "$cache/golden.mjs"
-node "$cache/golden.mjs" "$root/worker/token/testdata/cl100k_golden.json" "$root/scripts/testdata/corpus"
+for enc in cl100k_base o200k_base; do
+	node "$cache/golden.mjs" "$root/worker/token/testdata/${enc%_base}_golden.json" "$root/scripts/testdata/corpus" "$enc"
+done

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker/extract"
+	"github.com/stevedore-dev/stevedore/worker/token"
 	"golang.org/x/text/encoding/charmap"
 )
 
@@ -126,4 +127,41 @@ func wazeroCache() string {
 		dir = os.TempDir()
 	}
 	return filepath.Join(dir, "stevedore", "wazero")
+}
+
+// TestO200kEncodingThroughTheWorker: a job naming o200k_base counts with
+// it (exactly: each chunk's count is the encoding's count of its text),
+// says so on its chunks, gets IDs of its own, and is not taken as already
+// indexed by a cl100k_base index of the same bytes.
+func TestO200kEncodingThroughTheWorker(t *testing.T) {
+	body := strings.Repeat("naïve café résumé helloWorld HTTPServer don't 12345 ", 200)
+	e := setup(t, map[string]string{"a.txt": body})
+	e.submit(t, "job_cl100k", true)
+	if st := e.wait(t, "job_cl100k"); st.FilesIndexed != 1 {
+		t.Fatalf("%+v", st)
+	}
+	e.submitJob(t, &schema.Job{JobID: "job_o200k", Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Kind: schema.JobBucket, Bucket: bucket,
+		Region: "us-east-1", SkipExisting: true, Encoding: schema.EncodingO200k, CreatedAt: time.Now()})
+	st := e.wait(t, "job_o200k")
+	if st.FilesIndexed != 1 {
+		t.Fatalf("o200k job did not index: %+v", st)
+	}
+	o200k, _ := token.Get(token.O200kBase)
+	ids, _, _ := visible(t, e)
+	var tokens int64
+	for _, c := range e.chunks(t) {
+		if c.JobID != "job_o200k" {
+			if ids[c.ChunkID] {
+				t.Fatalf("a cl100k_base chunk is still visible: %+v", c)
+			}
+			continue
+		}
+		if c.Encoding != token.O200kBase || c.ExtractorVersion != extract.Version+"@o200k_base" || c.TokenCount != o200k.Count(c.Text) || !ids[c.ChunkID] {
+			t.Fatalf("o200k chunk %+v", c)
+		}
+		tokens += int64(c.TokenCount)
+	}
+	if want := int64(o200k.Count(body)); tokens != want || st.TokensUsed != want {
+		t.Fatalf("tokens %d (job says %d), want %d", tokens, st.TokensUsed, want)
+	}
 }

@@ -63,7 +63,7 @@ func TestCrashAtEveryPointLosesNothingAndDoublesNothing(t *testing.T) {
 	// The expected chunk IDs, from an independent split of every object.
 	want := map[string]bool{}
 	for key, body := range objects {
-		n := len(e.w.splitter.Split(body))
+		n := len(e.w.splitters[""].Split(body))
 		for i := 0; i < n; i++ {
 			want[schema.ChunkID(e.org.ID, "docs", bucket, key, etagOf(t, e, key), extract.Version, i)] = true
 		}

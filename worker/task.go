@@ -96,7 +96,8 @@ func decide(task *schema.Task, state *schema.ObjectState, etag string) verdict {
 	}
 	// Unchanged only if read the same way: a basic index does not stand in
 	// for an advanced one, nor the other way round.
-	if saved && task.SkipExisting && !task.OverwriteExisting && etag != "" && state.ETag == etag && state.ProcessingType == processingType(task) {
+	if saved && task.SkipExisting && !task.OverwriteExisting && etag != "" && state.ETag == etag && state.ProcessingType == processingType(task) &&
+		state.Encoding == encodingOf(task) {
 		return unchanged
 	}
 	return proceed
@@ -109,6 +110,15 @@ func processingType(task *schema.Task) string {
 		return schema.ProcessingAdvanced
 	}
 	return ""
+}
+
+// encodingOf is what the object state records of the task's tokenizer:
+// its name, or empty for the default.
+func encodingOf(task *schema.Task) string {
+	if task.Encoding == schema.DefaultEncoding {
+		return ""
+	}
+	return task.Encoding
 }
 
 // skipEvent is the "skipped" outcome for an object decide found unchanged.
@@ -248,7 +258,7 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 		}
 		// Remember the version, so skip_existing does not fetch it again.
 		skipped := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: sequencer(task, state, confirmed, overrides),
-			ExtractorVersion: cmp.Or(res.extractor, extract.Version), ContentType: res.contentType, ProcessingType: processingType(task), Status: schema.ObjectSkipped, Reason: ev.Reason,
+			ExtractorVersion: cmp.Or(res.extractor, extract.Version), ContentType: res.contentType, ProcessingType: processingType(task), Encoding: encodingOf(task), Status: schema.ObjectSkipped, Reason: ev.Reason,
 			JobID: task.JobID, UpdatedAt: time.Now().UTC()}
 		if err := w.saveState(ctx, stateKey, skipped, rev); err != nil {
 			return nil, err
@@ -256,7 +266,7 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 		return ev, nil
 	}
 	newState := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: etag, VersionID: version, Sequencer: sequencer(task, state, confirmed, overrides),
-		Chunks: res.chunks, Tokens: res.tokens, ExtractorVersion: res.extractor, ContentType: res.contentType, ProcessingType: processingType(task), Status: schema.ObjectIndexed, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
+		Chunks: res.chunks, Tokens: res.tokens, ExtractorVersion: res.extractor, ContentType: res.contentType, ProcessingType: processingType(task), Encoding: encodingOf(task), Status: schema.ObjectIndexed, JobID: task.JobID, UpdatedAt: time.Now().UTC()}
 	if err := w.saveState(ctx, stateKey, newState, rev); err != nil {
 		return nil, err
 	}
@@ -345,11 +355,17 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 		batch, published = batch[:0], true
 		return err
 	}
-	stream := w.splitter.Stream(func(p chunk.Chunk) error {
-		id := schema.ChunkID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), res.extractor, res.chunks)
+	splitter, err := w.splitterFor(task.Encoding)
+	if err != nil {
+		return res, schema.Errorf(schema.ClassPermanent, "%w", err)
+	}
+	res.extractor = schema.IDExtractor(res.extractor, task.Encoding)
+	idExtractor := res.extractor
+	stream := splitter.Stream(func(p chunk.Chunk) error {
+		id := schema.ChunkID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), idExtractor, res.chunks)
 		c := &schema.Chunk{ChunkID: id, Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key,
 			VersionID: v.version, ETag: v.etag, Index: res.chunks, ByteOffset: int64(p.Offset), Text: p.Text, TokenCount: p.Tokens,
-			Encoding: w.cfg.Encoding.Name(), ExtractorVersion: res.extractor, ContentType: res.contentType, CustomMetadata: task.CustomMetadata}
+			Encoding: splitter.Encoding(), ExtractorVersion: res.extractor, ContentType: res.contentType, CustomMetadata: task.CustomMetadata}
 		lab.label(c)
 		batch = append(batch, outMsg{Subject: subject, MsgID: schema.GenMsgID(id, v.gen), Msg: c})
 		res.chunks++
@@ -389,7 +405,7 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 	if err := fault("after_chunks", task.Key); err != nil {
 		return res, err
 	}
-	out := []outMsg{{Subject: subject, MsgID: schema.GenMsgID(schema.CommitID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), res.extractor), v.gen), Msg: &schema.Commit{Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key, VersionID: v.version,
+	out := []outMsg{{Subject: subject, MsgID: schema.GenMsgID(schema.CommitID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), idExtractor), v.gen), Msg: &schema.Commit{Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key, VersionID: v.version,
 		ETag: v.etag, ExtractorVersion: res.extractor, ContentType: res.contentType, Chunks: res.chunks, Tokens: res.tokens, At: time.Now().UTC()}}}
 	// The previous version's chunks are replaced: tombstone the IDs that are
 	// not reused, so downstream drops them.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -125,15 +126,17 @@ type Config struct {
 
 // Worker claims and processes messages. Create with New, run with Run.
 type Worker struct {
-	cfg      Config
-	log      *slog.Logger
-	m        *metrics
-	splitter *chunk.Splitter
-	res      *creds.Resolver
+	cfg Config
+	log *slog.Logger
+	m   *metrics
+	res *creds.Resolver
 	// cancelled caches whether a job was cancelled (checked before each
 	// page is planned and each task of a job is started); entries expire
 	// after a second so a cancel takes effect at once fleet-wide.
 	cancelled *lru.LRU[string, bool]
+	// splitters by tokenizer name ("" is cfg.Encoding), made on first use.
+	splitMu   sync.Mutex
+	splitters map[string]*chunk.Splitter
 	objects   jetstream.KeyValue
 	jobs      jetstream.KeyValue
 }
@@ -173,12 +176,32 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	w := &Worker{
 		cfg: cfg, log: cfg.Logger.With("worker", cfg.Name), m: newMetrics(cfg.Registerer),
-		splitter: sp, objects: objects, jobs: jobs,
+		objects: objects, jobs: jobs, splitters: map[string]*chunk.Splitter{"": sp, cfg.Encoding.Name(): sp},
 	}
 	w.cancelled = lru.NewLRU[string, bool](10_000, nil, time.Second)
 	w.res = &creds.Resolver{Registry: cfg.Registry, Broker: cfg.Broker, AWS: cfg.AWS, S3PathStyle: cfg.S3PathStyle,
 		SessionPrefix: cfg.SessionPrefix, SessionTemplate: cfg.SessionTemplate, OnStaleRetry: w.m.staleRetries.Inc}
 	return w, nil
+}
+
+// splitterFor returns the splitter for a task's tokenizer (its name; ""
+// is the worker's default).
+func (w *Worker) splitterFor(encoding string) (*chunk.Splitter, error) {
+	w.splitMu.Lock()
+	defer w.splitMu.Unlock()
+	if sp := w.splitters[encoding]; sp != nil {
+		return sp, nil
+	}
+	enc, err := token.Get(encoding)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := chunk.New(enc, w.cfg.ChunkTokens)
+	if err != nil {
+		return nil, err
+	}
+	w.splitters[encoding] = sp
+	return sp, nil
 }
 
 // errShutdown is the cause attached to in-flight work cancelled because the

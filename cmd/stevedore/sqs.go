@@ -84,7 +84,7 @@ func (c *sqsFlags) build(awsCfg aws.Config, reg *registry.Registry, broker func(
 func runRoute(ctx context.Context, args []string) error {
 	return subcommands("route", args, map[string]func([]string) error{
 		"add": func(args []string) error {
-			var org, collection, bucket, prefix, integration, processing *string
+			var org, collection, bucket, prefix, integration, processing, encoding *string
 			return operatorCommand(ctx, "route add", args, func(f *flags) {
 				org = f.FlagSet.String("org", "", "organization ID")
 				collection = f.FlagSet.String("collection", "", "collection the bucket's objects are indexed into")
@@ -92,12 +92,13 @@ func runRoute(ctx context.Context, args []string) error {
 				prefix = f.FlagSet.String("prefix", "", "only keys under this prefix (the longest matching prefix wins)")
 				integration = f.FlagSet.String("integration", "", "integration to read the objects with (default: the org's only one covering the bucket)")
 				processing = f.FlagSet.String("processing-type", "basic", "basic (plain text) or advanced (headings, pages, Markdown tables; see the README)")
+				encoding = f.FlagSet.String("encoding", "cl100k_base", "tokenizer: cl100k_base or o200k_base")
 			}, func(r *registry.Registry) (map[string]any, string, error) {
-				rt, err := r.AddRoute(ctx, cliActor, registry.Route{Org: *org, Collection: *collection, Bucket: *bucket, Prefix: *prefix, IntegrationID: *integration, ProcessingType: *processing})
+				rt, err := r.AddRoute(ctx, cliActor, registry.Route{Org: *org, Collection: *collection, Bucket: *bucket, Prefix: *prefix, IntegrationID: *integration, ProcessingType: *processing, Encoding: *encoding})
 				if err != nil {
 					return nil, "", err
 				}
-				return map[string]any{"route_id": rt.ID, "org_id": rt.Org, "collection": rt.Collection, "bucket": rt.Bucket, "prefix": rt.Prefix, "integration_id": rt.IntegrationID, "processing_type": rt.ProcessingType},
+				return map[string]any{"route_id": rt.ID, "org_id": rt.Org, "collection": rt.Collection, "bucket": rt.Bucket, "prefix": rt.Prefix, "integration_id": rt.IntegrationID, "processing_type": rt.ProcessingType, "encoding": rt.Encoding},
 					fmt.Sprintf("Route %s: s3://%s/%s → %s/%s via %s\n", rt.ID, rt.Bucket, rt.Prefix, rt.Org, rt.Collection, rt.IntegrationID), nil
 			})
 		},

@@ -27,6 +27,7 @@ type Route struct {
 	// ProcessingType is how the route's objects are extracted: basic
 	// (also when empty) or advanced, as in an index request.
 	ProcessingType string    `json:"processing_type,omitempty"`
+	Encoding       string    `json:"encoding,omitempty"` // the tokenizer; empty: cl100k_base
 	CreatedAt      time.Time `json:"created_at"`
 }
 
@@ -60,6 +61,11 @@ func (r *Registry) AddRoute(ctx context.Context, actor string, rt Route) (*Route
 	case "", schema.ProcessingBasic, schema.ProcessingAdvanced:
 	default:
 		return fail(fmt.Errorf("processing type %q must be basic or advanced", rt.ProcessingType))
+	}
+	switch rt.Encoding {
+	case "", schema.DefaultEncoding, schema.EncodingO200k:
+	default:
+		return fail(fmt.Errorf("encoding %q must be cl100k_base or o200k_base", rt.Encoding))
 	}
 	if rt.IntegrationID == "" {
 		ins, err := r.Integrations(ctx, rt.Org)

@@ -46,6 +46,9 @@ func New(enc *token.Encoding, maxTokens int) (*Splitter, error) {
 	return &Splitter{enc: enc, max: maxTokens}, nil
 }
 
+// Encoding is the name of the tokenizer the chunks are counted with.
+func (s *Splitter) Encoding() string { return s.enc.Name() }
+
 // boundary levels, best last.
 const (
 	levelNone = iota
@@ -73,7 +76,7 @@ func (s *Splitter) split(text string, sections []int) []Chunk {
 	var cuts []cut // candidate cuts after each piece of the current chunk
 	prevEndsSpace := false
 	prevPiece := ""
-	token.Pieces(text, func(p string) bool {
+	s.enc.Pieces(text, func(p string) bool {
 		n := s.enc.CountPiece(p)
 		pos := start
 		if len(cuts) > 0 {

@@ -146,7 +146,12 @@ func nextPiece(s string, i int) int {
 		}
 		return j
 	}
-	// Only whitespace alternatives remain; r is a space. Find the run.
+	return spaceRun(s, i)
+}
+
+// spaceRun matches the whitespace alternatives, shared by both encodings:
+// \s*[\r\n]+|\s+(?!\S)|\s+ at s[i], a space.
+func spaceRun(s string, i int) int {
 	end, lastNL := i, -1
 	for end < len(s) {
 		r3, w3 := decode(s, end)
@@ -174,11 +179,13 @@ func nextPiece(s string, i int) int {
 	return end
 }
 
-// Pieces calls yield with every pre-token of s in order, stopping early when
-// yield returns false. The pieces concatenate to s.
-func Pieces(s string, yield func(piece string) bool) {
+// Pieces calls yield with every cl100k_base pre-token of s in order,
+// stopping early when yield returns false. The pieces concatenate to s.
+func Pieces(s string, yield func(piece string) bool) { pieces(s, nextPiece, yield) }
+
+func pieces(s string, next func(string, int) int, yield func(piece string) bool) {
 	for i := 0; i < len(s); {
-		j := nextPiece(s, i)
+		j := next(s, i)
 		if !yield(s[i:j]) {
 			return
 		}

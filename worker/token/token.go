@@ -1,9 +1,9 @@
 // Package token counts tokens exactly as OpenAI's tiktoken does for the
-// cl100k_base encoding, without a regex engine and without network access: the
+// cl100k_base and o200k_base encodings, without a regex engine and without network access: the
 // rank file ships inside the build (github.com/pkoukk/tiktoken-go-loader/assets).
 //
-// The pre-tokenizer (pretoken.go) is the cl100k_base pattern written out by
-// hand; the byte-pair merge (bpe.go) is tiktoken's algorithm, with a heap for
+// The pre-tokenizers (pretoken.go, pretoken_o200k.go) are the two
+// patterns written out by hand; the byte-pair merge (bpe.go) is tiktoken's algorithm, with a heap for
 // long pieces so that adversarial input (a megabyte of one letter) stays
 // O(n log n) instead of O(n²). Both are checked against the reference
 // implementation (npm tiktoken, the official Rust core) by golden files in
@@ -23,38 +23,57 @@ import (
 	"github.com/pkoukk/tiktoken-go-loader/assets"
 )
 
-// Cl100kBase is the default encoding name (the one used by OpenAI's
-// text-embedding-3 and gpt-4 families).
-const Cl100kBase = "cl100k_base"
+// Encoding names. Cl100kBase is the default (OpenAI's text-embedding-3 and
+// gpt-4 families); O200kBase is the gpt-4o family's.
+const (
+	Cl100kBase = "cl100k_base"
+	O200kBase  = "o200k_base"
+)
+
+// Names lists the supported encodings.
+var Names = []string{Cl100kBase, O200kBase}
 
 // Encoding is a loaded BPE vocabulary with its pre-tokenizer.
 type Encoding struct {
 	name  string
 	ranks map[string]int
+	next  func(s string, i int) int // the end of the pre-token at s[i]
 }
 
-var (
-	loadOnce sync.Once
-	cl100k   *Encoding
-	loadErr  error
-)
+type loaded struct {
+	once sync.Once
+	enc  *Encoding
+	err  error
+}
 
-// Get returns the named encoding, loading its embedded rank file on first use
-// (about 50 ms). Only cl100k_base is implemented; any other name is an error.
+var encodings = map[string]*loaded{Cl100kBase: {}, O200kBase: {}}
+
+// Get returns the named encoding ("" is cl100k_base), loading its embedded
+// rank file on first use (about 50 ms for cl100k_base, 100 ms for
+// o200k_base).
 func Get(name string) (*Encoding, error) {
 	if name == "" {
 		name = Cl100kBase
 	}
-	if name != Cl100kBase {
-		return nil, fmt.Errorf("token: encoding %q is not supported (supported: %s)", name, Cl100kBase)
+	l := encodings[name]
+	if l == nil {
+		return nil, fmt.Errorf("token: encoding %q is not supported (supported: %s, %s)", name, Cl100kBase, O200kBase)
 	}
-	loadOnce.Do(func() {
+	l.once.Do(func() {
+		next := nextPiece
+		if name == O200kBase {
+			next = nextPieceO200k
+		}
 		var ranks map[string]int
-		ranks, loadErr = loadRanks(name + ".tiktoken")
-		cl100k = &Encoding{name: name, ranks: ranks}
+		ranks, l.err = loadRanks(name + ".tiktoken")
+		l.enc = &Encoding{name: name, ranks: ranks, next: next}
 	})
-	return cl100k, loadErr
+	return l.enc, l.err
 }
+
+// Pieces calls yield with every pre-token of s in this encoding, in order,
+// stopping early when yield returns false. The pieces concatenate to s.
+func (e *Encoding) Pieces(s string, yield func(piece string) bool) { pieces(s, e.next, yield) }
 
 // Name returns the encoding's name.
 func (e *Encoding) Name() string { return e.name }
@@ -95,7 +114,7 @@ func loadRanks(file string) (map[string]int, error) {
 // bytes it is; callers that need tiktoken's exact behaviour pass valid UTF-8.
 func (e *Encoding) Count(text string) int {
 	n := 0
-	Pieces(text, func(p string) bool {
+	e.Pieces(text, func(p string) bool {
 		n += e.CountPiece(p)
 		return true
 	})
@@ -113,7 +132,7 @@ func (e *Encoding) CountPiece(piece string) int {
 // Encode returns the token IDs of text, equal to tiktoken's encode_ordinary.
 func (e *Encoding) Encode(text string) []int {
 	var ids []int
-	Pieces(text, func(p string) bool {
+	e.Pieces(text, func(p string) bool {
 		if r, ok := e.ranks[p]; ok {
 			ids = append(ids, r)
 			return true

@@ -25,13 +25,17 @@ type golden struct {
 	} `json:"files"`
 }
 
-func loadGolden(t testing.TB) (*Encoding, golden) {
+func loadGolden(t testing.TB) (*Encoding, golden) { return loadGoldenFor(t, Cl100kBase) }
+
+// loadGoldenFor loads an encoding and its golden file
+// (testdata/<name without _base>_golden.json).
+func loadGoldenFor(t testing.TB, name string) (*Encoding, golden) {
 	t.Helper()
-	enc, err := Get(Cl100kBase)
+	enc, err := Get(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile("testdata/cl100k_golden.json")
+	raw, err := os.ReadFile("testdata/" + strings.TrimSuffix(name, "_base") + "_golden.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,9 +47,19 @@ func loadGolden(t testing.TB) (*Encoding, golden) {
 }
 
 // TestGoldenAgainstTiktoken compares every case with the token IDs produced by
-// the reference implementation (scripts/tiktoken-golden.sh).
+// the reference implementation (scripts/tiktoken-golden.sh), for each
+// encoding.
 func TestGoldenAgainstTiktoken(t *testing.T) {
-	enc, g := loadGolden(t)
+	for _, name := range Names {
+		t.Run(name, func(t *testing.T) { testGolden(t, name) })
+	}
+}
+
+func testGolden(t *testing.T, name string) {
+	enc, g := loadGoldenFor(t, name)
+	if g.Encoding != name {
+		t.Fatalf("golden file is for %q", g.Encoding)
+	}
 	if len(g.Cases) < 3000 {
 		t.Fatalf("golden file has %d cases, want >= 3000", len(g.Cases))
 	}
@@ -62,7 +76,13 @@ func TestGoldenAgainstTiktoken(t *testing.T) {
 }
 
 func TestCorpusCounts(t *testing.T) {
-	enc, g := loadGolden(t)
+	for _, name := range Names {
+		t.Run(name, func(t *testing.T) { testCorpus(t, name) })
+	}
+}
+
+func testCorpus(t *testing.T, name string) {
+	enc, g := loadGoldenFor(t, name)
 	for _, f := range g.Files {
 		data, err := os.ReadFile(filepath.Join("..", "..", "scripts", "testdata", "corpus", filepath.FromSlash(f.Name)))
 		if err != nil {
@@ -115,14 +135,26 @@ func FuzzPieces(f *testing.F) {
 	for _, s := range []string{"", "a\n  \nb", "it's 123456 ok!!\r\n", "日本 🚀  x", "\xff\xfe"} {
 		f.Add(s)
 	}
-	enc, err := Get(Cl100kBase)
-	if err != nil {
-		f.Fatal(err)
+	var encs []*Encoding
+	for _, name := range Names {
+		enc, err := Get(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		encs = append(encs, enc)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		for _, enc := range encs {
+			fuzzPieces(t, enc, s)
+		}
+	})
+}
+
+func fuzzPieces(t *testing.T, enc *Encoding, s string) {
+	{
 		var b strings.Builder
 		n := 0
-		Pieces(s, func(p string) bool {
+		enc.Pieces(s, func(p string) bool {
 			if p == "" {
 				t.Fatalf("empty piece in %q", s)
 			}
@@ -137,13 +169,19 @@ func FuzzPieces(f *testing.F) {
 			t.Fatalf("pieces do not reassemble %q", s)
 		}
 		if c := enc.Count(s); c != n || (len(s) > 0 && c == 0) || c > len(s) {
-			t.Fatalf("Count(%q) = %d, pieces sum %d", s, c, n)
+			t.Fatalf("%s: Count(%q) = %d, pieces sum %d", enc.Name(), s, c, n)
 		}
-	})
+	}
 }
 
 func BenchmarkCount(b *testing.B) {
-	enc, g := loadGolden(b)
+	for _, name := range Names {
+		b.Run(name, func(b *testing.B) { benchCount(b, name) })
+	}
+}
+
+func benchCount(b *testing.B, name string) {
+	enc, g := loadGoldenFor(b, name)
 	var text strings.Builder
 	for _, f := range g.Files {
 		data, _ := os.ReadFile(filepath.Join("..", "..", "scripts", "testdata", "corpus", filepath.FromSlash(f.Name)))
