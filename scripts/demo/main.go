@@ -8,9 +8,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -105,15 +108,53 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for i, c := range chunks {
-		if i == 2 {
-			break
+	// What each document type became, and a sample: the first chunk of a
+	// text file, and a chunk of the PDF, the slides and the spreadsheet with
+	// the structure the advanced processing type keeps.
+	type perType struct{ files, chunks, tokens int }
+	types := map[string]*perType{}
+	seenKey := map[string]bool{}
+	samples := map[string]*schema.Chunk{}
+	for _, c := range chunks {
+		kind, _, _ := strings.Cut(c.ContentType, ";")
+		pt := types[kind]
+		if pt == nil {
+			pt = &perType{}
+			types[kind] = pt
+		}
+		if !seenKey[c.Key] {
+			seenKey[c.Key] = true
+			pt.files++
+		}
+		pt.chunks++
+		pt.tokens += c.TokenCount
+		want := map[string]int{"code/go/bufio.go": 0, "documents/handbook.pdf": 1, "documents/handbook.pptx": 1, "documents/cranes.xlsx": 0}
+		if i, ok := want[c.Key]; ok && c.Index == i {
+			samples[c.Key] = c
+		}
+	}
+	fmt.Printf("\n  %-76s %5s %6s %7s\n", "content type", "files", "chunks", "tokens")
+	for _, kind := range slices.Sorted(maps.Keys(types)) {
+		pt := types[kind]
+		fmt.Printf("  %-76s %5d %6d %7d\n", kind, pt.files, pt.chunks, pt.tokens)
+	}
+	for _, key := range []string{"code/go/bufio.go", "documents/handbook.pdf", "documents/handbook.pptx", "documents/cranes.xlsx"} {
+		c, ok := samples[key]
+		if !ok {
+			return fmt.Errorf("no sample chunk of %s", key)
 		}
 		text := c.Text
 		if len(text) > 300 {
 			text = text[:300] + "…"
 		}
-		fmt.Printf("\n--- sample chunk %s  s3://%s/%s  #%d/%d  %d tokens ---\n%s\n", c.ChunkID, c.Bucket, c.Key, c.Index+1, c.Total, c.TokenCount, text)
+		where := ""
+		if c.PageStart > 0 {
+			where = fmt.Sprintf("  pages %d–%d", c.PageStart, c.PageEnd)
+		}
+		if len(c.HeadingPath) > 0 {
+			where += "  under " + strings.Join(c.HeadingPath, " › ")
+		}
+		fmt.Printf("\n--- sample chunk %s  s3://%s/%s  #%d  %d tokens  %s%s ---\n%s\n", c.ChunkID, c.Bucket, c.Key, c.Index+1, c.TokenCount, c.ExtractorVersion, where, text)
 	}
 	fmt.Println()
 	return nil
