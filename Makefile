@@ -14,6 +14,8 @@ export STEVEDORE_REQUIRE_MOTO ?= 1
 unit:
 	go test -race -count=1 ./...
 	go test -tags faults -race -count=1 ./worker/
+	# A smoke of the benchmarks (one iteration each), so they keep working; `make bench` measures.
+	go test -run '^$$' -bench . -benchtime 1x ./worker/token/ ./worker/chunk/ ./worker/extract/
 
 e2e:
 	scripts/local-aws.sh build
@@ -23,7 +25,7 @@ build:
 	go build -o bin/stevedore ./cmd/stevedore
 
 bench:
-	go test -run '^$$' -bench . -benchtime 20x ./worker/token/ ./worker/chunk/
+	go test -run '^$$' -bench . -benchtime 20x ./worker/token/ ./worker/chunk/ ./worker/extract/
 
 fuzz:
 	go test -run '^$$' -fuzz FuzzSplit -fuzztime 30s ./worker/chunk/

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/scripts/stack"
+	"github.com/stevedore-dev/stevedore/worker/extract/extracttest"
 )
 
 // textObject is a seekable body of size bytes of plain English text, made on
@@ -210,6 +212,50 @@ func TestWorkerMemoryIsBounded(t *testing.T) {
 	appendReport(report)
 	if rss > 200<<20 {
 		t.Fatalf("peak RSS %.1f MiB is over 200 MiB", float64(rss)/(1<<20))
+	}
+}
+
+// TestWorkerMemoryWithLargePDFs keeps every task slot of one worker
+// process busy with large PDFs (8 PDFs of 600 pages of prose, default
+// concurrency: 2 PDFium instances extract while the other slots wait with
+// their documents spooled to disk) and reads its peak RSS: the bound is
+// 300 MiB.
+func TestWorkerMemoryWithLargePDFs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	s, org, dir := startOnboarded(t, ctx, "PDF memory", stack.WithDevArgs("--workers", "0"))
+	client := rootS3(s)
+	const docs, pages = 8, 600
+	var size int
+	for i := 0; i < docs; i++ {
+		data := extracttest.PDF(pages, func(p int) []string { return extracttest.Prose(i*pages+p, 60) })
+		size = len(data)
+		if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("demo-docs"), Key: aws.String(fmt.Sprintf("pdfs/doc-%d.pdf", i)),
+			Body: bytes.NewReader(data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, _ := workerProc(t, s, dir, "worker-pdf")
+	start := time.Now()
+	job := indexFile(t, ctx, s, org, "/v2/collections/pdfs/index/s3/directory", map[string]any{"directory_path": "pdfs/", "processing_type": "advanced"})
+	st, err := s.WaitJob(ctx, org, job, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	rss, err := w.RSSHighWater()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != docs {
+		t.Fatalf("job %+v", st)
+	}
+	report := fmt.Sprintf("PDF memory: one worker indexed %d PDFs of %d pages (%.1f MB each; %d chunks, %d tokens) in %s (%.0f pages/s) at default concurrency; peak RSS %.1f MiB",
+		docs, pages, float64(size)/1e6, st.ChunksProcessed, st.TokensUsed, took.Round(time.Second), float64(docs*pages)/took.Seconds(), float64(rss)/(1<<20))
+	t.Log(report)
+	appendReport(report)
+	if rss > 300<<20 {
+		t.Fatalf("peak RSS %.1f MiB is over 300 MiB", float64(rss)/(1<<20))
 	}
 }
 

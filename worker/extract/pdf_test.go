@@ -10,40 +10,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stevedore-dev/stevedore/worker/extract/extracttest"
 )
 
-// makePDF writes a minimal PDF of n pages, page i showing "Page i of n"
-// (Helvetica), with a correct cross-reference table.
+// makePDF is a PDF of n pages, page i showing the line text(i) (none when
+// text is nil).
 func makePDF(n int, text func(i int) string) []byte {
-	var b bytes.Buffer
-	var offsets []int
-	obj := func(body string) {
-		offsets = append(offsets, b.Len())
-		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", len(offsets), body)
+	if text == nil {
+		return extracttest.PDF(n, nil)
 	}
-	b.WriteString("%PDF-1.4\n")
-	kids := make([]string, n)
-	for i := range kids {
-		kids[i] = fmt.Sprintf("%d 0 R", 4+2*i)
-	}
-	obj("<< /Type /Catalog /Pages 2 0 R >>")
-	obj(fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count %d >>", strings.Join(kids, " "), n))
-	obj("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-	for i := 0; i < n; i++ {
-		content := ""
-		if text != nil {
-			content = fmt.Sprintf("BT /F1 12 Tf 72 720 Td (%s) Tj ET", text(i))
-		}
-		obj(fmt.Sprintf("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>", 5+2*i))
-		obj(fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(content), content))
-	}
-	xref := b.Len()
-	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(offsets)+1)
-	for _, o := range offsets {
-		fmt.Fprintf(&b, "%010d 00000 n \n", o)
-	}
-	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(offsets)+1, xref)
-	return b.Bytes()
+	return extracttest.PDF(n, func(i int) []string { return []string{text(i)} })
 }
 
 func openPDF(t *testing.T, p *PDF, data []byte) (string, []Section, error) {
