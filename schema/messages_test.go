@@ -23,10 +23,23 @@ func samples() map[string]any {
 			Page: 2, Planned: 2000, MaxFiles: 5000, SkipExisting: true, ProcessingType: "advanced",
 			CustomMetadata: json.RawMessage(`{"team":"legal"}`), CreatedAt: at},
 		"task": &Task{Op: OpIndex, JobID: "job_0123456789abcdef", Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", IntegrationID: "int_0011223344556677",
-			Bucket: "acme-docs", Region: "us-east-1", Key: "reports/2026/q3 summary+final.txt", ScopePrefix: "reports/2026/", ETag: `"9b2cf535f27731c974343645a3985328"`, Size: 18234, SkipExisting: true},
+			Bucket: "acme-docs", Region: "us-east-1", Key: "reports/2026/q3 summary+final.txt", ScopePrefix: "reports/2026/", ETag: `"9b2cf535f27731c974343645a3985328"`, Size: 18234, SkipExisting: true,
+			ProcessingType: ProcessingAdvanced, Encoding: EncodingO200k},
 		"chunk": &Chunk{ChunkID: ChunkID("org_1a2b3c4d5e6f7a8b", "my_documents", "acme-docs", "a.txt", `"etag"`, "text/1", 0),
 			Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", JobID: "job_0123456789abcdef", Bucket: "acme-docs", Key: "a.txt", ETag: `"etag"`,
 			Index: 0, Total: 3, ByteOffset: 0, Text: "Hello, world.\n\n", TokenCount: 5, Encoding: "cl100k_base", ExtractorVersion: "text/1"},
+		// A chunk of a document read with processing_type advanced: pages,
+		// heading path, detected type and the request's metadata.
+		"chunk_document": &Chunk{ChunkID: ChunkID("org_1a2b3c4d5e6f7a8b", "my_documents", "acme-docs", "handbook.pdf", `"etag"`, "pdf/1+structured", 4),
+			Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", JobID: "job_0123456789abcdef", Bucket: "acme-docs", Key: "handbook.pdf", ETag: `"etag"`,
+			Index: 4, ByteOffset: 9120, Text: "## Crane Productivity\nThe terminal measures productivity in moves per crane hour.\n", TokenCount: 16,
+			Encoding: "cl100k_base", ExtractorVersion: "pdf/1+structured", ContentType: "application/pdf", PageStart: 3, PageEnd: 4,
+			HeadingPath: []string{"Cargo Handling", "Crane Productivity"}, CustomMetadata: json.RawMessage(`{"team":"legal"}`)},
+		// A CSV chunk after the first: the header row repeated.
+		"chunk_csv": &Chunk{ChunkID: ChunkID("org_1a2b3c4d5e6f7a8b", "my_documents", "acme-docs", "suppliers.csv", `"etag"`, "text-legacy/1@o200k_base", 1),
+			Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", Bucket: "acme-docs", Key: "suppliers.csv", ETag: `"etag"`,
+			Index: 1, ByteOffset: 2048, Text: "Peña Hermanos,José Muñoz,A Coruña,shackles\n", TokenCount: 14, Encoding: "o200k_base",
+			ExtractorVersion: "text-legacy/1@o200k_base", ContentType: "text/csv; charset=windows-1252", HeaderRow: "supplier,contact,city,product"},
 		"tombstone": &Tombstone{Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", Bucket: "acme-docs", Key: "a.txt", ETag: `"etag"`,
 			ChunkIDs: []string{"ch_1", "ch_2"}, Reason: "deleted", At: at},
 		"commit": &Commit{Commit: true, Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", JobID: "job_0123456789abcdef", Bucket: "acme-docs",
@@ -46,7 +59,7 @@ func decodeAny(typ string, data []byte) (any, error) {
 		return DecodeJob(data)
 	case "task":
 		return DecodeTask(data)
-	case "chunk":
+	case "chunk", "chunk_document", "chunk_csv":
 		return DecodeChunk(data)
 	case "tombstone":
 		return DecodeTombstone(data)

@@ -31,6 +31,9 @@ mv "$tmp/handbook.pdf" "$out/handbook.pdf"
 # A spreadsheet from the crane table.
 soffice --headless --infilter=CSV:44,34,76,1 --convert-to xlsx --outdir "$tmp" "$src/cranes.csv" >/dev/null
 mv "$tmp/cranes.xlsx" "$out/cranes.xlsx"
+# The OpenDocument spreadsheet and presentation, by LibreOffice from the above.
+soffice --headless --convert-to ods --outdir "$out" "$out/cranes.xlsx" >/dev/null
+soffice --headless --convert-to odp --outdir "$out" "$out/handbook.pptx" >/dev/null
 # A CSV export from an old system: windows-1252.
 iconv -f UTF-8 -t WINDOWS-1252 "$src/suppliers.csv" > "$out/suppliers-cp1252.csv"
 

@@ -38,6 +38,7 @@ import (
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/htmlindex"
+	"golang.org/x/text/encoding/unicode/utf32"
 	"golang.org/x/text/transform"
 )
 
@@ -148,6 +149,13 @@ func (o Options) open(r io.Reader, key, contentType string) (*Reader, error) {
 		return nil, asSkip(err)
 	}
 	x := &Reader{src: br, version: Version, kind: "text/plain"}
+	if enc := utf32Of(head); enc != nil {
+		// UTF-32 (by its byte-order mark, or three NULs in every four
+		// bytes): decoded, as a legacy encoding is.
+		x.src = bufio.NewReaderSize(transform.NewReader(br, enc.NewDecoder()), sniffBytes)
+		x.version, x.kind = LegacyVersion, "text/plain; charset=utf-32"
+		return x, nil
+	}
 	switch {
 	case bytes.HasPrefix(head, []byte{0xEF, 0xBB, 0xBF}):
 		_, _ = br.Discard(3)
@@ -288,6 +296,41 @@ func completeRunes(b []byte) int {
 		}
 	}
 	return len(b)
+}
+
+// utf32Of returns a UTF-32 decoder when head is UTF-32: it starts with a
+// UTF-32 byte-order mark, or (mostly-ASCII text without one) three of every
+// four bytes are NUL, in the same places. nil otherwise.
+func utf32Of(head []byte) encoding.Encoding {
+	switch {
+	case bytes.HasPrefix(head, []byte{0xFF, 0xFE, 0, 0}):
+		return utf32.UTF32(utf32.LittleEndian, utf32.ExpectBOM)
+	case bytes.HasPrefix(head, []byte{0, 0, 0xFE, 0xFF}):
+		return utf32.UTF32(utf32.BigEndian, utf32.ExpectBOM)
+	}
+	if len(head) < 16 {
+		return nil
+	}
+	// Every code point is below 0x110000, so one byte is always NUL, the
+	// next nearly always (but for emoji and rarer scripts); the low byte
+	// is text, not control characters.
+	var zero, ctrl [4]int
+	n := len(head) / 4
+	for i := 0; i < n*4; i++ {
+		switch c := head[i]; {
+		case c == 0:
+			zero[i%4]++
+		case c < 0x20 && c != '\t' && c != '\n' && c != '\r':
+			ctrl[i%4]++
+		}
+	}
+	switch {
+	case zero[3] == n && zero[2]*10 >= n*9 && (zero[0]+ctrl[0])*10 <= n:
+		return utf32.UTF32(utf32.LittleEndian, utf32.IgnoreBOM)
+	case zero[0] == n && zero[1]*10 >= n*9 && (zero[3]+ctrl[3])*10 <= n:
+		return utf32.UTF32(utf32.BigEndian, utf32.IgnoreBOM)
+	}
+	return nil
 }
 
 // utf16Order tells UTF-16 without a byte-order mark by its NUL pattern:

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/japanese"
 	"golang.org/x/text/encoding/simplifiedchinese"
+	"golang.org/x/text/encoding/unicode/utf32"
 )
 
 // read extracts a whole object through OpenObject and Next, in small parts.
@@ -99,5 +100,29 @@ func TestLegacyEncodings(t *testing.T) {
 	}
 	if _, _, skip := read(t, noise, "", ""); skip == nil || skip.Reason != ReasonNotUTF8 && skip.Reason != ReasonBinary {
 		t.Fatalf("noise: %v", skip)
+	}
+}
+
+// TestUTF32: with a byte-order mark or told by its NUL pattern, UTF-32 is
+// decoded (it was read as UTF-16 or skipped before).
+func TestUTF32(t *testing.T) {
+	text := "UTF-32 text: naïve café, 日本語, 🚀.\n"
+	for name, enc := range map[string]encoding.Encoding{
+		"le with bom": utf32.UTF32(utf32.LittleEndian, utf32.UseBOM), "be with bom": utf32.UTF32(utf32.BigEndian, utf32.UseBOM),
+		"le": utf32.UTF32(utf32.LittleEndian, utf32.IgnoreBOM), "be": utf32.UTF32(utf32.BigEndian, utf32.IgnoreBOM),
+	} {
+		t.Run(name, func(t *testing.T) {
+			data, err := enc.NewEncoder().Bytes([]byte(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, x, skip := read(t, data, "a.txt", "")
+			if skip != nil {
+				t.Fatalf("skipped: %v", skip)
+			}
+			if got != text || x.Type() != "text/plain; charset=utf-32" {
+				t.Fatalf("got %q (%s)", got, x.Type())
+			}
+		})
 	}
 }

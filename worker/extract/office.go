@@ -249,6 +249,9 @@ func (c *container) spine() ([]string, error) {
 // tables as Markdown rows with a separator row after the first.
 type officeText struct {
 	w          *docWriter
+	kind       string // the document's content type
+	slide      int      // OpenDocument presentation: draw:page elements so far
+	titles     []string // and their titles, read beforehand (odpTitles)
 	structured bool
 	inText     int  // depth inside text-bearing elements
 	cellOpen   bool // a table cell has started in this row
@@ -346,6 +349,24 @@ func (o *officeText) token(tok xml.Token) {
 			}
 		case "tbl", "table":
 			o.rows = 0
+			// A spreadsheet's tables are its sheets: the name is the heading.
+			if isODF(t.Name) && strings.HasSuffix(o.kind, ".spreadsheet") {
+				if name := attr(t, "name"); name != "" {
+					o.w.log.atHeading(o.w.offset(), 1, name)
+					if o.structured {
+						o.w.WriteString("## " + name + "\n\n")
+					}
+				}
+			}
+		case "page": // draw:page, a slide of an OpenDocument presentation
+			if isODF(t.Name) {
+				o.slide++
+				title := ""
+				if o.slide <= len(o.titles) {
+					title = o.titles[o.slide-1]
+				}
+				o.w.log.atSlide(o.w.offset(), o.slide, title)
+			}
 		case "tr", "table-row":
 			o.cells = 0
 		case "tc", "table-cell":
@@ -396,13 +417,49 @@ func (o *officeText) token(tok xml.Token) {
 }
 
 // writeText writes the text of one XML part of kind to w.
-func writeText(w *docWriter, r io.Reader, kind string, structured bool) error {
+func writeText(w *docWriter, r io.Reader, kind string, structured bool, titles []string) error {
 	if kind == "application/epub+zip" {
 		_, err := io.Copy(w, newHTMLText(r, structured, w.log, w.offset()))
 		return err
 	}
-	o := &officeText{w: w, structured: structured}
+	o := &officeText{w: w, structured: structured, kind: kind, titles: titles}
 	return walkXML(r, "XML", o.token)
+}
+
+// odpTitles reads the title of each slide (draw:page) of an OpenDocument
+// presentation: the text of its frame of presentation:class "title".
+func odpTitles(r io.Reader) []string {
+	var titles []string
+	var buf strings.Builder
+	inTitle := 0 // depth inside a title frame
+	_ = walkXML(r, "content", func(tok xml.Token) {
+		switch t := tok.(type) {
+		case xml.StartElement:
+			switch {
+			case t.Name.Local == "page" && isODF(t.Name):
+				titles = append(titles, "")
+			case t.Name.Local == "frame" && attr(t, "class") == "title" && len(titles) > 0:
+				inTitle = 1
+				buf.Reset()
+			case inTitle > 0:
+				inTitle++
+				if t.Name.Local == "p" && buf.Len() > 0 {
+					buf.WriteByte(' ')
+				}
+			}
+		case xml.EndElement:
+			if inTitle > 0 {
+				if inTitle--; inTitle == 0 && titles[len(titles)-1] == "" {
+					titles[len(titles)-1] = strings.TrimSpace(buf.String())
+				}
+			}
+		case xml.CharData:
+			if inTitle > 0 && buf.Len() < maxHeadingBytes {
+				buf.Write(t)
+			}
+		}
+	})
+	return titles
 }
 
 // slideTitle reads a slide's title: the text of its title placeholder
@@ -454,10 +511,16 @@ func slideTitle(r io.Reader) string {
 	return title
 }
 
+// maxXMLDepth caps element nesting: the decoder keeps a record per open
+// element, so a part of a million nested elements must not become memory.
+const maxXMLDepth = 1000
+
 // walkXML hands visit every token of r (the part named part); a malformed
-// part is a corrupt_archive skip. Entities are never expanded.
+// part is a corrupt_archive skip, one nested deeper than maxXMLDepth too.
+// Entities are never expanded.
 func walkXML(r io.Reader, part string, visit func(xml.Token)) error {
 	d := xml.NewDecoder(r)
+	depth := 0
 	for {
 		tok, err := d.Token()
 		if errors.Is(err, io.EOF) {
@@ -465,6 +528,14 @@ func walkXML(r io.Reader, part string, visit func(xml.Token)) error {
 		}
 		if err != nil {
 			return &Skip{ReasonCorrupt, part + ": " + err.Error()}
+		}
+		switch tok.(type) {
+		case xml.StartElement:
+			if depth++; depth > maxXMLDepth {
+				return &Skip{ReasonCorrupt, fmt.Sprintf("%s: elements nested over %d deep", part, maxXMLDepth)}
+			}
+		case xml.EndElement:
+			depth--
 		}
 		visit(tok)
 	}
@@ -513,11 +584,20 @@ func (c *container) writeAll(w *docWriter, kind string, names []string, structur
 			rc.Close()
 			w.log.atSlide(w.offset(), slide, title)
 		}
+		var titles []string
+		if strings.HasSuffix(kind, ".presentation") && strings.HasPrefix(kind, "application/vnd.oasis") {
+			rc, err := c.open(name)
+			if err != nil {
+				return err
+			}
+			titles = odpTitles(rc)
+			rc.Close()
+		}
 		rc, err := c.open(name)
 		if err != nil {
 			return err
 		}
-		err = writeText(w, rc, kind, structured)
+		err = writeText(w, rc, kind, structured, titles)
 		rc.Close()
 		if err != nil {
 			return err

@@ -3,6 +3,8 @@ package extract
 import (
 	"archive/zip"
 	"bytes"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -90,6 +92,12 @@ func TestBadContainers(t *testing.T) {
 	w.Write([]byte(`<w:document ` + wordNS + `><w:body><w:p><w:r><w:t>` + strings.Repeat("A", 8<<20) + `</w:t></w:r></w:p></w:body></w:document>`))
 	zw.Close()
 	bomb := b.Bytes()
+	// Nesting far past the cap (varied, so the ratio cap does not fire first).
+	var deep strings.Builder
+	deep.WriteString(`<w:document ` + wordNS + `>`)
+	for i := 0; i < 5000; i++ {
+		fmt.Fprintf(&deep, "<w:p w:n=%q>", strconv.Itoa(i*7919%10007))
+	}
 	tests := []struct {
 		name   string
 		data   []byte
@@ -100,6 +108,7 @@ func TestBadContainers(t *testing.T) {
 		{"encrypted office", zipOf(t, "EncryptionInfo", "x", "EncryptedPackage", "y"), ReasonEncrypted},
 		{"truncated zip", zipOf(t, "word/document.xml", "<w:document/>")[:30], ReasonCorrupt},
 		{"broken XML", zipOf(t, "word/document.xml", `<w:document `+wordNS+`><w:body><w:p>`), ReasonCorrupt},
+		{"deep nesting", zipOf(t, "word/document.xml", deep.String()), ReasonCorrupt},
 		{"undefined entity", zipOf(t, "word/document.xml", `<!DOCTYPE d [<!ENTITY a "aaaaaaaaaa">]><w:document `+wordNS+`><w:t>&a;&a;</w:t></w:document>`), ReasonCorrupt},
 	}
 	for _, tc := range tests {
