@@ -265,7 +265,7 @@ func (c *fleetConfig) validate() error {
 		atLeast("workers", c.workers, 0), atLeast("task-concurrency", c.taskConcurrency, 1), atLeast("plan-concurrency", c.planConcurrency, 1),
 		atLeast("tenant-concurrency", c.tenantConcurrency, 0), atLeast("sts-rate", c.stsRate, 1), atLeast("replicas", c.replicas, 1),
 		atLeast("chunk-tokens", c.chunkTokens, 16), atLeast("max-object-mib", c.maxObjectMiB, 1), atLeast("max-decompressed-mib", c.maxDecompressedMiB, 1),
-		atLeast("pdf-instances", c.pdfInstances, 1), atLeast("pdf-max-pages", c.pdfMaxPages, 1), atLeast("pdf-memory-mib", c.pdfMemoryMiB, 16),
+		atLeast("pdf-instances", c.pdfInstances, 1), atLeast("pdf-max-pages", c.pdfMaxPages, 1), atLeast("pdf-memory-mib", c.pdfMemoryMiB, 32),
 		creds.CheckSessionTemplate(*c.sessionTemplate), // its message names --session-name
 	}
 	if *c.replicas > 5 {
@@ -387,6 +387,11 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 		pdf := extract.NewPDF(extract.PDFConfig{Instances: min(*c.pdfInstances, *c.workers**c.taskConcurrency), MaxPages: *c.pdfMaxPages, Timeout: *c.pdfTimeout,
 			MemoryBytes: int64(*c.pdfMemoryMiB) << 20, CacheDir: *c.cacheDir})
 		defer pdf.Close()
+		warmStart := time.Now()
+		if err := pdf.Warm(); err != nil {
+			return fmt.Errorf("PDF extractor (--cache-dir, --pdf-memory-mib): %w", err)
+		}
+		log.Info("PDF extractor ready", "instances", min(*c.pdfInstances, *c.workers**c.taskConcurrency), "took", time.Since(warmStart).Round(time.Millisecond))
 		for i := 0; i < *c.workers; i++ {
 			name := "worker-" + strconv.Itoa(i)
 			w, err := worker.New(setup, worker.Config{

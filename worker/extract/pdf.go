@@ -106,9 +106,19 @@ func (p *PDF) start() error {
 	return p.err
 }
 
-// Warm starts the pool now (compiling or loading the module) instead of at
-// the first PDF.
-func (p *PDF) Warm() error { return p.start() }
+// Warm starts the pool now (compiling the module, or loading it from the
+// cache) and starts one instance, instead of at the first PDF: a process
+// whose cache directory or memory cap cannot work says so at start.
+func (p *PDF) Warm() error {
+	if err := p.start(); err != nil {
+		return err
+	}
+	inst, err := p.pool.GetInstance(time.Minute)
+	if err != nil {
+		return fmt.Errorf("pdf: start an instance (memory cap %d MiB): %w", p.cfg.MemoryBytes>>20, err)
+	}
+	return inst.Close()
+}
 
 // Close stops the pool.
 func (p *PDF) Close() error {
@@ -201,6 +211,12 @@ func (p *PDF) extract(ctx context.Context, f io.ReadSeeker, size int64, w *docWr
 			return ctx.Err()
 		}
 		text, err := pageText(inst, doc.Document, i)
+		if err != nil && strings.Contains(err.Error(), "wasm error") {
+			// PDFium aborts (a trap) when an allocation fails: almost always
+			// a page that needs more than the instance's memory cap.
+			return &Skip{ReasonTooLarge, fmt.Sprintf("PDFium stopped on page %d (%v): the page most likely needs more than the %d MiB memory cap",
+				i+1, err, p.cfg.MemoryBytes>>20)}
+		}
 		if err != nil {
 			return &Skip{ReasonCorrupt, fmt.Sprintf("PDF page %d: %v", i+1, err)}
 		}

@@ -134,6 +134,26 @@ func TestPDFTimeoutKillsTheInstance(t *testing.T) {
 	}
 }
 
+// TestPDFMemoryCap: a page that needs more than the instance's memory
+// (40,000 lines on one page, under a 32 MiB cap) is skipped too_large, and
+// the next document reads; a cap below the module's own minimum (18 MiB)
+// fails at Warm, not at the first PDF.
+func TestPDFMemoryCap(t *testing.T) {
+	p := NewPDF(PDFConfig{Instances: 1, MemoryBytes: 32 << 20, CacheDir: testPDF(t).cfg.CacheDir})
+	t.Cleanup(func() { p.Close() })
+	_, _, err := openPDF(t, p, extracttest.PDF(1, func(int) []string { return extracttest.Prose(0, 40_000) }))
+	if skipReason(err) != ReasonTooLarge {
+		t.Fatalf("got %v, want too_large", err)
+	}
+	if text, _, err := openPDF(t, p, makePDF(1, func(int) string { return "after" })); err != nil || text != "after\n\n" {
+		t.Fatalf("after: %q %v", text, err)
+	}
+	small := NewPDF(PDFConfig{MemoryBytes: 16 << 20, CacheDir: testPDF(t).cfg.CacheDir})
+	if err := small.Warm(); err == nil || !strings.Contains(err.Error(), "over limit") {
+		t.Fatalf("Warm with 16 MiB: %v", err)
+	}
+}
+
 // TestPDFCloseMidwayFreesTheInstance: a reader closed before the end (the
 // task was cancelled) gives its instance back; with a pool of one, the
 // next PDF would wait forever otherwise.
