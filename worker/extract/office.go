@@ -249,7 +249,7 @@ func (c *container) spine() ([]string, error) {
 // tables as Markdown rows with a separator row after the first.
 type officeText struct {
 	w          *docWriter
-	kind       string // the document's content type
+	kind       string   // the document's content type
 	slide      int      // OpenDocument presentation: draw:page elements so far
 	titles     []string // and their titles, read beforehand (odpTitles)
 	structured bool
