@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +38,7 @@ import (
 // fleetConfig is what dev, producer and worker share.
 type fleetConfig struct {
 	natsURL, listen, metricsListen, logLevel, sessionPrefix, externalIDPrefix *string
+	pprof                                                                     *bool
 	principalARN, kekFile, sessionTemplate                                    *string
 	s3PathStyle, devEmulatorSTS                                               *bool
 	stsRate                                                                   *int
@@ -55,9 +58,11 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 	nats := addNATSFlags(f)
 	c := &fleetConfig{nats: nats, natsURL: nats.url,
 		metricsListen: f.String("metrics-listen", "127.0.0.1:9090", "address for /healthz, /readyz and /metrics"),
-		logLevel:      f.String("log-level", "info", "debug, info, warn or error"),
-		replicas:      f.Int("replicas", 1, "stream and KV replicas (3 in production)"),
-		ackWait:       f.Duration("ack-wait", 60*time.Second, "how long a claimed message may go without a heartbeat before it is redelivered"),
+		pprof: f.Bool("pprof", false, "serve Go's profiles at /debug/pprof/ on the metrics listener (CPU, heap, goroutines; block and mutex profiling "+
+			"sampled): for diagnosis, keep the listener private"),
+		logLevel: f.String("log-level", "info", "debug, info, warn or error"),
+		replicas: f.Int("replicas", 1, "stream and KV replicas (3 in production)"),
+		ackWait:  f.Duration("ack-wait", 60*time.Second, "how long a claimed message may go without a heartbeat before it is redelivered"),
 		updateTopology: f.Bool("update-topology", false, "rewrite live streams and consumers whose --replicas/--ack-wait differ from this process's "+
 			"(without it such a difference is refused at start, so one mis-flagged process cannot change the fleet)"),
 		externalIDPrefix: f.String("external-id-prefix", "cap_org_", "prefix of minted ExternalIds"),
@@ -319,6 +324,16 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if *c.pprof {
+		runtime.SetBlockProfileRate(int((100 * time.Microsecond).Nanoseconds())) // one sample per 100 µs blocked
+		runtime.SetMutexProfileFraction(100)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		log.Warn("profiles served at /debug/pprof/ on the metrics listener", "metrics", *c.metricsListen)
+	}
 	kek, err := loadKEK(*c.kekFile)
 	if err != nil {
 		return err

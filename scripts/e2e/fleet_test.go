@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,16 +35,7 @@ func freePort(t *testing.T) int {
 }
 
 // rootS3 is MinIO's root user, standing in for the customer's own writes.
-func rootS3(s *stack.Stack) *s3.Client {
-	endpoint := ""
-	for _, kv := range s.Env {
-		if v, ok := strings.CutPrefix(kv, "AWS_ENDPOINT_URL_S3="); ok {
-			endpoint = v
-		}
-	}
-	return s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider("stevedore-root", "stevedore-root-secret", "")})
-}
+func rootS3(s *stack.Stack) *s3.Client { return s.RootS3() }
 
 func waitHTTP(t *testing.T, url string) {
 	t.Helper()

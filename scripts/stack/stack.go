@@ -21,6 +21,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -225,6 +228,31 @@ func (s *Stack) Stop() {
 		s.SQS.Stop()
 	}
 }
+
+// RootS3 is an S3 client of MinIO's root user, standing in for the
+// customer's own writes.
+func (s *Stack) RootS3() *s3.Client {
+	endpoint := ""
+	for _, kv := range s.Env {
+		if v, ok := strings.CutPrefix(kv, "AWS_ENDPOINT_URL_S3="); ok {
+			endpoint = v
+		}
+	}
+	return s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider("stevedore-root", "stevedore-root-secret", "")})
+}
+
+// MinIOPID is the MinIO server's process ID.
+func (s *Stack) MinIOPID() (int, error) {
+	b, err := os.ReadFile(filepath.Join(s.Dir, "aws", "minio.pid"))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// DevPID is the `stevedore dev` process ID.
+func (s *Stack) DevPID() int { return s.dev.PID() }
 
 // CLI runs a stevedore operator command with --json against the stack's NATS
 // and decodes its output into v.

@@ -1,0 +1,614 @@
+// Command bench is `make bench`: on one MinIO and one `stevedore dev` (the
+// same processes the demo runs), it measures the raw stages a pipeline is
+// made of — S3 GET at the pipeline's concurrency, the tokenizer, JetStream
+// publishes of the messages an object produces — and then the pipeline end
+// to end through the API for several shapes of objects. Each pipeline figure
+// is compared with the ceiling the raw stages allow on this machine in the
+// same run (cores ÷ the CPU one object costs in the raw stages), so a noisy
+// or slower machine does not hide or fake a regression. It prints a table,
+// writes bench/results/<time>-<rev>.json and compares with the newest
+// earlier result. It is a measurement, not a test: nothing here fails on a
+// number.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/scripts/stack"
+	"github.com/stevedore-dev/stevedore/worker/extract/extracttest"
+	"github.com/stevedore-dev/stevedore/worker/token"
+)
+
+const roleARN = "arn:aws:iam::123456789012:role/stevedore-bench"
+
+// shape is one kind of load: count objects of size bytes under prefix.
+type shape struct {
+	Name  string `json:"name"`
+	Count int    `json:"count"`
+	Size  int    `json:"size"`
+	Docs  bool   `json:"docs,omitempty"` // PDFs of prose instead of text
+}
+
+// Raw is what one object costs in the raw stages, for the 4 KiB shape.
+type Raw struct {
+	GetPerSec      float64 `json:"s3_get_per_s"`
+	GetCPUms       float64 `json:"s3_get_cpu_ms_per_object"` // client and MinIO
+	TokenizerMBps  float64 `json:"tokenizer_mb_per_s_per_core"`
+	TokenizeCPUms  float64 `json:"tokenize_cpu_ms_per_object"`
+	PublishPerSec  float64 `json:"publish_msgs_per_s"`
+	PublishCPUms   float64 `json:"publish_cpu_ms_per_object"` // client and server, 3 messages an object
+	CeilingPerSec  float64 `json:"ceiling_objects_per_s"`     // cores ÷ the sum of the CPU per object
+	CeilingCPUms   float64 `json:"ceiling_cpu_ms_per_object"`
+	Cores          int     `json:"cores"`
+	ChunkBytes     int     `json:"chunk_bytes"`
+	ObjectsPerTest int     `json:"objects"`
+}
+
+// Pipeline is one shape end to end.
+type Pipeline struct {
+	Shape        shape   `json:"shape"`
+	Seconds      float64 `json:"seconds"`
+	ObjectsPerS  float64 `json:"objects_per_s"`
+	MBPerS       float64 `json:"mb_per_s"`
+	ChunksPerS   float64 `json:"chunks_per_s"`
+	TokensPerS   float64 `json:"tokens_per_s"`
+	StevedoreCPU float64 `json:"stevedore_cpu_ms_per_object"` // includes the embedded nats-server
+	MinIOCPU     float64 `json:"minio_cpu_ms_per_object"`
+	STSPer1000   float64 `json:"sts_calls_per_1000_objects"`
+	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+	TaskP50ms    float64 `json:"task_p50_ms"`
+	TaskP99ms    float64 `json:"task_p99_ms"`
+	Ratio        float64 `json:"ratio_to_ceiling,omitempty"` // objects/s ÷ ceiling (4 KiB shape)
+	CoresBusy    float64 `json:"cores_busy"`
+}
+
+// Result is one run.
+type Result struct {
+	At        time.Time  `json:"at"`
+	Revision  string     `json:"revision"`
+	GoVersion string     `json:"go"`
+	Raw       Raw        `json:"raw"`
+	Pipelines []Pipeline `json:"pipelines"`
+	Smoke     bool       `json:"smoke,omitempty"`
+}
+
+func main() {
+	smoke := flag.Bool("smoke", false, "200 objects of 4 KiB only, no result file (CI keeps the harness working with it)")
+	shapesFlag := flag.String("shapes", "4k:5000,64k:500,32m:10,pdf:40", "shapes: size:count, size in k or m, or pdf:count")
+	out := flag.String("out", "bench/results", "directory for the JSON result (relative to the repository)")
+	profile := flag.Bool("profile", false, "capture CPU, block and mutex profiles of stevedore during the first shape (in .stevedore/bench/)")
+	workers := flag.String("workers", "2", "workers in stevedore dev")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *smoke, *shapesFlag, *out, *profile, *workers); err != nil {
+		fmt.Fprintln(os.Stderr, "bench failed:", err)
+		os.Exit(1)
+	}
+}
+
+func parseShapes(spec string) ([]shape, error) {
+	var out []shape
+	for _, part := range strings.Split(spec, ",") {
+		size, count, ok := strings.Cut(part, ":")
+		n, err := strconv.Atoi(count)
+		if !ok || err != nil || n <= 0 {
+			return nil, fmt.Errorf("shape %q: want size:count", part)
+		}
+		if size == "pdf" {
+			out = append(out, shape{Name: fmt.Sprintf("%d × PDF (40 pages)", n), Count: n, Docs: true})
+			continue
+		}
+		mult := 1
+		switch {
+		case strings.HasSuffix(size, "k"):
+			mult, size = 1<<10, strings.TrimSuffix(size, "k")
+		case strings.HasSuffix(size, "m"):
+			mult, size = 1<<20, strings.TrimSuffix(size, "m")
+		}
+		v, err := strconv.Atoi(size)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("shape %q: bad size", part)
+		}
+		out = append(out, shape{Name: fmt.Sprintf("%d × %s", n, human(v*mult)), Count: n, Size: v * mult})
+	}
+	return out, nil
+}
+
+func human(b int) string {
+	switch {
+	case b >= 1<<20:
+		return fmt.Sprintf("%d MiB", b>>20)
+	case b >= 1<<10:
+		return fmt.Sprintf("%d KiB", b>>10)
+	}
+	return fmt.Sprintf("%d B", b)
+}
+
+func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, workers string) error {
+	shapes, err := parseShapes(shapeSpec)
+	if err != nil {
+		return err
+	}
+	if smoke {
+		shapes = []shape{{Name: "200 × 4 KiB (smoke)", Count: 200, Size: 4 << 10}}
+	}
+	root, err := stack.RepoRoot()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(root, ".stevedore", "bench")
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "==> "+f+"\n", a...) }
+	s, err := stack.Start(ctx, dir, logf, stack.WithDevArgs("--workers", workers, "--pprof", "--log-level", "warn"))
+	if err != nil {
+		return err
+	}
+	defer s.Stop()
+	org, _, err := s.Onboard(ctx, "Bench", roleARN, "demo-docs")
+	if err != nil {
+		return err
+	}
+	minio, err := s.MinIOPID()
+	if err != nil {
+		return err
+	}
+	client := s.RootS3()
+	res := Result{At: time.Now().UTC(), Revision: revision(root), GoVersion: runtime.Version(), Smoke: smoke}
+	logf("uploading %d shapes", len(shapes))
+	for i, sh := range shapes {
+		if err := upload(ctx, client, fmt.Sprintf("bench/%d/", i), sh); err != nil {
+			return err
+		}
+	}
+	logf("raw stages")
+	if res.Raw, err = raw(ctx, s, client, minio, shapes[0]); err != nil {
+		return err
+	}
+	for i, sh := range shapes {
+		logf("pipeline: %s", sh.Name)
+		var stopProfile func() error
+		if profile && i == 0 {
+			stopProfile = startProfiles(s, dir, logf)
+		}
+		p, err := pipeline(ctx, s, org, minio, fmt.Sprintf("bench/%d/", i), sh, i)
+		if err != nil {
+			return err
+		}
+		if stopProfile != nil {
+			if err := stopProfile(); err != nil {
+				return err
+			}
+		}
+		if !sh.Docs && sh.Size == 4<<10 && res.Raw.CeilingPerSec > 0 {
+			p.Ratio = p.ObjectsPerS / res.Raw.CeilingPerSec
+		}
+		res.Pipelines = append(res.Pipelines, p)
+	}
+	prev := previous(filepath.Join(root, out))
+	report(os.Stdout, res, prev)
+	if smoke {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Join(root, out), 0o755); err != nil {
+		return err
+	}
+	name := filepath.Join(root, out, res.At.Format("20060102T150405Z")+"-"+res.Revision+".json")
+	data, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(name, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	logf("wrote %s", name)
+	return nil
+}
+
+// upload puts sh's objects under prefix.
+func upload(ctx context.Context, client *s3.Client, prefix string, sh shape) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i := 0; i < sh.Count; i++ {
+		g.Go(func() error {
+			var body []byte
+			key := fmt.Sprintf("%sobj-%06d.txt", prefix, i)
+			if sh.Docs {
+				key = fmt.Sprintf("%sdoc-%06d.pdf", prefix, i)
+				body = extracttest.PDF(40, func(p int) []string { return extracttest.Prose(i*40+p, 50) })
+			} else {
+				body = prose(i, sh.Size)
+			}
+			_, err := client.PutObject(gctx, &s3.PutObjectInput{Bucket: aws.String("demo-docs"), Key: aws.String(key), Body: bytes.NewReader(body)})
+			return err
+		})
+	}
+	return g.Wait()
+}
+
+// prose is size bytes of English-like text, different for each seed.
+func prose(seed, size int) []byte {
+	var b bytes.Buffer
+	for l := 0; b.Len() < size; l++ {
+		for _, line := range extracttest.Prose(seed+l, 8) {
+			b.WriteString(line)
+			b.WriteString(". ")
+		}
+		b.WriteString("\n\n")
+	}
+	return b.Bytes()[:size]
+}
+
+// cpu returns a process's user+system CPU time.
+func cpu(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func ms(d time.Duration, n int) float64 { return float64(d) / float64(time.Millisecond) / float64(n) }
+
+// raw measures the stages one 4 KiB object goes through, on the same
+// processes the pipeline uses.
+func raw(ctx context.Context, s *stack.Stack, client *s3.Client, minio int, sh shape) (Raw, error) {
+	r := Raw{Cores: runtime.NumCPU(), ObjectsPerTest: sh.Count}
+	// S3 GET of every object of the first shape, at the task concurrency.
+	keys := make([]string, sh.Count)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("bench/0/obj-%06d.txt", i)
+	}
+	c0, m0, t0 := selfCPU(), cpu(minio), time.Now()
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for w := 0; w < 8; w++ {
+		g.Go(func() error {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(keys) {
+					return nil
+				}
+				o, err := client.GetObject(gctx, &s3.GetObjectInput{Bucket: aws.String("demo-docs"), Key: aws.String(keys[i])})
+				if err != nil {
+					return err
+				}
+				_, err = io.Copy(io.Discard, o.Body)
+				o.Body.Close()
+				if err != nil {
+					return err
+				}
+			}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return r, err
+	}
+	r.GetPerSec = float64(len(keys)) / time.Since(t0).Seconds()
+	r.GetCPUms = ms(selfCPU()-c0+cpu(minio)-m0, len(keys))
+	// The tokenizer on one core.
+	enc, err := token.Get(token.Cl100kBase)
+	if err != nil {
+		return r, err
+	}
+	text := string(prose(1, 4<<20))
+	c0, t0 = selfCPU(), time.Now()
+	for i := 0; i < 5; i++ {
+		enc.Count(text)
+	}
+	secs := time.Since(t0).Seconds()
+	r.TokenizerMBps = 5 * float64(len(text)) / 1e6 / secs
+	r.TokenizeCPUms = float64(sh.Size) / (r.TokenizerMBps * 1e6) * 1000
+	// JetStream publishes with Msg-Id of what one object produces: a chunk,
+	// its commit and its event, to a scratch stream on the same server.
+	nc, err := nats.Connect(s.NATSURL)
+	if err != nil {
+		return r, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return r, err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"bench.>"}, Storage: jetstream.FileStorage,
+		Duplicates: 2 * time.Minute}); err != nil {
+		return r, err
+	}
+	defer func() { _ = js.DeleteStream(context.Background(), "BENCH") }()
+	chunk := &schema.Chunk{ChunkID: "ch_0", Org: "org_bench", Collection: "c", Bucket: "demo-docs", Key: "k", ETag: "e", Text: string(prose(2, sh.Size)),
+		TokenCount: 900, Encoding: token.Cl100kBase, ExtractorVersion: "text/1", ContentType: "text/plain"}
+	commit := &schema.Commit{Commit: true, Org: "org_bench", Collection: "c", Bucket: "demo-docs", Key: "k", ETag: "e", ExtractorVersion: "text/1", Chunks: 1, Tokens: 900}
+	event := &schema.ObjectEvent{EventID: "ev", JobID: "job_b", Org: "org_bench", Collection: "c", Bucket: "demo-docs", Key: "k", Outcome: schema.OutcomeIndexed, Chunks: 1, Tokens: 900}
+	r.ChunkBytes = len(chunk.Text)
+	dev := s.DevPID()
+	var pub atomic.Int64
+	c0, d0, t0 := selfCPU(), cpu(dev), time.Now()
+	g, gctx = errgroup.WithContext(ctx)
+	for w := 0; w < 8; w++ {
+		g.Go(func() error {
+			for {
+				i := int(pub.Add(1)) - 1
+				if i >= len(keys) {
+					return nil
+				}
+				msgs := []schema.Out{{Subject: "bench.chunks", MsgID: fmt.Sprintf("c%d", i), Msg: chunk},
+					{Subject: "bench.chunks", MsgID: fmt.Sprintf("m%d", i), Msg: commit}, {Subject: "bench.events", MsgID: fmt.Sprintf("e%d", i), Msg: event}}
+				if _, err := schema.PublishAll(gctx, js, msgs); err != nil {
+					return err
+				}
+			}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return r, err
+	}
+	r.PublishPerSec = 3 * float64(len(keys)) / time.Since(t0).Seconds()
+	r.PublishCPUms = ms(selfCPU()-c0+cpu(dev)-d0, len(keys))
+	r.CeilingCPUms = r.GetCPUms + r.TokenizeCPUms + r.PublishCPUms
+	r.CeilingPerSec = float64(r.Cores) * 1000 / r.CeilingCPUms
+	return r, nil
+}
+
+// pipeline indexes prefix through the API and measures it.
+func pipeline(ctx context.Context, s *stack.Stack, org *stack.Org, minio int, prefix string, sh shape, i int) (Pipeline, error) {
+	p := Pipeline{Shape: sh}
+	dev := s.DevPID()
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", dev), []byte("5"), 0o644) // reset the peak RSS
+	sts0, _ := s.MetricSum("stevedore_sts_assume_total")
+	h0, err := taskHistogram(s)
+	if err != nil {
+		return p, err
+	}
+	d0, m0, t0 := cpu(dev), cpu(minio), time.Now()
+	body := map[string]any{"bucket_name": "demo-docs", "directory_path": prefix, "skip_existing": false,
+		"auth": map[string]string{"type": "assume_role", "role_arn": roleARN, "external_id": org.ExternalID}}
+	var job struct {
+		JobID string `json:"job_id"`
+	}
+	if code, err := s.Call(ctx, org, "POST", fmt.Sprintf("/v2/collections/bench%d/index/s3/directory", i), body, &job); err != nil || code != 201 {
+		return p, fmt.Errorf("index: HTTP %d: %v", code, err)
+	}
+	st, err := s.WaitJob(ctx, org, job.JobID, nil)
+	if err != nil {
+		return p, err
+	}
+	secs := time.Since(t0).Seconds()
+	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != int64(sh.Count) {
+		return p, fmt.Errorf("job %s: %d of %d indexed", st.Status, st.FilesIndexed, sh.Count)
+	}
+	devCPU, minioCPU := cpu(dev)-d0, cpu(minio)-m0
+	sts1, _ := s.MetricSum("stevedore_sts_assume_total")
+	h1, err := taskHistogram(s)
+	if err != nil {
+		return p, err
+	}
+	p.Seconds = secs
+	p.ObjectsPerS = float64(sh.Count) / secs
+	p.MBPerS = float64(st.BytesProcessed) / 1e6 / secs
+	p.ChunksPerS = float64(st.ChunksProcessed) / secs
+	p.TokensPerS = float64(st.TokensUsed) / secs
+	p.StevedoreCPU = ms(devCPU, sh.Count)
+	p.MinIOCPU = ms(minioCPU, sh.Count)
+	p.CoresBusy = (devCPU + minioCPU).Seconds() / secs
+	p.STSPer1000 = (sts1 - sts0) * 1000 / float64(sh.Count)
+	if rss, err := vmHWM(dev); err == nil {
+		p.PeakRSSMiB = float64(rss) / (1 << 20)
+	}
+	p.TaskP50ms, p.TaskP99ms = quantile(h0, h1, 0.5)*1000, quantile(h0, h1, 0.99)*1000
+	return p, nil
+}
+
+func vmHWM(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM")
+}
+
+// histogram is the task-stage message duration buckets summed over workers.
+type histogram map[float64]float64 // upper bound → cumulative count
+
+func taskHistogram(s *stack.Stack) (histogram, error) {
+	resp, err := http.Get(s.Metric + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	h := histogram{}
+	if fam := fams["stevedore_message_duration_seconds"]; fam != nil {
+		for _, m := range fam.Metric {
+			if !hasLabel(m, "stage", "task") {
+				continue
+			}
+			for _, b := range m.GetHistogram().GetBucket() {
+				if !math.IsInf(b.GetUpperBound(), 1) {
+					h[b.GetUpperBound()] += float64(b.GetCumulativeCount())
+				}
+			}
+			h[math.Inf(1)] += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return h, nil
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+// quantile estimates the q quantile of the observations between two
+// snapshots (linear within a bucket, as Prometheus's histogram_quantile).
+func quantile(before, after histogram, q float64) float64 {
+	var bounds []float64
+	for b := range after {
+		bounds = append(bounds, b)
+	}
+	sort.Float64s(bounds)
+	total := after[math.Inf(1)] - before[math.Inf(1)]
+	if total <= 0 {
+		return 0
+	}
+	rank, prevBound, prevCount := q*total, 0.0, 0.0
+	for _, b := range bounds {
+		c := after[b] - before[b]
+		if c >= rank {
+			if math.IsInf(b, 1) {
+				return prevBound
+			}
+			return prevBound + (b-prevBound)*(rank-prevCount)/math.Max(c-prevCount, 1)
+		}
+		prevBound, prevCount = b, c
+	}
+	return prevBound
+}
+
+// startProfiles captures a CPU profile of stevedore for the shape's run and
+// block and mutex profiles at its end.
+func startProfiles(s *stack.Stack, dir string, logf func(string, ...any)) func() error {
+	done := make(chan error, 1)
+	go func() { done <- fetch(s.Metric+"/debug/pprof/profile?seconds=20", filepath.Join(dir, "cpu.pprof")) }()
+	return func() error {
+		for _, p := range []string{"block", "mutex", "goroutine"} {
+			if err := fetch(s.Metric+"/debug/pprof/"+p, filepath.Join(dir, p+".pprof")); err != nil {
+				return err
+			}
+		}
+		err := <-done
+		logf("profiles in %s (go tool pprof -top %s)", dir, filepath.Join(dir, "cpu.pprof"))
+		return err
+	}
+}
+
+func fetch(url, file string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
+func revision(root string) string {
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	rev := strings.TrimSpace(string(out))
+	if st, _ := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); len(st) > 0 {
+		rev += "-dirty"
+	}
+	return rev
+}
+
+// previous is the newest earlier result, if any.
+func previous(dir string) *Result {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	sort.Strings(files)
+	if len(files) == 0 {
+		return nil
+	}
+	data, err := os.ReadFile(files[len(files)-1])
+	if err != nil {
+		return nil
+	}
+	var r Result
+	if json.Unmarshal(data, &r) != nil {
+		return nil
+	}
+	return &r
+}
+
+func report(w io.Writer, r Result, prev *Result) {
+	fmt.Fprintf(w, "\nstevedore bench at %s (%s, %s, %d cores)\n\n", r.Revision, r.At.Format(time.RFC3339), r.GoVersion, r.Raw.Cores)
+	fmt.Fprintf(w, "raw stages, per 4 KiB object (same machine, same run):\n")
+	fmt.Fprintf(w, "  S3 GET          %7.0f /s at concurrency 8   %5.2f ms CPU (client + MinIO)\n", r.Raw.GetPerSec, r.Raw.GetCPUms)
+	fmt.Fprintf(w, "  tokenizer       %7.1f MB/s on one core    %5.2f ms CPU\n", r.Raw.TokenizerMBps, r.Raw.TokenizeCPUms)
+	fmt.Fprintf(w, "  publish         %7.0f msg/s (Msg-Id)     %5.2f ms CPU (chunk + commit + event, client + server)\n", r.Raw.PublishPerSec, r.Raw.PublishCPUms)
+	fmt.Fprintf(w, "  ceiling         %7.0f objects/s           %5.2f ms CPU per object on %d cores\n\n", r.Raw.CeilingPerSec, r.Raw.CeilingCPUms, r.Raw.Cores)
+	fmt.Fprintf(w, "%-22s %9s %7s %8s %9s %8s %8s %6s %6s %7s %7s %7s %6s\n", "pipeline", "objects/s", "MB/s", "chunks/s", "tokens/s",
+		"stv ms/o", "minio ms", "cores", "STS/k", "RSS MiB", "p50 ms", "p99 ms", "ratio")
+	for _, p := range r.Pipelines {
+		ratio := ""
+		if p.Ratio > 0 {
+			ratio = fmt.Sprintf("%.0f%%", p.Ratio*100)
+		}
+		fmt.Fprintf(w, "%-22s %9.1f %7.1f %8.0f %9.0f %8.2f %8.2f %6.2f %6.1f %7.1f %7.1f %7.1f %6s\n", p.Shape.Name, p.ObjectsPerS, p.MBPerS,
+			p.ChunksPerS, p.TokensPerS, p.StevedoreCPU, p.MinIOCPU, p.CoresBusy, p.STSPer1000, p.PeakRSSMiB, p.TaskP50ms, p.TaskP99ms, ratio)
+	}
+	if prev == nil {
+		return
+	}
+	fmt.Fprintf(w, "\ncompared with %s (%s):\n", prev.Revision, prev.At.Format(time.RFC3339))
+	for _, p := range r.Pipelines {
+		for _, q := range prev.Pipelines {
+			if q.Shape == p.Shape {
+				fmt.Fprintf(w, "  %-22s objects/s %8.1f → %8.1f (%+.0f%%)   stevedore ms/object %6.2f → %6.2f   ratio %.0f%% → %.0f%%\n", p.Shape.Name,
+					q.ObjectsPerS, p.ObjectsPerS, 100*(p.ObjectsPerS/q.ObjectsPerS-1), q.StevedoreCPU, p.StevedoreCPU, q.Ratio*100, p.Ratio*100)
+			}
+		}
+	}
+}
