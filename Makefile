@@ -1,5 +1,5 @@
 # The two commands the README promises, and a few helpers.
-.PHONY: demo test unit e2e bench build fuzz golden clean
+.PHONY: demo test unit e2e bench bench-micro build fuzz golden clean
 
 # Run the main job on the embedded default: MinIO + stevedore dev, one index request, a summary.
 demo:
@@ -20,11 +20,18 @@ unit:
 e2e:
 	scripts/local-aws.sh build
 	go test -tags e2e -race -count=1 -v -timeout 40m ./scripts/e2e/
+	# A 200-object smoke of `make bench`, so the harness keeps working (no result file).
+	go run ./scripts/bench -smoke
 
 build:
 	go build -o bin/stevedore ./cmd/stevedore
 
+# Throughput against the same-run ceiling (see README "Speed"); writes bench/results/*.json.
 bench:
+	go run ./scripts/bench
+
+# Micro-benchmarks: tokenizer, chunker, extractors.
+bench-micro:
 	go test -run '^$$' -bench . -benchtime 20x ./worker/token/ ./worker/chunk/ ./worker/extract/
 
 fuzz:
