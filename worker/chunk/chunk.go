@@ -34,8 +34,9 @@ type Splitter struct {
 
 // New returns a Splitter producing chunks of at most maxTokens tokens
 // (DefaultMaxTokens when 0). A single pre-token longer than maxTokens (a
-// run of thousands of letters without a space) becomes a chunk of its own,
-// the only case where a chunk exceeds the limit.
+// run of thousands of letters without a space) becomes a chunk of its own
+// (with whitespace before it that cannot be cut off without changing the
+// tokenization), the only case where a chunk exceeds the limit.
 func New(enc *token.Encoding, maxTokens int) (*Splitter, error) {
 	if maxTokens == 0 {
 		maxTokens = DefaultMaxTokens
@@ -88,8 +89,18 @@ func (s *Splitter) split(text string, sections []int) []Chunk {
 				c.level = levelSentence
 			}
 		}
-		if tokens+n > s.max && len(cuts) > 0 {
-			if i := s.best(cuts); i >= 0 {
+		// Cut until the piece fits: one cut at the best boundary can leave
+		// more than the piece has room for (found by FuzzSplit). A piece
+		// that fits in no chunk starts one of its own: the cut is the latest.
+		for tokens+n > s.max && len(cuts) > 0 {
+			i := s.best(cuts)
+			if n > s.max {
+				i = latestSafe(cuts)
+			}
+			if i < 0 {
+				break
+			}
+			{
 				c := cuts[i]
 				out = append(out, Chunk{Offset: start, Text: text[start:c.end], Tokens: c.tokens})
 				start = c.end
@@ -140,6 +151,11 @@ func (s *Splitter) best(cuts []cut) int {
 	if bestI >= 0 {
 		return bestI
 	}
+	return latestSafe(cuts)
+}
+
+// latestSafe is the index of the latest safe cut, or -1.
+func latestSafe(cuts []cut) int {
 	for i := len(cuts) - 1; i >= 0; i-- {
 		if cuts[i].safe {
 			return i
@@ -198,6 +214,10 @@ type Stream struct {
 	carry    string
 	base     int   // offset of carry in the whole text
 	sections []int // section ends in carry, as offsets in the whole text
+	// last is carry as the last chunk of the latest split (its token count
+	// known): Close emits it as it is instead of splitting it again.
+	last      Chunk
+	lastValid bool
 }
 
 // Boundary says the text written so far ends a section: cuts there are
@@ -241,6 +261,7 @@ func (st *Stream) Write(part string) error {
 	last := chunks[len(chunks)-1]
 	st.base += last.Offset
 	st.carry = buf[last.Offset:]
+	st.last, st.lastValid = Chunk{Offset: st.base, Text: st.carry, Tokens: last.Tokens}, true
 	for len(st.sections) > 0 && st.sections[0] <= st.base {
 		st.sections = st.sections[1:]
 	}
@@ -250,8 +271,14 @@ func (st *Stream) Write(part string) error {
 	return nil
 }
 
-// Close emits what is held back.
+// Close emits what is held back. The held-back text is the last chunk of
+// the latest split, and splitting it again gives that one chunk (its cuts
+// were all in it, and it is within the limit), so it is emitted as it is.
 func (st *Stream) Close() error {
+	if st.lastValid && st.carry != "" {
+		st.carry, st.lastValid = "", false
+		return st.emit(st.last)
+	}
 	for _, c := range st.s.split(st.carry, st.relative()) {
 		c.Offset += st.base
 		if err := st.emit(c); err != nil {
