@@ -74,7 +74,7 @@ func (s *Splitter) Split(text string) []Chunk { return s.split(text, nil) }
 func (s *Splitter) split(text string, sections []int) []Chunk {
 	var out []Chunk
 	start, tokens := 0, 0
-	var cuts []cut // candidate cuts after each piece of the current chunk
+	cuts := make([]cut, 0, 256) // candidate cuts after each piece of the current chunk
 	prevEndsSpace := false
 	prevPiece := ""
 	s.enc.Pieces(text, func(p string) bool {
@@ -84,7 +84,7 @@ func (s *Splitter) split(text string, sections []int) []Chunk {
 			pos = cuts[len(cuts)-1].end
 		}
 		// A sentence ends after a piece ending in . ! ? when the next piece starts with a space.
-		if len(cuts) > 0 && endsSentence(prevPiece) && startsSpace(p) {
+		if len(cuts) > 0 && startsSpace(p) && endsSentence(prevPiece) {
 			if c := &cuts[len(cuts)-1]; c.level < levelSentence {
 				c.level = levelSentence
 			}
@@ -104,13 +104,10 @@ func (s *Splitter) split(text string, sections []int) []Chunk {
 				c := cuts[i]
 				out = append(out, Chunk{Offset: start, Text: text[start:c.end], Tokens: c.tokens})
 				start = c.end
-				rest := cuts[i+1:]
-				shifted := make([]cut, 0, len(rest)+1)
-				for _, r := range rest {
-					r.tokens -= c.tokens
-					shifted = append(shifted, r)
+				cuts = cuts[:copy(cuts, cuts[i+1:])] // the rest, shifted in place
+				for j := range cuts {
+					cuts[j].tokens -= c.tokens
 				}
-				cuts = shifted
 				tokens -= c.tokens
 			}
 		}
@@ -165,6 +162,9 @@ func latestSafe(cuts []cut) int {
 }
 
 func level(p string) int {
+	if last := p[len(p)-1]; last < utf8.RuneSelf && !asciiSpace(last) {
+		return levelNone // the common case: no trailing whitespace
+	}
 	trail := p[len(strings.TrimRightFunc(p, unicode.IsSpace)):]
 	switch strings.Count(trail, "\n") {
 	case 0:
@@ -195,7 +195,14 @@ func endsSpace(p string) bool {
 	return unicode.IsSpace(r)
 }
 
-func isAllSpace(p string) bool { return strings.TrimLeftFunc(p, unicode.IsSpace) == "" }
+func isAllSpace(p string) bool {
+	if p[0] < utf8.RuneSelf && !asciiSpace(p[0]) {
+		return false
+	}
+	return strings.TrimLeftFunc(p, unicode.IsSpace) == ""
+}
+
+func asciiSpace(c byte) bool { return c == ' ' || (c >= '\t' && c <= '\r') }
 
 // MaxCarry bounds the text a Stream holds back while waiting for a cut: a
 // run longer than this without a pre-token boundary (megabytes of letters

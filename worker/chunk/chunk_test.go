@@ -192,3 +192,23 @@ func TestStreamEqualsSplit(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSplit splits the corpus's text files (concatenated) into chunks
+// of 512 tokens; compare with BenchmarkCount in worker/token (the
+// tokenizer alone on the same text).
+func BenchmarkSplit(b *testing.B) {
+	s, _ := setup(b, 512)
+	var text strings.Builder
+	files, _ := filepath.Glob("../../scripts/testdata/corpus/*/*")
+	more, _ := filepath.Glob("../../scripts/testdata/corpus/*/*/*")
+	for _, f := range append(files, more...) {
+		if data, err := os.ReadFile(f); err == nil && utf8.Valid(data) {
+			text.Write(data)
+		}
+	}
+	in := text.String()
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		s.Split(in)
+	}
+}
