@@ -218,15 +218,18 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 		}
 		res.Pipelines = append(res.Pipelines, p)
 	}
-	prev := previous(filepath.Join(root, out))
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(root, out)
+	}
+	prev := previous(out)
 	report(os.Stdout, res, prev)
 	if smoke {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Join(root, out), 0o755); err != nil {
+	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	name := filepath.Join(root, out, res.At.Format("20060102T150405Z")+"-"+res.Revision+".json")
+	name := filepath.Join(out, res.At.Format("20060102T150405Z")+"-"+res.Revision+".json")
 	data, _ := json.MarshalIndent(res, "", "  ")
 	if err := os.WriteFile(name, append(data, '\n'), 0o644); err != nil {
 		return err
