@@ -12,6 +12,7 @@ test: unit e2e
 export STEVEDORE_REQUIRE_MOTO ?= 1
 
 unit:
+	scripts/tools.sh build
 	go test -race -count=1 ./...
 	go test -tags faults -race -count=1 ./worker/
 	# A smoke of the benchmarks (one iteration each), so they keep working; `make bench` measures.

@@ -141,6 +141,16 @@ func TestProcessMetrics(t *testing.T) {
 		got["stevedore_queue_pending_messages/TASKS"] != 0 || !aged || age <= 0 || age > 60 || got["stevedore_queue_oldest_message_age_seconds/TASKS"] != 0 {
 		t.Fatalf("metrics %v", got)
 	}
+	// How full the limited streams are, and the tracker's backlog.
+	if max, ok := got["stevedore_stream_max_bytes/CHUNKS"]; !ok || max <= 0 {
+		t.Fatalf("no CHUNKS byte limit: %v", got)
+	}
+	if _, ok := got["stevedore_stream_bytes/CHUNKS"]; !ok {
+		t.Fatalf("no CHUNKS bytes: %v", got)
+	}
+	if _, ok := got["stevedore_tracker_pending_events"]; !ok {
+		t.Fatalf("no tracker backlog: %v", got)
+	}
 	var build bool
 	for k := range got {
 		build = build || strings.HasPrefix(k, "stevedore_build_info/")

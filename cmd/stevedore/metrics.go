@@ -36,9 +36,16 @@ type backlog struct{ js jetstream.JetStream }
 var (
 	backlogPending = prometheus.NewDesc("stevedore_queue_pending_messages", "Messages waiting in a work queue (JOBS, TASKS).", []string{"stream"}, nil)
 	backlogAge     = prometheus.NewDesc("stevedore_queue_oldest_message_age_seconds", "Age of the oldest message in a work queue; 0 when empty.", []string{"stream"}, nil)
+	streamBytes    = prometheus.NewDesc("stevedore_stream_bytes", "Bytes stored in a stream (CHUNKS, EVENTS, DEAD, AUDIT).", []string{"stream"}, nil)
+	streamMaxBytes = prometheus.NewDesc("stevedore_stream_max_bytes", "A stream's byte limit (absent when it has none).", []string{"stream"}, nil)
+	trackerPending = prometheus.NewDesc("stevedore_tracker_pending_events", "EVENTS not yet folded into job status by the tracker (pending and unacknowledged).", nil, nil)
 )
 
-func (b *backlog) Describe(ch chan<- *prometheus.Desc) { ch <- backlogPending; ch <- backlogAge }
+func (b *backlog) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{backlogPending, backlogAge, streamBytes, streamMaxBytes, trackerPending} {
+		ch <- d
+	}
+}
 
 func (b *backlog) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -60,5 +67,26 @@ func (b *backlog) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		ch <- prometheus.MustNewConstMetric(backlogAge, prometheus.GaugeValue, age, name)
+	}
+	// Streams with limits: how full they are ("CHUNKS near its limit").
+	for _, name := range []string{schema.StreamChunks, schema.StreamEvents, schema.StreamDead, schema.StreamAudit} {
+		s, err := b.js.Stream(ctx, name)
+		if err != nil {
+			continue
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(streamBytes, prometheus.GaugeValue, float64(info.State.Bytes), name)
+		if info.Config.MaxBytes > 0 {
+			ch <- prometheus.MustNewConstMetric(streamMaxBytes, prometheus.GaugeValue, float64(info.Config.MaxBytes), name)
+		}
+	}
+	// The tracker's backlog ("tracker stalled").
+	if c, err := b.js.Consumer(ctx, schema.StreamEvents, schema.ConsumerTracker); err == nil {
+		if info, err := c.Info(ctx); err == nil {
+			ch <- prometheus.MustNewConstMetric(trackerPending, prometheus.GaugeValue, float64(info.NumPending)+float64(info.NumAckPending))
+		}
 	}
 }
