@@ -59,12 +59,8 @@ start() {
     sleep 0.2
   done
   mc ready local >/dev/null
-  cat >"$DIR/customer-role.json" <<'JSON'
-{"Version":"2012-10-17","Statement":[
- {"Effect":"Allow","Action":["s3:ListBucket","s3:GetBucketLocation"],"Resource":["arn:aws:s3:::demo-docs","arn:aws:s3:::other-bucket"]},
- {"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::demo-docs/*","arn:aws:s3:::other-bucket/*"]}]}
-JSON
-  mc admin policy create local customer-role "$DIR/customer-role.json" >/dev/null
+  # The customer role's permissions (shared with docker-compose.yml's minio-setup).
+  mc admin policy create local customer-role "$ROOT/deploy/compose/customer-role.json" >/dev/null
   mc admin user add local "$WORKER_USER" "$WORKER_PASS" >/dev/null
   mc admin policy attach local customer-role --user "$WORKER_USER" >/dev/null 2>&1 || true
   mc mb --ignore-existing local/demo-docs >/dev/null

@@ -1,0 +1,444 @@
+package deploy
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+)
+
+// The two CRDs the manifests use, with the fields they set: decoded strictly,
+// so a misspelt or misplaced field fails (the upstream Go types of KEDA and
+// the Prometheus Operator are not dependencies of ours).
+type scaledObject struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Metadata   metadataFields    `json:"metadata"`
+	Spec       scaledObjectSpec  `json:"spec"`
+	Status     map[string]string `json:"status,omitempty"`
+}
+
+type metadataFields struct {
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+type scaledObjectSpec struct {
+	ScaleTargetRef struct {
+		Name string `json:"name"`
+	} `json:"scaleTargetRef"`
+	MinReplicaCount int `json:"minReplicaCount"`
+	MaxReplicaCount int `json:"maxReplicaCount"`
+	CooldownPeriod  int `json:"cooldownPeriod"`
+	Triggers        []struct {
+		Type     string `json:"type"`
+		Metadata struct {
+			ServerAddress string `json:"serverAddress"`
+			Query         string `json:"query"`
+			Threshold     string `json:"threshold"`
+		} `json:"metadata"`
+	} `json:"triggers"`
+}
+
+type podMonitor struct {
+	APIVersion string         `json:"apiVersion"`
+	Kind       string         `json:"kind"`
+	Metadata   metadataFields `json:"metadata"`
+	Spec       struct {
+		Selector struct {
+			MatchLabels map[string]string `json:"matchLabels"`
+		} `json:"selector"`
+		PodMetricsEndpoints []struct {
+			Port     string `json:"port"`
+			Path     string `json:"path"`
+			Interval string `json:"interval"`
+		} `json:"podMetricsEndpoints"`
+	} `json:"spec"`
+}
+
+// manifests is one overlay, built by kustomize and decoded.
+type manifests struct {
+	yaml          []byte
+	deployments   []appsv1.Deployment
+	services      []corev1.Service
+	configMaps    []corev1.ConfigMap
+	accounts      []corev1.ServiceAccount
+	pdbs          []policyv1.PodDisruptionBudget
+	policies      []networkingv1.NetworkPolicy
+	scaledObjects []scaledObject
+	podMonitors   []podMonitor
+}
+
+func (m *manifests) count() int {
+	return len(m.deployments) + len(m.services) + len(m.configMaps) + len(m.accounts) + len(m.pdbs) + len(m.policies) +
+		len(m.scaledObjects) + len(m.podMonitors)
+}
+
+// build runs kustomize on an overlay and decodes every object strictly into
+// its upstream Go type (unknown fields are errors).
+func build(t *testing.T, overlay string) *manifests {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	res, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join("kubernetes", "overlays", overlay))
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", overlay, err)
+	}
+	m := &manifests{}
+	if m.yaml, err = res.AsYaml(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res.Resources() {
+		data, err := r.AsYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var into any
+		switch r.GetKind() {
+		case "Deployment":
+			m.deployments = append(m.deployments, appsv1.Deployment{})
+			into = &m.deployments[len(m.deployments)-1]
+		case "Service":
+			m.services = append(m.services, corev1.Service{})
+			into = &m.services[len(m.services)-1]
+		case "ConfigMap":
+			m.configMaps = append(m.configMaps, corev1.ConfigMap{})
+			into = &m.configMaps[len(m.configMaps)-1]
+		case "ServiceAccount":
+			m.accounts = append(m.accounts, corev1.ServiceAccount{})
+			into = &m.accounts[len(m.accounts)-1]
+		case "PodDisruptionBudget":
+			m.pdbs = append(m.pdbs, policyv1.PodDisruptionBudget{})
+			into = &m.pdbs[len(m.pdbs)-1]
+		case "NetworkPolicy":
+			m.policies = append(m.policies, networkingv1.NetworkPolicy{})
+			into = &m.policies[len(m.policies)-1]
+		case "ScaledObject":
+			m.scaledObjects = append(m.scaledObjects, scaledObject{})
+			into = &m.scaledObjects[len(m.scaledObjects)-1]
+		case "PodMonitor":
+			m.podMonitors = append(m.podMonitors, podMonitor{})
+			into = &m.podMonitors[len(m.podMonitors)-1]
+		default:
+			t.Fatalf("%s: a %s, which the test does not know", overlay, r.GetKind())
+		}
+		if err := yaml.UnmarshalStrict(data, into); err != nil {
+			t.Fatalf("%s %s/%s: %v", overlay, r.GetKind(), r.GetName(), err)
+		}
+	}
+	return m
+}
+
+var (
+	helpOnce sync.Once
+	helpText = map[string]string{}
+	helpErr  error
+)
+
+// flagEnv returns the environment variables `stevedore <command>` reads (its
+// -h output names each flag's).
+func flagEnv(t *testing.T, command string) map[string]bool {
+	t.Helper()
+	helpOnce.Do(func() {
+		bin := filepath.Join(os.TempDir(), fmt.Sprintf("stevedore-deploy-test-%d", os.Getpid()))
+		defer os.Remove(bin)
+		if out, err := exec.Command("go", "build", "-o", bin, "../cmd/stevedore").CombinedOutput(); err != nil {
+			helpErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		for _, c := range []string{"producer", "worker"} {
+			out, err := exec.Command(bin, c, "-h").CombinedOutput()
+			if err != nil {
+				helpErr = fmt.Errorf("%s -h: %v", c, err)
+				return
+			}
+			helpText[c] = string(out)
+		}
+	})
+	if helpErr != nil {
+		t.Fatal(helpErr)
+	}
+	env := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\(env (STEVEDORE_[A-Z0-9_]+)\)`).FindAllStringSubmatch(helpText[command], -1) {
+		env[m[1]] = true
+	}
+	if len(env) < 10 {
+		t.Fatalf("%s -h names %d environment variables", command, len(env))
+	}
+	return env
+}
+
+// TestKubernetesManifests builds the dev and prod overlays and checks every
+// cross-reference a cluster would only report at run time.
+func TestKubernetesManifests(t *testing.T) {
+	have := registered(t)
+	for _, overlay := range []string{"dev", "prod"} {
+		t.Run(overlay, func(t *testing.T) {
+			m := build(t, overlay)
+			t.Logf("kustomize build %s: %d objects, %d bytes", overlay, m.count(), len(m.yaml))
+			if len(m.deployments) != 2 || len(m.services) != 1 || len(m.pdbs) != 2 || len(m.scaledObjects) != 1 || len(m.podMonitors) != 1 ||
+				len(m.policies) != 1 || len(m.accounts) != 1 || len(m.configMaps) != 1 {
+				t.Fatalf("objects: %d deployments, %d services, %d PDBs, %d scaled objects, %d pod monitors, %d network policies, %d accounts, %d config maps",
+					len(m.deployments), len(m.services), len(m.pdbs), len(m.scaledObjects), len(m.podMonitors), len(m.policies), len(m.accounts), len(m.configMaps))
+			}
+			cm := m.configMaps[0]
+			wantReplicas := map[string]string{"dev": "1", "prod": "3"}[overlay]
+			if cm.Data["STEVEDORE_REPLICAS"] != wantReplicas {
+				t.Errorf("STEVEDORE_REPLICAS %q, want %q", cm.Data["STEVEDORE_REPLICAS"], wantReplicas)
+			}
+			sa := m.accounts[0]
+			if !strings.HasPrefix(sa.Annotations["eks.amazonaws.com/role-arn"], "arn:aws:iam::") {
+				t.Errorf("service account without an IRSA role: %v", sa.Annotations)
+			}
+			pods := map[string]labels.Set{}
+			for _, d := range m.deployments {
+				checkDeployment(t, d, cm, sa.Name)
+				pods[d.Name] = d.Spec.Template.Labels
+			}
+			selects := func(sel map[string]string) []string {
+				var out []string
+				for name, l := range pods {
+					if labels.SelectorFromSet(sel).Matches(l) {
+						out = append(out, name)
+					}
+				}
+				slices.Sort(out)
+				return out
+			}
+			svc := m.services[0]
+			if got := selects(svc.Spec.Selector); !slices.Equal(got, []string{"stevedore-producer"}) {
+				t.Errorf("service %s selects %v", svc.Name, got)
+			}
+			for _, p := range svc.Spec.Ports {
+				if !hasPort(m.deployment("stevedore-producer"), p.TargetPort.String()) {
+					t.Errorf("service port %s targets %s, which the producer does not expose", p.Name, p.TargetPort.String())
+				}
+			}
+			for _, pdb := range m.pdbs {
+				if got := selects(pdb.Spec.Selector.MatchLabels); len(got) != 1 || got[0] != pdb.Name {
+					t.Errorf("PDB %s selects %v", pdb.Name, got)
+				}
+			}
+			if got := selects(m.policies[0].Spec.PodSelector.MatchLabels); len(got) != 2 {
+				t.Errorf("network policy selects %v", got)
+			}
+			pm := m.podMonitors[0]
+			if got := selects(pm.Spec.Selector.MatchLabels); len(got) != 2 {
+				t.Errorf("pod monitor selects %v", got)
+			}
+			for _, ep := range pm.Spec.PodMetricsEndpoints {
+				for _, d := range m.deployments {
+					if !hasPort(&d, ep.Port) || ep.Path != "/metrics" {
+						t.Errorf("pod monitor scrapes %s%s, which %s does not serve", ep.Port, ep.Path, d.Name)
+					}
+				}
+			}
+			so := m.scaledObjects[0]
+			if so.APIVersion != "keda.sh/v1alpha1" || so.Spec.ScaleTargetRef.Name != "stevedore-worker" || so.Spec.MinReplicaCount < 1 ||
+				so.Spec.MaxReplicaCount < so.Spec.MinReplicaCount || len(so.Spec.Triggers) == 0 {
+				t.Errorf("scaled object %+v", so.Spec)
+			}
+			for _, tr := range so.Spec.Triggers {
+				for _, metric := range metricRE.FindAllString(tr.Metadata.Query, -1) {
+					if !have[metric] {
+						t.Errorf("the scaler's query names %s, which the code does not register", metric)
+					}
+				}
+				if tr.Type != "prometheus" || tr.Metadata.Threshold == "" || !strings.HasPrefix(tr.Metadata.ServerAddress, "http") {
+					t.Errorf("trigger %+v", tr)
+				}
+			}
+		})
+	}
+}
+
+func (m *manifests) deployment(name string) *appsv1.Deployment {
+	for i := range m.deployments {
+		if m.deployments[i].Name == name {
+			return &m.deployments[i]
+		}
+	}
+	return nil
+}
+
+func hasPort(d *appsv1.Deployment, name string) bool {
+	if d == nil {
+		return false
+	}
+	for _, c := range d.Spec.Template.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.Name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkDeployment: selector, command, environment against the binary's
+// flags, probes, ports, grace period, volumes, service account.
+func checkDeployment(t *testing.T, d appsv1.Deployment, cm corev1.ConfigMap, account string) {
+	t.Helper()
+	if !labels.SelectorFromSet(d.Spec.Selector.MatchLabels).Matches(labels.Set(d.Spec.Template.Labels)) {
+		t.Errorf("%s: selector %v does not match its pods %v", d.Name, d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
+	}
+	spec := d.Spec.Template.Spec
+	if spec.ServiceAccountName != account {
+		t.Errorf("%s: service account %q, want %q", d.Name, spec.ServiceAccountName, account)
+	}
+	if len(spec.Containers) != 1 {
+		t.Fatalf("%s: %d containers", d.Name, len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	if len(c.Args) == 0 || (c.Args[0] != "producer" && c.Args[0] != "worker") {
+		t.Fatalf("%s: args %v", d.Name, c.Args)
+	}
+	known := flagEnv(t, c.Args[0])
+	env := map[string]string{}
+	for _, from := range c.EnvFrom {
+		if from.ConfigMapRef == nil || from.ConfigMapRef.Name != cm.Name {
+			t.Errorf("%s: envFrom %+v is not the stevedore config map (%s)", d.Name, from, cm.Name)
+			continue
+		}
+		for k, v := range cm.Data {
+			env[k] = v
+		}
+	}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	for name := range env {
+		if strings.HasPrefix(name, "AWS_") {
+			continue
+		}
+		if !known[name] {
+			t.Errorf("%s: %s is not an environment variable `stevedore %s` reads", d.Name, name, c.Args[0])
+		}
+	}
+	// The metrics listener the probes and scrapes use.
+	_, port, _ := strings.Cut(env["STEVEDORE_METRICS_LISTEN"], ":")
+	for _, p := range c.Ports {
+		if p.Name == "metrics" && fmt.Sprint(p.ContainerPort) != port {
+			t.Errorf("%s: metrics port %d, but STEVEDORE_METRICS_LISTEN is %q", d.Name, p.ContainerPort, env["STEVEDORE_METRICS_LISTEN"])
+		}
+	}
+	for probe, path := range map[*corev1.Probe]string{c.LivenessProbe: "/healthz", c.ReadinessProbe: "/readyz"} {
+		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != path || probe.HTTPGet.Port.String() != "metrics" {
+			t.Errorf("%s: probe %+v, want %s on the metrics port", d.Name, probe, path)
+		}
+	}
+	grace := 20 * time.Second
+	if v, ok := env["STEVEDORE_SHUTDOWN_GRACE"]; ok {
+		var err error
+		if grace, err = time.ParseDuration(v); err != nil {
+			t.Errorf("%s: STEVEDORE_SHUTDOWN_GRACE %q: %v", d.Name, v, err)
+		}
+	}
+	if spec.TerminationGracePeriodSeconds == nil || time.Duration(*spec.TerminationGracePeriodSeconds)*time.Second <= grace {
+		t.Errorf("%s: terminationGracePeriodSeconds must exceed the shutdown grace %s", d.Name, grace)
+	}
+	if c.Resources.Limits.Memory().IsZero() || c.Resources.Requests.Cpu().IsZero() {
+		t.Errorf("%s: resources %+v", d.Name, c.Resources)
+	}
+	volumes := map[string]bool{}
+	for _, v := range spec.Volumes {
+		volumes[v.Name] = true
+	}
+	for _, vm := range c.VolumeMounts {
+		if !volumes[vm.Name] {
+			t.Errorf("%s: mount %s has no volume", d.Name, vm.Name)
+		}
+	}
+	// Files the environment points at are mounted.
+	for _, name := range []string{"STEVEDORE_NATS_CREDS", "STEVEDORE_KEK_FILE", "STEVEDORE_CACHE_DIR"} {
+		path, ok := env[name]
+		if !ok {
+			continue
+		}
+		mounted := false
+		for _, vm := range c.VolumeMounts {
+			mounted = mounted || strings.HasPrefix(path, vm.MountPath+"/")
+		}
+		if !mounted {
+			t.Errorf("%s: %s=%s is on no mounted volume", d.Name, name, path)
+		}
+	}
+	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Errorf("%s: root file system not read-only", d.Name)
+	} else if !slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool { return vm.MountPath == "/tmp" }) {
+		t.Errorf("%s: read-only root without a writable /tmp (containers and PDFs are spooled there)", d.Name)
+	}
+}
+
+// TestNATSHelmValues: the NATS chart's values run a 3-node JetStream cluster
+// on persistent volumes with the nats-server version the tests use.
+func TestNATSHelmValues(t *testing.T) {
+	raw, err := os.ReadFile("kubernetes/nats-values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Config struct {
+			Cluster struct {
+				Enabled  bool `json:"enabled"`
+				Replicas int  `json:"replicas"`
+			} `json:"cluster"`
+			JetStream struct {
+				Enabled   bool `json:"enabled"`
+				FileStore struct {
+					Enabled bool   `json:"enabled"`
+					Dir     string `json:"dir"`
+					PVC     struct {
+						Enabled bool   `json:"enabled"`
+						Size    string `json:"size"`
+					} `json:"pvc"`
+				} `json:"fileStore"`
+				MemoryStore struct {
+					Enabled bool `json:"enabled"`
+				} `json:"memoryStore"`
+			} `json:"jetstream"`
+			Monitor struct {
+				Enabled bool `json:"enabled"`
+			} `json:"monitor"`
+		} `json:"config"`
+		Container struct {
+			Image struct {
+				Tag string `json:"tag"`
+			} `json:"image"`
+		} `json:"container"`
+		PodTemplate map[string]any `json:"podTemplate"`
+	}
+	if err := yaml.UnmarshalStrict(raw, &v); err != nil {
+		t.Fatal(err)
+	}
+	gomod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := regexp.MustCompile(`github.com/nats-io/nats-server/v2 v(\S+)`).FindSubmatch(gomod)
+	if pinned == nil {
+		t.Fatal("no nats-server in go.mod")
+	}
+	if c := v.Config; !c.Cluster.Enabled || c.Cluster.Replicas != 3 || !c.JetStream.Enabled || !c.JetStream.FileStore.Enabled ||
+		!c.JetStream.FileStore.PVC.Enabled || c.JetStream.MemoryStore.Enabled {
+		t.Errorf("values %+v", c)
+	}
+	if !strings.HasPrefix(v.Container.Image.Tag, string(pinned[1])) {
+		t.Errorf("nats image %s, go.mod pins %s", v.Container.Image.Tag, pinned[1])
+	}
+}
