@@ -154,6 +154,9 @@ func NewBridge(ctx context.Context, cfg BridgeConfig) (*Bridge, error) {
 		paused: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_backpressure_pauses_total",
 			Help: "Times receiving paused because JetStream refused work."}),
 	}
+	for _, o := range []string{RecordRouted, RecordIgnored, RecordUnroutable, RecordInvalid, RecordForeign} {
+		m.records.WithLabelValues(o) // from zero, so alerts see the series before the first record
+	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(m.received, m.deleted, m.extended, m.deleteFailed, m.receiveErrors, m.records, m.paused)
 	}

@@ -44,6 +44,11 @@ const (
 	ClassMaxDeliver       ErrorClass = "max_deliver"       // delivered MaxDeliver times without being settled
 )
 
+// ErrorClasses lists every class, for metrics that start each one at zero
+// (so that rates and alerts see a series before the first error).
+var ErrorClasses = []ErrorClass{ClassTenantAuth, ClassTenantPermission, ClassKMS, ClassOurCredentials, ClassThrottled,
+	ClassTransient, ClassNotFound, ClassStaleToken, ClassPermanent, ClassMaxDeliver}
+
 // Retryable reports whether redelivering a message that failed with class c
 // may succeed.
 func (c ErrorClass) Retryable() bool {

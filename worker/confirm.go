@@ -101,6 +101,13 @@ func (w *Worker) unconfirmed(ctx context.Context, task *schema.Task, reason stri
 // does not bear out: the object (or the named version) still exists.
 const ReasonNotDeletedInS3 = "not_deleted_in_s3"
 
+// The other reasons a notification claim is not borne out by S3 (metric
+// stevedore_notifications_unconfirmed_total and the org's AUDIT).
+const (
+	reasonCreateNotAsClaimed = "create_not_as_claimed"      // S3 returned another version than the record named
+	reasonStaleOverridden    = "stale_sequencer_overridden" // a stored sequencer contradicted S3
+)
+
 // deleteObject applies a delete notification once S3, asked with the
 // tenant's role, confirms it (the object or the named version is gone, or a
 // delete marker is current): it publishes a tombstone for every chunk of the

@@ -3,6 +3,7 @@ package worker
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
@@ -65,6 +66,28 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_notification_lag_seconds",
 			Help:    "From an S3 event's eventTime to its chunks (or tombstone) being durable in CHUNKS, by outcome.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}, []string{"outcome"}),
+	}
+	// Every known label value starts at zero: a series exists before its
+	// first event, so rates, alerts and dashboards see it.
+	for _, c := range schema.ErrorClasses {
+		m.dead.WithLabelValues(string(c))
+	}
+	for _, st := range []string{"plan", "task", "track"} {
+		m.claimed.WithLabelValues(st)
+		m.redelivered.WithLabelValues(st)
+		m.inflight.WithLabelValues(st)
+	}
+	for _, o := range []schema.Outcome{schema.OutcomeIndexed, schema.OutcomeSkipped, schema.OutcomeFailed, schema.OutcomeDeleted} {
+		m.objects.WithLabelValues(string(o))
+	}
+	for _, s := range []string{schema.JobStatusCompleted, schema.JobStatusCompletedWithErrors, schema.JobStatusFailed, schema.JobStatusCancelled} {
+		m.jobsFinished.WithLabelValues(s)
+	}
+	for _, r := range []string{ReasonNotDeletedInS3, reasonCreateNotAsClaimed, reasonStaleOverridden} {
+		m.unconfirmed.WithLabelValues(r)
+	}
+	for _, o := range []schema.Outcome{schema.OutcomeIndexed, schema.OutcomeDeleted} {
+		m.lag.WithLabelValues(string(o))
 	}
 	if reg != nil {
 		reg.MustRegister(m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag, m.redelivered, m.duplicates, m.unconfirmed, m.jobsFinished, m.jobDuration)

@@ -185,7 +185,7 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 			return ev, nil
 		}
 		overrides = true
-		w.unconfirmed(ctx, task, "stale_sequencer_overridden")
+		w.unconfirmed(ctx, task, reasonStaleOverridden)
 		log.Warn("a stored sequencer contradicted S3; the newer event is applied", "outcome", "overridden")
 	case alreadySaved:
 		return w.savedEvent(task, state), nil
@@ -241,7 +241,7 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	// sequencer be stored.
 	confirmed := task.ETag != "" && sameETag(task.ETag, etag) && (task.VersionID == "" || task.VersionID == version)
 	if task.Sequencer != "" && !confirmed {
-		w.unconfirmed(ctx, task, "create_not_as_claimed")
+		w.unconfirmed(ctx, task, reasonCreateNotAsClaimed)
 	}
 	v := objectVersion{task: task, etag: etag, version: version, state: state, gen: rev}
 	res, err := w.indexBody(ctx, v, obj)

@@ -462,6 +462,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		durationFallbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sts_duration_fallbacks_total",
 			Help: "AssumeRole retried with one hour after the role's MaxSessionDuration refused the requested duration."}),
 	}
+	// Every result starts at zero, so alerts see the series before the first call.
+	m.assume.WithLabelValues("ok")
+	for _, c := range schema.ErrorClasses {
+		m.assume.WithLabelValues(string(c))
+	}
+	for _, o := range []string{"hit", "miss", "negative"} {
+		m.requests.WithLabelValues(o)
+	}
 	if reg != nil {
 		reg.MustRegister(m.assume, m.assumeDuration, m.requests, m.entries, m.durationFallbacks)
 	}
