@@ -85,7 +85,9 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 	tasks := base(StreamTasks, "one object version each", AllTasks)
 	tasks.Retention, tasks.Discard, tasks.MaxBytes = jetstream.WorkQueuePolicy, jetstream.DiscardNew, t.WorkQueueBytes
 	chunks := base(StreamChunks, "chunks and tombstones for the embedder", "chunks.*.*")
-	chunks.MaxAge, chunks.MaxBytes = t.ChunksMaxAge, t.ChunksMaxBytes
+	// At its byte limit CHUNKS refuses new chunks (workers wait for room)
+	// rather than dropping old ones downstream may not have read.
+	chunks.MaxAge, chunks.MaxBytes, chunks.Discard = t.ChunksMaxAge, t.ChunksMaxBytes, jetstream.DiscardNew
 	events := base(StreamEvents, "per-object outcomes and job lifecycle", "events.>")
 	events.MaxAge = t.EventsMaxAge
 	dead := base(StreamDead, "messages that could not be processed, with reason", "dead.>")

@@ -171,6 +171,10 @@ func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage,
 		go func() {
 			defer wg.Done()
 			for claimCtx.Err() == nil {
+				if w.gate.full.Load() { // CHUNKS is full: no new task until downstream makes room
+					_ = w.gate.waitForRoom(claimCtx)
+					continue
+				}
 				org, cons := t.pick()
 				if cons == nil {
 					select {

@@ -12,6 +12,8 @@ type metrics struct {
 	settled      *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	stage        *prometheus.HistogramVec
+	chunksFull   prometheus.Gauge
+	chunksWaits  prometheus.Counter
 	inflight     *prometheus.GaugeVec
 	s3Requests   *prometheus.CounterVec
 	bytes        prometheus.Counter
@@ -37,6 +39,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Messages settled, by stage, outcome (ack, nak, dead, handed_back) and error class."}, []string{"stage", "outcome", "error_class"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_message_duration_seconds",
 			Help: "Time to process one message, by stage.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}, []string{"stage"}),
+		chunksFull: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stevedore_chunks_full",
+			Help: "1 while CHUNKS is at its byte limit and this worker claims no tasks (downstream is behind), else 0."}),
+		chunksWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_chunks_full_waits_total",
+			Help: "Chunk publishes CHUNKS refused as full; each waits for room and publishes again."}),
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_task_stage_duration_seconds",
 			Help: "Time spent in each step of a task (get, chunk, publish).", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"step"}),
 		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "stevedore_messages_inflight",
@@ -90,7 +96,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.lag.WithLabelValues(string(o))
 	}
 	if reg != nil {
-		reg.MustRegister(m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag, m.redelivered, m.duplicates, m.unconfirmed, m.jobsFinished, m.jobDuration)
+		reg.MustRegister(m.chunksFull, m.chunksWaits, m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag, m.redelivered, m.duplicates, m.unconfirmed, m.jobsFinished, m.jobDuration)
 	}
 	return m
 }

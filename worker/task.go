@@ -350,7 +350,7 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 			m.Msg.(*schema.Chunk).Total = total
 		}
 		start := time.Now()
-		err := w.publishAll(ctx, batch)
+		err := w.publishChunks(ctx, batch)
 		w.m.stage.WithLabelValues("publish").Observe(time.Since(start).Seconds())
 		batch, published = batch[:0], true
 		return err
@@ -417,7 +417,7 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 			out = append(out, outMsg{Subject: subject, MsgID: schema.GenMsgID(schema.TombstoneID(stale[0]), v.gen), Msg: ts})
 		}
 	}
-	if err := w.publishAll(ctx, out); err != nil {
+	if err := w.publishChunks(ctx, out); err != nil {
 		return res, err
 	}
 	w.m.chunks.Add(float64(res.chunks))

@@ -134,6 +134,7 @@ type Worker struct {
 	// page is planned and each task of a job is started); entries expire
 	// after a second so a cancel takes effect at once fleet-wide.
 	cancelled *lru.LRU[string, bool]
+	gate chunksGate // CHUNKS full: claiming paused
 	// splitters by tokenizer name ("" is cfg.Encoding), made on first use.
 	splitMu   sync.Mutex
 	splitters map[string]*chunk.Splitter
@@ -252,6 +253,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}()
 	g := new(errgroup.Group)
 	g.Go(func() error { return w.serve(ctx, work, planner, w.planStage(), w.cfg.PlanConcurrency) })
+	go w.gate.watch(ctx, w)
 	g.Go(func() error {
 		return w.serveFair(ctx, work, newTenants(w, tasks), w.indexStage(), w.cfg.TaskConcurrency)
 	})

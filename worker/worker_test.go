@@ -110,18 +110,25 @@ func (e *env) submitJob(t *testing.T, job *schema.Job) {
 	}
 }
 
+// status reads a job's status now.
+func (e *env) status(t *testing.T, id string) *schema.JobStatus {
+	t.Helper()
+	kv, _ := e.js.KeyValue(context.Background(), schema.BucketJobs)
+	entry, err := kv.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st schema.JobStatus
+	_ = json.Unmarshal(entry.Value(), &st)
+	return &st
+}
+
 // wait polls the job status until it is final (a generous deadline, not a timing assertion).
 func (e *env) wait(t *testing.T, id string) *schema.JobStatus {
 	t.Helper()
-	kv, _ := e.js.KeyValue(context.Background(), schema.BucketJobs)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		entry, err := kv.Get(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st schema.JobStatus
-		_ = json.Unmarshal(entry.Value(), &st)
+		st := *e.status(t, id)
 		if st.Final() {
 			return &st
 		}
