@@ -134,7 +134,7 @@ type Worker struct {
 	// page is planned and each task of a job is started); entries expire
 	// after a second so a cancel takes effect at once fleet-wide.
 	cancelled *lru.LRU[string, bool]
-	gate chunksGate // CHUNKS full: claiming paused
+	gate      chunksGate // CHUNKS full: claiming paused
 	// splitters by tokenizer name ("" is cfg.Encoding), made on first use.
 	splitMu   sync.Mutex
 	splitters map[string]*chunk.Splitter
