@@ -96,12 +96,17 @@ type Bridge struct {
 	pause  pauser
 }
 
+// bridgeMetrics are labelled by queue: the queue's name (the last part of
+// its URL), so that a customer's queue that stops or floods shows as itself.
 type bridgeMetrics struct {
-	received, deleted, extended prometheus.Counter
-	deleteFailed, receiveErrors prometheus.Counter
-	records                     *prometheus.CounterVec
+	received, deleted, extended *prometheus.CounterVec
+	deleteFailed, receiveErrors *prometheus.CounterVec
+	records                     *prometheus.CounterVec // queue, outcome
 	paused                      prometheus.Counter
 }
+
+// queueLabel is a queue's metric label: its name, the last part of its URL.
+func queueLabel(url string) string { return url[strings.LastIndexByte(url, '/')+1:] }
 
 // Record outcomes.
 const (
@@ -143,19 +148,27 @@ func NewBridge(ctx context.Context, cfg BridgeConfig) (*Bridge, error) {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	m := &bridgeMetrics{
-		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_messages_received_total", Help: "SQS messages received."}),
-		deleted:  prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_messages_deleted_total", Help: "SQS messages deleted after their tasks were acknowledged."}),
-		extended: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_visibility_extensions_total", Help: "Visibility-timeout extensions of messages being handled."}),
-		deleteFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_delete_failures_total",
-			Help: "Batch-delete entries SQS refused (the message returns and is deduplicated)."}),
-		receiveErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_receive_errors_total", Help: "Failed ReceiveMessage calls."}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sqs_messages_received_total", Help: "SQS messages received, by queue."}, []string{"queue"}),
+		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sqs_messages_deleted_total",
+			Help: "SQS messages deleted after their tasks were acknowledged, by queue."}, []string{"queue"}),
+		extended: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sqs_visibility_extensions_total",
+			Help: "Visibility-timeout extensions of messages being handled, by queue."}, []string{"queue"}),
+		deleteFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sqs_delete_failures_total",
+			Help: "Batch-delete entries SQS refused (the message returns and is deduplicated), by queue."}, []string{"queue"}),
+		receiveErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sqs_receive_errors_total", Help: "Failed ReceiveMessage calls, by queue."}, []string{"queue"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sqs_records_total",
-			Help: "Notification records by outcome (routed, ignored, unroutable, invalid, stale)."}, []string{"outcome"}),
+			Help: "Notification records by queue and outcome (routed, ignored, unroutable, invalid, foreign_bucket)."}, []string{"queue", "outcome"}),
 		paused: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_backpressure_pauses_total",
 			Help: "Times receiving paused because JetStream refused work."}),
 	}
-	for _, o := range []string{RecordRouted, RecordIgnored, RecordUnroutable, RecordInvalid, RecordForeign} {
-		m.records.WithLabelValues(o) // from zero, so alerts see the series before the first record
+	for _, q := range cfg.Queues { // from zero, so alerts see the series before the first record
+		ql := queueLabel(q.URL)
+		for _, o := range []string{RecordRouted, RecordIgnored, RecordUnroutable, RecordInvalid, RecordForeign} {
+			m.records.WithLabelValues(ql, o)
+		}
+		for _, c := range []*prometheus.CounterVec{m.received, m.deleted, m.extended, m.deleteFailed, m.receiveErrors} {
+			c.WithLabelValues(ql)
+		}
 	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(m.received, m.deleted, m.extended, m.deleteFailed, m.receiveErrors, m.records, m.paused)
@@ -203,7 +216,7 @@ func (b *Bridge) poll(ctx context.Context, q Queue) {
 			if ctx.Err() != nil {
 				return
 			}
-			b.m.receiveErrors.Inc()
+			b.m.receiveErrors.WithLabelValues(queueLabel(q.URL)).Inc()
 			b.log.Warn("sqs receive failed", "queue", q.URL, "error", err, "retry_in", errDelay)
 			sleep(ctx, errDelay)
 			errDelay = min(2*errDelay, 30*time.Second)
@@ -229,7 +242,7 @@ func sleep(ctx context.Context, d time.Duration) {
 // visibility until each is settled, then deletes the finished ones in one
 // batch and gives the others a short visibility so they return soon.
 func (b *Bridge) handleBatch(ctx context.Context, q Queue, msgs []sqstypes.Message) {
-	b.m.received.Add(float64(len(msgs)))
+	b.m.received.WithLabelValues(queueLabel(q.URL)).Add(float64(len(msgs)))
 	var mu sync.Mutex
 	inflight := map[string]sqstypes.Message{}
 	for _, m := range msgs {
@@ -257,7 +270,7 @@ func (b *Bridge) handleBatch(ctx context.Context, q Queue, msgs []sqstypes.Messa
 					if _, err := q.Client.ChangeMessageVisibilityBatch(context.WithoutCancel(ctx), &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(q.URL), Entries: entries}); err != nil {
 						b.log.Warn("sqs visibility extension failed", "queue", q.URL, "error", err)
 					} else {
-						b.m.extended.Add(float64(len(entries)))
+						b.m.extended.WithLabelValues(queueLabel(q.URL)).Add(float64(len(entries)))
 					}
 				}
 			}
@@ -310,13 +323,13 @@ func (b *Bridge) deleteBatch(ctx context.Context, q Queue, msgs []sqstypes.Messa
 	if err != nil {
 		// Every task is durable and deduplicated: the messages come back
 		// after their visibility and are deleted then.
-		b.m.deleteFailed.Add(float64(len(entries)))
+		b.m.deleteFailed.WithLabelValues(queueLabel(q.URL)).Add(float64(len(entries)))
 		b.log.Warn("sqs batch delete failed", "queue", q.URL, "messages", len(entries), "error", err)
 		return
 	}
-	b.m.deleted.Add(float64(len(out.Successful)))
+	b.m.deleted.WithLabelValues(queueLabel(q.URL)).Add(float64(len(out.Successful)))
 	for _, f := range out.Failed {
-		b.m.deleteFailed.Inc()
+		b.m.deleteFailed.WithLabelValues(queueLabel(q.URL)).Inc()
 		b.log.Warn("sqs delete refused", "queue", q.URL, "message_id", aws.ToString(f.Id), "code", aws.ToString(f.Code), "reason", aws.ToString(f.Message))
 	}
 }
@@ -346,16 +359,16 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 			Deliveries: uint64(received), Reason: reason, ErrorClass: class, Payload: body, At: time.Now().UTC()}}
 	}
 	if received > b.cfg.MaxReceives {
-		b.m.records.WithLabelValues(RecordInvalid).Inc()
+		b.m.records.WithLabelValues(queueLabel(q.URL), RecordInvalid).Inc()
 		return b.publish(ctx, []outMsg{dead(-1, fmt.Sprintf("max_receives: received %d times (limit %d) without being handled", received, b.cfg.MaxReceives), "permanent")})
 	}
 	msg, err := notify.Parse(body)
 	if err != nil {
-		b.m.records.WithLabelValues(RecordInvalid).Inc()
+		b.m.records.WithLabelValues(queueLabel(q.URL), RecordInvalid).Inc()
 		return b.publish(ctx, []outMsg{dead(-1, "invalid: "+err.Error(), "permanent")})
 	}
 	if msg.Test {
-		b.m.records.WithLabelValues(RecordIgnored).Inc()
+		b.m.records.WithLabelValues(queueLabel(q.URL), RecordIgnored).Inc()
 		b.log.Info("s3:TestEvent received", "queue", q.URL)
 		return nil
 	}
@@ -378,7 +391,7 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 	}
 	foreign := 0
 	for _, o := range outcomes {
-		b.m.records.WithLabelValues(o).Inc()
+		b.m.records.WithLabelValues(queueLabel(q.URL), o).Inc()
 		if o == RecordForeign {
 			foreign++
 		}

@@ -211,6 +211,22 @@ func TestBridgeRoutesEveryShape(t *testing.T) {
 	if fmt.Sprint(outcomes) != "map[ignored:4 invalid:5 routed:9 unroutable:1]" {
 		t.Fatalf("outcomes %v", outcomes)
 	}
+	// Every SQS series names its queue (the last part of the URL).
+	queue := e.url[strings.LastIndex(e.url, "/")+1:]
+	for _, name := range []string{"stevedore_sqs_records_total", "stevedore_sqs_messages_received_total", "stevedore_sqs_messages_deleted_total"} {
+		all := counter(t, reg, name)
+		mine := sumCounter(t, reg, name, func(m *dto.Metric) bool {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "queue" && l.GetValue() == queue {
+					return true
+				}
+			}
+			return false
+		})
+		if all == 0 || mine != all {
+			t.Fatalf("%s: %v in all, %v labelled queue=%q", name, all, mine, queue)
+		}
+	}
 
 	// Everything again: SQS redelivery publishes no task twice.
 	before := len(streamMsgs(t, e.tf.JS, schema.StreamTasks))
