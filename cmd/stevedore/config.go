@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/smithy-go/logging"
 )
 
 // flags wraps a FlagSet so every flag also reads STEVEDORE_<NAME> from the
@@ -84,6 +89,23 @@ type multi []string
 
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+// sdkLogger sends the AWS SDK's own log lines (retry and checksum warnings)
+// to the process's JSON log instead of a plain-text line on stderr.
+type sdkLogger struct{ log *slog.Logger }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	level := slog.LevelInfo
+	if c == logging.Warn {
+		level = slog.LevelWarn
+	}
+	l.log.Log(context.Background(), level, fmt.Sprintf(format, v...), "component", "aws-sdk")
+}
+
+// loadAWSConfig is the SDK's default configuration, logging through log.
+func loadAWSConfig(ctx context.Context, log *slog.Logger) (aws.Config, error) {
+	return config.LoadDefaultConfig(ctx, config.WithLogger(sdkLogger{log}))
+}
 
 func newLogger(level string) *slog.Logger {
 	var l slog.Level

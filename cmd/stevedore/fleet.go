@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -118,6 +117,13 @@ func runDev(ctx context.Context, args []string) error {
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
 		return fmt.Errorf("--nats-listen: %w", err)
+	}
+	// The server would only say it "did not start" after a timeout: a port in
+	// use is named at once.
+	if ln, err := net.Listen("tcp", *natsListen); err != nil {
+		return fmt.Errorf("--nats-listen %s: %w", *natsListen, err)
+	} else {
+		ln.Close()
 	}
 	srv, err := server.NewServer(&server.Options{Host: host, Port: port, JetStream: true,
 		StoreDir: filepath.Join(*data, "jetstream"), NoSigs: true, NoLog: true, ServerName: "stevedore-dev"})
@@ -344,7 +350,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	}
 	var awsCfg aws.Config
 	if c.listen != nil || (c.workers != nil && *c.workers > 0) {
-		if awsCfg, err = config.LoadDefaultConfig(setup); err != nil {
+		if awsCfg, err = loadAWSConfig(setup, log); err != nil {
 			return fmt.Errorf("load AWS configuration: %w", err)
 		}
 	}

@@ -5,9 +5,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -67,13 +69,25 @@ func main() {
 			return // -h printed the flags: not a failure
 		}
 		if !errors.Is(err, errUsage) {
-			fmt.Fprintln(os.Stderr, "stevedore:", err)
+			reportError(os.Stderr, os.Args[1:], err)
 		}
 		os.Exit(1)
 	}
 }
 
 var errUsage = errors.New("usage")
+
+// reportError writes a failed command's error: as {"error": "..."} when the
+// command was asked for --json (scripts parse stderr too), else as text.
+func reportError(w io.Writer, args []string, err error) {
+	for _, a := range args {
+		if a == "--json" || a == "-json" || a == "--json=true" || a == "-json=true" {
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+	}
+	fmt.Fprintln(w, "stevedore:", err)
+}
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {

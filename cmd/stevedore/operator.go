@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-
 	"github.com/stevedore-dev/stevedore/producer"
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/registry"
@@ -270,11 +268,12 @@ func verifyIntegration(ctx context.Context, r *registry.Registry, orgID, id, buc
 	if bucket == "" {
 		return nil, "", fmt.Errorf("integration %s names no bucket: pass --bucket", id)
 	}
-	cfg, err := config.LoadDefaultConfig(ctx)
+	log := newLogger("warn")
+	cfg, err := loadAWSConfig(ctx, log)
 	if err != nil {
 		return nil, "", fmt.Errorf("load AWS configuration: %w", err)
 	}
-	v := newVerifier(cfg, pathStyle, names, devEmulator, r, newLogger("warn"))
+	v := newVerifier(cfg, pathStyle, names, devEmulator, r, log)
 	rep, err := v.Verify(ctx, creds.Target{Org: org, In: in, Bucket: bucket})
 	if err != nil {
 		// Our identity failed, not the customer's role: the integration is
