@@ -72,6 +72,7 @@ func TestComposeFleet(t *testing.T) {
 			t.Fatalf("%s: command %v", name, s.Command)
 		}
 		known := flagEnv(t, name)
+		checkArgs(t, name, s.Command)
 		for k := range s.Environment {
 			if strings.HasPrefix(k, "STEVEDORE_") && !known[k] {
 				t.Errorf("%s: %s is not an environment variable `stevedore %s` reads", name, k, name)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -22,56 +24,6 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// The two CRDs the manifests use, with the fields they set: decoded strictly,
-// so a misspelt or misplaced field fails (the upstream Go types of KEDA and
-// the Prometheus Operator are not dependencies of ours).
-type scaledObject struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Metadata   metadataFields    `json:"metadata"`
-	Spec       scaledObjectSpec  `json:"spec"`
-	Status     map[string]string `json:"status,omitempty"`
-}
-
-type metadataFields struct {
-	Name      string            `json:"name"`
-	Namespace string            `json:"namespace,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
-}
-
-type scaledObjectSpec struct {
-	ScaleTargetRef struct {
-		Name string `json:"name"`
-	} `json:"scaleTargetRef"`
-	MinReplicaCount int `json:"minReplicaCount"`
-	MaxReplicaCount int `json:"maxReplicaCount"`
-	CooldownPeriod  int `json:"cooldownPeriod"`
-	Triggers        []struct {
-		Type     string `json:"type"`
-		Metadata struct {
-			ServerAddress string `json:"serverAddress"`
-			Query         string `json:"query"`
-			Threshold     string `json:"threshold"`
-		} `json:"metadata"`
-	} `json:"triggers"`
-}
-
-type podMonitor struct {
-	APIVersion string         `json:"apiVersion"`
-	Kind       string         `json:"kind"`
-	Metadata   metadataFields `json:"metadata"`
-	Spec       struct {
-		Selector struct {
-			MatchLabels map[string]string `json:"matchLabels"`
-		} `json:"selector"`
-		PodMetricsEndpoints []struct {
-			Port     string `json:"port"`
-			Path     string `json:"path"`
-			Interval string `json:"interval"`
-		} `json:"podMetricsEndpoints"`
-	} `json:"spec"`
-}
-
 // manifests is one overlay, built by kustomize and decoded.
 type manifests struct {
 	yaml          []byte
@@ -81,8 +33,8 @@ type manifests struct {
 	accounts      []corev1.ServiceAccount
 	pdbs          []policyv1.PodDisruptionBudget
 	policies      []networkingv1.NetworkPolicy
-	scaledObjects []scaledObject
-	podMonitors   []podMonitor
+	scaledObjects []kedav1alpha1.ScaledObject
+	podMonitors   []monitoringv1.PodMonitor
 }
 
 func (m *manifests) count() int {
@@ -91,7 +43,8 @@ func (m *manifests) count() int {
 }
 
 // build runs kustomize on an overlay and decodes every object strictly into
-// its upstream Go type (unknown fields are errors).
+// its upstream Go type (unknown fields are errors): k8s.io/api, KEDA's
+// ScaledObject and the Prometheus Operator's PodMonitor.
 func build(t *testing.T, overlay string) *manifests {
 	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
@@ -129,10 +82,10 @@ func build(t *testing.T, overlay string) *manifests {
 			m.policies = append(m.policies, networkingv1.NetworkPolicy{})
 			into = &m.policies[len(m.policies)-1]
 		case "ScaledObject":
-			m.scaledObjects = append(m.scaledObjects, scaledObject{})
+			m.scaledObjects = append(m.scaledObjects, kedav1alpha1.ScaledObject{})
 			into = &m.scaledObjects[len(m.scaledObjects)-1]
 		case "PodMonitor":
-			m.podMonitors = append(m.podMonitors, podMonitor{})
+			m.podMonitors = append(m.podMonitors, monitoringv1.PodMonitor{})
 			into = &m.podMonitors[len(m.podMonitors)-1]
 		default:
 			t.Fatalf("%s: a %s, which the test does not know", overlay, r.GetKind())
@@ -243,27 +196,44 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 			for _, ep := range pm.Spec.PodMetricsEndpoints {
 				for _, d := range m.deployments {
-					if !hasPort(&d, ep.Port) || ep.Path != "/metrics" {
-						t.Errorf("pod monitor scrapes %s%s, which %s does not serve", ep.Port, ep.Path, d.Name)
+					if ep.Port == nil || !hasPort(&d, *ep.Port) || ep.Path != "/metrics" {
+						t.Errorf("pod monitor scrapes %v%s, which %s does not serve", ep.Port, ep.Path, d.Name)
 					}
 				}
 			}
 			so := m.scaledObjects[0]
-			if so.APIVersion != "keda.sh/v1alpha1" || so.Spec.ScaleTargetRef.Name != "stevedore-worker" || so.Spec.MinReplicaCount < 1 ||
-				so.Spec.MaxReplicaCount < so.Spec.MinReplicaCount || len(so.Spec.Triggers) == 0 {
+			if so.APIVersion != "keda.sh/v1alpha1" || so.Spec.ScaleTargetRef == nil || so.Spec.ScaleTargetRef.Name != "stevedore-worker" ||
+				so.Spec.MinReplicaCount == nil || *so.Spec.MinReplicaCount < 1 || so.Spec.MaxReplicaCount == nil ||
+				*so.Spec.MaxReplicaCount < *so.Spec.MinReplicaCount || len(so.Spec.Triggers) == 0 || m.deployment(so.Spec.ScaleTargetRef.Name) == nil {
 				t.Errorf("scaled object %+v", so.Spec)
 			}
 			for _, tr := range so.Spec.Triggers {
-				for _, metric := range metricRE.FindAllString(tr.Metadata.Query, -1) {
+				for _, metric := range metricRE.FindAllString(tr.Metadata["query"], -1) {
 					if !have[metric] {
 						t.Errorf("the scaler's query names %s, which the code does not register", metric)
 					}
 				}
-				if tr.Type != "prometheus" || tr.Metadata.Threshold == "" || !strings.HasPrefix(tr.Metadata.ServerAddress, "http") {
+				if tr.Type != "prometheus" || tr.Metadata["threshold"] == "" || !strings.HasPrefix(tr.Metadata["serverAddress"], "http") {
 					t.Errorf("trigger %+v", tr)
 				}
 			}
 		})
+	}
+}
+
+// checkArgs requires every --flag of a command line to be one of the
+// command's flags.
+func checkArgs(t *testing.T, where string, args []string) {
+	t.Helper()
+	for _, a := range args[1:] {
+		name, ok := strings.CutPrefix(a, "--")
+		if !ok {
+			continue
+		}
+		name, _, _ = strings.Cut(name, "=")
+		if !strings.Contains(helpText[args[0]], "\n  -"+name+" ") && !strings.Contains(helpText[args[0]], "\n  -"+name+"\n") {
+			t.Errorf("%s: --%s is not a flag of `stevedore %s`", where, name, args[0])
+		}
 	}
 }
 
@@ -309,6 +279,7 @@ func checkDeployment(t *testing.T, d appsv1.Deployment, cm corev1.ConfigMap, acc
 		t.Fatalf("%s: args %v", d.Name, c.Args)
 	}
 	known := flagEnv(t, c.Args[0])
+	checkArgs(t, d.Name, c.Args)
 	env := map[string]string{}
 	for _, from := range c.EnvFrom {
 		if from.ConfigMapRef == nil || from.ConfigMapRef.Name != cm.Name {

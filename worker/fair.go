@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stevedore-dev/stevedore/schema"
 )
@@ -160,6 +161,46 @@ func (t *tenants) done(org string, empty bool) {
 	} else {
 		signal(t.wake) // another slot may now take this org's next task
 	}
+}
+
+// Fairness metrics, read at scrape time: per-org series would be one per
+// tenant per worker, so the shape of the turn-taking is reported instead.
+var (
+	fairOrgsWithTasks = prometheus.NewDesc("stevedore_fair_orgs_with_tasks", "Orgs this worker last saw with tasks waiting.", nil, nil)
+	fairOrgsInFlight  = prometheus.NewDesc("stevedore_fair_orgs_in_flight", "Orgs with at least one task in flight in this worker.", nil, nil)
+	fairBusiestShare  = prometheus.NewDesc("stevedore_fair_busiest_org_share",
+		"Share of this worker's tasks in flight held by its busiest org (0–1); at most the tenant concurrency's share while others wait.", nil, nil)
+)
+
+func (t *tenants) Describe(ch chan<- *prometheus.Desc) {
+	ch <- fairOrgsWithTasks
+	ch <- fairOrgsInFlight
+	ch <- fairBusiestShare
+}
+
+func (t *tenants) Collect(ch chan<- prometheus.Metric) {
+	t.mu.Lock()
+	waiting, inFlight, total, busiest := 0, 0, 0, 0
+	for _, n := range t.pending {
+		if n > 0 {
+			waiting++
+		}
+	}
+	for _, n := range t.inflight {
+		if n > 0 {
+			inFlight++
+			total += n
+			busiest = max(busiest, n)
+		}
+	}
+	t.mu.Unlock()
+	share := 0.0
+	if total > 0 {
+		share = float64(busiest) / float64(total)
+	}
+	ch <- prometheus.MustNewConstMetric(fairOrgsWithTasks, prometheus.GaugeValue, float64(waiting))
+	ch <- prometheus.MustNewConstMetric(fairOrgsInFlight, prometheus.GaugeValue, float64(inFlight))
+	ch <- prometheus.MustNewConstMetric(fairBusiestShare, prometheus.GaugeValue, share)
 }
 
 // serveFair runs slots claim loops over the orgs' TASKS consumers.

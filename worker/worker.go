@@ -254,8 +254,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	g := new(errgroup.Group)
 	g.Go(func() error { return w.serve(ctx, work, planner, w.planStage(), w.cfg.PlanConcurrency) })
 	go w.gate.watch(ctx, w)
+	fair := newTenants(w, tasks)
+	if w.cfg.Registerer != nil {
+		if err := w.cfg.Registerer.Register(fair); err != nil {
+			w.log.Warn("fairness metrics not registered", "error", err)
+		} else {
+			defer w.cfg.Registerer.Unregister(fair)
+		}
+	}
 	g.Go(func() error {
-		return w.serveFair(ctx, work, newTenants(w, tasks), w.indexStage(), w.cfg.TaskConcurrency)
+		return w.serveFair(ctx, work, fair, w.indexStage(), w.cfg.TaskConcurrency)
 	})
 	g.Go(func() error { return w.serveTracker(ctx, work, tracker) })
 	g.Go(func() error { return w.watchMaxDeliveries(ctx) })
