@@ -162,6 +162,9 @@ func TestNotificationsEndToEnd(t *testing.T) {
 		n, p(0.50).Round(time.Millisecond), p(0.99).Round(time.Millisecond), lags[len(lags)-1].Round(time.Millisecond), delLag.Round(time.Millisecond),
 		routed, deleted, n/10, len(chunkIDs))
 	t.Log(summary)
+	if routed < float64(n) {
+		t.Fatalf("stevedore_sqs_records_total{outcome=\"routed\"} is %v after %d routed creates", routed, n)
+	}
 	if out := os.Getenv("STEVEDORE_E2E_REPORT"); out != "" {
 		_ = os.WriteFile(out, []byte(summary+"\n"), 0o644)
 	}

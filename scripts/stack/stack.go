@@ -389,7 +389,8 @@ func (s *Stack) Chunks(ctx context.Context, org, collection string) (chunks []*s
 	return chunks, tombstones, nil
 }
 
-// Metric returns the sum of every sample of a metric family from /metrics.
+// MetricSum returns the sum of the samples of a metric from /metrics, of
+// those with the given labels when the name carries some.
 func (s *Stack) MetricSum(name string) (float64, error) {
 	resp, err := http.Get(s.Metric + "/metrics")
 	if err != nil {
@@ -400,13 +401,35 @@ func (s *Stack) MetricSum(name string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// name is a metric name, optionally with label pairs that must all be
+	// present (in any order, among others): name{a="x",b="y"}.
+	metric, want, _ := strings.Cut(name, "{")
+	var pairs []string
+	if want = strings.TrimSuffix(want, "}"); want != "" {
+		pairs = strings.Split(want, ",")
+	}
 	var sum float64
 	for _, line := range strings.Split(string(data), "\n") {
-		if !strings.HasPrefix(line, name) {
+		if !strings.HasPrefix(line, metric) {
 			continue
 		}
-		rest := line[len(name):]
+		rest := line[len(metric):]
 		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		labels := ""
+		if rest[0] == '{' {
+			labels = rest[1:strings.IndexByte(rest, '}')]
+		}
+		have := map[string]bool{}
+		for _, p := range strings.Split(labels, ",") {
+			have[p] = true
+		}
+		match := true
+		for _, p := range pairs {
+			match = match && have[p]
+		}
+		if !match {
 			continue
 		}
 		f := strings.Fields(line)
