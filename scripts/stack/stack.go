@@ -211,9 +211,21 @@ func Start(ctx context.Context, dir string, logf func(string, ...any), opts ...O
 		return nil, err
 	}
 	logf("started stevedore dev (pid %d), log %s", s.dev.PID(), devLog)
-	if err := WaitOK(s.Metric+"/readyz", 60*time.Second); err != nil {
+	err = nil
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+		if err = WaitOK(s.Metric+"/readyz", time.Second); err == nil || s.dev.Exited() {
+			break // ready, or it stopped: no use waiting
+		}
+	}
+	if err != nil {
+		exited := s.dev.Exited()
 		s.Stop()
-		return nil, fmt.Errorf("stevedore dev: %w; see %s", err, devLog)
+		// The test's directory is removed with it: say what the log said.
+		tail, _ := os.ReadFile(devLog)
+		if len(tail) > 4096 {
+			tail = tail[len(tail)-4096:]
+		}
+		return nil, fmt.Errorf("stevedore dev (exited: %v): %w; its log ends:\n%s", exited, err, tail)
 	}
 	return s, nil
 }
