@@ -37,21 +37,35 @@ type container struct {
 	left  int64 // decompressed bytes still allowed
 }
 
-// spool copies the rest of br to a temporary file and opens it as a zip.
-func spool(br io.Reader) (*container, error) {
-	f, err := os.CreateTemp("", "stevedore-container-*")
+// spoolFile copies the rest of br to an unlinked temporary file (at most
+// MaxContainerBytes) and returns it with its size.
+func spoolFile(br io.Reader, what string) (*os.File, int64, error) {
+	f, err := os.CreateTemp("", "stevedore-spool-*")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	_ = os.Remove(f.Name()) // gone when closed, whatever happens
 	n, err := io.Copy(f, io.LimitReader(br, MaxContainerBytes+1))
 	if err != nil {
 		f.Close()
-		return nil, asSkip(err)
+		return nil, 0, asSkip(err)
 	}
 	if n > MaxContainerBytes {
 		f.Close()
-		return nil, &Skip{ReasonTooLarge, fmt.Sprintf("a zip container over %d bytes", MaxContainerBytes)}
+		return nil, 0, &Skip{ReasonTooLarge, fmt.Sprintf("a %s over %d bytes", what, MaxContainerBytes)}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, n, nil
+}
+
+// spool copies the rest of br to a temporary file and opens it as a zip.
+func spool(br io.Reader) (*container, error) {
+	f, n, err := spoolFile(br, "zip container")
+	if err != nil {
+		return nil, err
 	}
 	zr, err := zip.NewReader(f, n)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -319,28 +318,4 @@ func flatten(bms []responses.GetBookmarksBookmark, level int, out []bookmark) []
 		slices.SortStableFunc(out, func(a, b bookmark) int { return a.page - b.page })
 	}
 	return out
-}
-
-// spoolFile copies the rest of br to an unlinked temporary file (at most
-// MaxContainerBytes) and returns it with its size.
-func spoolFile(br io.Reader, what string) (*os.File, int64, error) {
-	f, err := os.CreateTemp("", "stevedore-spool-*")
-	if err != nil {
-		return nil, 0, err
-	}
-	_ = os.Remove(f.Name()) // gone when closed, whatever happens
-	n, err := io.Copy(f, io.LimitReader(br, MaxContainerBytes+1))
-	if err != nil {
-		f.Close()
-		return nil, 0, asSkip(err)
-	}
-	if n > MaxContainerBytes {
-		f.Close()
-		return nil, 0, &Skip{ReasonTooLarge, fmt.Sprintf("a %s over %d bytes", what, MaxContainerBytes)}
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	return f, n, nil
 }
