@@ -116,37 +116,51 @@ func nextPiece(s string, i int) int {
 		return j
 	}
 	r, w = decode(s, i)
-	// \p{N}{1,3}
 	if isNumber(r) {
-		j := i + w
-		for n := 1; n < 3 && j < len(s); n++ {
-			r2, w2 := decode(s, j)
-			if !isNumber(r2) {
-				break
-			}
-			j += w2
-		}
+		return numberRun(s, i, w)
+	}
+	if j := punctRun(s, i, r, false); j > 0 {
 		return j
 	}
-	// ' ?[^\s\p{L}\p{N}]+[\r\n]*'
+	return spaceRun(s, i)
+}
+
+// numberRun matches \p{N}{1,3} at s[i], a number of width w (both
+// encodings).
+func numberRun(s string, i, w int) int {
+	j := i + w
+	for n := 1; n < 3 && j < len(s); n++ {
+		r2, w2 := decode(s, j)
+		if !isNumber(r2) {
+			break
+		}
+		j += w2
+	}
+	return j
+}
+
+// punctRun matches ' ?[^\s\p{L}\p{N}]+[\r\n]*' at s[i] (r is its rune),
+// with '/' among the trailing runes for o200k_base ('[\r\n/]*'); -1 when
+// it does not match.
+func punctRun(s string, i int, r rune, slash bool) int {
 	j := i
 	if r == ' ' {
 		j = i + 1
 	}
-	if r2, _ := decode(s, j); j < len(s) && !isSpace(r2) && !isLetter(r2) && !isNumber(r2) {
-		for j < len(s) {
-			r3, w3 := decode(s, j)
-			if isSpace(r3) || isLetter(r3) || isNumber(r3) {
-				break
-			}
-			j += w3
-		}
-		for j < len(s) && (s[j] == '\r' || s[j] == '\n') {
-			j++
-		}
-		return j
+	if r2, _ := decode(s, j); j >= len(s) || isSpace(r2) || isLetter(r2) || isNumber(r2) {
+		return -1
 	}
-	return spaceRun(s, i)
+	for j < len(s) {
+		r3, w3 := decode(s, j)
+		if isSpace(r3) || isLetter(r3) || isNumber(r3) {
+			break
+		}
+		j += w3
+	}
+	for j < len(s) && (s[j] == '\r' || s[j] == '\n' || (slash && s[j] == '/')) {
+		j++
+	}
+	return j
 }
 
 // spaceRun matches the whitespace alternatives, shared by both encodings:

@@ -127,34 +127,10 @@ func nextPieceO200k(s string, i int) int {
 			return j
 		}
 	}
-	// \p{N}{1,3}
 	if isNumber(r) {
-		j := i + w
-		for n := 1; n < 3 && j < len(s); n++ {
-			r2, w2 := decode(s, j)
-			if !isNumber(r2) {
-				break
-			}
-			j += w2
-		}
-		return j
+		return numberRun(s, i, w)
 	}
-	// ' ?[^\s\p{L}\p{N}]+[\r\n/]*'
-	j := i
-	if r == ' ' {
-		j = i + 1
-	}
-	if r2, _ := decode(s, j); j < len(s) && !isSpace(r2) && !isLetter(r2) && !isNumber(r2) {
-		for j < len(s) {
-			r3, w3 := decode(s, j)
-			if isSpace(r3) || isLetter(r3) || isNumber(r3) {
-				break
-			}
-			j += w3
-		}
-		for j < len(s) && (s[j] == '\r' || s[j] == '\n' || s[j] == '/') {
-			j++
-		}
+	if j := punctRun(s, i, r, true); j > 0 {
 		return j
 	}
 	return spaceRun(s, i)
