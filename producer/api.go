@@ -336,19 +336,15 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 	if req.OverwriteExisting {
 		skip = false
 	}
-	switch req.ProcessingType {
-	case "":
-		req.ProcessingType = "basic"
-	case "basic", "advanced":
-	default:
+	if !schema.ValidProcessingType(req.ProcessingType) {
 		return nil, badRequest("invalid_processing_type", "processing_type must be basic or advanced", "")
 	}
-	switch req.Encoding {
-	case "", schema.DefaultEncoding:
-		req.Encoding = ""
-	case schema.EncodingO200k:
-	default:
+	req.ProcessingType = cmp.Or(req.ProcessingType, schema.ProcessingBasic)
+	if !schema.ValidEncoding(req.Encoding) {
 		return nil, badRequest("invalid_encoding", "encoding must be cl100k_base or o200k_base", "cl100k_base (the default) for text-embedding-3 and GPT-4; o200k_base for GPT-4o")
+	}
+	if req.Encoding == schema.DefaultEncoding {
+		req.Encoding = ""
 	}
 	if req.MaxFiles < 0 {
 		return nil, badRequest("invalid_max_files", "max_files must not be negative", "")

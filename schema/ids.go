@@ -40,6 +40,10 @@ const (
 	EncodingO200k   = "o200k_base"
 )
 
+// ValidEncoding reports whether a request or route may name the tokenizer
+// e ("" is the default).
+func ValidEncoding(e string) bool { return e == "" || e == DefaultEncoding || e == EncodingO200k }
+
 // ObjectKey is the object-state KV key for one object of a collection.
 func ObjectKey(org, collection, bucket, key string) string {
 	return org + "." + collection + "." + hashID(bucket, key)

@@ -120,6 +120,12 @@ const (
 	ProcessingAdvanced = "advanced"
 )
 
+// ValidProcessingType reports whether a request or route may name p (""
+// is basic).
+func ValidProcessingType(p string) bool {
+	return p == "" || p == ProcessingBasic || p == ProcessingAdvanced
+}
+
 // Structured reports whether the task asks for structured extraction
 // (processing_type advanced).
 func (t *Task) Structured() bool { return t.ProcessingType == ProcessingAdvanced }

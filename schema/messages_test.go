@@ -204,3 +204,17 @@ func FuzzDecodeCommit(f *testing.F)      { fuzzDecoder(f, "commit") }
 func FuzzDecodeObjectEvent(f *testing.F) { fuzzDecoder(f, "object_event") }
 func FuzzDecodeJobEvent(f *testing.F)    { fuzzDecoder(f, "job_event") }
 func FuzzDecodeDeadLetter(f *testing.F)  { fuzzDecoder(f, "dead_letter") }
+
+// TestValidProcessingTypeAndEncoding: what requests and routes may name.
+func TestValidProcessingTypeAndEncoding(t *testing.T) {
+	for p, want := range map[string]bool{"": true, "basic": true, "advanced": true, "ocr": false, "Advanced": false} {
+		if ValidProcessingType(p) != want {
+			t.Errorf("ValidProcessingType(%q) = %v", p, !want)
+		}
+	}
+	for e, want := range map[string]bool{"": true, "cl100k_base": true, "o200k_base": true, "p50k_base": false} {
+		if ValidEncoding(e) != want {
+			t.Errorf("ValidEncoding(%q) = %v", e, !want)
+		}
+	}
+}

@@ -57,14 +57,10 @@ func (r *Registry) AddRoute(ctx context.Context, actor string, rt Route) (*Route
 	if !schema.ValidBucket(rt.Bucket) {
 		return fail(fmt.Errorf("bucket %q is not a bucket name", rt.Bucket))
 	}
-	switch rt.ProcessingType {
-	case "", schema.ProcessingBasic, schema.ProcessingAdvanced:
-	default:
+	if !schema.ValidProcessingType(rt.ProcessingType) {
 		return fail(fmt.Errorf("processing type %q must be basic or advanced", rt.ProcessingType))
 	}
-	switch rt.Encoding {
-	case "", schema.DefaultEncoding, schema.EncodingO200k:
-	default:
+	if !schema.ValidEncoding(rt.Encoding) {
 		return fail(fmt.Errorf("encoding %q must be cl100k_base or o200k_base", rt.Encoding))
 	}
 	if rt.IntegrationID == "" {
