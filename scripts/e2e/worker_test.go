@@ -170,6 +170,24 @@ func TestSIGTERMHandsBackAtOnce(t *testing.T) {
 	appendReport(report)
 }
 
+// indexAndMeasure runs one index request to its end and returns the job,
+// how long it took and the worker process's peak RSS.
+func indexAndMeasure(t *testing.T, ctx context.Context, s *stack.Stack, org *stack.Org, w *stack.Proc, path string, body map[string]any) (*schema.JobStatus, time.Duration, int64) {
+	t.Helper()
+	start := time.Now()
+	job := indexFile(t, ctx, s, org, path, body)
+	st, err := s.WaitJob(ctx, org, job, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	rss, err := w.RSSHighWater()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, took, rss
+}
+
 // TestWorkerMemoryIsBounded indexes a 1 GiB object and 1,000 small ones with
 // one worker process at default concurrency and reads its peak RSS (VmHWM)
 // from /proc: bodies are streamed, so the object's size must not show.
@@ -192,17 +210,7 @@ func TestWorkerMemoryIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	w, _ := workerProc(t, s, dir, "worker-mem")
-	start := time.Now()
-	job := indexFile(t, ctx, s, org, "/v2/collections/memory/index/s3/directory", map[string]any{"directory_path": "mem/"})
-	st, err := s.WaitJob(ctx, org, job, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	took := time.Since(start)
-	rss, err := w.RSSHighWater()
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, took, rss := indexAndMeasure(t, ctx, s, org, w, "/v2/collections/memory/index/s3/directory", map[string]any{"directory_path": "mem/"})
 	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 1001 {
 		t.Fatalf("job %+v", st)
 	}
@@ -236,17 +244,7 @@ func TestWorkerMemoryWithLargePDFs(t *testing.T) {
 		}
 	}
 	w, _ := workerProc(t, s, dir, "worker-pdf")
-	start := time.Now()
-	job := indexFile(t, ctx, s, org, "/v2/collections/pdfs/index/s3/directory", map[string]any{"directory_path": "pdfs/", "processing_type": "advanced"})
-	st, err := s.WaitJob(ctx, org, job, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	took := time.Since(start)
-	rss, err := w.RSSHighWater()
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, took, rss := indexAndMeasure(t, ctx, s, org, w, "/v2/collections/pdfs/index/s3/directory", map[string]any{"directory_path": "pdfs/", "processing_type": "advanced"})
 	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != docs {
 		t.Fatalf("job %+v", st)
 	}
