@@ -64,29 +64,21 @@ func build(t *testing.T, overlay string) *manifests {
 		var into any
 		switch r.GetKind() {
 		case "Deployment":
-			m.deployments = append(m.deployments, appsv1.Deployment{})
-			into = &m.deployments[len(m.deployments)-1]
+			into = grow(&m.deployments)
 		case "Service":
-			m.services = append(m.services, corev1.Service{})
-			into = &m.services[len(m.services)-1]
+			into = grow(&m.services)
 		case "ConfigMap":
-			m.configMaps = append(m.configMaps, corev1.ConfigMap{})
-			into = &m.configMaps[len(m.configMaps)-1]
+			into = grow(&m.configMaps)
 		case "ServiceAccount":
-			m.accounts = append(m.accounts, corev1.ServiceAccount{})
-			into = &m.accounts[len(m.accounts)-1]
+			into = grow(&m.accounts)
 		case "PodDisruptionBudget":
-			m.pdbs = append(m.pdbs, policyv1.PodDisruptionBudget{})
-			into = &m.pdbs[len(m.pdbs)-1]
+			into = grow(&m.pdbs)
 		case "NetworkPolicy":
-			m.policies = append(m.policies, networkingv1.NetworkPolicy{})
-			into = &m.policies[len(m.policies)-1]
+			into = grow(&m.policies)
 		case "ScaledObject":
-			m.scaledObjects = append(m.scaledObjects, kedav1alpha1.ScaledObject{})
-			into = &m.scaledObjects[len(m.scaledObjects)-1]
+			into = grow(&m.scaledObjects)
 		case "PodMonitor":
-			m.podMonitors = append(m.podMonitors, monitoringv1.PodMonitor{})
-			into = &m.podMonitors[len(m.podMonitors)-1]
+			into = grow(&m.podMonitors)
 		default:
 			t.Fatalf("%s: a %s, which the test does not know", overlay, r.GetKind())
 		}
@@ -95,6 +87,13 @@ func build(t *testing.T, overlay string) *manifests {
 		}
 	}
 	return m
+}
+
+// grow appends a zero value to list and returns a pointer to it, for the
+// decoder to fill.
+func grow[T any](list *[]T) *T {
+	*list = append(*list, *new(T))
+	return &(*list)[len(*list)-1]
 }
 
 var (
