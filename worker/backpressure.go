@@ -57,8 +57,17 @@ func (g *chunksGate) check(ctx context.Context, w *Worker) {
 	if !full && g.full.Load() {
 		w.log.Info("CHUNKS has room again: claiming resumes")
 	}
+	g.set(w, full)
+}
+
+// set records whether CHUNKS is full, in the gate and its gauge.
+func (g *chunksGate) set(w *Worker, full bool) {
 	g.full.Store(full)
-	w.m.chunksFull.Set(map[bool]float64{false: 0, true: 1}[full])
+	v := 0.0
+	if full {
+		v = 1
+	}
+	w.m.chunksFull.Set(v)
 }
 
 // waitForRoom blocks while CHUNKS is full, until ctx ends.
@@ -82,8 +91,7 @@ func (w *Worker) publishChunks(ctx context.Context, msgs []outMsg) error {
 			return err
 		}
 		w.m.chunksWaits.Inc()
-		w.gate.full.Store(true)
-		w.m.chunksFull.Set(1)
+		w.gate.set(w, true)
 		if err := w.gate.waitForRoom(ctx); err != nil {
 			return err
 		}
