@@ -3,6 +3,7 @@ package schema
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,5 +47,24 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []Out) (duplic
 			return duplicates, fmt.Errorf("publish: %w", ctx.Err())
 		}
 	}
+	wake(js.Conn(), msgs)
 	return duplicates, nil
+}
+
+// wake signals, once per org, the tasks among msgs (now stored) on
+// WakeSubject. A signal that cannot be sent (the connection just closed) is
+// not an error: the workers' discovery finds the tasks within its interval.
+func wake(nc *nats.Conn, msgs []Out) {
+	var orgs map[string]int
+	for _, m := range msgs {
+		if org, ok := OrgOfTaskSubject(m.Subject); ok {
+			if orgs == nil {
+				orgs = map[string]int{}
+			}
+			orgs[org]++
+		}
+	}
+	for org, n := range orgs {
+		_ = nc.Publish(WakeSubject(org), strconv.AppendInt(nil, int64(n), 10))
+	}
 }

@@ -116,6 +116,22 @@ func mustID(kind, s string) error {
 // backlog never stands in front of another's work.
 func IndexerConsumer(org string) string { return ConsumerIndexer + "-" + org }
 
+// WakeSubject is where the publisher of an org's tasks signals, on core
+// NATS after they are stored, how many it published (a decimal count): one
+// small message per batch wakes the workers, instead of every worker
+// receiving every task. It is not a stream subject; a lost signal costs at
+// most one discovery interval.
+func WakeSubject(org string) string { return "wake.tasks." + org }
+
+// AllWakes matches every WakeSubject.
+const AllWakes = "wake.tasks.*"
+
+// OrgOfWakeSubject returns the org of a WakeSubject.
+func OrgOfWakeSubject(subject string) (string, bool) {
+	org, ok := strings.CutPrefix(subject, "wake.tasks.")
+	return org, ok && org != "" && !strings.Contains(org, ".")
+}
+
 // OrgOfTaskSubject returns the org of a TASKS subject (tasks.<org>.<collection>).
 func OrgOfTaskSubject(subject string) (string, bool) {
 	parts := strings.Split(subject, ".")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -40,19 +41,21 @@ func newTenants(w *Worker, stream jetstream.Stream) *tenants {
 }
 
 // discover refreshes which orgs have tasks, creating their consumers on first
-// sight, every DiscoverEvery until ctx ends. Between refreshes, the tasks
-// published (seen on a plain subscription to the TASKS subjects) wake a free
-// slot at once, so a new task waits for no timer.
+// sight, every DiscoverEvery until ctx ends. Between refreshes, the
+// publishers' wake signals (schema.WakeSubject: one small message per batch
+// of an org's tasks, not the tasks themselves) wake a free slot at once, so a
+// new task waits for no timer.
 func (t *tenants) discover(ctx context.Context) {
-	sub, err := t.w.cfg.JS.Conn().Subscribe(schema.AllTasks, func(m *nats.Msg) {
-		org, ok := schema.OrgOfTaskSubject(m.Subject)
-		if !ok {
+	sub, err := t.w.cfg.JS.Conn().Subscribe(schema.AllWakes, func(m *nats.Msg) {
+		org, ok := schema.OrgOfWakeSubject(m.Subject)
+		n, err := strconv.ParseUint(string(m.Data), 10, 32)
+		if !ok || err != nil {
 			return
 		}
 		t.mu.Lock()
 		_, known := t.cons[org]
 		if known {
-			t.pending[org]++
+			t.pending[org] += n
 		}
 		t.mu.Unlock()
 		signal(t.wake)

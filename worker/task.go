@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -318,7 +319,9 @@ const (
 func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObjectOutput) (indexResult, error) {
 	task := v.task
 	var res indexResult
-	body := bufio.NewReaderSize(&countingReader{r: obj.Body, n: &res.bytes}, 64<<10)
+	body := bodyReaders.Get().(*bufio.Reader)
+	body.Reset(&countingReader{r: obj.Body, n: &res.bytes})
+	defer func() { body.Reset(nil); bodyReaders.Put(body) }() // after x.Close below: nothing reads it then
 	asSkip := func(err error) (indexResult, error) {
 		var s *extract.Skip
 		if errors.As(err, &s) {
@@ -424,6 +427,10 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 	w.m.tokens.Add(float64(res.tokens))
 	return res, nil
 }
+
+// bodyReaders are the 64 KiB read buffers of object bodies, reused: a new
+// one per task was a tenth of a small object's allocations.
+var bodyReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // countingReader counts the bytes read through it.
 type countingReader struct {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -161,7 +162,13 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if cfg.AWS.HTTPClient == nil {
 		// One connection pool for every S3 client the worker builds (one per
 		// credential set): without it each client would dial anew.
-		cfg.AWS.HTTPClient = awshttp.NewBuildableClient()
+		// Virtual-hosted S3 is a host per bucket, so the pool keeps up to
+		// a thousand idle connections, and a slot's worth per host: fewer
+		// would close and re-dial connections under load.
+		cfg.AWS.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConns = 1000
+			t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, cfg.TaskConcurrency+cfg.PlanConcurrency)
+		})
 	}
 	sp, err := chunk.New(cfg.Encoding, cfg.ChunkTokens)
 	if err != nil {
@@ -228,6 +235,14 @@ func (w *Worker) lookup(ctx context.Context) (planner jetstream.Consumer, tasks 
 // what is left. It returns nil after a clean shutdown.
 func (w *Worker) Run(ctx context.Context) error {
 	planner, tasks, tracker, err := w.lookup(ctx)
+	if err == nil {
+		// Tenants are resolved from a watched copy of the registry: no
+		// registry read per task (see registry.View for how changes apply).
+		var view *registry.View
+		if view, err = w.cfg.Registry.Watch(ctx, 0); err == nil {
+			w.res.Directory = view
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped before it started: a clean shutdown

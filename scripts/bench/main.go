@@ -33,7 +33,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
@@ -43,6 +45,7 @@ import (
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/scripts/stack"
+	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/extract/extracttest"
 	"github.com/stevedore-dev/stevedore/worker/token"
 )
@@ -59,17 +62,21 @@ type shape struct {
 
 // Raw is what one object costs in the raw stages, for the 4 KiB shape.
 type Raw struct {
-	GetPerSec      float64 `json:"s3_get_per_s"`
-	GetCPUms       float64 `json:"s3_get_cpu_ms_per_object"` // client and MinIO
-	TokenizerMBps  float64 `json:"tokenizer_mb_per_s_per_core"`
-	TokenizeCPUms  float64 `json:"tokenize_cpu_ms_per_object"`
-	PublishPerSec  float64 `json:"publish_msgs_per_s"`
-	PublishCPUms   float64 `json:"publish_cpu_ms_per_object"` // client and server, 3 messages an object
-	CeilingPerSec  float64 `json:"ceiling_objects_per_s"`     // cores ÷ the sum of the CPU per object
-	CeilingCPUms   float64 `json:"ceiling_cpu_ms_per_object"`
-	Cores          int     `json:"cores"`
-	ChunkBytes     int     `json:"chunk_bytes"`
-	ObjectsPerTest int     `json:"objects"`
+	GetPerSec float64 `json:"s3_get_per_s"`
+	GetCPUms  float64 `json:"s3_get_cpu_ms_per_object"` // client and MinIO, MinIO's root user
+	// The same GETs with a tenant's scoped session, as the pipeline makes
+	// them: the ceiling's S3 stage.
+	GetSessionPerSec float64 `json:"s3_get_session_per_s"`
+	GetSessionCPUms  float64 `json:"s3_get_session_cpu_ms_per_object"`
+	TokenizerMBps    float64 `json:"tokenizer_mb_per_s_per_core"`
+	TokenizeCPUms    float64 `json:"tokenize_cpu_ms_per_object"`
+	PublishPerSec    float64 `json:"publish_msgs_per_s"`
+	PublishCPUms     float64 `json:"publish_cpu_ms_per_object"` // client and server, 3 messages an object
+	CeilingPerSec    float64 `json:"ceiling_objects_per_s"`     // cores ÷ the sum of the CPU per object
+	CeilingCPUms     float64 `json:"ceiling_cpu_ms_per_object"`
+	Cores            int     `json:"cores"`
+	ChunkBytes       int     `json:"chunk_bytes"`
+	ObjectsPerTest   int     `json:"objects"`
 }
 
 // Pipeline is one shape end to end.
@@ -195,7 +202,7 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 		}
 	}
 	logf("raw stages")
-	if res.Raw, err = raw(ctx, s, client, minio, shapes[0]); err != nil {
+	if res.Raw, err = raw(ctx, s, org, client, minio, shapes[0]); err != nil {
 		return err
 	}
 	for i, sh := range shapes {
@@ -294,13 +301,9 @@ func ms(d time.Duration, n int) float64 { return float64(d) / float64(time.Milli
 
 // raw measures the stages one 4 KiB object goes through, on the same
 // processes the pipeline uses.
-func raw(ctx context.Context, s *stack.Stack, client *s3.Client, minio int, sh shape) (Raw, error) {
-	r := Raw{Cores: runtime.NumCPU(), ObjectsPerTest: sh.Count}
-	// S3 GET of every object of the first shape, at the task concurrency.
-	keys := make([]string, sh.Count)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("bench/0/obj-%06d.txt", i)
-	}
+// getAll GETs every key at the task concurrency and returns GETs per
+// second and the CPU per GET (this process and MinIO).
+func getAll(ctx context.Context, client *s3.Client, minio int, keys []string) (perSec, cpuMs float64, err error) {
 	c0, m0, t0 := selfCPU(), cpu(minio), time.Now()
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
@@ -324,17 +327,65 @@ func raw(ctx context.Context, s *stack.Stack, client *s3.Client, minio int, sh s
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return 0, 0, err
+	}
+	return float64(len(keys)) / time.Since(t0).Seconds(), ms(selfCPU()-c0+cpu(minio)-m0, len(keys)), nil
+}
+
+// sessionS3 is an S3 client with the session the pipeline reads through:
+// stevedore's identity assumes the tenant's role with the session policy
+// scoped to bucket/prefix (creds.SessionPolicy).
+func sessionS3(ctx context.Context, s *stack.Stack, org *stack.Org, bucket, prefix string) (*s3.Client, error) {
+	env := map[string]string{}
+	for _, kv := range s.Env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	policy, err := creds.SessionPolicy(bucket, prefix)
+	if err != nil {
+		return nil, err
+	}
+	stsc := sts.New(sts.Options{Region: "us-east-1", BaseEndpoint: aws.String(env["AWS_ENDPOINT_URL_STS"]),
+		Credentials: credentials.NewStaticCredentialsProvider(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], "")})
+	out, err := stsc.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("stevedore-bench-raw"),
+		ExternalId: aws.String(org.ExternalID), Policy: aws.String(policy)})
+	if err != nil {
+		return nil, fmt.Errorf("assume role for the raw GETs: %w", err)
+	}
+	c := out.Credentials
+	return s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(env["AWS_ENDPOINT_URL_S3"]), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))}), nil
+}
+
+func raw(ctx context.Context, s *stack.Stack, org *stack.Org, client *s3.Client, minio int, sh shape) (Raw, error) {
+	r := Raw{Cores: runtime.NumCPU(), ObjectsPerTest: sh.Count}
+	// S3 GET of every object of the first shape, at the task concurrency.
+	keys := make([]string, sh.Count)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("bench/0/obj-%06d.txt", i)
+	}
+	var err error
+	if r.GetPerSec, r.GetCPUms, err = getAll(ctx, client, minio, keys); err != nil {
 		return r, err
 	}
-	r.GetPerSec = float64(len(keys)) / time.Since(t0).Seconds()
-	r.GetCPUms = ms(selfCPU()-c0+cpu(minio)-m0, len(keys))
+	// The same GETs as the pipeline makes them: with a tenant's assumed-role
+	// session scoped by its session policy (MinIO then evaluates that policy
+	// on every request). The ceiling is computed from these.
+	session, err := sessionS3(ctx, s, org, "demo-docs", "bench/0/")
+	if err != nil {
+		return r, err
+	}
+	if r.GetSessionPerSec, r.GetSessionCPUms, err = getAll(ctx, session, minio, keys); err != nil {
+		return r, err
+	}
 	// The tokenizer on one core.
 	enc, err := token.Get(token.Cl100kBase)
 	if err != nil {
 		return r, err
 	}
 	text := string(prose(1, 4<<20))
-	c0, t0 = selfCPU(), time.Now()
+	t0 := time.Now()
 	for i := 0; i < 5; i++ {
 		enc.Count(text)
 	}
@@ -364,8 +415,9 @@ func raw(ctx context.Context, s *stack.Stack, client *s3.Client, minio int, sh s
 	r.ChunkBytes = len(chunk.Text)
 	dev := s.DevPID()
 	var pub atomic.Int64
-	c0, d0, t0 := selfCPU(), cpu(dev), time.Now()
-	g, gctx = errgroup.WithContext(ctx)
+	c0, d0 := selfCPU(), cpu(dev)
+	t0 = time.Now()
+	g, gctx := errgroup.WithContext(ctx)
 	for w := 0; w < 8; w++ {
 		g.Go(func() error {
 			for {
@@ -386,7 +438,7 @@ func raw(ctx context.Context, s *stack.Stack, client *s3.Client, minio int, sh s
 	}
 	r.PublishPerSec = 3 * float64(len(keys)) / time.Since(t0).Seconds()
 	r.PublishCPUms = ms(selfCPU()-c0+cpu(dev)-d0, len(keys))
-	r.CeilingCPUms = r.GetCPUms + r.TokenizeCPUms + r.PublishCPUms
+	r.CeilingCPUms = r.GetSessionCPUms + r.TokenizeCPUms + r.PublishCPUms
 	r.CeilingPerSec = float64(r.Cores) * 1000 / r.CeilingCPUms
 	return r, nil
 }
@@ -521,12 +573,12 @@ func quantile(before, after histogram, q float64) float64 {
 }
 
 // startProfiles captures a CPU profile of stevedore for the shape's run and
-// block and mutex profiles at its end.
+// block, mutex, goroutine and allocation (since start) profiles at its end.
 func startProfiles(s *stack.Stack, dir string, logf func(string, ...any)) func() error {
 	done := make(chan error, 1)
 	go func() { done <- fetch(s.Metric+"/debug/pprof/profile?seconds=20", filepath.Join(dir, "cpu.pprof")) }()
 	return func() error {
-		for _, p := range []string{"block", "mutex", "goroutine"} {
+		for _, p := range []string{"block", "mutex", "goroutine", "allocs"} {
 			if err := fetch(s.Metric+"/debug/pprof/"+p, filepath.Join(dir, p+".pprof")); err != nil {
 				return err
 			}
@@ -588,7 +640,8 @@ func previous(dir string) *Result {
 func report(w io.Writer, r Result, prev *Result) {
 	fmt.Fprintf(w, "\nstevedore bench at %s (%s, %s, %d cores)\n\n", r.Revision, r.At.Format(time.RFC3339), r.GoVersion, r.Raw.Cores)
 	fmt.Fprintf(w, "raw stages, per 4 KiB object (same machine, same run):\n")
-	fmt.Fprintf(w, "  S3 GET          %7.0f /s at concurrency 8   %5.2f ms CPU (client + MinIO)\n", r.Raw.GetPerSec, r.Raw.GetCPUms)
+	fmt.Fprintf(w, "  S3 GET (root)   %7.0f /s at concurrency 8   %5.2f ms CPU (client + MinIO)\n", r.Raw.GetPerSec, r.Raw.GetCPUms)
+	fmt.Fprintf(w, "  S3 GET (session)%7.0f /s at concurrency 8   %5.2f ms CPU (client + MinIO; a tenant's scoped session, as the pipeline)\n", r.Raw.GetSessionPerSec, r.Raw.GetSessionCPUms)
 	fmt.Fprintf(w, "  tokenizer       %7.1f MB/s on one core    %5.2f ms CPU\n", r.Raw.TokenizerMBps, r.Raw.TokenizeCPUms)
 	fmt.Fprintf(w, "  publish         %7.0f msg/s (Msg-Id)     %5.2f ms CPU (chunk + commit + event, client + server)\n", r.Raw.PublishPerSec, r.Raw.PublishCPUms)
 	fmt.Fprintf(w, "  ceiling         %7.0f objects/s           %5.2f ms CPU per object on %d cores\n\n", r.Raw.CeilingPerSec, r.Raw.CeilingCPUms, r.Raw.Cores)

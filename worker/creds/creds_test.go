@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -389,5 +391,27 @@ func TestPublicMessageHidesInternals(t *testing.T) {
 	own := schema.Errorf(schema.ClassTenantPermission, "integration int_1 does not cover s3://b/k")
 	if m := PublicMessage(own); m != own.Error() {
 		t.Fatalf("our own error shown as %q", m)
+	}
+}
+
+// A broker session's S3 client is built once per region and reused; static
+// keys get a client per call (their secret is opened per call, never kept).
+func TestS3ClientsReusedPerSession(t *testing.T) {
+	r := &Resolver{}
+	session := aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider("AKID", "secret", "token"))
+	a, b := r.s3Client(session, "us-east-1"), r.s3Client(session, "us-east-1")
+	if a != b {
+		t.Fatal("a session's client was built twice")
+	}
+	if r.s3Client(session, "eu-west-1") == a {
+		t.Fatal("one client for two regions")
+	}
+	other := aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider("AKID2", "secret2", "token2"))
+	if r.s3Client(other, "us-east-1") == a {
+		t.Fatal("two sessions share a client")
+	}
+	static := credentials.NewStaticCredentialsProvider("AKID", "secret", "")
+	if r.s3Client(static, "us-east-1") == r.s3Client(static, "us-east-1") {
+		t.Fatal("a static-key client was kept")
 	}
 }

@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/registry"
@@ -26,6 +28,9 @@ const SessionPrefixDefault = "stevedore"
 // A Resolver is safe for concurrent use.
 type Resolver struct {
 	Registry *registry.Registry // required
+	// Directory answers the org and integration lookups; nil reads the
+	// Registry every time. Workers give it a registry.View.
+	Directory Directory
 	Broker   *Broker            // required to resolve roles (not for Allowed or static keys)
 	// AWS is the base SDK configuration of S3 clients (endpoints, retries,
 	// HTTP client); credentials come from the resolver.
@@ -40,6 +45,36 @@ type Resolver struct {
 	// OnStaleRetry is called when a stale-token answer made WithS3 retry
 	// with fresh credentials (a metric); nil ignores it.
 	OnStaleRetry func()
+
+	clientsOnce sync.Once
+	clients     *lru.Cache[clientKey, *s3.Client]
+}
+
+// clientKey names an S3 client: one per cached session and region. Building
+// a client is a few thousand allocations (its middleware stack), a few
+// percent of a small object's CPU; a session's provider is stable while the
+// broker holds it, so its client is reused.
+type clientKey struct {
+	provider *aws.CredentialsCache
+	region   string
+}
+
+// clientCacheSize bounds the S3 clients kept (a client holds no connection
+// of its own: they share the base configuration's HTTP client).
+const clientCacheSize = 1024
+
+// Directory is where orgs and integrations are looked up: the Registry, or
+// a registry.View that follows it.
+type Directory interface {
+	Org(ctx context.Context, id string) (*registry.Org, error)
+	Integration(ctx context.Context, orgID, id string) (*registry.Integration, error)
+}
+
+func (r *Resolver) directory() Directory {
+	if r.Directory != nil {
+		return r.Directory
+	}
+	return r.Registry
 }
 
 // Tenant is what the registry says about the org and integration a message
@@ -100,14 +135,14 @@ func (r *Resolver) Tenant(ctx context.Context, orgID, integrationID, bucket, key
 
 // lookup finds the org (refusing a disabled one) and the integration.
 func (r *Resolver) lookup(ctx context.Context, orgID, integrationID string) (*Tenant, error) {
-	org, err := r.Registry.Org(ctx, orgID)
+	org, err := r.directory().Org(ctx, orgID)
 	if err != nil {
 		return nil, &schema.ClassError{Class: schema.ClassTenantAuth, Code: CodeIntegrationNotFound, Err: fmt.Errorf("resolve org: %w", err)}
 	}
 	if org.DisabledAt != nil {
 		return nil, &schema.ClassError{Class: schema.ClassTenantAuth, Code: CodeOrgDisabled, Err: fmt.Errorf("organization %s is disabled", org.ID)}
 	}
-	in, err := r.Registry.Integration(ctx, orgID, integrationID)
+	in, err := r.directory().Integration(ctx, orgID, integrationID)
 	if err != nil {
 		return nil, &schema.ClassError{Class: schema.ClassTenantAuth, Code: CodeIntegrationNotFound, Err: fmt.Errorf("resolve integration: %w", err)}
 	}
@@ -175,7 +210,7 @@ func (r *Resolver) WithS3(ctx context.Context, t *Tenant, req Request, region st
 		if err != nil {
 			return err
 		}
-		err = call(NewS3(r.AWS, provider, region, r.S3PathStyle))
+		err = call(r.s3Client(provider, region))
 		if err != nil && attempt == 0 && t.In.Kind != registry.KindStaticKeys && Classify(err).Class == schema.ClassStaleToken {
 			r.Broker.Invalidate(req)
 			if r.OnStaleRetry != nil {
@@ -188,6 +223,23 @@ func (r *Resolver) WithS3(ctx context.Context, t *Tenant, req Request, region st
 		}
 		return nil
 	}
+}
+
+// s3Client returns the S3 client for provider in region: a cached one for a
+// broker session, a new one for static keys (opened per call, never kept).
+func (r *Resolver) s3Client(provider aws.CredentialsProvider, region string) *s3.Client {
+	cc, ok := provider.(*aws.CredentialsCache)
+	if !ok {
+		return NewS3(r.AWS, provider, region, r.S3PathStyle)
+	}
+	r.clientsOnce.Do(func() { r.clients, _ = lru.New[clientKey, *s3.Client](clientCacheSize) })
+	k := clientKey{cc, region}
+	if c, ok := r.clients.Get(k); ok {
+		return c
+	}
+	c := NewS3(r.AWS, provider, region, r.S3PathStyle)
+	r.clients.Add(k, c)
+	return c
 }
 
 // QueueCredentials reads a customer's SQS queue through their role: the
