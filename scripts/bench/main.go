@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -87,7 +88,8 @@ type Pipeline struct {
 	MBPerS       float64 `json:"mb_per_s"`
 	ChunksPerS   float64 `json:"chunks_per_s"`
 	TokensPerS   float64 `json:"tokens_per_s"`
-	StevedoreCPU float64 `json:"stevedore_cpu_ms_per_object"` // includes the embedded nats-server
+	StevedoreCPU float64 `json:"stevedore_cpu_ms_per_object"`      // dev: includes the embedded nats-server; fleet: producer + worker
+	NATSCPU      float64 `json:"nats_cpu_ms_per_object,omitempty"` // fleet: the nats-server process
 	MinIOCPU     float64 `json:"minio_cpu_ms_per_object"`
 	STSPer1000   float64 `json:"sts_calls_per_1000_objects"`
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`
@@ -105,6 +107,25 @@ type Result struct {
 	Raw       Raw        `json:"raw"`
 	Pipelines []Pipeline `json:"pipelines"`
 	Smoke     bool       `json:"smoke,omitempty"`
+	// Fleet: nats-server, `stevedore producer` and `stevedore worker` as
+	// separate processes (production's shape) instead of `stevedore dev`
+	// with its embedded server; stevedore's CPU is then its own.
+	Fleet bool `json:"fleet,omitempty"`
+}
+
+// procs are the processes whose CPU the bench reads.
+type procs struct {
+	stevedore []int // dev, or producer and worker
+	server    int   // the process storing JetStream messages: dev, or nats-server
+	worker    int   // the process doing the tasks (its RSS is reported)
+}
+
+func (p procs) stevedoreCPU() time.Duration {
+	var d time.Duration
+	for _, pid := range p.stevedore {
+		d += cpu(pid)
+	}
+	return d
 }
 
 func main() {
@@ -112,11 +133,12 @@ func main() {
 	shapesFlag := flag.String("shapes", "4k:5000,64k:500,32m:10,pdf:40", "shapes: size:count, size in k or m, or pdf:count")
 	out := flag.String("out", "bench/results", "directory for the JSON result (relative to the repository)")
 	profile := flag.Bool("profile", false, "capture CPU, block and mutex profiles of stevedore during the first shape (in .stevedore/bench/)")
-	workers := flag.String("workers", "2", "workers in stevedore dev")
+	workers := flag.String("workers", "2", "workers in stevedore dev (or in the worker process with -fleet)")
+	fleet := flag.Bool("fleet", false, "run nats-server, `stevedore producer` and `stevedore worker` as separate processes instead of `stevedore dev`")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *smoke, *shapesFlag, *out, *profile, *workers); err != nil {
+	if err := run(ctx, *smoke, *shapesFlag, *out, *profile, *workers, *fleet); err != nil {
 		fmt.Fprintln(os.Stderr, "bench failed:", err)
 		os.Exit(1)
 	}
@@ -160,7 +182,7 @@ func human(b int) string {
 	return fmt.Sprintf("%d B", b)
 }
 
-func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, workers string) error {
+func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, workers string, fleet bool) error {
 	shapes, err := parseShapes(shapeSpec)
 	if err != nil {
 		return err
@@ -180,11 +202,21 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 		return err
 	}
 	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "==> "+f+"\n", a...) }
-	s, err := stack.Start(ctx, dir, logf, stack.WithDevArgs("--workers", workers, "--pprof", "--log-level", "warn"))
-	if err != nil {
-		return err
+	var s *stack.Stack
+	var ps procs
+	if fleet {
+		var stop func()
+		if s, ps, stop, err = startFleet(ctx, dir, logf, workers); err != nil {
+			return err
+		}
+		defer stop()
+	} else {
+		if s, err = stack.Start(ctx, dir, logf, stack.WithDevArgs("--workers", workers, "--pprof", "--log-level", "warn")); err != nil {
+			return err
+		}
+		defer s.Stop()
+		ps = procs{stevedore: []int{s.DevPID()}, server: s.DevPID(), worker: s.DevPID()}
 	}
-	defer s.Stop()
 	org, _, err := s.Onboard(ctx, "Bench", roleARN, "demo-docs")
 	if err != nil {
 		return err
@@ -194,7 +226,7 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 		return err
 	}
 	client := s.RootS3()
-	res := Result{At: time.Now().UTC(), Revision: revision(root), GoVersion: runtime.Version(), Smoke: smoke}
+	res := Result{At: time.Now().UTC(), Revision: revision(root), GoVersion: runtime.Version(), Smoke: smoke, Fleet: fleet}
 	logf("uploading %d shapes", len(shapes))
 	for i, sh := range shapes {
 		if err := upload(ctx, client, fmt.Sprintf("bench/%d/", i), sh); err != nil {
@@ -202,7 +234,7 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 		}
 	}
 	logf("raw stages")
-	if res.Raw, err = raw(ctx, s, org, client, minio, shapes[0]); err != nil {
+	if res.Raw, err = raw(ctx, s, ps, org, client, minio, shapes[0]); err != nil {
 		return err
 	}
 	for i, sh := range shapes {
@@ -211,7 +243,7 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 		if profile && i == 0 {
 			stopProfile = startProfiles(s, dir, logf)
 		}
-		p, err := pipeline(ctx, s, org, minio, fmt.Sprintf("bench/%d/", i), sh, i)
+		p, err := pipeline(ctx, s, ps, org, minio, fmt.Sprintf("bench/%d/", i), sh, i)
 		if err != nil {
 			return err
 		}
@@ -228,7 +260,7 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 	if !filepath.IsAbs(out) {
 		out = filepath.Join(root, out)
 	}
-	prev := previous(out)
+	prev := previous(out, fleet)
 	report(os.Stdout, res, prev)
 	if smoke {
 		return nil
@@ -243,6 +275,62 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 	}
 	logf("wrote %s", name)
 	return nil
+}
+
+// startFleet starts MinIO, one nats-server, `stevedore producer` and
+// `stevedore worker --workers n` as separate processes, as production runs
+// them, and points s at the producer's API and the worker's metrics.
+func startFleet(ctx context.Context, dir string, logf func(string, ...any), workers string) (*stack.Stack, procs, func(), error) {
+	s, err := stack.Start(ctx, dir, logf, stack.WithoutDev())
+	if err != nil {
+		return nil, procs{}, nil, err
+	}
+	var running []*stack.Proc
+	stop := func() {
+		for i := len(running) - 1; i >= 0; i-- {
+			running[i].Stop()
+		}
+		s.Stop()
+	}
+	fail := func(err error) (*stack.Stack, procs, func(), error) { stop(); return nil, procs{}, nil, err }
+	natsBin, err := stack.NATSServer(ctx, s.Root)
+	if err != nil {
+		return fail(err)
+	}
+	node, err := stack.StartNATS(ctx, dir, natsBin)
+	if err != nil {
+		return fail(err)
+	}
+	running = append(running, node.Nodes...)
+	s.NATSURL = node.URLs
+	env := append(s.Env, "STEVEDORE_NATS_URL="+node.URLs, "STEVEDORE_LOG_LEVEL=warn")
+	var ports [3]int
+	for i := range ports {
+		if ports[i], err = stack.FreePort(); err != nil {
+			return fail(err)
+		}
+	}
+	producer, err := stack.StartProc("producer", dir, s.Bin, env, "producer", "--listen", fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", ports[1]))
+	if err != nil {
+		return fail(err)
+	}
+	running = append(running, producer)
+	if err := stack.WaitOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]), time.Minute); err != nil {
+		return fail(err)
+	}
+	worker, err := stack.StartProc("worker", dir, s.Bin, env, "worker", "--workers", workers, "--pprof",
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", ports[2]))
+	if err != nil {
+		return fail(err)
+	}
+	running = append(running, worker)
+	s.API, s.Metric = fmt.Sprintf("http://127.0.0.1:%d", ports[0]), fmt.Sprintf("http://127.0.0.1:%d", ports[2])
+	if err := stack.WaitOK(s.Metric+"/readyz", time.Minute); err != nil {
+		return fail(err)
+	}
+	logf("fleet: nats-server (pid %d), producer (pid %d), worker with %s workers (pid %d)", node.Nodes[0].PID(), producer.PID(), workers, worker.PID())
+	return s, procs{stevedore: []int{producer.PID(), worker.PID()}, server: node.Nodes[0].PID(), worker: worker.PID()}, stop, nil
 }
 
 // upload puts sh's objects under prefix.
@@ -358,7 +446,7 @@ func sessionS3(ctx context.Context, s *stack.Stack, org *stack.Org, bucket, pref
 		Credentials: credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))}), nil
 }
 
-func raw(ctx context.Context, s *stack.Stack, org *stack.Org, client *s3.Client, minio int, sh shape) (Raw, error) {
+func raw(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, client *s3.Client, minio int, sh shape) (Raw, error) {
 	r := Raw{Cores: runtime.NumCPU(), ObjectsPerTest: sh.Count}
 	// S3 GET of every object of the first shape, at the task concurrency.
 	keys := make([]string, sh.Count)
@@ -413,9 +501,8 @@ func raw(ctx context.Context, s *stack.Stack, org *stack.Org, client *s3.Client,
 	commit := &schema.Commit{Commit: true, Org: "org_bench", Collection: "c", Bucket: "demo-docs", Key: "k", ETag: "e", ExtractorVersion: "text/1", Chunks: 1, Tokens: 900}
 	event := &schema.ObjectEvent{EventID: "ev", JobID: "job_b", Org: "org_bench", Collection: "c", Bucket: "demo-docs", Key: "k", Outcome: schema.OutcomeIndexed, Chunks: 1, Tokens: 900}
 	r.ChunkBytes = len(chunk.Text)
-	dev := s.DevPID()
 	var pub atomic.Int64
-	c0, d0 := selfCPU(), cpu(dev)
+	c0, d0 := selfCPU(), cpu(ps.server)
 	t0 = time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	for w := 0; w < 8; w++ {
@@ -437,23 +524,22 @@ func raw(ctx context.Context, s *stack.Stack, org *stack.Org, client *s3.Client,
 		return r, err
 	}
 	r.PublishPerSec = 3 * float64(len(keys)) / time.Since(t0).Seconds()
-	r.PublishCPUms = ms(selfCPU()-c0+cpu(dev)-d0, len(keys))
+	r.PublishCPUms = ms(selfCPU()-c0+cpu(ps.server)-d0, len(keys))
 	r.CeilingCPUms = r.GetSessionCPUms + r.TokenizeCPUms + r.PublishCPUms
 	r.CeilingPerSec = float64(r.Cores) * 1000 / r.CeilingCPUms
 	return r, nil
 }
 
 // pipeline indexes prefix through the API and measures it.
-func pipeline(ctx context.Context, s *stack.Stack, org *stack.Org, minio int, prefix string, sh shape, i int) (Pipeline, error) {
+func pipeline(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, minio int, prefix string, sh shape, i int) (Pipeline, error) {
 	p := Pipeline{Shape: sh}
-	dev := s.DevPID()
-	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", dev), []byte("5"), 0o644) // reset the peak RSS
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", ps.worker), []byte("5"), 0o644) // reset the peak RSS
 	sts0, _ := s.MetricSum("stevedore_sts_assume_total")
 	h0, err := taskHistogram(s)
 	if err != nil {
 		return p, err
 	}
-	d0, m0, t0 := cpu(dev), cpu(minio), time.Now()
+	d0, m0, n0, t0 := ps.stevedoreCPU(), cpu(minio), cpu(ps.server), time.Now()
 	body := map[string]any{"bucket_name": "demo-docs", "directory_path": prefix, "skip_existing": false,
 		"auth": map[string]string{"type": "assume_role", "role_arn": roleARN, "external_id": org.ExternalID}}
 	var job struct {
@@ -470,7 +556,11 @@ func pipeline(ctx context.Context, s *stack.Stack, org *stack.Org, minio int, pr
 	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != int64(sh.Count) {
 		return p, fmt.Errorf("job %s: %d of %d indexed", st.Status, st.FilesIndexed, sh.Count)
 	}
-	devCPU, minioCPU := cpu(dev)-d0, cpu(minio)-m0
+	devCPU, minioCPU := ps.stevedoreCPU()-d0, cpu(minio)-m0
+	var natsCPU time.Duration
+	if !slices.Contains(ps.stevedore, ps.server) {
+		natsCPU = cpu(ps.server) - n0
+	}
 	sts1, _ := s.MetricSum("stevedore_sts_assume_total")
 	h1, err := taskHistogram(s)
 	if err != nil {
@@ -483,9 +573,10 @@ func pipeline(ctx context.Context, s *stack.Stack, org *stack.Org, minio int, pr
 	p.TokensPerS = float64(st.TokensUsed) / secs
 	p.StevedoreCPU = ms(devCPU, sh.Count)
 	p.MinIOCPU = ms(minioCPU, sh.Count)
-	p.CoresBusy = (devCPU + minioCPU).Seconds() / secs
+	p.NATSCPU = ms(natsCPU, sh.Count)
+	p.CoresBusy = (devCPU + minioCPU + natsCPU).Seconds() / secs
 	p.STSPer1000 = (sts1 - sts0) * 1000 / float64(sh.Count)
-	if rss, err := vmHWM(dev); err == nil {
+	if rss, err := vmHWM(ps.worker); err == nil {
 		p.PeakRSSMiB = float64(rss) / (1 << 20)
 	}
 	p.TaskP50ms, p.TaskP99ms = quantile(h0, h1, 0.5)*1000, quantile(h0, h1, 0.99)*1000
@@ -620,40 +711,47 @@ func revision(root string) string {
 }
 
 // previous is the newest earlier result, if any.
-func previous(dir string) *Result {
+func previous(dir string, fleet bool) *Result {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	sort.Strings(files)
-	if len(files) == 0 {
-		return nil
+	for i := len(files) - 1; i >= 0; i-- { // the latest run of the same shape of deployment
+		data, err := os.ReadFile(files[i])
+		if err != nil {
+			continue
+		}
+		var r Result
+		if json.Unmarshal(data, &r) == nil && r.Fleet == fleet {
+			return &r
+		}
 	}
-	data, err := os.ReadFile(files[len(files)-1])
-	if err != nil {
-		return nil
-	}
-	var r Result
-	if json.Unmarshal(data, &r) != nil {
-		return nil
-	}
-	return &r
+	return nil
 }
 
 func report(w io.Writer, r Result, prev *Result) {
-	fmt.Fprintf(w, "\nstevedore bench at %s (%s, %s, %d cores)\n\n", r.Revision, r.At.Format(time.RFC3339), r.GoVersion, r.Raw.Cores)
+	mode := "stevedore dev, NATS embedded"
+	if r.Fleet {
+		mode = "fleet: nats-server, producer, worker"
+	}
+	fmt.Fprintf(w, "\nstevedore bench at %s (%s, %s, %d cores; %s)\n\n", r.Revision, r.At.Format(time.RFC3339), r.GoVersion, r.Raw.Cores, mode)
 	fmt.Fprintf(w, "raw stages, per 4 KiB object (same machine, same run):\n")
 	fmt.Fprintf(w, "  S3 GET (root)   %7.0f /s at concurrency 8   %5.2f ms CPU (client + MinIO)\n", r.Raw.GetPerSec, r.Raw.GetCPUms)
 	fmt.Fprintf(w, "  S3 GET (session)%7.0f /s at concurrency 8   %5.2f ms CPU (client + MinIO; a tenant's scoped session, as the pipeline)\n", r.Raw.GetSessionPerSec, r.Raw.GetSessionCPUms)
 	fmt.Fprintf(w, "  tokenizer       %7.1f MB/s on one core    %5.2f ms CPU\n", r.Raw.TokenizerMBps, r.Raw.TokenizeCPUms)
 	fmt.Fprintf(w, "  publish         %7.0f msg/s (Msg-Id)     %5.2f ms CPU (chunk + commit + event, client + server)\n", r.Raw.PublishPerSec, r.Raw.PublishCPUms)
 	fmt.Fprintf(w, "  ceiling         %7.0f objects/s           %5.2f ms CPU per object on %d cores\n\n", r.Raw.CeilingPerSec, r.Raw.CeilingCPUms, r.Raw.Cores)
-	fmt.Fprintf(w, "%-22s %9s %7s %8s %9s %8s %8s %6s %6s %7s %7s %7s %6s\n", "pipeline", "objects/s", "MB/s", "chunks/s", "tokens/s",
-		"stv ms/o", "minio ms", "cores", "STS/k", "RSS MiB", "p50 ms", "p99 ms", "ratio")
+	fmt.Fprintf(w, "%-22s %9s %7s %8s %9s %8s %8s %7s %6s %6s %7s %7s %7s %6s\n", "pipeline", "objects/s", "MB/s", "chunks/s", "tokens/s",
+		"stv ms/o", "minio ms", "nats ms", "cores", "STS/k", "RSS MiB", "p50 ms", "p99 ms", "ratio")
 	for _, p := range r.Pipelines {
 		ratio := ""
 		if p.Ratio > 0 {
 			ratio = fmt.Sprintf("%.0f%%", p.Ratio*100)
 		}
-		fmt.Fprintf(w, "%-22s %9.1f %7.1f %8.0f %9.0f %8.2f %8.2f %6.2f %6.1f %7.1f %7.1f %7.1f %6s\n", p.Shape.Name, p.ObjectsPerS, p.MBPerS,
-			p.ChunksPerS, p.TokensPerS, p.StevedoreCPU, p.MinIOCPU, p.CoresBusy, p.STSPer1000, p.PeakRSSMiB, p.TaskP50ms, p.TaskP99ms, ratio)
+		nats := "(in stv)"
+		if r.Fleet {
+			nats = fmt.Sprintf("%.2f", p.NATSCPU)
+		}
+		fmt.Fprintf(w, "%-22s %9.1f %7.1f %8.0f %9.0f %8.2f %8.2f %7s %6.2f %6.1f %7.1f %7.1f %7.1f %6s\n", p.Shape.Name, p.ObjectsPerS, p.MBPerS,
+			p.ChunksPerS, p.TokensPerS, p.StevedoreCPU, p.MinIOCPU, nats, p.CoresBusy, p.STSPer1000, p.PeakRSSMiB, p.TaskP50ms, p.TaskP99ms, ratio)
 	}
 	if prev == nil {
 		return

@@ -183,6 +183,25 @@ func StartCluster(ctx context.Context, dir, bin string, n int) (*Cluster, error)
 	return c, c.WaitReady(ctx)
 }
 
+// StartNATS starts one nats-server process with JetStream (no cluster) and
+// waits until JetStream answers.
+func StartNATS(ctx context.Context, dir, bin string) (*Cluster, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	store := filepath.Join(dir, "nats")
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		return nil, err
+	}
+	p, err := StartProc("nats", dir, bin, os.Environ(), "-n", "nats", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", store)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Nodes: []*Proc{p}, URLs: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	return c, c.WaitReady(ctx)
+}
+
 // WaitReady waits until every node accepts connections and JetStream answers.
 func (c *Cluster) WaitReady(ctx context.Context) error {
 	deadline := time.Now().Add(60 * time.Second)
