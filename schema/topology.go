@@ -12,6 +12,13 @@ import (
 // TrackBatch is the most events the tracker folds per batch.
 const TrackBatch = 256
 
+// TrackerAckWait is the tracker consumer's ack wait (or the fleet's, when
+// shorter). After a tracker dies mid-batch the next pinned worker waits for
+// that batch's redelivery before it folds on, so this is what a tracker
+// crash costs; the tracker sends heartbeats while it folds, so a slow fold
+// is not redelivered.
+const TrackerAckWait = 6 * time.Second
+
 // Topology sizes the JetStream resources. Zero fields take the defaults in
 // their comments.
 type Topology struct {
@@ -128,6 +135,7 @@ func (t Topology) Consumers() []ConsumerSpec {
 	tracker.PriorityGroups = []string{TrackerGroup}
 	tracker.PriorityPolicy = jetstream.PriorityPolicyPinned
 	tracker.PinnedTTL = 3 * time.Second
+	tracker.AckWait = min(t.AckWait, TrackerAckWait)
 	return []ConsumerSpec{
 		{StreamJobs, work(ConsumerPlanner, "plans index jobs page by page")},
 		{StreamEvents, tracker},
@@ -197,7 +205,13 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 	}
 	for _, c := range t.Consumers() {
 		if live, err := js.Consumer(ctx, c.Stream, c.Config.Durable); err == nil && !t.Update {
-			if err := ConsumerDrift(live.CachedInfo().Config, c.Config); err != nil {
+			cfg := live.CachedInfo().Config
+			if c.Config.Durable == ConsumerTracker && cfg.AckWait == t.WithDefaults().AckWait {
+				// Made by a version whose tracker waited the fleet's
+				// AckWait: take the tracker's own, not drift.
+				cfg.AckWait = c.Config.AckWait
+			}
+			if err := ConsumerDrift(cfg, c.Config); err != nil {
 				drift = append(drift, err)
 				continue
 			}

@@ -89,3 +89,26 @@ func TestTopologyDriftRefused(t *testing.T) {
 		t.Fatalf("the same values again: %v", err)
 	}
 }
+
+// TestTrackerAckWaitUpgrade: the tracker waits its own short ack wait; a
+// tracker consumer made by an earlier version (the fleet's ack wait) is
+// updated at start, not refused as drift.
+func TestTrackerAckWaitUpgrade(t *testing.T) {
+	_, _, js := natstest.Start(t)
+	ctx := context.Background()
+	old := schema.Topology{}.Consumers()[1].Config
+	if old.Durable != schema.ConsumerTracker || old.AckWait != schema.TrackerAckWait {
+		t.Fatalf("tracker consumer %s waits %s, want %s", old.Durable, old.AckWait, schema.TrackerAckWait)
+	}
+	old.AckWait = 60 * time.Second // as an earlier version made it
+	if _, err := js.CreateOrUpdateConsumer(ctx, schema.StreamEvents, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := (schema.Topology{}).Ensure(ctx, js); err != nil {
+		t.Fatalf("an earlier version's tracker was refused: %v", err)
+	}
+	c, _ := js.Consumer(ctx, schema.StreamEvents, schema.ConsumerTracker)
+	if got := c.CachedInfo().Config.AckWait; got != schema.TrackerAckWait {
+		t.Fatalf("tracker ack wait %s after the upgrade, want %s", got, schema.TrackerAckWait)
+	}
+}

@@ -62,24 +62,12 @@ func (w *Worker) process(work context.Context, msg jetstream.Msg, st stage) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(work, w.cfg.MessageTimeout)
 	defer cancel()
-	hbDone := make(chan struct{})
-	go func() {
-		t := time.NewTicker(w.cfg.Heartbeat)
-		defer t.Stop()
-		for {
-			select {
-			case <-hbDone:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
-		}
-	}()
+	stopBeats := heartbeats([]jetstream.Msg{msg}, w.cfg.Heartbeat)
 	err := st.handle(ctx, msg)
 	if err == nil {
 		err = fault("before_ack", msg.Subject())
 	}
-	close(hbDone)
+	stopBeats()
 	if errors.Is(err, errCrashed) {
 		return // a simulated crash (test builds): settle nothing, as after kill -9
 	}

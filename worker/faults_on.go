@@ -15,7 +15,7 @@ import (
 // This file exists only in test builds (go build -tags faults). It lets the
 // fault-injection tier crash a worker at named points inside a task:
 //
-//	STEVEDORE_FAULTS="after_download=0.01,after_chunks=0.01,after_state=0.01,before_ack=0.01"
+//	STEVEDORE_FAULTS="after_download=0.01,after_chunks=0.01,after_state=0.01,before_ack=0.01,before_fold=0.01"
 //	STEVEDORE_POISON="poison"   # keys containing it fail permanently
 //
 // A crash is os.Exit(86): nothing is settled, so JetStream redelivers the

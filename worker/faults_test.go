@@ -129,3 +129,36 @@ func TestMaxDeliverMovesToDead(t *testing.T) {
 		t.Fatalf("%d messages left in TASKS", info.State.Msgs)
 	}
 }
+
+// TestTrackerCrashCostsSecondsNotAckWait: a tracker that dies holding a
+// batch (nothing folded or settled, as after kill -9) delays job progress
+// by the tracker's own short ack wait, not the fleet's: here the fleet's is
+// ten minutes, and the job still completes.
+func TestTrackerCrashCostsSecondsNotAckWait(t *testing.T) {
+	var mu sync.Mutex
+	crashes := 0
+	faultRates = map[string]float64{"before_fold": 1}
+	crash = func(point, key string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if crashes > 0 {
+			return nil
+		}
+		crashes++
+		return errCrashed
+	}
+	t.Cleanup(func() { faultRates = map[string]float64{} }) // after the worker stops (cleanups run last first)
+	e := setup(t, map[string]string{"a.txt": "alpha", "b.txt": "beta"}, func(c *Config) { c.Topology = schema.Topology{AckWait: 10 * time.Minute} })
+	start := time.Now()
+	e.submit(t, "job_tracker_crash", false)
+	st := e.wait(t, "job_tracker_crash")
+	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 2 {
+		t.Fatalf("status %+v", st)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if crashes != 1 {
+		t.Fatalf("%d tracker crashes, want 1", crashes)
+	}
+	t.Logf("job completed %s after submission with one tracker crash (tracker ack wait %s, fleet's 10m)", time.Since(start).Round(100*time.Millisecond), schema.TrackerAckWait)
+}
