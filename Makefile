@@ -1,5 +1,5 @@
 # The two commands the README promises, and a few helpers.
-.PHONY: demo test unit e2e bench bench-micro build fuzz golden clean
+.PHONY: demo test unit e2e bench bench-micro fault-run sim build fuzz golden clean
 
 # Run the main job on the embedded default: MinIO + stevedore dev, one index request, a summary.
 demo:
@@ -30,6 +30,12 @@ build:
 # Throughput against the same-run ceiling (see README "Speed"); writes bench/results/*.json.
 bench:
 	go run ./scripts/bench
+
+# The fault run at scale: 100,000 objects while workers are SIGKILLed every 3 s and a NATS node
+# restarts (make test runs the same test with 5,000).
+fault-run:
+	scripts/local-aws.sh build
+	STEVEDORE_FAULT_OBJECTS=100000 go test -tags e2e -count=1 -v -timeout 180m -run TestFleetLosesNothingUnderFaults ./scripts/e2e/
 
 # Micro-benchmarks: tokenizer, chunker, extractors.
 bench-micro:

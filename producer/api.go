@@ -432,10 +432,8 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 		// follows from the expired one's.
 		job.JobID = derivedJobID(org.ID, prev.JobID)
 	}
-	payload, err := schema.Encode(job)
-	if err == nil {
-		_, err = a.cfg.JS.Publish(ctx, schema.JobSubject(org.ID, job.Collection), payload, jetstream.WithMsgID(schema.JobPageMsgID(job.JobID, 0)))
-	}
+	// PublishAll also wakes the planners (schema.WakeSubject).
+	_, err := schema.PublishAll(ctx, a.cfg.JS, []schema.Out{{Subject: schema.JobSubject(org.ID, job.Collection), MsgID: schema.JobPageMsgID(job.JobID, 0), Msg: job}})
 	if err != nil {
 		a.jobs.Delete(context.WithoutCancel(ctx), status)
 		if schema.IsBackpressure(err) {

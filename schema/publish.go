@@ -51,20 +51,27 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []Out) (duplic
 	return duplicates, nil
 }
 
-// wake signals, once per org, the tasks among msgs (now stored) on
-// WakeSubject. A signal that cannot be sent (the connection just closed) is
-// not an error: the workers' discovery finds the tasks within its interval.
+// wake signals, once per org and kind, the tasks and job pages among msgs
+// (now stored) on WakeSubject. A signal that cannot be sent (the connection
+// just closed) is not an error: the workers' discovery finds the messages
+// within its interval.
 func wake(nc *nats.Conn, msgs []Out) {
-	var orgs map[string]int
+	var counts map[string]int // WakeSubject → messages
 	for _, m := range msgs {
+		subject := ""
 		if org, ok := OrgOfTaskSubject(m.Subject); ok {
-			if orgs == nil {
-				orgs = map[string]int{}
-			}
-			orgs[org]++
+			subject = WakeSubject("tasks", org)
+		} else if org, ok := OrgOfJobSubject(m.Subject); ok {
+			subject = WakeSubject("jobs", org)
+		} else {
+			continue
 		}
+		if counts == nil {
+			counts = map[string]int{}
+		}
+		counts[subject]++
 	}
-	for org, n := range orgs {
-		_ = nc.Publish(WakeSubject(org), strconv.AppendInt(nil, int64(n), 10))
+	for subject, n := range counts {
+		_ = nc.Publish(subject, strconv.AppendInt(nil, int64(n), 10))
 	}
 }

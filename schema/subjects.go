@@ -21,11 +21,12 @@ const (
 	BucketRegistry = "stevedore_registry" // orgs, API key hashes, integrations
 	BucketJobs     = "stevedore_jobs"     // job status folded from EVENTS
 	BucketObjects  = "stevedore_objects"  // per-object index state
+	BucketWorkers  = "stevedore_workers"  // live workers' leases (tenant affinity)
 )
 
 // Durable consumer names.
 const (
-	ConsumerPlanner = "planner"       // JOBS → worker plan step
+	ConsumerPlanner = "planner"       // JOBS → worker plan step: one consumer per org, see PlannerConsumer
 	ConsumerIndexer = "indexer"       // TASKS → worker task step: one consumer per org, see IndexerConsumer
 	ConsumerTracker = "tracker-batch" // EVENTS → job status folding (pinned, batched)
 	// TrackerGroup is the tracker consumer's pinned priority group: one
@@ -111,24 +112,43 @@ func mustID(kind, s string) error {
 	return nil
 }
 
+// PlannerConsumer is the durable JOBS consumer of one org's job pages: as
+// for tasks, workers take turns between orgs when planning.
+func PlannerConsumer(org string) string { return ConsumerPlanner + "-" + org }
+
+// AllJobs matches every JOBS subject (jobs.<org>.<collection>).
+const AllJobs = "jobs.*.*"
+
+// OrgJobs matches the JOBS subjects of one org.
+func OrgJobs(org string) string { return "jobs." + org + ".*" }
+
+// OrgOfJobSubject returns the org of a JOBS subject (jobs.<org>.<collection>).
+func OrgOfJobSubject(subject string) (string, bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 3 || parts[0] != "jobs" {
+		return "", false
+	}
+	return parts[1], true
+}
+
 // IndexerConsumer is the durable TASKS consumer of one org's tasks. Each org
 // has its own, so a worker can take turns between tenants: one tenant's
 // backlog never stands in front of another's work.
 func IndexerConsumer(org string) string { return ConsumerIndexer + "-" + org }
 
-// WakeSubject is where the publisher of an org's tasks signals, on core
-// NATS after they are stored, how many it published (a decimal count): one
-// small message per batch wakes the workers, instead of every worker
-// receiving every task. It is not a stream subject; a lost signal costs at
-// most one discovery interval.
-func WakeSubject(org string) string { return "wake.tasks." + org }
+// WakeSubject is where the publisher of an org's tasks (kind "tasks") or
+// job pages ("jobs") signals, on core NATS after they are stored, how many
+// it published (a decimal count): one small message per batch wakes the
+// workers, instead of every worker receiving every message. It is not a
+// stream subject; a lost signal costs at most one discovery interval.
+func WakeSubject(kind, org string) string { return "wake." + kind + "." + org }
 
-// AllWakes matches every WakeSubject.
-const AllWakes = "wake.tasks.*"
+// AllWakes matches every WakeSubject of kind.
+func AllWakes(kind string) string { return "wake." + kind + ".*" }
 
-// OrgOfWakeSubject returns the org of a WakeSubject.
-func OrgOfWakeSubject(subject string) (string, bool) {
-	org, ok := strings.CutPrefix(subject, "wake.tasks.")
+// OrgOfWakeSubject returns the org of a WakeSubject of kind.
+func OrgOfWakeSubject(kind, subject string) (string, bool) {
+	org, ok := strings.CutPrefix(subject, "wake."+kind+".")
 	return org, ok && org != "" && !strings.Contains(org, ".")
 }
 

@@ -12,6 +12,13 @@ import (
 // TrackBatch is the most events the tracker folds per batch.
 const TrackBatch = 256
 
+// Worker leases (BucketWorkers): how long a worker that stopped renewing
+// still counts as live, and how often live workers renew.
+const (
+	WorkerLeaseTTL   = 6 * time.Second
+	WorkerLeaseEvery = 2 * time.Second
+)
+
 // TrackerAckWait is the tracker consumer's ack wait (or the fleet's, when
 // shorter). After a tracker dies mid-batch the next pinned worker waits for
 // that batch's redelivery before it folds on, so this is what a tracker
@@ -136,9 +143,18 @@ func (t Topology) Consumers() []ConsumerSpec {
 	tracker.PriorityPolicy = jetstream.PriorityPolicyPinned
 	tracker.PinnedTTL = 3 * time.Second
 	tracker.AckWait = min(t.AckWait, TrackerAckWait)
-	return []ConsumerSpec{
-		{StreamJobs, work(ConsumerPlanner, "plans index jobs page by page")},
-		{StreamEvents, tracker},
+	return []ConsumerSpec{{StreamEvents, tracker}}
+}
+
+// PlannerConfig is the JOBS consumer of one org (PlannerConsumer): the same
+// claim semantics as the others, filtered to the org's subjects. Workers
+// create it when they first see the org's job pages.
+func (t Topology) PlannerConfig(org string) jetstream.ConsumerConfig {
+	t = t.WithDefaults()
+	return jetstream.ConsumerConfig{
+		Durable: PlannerConsumer(org), Description: "plans the index jobs of " + org + " page by page", AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: t.AckWait, MaxDeliver: t.MaxDeliver, MaxAckPending: 10_000, MaxWaiting: 512, Replicas: t.Replicas,
+		FilterSubject: OrgJobs(org),
 	}
 }
 
@@ -175,6 +191,11 @@ func (t Topology) KeyValues() []jetstream.KeyValueConfig {
 		{Bucket: BucketRegistry, Description: "orgs, API key hashes, integrations", History: 5, Storage: storage, Replicas: t.Replicas},
 		{Bucket: BucketJobs, Description: "job status", History: 1, Storage: storage, Replicas: t.Replicas},
 		{Bucket: BucketObjects, Description: "per-object index state", History: 1, Storage: storage, Replicas: t.Replicas},
+		// A lease per live worker, renewed every WorkerLeaseEvery; a lease
+		// not renewed for WorkerLeaseTTL expires with a delete marker that
+		// the other workers' watches see (nats-server ≥ 2.11).
+		{Bucket: BucketWorkers, Description: "live workers (tenant affinity)", History: 1, TTL: WorkerLeaseTTL, LimitMarkerTTL: WorkerLeaseTTL,
+			Storage: jetstream.MemoryStorage, Replicas: t.Replicas},
 	}
 }
 
@@ -223,10 +244,11 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 	if len(drift) > 0 {
 		return fmt.Errorf("%w: %w; run every process of the fleet with the same --replicas and --ack-wait, or start one with --update-topology to change them", ErrTopologyDrift, errors.Join(drift...))
 	}
-	// Consumers of earlier versions: the fleet-wide TASKS consumer overlaps
-	// the per-org ones (a work-queue stream refuses that), and the
+	// Consumers of earlier versions: the fleet-wide TASKS and JOBS consumers
+	// overlap the per-org ones (a work-queue stream refuses that), and the
 	// one-at-a-time tracker would fold the same events a second time.
-	for _, old := range []ConsumerSpec{{StreamTasks, jetstream.ConsumerConfig{Durable: ConsumerIndexer}}, {StreamEvents, jetstream.ConsumerConfig{Durable: legacyTracker}}} {
+	for _, old := range []ConsumerSpec{{StreamTasks, jetstream.ConsumerConfig{Durable: ConsumerIndexer}}, {StreamEvents, jetstream.ConsumerConfig{Durable: legacyTracker}},
+		{StreamJobs, jetstream.ConsumerConfig{Durable: ConsumerPlanner}}} {
 		if err := js.DeleteConsumer(ctx, old.Stream, old.Config.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return fmt.Errorf("remove the old consumer %s/%s: %w", old.Stream, old.Config.Durable, err)
 		}

@@ -68,24 +68,24 @@ func TestValidRegion(t *testing.T) {
 // from the live topology is refused instead of rewriting the fleet's
 // consumers, unless told to update.
 func TestTopologyDriftRefused(t *testing.T) {
-	_, _, js := natstest.Start(t) // the default topology: AckWait 60 s
+	_, _, js := natstest.Start(t) // the default topology: AckWait 60 s (the tracker's 6 s)
 	ctx := context.Background()
 	err := (schema.Topology{AckWait: time.Millisecond}).Ensure(ctx, js)
 	if !errors.Is(err, schema.ErrTopologyDrift) || !strings.Contains(err.Error(), "--update-topology") {
 		t.Fatalf("a drifting process was not refused: %v", err)
 	}
-	c, _ := js.Consumer(ctx, schema.StreamJobs, schema.ConsumerPlanner)
-	if c.CachedInfo().Config.AckWait != 60*time.Second {
-		t.Fatalf("the planner's AckWait was rewritten to %s", c.CachedInfo().Config.AckWait)
+	c, _ := js.Consumer(ctx, schema.StreamEvents, schema.ConsumerTracker)
+	if c.CachedInfo().Config.AckWait != schema.TrackerAckWait {
+		t.Fatalf("the tracker's AckWait was rewritten to %s", c.CachedInfo().Config.AckWait)
 	}
-	if err := (schema.Topology{AckWait: 30 * time.Second, Update: true}).Ensure(ctx, js); err != nil {
+	if err := (schema.Topology{AckWait: 3 * time.Second, Update: true}).Ensure(ctx, js); err != nil {
 		t.Fatal(err)
 	}
-	c, _ = js.Consumer(ctx, schema.StreamJobs, schema.ConsumerPlanner)
-	if c.CachedInfo().Config.AckWait != 30*time.Second {
+	c, _ = js.Consumer(ctx, schema.StreamEvents, schema.ConsumerTracker)
+	if c.CachedInfo().Config.AckWait != 3*time.Second {
 		t.Fatalf("--update-topology did not update: %s", c.CachedInfo().Config.AckWait)
 	}
-	if err := (schema.Topology{AckWait: 30 * time.Second}).Ensure(ctx, js); err != nil {
+	if err := (schema.Topology{AckWait: 3 * time.Second}).Ensure(ctx, js); err != nil {
 		t.Fatalf("the same values again: %v", err)
 	}
 }
@@ -96,7 +96,7 @@ func TestTopologyDriftRefused(t *testing.T) {
 func TestTrackerAckWaitUpgrade(t *testing.T) {
 	_, _, js := natstest.Start(t)
 	ctx := context.Background()
-	old := schema.Topology{}.Consumers()[1].Config
+	old := schema.Topology{}.Consumers()[0].Config
 	if old.Durable != schema.ConsumerTracker || old.AckWait != schema.TrackerAckWait {
 		t.Fatalf("tracker consumer %s waits %s, want %s", old.Durable, old.AckWait, schema.TrackerAckWait)
 	}

@@ -15,29 +15,55 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
-// tenants takes turns between orgs when claiming tasks. Each org has its own
-// TASKS consumer (schema.IndexerConsumer); a slot that is free pulls one
-// message from the next org, round robin, among orgs with pending tasks and
-// fewer than TenantConcurrency tasks in flight here. A 100,000-task backlog of
-// one org therefore delays another org's task by at most one turn.
+// tenants takes turns between orgs when claiming from a queue (TASKS, or
+// JOBS for planning). Each org has its own consumer (schema.IndexerConsumer,
+// schema.PlannerConsumer); a slot that is free pulls one message from the
+// next org, round robin, among orgs with messages waiting, fewer than the
+// queue's per-org limit in flight here, and served by this worker (tenant
+// affinity, affinity.go). A 100,000-task backlog of one org — or forty of
+// its jobs — therefore delays another org's work by at most one turn.
 type tenants struct {
 	w      *Worker
+	q      queue
 	stream jetstream.Stream
+	fleet  *fleet // nil: every org is served here (NoAffinity)
 	mu     sync.Mutex
 	cons   map[string]jetstream.Consumer
 	// pending is an org's task count from the last discovery, zeroed when a
 	// pull finds nothing.
 	pending  map[string]uint64
 	inflight map[string]int
+	lastWake map[string]time.Time // when the org's last wake signal came
 	order    []string
 	next     int
 	wake     chan struct{}
 	refresh  chan struct{}
 }
 
-func newTenants(w *Worker, stream jetstream.Stream) *tenants {
-	return &tenants{w: w, stream: stream, cons: map[string]jetstream.Consumer{}, pending: map[string]uint64{},
-		inflight: map[string]int{}, wake: make(chan struct{}, 1), refresh: make(chan struct{}, 1)}
+// queue is a work-queue stream claimed per org: TASKS (indexing) or JOBS
+// (planning).
+type queue struct {
+	kind   string // "tasks" or "jobs": the stage's wake signals (schema.WakeSubject)
+	stream string
+	filter string                                  // every org's subjects
+	orgOf  func(subject string) (string, bool)     // the org of one of them
+	config func(org string) jetstream.ConsumerConfig // the org's durable consumer
+	perOrg int                                     // one org's messages in flight in this worker
+}
+
+func (w *Worker) taskQueue() queue {
+	return queue{kind: "tasks", stream: schema.StreamTasks, filter: schema.AllTasks, orgOf: schema.OrgOfTaskSubject,
+		config: w.cfg.Topology.IndexerConfig, perOrg: w.cfg.TenantConcurrency}
+}
+
+func (w *Worker) jobQueue() queue {
+	return queue{kind: "jobs", stream: schema.StreamJobs, filter: schema.AllJobs, orgOf: schema.OrgOfJobSubject,
+		config: w.cfg.Topology.PlannerConfig, perOrg: max(1, w.cfg.PlanConcurrency-1)}
+}
+
+func newTenants(w *Worker, q queue, stream jetstream.Stream, f *fleet) *tenants {
+	return &tenants{w: w, q: q, stream: stream, fleet: f, cons: map[string]jetstream.Consumer{}, pending: map[string]uint64{},
+		inflight: map[string]int{}, lastWake: map[string]time.Time{}, wake: make(chan struct{}, 1), refresh: make(chan struct{}, 1)}
 }
 
 // discover refreshes which orgs have tasks, creating their consumers on first
@@ -46,8 +72,8 @@ func newTenants(w *Worker, stream jetstream.Stream) *tenants {
 // of an org's tasks, not the tasks themselves) wake a free slot at once, so a
 // new task waits for no timer.
 func (t *tenants) discover(ctx context.Context) {
-	sub, err := t.w.cfg.JS.Conn().Subscribe(schema.AllWakes, func(m *nats.Msg) {
-		org, ok := schema.OrgOfWakeSubject(m.Subject)
+	sub, err := t.w.cfg.JS.Conn().Subscribe(schema.AllWakes(t.q.kind), func(m *nats.Msg) {
+		org, ok := schema.OrgOfWakeSubject(t.q.kind, m.Subject)
 		n, err := strconv.ParseUint(string(m.Data), 10, 32)
 		if !ok || err != nil {
 			return
@@ -57,6 +83,7 @@ func (t *tenants) discover(ctx context.Context) {
 		if known {
 			t.pending[org] += n
 		}
+		t.lastWake[org] = time.Now()
 		t.mu.Unlock()
 		signal(t.wake)
 		if !known {
@@ -64,10 +91,11 @@ func (t *tenants) discover(ctx context.Context) {
 		}
 	})
 	if err != nil {
-		t.w.log.Warn("no task subscription; relying on discovery alone", "error", err)
+		t.w.log.Warn("no wake subscription; relying on discovery alone", "queue", t.q.kind, "error", err)
 	} else {
 		defer func() { _ = sub.Unsubscribe() }()
 	}
+	fleetChanged := t.fleet.changes()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -76,9 +104,10 @@ func (t *tenants) discover(ctx context.Context) {
 			return
 		case <-timer.C:
 		case <-t.refresh:
+		case <-fleetChanged: // orgs may have moved to or from this worker
 		}
 		if err := t.discoverOnce(ctx); err != nil && ctx.Err() == nil {
-			t.w.log.Warn("task discovery failed", "error", err)
+			t.w.log.Warn("discovery failed", "queue", t.q.kind, "error", err)
 		}
 		timer.Reset(t.w.cfg.DiscoverEvery)
 	}
@@ -92,36 +121,36 @@ func signal(c chan struct{}) {
 }
 
 func (t *tenants) discoverOnce(ctx context.Context) error {
-	info, err := t.stream.Info(ctx, jetstream.WithSubjectFilter(schema.AllTasks))
+	info, err := t.stream.Info(ctx, jetstream.WithSubjectFilter(t.q.filter))
 	if err != nil {
 		return err
 	}
 	counts := map[string]uint64{}
 	for subj, n := range info.State.Subjects {
-		if org, ok := schema.OrgOfTaskSubject(subj); ok {
+		if org, ok := t.q.orgOf(subj); ok {
 			counts[org] += n
 		}
 	}
-	for org := range counts {
+	for org, n := range counts {
 		t.mu.Lock()
 		_, known := t.cons[org]
 		t.mu.Unlock()
-		if known {
-			continue
+		if known || !(t.fleet.serves(org, n, t.w.cfg.SpillEvery) || n >= uint64(t.w.cfg.StealAbove)) {
+			continue // another worker serves it (affinity.go)
 		}
-		want := t.w.cfg.Topology.IndexerConfig(org)
-		c, err := t.w.cfg.JS.Consumer(ctx, schema.StreamTasks, want.Durable)
+		want := t.q.config(org)
+		c, err := t.w.cfg.JS.Consumer(ctx, t.q.stream, want.Durable)
 		switch {
 		case errors.Is(err, jetstream.ErrConsumerNotFound):
-			c, err = t.w.cfg.JS.CreateConsumer(ctx, schema.StreamTasks, want)
+			c, err = t.w.cfg.JS.CreateConsumer(ctx, t.q.stream, want)
 			if errors.Is(err, jetstream.ErrConsumerExists) {
-				c, err = t.w.cfg.JS.Consumer(ctx, schema.StreamTasks, want.Durable) // another worker was first
+				c, err = t.w.cfg.JS.Consumer(ctx, t.q.stream, want.Durable) // another worker was first
 			}
 		case err == nil && t.w.cfg.Topology.Update:
-			c, err = t.w.cfg.JS.CreateOrUpdateConsumer(ctx, schema.StreamTasks, want)
+			c, err = t.w.cfg.JS.CreateOrUpdateConsumer(ctx, t.q.stream, want)
 		case err == nil:
 			if d := schema.ConsumerDrift(c.CachedInfo().Config, want); d != nil {
-				t.w.log.Warn("an org's TASKS consumer was made with other settings; it is used as it is", "org", org, "drift", d.Error())
+				t.w.log.Warn("an org's consumer was made with other settings; it is used as it is", "stream", t.q.stream, "org", org, "drift", d.Error())
 			}
 		}
 		if err != nil {
@@ -144,12 +173,20 @@ func (t *tenants) discoverOnce(ctx context.Context) error {
 func (t *tenants) pick() (string, jetstream.Consumer) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for i := 0; i < len(t.order); i++ {
-		org := t.order[(t.next+i)%len(t.order)]
-		if t.pending[org] > 0 && t.inflight[org] < t.w.cfg.TenantConcurrency {
-			t.next = (t.next + i + 1) % len(t.order)
-			t.inflight[org]++
-			return org, t.cons[org]
+	// First the orgs this worker serves; with none of those waiting, an
+	// idle worker helps orgs with a real backlog (StealAbove), so capacity
+	// is not left idle while one worker works through many tenants.
+	for _, ok := range []func(org string) bool{
+		func(org string) bool { return t.fleet.serves(org, t.pending[org], t.w.cfg.SpillEvery) },
+		func(org string) bool { return t.pending[org] >= uint64(t.w.cfg.StealAbove) },
+	} {
+		for i := 0; i < len(t.order); i++ {
+			org := t.order[(t.next+i)%len(t.order)]
+			if t.pending[org] > 0 && t.inflight[org] < t.q.perOrg && ok(org) {
+				t.next = (t.next + i + 1) % len(t.order)
+				t.inflight[org]++
+				return org, t.cons[org]
+			}
 		}
 	}
 	return "", nil
@@ -161,6 +198,12 @@ func (t *tenants) done(org string, empty bool) {
 	t.inflight[org]--
 	if empty {
 		t.pending[org] = 0
+		// A pull right after a publish can find nothing: the consumer
+		// learns of a stored message a moment later. After a recent wake,
+		// look again shortly rather than wait for the next discovery.
+		if time.Since(t.lastWake[org]) < time.Second {
+			time.AfterFunc(50*time.Millisecond, func() { signal(t.refresh) })
+		}
 	} else {
 		signal(t.wake) // another slot may now take this org's next task
 	}
@@ -206,7 +249,7 @@ func (t *tenants) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(fairBusiestShare, prometheus.GaugeValue, share)
 }
 
-// serveFair runs slots claim loops over the orgs' TASKS consumers.
+// serveFair runs slots claim loops over the orgs' consumers of t's queue.
 func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage, slots int) error {
 	go t.discover(claimCtx)
 	var wg sync.WaitGroup
@@ -232,7 +275,7 @@ func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage,
 				if err != nil {
 					t.done(org, true)
 					if claimCtx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages) {
-						w.log.Warn("claim failed", "stage", "task", "org", org, "error", err)
+						w.log.Warn("claim failed", "stage", st.name, "org", org, "error", err)
 						sleep(claimCtx, time.Second)
 					}
 					continue

@@ -24,7 +24,7 @@ func TestTasksWakeWorkersWithoutFanOut(t *testing.T) {
 	e := setup(t, objects, func(c *Config) { c.DiscoverEvery = time.Hour; c.PageSize = 4 })
 	var mu sync.Mutex
 	wakes, tasks := 0, 0
-	sub, err := e.js.Conn().Subscribe(schema.AllWakes, func(m *nats.Msg) {
+	sub, err := e.js.Conn().Subscribe(schema.AllWakes("tasks"), func(m *nats.Msg) {
 		n, _ := strconv.Atoi(string(m.Data))
 		mu.Lock()
 		wakes, tasks = wakes+1, tasks+n

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -45,6 +46,8 @@ const (
 	HeartbeatDefault            = 15 * time.Second
 	ShutdownGraceDefault        = 20 * time.Second
 	NameDefault                 = "worker"
+	SpillEveryDefault           = 64
+	StealAboveDefault           = 16
 )
 
 // withDefaults returns cfg with every zero field set to its default: the
@@ -63,6 +66,8 @@ func (cfg Config) withDefaults() Config {
 	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, ShutdownGraceDefault)
 	cfg.SessionPrefix = cmp.Or(cfg.SessionPrefix, creds.SessionPrefixDefault)
 	cfg.Name = cmp.Or(cfg.Name, NameDefault)
+	cfg.SpillEvery = cmp.Or(cfg.SpillEvery, SpillEveryDefault)
+	cfg.StealAbove = cmp.Or(cfg.StealAbove, StealAboveDefault)
 	cfg.Topology = cfg.Topology.WithDefaults()
 	return cfg
 }
@@ -86,6 +91,17 @@ type Config struct {
 	TenantConcurrency int
 	// DiscoverEvery is how often the worker looks for orgs with tasks; default 250 ms.
 	DiscoverEvery time.Duration
+	// SpillEvery: an org is served by one worker (by rendezvous hashing
+	// over the live workers) plus one more per SpillEvery of its tasks
+	// waiting; default 64. See affinity.go.
+	SpillEvery int
+	// StealAbove: a worker with nothing of its own orgs waiting helps
+	// other orgs that have at least this many tasks waiting; default 16.
+	StealAbove int
+	// NoAffinity makes every worker serve every org (the behaviour before
+	// tenant affinity: AssumeRole calls grow with the workers); for
+	// measurements.
+	NoAffinity bool
 	// TrackBatch is the most events folded per batch; default schema.TrackBatch.
 	TrackBatch int
 	// PlanConcurrency is the number of job pages planned at once; default 2.
@@ -135,7 +151,8 @@ type Worker struct {
 	// page is planned and each task of a job is started); entries expire
 	// after a second so a cancel takes effect at once fleet-wide.
 	cancelled *lru.LRU[string, bool]
-	gate      chunksGate // CHUNKS full: claiming paused
+	gate      chunksGate            // CHUNKS full: claiming paused
+	fleet     atomic.Pointer[fleet] // the live workers as Run sees them (nil: NoAffinity, or not running)
 	// splitters by tokenizer name ("" is cfg.Encoding), made on first use.
 	splitMu   sync.Mutex
 	splitters map[string]*chunk.Splitter
@@ -216,10 +233,10 @@ func (w *Worker) splitterFor(encoding string) (*chunk.Splitter, error) {
 // grace period after shutdown ran out: such messages are handed back at once.
 var errShutdown = errors.New("worker shutting down")
 
-// lookup finds the consumers and the stream Run claims from.
-func (w *Worker) lookup(ctx context.Context) (planner jetstream.Consumer, tasks jetstream.Stream, tracker jetstream.Consumer, err error) {
-	if planner, err = w.cfg.JS.Consumer(ctx, schema.StreamJobs, schema.ConsumerPlanner); err != nil {
-		return nil, nil, nil, fmt.Errorf("worker: consumer %s/%s: %w", schema.StreamJobs, schema.ConsumerPlanner, err)
+// lookup finds the streams and the consumer Run claims from.
+func (w *Worker) lookup(ctx context.Context) (jobs, tasks jetstream.Stream, tracker jetstream.Consumer, err error) {
+	if jobs, err = w.cfg.JS.Stream(ctx, schema.StreamJobs); err != nil {
+		return nil, nil, nil, fmt.Errorf("worker: stream %s: %w", schema.StreamJobs, err)
 	}
 	if tasks, err = w.cfg.JS.Stream(ctx, schema.StreamTasks); err != nil {
 		return nil, nil, nil, fmt.Errorf("worker: stream %s: %w", schema.StreamTasks, err)
@@ -227,14 +244,14 @@ func (w *Worker) lookup(ctx context.Context) (planner jetstream.Consumer, tasks 
 	if tracker, err = w.cfg.JS.Consumer(ctx, schema.StreamEvents, schema.ConsumerTracker); err != nil {
 		return nil, nil, nil, fmt.Errorf("worker: consumer %s/%s: %w", schema.StreamEvents, schema.ConsumerTracker, err)
 	}
-	return planner, tasks, tracker, nil
+	return jobs, tasks, tracker, nil
 }
 
 // Run claims and processes messages until ctx is cancelled, then stops
 // claiming, lets in-flight work finish for up to ShutdownGrace, and hands back
 // what is left. It returns nil after a clean shutdown.
 func (w *Worker) Run(ctx context.Context) error {
-	planner, tasks, tracker, err := w.lookup(ctx)
+	jobs, tasks, tracker, err := w.lookup(ctx)
 	if err == nil {
 		// Tenants are resolved from a watched copy of the registry: no
 		// registry read per task (see registry.View for how changes apply).
@@ -266,10 +283,21 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-work.Done():
 		}
 	}()
+	var fl *fleet
+	if !w.cfg.NoAffinity {
+		if fl, err = w.joinFleet(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		w.fleet.Store(fl)
+	}
 	g := new(errgroup.Group)
-	g.Go(func() error { return w.serve(ctx, work, planner, w.planStage(), w.cfg.PlanConcurrency) })
+	planners := newTenants(w, w.jobQueue(), jobs, fl)
+	g.Go(func() error { return w.serveFair(ctx, work, planners, w.planStage(), w.cfg.PlanConcurrency) })
 	go w.gate.watch(ctx, w)
-	fair := newTenants(w, tasks)
+	fair := newTenants(w, w.taskQueue(), tasks, fl)
 	if w.cfg.Registerer != nil {
 		if err := w.cfg.Registerer.Register(fair); err != nil {
 			w.log.Warn("fairness metrics not registered", "error", err)

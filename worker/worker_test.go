@@ -104,8 +104,7 @@ func (e *env) submitJob(t *testing.T, job *schema.Job) {
 	if _, err := kv.Create(ctx, job.JobID, data); err != nil {
 		t.Fatal(err)
 	}
-	payload, _ := schema.Encode(job)
-	if _, err := e.js.Publish(ctx, schema.JobSubject(job.Org, job.Collection), payload, jetstream.WithMsgID(schema.JobPageMsgID(job.JobID, 0))); err != nil {
+	if _, err := schema.PublishAll(ctx, e.js, []schema.Out{{Subject: schema.JobSubject(job.Org, job.Collection), MsgID: schema.JobPageMsgID(job.JobID, 0), Msg: job}}); err != nil {
 		t.Fatal(err)
 	}
 }

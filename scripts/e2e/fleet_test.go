@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,9 +87,21 @@ func committedChunks(t *testing.T, js jetstream.JetStream, org, collection strin
 // while killing a random worker every few seconds, letting the fault hooks
 // crash workers at named points inside tasks, and restarting one NATS node;
 // then checks that nothing was lost or doubled.
+//
+// STEVEDORE_FAULT_OBJECTS sets the object count (`make fault-run`: 100,000).
 func TestFleetLosesNothingUnderFaults(t *testing.T) {
-	const objects, poison = 5000, 3
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	const poison = 3
+	objects := 5000
+	if v := os.Getenv("STEVEDORE_FAULT_OBJECTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("STEVEDORE_FAULT_OBJECTS=%q: want a positive count", v)
+		}
+		objects = n
+	}
+	// Generous bounds (not timings): minutes plus a second per 25 objects.
+	budget := 10*time.Minute + time.Duration(objects/25)*time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 2*budget)
 	defer cancel()
 	dir := t.TempDir()
 	s, err := stack.Start(ctx, dir, t.Logf, stack.WithoutDev(), stack.WithBuildTags("faults"))
@@ -152,7 +165,7 @@ func TestFleetLosesNothingUnderFaults(t *testing.T) {
 		last[i] = seen{}
 	}
 
-	// 5,003 objects under load/.
+	// The objects (and the poisonous ones) under load/.
 	client := rootS3(s)
 	etags := map[string]string{}
 	var mu sync.Mutex
@@ -243,7 +256,7 @@ func TestFleetLosesNothingUnderFaults(t *testing.T) {
 			}
 		}
 	}()
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
+	wctx, wcancel := context.WithTimeout(ctx, budget)
 	defer wcancel()
 	st, err := s.WaitJob(wctx, org, created.JobID, nil)
 	stopChaos()
@@ -256,7 +269,7 @@ func TestFleetLosesNothingUnderFaults(t *testing.T) {
 		restarted(i)
 	}
 	took := time.Since(start)
-	if st.Status != schema.JobStatusCompletedWithErrors || st.FilesTotal != objects+poison || st.FilesIndexed != objects || st.FilesFailed != poison {
+	if st.Status != schema.JobStatusCompletedWithErrors || st.FilesTotal != int64(objects+poison) || st.FilesIndexed != int64(objects) || st.FilesFailed != poison {
 		t.Fatalf("job %+v", st)
 	}
 

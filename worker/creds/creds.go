@@ -129,7 +129,7 @@ type Broker struct {
 	entries  *lru.LRU[string, *aws.CredentialsCache]
 	negative map[string]*negative // by roleKey; bounded by the number of failing roles
 	roleMax  sync.Map             // role ARN → time.Duration learned from a MaxSessionDuration refusal
-	limiter  *rate.Limiter
+	limiter  *fairLimiter
 	m        *metrics
 }
 
@@ -175,7 +175,7 @@ func New(cfg Config) (*Broker, error) {
 		cfg.Now = time.Now
 	}
 	b := &Broker{cfg: cfg, m: newMetrics(cfg.Registerer), negative: map[string]*negative{},
-		limiter: rate.NewLimiter(cfg.Rate, cfg.Burst)}
+		limiter: newFairLimiter(cfg.Rate, cfg.Burst)}
 	b.entries = lru.NewLRU[string, *aws.CredentialsCache](cfg.MaxEntries, nil, cfg.IdleTTL)
 	return b, nil
 }
@@ -370,7 +370,7 @@ func (p *assumeProvider) retrieve(ctx context.Context) (aws.Credentials, error) 
 }
 
 func (p *assumeProvider) assume(ctx context.Context, d time.Duration) (*sts.AssumeRoleOutput, error) {
-	if err := p.b.limiter.Wait(ctx); err != nil {
+	if err := p.b.limiter.Wait(ctx, p.req.Org); err != nil {
 		p.b.m.assume.WithLabelValues(string(schema.ClassThrottled)).Inc()
 		return nil, &localThrottle{err}
 	}
