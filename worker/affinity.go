@@ -30,11 +30,11 @@ import (
 // per-org consumers with explicit acks — so a momentary disagreement between
 // workers about who is live changes who claims, never what is done once.
 type fleet struct {
-	self   string
-	kv     jetstream.KeyValue
-	mu     sync.RWMutex
-	live   []string // sorted worker IDs, self included
-	gen    uint64   // bumped when live changes (invalidates ranks)
+	self      string
+	kv        jetstream.KeyValue
+	mu        sync.RWMutex
+	live      []string // sorted worker IDs, self included
+	gen       uint64   // bumped when live changes (invalidates ranks)
 	ranks     map[string]rankEntry
 	listeners []chan struct{} // each signalled when live changes
 }

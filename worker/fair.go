@@ -45,10 +45,10 @@ type tenants struct {
 type queue struct {
 	kind   string // "tasks" or "jobs": the stage's wake signals (schema.WakeSubject)
 	stream string
-	filter string                                  // every org's subjects
-	orgOf  func(subject string) (string, bool)     // the org of one of them
+	filter string                                    // every org's subjects
+	orgOf  func(subject string) (string, bool)       // the org of one of them
 	config func(org string) jetstream.ConsumerConfig // the org's durable consumer
-	perOrg int                                     // one org's messages in flight in this worker
+	perOrg int                                       // one org's messages in flight in this worker
 }
 
 func (w *Worker) taskQueue() queue {

@@ -40,7 +40,7 @@ func TestFairLimiterTakesTurns(t *testing.T) {
 		}
 	}
 	_ = f.lim.Wait(context.Background()) // take the burst: everyone below waits
-	f.mu.Lock()                           // hold the dispatcher until everyone is queued
+	f.mu.Lock()                          // hold the dispatcher until everyone is queued
 	wg.Add(22)
 	for i := 0; i < 20; i++ {
 		go call(context.Background(), "A", i)

@@ -31,7 +31,7 @@ type Resolver struct {
 	// Directory answers the org and integration lookups; nil reads the
 	// Registry every time. Workers give it a registry.View.
 	Directory Directory
-	Broker   *Broker            // required to resolve roles (not for Allowed or static keys)
+	Broker    *Broker // required to resolve roles (not for Allowed or static keys)
 	// AWS is the base SDK configuration of S3 clients (endpoints, retries,
 	// HTTP client); credentials come from the resolver.
 	AWS aws.Config

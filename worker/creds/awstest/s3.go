@@ -44,6 +44,10 @@ type S3 struct {
 	ExpireNext atomic.Int64
 
 	Gets, Heads, Lists, Denied atomic.Int64
+
+	// GetLatency delays every GetObject answer (nanoseconds; the
+	// simulation's realistic S3, e.g. 30 ms).
+	GetLatency atomic.Int64
 }
 
 // NewS3 starts a fake S3 whose buckets belong to account owner.
@@ -186,6 +190,7 @@ func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodHead {
 		s.Gets.Add(1)
+		time.Sleep(time.Duration(s.GetLatency.Load()))
 	}
 	w.Header().Set("ETag", etag(body))
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))

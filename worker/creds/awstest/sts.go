@@ -73,6 +73,10 @@ type STS struct {
 	// refresh before expiry); 0 means the requested duration.
 	CredentialTTL time.Duration
 
+	// AssumeLatency delays every AssumeRole answer (nanoseconds; the
+	// simulation's realistic STS, e.g. 50 ms).
+	AssumeLatency atomic.Int64
+
 	assumes atomic.Int64
 }
 
@@ -161,6 +165,7 @@ func (s *STS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *STS) assumeRole(w http.ResponseWriter, r *http.Request, caller string) {
 	s.assumes.Add(1)
+	time.Sleep(time.Duration(s.AssumeLatency.Load()))
 	if s.Throttle.Load() > 0 && s.Throttle.Add(-1) >= 0 {
 		stsError(w, 400, "Sender", "Throttling", "Rate exceeded")
 		return
