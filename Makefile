@@ -17,6 +17,8 @@ unit:
 	go test -tags faults -race -count=1 ./worker/
 	# A smoke of the benchmarks (one iteration each), so they keep working; `make bench` measures.
 	go test -run '^$$' -bench . -benchtime 1x ./worker/token/ ./worker/chunk/ ./worker/extract/
+	# A small smoke of the scale-out simulation; `make sim` measures.
+	STEVEDORE_SIM=smoke go test -tags sim -race -count=1 -timeout 20m ./scripts/sim/
 
 e2e:
 	scripts/local-aws.sh build
@@ -36,6 +38,12 @@ bench:
 fault-run:
 	scripts/local-aws.sh build
 	STEVEDORE_FAULT_OBJECTS=100000 go test -tags e2e -count=1 -v -timeout 180m -run TestFleetLosesNothingUnderFaults ./scripts/e2e/
+
+# The scale-out simulation: 500 tenants x 3 jobs on 10 workers (STS calls), 1-8 workers (throughput),
+# 1,000 and 5,000 small tenants behind a 100,000-object backlog, B behind 40/400 jobs, wake fan-out.
+sim:
+	mkdir -p .stevedore
+	go test -tags sim -count=1 -v -timeout 120m ./scripts/sim/ > .stevedore/sim.log 2>&1; status=$$?; grep -v '^=== RUN' .stevedore/sim.log; exit $$status
 
 # Micro-benchmarks: tokenizer, chunker, extractors.
 bench-micro:

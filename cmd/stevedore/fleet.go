@@ -48,7 +48,8 @@ type fleetConfig struct {
 	pdfTimeout                                                                *time.Duration
 	cacheDir                                                                  *string
 	shutdownGrace, sessionDuration, ackWait                                   *time.Duration
-	tenantConcurrency                                                         *int
+	tenantConcurrency, spillEvery, stealAbove                                 *int
+	noAffinity                                                                *bool
 	updateTopology                                                            *bool
 	nats                                                                      *natsFlags
 }
@@ -85,6 +86,9 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		c.taskConcurrency = f.Int("task-concurrency", worker.TaskConcurrencyDefault, "tasks processed at once per worker")
 		c.tenantConcurrency = f.Int("tenant-concurrency", 0, "one org's tasks in flight per worker at most (0: 3/4 of --task-concurrency)")
 		c.planConcurrency = f.Int("plan-concurrency", worker.PlanConcurrencyDefault, "job pages planned at once per worker")
+		c.spillEvery = f.Int("spill-every", worker.SpillEveryDefault, "tenant affinity: an org is served by one worker plus one more per this many of its tasks waiting")
+		c.stealAbove = f.Int("steal-above", worker.StealAboveDefault, "tenant affinity: a worker with nothing of its own orgs waiting helps orgs with at least this many tasks waiting")
+		c.noAffinity = f.Bool("no-affinity", false, "every worker serves every org (no tenant affinity: AssumeRole calls grow with the workers); for measurements")
 		c.maxObjectMiB = f.Int("max-object-mib", worker.MaxObjectBytesDefault>>20, "objects larger than this are skipped (too_large); bodies are streamed")
 		c.maxDecompressedMiB = f.Int("max-decompressed-mib", worker.MaxDecompressedBytesDefault>>20, "gzip objects decompressing past this are skipped (decompressed_too_large)")
 		c.shutdownGrace = f.Duration("shutdown-grace", worker.ShutdownGraceDefault, "time in-flight work may finish after SIGTERM")
@@ -275,6 +279,7 @@ func (c *fleetConfig) validate() error {
 	checks := []error{
 		atLeast("workers", c.workers, 0), atLeast("task-concurrency", c.taskConcurrency, 1), atLeast("plan-concurrency", c.planConcurrency, 1),
 		atLeast("tenant-concurrency", c.tenantConcurrency, 0), atLeast("sts-rate", c.stsRate, 1), atLeast("replicas", c.replicas, 1),
+		atLeast("spill-every", c.spillEvery, 1), atLeast("steal-above", c.stealAbove, 1),
 		atLeast("chunk-tokens", c.chunkTokens, 16), atLeast("max-object-mib", c.maxObjectMiB, 1), atLeast("max-decompressed-mib", c.maxDecompressedMiB, 1),
 		atLeast("pdf-instances", c.pdfInstances, 1), atLeast("pdf-max-pages", c.pdfMaxPages, 1), atLeast("pdf-memory-mib", c.pdfMemoryMiB, 32),
 		creds.CheckSessionTemplate(*c.sessionTemplate), // its message names --session-name
@@ -418,6 +423,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 			w, err := worker.New(setup, worker.Config{
 				JS: js, Registry: regy, Broker: broker, AWS: awsCfg, S3PathStyle: *c.s3PathStyle, Topology: topo,
 				TaskConcurrency: *c.taskConcurrency, TenantConcurrency: *c.tenantConcurrency, Heartbeat: *c.ackWait / 4, PlanConcurrency: *c.planConcurrency, ChunkTokens: *c.chunkTokens,
+				SpillEvery: *c.spillEvery, StealAbove: *c.stealAbove, NoAffinity: *c.noAffinity,
 				MaxObjectBytes: int64(*c.maxObjectMiB) << 20, MaxDecompressedBytes: int64(*c.maxDecompressedMiB) << 20, PDF: pdf, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix, SessionTemplate: *c.sessionTemplate,
 				Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, reg),
 				Logger:     log.With("component", "worker"), Name: name,
