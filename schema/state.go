@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -86,6 +87,10 @@ type JobStatus struct {
 	// RequestHash binds an Idempotency-Key to the request that created the
 	// job (a hash of endpoint and body): a retry must match it.
 	RequestHash string `json:"request_hash,omitempty"`
+	// CustomMetadata is the request's, kept here once rather than copied
+	// into every task (up to 16 KiB × objects); workers read it with the
+	// job's status and put it on every chunk.
+	CustomMetadata json.RawMessage `json:"custom_metadata,omitempty"`
 }
 
 // Done reports whether every planned object has an outcome.
@@ -153,7 +158,7 @@ type AuditRecord struct {
 func NewJobStatus(job *Job) *JobStatus {
 	return &JobStatus{JobID: job.JobID, Org: job.Org, Collection: job.Collection, Kind: job.Kind, Bucket: job.Bucket,
 		Prefix: job.Prefix, Key: job.Key, IntegrationID: job.IntegrationID, Status: JobStatusPending, LastPage: -1,
-		Errors: []FileError{}, CreatedAt: job.CreatedAt}
+		Errors: []FileError{}, CreatedAt: job.CreatedAt, CustomMetadata: job.CustomMetadata}
 }
 
 // Apply folds one EVENTS message, at stream sequence seq, into the job

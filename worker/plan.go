@@ -57,7 +57,7 @@ func (w *Worker) planPage(ctx context.Context, job *schema.Job) error {
 	}
 	t.CredentialRef = job.CredentialRef
 	base := schema.Task{Op: schema.OpIndex, JobID: job.JobID, Org: job.Org, Collection: job.Collection, IntegrationID: job.IntegrationID, CredentialRef: job.CredentialRef,
-		Bucket: job.Bucket, Region: job.Region, SkipExisting: job.SkipExisting, OverwriteExisting: job.OverwriteExisting, ProcessingType: job.ProcessingType, Encoding: job.Encoding, CustomMetadata: job.CustomMetadata}
+		Bucket: job.Bucket, Region: job.Region, SkipExisting: job.SkipExisting, OverwriteExisting: job.OverwriteExisting, ProcessingType: job.ProcessingType, Encoding: job.Encoding}
 	var out []outMsg
 	last := true
 	switch job.Kind {

@@ -341,6 +341,10 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 	}
 	defer x.Close()
 	res.extractor, res.contentType = x.Version(), x.Type()
+	meta, err := w.customMetadata(ctx, task)
+	if err != nil {
+		return res, err
+	}
 	lab := &labeler{headings: task.Structured(), csv: isTable(res.contentType)}
 	subject := schema.ChunkSubject(task.Org, task.Collection)
 	batch := make([]outMsg, 0, publishBatch)
@@ -368,7 +372,7 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 		id := schema.ChunkID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), idExtractor, res.chunks)
 		c := &schema.Chunk{ChunkID: id, Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key,
 			VersionID: v.version, ETag: v.etag, Index: res.chunks, ByteOffset: int64(p.Offset), Text: p.Text, TokenCount: p.Tokens,
-			Encoding: splitter.Encoding(), ExtractorVersion: res.extractor, ContentType: res.contentType, CustomMetadata: task.CustomMetadata}
+			Encoding: splitter.Encoding(), ExtractorVersion: res.extractor, ContentType: res.contentType, CustomMetadata: meta}
 		lab.label(c)
 		batch = append(batch, outMsg{Subject: subject, MsgID: schema.GenMsgID(id, v.gen), Msg: c})
 		res.chunks++

@@ -147,12 +147,11 @@ type Worker struct {
 	log *slog.Logger
 	m   *metrics
 	res *creds.Resolver
-	// cancelled caches whether a job was cancelled (checked before each
-	// page is planned and each task of a job is started); entries expire
-	// after a second so a cancel takes effect at once fleet-wide.
-	cancelled *lru.LRU[string, bool]
-	gate      chunksGate            // CHUNKS full: claiming paused
-	fleet     atomic.Pointer[fleet] // the live workers as Run sees them (nil: NoAffinity, or not running)
+	// jobCache holds job records tasks read (cancelled, custom metadata)
+	// for a second, so a cancel takes effect at once fleet-wide.
+	jobCache *lru.LRU[string, jobRecord]
+	gate     chunksGate            // CHUNKS full: claiming paused
+	fleet    atomic.Pointer[fleet] // the live workers as Run sees them (nil: NoAffinity, or not running)
 	// splitters by tokenizer name ("" is cfg.Encoding), made on first use.
 	splitMu   sync.Mutex
 	splitters map[string]*chunk.Splitter
@@ -203,7 +202,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		cfg: cfg, log: cfg.Logger.With("worker", cfg.Name), m: newMetrics(cfg.Registerer),
 		objects: objects, jobs: jobs, splitters: map[string]*chunk.Splitter{"": sp, cfg.Encoding.Name(): sp},
 	}
-	w.cancelled = lru.NewLRU[string, bool](10_000, nil, time.Second)
+	w.jobCache = lru.NewLRU[string, jobRecord](10_000, nil, time.Second)
 	w.res = &creds.Resolver{Registry: cfg.Registry, Broker: cfg.Broker, AWS: cfg.AWS, S3PathStyle: cfg.S3PathStyle,
 		SessionPrefix: cfg.SessionPrefix, SessionTemplate: cfg.SessionTemplate, OnStaleRetry: w.m.staleRetries.Inc}
 	return w, nil
@@ -322,17 +321,54 @@ func (w *Worker) jobCancelled(ctx context.Context, jobID string) bool {
 	if jobID == "" {
 		return false
 	}
-	if c, ok := w.cancelled.Get(jobID); ok {
-		return c
+	info, _ := w.jobInfo(ctx, jobID)
+	return info.cancelled
+}
+
+// jobRecord is what tasks read of their job's record: whether it was
+// cancelled, and the request's custom metadata (kept on the record, not in
+// every task).
+type jobRecord struct {
+	cancelled bool
+	meta      json.RawMessage
+}
+
+// jobInfo reads job jobID's record, cached for a second (so a cancel takes
+// effect at once fleet-wide, and a job's tasks cost one read a second).
+func (w *Worker) jobInfo(ctx context.Context, jobID string) (jobRecord, error) {
+	if c, ok := w.jobCache.Get(jobID); ok {
+		return c, nil
 	}
 	e, err := w.jobs.Get(ctx, jobID)
 	if err != nil {
-		return false
+		return jobRecord{}, err
 	}
 	var st struct {
-		Status string `json:"status"`
+		Status         string          `json:"status"`
+		CustomMetadata json.RawMessage `json:"custom_metadata"`
 	}
-	c := json.Unmarshal(e.Value(), &st) == nil && st.Status == schema.JobStatusCancelled
-	w.cancelled.Add(jobID, c)
-	return c
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return jobRecord{}, err
+	}
+	rec := jobRecord{cancelled: st.Status == schema.JobStatusCancelled, meta: st.CustomMetadata}
+	w.jobCache.Add(jobID, rec)
+	return rec, nil
+}
+
+// customMetadata is what a task's chunks carry: the task's own (tasks of
+// earlier versions carried it), else its job record's. A record that cannot
+// be read now is retried, not indexed without its metadata.
+func (w *Worker) customMetadata(ctx context.Context, task *schema.Task) (json.RawMessage, error) {
+	if len(task.CustomMetadata) > 0 || task.JobID == "" {
+		return task.CustomMetadata, nil
+	}
+	info, err := w.jobInfo(ctx, task.JobID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		w.log.Warn("the job record is gone: chunks are published without its custom metadata", "job_id", task.JobID)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, schema.Errorf(schema.ClassTransient, "read the job record for its custom metadata: %w", err)
+	}
+	return info.meta, nil
 }
