@@ -22,6 +22,7 @@ const (
 	BucketJobs     = "stevedore_jobs"     // job status folded from EVENTS
 	BucketObjects  = "stevedore_objects"  // per-object index state
 	BucketWorkers  = "stevedore_workers"  // live workers' leases (tenant affinity)
+	BucketVerdicts = "stevedore_verdicts" // roles STS refused for the tenant's reasons, shared by the fleet
 )
 
 // Durable consumer names.

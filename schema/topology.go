@@ -196,6 +196,10 @@ func (t Topology) KeyValues() []jetstream.KeyValueConfig {
 		// the other workers' watches see (nats-server ≥ 2.11).
 		{Bucket: BucketWorkers, Description: "live workers (tenant affinity)", History: 1, TTL: WorkerLeaseTTL, LimitMarkerTTL: WorkerLeaseTTL,
 			Storage: jetstream.MemoryStorage, Replicas: t.Replicas},
+		// Refusals of tenants' roles (creds.SharedVerdicts); each holds its
+		// own end of backoff, the bucket's age limit only clears old ones.
+		{Bucket: BucketVerdicts, Description: "AssumeRole refusals shared by the fleet", History: 1, TTL: time.Hour,
+			Storage: jetstream.MemoryStorage, Replicas: t.Replicas},
 	}
 }
 

@@ -376,8 +376,12 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 		if c.sessionDuration != nil {
 			d = *c.sessionDuration
 		}
+		verdicts, err := worker.NewVerdicts(setup, js)
+		if err != nil {
+			return nil, err
+		}
 		broker, err = creds.New(creds.Config{STS: client, Duration: d, RoleChaining: chained, Region: awsCfg.Region,
-			Rate: rate.Limit(*c.stsRate), Burst: 2 * *c.stsRate, Registerer: reg, OnHealth: worker.RecordHealth(regy, log)})
+			Rate: rate.Limit(*c.stsRate), Burst: 2 * *c.stsRate, Registerer: reg, OnHealth: worker.RecordHealth(regy, log), Shared: verdicts})
 		return broker, err
 	}
 	if c.listen != nil {

@@ -85,6 +85,9 @@ type Config struct {
 	Now func() time.Time
 	// Registerer receives the broker's metrics; nil means none.
 	Registerer prometheus.Registerer
+	// Shared shares refusals of tenants' roles across the fleet; nil keeps
+	// them per process. See SharedVerdicts.
+	Shared SharedVerdicts
 }
 
 // Request says which role to assume and for what.
@@ -276,7 +279,7 @@ func (e *cachedFailure) Unwrap() error { return e.n.err }
 // fail records a failed assume in the negative cache with escalating
 // backoff. It runs inside the credential cache's single flight, before the
 // waiting callers are released, so no caller can slip past the entry.
-func (b *Broker) fail(rk string, req Request, err error) {
+func (b *Broker) fail(rk string, req Request, err error) negative {
 	c := Classify(&AssumeError{RoleARN: req.RoleARN, Err: err})
 	b.mu.Lock()
 	n := b.negative[rk]
@@ -291,14 +294,17 @@ func (b *Broker) fail(rk string, req Request, err error) {
 		backoff = b.cfg.NegativeMax
 	}
 	n.err, n.until = err, b.cfg.Now().Add(backoff)
+	entry := *n
 	b.mu.Unlock()
 	if first && b.cfg.OnHealth != nil {
 		b.cfg.OnHealth(req, &c)
 	}
+	return entry
 }
 
 // recovered drops the role's negative entry after a successful assume.
-func (b *Broker) recovered(rk string, req Request) {
+// It reports whether the role had been failing.
+func (b *Broker) recovered(rk string, req Request) bool {
 	b.mu.Lock()
 	n := b.negative[rk]
 	delete(b.negative, rk)
@@ -306,6 +312,7 @@ func (b *Broker) recovered(rk string, req Request) {
 	if n != nil && b.cfg.OnHealth != nil {
 		b.cfg.OnHealth(req, nil)
 	}
+	return n != nil
 }
 
 // Invalidate forces the next Retrieve for req to assume the role again (after
@@ -334,14 +341,19 @@ func (p *assumeProvider) Retrieve(parent context.Context) (aws.Credentials, erro
 	if n := b.negativeFor(rk); n != nil {
 		return aws.Credentials{}, &cachedFailure{n}
 	}
+	if n := b.sharedVerdict(parent, rk, p.req); n != nil {
+		return aws.Credentials{}, &cachedFailure{n}
+	}
 	ctx, cancel := context.WithTimeout(parent, b.cfg.Timeout)
 	defer cancel()
 	creds, err := p.retrieve(ctx)
 	switch {
 	case err == nil:
-		b.recovered(rk, p.req)
+		if b.recovered(rk, p.req) {
+			b.unshare(parent, rk)
+		}
 	case parent.Err() == nil: // not our caller giving up: the role's (or STS's) failure
-		b.fail(rk, p.req, err)
+		b.share(parent, rk, err, b.fail(rk, p.req, err))
 	}
 	return creds, err
 }
@@ -456,7 +468,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		assumeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "stevedore_sts_assume_duration_seconds",
 			Help: "AssumeRole latency.", Buckets: prometheus.DefBuckets}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_creds_requests_total",
-			Help: "Credential lookups by outcome (hit, miss, negative: refused from the negative cache)."}, []string{"outcome"}),
+			Help: "Credential lookups by outcome (hit, miss, negative: refused from the negative cache, shared_negative: refused on another worker's verdict)."}, []string{"outcome"}),
 		entries: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stevedore_creds_entries",
 			Help: "Cached credential sources."}),
 		durationFallbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sts_duration_fallbacks_total",
@@ -467,7 +479,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, c := range schema.ErrorClasses {
 		m.assume.WithLabelValues(string(c))
 	}
-	for _, o := range []string{"hit", "miss", "negative"} {
+	for _, o := range []string{"hit", "miss", "negative", "shared_negative"} {
 		m.requests.WithLabelValues(o)
 	}
 	if reg != nil {

@@ -415,3 +415,75 @@ func TestS3ClientsReusedPerSession(t *testing.T) {
 		t.Fatal("a static-key client was kept")
 	}
 }
+
+// memVerdicts is SharedVerdicts in memory (the fleet's is a KV bucket).
+type memVerdicts struct {
+	mu sync.Mutex
+	m  map[string]Verdict
+}
+
+func (v *memVerdicts) Load(_ context.Context, k string) (*Verdict, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if x, ok := v.m[k]; ok {
+		return &x, nil
+	}
+	return nil, nil
+}
+func (v *memVerdicts) Store(_ context.Context, k string, x Verdict) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.m[k] = x
+	return nil
+}
+func (v *memVerdicts) Clear(_ context.Context, k string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	delete(v.m, k)
+	return nil
+}
+
+// A role refused for the tenant's reasons on one worker is refused on the
+// others from the shared verdict, without calling STS, until the backoff
+// ends; a throttle is not shared; a success clears the verdict.
+func TestNegativeVerdictSharedAcrossTheFleet(t *testing.T) {
+	shared := &memVerdicts{m: map[string]Verdict{}}
+	a := newFixture(t, Config{Shared: shared})
+	other, err := New(Config{STS: a.sts.Client(), Now: a.b.cfg.Now, Shared: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.role("broken", "cap_org_right")
+	wrong := Request{RoleARN: roleARN("broken"), ExternalID: "cap_org_wrong", SessionName: "stevedore-org_1-job_1", Policy: `{"Version":"2012-10-17"}`}
+	if _, err := a.b.Retrieve(context.Background(), wrong); Classify(err).Class != schema.ClassTenantAuth {
+		t.Fatalf("first refusal: %v", err)
+	}
+	for i := 0; i < 5; i++ { // other workers, other jobs: no STS call
+		req := wrong
+		req.SessionName = fmt.Sprintf("stevedore-org_1-job_%d", i+2)
+		_, err := other.Retrieve(context.Background(), req)
+		var ae *AssumeError
+		if c := Classify(err); c.Class != schema.ClassTenantAuth || !errors.As(err, &ae) || !ae.Cached {
+			t.Fatalf("refusal from the shared verdict: %+v %v", c, err)
+		}
+	}
+	if n := a.sts.AssumeCalls(); n != 1 {
+		t.Fatalf("%d AssumeRole calls for the fleet, want 1 per backoff step", n)
+	}
+	// The backoff ends and the customer fixed the trust policy: the next
+	// assume succeeds and clears the verdict.
+	a.advance(time.Hour)
+	a.role("broken", "cap_org_wrong")
+	if _, err := other.Retrieve(context.Background(), wrong); err != nil {
+		t.Fatalf("after the fix: %v", err)
+	}
+	if len(shared.m) != 0 {
+		t.Fatalf("verdict kept after a success: %v", shared.m)
+	}
+	// Throttling is STS's, not the tenant's: never shared.
+	a.sts.Throttle.Store(10)
+	_, _ = a.b.Retrieve(context.Background(), a.role("busy", "x"))
+	if len(shared.m) != 0 {
+		t.Fatalf("a throttle was shared: %v", shared.m)
+	}
+}
