@@ -43,7 +43,9 @@ func sharedKey(rk string) string {
 // answer (same code and message, so it is classified the same).
 type VerdictError struct{ Code, Message string }
 
-func (e *VerdictError) Error() string                 { return "api error " + e.Code + ": " + e.Message + " (seen by another worker)" }
+func (e *VerdictError) Error() string {
+	return "api error " + e.Code + ": " + e.Message + " (seen by another worker)"
+}
 func (e *VerdictError) ErrorCode() string             { return e.Code }
 func (e *VerdictError) ErrorMessage() string          { return e.Message }
 func (e *VerdictError) ErrorFault() smithy.ErrorFault { return smithy.FaultClient }
