@@ -54,6 +54,15 @@ type Config struct {
 	// Past it: 429 verify_rate_limited with Retry-After.
 	VerifyEvery time.Duration
 	VerifyBurst int
+	// RequestRate and RequestBurst limit one org's API requests per second
+	// in this process (429 rate_limited past them); defaults
+	// RequestRateDefault and RequestBurstDefault.
+	RequestRate  rate.Limit
+	RequestBurst int
+	// MaxQueuedJobs caps one org's job pages waiting to be planned (429
+	// too_many_jobs past it): one tenant's burst of jobs waits in its own
+	// client, not in front of the fleet's queue; default MaxQueuedJobsDefault.
+	MaxQueuedJobs int
 	// IdempotencyWindow is how long an Idempotency-Key stays bound to the
 	// request that first used it; later, the same key starts a new job.
 	// Default IdempotencyWindowDefault (24 h, as payment APIs do).
@@ -65,6 +74,9 @@ const (
 	VerifyEveryDefault       = 10 * time.Second
 	VerifyBurstDefault       = 3
 	IdempotencyWindowDefault = 24 * time.Hour
+	RequestRateDefault       = 50
+	RequestBurstDefault      = 100
+	MaxQueuedJobsDefault     = 1000
 )
 
 // Verifier checks an integration (see creds.Verifier).
@@ -79,8 +91,10 @@ type API struct {
 	jobs     *Jobs
 	mux      *http.ServeMux
 	reqs     *prometheus.CounterVec
+	limited  *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	verifies *lru.Cache[string, *rate.Limiter] // per org; bounded
+	requests *lru.Cache[string, *rate.Limiter] // per org; bounded
 	vmu      sync.Mutex
 }
 
@@ -103,17 +117,29 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	cfg.VerifyEvery = cmp.Or(cfg.VerifyEvery, VerifyEveryDefault)
 	cfg.VerifyBurst = cmp.Or(cfg.VerifyBurst, VerifyBurstDefault)
 	cfg.IdempotencyWindow = cmp.Or(cfg.IdempotencyWindow, IdempotencyWindowDefault)
+	cfg.RequestRate = cmp.Or(cfg.RequestRate, RequestRateDefault)
+	cfg.RequestBurst = cmp.Or(cfg.RequestBurst, RequestBurstDefault)
+	cfg.MaxQueuedJobs = cmp.Or(cfg.MaxQueuedJobs, MaxQueuedJobsDefault)
 	verifies, err := lru.New[string, *rate.Limiter](10_000)
 	if err != nil {
 		return nil, err
 	}
-	a := &API{cfg: cfg, log: cfg.Logger, jobs: jobs, mux: http.NewServeMux(), verifies: verifies,
+	requests, err := lru.New[string, *rate.Limiter](10_000)
+	if err != nil {
+		return nil, err
+	}
+	a := &API{cfg: cfg, log: cfg.Logger, jobs: jobs, mux: http.NewServeMux(), verifies: verifies, requests: requests,
 		reqs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_http_requests_total",
 			Help: "API requests by route and status code."}, []string{"route", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_http_request_duration_seconds",
-			Help: "API request latency by route.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"route"})}
+			Help: "API request latency by route.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"route"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_api_tenant_limited_total",
+			Help: "Requests refused by a per-organization limit: requests (the request rate), jobs (job pages queued)."}, []string{"limit"})}
+	for _, l := range []string{"requests", "jobs"} {
+		a.limited.WithLabelValues(l)
+	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(a.reqs, a.latency)
+		cfg.Registerer.MustRegister(a.reqs, a.latency, a.limited)
 	}
 	a.route("POST /v2/collections/{name}/index/s3", "index_bucket", a.index(schema.JobBucket))
 	a.route("POST /v2/collections/{name}/index/s3/directory", "index_directory", a.index(schema.JobDirectory))
@@ -223,6 +249,11 @@ func (a *API) authenticate(r *http.Request) (*registry.Org, error) {
 	if h := r.Header.Get("X-Organization-ID"); h != org.ID {
 		a.audit(r.Context(), org.ID, "auth.org_mismatch", "refused", "X-Organization-ID does not match the API key's organization")
 		return nil, &apiError{http.StatusForbidden, "organization_mismatch", "X-Organization-ID does not match the API key's organization", "send the organization ID that the API key belongs to"}
+	}
+	if !a.allow(a.requests, org.ID, a.cfg.RequestRate, a.cfg.RequestBurst) {
+		a.limited.WithLabelValues("requests").Inc()
+		return nil, &apiError{http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("more than %g requests per second for this organization", float64(a.cfg.RequestRate)),
+			"retry after the Retry-After interval; spread requests out"}
 	}
 	return org, nil
 }
@@ -432,6 +463,10 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 		// follows from the expired one's.
 		job.JobID = derivedJobID(org.ID, prev.JobID)
 	}
+	if err := a.underJobQuota(ctx, org.ID); err != nil {
+		a.jobs.Delete(context.WithoutCancel(ctx), status)
+		return err
+	}
 	// PublishAll also wakes the planners (schema.WakeSubject).
 	_, err := schema.PublishAll(ctx, a.cfg.JS, []schema.Out{{Subject: schema.JobSubject(org.ID, job.Collection), MsgID: schema.JobPageMsgID(job.JobID, 0), Msg: job}})
 	if err != nil {
@@ -539,13 +574,41 @@ func (a *API) cancelJob(w http.ResponseWriter, r *http.Request) error {
 }
 
 // allowVerify spends one of org's verifications (Config.VerifyEvery).
+// underJobQuota refuses a new job while org has MaxQueuedJobs job pages
+// waiting to be planned (JOBS holds a page until it is planned).
+func (a *API) underJobQuota(ctx context.Context, org string) error {
+	stream, err := a.cfg.JS.Stream(ctx, schema.StreamJobs)
+	if err != nil {
+		return fmt.Errorf("jobs stream: %w", err)
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(schema.OrgJobs(org)))
+	if err != nil {
+		return fmt.Errorf("jobs stream: %w", err)
+	}
+	var queued uint64
+	for _, n := range info.State.Subjects {
+		queued += n
+	}
+	if queued >= uint64(a.cfg.MaxQueuedJobs) {
+		a.limited.WithLabelValues("jobs").Inc()
+		return &apiError{http.StatusTooManyRequests, "too_many_jobs", fmt.Sprintf("this organization has %d job pages waiting to be planned (at most %d)", queued, a.cfg.MaxQueuedJobs),
+			"retry after the Retry-After interval, when earlier jobs have started"}
+	}
+	return nil
+}
+
 func (a *API) allowVerify(org string) bool {
+	return a.allow(a.verifies, org, rate.Every(a.cfg.VerifyEvery), a.cfg.VerifyBurst)
+}
+
+// allow takes a token of org's limiter in limits (made on first use).
+func (a *API) allow(limits *lru.Cache[string, *rate.Limiter], org string, r rate.Limit, burst int) bool {
 	a.vmu.Lock()
 	defer a.vmu.Unlock()
-	l, ok := a.verifies.Get(org)
+	l, ok := limits.Get(org)
 	if !ok {
-		l = rate.NewLimiter(rate.Every(a.cfg.VerifyEvery), a.cfg.VerifyBurst)
-		a.verifies.Add(org, l)
+		l = rate.NewLimiter(r, burst)
+		limits.Add(org, l)
 	}
 	return l.Allow()
 }

@@ -377,3 +377,46 @@ func TestIdempotencyKeysExpire(t *testing.T) {
 		t.Fatalf("retry of the new job: %d %v", status, again)
 	}
 }
+
+// Per-organization limits: past MaxQueuedJobs job pages waiting, a new job
+// is 429 too_many_jobs (and leaves no job record); past the request rate,
+// any request is 429 rate_limited with Retry-After; other orgs are not
+// affected.
+func TestTenantLimits(t *testing.T) {
+	tf := registrytest.Tenant(t)
+	api, err := New(context.Background(), Config{JS: tf.JS, Registry: tf.Registry, MaxQueuedJobs: 3, RequestRate: 0.01, RequestBurst: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{api: api, js: tf.JS, org: tf.Org, key: tf.APIKey.Reveal()}
+	for i := 0; i < 3; i++ { // no worker runs: the pages stay queued
+		if status, out := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(""), nil); status != 201 {
+			t.Fatalf("job %d: %d %v", i, status, out)
+		}
+	}
+	status, out := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(""), nil)
+	if status != 429 || errCode(out) != "too_many_jobs" {
+		t.Fatalf("fourth queued job: %d %v", status, out)
+	}
+	if _, list := f.do(t, "GET", "/v2/jobs", "", nil); len(list["jobs"].([]any)) != 3 {
+		t.Fatalf("a refused job left a record: %v", list)
+	}
+	// Five requests so far: the burst is spent (one token a hundred seconds).
+	req := httptest.NewRequest("GET", "/v2/jobs", nil)
+	req.Header.Set("Authorization", "Bearer "+f.key)
+	req.Header.Set("X-Organization-ID", f.org.ID)
+	rec := serve(t, f.api, req)
+	if rec.Code != 429 || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), "rate_limited") {
+		t.Fatalf("over the request rate: %d %s", rec.Code, rec.Body)
+	}
+	// Another org has its own budget.
+	reg := tf.Registry
+	other, key, err := reg.CreateOrg(context.Background(), "test", "Other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &fixture{api: api, js: tf.JS, org: other, key: key.Reveal()}
+	if status, out := g.do(t, "GET", "/v2/jobs", "", nil); status != 200 {
+		t.Fatalf("another org was limited: %d %v", status, out)
+	}
+}

@@ -27,6 +27,9 @@ type tenants struct {
 	q      queue
 	stream jetstream.Stream
 	fleet  *fleet // nil: every org is served here (NoAffinity)
+	// hold, when set, keeps an org's messages waiting (planning pauses for
+	// an org whose tasks fill more than its share of TASKS).
+	hold func(org string) bool
 	mu     sync.Mutex
 	cons   map[string]jetstream.Consumer
 	// pending is an org's task count from the last discovery, zeroed when a
@@ -182,7 +185,7 @@ func (t *tenants) pick() (string, jetstream.Consumer) {
 	} {
 		for i := 0; i < len(t.order); i++ {
 			org := t.order[(t.next+i)%len(t.order)]
-			if t.pending[org] > 0 && t.inflight[org] < t.q.perOrg && ok(org) {
+			if t.pending[org] > 0 && t.inflight[org] < t.q.perOrg && ok(org) && (t.hold == nil || !t.hold(org)) {
 				t.next = (t.next + i + 1) % len(t.order)
 				t.inflight[org]++
 				return org, t.cons[org]
@@ -190,6 +193,13 @@ func (t *tenants) pick() (string, jetstream.Consumer) {
 		}
 	}
 	return "", nil
+}
+
+// waiting is how many of org's messages this worker last saw waiting.
+func (t *tenants) waiting(org string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pending[org]
 }
 
 func (t *tenants) done(org string, empty bool) {

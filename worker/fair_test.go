@@ -1,11 +1,15 @@
 package worker
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stevedore-dev/stevedore/schema"
 )
 
 // TestFairnessMetrics: the turn-taking is reported without per-org series.
@@ -26,5 +30,37 @@ stevedore_fair_orgs_with_tasks 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An org held back (its tasks fill its share of TASKS) is not picked; the
+// others are.
+func TestHeldOrgIsNotPicked(t *testing.T) {
+	w := &Worker{cfg: Config{SpillEvery: 64, StealAbove: 16}}
+	tn := &tenants{w: w, q: queue{perOrg: 1}, pending: map[string]uint64{"org_a": 5, "org_b": 5}, inflight: map[string]int{},
+		cons: map[string]jetstream.Consumer{"org_a": nil, "org_b": nil}, order: []string{"org_a", "org_b"}}
+	tn.hold = func(org string) bool { return org == "org_a" }
+	for i := 0; i < 3; i++ {
+		org, _ := tn.pick()
+		if org == "org_a" {
+			t.Fatal("a held org was picked")
+		}
+		if org == "org_b" {
+			tn.done(org, false)
+		}
+	}
+}
+
+// With a share of one task, planning waits for each page's tasks to drain
+// and the job still completes exactly.
+func TestJobCompletesUnderATinyQueueShare(t *testing.T) {
+	objects := map[string]string{}
+	for i := 0; i < 9; i++ {
+		objects[fmt.Sprintf("doc-%d.txt", i)] = fmt.Sprintf("document %d", i)
+	}
+	e := setup(t, objects, func(c *Config) { c.OrgTaskShare = 1; c.PageSize = 2; c.DiscoverEvery = 50 * time.Millisecond })
+	e.submit(t, "job_share", false)
+	if st := e.wait(t, "job_share"); st.Status != schema.JobStatusCompleted || st.FilesIndexed != 9 {
+		t.Fatalf("status %+v", st)
 	}
 }

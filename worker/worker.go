@@ -48,6 +48,7 @@ const (
 	NameDefault                 = "worker"
 	SpillEveryDefault           = 64
 	StealAboveDefault           = 16
+	OrgTaskShareDefault         = 250_000
 )
 
 // withDefaults returns cfg with every zero field set to its default: the
@@ -68,6 +69,7 @@ func (cfg Config) withDefaults() Config {
 	cfg.Name = cmp.Or(cfg.Name, NameDefault)
 	cfg.SpillEvery = cmp.Or(cfg.SpillEvery, SpillEveryDefault)
 	cfg.StealAbove = cmp.Or(cfg.StealAbove, StealAboveDefault)
+	cfg.OrgTaskShare = cmp.Or(cfg.OrgTaskShare, OrgTaskShareDefault)
 	cfg.Topology = cfg.Topology.WithDefaults()
 	return cfg
 }
@@ -98,6 +100,10 @@ type Config struct {
 	// StealAbove: a worker with nothing of its own orgs waiting helps
 	// other orgs that have at least this many tasks waiting; default 16.
 	StealAbove int
+	// OrgTaskShare: an org with this many tasks waiting in TASKS gets no
+	// more job pages planned until they drain (its share of the queue, ≈ an
+	// eighth of TASKS' 1 GiB); default 250,000.
+	OrgTaskShare int
 	// NoAffinity makes every worker serve every org (the behaviour before
 	// tenant affinity: AssumeRole calls grow with the workers); for
 	// measurements.
@@ -297,6 +303,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	g.Go(func() error { return w.serveFair(ctx, work, planners, w.planStage(), w.cfg.PlanConcurrency) })
 	go w.gate.watch(ctx, w)
 	fair := newTenants(w, w.taskQueue(), tasks, fl)
+	// One org's tasks may fill at most its share of TASKS: past it, its
+	// next job pages wait (planned once its backlog drains), so one
+	// tenant's jobs never fill the queue that every tenant's work goes to.
+	planners.hold = func(org string) bool { return fair.waiting(org) >= uint64(w.cfg.OrgTaskShare) }
 	if w.cfg.Registerer != nil {
 		if err := w.cfg.Registerer.Register(fair); err != nil {
 			w.log.Warn("fairness metrics not registered", "error", err)

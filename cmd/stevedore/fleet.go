@@ -48,8 +48,9 @@ type fleetConfig struct {
 	pdfTimeout                                                                *time.Duration
 	cacheDir                                                                  *string
 	shutdownGrace, sessionDuration, ackWait                                   *time.Duration
-	tenantConcurrency, spillEvery, stealAbove                                 *int
+	tenantConcurrency, spillEvery, stealAbove, orgTaskShare                   *int
 	noAffinity                                                                *bool
+	apiRate, apiBurst, maxQueuedJobs                                          *int
 	updateTopology                                                            *bool
 	nats                                                                      *natsFlags
 }
@@ -78,6 +79,8 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		c.principalARN = f.String("principal-arn", "", "stevedore's own role ARN: the Principal in the trust policies handed to customers")
 		c.devEmulatorSTS = f.Bool("dev-emulator-sts", false, "DEVELOPMENT ONLY: verification accepts an STS that ignores ExternalId (MinIO)")
 		c.sqs = addSQSFlags(f)
+		c.apiRate = f.Int("api-rate", producer.RequestRateDefault, "API requests per second per organization in this process (429 rate_limited past it; burst 2x)")
+		c.maxQueuedJobs = f.Int("max-queued-jobs", producer.MaxQueuedJobsDefault, "job pages one organization may have waiting to be planned (429 too_many_jobs past it)")
 	}
 	if workers >= 0 {
 		c.workers = f.Int("workers", workers, "workers in this process")
@@ -88,6 +91,7 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		c.planConcurrency = f.Int("plan-concurrency", worker.PlanConcurrencyDefault, "job pages planned at once per worker")
 		c.spillEvery = f.Int("spill-every", worker.SpillEveryDefault, "tenant affinity: an org is served by one worker plus one more per this many of its tasks waiting")
 		c.stealAbove = f.Int("steal-above", worker.StealAboveDefault, "tenant affinity: a worker with nothing of its own orgs waiting helps orgs with at least this many tasks waiting")
+		c.orgTaskShare = f.Int("org-task-share", worker.OrgTaskShareDefault, "an org with this many tasks waiting gets no more job pages planned until they drain (its share of TASKS)")
 		c.noAffinity = f.Bool("no-affinity", false, "every worker serves every org (no tenant affinity: AssumeRole calls grow with the workers); for measurements")
 		c.maxObjectMiB = f.Int("max-object-mib", worker.MaxObjectBytesDefault>>20, "objects larger than this are skipped (too_large); bodies are streamed")
 		c.maxDecompressedMiB = f.Int("max-decompressed-mib", worker.MaxDecompressedBytesDefault>>20, "gzip objects decompressing past this are skipped (decompressed_too_large)")
@@ -279,7 +283,8 @@ func (c *fleetConfig) validate() error {
 	checks := []error{
 		atLeast("workers", c.workers, 0), atLeast("task-concurrency", c.taskConcurrency, 1), atLeast("plan-concurrency", c.planConcurrency, 1),
 		atLeast("tenant-concurrency", c.tenantConcurrency, 0), atLeast("sts-rate", c.stsRate, 1), atLeast("replicas", c.replicas, 1),
-		atLeast("spill-every", c.spillEvery, 1), atLeast("steal-above", c.stealAbove, 1),
+		atLeast("spill-every", c.spillEvery, 1), atLeast("steal-above", c.stealAbove, 1), atLeast("org-task-share", c.orgTaskShare, 1),
+		atLeast("api-rate", c.apiRate, 1), atLeast("max-queued-jobs", c.maxQueuedJobs, 1),
 		atLeast("chunk-tokens", c.chunkTokens, 16), atLeast("max-object-mib", c.maxObjectMiB, 1), atLeast("max-decompressed-mib", c.maxDecompressedMiB, 1),
 		atLeast("pdf-instances", c.pdfInstances, 1), atLeast("pdf-max-pages", c.pdfMaxPages, 1), atLeast("pdf-memory-mib", c.pdfMemoryMiB, 32),
 		creds.CheckSessionTemplate(*c.sessionTemplate), // its message names --session-name
@@ -387,7 +392,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	if c.listen != nil {
 		verifier := newVerifier(awsCfg, *c.s3PathStyle, sessionNaming{*c.sessionPrefix, *c.sessionTemplate}, *c.devEmulatorSTS, regy, log)
 		api, err := producer.New(setup, producer.Config{JS: js, Registry: regy, Registerer: reg, Logger: log.With("component", "api"),
-			PrincipalARN: *c.principalARN, Verifier: verifier})
+			PrincipalARN: *c.principalARN, Verifier: verifier, RequestRate: rate.Limit(*c.apiRate), RequestBurst: 2 * *c.apiRate, MaxQueuedJobs: *c.maxQueuedJobs})
 		if err != nil {
 			return err
 		}
@@ -427,7 +432,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 			w, err := worker.New(setup, worker.Config{
 				JS: js, Registry: regy, Broker: broker, AWS: awsCfg, S3PathStyle: *c.s3PathStyle, Topology: topo,
 				TaskConcurrency: *c.taskConcurrency, TenantConcurrency: *c.tenantConcurrency, Heartbeat: *c.ackWait / 4, PlanConcurrency: *c.planConcurrency, ChunkTokens: *c.chunkTokens,
-				SpillEvery: *c.spillEvery, StealAbove: *c.stealAbove, NoAffinity: *c.noAffinity,
+				SpillEvery: *c.spillEvery, StealAbove: *c.stealAbove, NoAffinity: *c.noAffinity, OrgTaskShare: *c.orgTaskShare,
 				MaxObjectBytes: int64(*c.maxObjectMiB) << 20, MaxDecompressedBytes: int64(*c.maxDecompressedMiB) << 20, PDF: pdf, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix, SessionTemplate: *c.sessionTemplate,
 				Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, reg),
 				Logger:     log.With("component", "worker"), Name: name,
