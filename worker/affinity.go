@@ -174,6 +174,14 @@ func (f *fleet) serves(org string, pending uint64, spillEvery int) bool {
 	return uint64(f.rank(org)) < k
 }
 
+// rankOf is rank, 0 without affinity.
+func (f *fleet) rankOf(org string) int {
+	if f == nil {
+		return 0
+	}
+	return f.rank(org)
+}
+
 // rank is how many live workers outrank this one for org.
 func (f *fleet) rank(org string) int {
 	f.mu.RLock()

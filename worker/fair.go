@@ -89,7 +89,10 @@ func (t *tenants) discover(ctx context.Context) {
 		t.lastWake[org] = time.Now()
 		t.mu.Unlock()
 		signal(t.wake)
-		if !known {
+		// An org this worker does not know yet: look for its consumer now
+		// only if this worker would serve it (or help it); the others'
+		// wake-ups must not set every worker's discovery running.
+		if !known && (t.fleet.serves(org, n, t.w.cfg.SpillEvery) || n >= uint64(t.w.cfg.StealAbove)) {
 			signal(t.refresh)
 		}
 	})
@@ -176,21 +179,35 @@ func (t *tenants) discoverOnce(ctx context.Context) error {
 func (t *tenants) pick() (string, jetstream.Consumer) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	// First the orgs this worker serves; with none of those waiting, an
-	// idle worker helps orgs with a real backlog (StealAbove), so capacity
-	// is not left idle while one worker works through many tenants.
-	for _, ok := range []func(org string) bool{
-		func(org string) bool { return t.fleet.serves(org, t.pending[org], t.w.cfg.SpillEvery) },
-		func(org string) bool { return t.pending[org] >= uint64(t.w.cfg.StealAbove) },
-	} {
-		for i := 0; i < len(t.order); i++ {
-			org := t.order[(t.next+i)%len(t.order)]
-			if t.pending[org] > 0 && t.inflight[org] < t.q.perOrg && ok(org) && (t.hold == nil || !t.hold(org)) {
-				t.next = (t.next + i + 1) % len(t.order)
-				t.inflight[org]++
-				return org, t.cons[org]
-			}
+	pickable := func(org string) bool {
+		return t.pending[org] > 0 && t.inflight[org] < t.q.perOrg && (t.hold == nil || !t.hold(org))
+	}
+	// First the orgs this worker serves, in turn.
+	for i := 0; i < len(t.order); i++ {
+		org := t.order[(t.next+i)%len(t.order)]
+		if pickable(org) && t.fleet.serves(org, t.pending[org], t.w.cfg.SpillEvery) {
+			t.next = (t.next + i + 1) % len(t.order)
+			t.inflight[org]++
+			return org, t.cons[org]
 		}
+	}
+	// With none of those waiting, an idle worker helps an org with a real
+	// backlog (StealAbove), so capacity is not left idle: the one it ranks
+	// highest for, so each org's helpers are the same few workers (each
+	// helper assumes the org's role once per job) rather than all of them.
+	best, bestRank := "", -1
+	for i := 0; i < len(t.order); i++ {
+		org := t.order[(t.next+i)%len(t.order)]
+		if !pickable(org) || t.pending[org] < uint64(t.w.cfg.StealAbove) {
+			continue
+		}
+		if r := t.fleet.rankOf(org); bestRank < 0 || r < bestRank {
+			best, bestRank = org, r
+		}
+	}
+	if best != "" {
+		t.inflight[best]++
+		return best, t.cons[best]
 	}
 	return "", nil
 }
