@@ -12,6 +12,10 @@ import (
 // TrackBatch is the most events the tracker folds per batch.
 const TrackBatch = 256
 
+// MaxOrgConsumers is the consumer limit of JOBS and TASKS (one consumer per
+// org on each, plus a few).
+const MaxOrgConsumers = 100_000
+
 // Worker leases (BucketWorkers): how long a worker that stopped renewing
 // still counts as live, and how often live workers renew.
 const (
@@ -98,6 +102,10 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 	jobs.Retention, jobs.Discard, jobs.MaxBytes = jetstream.WorkQueuePolicy, jetstream.DiscardNew, t.WorkQueueBytes
 	tasks := base(StreamTasks, "one object version each", AllTasks)
 	tasks.Retention, tasks.Discard, tasks.MaxBytes = jetstream.WorkQueuePolicy, jetstream.DiscardNew, t.WorkQueueBytes
+	// One consumer per org on each: nats-server ≥ 2.14 caps a stream at
+	// 1,000 consumers unless the stream sets its own limit (found by the
+	// simulation: the 1,001st org's jobs were never planned).
+	jobs.MaxConsumers, tasks.MaxConsumers = MaxOrgConsumers, MaxOrgConsumers
 	chunks := base(StreamChunks, "chunks and tombstones for the embedder", "chunks.*.*")
 	// At its byte limit CHUNKS refuses new chunks (workers wait for room)
 	// rather than dropping old ones downstream may not have read.

@@ -3,6 +3,7 @@ package schema_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -110,5 +111,23 @@ func TestTrackerAckWaitUpgrade(t *testing.T) {
 	c, _ := js.Consumer(ctx, schema.StreamEvents, schema.ConsumerTracker)
 	if got := c.CachedInfo().Config.AckWait; got != schema.TrackerAckWait {
 		t.Fatalf("tracker ack wait %s after the upgrade, want %s", got, schema.TrackerAckWait)
+	}
+}
+
+// JOBS and TASKS take one consumer per org: more than nats-server's default
+// of 1,000 per stream must be allowed, on new and on existing streams.
+func TestManyOrgConsumers(t *testing.T) {
+	_, _, js := natstest.Start(t)
+	ctx := context.Background()
+	topo := schema.Topology{}
+	for i := 0; i < 1100; i++ {
+		org := fmt.Sprintf("org_%04d", i)
+		if _, err := js.CreateConsumer(ctx, schema.StreamTasks, topo.IndexerConfig(org)); err != nil {
+			t.Fatalf("consumer %d: %v", i, err)
+		}
+	}
+	s, _ := js.Stream(ctx, schema.StreamJobs)
+	if got := s.CachedInfo().Config.MaxConsumers; got != schema.MaxOrgConsumers {
+		t.Fatalf("JOBS allows %d consumers, want %d", got, schema.MaxOrgConsumers)
 	}
 }

@@ -132,7 +132,7 @@ func (e *env) fleet(n int, opts func(*worker.Config)) (stop func()) {
 			e.t.Fatal(err)
 		}
 		cfg := worker.Config{JS: js, Registry: e.reg, Broker: broker, AWS: e.s3.Config(), S3PathStyle: true, Name: fmt.Sprintf("sim-%d", i),
-			Logger: slog.New(slog.DiscardHandler)}
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("worker", i)}
 		if opts != nil {
 			opts(&cfg)
 		}
@@ -188,8 +188,26 @@ func (e *env) wait(ids []string, timeout time.Duration) map[string]time.Time {
 	}
 	defer w.Stop()
 	done := map[string]time.Time{}
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
 	for len(done) < len(ids) {
 		select {
+		case <-tick.C:
+			e.t.Logf("%d of %d jobs final", len(done), len(ids))
+			if left := len(ids) - len(done); left > 0 && left <= 5 {
+				for _, id := range ids {
+					if _, ok := done[id]; !ok {
+						if entry, err := kv.Get(ctx, id); err == nil {
+							e.t.Logf("  waiting: %s", entry.Value())
+						}
+					}
+				}
+				for _, stream := range []string{schema.StreamJobs, schema.StreamTasks} {
+					st, _ := e.js.Stream(ctx, stream)
+					info, _ := st.Info(ctx, jetstream.WithSubjectFilter(">"))
+					e.t.Logf("  %s: %d messages, %d subjects", stream, info.State.Msgs, len(info.State.Subjects))
+				}
+			}
 		case <-ctx.Done():
 			e.t.Fatalf("%d of %d jobs final after %s", len(done), len(ids), timeout)
 		case entry := <-w.Updates():
@@ -308,11 +326,23 @@ func TestThroughputScales(t *testing.T) {
 // while one tenant has a large backlog; reports consumers, memory and the
 // small jobs' latency.
 func TestSmallTenantsBehindABacklog(t *testing.T) {
-	for _, orgs := range []int{size(1000, 50), size(5000, 0)} {
+	counts := []int{size(1000, 50), size(5000, 0)}
+	if v := os.Getenv("STEVEDORE_SIM_ORGS"); v != "" { // e.g. "1000" or "1000,5000"
+		counts = nil
+		for _, f := range strings.Split(v, ",") {
+			var n int
+			fmt.Sscan(f, &n)
+			counts = append(counts, n)
+		}
+	}
+	backlog := size(100_000, 2000)
+	if v := os.Getenv("STEVEDORE_SIM_BACKLOG"); v != "" {
+		fmt.Sscan(v, &backlog)
+	}
+	for _, orgs := range counts {
 		if orgs == 0 {
 			continue
 		}
-		backlog := size(100_000, 2000)
 		e := newEnv(t, orgs+1)
 		big := e.orgs[0]
 		e.put(big, "bulk/", backlog)
