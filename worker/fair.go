@@ -30,8 +30,8 @@ type tenants struct {
 	// hold, when set, keeps an org's messages waiting (planning pauses for
 	// an org whose tasks fill more than its share of TASKS).
 	hold func(org string) bool
-	mu     sync.Mutex
-	cons   map[string]jetstream.Consumer
+	mu   sync.Mutex
+	cons map[string]jetstream.Consumer
 	// pending is an org's task count from the last discovery, zeroed when a
 	// pull finds nothing.
 	pending  map[string]uint64
@@ -51,17 +51,18 @@ type queue struct {
 	filter string                                    // every org's subjects
 	orgOf  func(subject string) (string, bool)       // the org of one of them
 	config func(org string) jetstream.ConsumerConfig // the org's durable consumer
-	perOrg int                                       // one org's messages in flight in this worker
+	perOrg int                                       // one org's messages in flight in this worker, at most
+	slots  int                                       // the stage's slots in this worker
 }
 
 func (w *Worker) taskQueue() queue {
 	return queue{kind: "tasks", stream: schema.StreamTasks, filter: schema.AllTasks, orgOf: schema.OrgOfTaskSubject,
-		config: w.cfg.Topology.IndexerConfig, perOrg: w.cfg.TenantConcurrency}
+		config: w.cfg.Topology.IndexerConfig, perOrg: w.cfg.TenantConcurrency, slots: w.cfg.TaskConcurrency}
 }
 
 func (w *Worker) jobQueue() queue {
 	return queue{kind: "jobs", stream: schema.StreamJobs, filter: schema.AllJobs, orgOf: schema.OrgOfJobSubject,
-		config: w.cfg.Topology.PlannerConfig, perOrg: max(1, w.cfg.PlanConcurrency-1)}
+		config: w.cfg.Topology.PlannerConfig, perOrg: 1, slots: w.cfg.PlanConcurrency}
 }
 
 func newTenants(w *Worker, q queue, stream jetstream.Stream, f *fleet) *tenants {
@@ -179,8 +180,22 @@ func (t *tenants) discoverOnce(ctx context.Context) error {
 func (t *tenants) pick() (string, jetstream.Consumer) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// An org's fair share of the slots: with many orgs waiting each gets
+	// an equal part (at least one slot), never more than perOrg — so a
+	// thousand small tenants are not left with the quarter of the slots a
+	// big backlog does not hold.
+	waitingOrgs := 0
+	for _, org := range t.order {
+		if t.pending[org] > 0 && t.fleet.serves(org, t.pending[org], t.w.cfg.SpillEvery) {
+			waitingOrgs++
+		}
+	}
+	share := t.q.perOrg
+	if waitingOrgs > 0 {
+		share = max(1, min(share, t.q.slots/waitingOrgs))
+	}
 	pickable := func(org string) bool {
-		return t.pending[org] > 0 && t.inflight[org] < t.q.perOrg && (t.hold == nil || !t.hold(org))
+		return t.pending[org] > 0 && t.inflight[org] < share && (t.hold == nil || !t.hold(org))
 	}
 	// First the orgs this worker serves, in turn.
 	for i := 0; i < len(t.order); i++ {

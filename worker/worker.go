@@ -38,7 +38,7 @@ import (
 const (
 	TaskConcurrencyDefault      = 8
 	DiscoverEveryDefault        = 250 * time.Millisecond
-	PlanConcurrencyDefault      = 2
+	PlanConcurrencyDefault      = 4
 	MaxObjectBytesDefault       = 2 << 30
 	MaxDecompressedBytesDefault = 2 << 30
 	PageSizeDefault             = 1000
@@ -110,7 +110,8 @@ type Config struct {
 	NoAffinity bool
 	// TrackBatch is the most events folded per batch; default schema.TrackBatch.
 	TrackBatch int
-	// PlanConcurrency is the number of job pages planned at once; default 2.
+	// PlanConcurrency is the number of job pages planned at once (one per
+	// org); default 4.
 	PlanConcurrency int
 	// ChunkTokens is the maximum tokens per chunk; default 512.
 	ChunkTokens int
