@@ -82,6 +82,9 @@ func (w *Worker) joinFleet(ctx context.Context) (*fleet, error) {
 				return
 			case e, ok := <-watch.Updates():
 				if !ok {
+					if ctx.Err() == nil {
+						w.log.Error("the worker lease watch ended: this worker's view of the fleet is frozen until it restarts")
+					}
 					return
 				}
 				if e == nil {
