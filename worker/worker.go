@@ -299,15 +299,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		w.fleet.Store(fl)
 	}
-	g := new(errgroup.Group)
 	planners := newTenants(w, w.jobQueue(), jobs, fl)
-	g.Go(func() error { return w.serveFair(ctx, work, planners, w.planStage(), w.cfg.PlanConcurrency) })
-	go w.gate.watch(ctx, w)
 	fair := newTenants(w, w.taskQueue(), tasks, fl)
 	// One org's tasks may fill at most its share of TASKS: past it, its
 	// next job pages wait (planned once its backlog drains), so one
 	// tenant's jobs never fill the queue that every tenant's work goes to.
 	planners.hold = func(org string) bool { return fair.waiting(org) >= uint64(w.cfg.OrgTaskShare) }
+	g := new(errgroup.Group)
+	g.Go(func() error { return w.serveFair(ctx, work, planners, w.planStage(), w.cfg.PlanConcurrency) })
+	go w.gate.watch(ctx, w)
 	if w.cfg.Registerer != nil {
 		if err := w.cfg.Registerer.Register(fair); err != nil {
 			w.log.Warn("fairness metrics not registered", "error", err)
