@@ -31,7 +31,6 @@ import (
 // workers about who is live changes who claims, never what is done once.
 type fleet struct {
 	self      string
-	kv        jetstream.KeyValue
 	mu        sync.RWMutex
 	live      []string // sorted worker IDs, self included
 	gen       uint64   // bumped when live changes (invalidates ranks)
@@ -62,7 +61,7 @@ func (w *Worker) joinFleet(ctx context.Context) (*fleet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker leases: %w", err)
 	}
-	f := &fleet{self: workerID(w.cfg.Name), kv: kv, ranks: map[string]rankEntry{}}
+	f := &fleet{self: workerID(w.cfg.Name), ranks: map[string]rankEntry{}}
 	if _, err := kv.Put(ctx, f.self, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
 		return nil, fmt.Errorf("worker lease: %w", err)
 	}
@@ -70,40 +69,24 @@ func (w *Worker) joinFleet(ctx context.Context) (*fleet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch worker leases: %w", err)
 	}
-	live := map[string]bool{f.self: true}
+	live, loaded := map[string]bool{f.self: true}, false
 	f.set(live)
-	ready := make(chan struct{})
-	go func() {
-		defer func() { _ = watch.Stop() }()
-		loaded := false
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-watch.Updates():
-				if !ok {
-					if ctx.Err() == nil {
-						w.log.Error("the worker lease watch ended: this worker's view of the fleet is frozen until it restarts")
-					}
-					return
-				}
-				if e == nil {
-					loaded = true
-					f.set(live)
-					close(ready)
-					continue
-				}
-				if e.Operation() == jetstream.KeyValuePut {
-					live[e.Key()] = true
-				} else if e.Key() != f.self {
-					delete(live, e.Key())
-				}
-				if loaded {
-					f.set(live)
-				}
-			}
+	apply := func(e jetstream.KeyValueEntry) {
+		if e.Operation() == jetstream.KeyValuePut {
+			live[e.Key()] = true
+		} else if e.Key() != f.self {
+			delete(live, e.Key())
 		}
-	}()
+		if loaded {
+			f.set(live)
+		}
+	}
+	ended := func() {
+		w.log.Error("the worker lease watch ended: this worker's view of the fleet is frozen until it restarts")
+	}
+	if err := schema.Follow(ctx, watch, apply, func() { loaded = true; f.set(live) }, ended); err != nil {
+		return nil, err
+	}
 	go func() {
 		t := time.NewTicker(schema.WorkerLeaseEvery)
 		defer t.Stop()
@@ -121,12 +104,7 @@ func (w *Worker) joinFleet(ctx context.Context) (*fleet, error) {
 			}
 		}
 	}()
-	select {
-	case <-ready:
-		return f, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return f, nil
 }
 
 func (f *fleet) set(live map[string]bool) {

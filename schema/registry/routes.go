@@ -173,7 +173,6 @@ func (r *Registry) DeleteRoute(ctx context.Context, actor, org, id string) error
 type RouteTable struct {
 	mu       sync.RWMutex
 	byBucket map[string][]*Route // longest prefix first
-	ready    chan struct{}
 }
 
 // WatchRoutes starts a RouteTable that follows the registry until ctx ends.
@@ -183,45 +182,25 @@ func (r *Registry) WatchRoutes(ctx context.Context) (*RouteTable, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch routes: %w", err)
 	}
-	t := &RouteTable{byBucket: map[string][]*Route{}, ready: make(chan struct{})}
-	all := map[string]*Route{}
-	go func() {
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil { // initial values loaded
-					t.rebuild(all)
-					close(t.ready)
-					continue
-				}
-				if e.Operation() != jetstream.KeyValuePut {
-					delete(all, e.Key())
-				} else {
-					var rt Route
-					if err := json.Unmarshal(e.Value(), &rt); err == nil {
-						all[e.Key()] = &rt
-					}
-				}
-				select {
-				case <-t.ready:
-					t.rebuild(all)
-				default:
-				}
+	t := &RouteTable{byBucket: map[string][]*Route{}}
+	all, loaded := map[string]*Route{}, false
+	apply := func(e jetstream.KeyValueEntry) {
+		if e.Operation() != jetstream.KeyValuePut {
+			delete(all, e.Key())
+		} else {
+			var rt Route
+			if err := json.Unmarshal(e.Value(), &rt); err == nil {
+				all[e.Key()] = &rt
 			}
 		}
-	}()
-	select {
-	case <-t.ready:
-		return t, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		if loaded {
+			t.rebuild(all)
+		}
 	}
+	if err := schema.Follow(ctx, w, apply, func() { loaded = true; t.rebuild(all) }, nil); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 func (t *RouteTable) rebuild(all map[string]*Route) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stevedore-dev/stevedore/schema"
 )
 
 // ViewMaxAgeDefault bounds how long View trusts an entry the watch has not
@@ -30,7 +31,6 @@ type View struct {
 	r      *Registry
 	maxAge time.Duration
 	now    func() time.Time
-	ready  chan struct{}
 
 	mu      sync.RWMutex
 	entries map[string]viewEntry
@@ -55,31 +55,11 @@ func (r *Registry) Watch(ctx context.Context, maxAge time.Duration) (*View, erro
 	if err != nil {
 		return nil, fmt.Errorf("watch registry: %w", err)
 	}
-	v := &View{r: r, maxAge: maxAge, now: r.now, ready: make(chan struct{}), entries: map[string]viewEntry{}}
-	go func() {
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil { // the current values are loaded
-					close(v.ready)
-					continue
-				}
-				v.apply(e)
-			}
-		}
-	}()
-	select {
-	case <-v.ready:
-		return v, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	v := &View{r: r, maxAge: maxAge, now: r.now, entries: map[string]viewEntry{}}
+	if err := schema.Follow(ctx, w, v.apply, nil, nil); err != nil {
+		return nil, err
 	}
+	return v, nil
 }
 
 // apply records one watched change; an older revision than the one held
