@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/natstest"
@@ -116,8 +117,9 @@ func (e *env) put(tn *tenant, prefix string, n int) {
 	}
 }
 
-// fleet starts n workers, each with its own NATS connection and broker.
-func (e *env) fleet(n int, opts func(*worker.Config)) (stop func()) {
+// fleet starts n workers, each with its own NATS connection and broker
+// (AssumeRole calls limited to stsRate per second, burst a tenth of it).
+func (e *env) fleet(n int, stsRate int, opts func(*worker.Config)) (stop func()) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -127,7 +129,7 @@ func (e *env) fleet(n int, opts func(*worker.Config)) (stop func()) {
 			e.t.Fatal(err)
 		}
 		js, _ := jetstream.New(nc)
-		broker, err := creds.New(creds.Config{STS: e.sts.Client(), Rate: 1000, Burst: 100})
+		broker, err := creds.New(creds.Config{STS: e.sts.Client(), Rate: rate.Limit(stsRate), Burst: max(1, stsRate/10)})
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -266,7 +268,7 @@ func TestSTSCallsPerJob(t *testing.T) {
 				e.put(tn, fmt.Sprintf("job%d/", j), 4)
 			}
 		}
-		stop := e.fleet(workers, func(c *worker.Config) { c.NoAffinity = !affinity; c.TaskConcurrency = 8 })
+		stop := e.fleet(workers, 1000, func(c *worker.Config) { c.NoAffinity = !affinity; c.TaskConcurrency = 8 })
 		before := e.sts.AssumeCalls()
 		start := time.Now()
 		var ids []string
@@ -303,7 +305,7 @@ func TestThroughputScales(t *testing.T) {
 		for _, tn := range e.orgs {
 			e.put(tn, "load/", perTenant)
 		}
-		stop := e.fleet(n, func(c *worker.Config) { c.TaskConcurrency = 2 })
+		stop := e.fleet(n, 1000, func(c *worker.Config) { c.TaskConcurrency = 2 })
 		start := time.Now()
 		var ids []string
 		for i, tn := range e.orgs {
@@ -349,7 +351,7 @@ func TestSmallTenantsBehindABacklog(t *testing.T) {
 		for _, tn := range e.orgs[1:] {
 			e.put(tn, "small/", 1)
 		}
-		stop := e.fleet(4, nil)
+		stop := e.fleet(4, 1000, nil)
 		e.submit(big, "bulk", "bulk/")
 		// Wait until the backlog is planned far enough to be a backlog.
 		time.Sleep(3 * time.Second)
@@ -400,21 +402,7 @@ func TestOneFileJobBehindManyJobs(t *testing.T) {
 			e.put(a, fmt.Sprintf("a%03d/", j), 2)
 		}
 		e.put(b, "urgent/", 1)
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		for i := 0; i < 2; i++ {
-			nc, _ := nats.Connect(e.srv.ClientURL())
-			js, _ := jetstream.New(nc)
-			broker, _ := creds.New(creds.Config{STS: e.sts.Client(), Rate: 4, Burst: 1})
-			w, err := worker.New(ctx, worker.Config{JS: js, Registry: e.reg, Broker: broker, AWS: e.s3.Config(), S3PathStyle: true,
-				Name: fmt.Sprintf("sim-%d", i), Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); defer nc.Close(); _ = w.Run(ctx) }()
-		}
-		time.Sleep(500 * time.Millisecond)
+		stop := e.fleet(2, 4, nil)
 		var ids []string
 		for j := 0; j < jobs; j++ {
 			id := fmt.Sprintf("a_%d", j)
@@ -425,8 +413,7 @@ func TestOneFileJobBehindManyJobs(t *testing.T) {
 		e.submit(b, "b_urgent", "urgent/")
 		took := e.wait([]string{"b_urgent"}, 10*time.Minute)["b_urgent"].Sub(start)
 		e.wait(ids, 20*time.Minute)
-		cancel()
-		wg.Wait()
+		stop()
 		logf(t, "tenant B's one-file job behind %d jobs of tenant A (2 workers, AssumeRole 4/s per worker): %s", jobs, took.Round(time.Millisecond))
 	}
 }
@@ -449,7 +436,7 @@ func TestWakeFanOut(t *testing.T) {
 		tasks.Add(n)
 	})
 	defer sub.Unsubscribe()
-	stop := e.fleet(workers, nil)
+	stop := e.fleet(workers, 1000, nil)
 	var ids []string
 	for i, tn := range e.orgs {
 		id := fmt.Sprintf("w_%d", i)
