@@ -184,15 +184,17 @@ func (t *tenants) pick() (string, jetstream.Consumer) {
 	// an equal part (at least one slot), never more than perOrg — so a
 	// thousand small tenants are not left with the quarter of the slots a
 	// big backlog does not hold.
-	waitingOrgs := 0
-	for _, org := range t.order {
-		if t.pending[org] > 0 && t.fleet.serves(org, t.pending[org], t.w.cfg.SpillEvery) {
-			waitingOrgs++
-		}
-	}
 	share := t.q.perOrg
-	if waitingOrgs > 0 {
-		share = max(1, min(share, t.q.slots/waitingOrgs))
+	if share > 1 { // one slot per org (planning) needs no count
+		waitingOrgs := 0
+		for _, org := range t.order {
+			if t.pending[org] > 0 && t.fleet.serves(org, t.pending[org], t.w.cfg.SpillEvery) {
+				waitingOrgs++
+			}
+		}
+		if waitingOrgs > 0 {
+			share = max(1, min(share, t.q.slots/waitingOrgs))
+		}
 	}
 	pickable := func(org string) bool {
 		return t.pending[org] > 0 && t.inflight[org] < share && (t.hold == nil || !t.hold(org))
