@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,7 +34,7 @@ type fleet struct {
 	self      string
 	mu        sync.RWMutex
 	live      []string // sorted worker IDs, self included
-	gen       uint64   // bumped when live changes (invalidates ranks)
+	gen       atomic.Uint64 // bumped when live changes (invalidates ranks)
 	ranks     map[string]rankEntry
 	listeners []chan struct{} // each signalled when live changes
 }
@@ -118,7 +119,8 @@ func (f *fleet) set(live map[string]bool) {
 	if slices.Equal(ids, f.live) {
 		return
 	}
-	f.live, f.gen = ids, f.gen+1
+	f.live = ids
+	f.gen.Add(1)
 	clear(f.ranks)
 	for _, c := range f.listeners {
 		signal(c)
@@ -166,15 +168,15 @@ func (f *fleet) rankOf(org string) int {
 // rank is how many live workers outrank this one for org.
 func (f *fleet) rank(org string) int {
 	f.mu.RLock()
-	if r, ok := f.ranks[org]; ok && r.gen == f.gen {
+	if r, ok := f.ranks[org]; ok && r.gen == f.gen.Load() {
 		f.mu.RUnlock()
 		return r.rank
 	}
-	live, gen := f.live, f.gen
+	live, gen := f.live, f.gen.Load()
 	f.mu.RUnlock()
 	rank := rendezvousRank(org, f.self, live)
 	f.mu.Lock()
-	if f.gen == gen {
+	if f.gen.Load() == gen {
 		f.ranks[org] = rankEntry{gen: gen, rank: rank}
 	}
 	f.mu.Unlock()

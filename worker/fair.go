@@ -37,10 +37,18 @@ type tenants struct {
 	pending  map[string]uint64
 	inflight map[string]int
 	lastWake map[string]time.Time // when the org's last wake signal came
-	order    []string
-	next     int
-	wake     chan struct{}
-	refresh  chan struct{}
+	// served is each org's virtual time: messages handed to it here. The
+	// pickable org with the least goes next (start-time fair queuing, as
+	// Linux's CFS picks the least vruntime); vtime is the tag of the last
+	// pick, which only grows.
+	served     map[string]int64
+	vtime      int64
+	ranks      map[string]rankEntry // the fleet's ranks, read under mu without the fleet's lock
+	candidates []int                // scratch: indexes into order of the orgs pick may choose
+	order      []string
+	next       int
+	wake       chan struct{}
+	refresh    chan struct{}
 }
 
 // queue is a work-queue stream claimed per org: TASKS (indexing) or JOBS
@@ -67,7 +75,7 @@ func (w *Worker) jobQueue() queue {
 
 func newTenants(w *Worker, q queue, stream jetstream.Stream, f *fleet) *tenants {
 	return &tenants{w: w, q: q, stream: stream, fleet: f, cons: map[string]jetstream.Consumer{}, pending: map[string]uint64{},
-		inflight: map[string]int{}, lastWake: map[string]time.Time{}, wake: make(chan struct{}, 1), refresh: make(chan struct{}, 1)}
+		inflight: map[string]int{}, lastWake: map[string]time.Time{}, served: map[string]int64{}, ranks: map[string]rankEntry{}, wake: make(chan struct{}, 1), refresh: make(chan struct{}, 1)}
 }
 
 // discover refreshes which orgs have tasks, creating their consumers on first
@@ -180,33 +188,58 @@ func (t *tenants) discoverOnce(ctx context.Context) error {
 func (t *tenants) pick() (string, jetstream.Consumer) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.served == nil {
+		t.served, t.ranks = map[string]int64{}, map[string]rankEntry{}
+	}
+	// One pass over the orgs: those this worker serves with messages
+	// waiting (held orgs count as waiting but are not chosen).
+	t.candidates = t.candidates[:0]
+	waitingOrgs := 0
+	for i := 0; i < len(t.order); i++ {
+		at := (t.next + i) % len(t.order)
+		org := t.order[at]
+		if t.pending[org] == 0 || !t.serves(org) {
+			continue
+		}
+		waitingOrgs++
+		if t.hold == nil || !t.hold(org) {
+			t.candidates = append(t.candidates, at)
+		}
+	}
 	// An org's fair share of the slots: with many orgs waiting each gets
 	// an equal part (at least one slot), never more than perOrg — so a
 	// thousand small tenants are not left with the quarter of the slots a
 	// big backlog does not hold.
 	share := t.q.perOrg
-	if share > 1 { // one slot per org (planning) needs no count
-		waitingOrgs := 0
-		for _, org := range t.order {
-			if t.pending[org] > 0 && t.fleet.serves(org, t.pending[org], t.w.cfg.SpillEvery) {
-				waitingOrgs++
-			}
+	if share > 1 && waitingOrgs > 0 {
+		share = max(1, min(share, t.q.slots/waitingOrgs))
+	}
+	// The org served least goes next, ties in turn (start-time fair
+	// queuing; Linux's CFS picks the least vruntime the same way). An org
+	// that starts waiting is placed one message before the others (CFS's
+	// sleeper credit: its tag is lifted to vtime-1, never further), so a
+	// small tenant's first message is claimed at the next free slot rather
+	// than after a turn of every other org — with thousands of orgs a turn
+	// is seconds — while an org that keeps waiting gets its share, no more.
+	chosen, chosenAt := "", -1
+	for _, at := range t.candidates {
+		org := t.order[at]
+		if t.inflight[org] >= share {
+			continue
 		}
-		if waitingOrgs > 0 {
-			share = max(1, min(share, t.q.slots/waitingOrgs))
+		if t.served[org] < t.vtime-1 {
+			t.served[org] = t.vtime - 1
+		}
+		if chosen == "" || t.served[org] < t.served[chosen] {
+			chosen, chosenAt = org, at
 		}
 	}
-	pickable := func(org string) bool {
-		return t.pending[org] > 0 && t.inflight[org] < share && (t.hold == nil || !t.hold(org))
-	}
-	// First the orgs this worker serves, in turn.
-	for i := 0; i < len(t.order); i++ {
-		org := t.order[(t.next+i)%len(t.order)]
-		if pickable(org) && t.fleet.serves(org, t.pending[org], t.w.cfg.SpillEvery) {
-			t.next = (t.next + i + 1) % len(t.order)
-			t.inflight[org]++
-			return org, t.cons[org]
-		}
+	if chosen != "" {
+		t.next = (chosenAt + 1) % len(t.order)
+		t.vtime = max(t.vtime, t.served[chosen])
+		t.served[chosen]++
+		t.inflight[chosen]++
+		return chosen, t.cons[chosen]
 	}
 	// With none of those waiting, an idle worker helps an org with a real
 	// backlog (StealAbove), so capacity is not left idle: the one it ranks
@@ -215,10 +248,10 @@ func (t *tenants) pick() (string, jetstream.Consumer) {
 	best, bestRank := "", -1
 	for i := 0; i < len(t.order); i++ {
 		org := t.order[(t.next+i)%len(t.order)]
-		if !pickable(org) || t.pending[org] < uint64(t.w.cfg.StealAbove) {
+		if t.pending[org] < uint64(t.w.cfg.StealAbove) || t.inflight[org] >= share || (t.hold != nil && t.hold(org)) {
 			continue
 		}
-		if r := t.fleet.rankOf(org); bestRank < 0 || r < bestRank {
+		if r := t.rank(org); bestRank < 0 || r < bestRank {
 			best, bestRank = org, r
 		}
 	}
@@ -227,6 +260,32 @@ func (t *tenants) pick() (string, jetstream.Consumer) {
 		return best, t.cons[best]
 	}
 	return "", nil
+}
+
+// serves is fleet.serves with the ranks cached here (t.mu held): pick asks
+// for every org on every claim.
+func (t *tenants) serves(org string) bool {
+	if t.fleet == nil {
+		return true
+	}
+	return uint64(t.rank(org)) < 1+t.pending[org]/uint64(max(t.w.cfg.SpillEvery, 1))
+}
+
+// rank is fleet.rankOf, cached until the live workers change (t.mu held).
+func (t *tenants) rank(org string) int {
+	if t.fleet == nil {
+		return 0
+	}
+	gen := t.fleet.gen.Load()
+	if r, ok := t.ranks[org]; ok && r.gen == gen {
+		return r.rank
+	}
+	r := rankEntry{gen: gen, rank: t.fleet.rank(org)}
+	if t.ranks == nil {
+		t.ranks = map[string]rankEntry{}
+	}
+	t.ranks[org] = r
+	return r.rank
 }
 
 // waiting is how many of org's messages this worker last saw waiting.
@@ -315,6 +374,7 @@ func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage,
 					}
 					continue
 				}
+				pulled := time.Now()
 				msg, err := pullOne(claimCtx, cons)
 				if err != nil {
 					t.done(org, true)
@@ -324,6 +384,7 @@ func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage,
 					}
 					continue
 				}
+				w.m.claim.WithLabelValues(st.name).Observe(time.Since(pulled).Seconds())
 				w.process(work, msg, st)
 				t.done(org, false)
 			}

@@ -51,6 +51,45 @@ func TestHeldOrgIsNotPicked(t *testing.T) {
 	}
 }
 
+// An org that starts waiting is served at the next pick, not after a turn
+// of every org already waiting; orgs that keep waiting then take turns.
+func TestNewcomerIsServedNext(t *testing.T) {
+	w := &Worker{cfg: Config{SpillEvery: 64, StealAbove: 16}}
+	tn := &tenants{w: w, q: queue{perOrg: 1, slots: 1}, pending: map[string]uint64{}, inflight: map[string]int{}, cons: map[string]jetstream.Consumer{}}
+	for i := 0; i < 100; i++ {
+		org := fmt.Sprintf("org_%03d", i)
+		tn.pending[org], tn.cons[org] = 1000, nil
+		tn.order = append(tn.order, org)
+	}
+	picks := map[string]int{}
+	next := func() string {
+		org, _ := tn.pick()
+		tn.done(org, false)
+		picks[org]++
+		return org
+	}
+	for i := 0; i < 250; i++ { // two and a half turns
+		next()
+	}
+	for org, n := range picks {
+		if n < 2 || n > 3 {
+			t.Fatalf("%s was picked %d times in 250 picks of 100 waiting orgs", org, n)
+		}
+	}
+	tn.pending["org_new"], tn.cons["org_new"] = 1, nil
+	tn.order = append(tn.order, "org_new")
+	if org := next(); org != "org_new" {
+		t.Fatalf("picked %s, not the org that just started waiting", org)
+	}
+	// Its credit is one message: with more waiting it takes turns.
+	tn.pending["org_new"] = 1000
+	for i := 0; i < 50; i++ {
+		if next() == "org_new" {
+			t.Fatalf("org_new picked again within half a turn (pick %d)", i)
+		}
+	}
+}
+
 // With a share of one task, planning waits for each page's tasks to drain
 // and the job still completes exactly.
 func TestJobCompletesUnderATinyQueueShare(t *testing.T) {

@@ -11,6 +11,7 @@ type metrics struct {
 	claimed      *prometheus.CounterVec
 	settled      *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
+	claim        *prometheus.HistogramVec
 	stage        *prometheus.HistogramVec
 	chunksFull   prometheus.Gauge
 	chunksWaits  prometheus.Counter
@@ -39,6 +40,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Messages settled, by stage, outcome (ack, nak, dead, handed_back) and error class."}, []string{"stage", "outcome", "error_class"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_message_duration_seconds",
 			Help: "Time to process one message, by stage.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}, []string{"stage"}),
+		claim: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_claim_duration_seconds",
+			Help: "Round trip of a pull that claimed a message, by stage (plan, task): how long JetStream takes to hand out work.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"stage"}),
 		chunksFull: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stevedore_chunks_full",
 			Help: "1 while CHUNKS is at its byte limit and this worker claims no tasks (downstream is behind), else 0."}),
 		chunksWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_chunks_full_waits_total",
@@ -82,6 +86,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.claimed.WithLabelValues(st)
 		m.redelivered.WithLabelValues(st)
 		m.inflight.WithLabelValues(st)
+		m.claim.WithLabelValues(st)
 	}
 	for _, o := range []schema.Outcome{schema.OutcomeIndexed, schema.OutcomeSkipped, schema.OutcomeFailed, schema.OutcomeDeleted} {
 		m.objects.WithLabelValues(string(o))
@@ -96,7 +101,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.lag.WithLabelValues(string(o))
 	}
 	if reg != nil {
-		reg.MustRegister(m.chunksFull, m.chunksWaits, m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag, m.redelivered, m.duplicates, m.unconfirmed, m.jobsFinished, m.jobDuration)
+		reg.MustRegister(m.claim, m.chunksFull, m.chunksWaits, m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag, m.redelivered, m.duplicates, m.unconfirmed, m.jobsFinished, m.jobDuration)
 	}
 	return m
 }
