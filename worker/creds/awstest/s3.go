@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +33,7 @@ type S3 struct {
 	mu  sync.Mutex
 	// objects: bucket → key → body
 	objects map[string]map[string]string
+	sorted  map[string][]string // bucket → its keys in order, made by a list, dropped by a change
 	owner   string
 	static  map[string][]string // static access key ID → buckets it may read
 	secrets map[string]string   // static access key ID → secret, when signatures are checked
@@ -52,7 +53,7 @@ type S3 struct {
 
 // NewS3 starts a fake S3 whose buckets belong to account owner.
 func NewS3(t testing.TB, sts *STS, owner string) *S3 {
-	s := &S3{sts: sts, owner: owner, objects: map[string]map[string]string{}, gone: map[string]bool{}, static: map[string][]string{}, secrets: map[string]string{}}
+	s := &S3{sts: sts, owner: owner, objects: map[string]map[string]string{}, sorted: map[string][]string{}, gone: map[string]bool{}, static: map[string][]string{}, secrets: map[string]string{}}
 	s.Server = httptest.NewServer(s)
 	t.Cleanup(s.Close)
 	return s
@@ -65,6 +66,9 @@ func (s *S3) Put(bucket, key, body string) {
 	if s.objects[bucket] == nil {
 		s.objects[bucket] = map[string]string{}
 	}
+	if _, ok := s.objects[bucket][key]; !ok {
+		delete(s.sorted, bucket)
+	}
 	s.objects[bucket][key] = body
 	delete(s.gone, bucket+"/"+key)
 }
@@ -74,6 +78,7 @@ func (s *S3) Delete(bucket, key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.objects[bucket], key)
+	delete(s.sorted, bucket)
 }
 
 // CreateBucket creates an empty bucket.
@@ -174,14 +179,13 @@ func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	objs, ok := s.objects[bucket]
 	body, found := objs[key]
 	found = found && !s.gone[bucket+"/"+key]
-	objs = maps.Clone(objs)
 	s.mu.Unlock()
 	if !ok {
 		s3Error(w, 404, "NoSuchBucket", "The specified bucket does not exist")
 		return
 	}
 	if key == "" {
-		s.list(w, r, objs)
+		s.list(w, r, bucket)
 		return
 	}
 	if !found {
@@ -321,33 +325,50 @@ func etag(body string) string {
 	return fmt.Sprintf(`"%016x"`, h.Sum64())
 }
 
-func (s *S3) list(w http.ResponseWriter, r *http.Request, objs map[string]string) {
+// list answers ListObjectsV2: the continuation token is the index of the
+// page's first key among the prefix's keys in order.
+func (s *S3) list(w http.ResponseWriter, r *http.Request, bucket string) {
 	s.Lists.Add(1)
 	q := r.URL.Query()
 	prefix := q.Get("prefix")
-	var keys []string
-	for k := range objs {
-		if strings.HasPrefix(k, prefix) {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
 	start, _ := strconv.Atoi(q.Get("continuation-token"))
-	max, _ := strconv.Atoi(q.Get("max-keys"))
-	if max <= 0 {
-		max = 1000
+	maxKeys, _ := strconv.Atoi(q.Get("max-keys"))
+	if maxKeys <= 0 {
+		maxKeys = 1000
 	}
-	end := min(start+max, len(keys))
+	// The bucket's keys are sorted once per change (a 100,000-key bucket
+	// listed page by page would otherwise be sorted for every page); the
+	// prefix's keys are a run of them.
+	type entry struct{ key, body string }
+	var page []entry
+	s.mu.Lock()
+	keys, ok := s.sorted[bucket]
+	if !ok {
+		keys = slices.Sorted(maps.Keys(s.objects[bucket]))
+		s.sorted[bucket] = keys
+	}
+	from, _ := slices.BinarySearch(keys, prefix)
+	n := from
+	for n < len(keys) && strings.HasPrefix(keys[n], prefix) {
+		n++
+	}
+	matching := keys[from:n]
+	start = min(max(start, 0), len(matching))
+	end := min(start+maxKeys, len(matching))
+	for _, k := range matching[start:end] {
+		page = append(page, entry{k, s.objects[bucket][k]})
+	}
+	s.mu.Unlock()
 	var b strings.Builder
 	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">`)
-	fmt.Fprintf(&b, "<KeyCount>%d</KeyCount><MaxKeys>%d</MaxKeys><IsTruncated>%v</IsTruncated>", end-start, max, end < len(keys))
-	if end < len(keys) {
+	fmt.Fprintf(&b, "<KeyCount>%d</KeyCount><MaxKeys>%d</MaxKeys><IsTruncated>%v</IsTruncated>", end-start, maxKeys, end < len(matching))
+	if end < len(matching) {
 		fmt.Fprintf(&b, "<NextContinuationToken>%d</NextContinuationToken>", end)
 	}
-	for _, k := range keys[start:end] {
+	for _, e := range page {
 		b.WriteString("<Contents><Key>")
-		_ = xml.EscapeText(&b, []byte(k))
-		fmt.Fprintf(&b, "</Key><ETag>%s</ETag><Size>%d</Size></Contents>", strings.ReplaceAll(etag(objs[k]), `"`, "&quot;"), len(objs[k]))
+		_ = xml.EscapeText(&b, []byte(e.key))
+		fmt.Fprintf(&b, "</Key><ETag>%s</ETag><Size>%d</Size></Contents>", strings.ReplaceAll(etag(e.body), `"`, "&quot;"), len(e.body))
 	}
 	b.WriteString("</ListBucketResult>")
 	w.Header().Set("Content-Type", "application/xml")
