@@ -24,12 +24,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/natstest"
 	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/scripts/stack"
 	"github.com/stevedore-dev/stevedore/worker"
 	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
@@ -54,12 +57,14 @@ func size(full, small int) int {
 // env is one simulated deployment: a NATS server, the registry, the fakes.
 type env struct {
 	t    *testing.T
-	srv  interface{ ClientURL() string }
+	url  string
+	pid  int // the nats-server process, when it is one (processServer)
 	js   jetstream.JetStream
 	reg  *registry.Registry
 	sts  *awstest.STS
 	s3   *awstest.S3
 	orgs []*tenant
+	regs []*prometheus.Registry // each worker's metrics
 }
 
 type tenant struct {
@@ -71,11 +76,48 @@ type tenant struct {
 func newEnv(t *testing.T, orgs int) *env {
 	t.Helper()
 	srv, _, js := natstest.Start(t)
-	reg, err := registry.Open(context.Background(), js, registry.Config{})
+	return setup(t, &env{t: t, url: srv.ClientURL(), js: js}, orgs)
+}
+
+// newProcessEnv is newEnv with nats-server as its own process (built from
+// the module's pinned version), so its memory is its own.
+func newProcessEnv(t *testing.T, orgs int) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	root, err := stack.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, srv: srv, js: js, reg: reg}
+	bin, err := stack.NATSServer(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := stack.StartNATS(ctx, t.TempDir(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(node.Stop)
+	nc, err := nats.Connect(node.URLs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	if err := (schema.Topology{}).Ensure(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	return setup(t, &env{t: t, url: node.URLs, pid: node.Nodes[0].PID(), js: js}, orgs)
+}
+
+// setup onboards orgs tenants, each with a role, a bucket and a verified
+// integration, and starts the fakes.
+func setup(t *testing.T, e *env, orgs int) *env {
+	reg, err := registry.Open(context.Background(), e.js, registry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.reg = reg
 	e.sts, e.s3 = awstest.Start(t)
 	e.sts.AssumeLatency.Store(int64(assumeLatency))
 	e.s3.GetLatency.Store(int64(getLatency))
@@ -124,7 +166,7 @@ func (e *env) fleet(n int, stsRate int, opts func(*worker.Config)) (stop func())
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
-		nc, err := nats.Connect(e.srv.ClientURL())
+		nc, err := nats.Connect(e.url)
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -133,7 +175,9 @@ func (e *env) fleet(n int, stsRate int, opts func(*worker.Config)) (stop func())
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		cfg := worker.Config{JS: js, Registry: e.reg, Broker: broker, AWS: e.s3.Config(), S3PathStyle: true, Name: fmt.Sprintf("sim-%d", i),
+		metrics := prometheus.NewRegistry()
+		e.regs = append(e.regs, metrics)
+		cfg := worker.Config{JS: js, Registry: e.reg, Broker: broker, AWS: e.s3.Config(), S3PathStyle: true, Name: fmt.Sprintf("sim-%d", i), Registerer: metrics,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("worker", i)}
 		if opts != nil {
 			opts(&cfg)
@@ -177,6 +221,18 @@ func (e *env) submit(tn *tenant, id, prefix string) {
 // is final; it returns when each ended.
 func (e *env) wait(ids []string, timeout time.Duration) map[string]time.Time {
 	e.t.Helper()
+	return e.until(ids, func(st *schema.JobStatus) bool {
+		if st.Final() && st.Status != schema.JobStatusCompleted {
+			e.t.Fatalf("job %s ended %s: %+v", st.JobID, st.Status, st.Error)
+		}
+		return st.Final()
+	}, timeout)
+}
+
+// until follows the job records until reached holds for each of ids; it
+// returns when each first did.
+func (e *env) until(ids []string, reached func(*schema.JobStatus) bool, timeout time.Duration) map[string]time.Time {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	kv, _ := e.js.KeyValue(ctx, schema.BucketJobs)
@@ -195,7 +251,7 @@ func (e *env) wait(ids []string, timeout time.Duration) map[string]time.Time {
 	for len(done) < len(ids) {
 		select {
 		case <-tick.C:
-			e.t.Logf("%d of %d jobs final", len(done), len(ids))
+			e.t.Logf("%d of %d jobs there", len(done), len(ids))
 			if left := len(ids) - len(done); left > 0 && left <= 5 {
 				for _, id := range ids {
 					if _, ok := done[id]; !ok {
@@ -211,7 +267,7 @@ func (e *env) wait(ids []string, timeout time.Duration) map[string]time.Time {
 				}
 			}
 		case <-ctx.Done():
-			e.t.Fatalf("%d of %d jobs final after %s", len(done), len(ids), timeout)
+			e.t.Fatalf("%d of %d jobs there after %s", len(done), len(ids), timeout)
 		case entry := <-w.Updates():
 			if entry == nil || !want[entry.Key()] {
 				continue
@@ -221,10 +277,7 @@ func (e *env) wait(ids []string, timeout time.Duration) map[string]time.Time {
 			}
 			var st schema.JobStatus
 			_ = json.Unmarshal(entry.Value(), &st)
-			if st.Final() {
-				if st.Status != schema.JobStatusCompleted {
-					e.t.Fatalf("job %s ended %s: %+v", entry.Key(), st.Status, st.Error)
-				}
+			if reached(&st) {
 				done[entry.Key()] = time.Now()
 			}
 		}
@@ -324,10 +377,12 @@ func TestThroughputScales(t *testing.T) {
 	}
 }
 
-// TestSmallTenantsBehindABacklog: orgs with one small job each, submitted
-// while one tenant has a large backlog; reports consumers, memory and the
-// small jobs' latency.
-func TestSmallTenantsBehindABacklog(t *testing.T) {
+// TestOrgsWithWork: orgs with work queued — each a job of a few dozen
+// objects, one of them a 100,000-object backlog — on 4 workers; then probe
+// tenants, new ones, submit a one-file job each, a few per second, while the
+// others still have work. Reports the consumers made, nats-server's memory
+// (its own process), claim round trips and the probes' job latency.
+func TestOrgsWithWork(t *testing.T) {
 	counts := []int{size(1000, 50), size(5000, 0)}
 	if v := os.Getenv("STEVEDORE_SIM_ORGS"); v != "" { // e.g. "1000" or "1000,5000"
 		counts = nil
@@ -341,55 +396,173 @@ func TestSmallTenantsBehindABacklog(t *testing.T) {
 	if v := os.Getenv("STEVEDORE_SIM_BACKLOG"); v != "" {
 		fmt.Sscan(v, &backlog)
 	}
+	perOrg, probes := size(20, 5), size(30, 5)
 	for _, orgs := range counts {
 		if orgs == 0 {
 			continue
 		}
-		e := newEnv(t, orgs+1)
-		big := e.orgs[0]
+		e := newProcessEnv(t, 1+orgs+probes)
+		big, busy, probe := e.orgs[0], e.orgs[1:1+orgs], e.orgs[1+orgs:]
 		e.put(big, "bulk/", backlog)
-		for _, tn := range e.orgs[1:] {
-			e.put(tn, "small/", 1)
+		for _, tn := range busy {
+			e.put(tn, "work/", perOrg)
+		}
+		for _, tn := range probe {
+			e.put(tn, "probe/", 1)
 		}
 		stop := e.fleet(4, 1000, nil)
+		start, serverCPU := time.Now(), pidCPU(e.pid)
 		e.submit(big, "bulk", "bulk/")
-		// Wait until the backlog is planned far enough to be a backlog.
-		time.Sleep(3 * time.Second)
-		// Round 1: every small tenant is new (its consumers are made on
-		// the way); round 2: the same tenants again, consumers in place.
-		var rounds [2][]time.Duration
-		for round := range rounds {
-			submitted := map[string]time.Time{}
-			var ids []string
-			for i, tn := range e.orgs[1:] {
-				id := fmt.Sprintf("small_%d_%d", round, i)
-				submitted[id] = time.Now()
-				e.submit(tn, id, "small/")
-				ids = append(ids, id)
-			}
-			for id, at := range e.wait(ids, 20*time.Minute) {
-				rounds[round] = append(rounds[round], at.Sub(submitted[id]))
-			}
-			slices.Sort(rounds[round])
+		var ids []string
+		for i, tn := range busy {
+			id := fmt.Sprintf("work_%d", i)
+			e.submit(tn, id, "work/")
+			ids = append(ids, id)
 		}
-		cold, warm := rounds[0], rounds[1]
+		planned := func(st *schema.JobStatus) bool { return st.LastPage >= 0 && st.PagesPlanned == st.LastPage+1 }
+		e.until(append(ids, "bulk"), planned, 20*time.Minute)
+		plannedIn := time.Since(start)
+
+		// The probes, one every 300 ms, followed together; their events are
+		// watched as they are published, to split the latency into planning,
+		// indexing and the tracker's fold.
+		var mu sync.Mutex
+		planEv, objEv := map[string]time.Time{}, map[string]time.Time{}
+		nc, err := nats.Connect(e.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tn := range probe {
+			for subj, seen := range map[string]map[string]time.Time{schema.JobEventSubject(tn.org.ID, "docs"): planEv, schema.ObjectEventSubject(tn.org.ID, "docs"): objEv} {
+				if _, err := nc.Subscribe(subj, func(m *nats.Msg) {
+					var ev struct {
+						JobID string `json:"job_id"`
+					}
+					_ = json.Unmarshal(m.Data, &ev)
+					mu.Lock()
+					if _, ok := seen[ev.JobID]; !ok {
+						seen[ev.JobID] = time.Now()
+					}
+					mu.Unlock()
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		// The job records' writes, seen as they are made (a KV watch of
+		// every job's record is itself a load to keep up with).
+		finalAt := map[string]time.Time{}
+		for i := range probe {
+			if _, err := nc.Subscribe("$KV."+schema.BucketJobs+"."+fmt.Sprintf("probe_%d", i), func(m *nats.Msg) {
+				var st schema.JobStatus
+				if json.Unmarshal(m.Data, &st) != nil || !st.Final() {
+					return
+				}
+				mu.Lock()
+				if _, ok := finalAt[st.JobID]; !ok {
+					finalAt[st.JobID] = time.Now()
+				}
+				mu.Unlock()
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		submitted := map[string]time.Time{}
+		var probeIDs []string
+		for i, tn := range probe {
+			id := fmt.Sprintf("probe_%d", i)
+			submitted[id] = time.Now()
+			e.submit(tn, id, "probe/")
+			probeIDs = append(probeIDs, id)
+			time.Sleep(300 * time.Millisecond)
+		}
+		var lat, planning, indexing, folding []time.Duration
+		e.wait(probeIDs, 10*time.Minute)
+		for _, id := range probeIDs {
+			mu.Lock()
+			at := finalAt[id]
+			lat = append(lat, at.Sub(submitted[id]))
+			planning = append(planning, planEv[id].Sub(submitted[id]))
+			indexing = append(indexing, objEv[id].Sub(planEv[id]))
+			folding = append(folding, at.Sub(objEv[id]))
+			mu.Unlock()
+		}
+		nc.Close()
+		for _, d := range [][]time.Duration{lat, planning, indexing, folding} {
+			slices.Sort(d)
+		}
+		// Were the others still waiting when the probes were done?
 		ctx := context.Background()
+		st, _ := e.js.Stream(ctx, schema.StreamTasks)
+		info, _ := st.Info(ctx, jetstream.WithSubjectFilter(schema.AllTasks))
+		stillWaiting := map[string]bool{}
+		for subj := range info.State.Subjects {
+			if org, ok := schema.OrgOfTaskSubject(subj); ok {
+				stillWaiting[org] = true
+			}
+		}
 		consumers := 0
 		for _, stream := range []string{schema.StreamJobs, schema.StreamTasks} {
 			s, _ := e.js.Stream(ctx, stream)
 			info, _ := s.Info(ctx)
 			consumers += info.State.Consumers
 		}
-		var bulk schema.JobStatus
-		kv, _ := e.js.KeyValue(ctx, schema.BucketJobs)
-		if entry, err := kv.Get(ctx, "bulk"); err == nil {
-			_ = json.Unmarshal(entry.Value(), &bulk)
-		}
+		claimP50, claimP99 := e.claimLatency("task")
+		serverRSS, serverBusy := pidRSSMiB(e.pid), (pidCPU(e.pid)-serverCPU).Seconds()/time.Since(start).Seconds()
 		stop()
-		logf(t, "%d small tenants (a 1-object job each, all at once) behind a %d-object backlog on 4 workers: job latency new tenants p50 %s / p99 %s, known tenants p50 %s / p99 %s; %d consumers; process RSS %d MiB; the backlog had %d of %d done",
-			orgs, backlog, pct(cold, 0.5), pct(cold, 0.99), pct(warm, 0.5), pct(warm, 0.99), consumers, rssMiB(),
-			bulk.FilesIndexed, bulk.FilesTotal)
+		logf(t, "%d orgs with work (%d objects each; one with a %d-object backlog) on 4 workers: all planned in %s; "+
+			"probes (new tenants, a 1-object job each, %d of them 300 ms apart, while %d orgs still had tasks waiting): job latency p50 %s / p99 %s / max %s "+
+			"(p50s: submit→planned %s, planned→indexed %s, indexed→job record final %s); "+
+			"%d consumers; nats-server RSS %d MiB, %.2f cores busy; task claim round trip p50 %s / p99 %s; RSS of the in-process fleet and fakes %d MiB",
+			orgs, perOrg, backlog, plannedIn.Round(100*time.Millisecond), probes, len(stillWaiting), pct(lat, 0.5), pct(lat, 0.99), pct(lat, 1),
+			pct(planning, 0.5), pct(indexing, 0.5), pct(folding, 0.5),
+			consumers, serverRSS, serverBusy, claimP50, claimP99, rssMiB())
 	}
+}
+
+// claimLatency estimates the p50 and p99 of the workers' claim round trips
+// of stage from their histograms (linear within a bucket).
+func (e *env) claimLatency(stage string) (p50, p99 time.Duration) {
+	var bounds []float64
+	var counts []uint64
+	for _, reg := range e.regs {
+		mfs, err := reg.Gather()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "stevedore_claim_duration_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "stage" && l.GetValue() == stage }) {
+					continue
+				}
+				for i, b := range m.GetHistogram().GetBucket() {
+					if len(bounds) <= i {
+						bounds, counts = append(bounds, b.GetUpperBound()), append(counts, 0)
+					}
+					counts[i] += b.GetCumulativeCount()
+				}
+			}
+		}
+	}
+	q := func(q float64) time.Duration {
+		if len(counts) == 0 || counts[len(counts)-1] == 0 {
+			return 0
+		}
+		rank := q * float64(counts[len(counts)-1])
+		lower, below := 0.0, 0.0
+		for i, c := range counts {
+			if float64(c) >= rank {
+				frac := (rank - below) / max(1, float64(c)-below)
+				return time.Duration((lower + frac*(bounds[i]-lower)) * float64(time.Second)).Round(10 * time.Microsecond)
+			}
+			lower, below = bounds[i], float64(c)
+		}
+		return time.Duration(lower * float64(time.Second))
+	}
+	return q(0.5), q(0.99)
 }
 
 // TestOneFileJobBehindManyJobs: tenant B's one-file job behind 40 (and 400)
@@ -426,7 +599,7 @@ func TestWakeFanOut(t *testing.T) {
 	for _, tn := range e.orgs {
 		e.put(tn, "w/", 40)
 	}
-	nc, _ := nats.Connect(e.srv.ClientURL())
+	nc, _ := nats.Connect(e.url)
 	defer nc.Close()
 	var wakes, tasks atomic.Int64
 	sub, _ := nc.Subscribe(schema.AllWakes("tasks"), func(m *nats.Msg) {
@@ -456,8 +629,27 @@ func pct(d []time.Duration, q float64) time.Duration {
 	return d[min(len(d)-1, int(q*float64(len(d))))].Round(time.Millisecond)
 }
 
-func rssMiB() int64 {
-	b, err := os.ReadFile("/proc/self/status")
+func rssMiB() int64 { return pidRSSMiB(os.Getpid()) }
+
+// pidCPU is the CPU time pid has used (user and system).
+func pidCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command (which may hold spaces): utime is the 12th, stime the 13th.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	return time.Duration(utime+stime) * (time.Second / 100) // USER_HZ
+}
+
+func pidRSSMiB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
