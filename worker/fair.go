@@ -3,7 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/stevedore-dev/stevedore/schema"
 )
@@ -146,6 +147,12 @@ func (t *tenants) discoverOnce(ctx context.Context) error {
 			counts[org] += n
 		}
 	}
+	// New orgs' consumers are looked up or made side by side: a burst of a
+	// thousand new tenants is a thousand JetStream API calls, and one at a
+	// time they held the first jobs back by minutes. Each org is pickable
+	// as soon as its consumer is there.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(discoverConcurrency)
 	for org, n := range counts {
 		t.mu.Lock()
 		_, known := t.cons[org]
@@ -153,35 +160,56 @@ func (t *tenants) discoverOnce(ctx context.Context) error {
 		if known || !(t.fleet.serves(org, n, t.w.cfg.SpillEvery) || n >= uint64(t.w.cfg.StealAbove)) {
 			continue // another worker serves it (affinity.go)
 		}
-		want := t.q.config(org)
-		c, err := t.w.cfg.JS.Consumer(ctx, t.q.stream, want.Durable)
-		switch {
-		case errors.Is(err, jetstream.ErrConsumerNotFound):
-			c, err = t.w.cfg.JS.CreateConsumer(ctx, t.q.stream, want)
-			if errors.Is(err, jetstream.ErrConsumerExists) {
-				c, err = t.w.cfg.JS.Consumer(ctx, t.q.stream, want.Durable) // another worker was first
+		g.Go(func() error {
+			c, err := t.consumer(gctx, org)
+			if err != nil {
+				return err
 			}
-		case err == nil && t.w.cfg.Topology.Update:
-			c, err = t.w.cfg.JS.CreateOrUpdateConsumer(ctx, t.q.stream, want)
-		case err == nil:
-			if d := schema.ConsumerDrift(c.CachedInfo().Config, want); d != nil {
-				t.w.log.Warn("an org's consumer was made with other settings; it is used as it is", "stream", t.q.stream, "org", org, "drift", d.Error())
+			t.mu.Lock()
+			t.cons[org] = c
+			at, _ := slices.BinarySearch(t.order, org)
+			t.order = slices.Insert(t.order, at, org)
+			if at < t.next {
+				t.next++ // the turn stays where it was
 			}
-		}
-		if err != nil {
-			return err
-		}
-		t.mu.Lock()
-		t.cons[org] = c
-		t.order = append(t.order, org)
-		sort.Strings(t.order)
-		t.mu.Unlock()
+			t.pending[org] = n
+			t.mu.Unlock()
+			signal(t.wake)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	t.mu.Lock()
 	t.pending = counts
 	t.mu.Unlock()
 	signal(t.wake)
 	return nil
+}
+
+// discoverConcurrency is how many orgs' consumers discovery looks up or
+// makes at once.
+const discoverConcurrency = 8
+
+// consumer returns org's durable consumer of the queue, made if missing.
+func (t *tenants) consumer(ctx context.Context, org string) (jetstream.Consumer, error) {
+	want := t.q.config(org)
+	c, err := t.w.cfg.JS.Consumer(ctx, t.q.stream, want.Durable)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		c, err = t.w.cfg.JS.CreateConsumer(ctx, t.q.stream, want)
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			c, err = t.w.cfg.JS.Consumer(ctx, t.q.stream, want.Durable) // another worker was first
+		}
+	case err == nil && t.w.cfg.Topology.Update:
+		c, err = t.w.cfg.JS.CreateOrUpdateConsumer(ctx, t.q.stream, want)
+	case err == nil:
+		if d := schema.ConsumerDrift(c.CachedInfo().Config, want); d != nil {
+			t.w.log.Warn("an org's consumer was made with other settings; it is used as it is", "stream", t.q.stream, "org", org, "drift", d.Error())
+		}
+	}
+	return c, err
 }
 
 // pick returns the next org to pull from, counting it in flight, or "".
