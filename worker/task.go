@@ -205,17 +205,12 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 		return nil, err
 	}
 	stageStart := time.Now()
-	var obj *s3.GetObjectOutput
-	err = w.res.WithS3(ctx, t, req, task.Region, func(c *s3.Client) error {
-		in := &s3.GetObjectInput{Bucket: aws.String(task.Bucket), Key: aws.String(task.Key), ExpectedBucketOwner: t.Owner()}
-		if task.VersionID != "" {
-			in.VersionId = aws.String(task.VersionID)
-		}
-		var err error
-		obj, err = c.GetObject(ctx, in)
-		w.m.s3("get", err)
-		return err
-	})
+	in := &s3.GetObjectInput{Bucket: aws.String(task.Bucket), Key: aws.String(task.Key), ExpectedBucketOwner: t.Owner()}
+	if task.VersionID != "" {
+		in.VersionId = aws.String(task.VersionID)
+	}
+	obj, err := w.res.GetObject(ctx, t, req, task.Region, in)
+	w.m.s3("get", err)
 	w.m.stage.WithLabelValues("get").Observe(time.Since(stageStart).Seconds())
 	if err != nil {
 		return nil, err

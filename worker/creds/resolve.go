@@ -48,6 +48,8 @@ type Resolver struct {
 
 	clientsOnce sync.Once
 	clients     *lru.Cache[clientKey, *s3.Client]
+	leansOnce   sync.Once
+	leans       *lru.Cache[*s3.Client, *leanS3] // GetObject's view of each client (get.go)
 }
 
 // clientKey names an S3 client: one per cached session and region. Building
