@@ -44,6 +44,12 @@ type Topology struct {
 	AckWait         time.Duration // worker consumers' ack wait; default 60 s (heartbeats extend it)
 	MaxDeliver      int           // deliveries before a message is dead-lettered; default 8
 	MemoryStorage   bool          // memory instead of file storage (tests only)
+	// OrgConsumerIdle is how long an org's planner or indexer consumer may
+	// go without a pull before nats-server removes it (its messages stay in
+	// the stream; a worker makes the consumer again when the org has work).
+	// Without it every org that ever had work would keep two consumers —
+	// ~130 KiB of server memory each. Default 1 hour.
+	OrgConsumerIdle time.Duration
 	// Update lets Ensure rewrite live streams and consumers whose
 	// operator-set values (Replicas, AckWait, MaxDeliver) differ from these;
 	// without it such a difference is refused (ErrTopologyDrift), so one
@@ -77,6 +83,7 @@ func (t Topology) WithDefaults() Topology {
 	def(&t.ChunksMaxBytes, 10<<30)
 	def(&t.AuditMaxBytes, 1<<30)
 	defD(&t.ChunksMaxAge, 7*24*time.Hour)
+	defD(&t.OrgConsumerIdle, time.Hour)
 	defD(&t.EventsMaxAge, 7*24*time.Hour)
 	defD(&t.DeadMaxAge, 365*24*time.Hour)
 	defD(&t.DuplicateWindow, 30*time.Minute)
@@ -163,6 +170,7 @@ func (t Topology) PlannerConfig(org string) jetstream.ConsumerConfig {
 		Durable: PlannerConsumer(org), Description: "plans the index jobs of " + org + " page by page", AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: t.AckWait, MaxDeliver: t.MaxDeliver, MaxAckPending: 10_000, MaxWaiting: 512, Replicas: t.Replicas,
 		FilterSubject: OrgJobs(org),
+		InactiveThreshold: t.OrgConsumerIdle,
 	}
 }
 
@@ -175,6 +183,7 @@ func (t Topology) IndexerConfig(org string) jetstream.ConsumerConfig {
 		Durable: IndexerConsumer(org), Description: "indexes or deletes one object of " + org, AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: t.AckWait, MaxDeliver: t.MaxDeliver, MaxAckPending: 10_000, MaxWaiting: 512, Replicas: t.Replicas,
 		FilterSubject: OrgTasks(org),
+		InactiveThreshold: t.OrgConsumerIdle,
 	}
 }
 

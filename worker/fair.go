@@ -406,6 +406,14 @@ func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage,
 				msg, err := pullOne(claimCtx, cons)
 				if err != nil {
 					t.done(org, true)
+					if consumerGone(err) {
+						// Removed by nats-server after an idle hour
+						// (Topology.OrgConsumerIdle): forget it, and let
+						// discovery make it again.
+						t.forget(org)
+						signal(t.refresh)
+						continue
+					}
 					if claimCtx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages) {
 						w.log.Warn("claim failed", "stage", st.name, "org", org, "error", err)
 						sleep(claimCtx, time.Second)
@@ -420,6 +428,29 @@ func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage,
 	}
 	wg.Wait()
 	return nil
+}
+
+// consumerGone reports whether a pull failed because the consumer no
+// longer exists.
+func consumerGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, nats.ErrNoResponders)
+}
+
+// forget drops org's consumer, so the next discovery looks it up or makes
+// it again.
+func (t *tenants) forget(org string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.cons, org)
+	if at, found := slices.BinarySearch(t.order, org); found {
+		t.order = slices.Delete(t.order, at, at+1)
+		if at < t.next {
+			t.next--
+		}
+		if t.next >= len(t.order) {
+			t.next = 0
+		}
+	}
 }
 
 // pullOne takes one message if the consumer has one now.
