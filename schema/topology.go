@@ -169,7 +169,7 @@ func (t Topology) PlannerConfig(org string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable: PlannerConsumer(org), Description: "plans the index jobs of " + org + " page by page", AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: t.AckWait, MaxDeliver: t.MaxDeliver, MaxAckPending: 10_000, MaxWaiting: 512, Replicas: t.Replicas,
-		FilterSubject: OrgJobs(org),
+		FilterSubject:     OrgJobs(org),
 		InactiveThreshold: t.OrgConsumerIdle,
 	}
 }
@@ -182,7 +182,7 @@ func (t Topology) IndexerConfig(org string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable: IndexerConsumer(org), Description: "indexes or deletes one object of " + org, AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: t.AckWait, MaxDeliver: t.MaxDeliver, MaxAckPending: 10_000, MaxWaiting: 512, Replicas: t.Replicas,
-		FilterSubject: OrgTasks(org),
+		FilterSubject:     OrgTasks(org),
 		InactiveThreshold: t.OrgConsumerIdle,
 	}
 }

@@ -33,7 +33,7 @@ import (
 type fleet struct {
 	self      string
 	mu        sync.RWMutex
-	live      []string // sorted worker IDs, self included
+	live      []string      // sorted worker IDs, self included
 	gen       atomic.Uint64 // bumped when live changes (invalidates ranks)
 	ranks     map[string]rankEntry
 	listeners []chan struct{} // each signalled when live changes

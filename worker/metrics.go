@@ -41,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_message_duration_seconds",
 			Help: "Time to process one message, by stage.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}, []string{"stage"}),
 		claim: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_claim_duration_seconds",
-			Help: "Round trip of a pull that claimed a message, by stage (plan, task): how long JetStream takes to hand out work.",
+			Help:    "Round trip of a pull that claimed a message, by stage (plan, task): how long JetStream takes to hand out work.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"stage"}),
 		chunksFull: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stevedore_chunks_full",
 			Help: "1 while CHUNKS is at its byte limit and this worker claims no tasks (downstream is behind), else 0."}),
