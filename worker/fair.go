@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -42,14 +43,16 @@ type tenants struct {
 	// pickable org with the least goes next (start-time fair queuing, as
 	// Linux's CFS picks the least vruntime); vtime is the tag of the last
 	// pick, which only grows.
-	served     map[string]int64
-	vtime      int64
-	ranks      map[string]rankEntry // the fleet's ranks, read under mu without the fleet's lock
-	candidates []int                // scratch: indexes into order of the orgs pick may choose
-	order      []string
-	next       int
-	wake       chan struct{}
-	refresh    chan struct{}
+	served map[string]int64
+	vtime  int64
+	// lastCredited: the last pick used an org's sleeper credit.
+	lastCredited bool
+	ranks        map[string]rankEntry // the fleet's ranks, read under mu without the fleet's lock
+	candidates   []int                // scratch: indexes into order of the orgs pick may choose
+	order        []string
+	next         int
+	wake         chan struct{}
+	refresh      chan struct{}
 }
 
 // queue is a work-queue stream claimed per org: TASKS (indexing) or JOBS
@@ -249,21 +252,33 @@ func (t *tenants) pick() (string, jetstream.Consumer) {
 	// small tenant's first message is claimed at the next free slot rather
 	// than after a turn of every other org — with thousands of orgs a turn
 	// is seconds — while an org that keeps waiting gets its share, no more.
-	chosen, chosenAt := "", -1
+	// The credit is not given twice in a row: right after a pick that used
+	// it, the orgs that wait all along go first, so orgs that keep starting
+	// to wait (a flood of one-file jobs) take at most every other pick and
+	// cannot starve the others.
+	chosen, chosenAt, chosenTag, credited := "", -1, int64(0), false
 	for _, at := range t.candidates {
 		org := t.order[at]
 		if t.inflight[org] >= share {
 			continue
 		}
-		if t.served[org] < t.vtime-1 {
-			t.served[org] = t.vtime - 1
+		tag, starts := t.served[org], t.served[org] < t.vtime
+		if starts {
+			tag = t.vtime - 1
+			if t.lastCredited {
+				tag = math.MaxInt64
+			}
 		}
-		if chosen == "" || t.served[org] < t.served[chosen] {
-			chosen, chosenAt = org, at
+		if chosen == "" || tag < chosenTag {
+			chosen, chosenAt, chosenTag, credited = org, at, tag, starts
 		}
 	}
 	if chosen != "" {
+		if credited {
+			t.served[chosen] = t.vtime - 1
+		}
 		t.next = (chosenAt + 1) % len(t.order)
+		t.lastCredited = credited
 		t.vtime = max(t.vtime, t.served[chosen])
 		t.served[chosen]++
 		t.inflight[chosen]++

@@ -90,6 +90,21 @@ func TestNewcomerIsServedNext(t *testing.T) {
 			t.Fatalf("org_new picked again within half a turn (pick %d)", i)
 		}
 	}
+	// A flood of orgs that each start waiting before every pick takes at
+	// most every other pick: the orgs waiting all along are not starved.
+	flood := 0
+	for i := 0; i < 200; i++ {
+		org := fmt.Sprintf("org_flood_%03d", i)
+		tn.pending[org], tn.cons[org] = 1, nil
+		tn.order = append(tn.order, org)
+		if picked := next(); strings.HasPrefix(picked, "org_flood_") {
+			flood++
+			tn.pending[picked] = 0
+		}
+	}
+	if flood > 100 {
+		t.Fatalf("newcomers took %d of 200 picks; the waiting orgs were starved", flood)
+	}
 }
 
 // With a share of one task, planning waits for each page's tasks to drain
