@@ -18,7 +18,9 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	smithyauth "github.com/aws/smithy-go/auth"
 	"github.com/aws/smithy-go/encoding/httpbinding"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	lru "github.com/hashicorp/golang-lru/v2"
 )
 
@@ -50,6 +52,7 @@ func (r *Resolver) GetObject(ctx context.Context, t *Tenant, req Request, region
 // leanS3 is what a lean GET needs of one S3 client: its options, and the
 // endpoints of the buckets it has read.
 type leanS3 struct {
+	client    *s3.Client
 	opts      s3.Options
 	signer    *v4.Signer
 	mu        sync.Mutex
@@ -60,6 +63,7 @@ type leanEndpoint struct {
 	base          string // scheme://host[/path], no trailing slash
 	signingName   string
 	signingRegion string
+	sdk           bool // the endpoint needs a signing scheme other than SigV4: use the SDK's GetObject
 }
 
 // maxEndpoints bounds a client's endpoint map (a session is scoped to one
@@ -74,7 +78,7 @@ func (r *Resolver) lean(c *s3.Client) *leanS3 {
 	if l, ok := r.leans.Get(c); ok {
 		return l
 	}
-	l := &leanS3{opts: c.Options(), endpoints: map[string]leanEndpoint{},
+	l := &leanS3{client: c, opts: c.Options(), endpoints: map[string]leanEndpoint{},
 		// S3 signs the path as sent, not escaped twice (as the SDK's S3 client does).
 		signer: v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true })}
 	r.leans.Add(c, l)
@@ -111,18 +115,20 @@ func (l *leanS3) endpoint(ctx context.Context, bucket string) (leanEndpoint, err
 		return leanEndpoint{}, fmt.Errorf("resolve the S3 endpoint of bucket %q: %w", bucket, err)
 	}
 	ep = leanEndpoint{base: strings.TrimSuffix(resolved.URI.String(), "/"), signingName: "s3", signingRegion: o.Region}
-	// The rules name the signing scheme; only SigV4 is spoken here.
-	for _, scheme := range authSchemes(resolved.Properties.Get("authSchemes")) {
-		if scheme["name"] != "sigv4" {
-			return leanEndpoint{}, fmt.Errorf("bucket %q needs the %v signing scheme, which the lean GET does not speak", bucket, scheme["name"])
+	// The rules name the signing scheme. Only SigV4 is spoken here; a bucket
+	// that needs another (an S3 Express directory bucket) is read by the
+	// SDK's GetObject.
+	if opts, ok := smithyauth.GetAuthOptions(&resolved.Properties); ok && len(opts) > 0 {
+		// The rules name schemes "sigv4", "sigv4a", "sigv4-s3express".
+		if id := opts[0].SchemeID; id != "sigv4" && id != smithyauth.SchemeIDSigV4 {
+			ep.sdk = true
 		}
-		if n, ok := scheme["signingName"].(string); ok && n != "" {
+		if n, ok := smithyhttp.GetSigV4SigningName(&opts[0].SignerProperties); ok && n != "" {
 			ep.signingName = n
 		}
-		if rg, ok := scheme["signingRegion"].(string); ok && rg != "" {
+		if rg, ok := smithyhttp.GetSigV4SigningRegion(&opts[0].SignerProperties); ok && rg != "" {
 			ep.signingRegion = rg
 		}
-		break
 	}
 	l.mu.Lock()
 	if len(l.endpoints) >= maxEndpoints {
@@ -133,28 +139,14 @@ func (l *leanS3) endpoint(ctx context.Context, bucket string) (leanEndpoint, err
 	return ep, nil
 }
 
-// authSchemes reads the endpoint rules' authSchemes property.
-func authSchemes(v any) []map[string]any {
-	switch s := v.(type) {
-	case []any:
-		var out []map[string]any
-		for _, e := range s {
-			if m, ok := e.(map[string]any); ok {
-				out = append(out, m)
-			}
-		}
-		return out
-	case []map[string]any:
-		return s
-	}
-	return nil
-}
-
 // get sends a signed GetObject, retrying transient failures twice.
 func (l *leanS3) get(ctx context.Context, in *s3.GetObjectInput) (*s3.GetObjectOutput, error) {
 	ep, err := l.endpoint(ctx, aws.ToString(in.Bucket))
 	if err != nil {
 		return nil, err
+	}
+	if ep.sdk {
+		return l.client.GetObject(ctx, in)
 	}
 	target := ep.base + "/" + httpbinding.EscapePath(aws.ToString(in.Key), false)
 	if v := aws.ToString(in.VersionId); v != "" {

@@ -112,3 +112,26 @@ func TestLeanGetRetriesTransientAnswers(t *testing.T) {
 		t.Fatalf("after three 503s: %v (%+v), %d calls", err, Classify(err), calls.Load())
 	}
 }
+
+// The signing scheme comes from the SDK's endpoint rules: a plain bucket is
+// SigV4 "s3" in its region, on the bucket's virtual host; an S3 Express
+// directory bucket needs another scheme and is left to the SDK's GetObject.
+func TestLeanGetEndpointSchemes(t *testing.T) {
+	c := NewS3(aws.Config{Region: "eu-west-1"}, credentials.NewStaticCredentialsProvider("AKIA", "secret", ""), "eu-west-1", false)
+	l := (&Resolver{}).lean(c)
+	ctx := context.Background()
+	ep, err := l.endpoint(ctx, "plain-bucket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep.sdk || ep.signingName != "s3" || ep.signingRegion != "eu-west-1" || ep.base != "https://plain-bucket.s3.eu-west-1.amazonaws.com" {
+		t.Fatalf("plain bucket: %+v", ep)
+	}
+	ep, err = l.endpoint(ctx, "express--euw1-az1--x-s3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ep.sdk {
+		t.Fatalf("a directory bucket was to be signed with SigV4 by the lean GET: %+v", ep)
+	}
+}
