@@ -219,9 +219,6 @@ func (t *tenants) consumer(ctx context.Context, org string) (jetstream.Consumer,
 func (t *tenants) pick() (string, jetstream.Consumer) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.served == nil {
-		t.served, t.ranks = map[string]int64{}, map[string]rankEntry{}
-	}
 	// One pass over the orgs: those this worker serves with messages
 	// waiting (held orgs count as waiting but are not chosen).
 	t.candidates = t.candidates[:0]
@@ -324,9 +321,6 @@ func (t *tenants) rank(org string) int {
 		return r.rank
 	}
 	r := rankEntry{gen: gen, rank: t.fleet.rank(org)}
-	if t.ranks == nil {
-		t.ranks = map[string]rankEntry{}
-	}
 	t.ranks[org] = r
 	return r.rank
 }

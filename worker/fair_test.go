@@ -39,8 +39,10 @@ stevedore_fair_orgs_with_tasks 2
 // others are.
 func TestHeldOrgIsNotPicked(t *testing.T) {
 	w := &Worker{cfg: Config{SpillEvery: 64, StealAbove: 16}}
-	tn := &tenants{w: w, q: queue{perOrg: 1}, pending: map[string]uint64{"org_a": 5, "org_b": 5}, inflight: map[string]int{},
-		cons: map[string]jetstream.Consumer{"org_a": nil, "org_b": nil}, order: []string{"org_a", "org_b"}}
+	tn := newTenants(w, queue{perOrg: 1}, nil, nil)
+	tn.pending["org_a"], tn.pending["org_b"] = 5, 5
+	tn.cons["org_a"], tn.cons["org_b"] = nil, nil
+	tn.order = []string{"org_a", "org_b"}
 	tn.hold = func(org string) bool { return org == "org_a" }
 	for i := 0; i < 3; i++ {
 		org, _ := tn.pick()
@@ -57,7 +59,7 @@ func TestHeldOrgIsNotPicked(t *testing.T) {
 // of every org already waiting; orgs that keep waiting then take turns.
 func TestNewcomerIsServedNext(t *testing.T) {
 	w := &Worker{cfg: Config{SpillEvery: 64, StealAbove: 16}}
-	tn := &tenants{w: w, q: queue{perOrg: 1, slots: 1}, pending: map[string]uint64{}, inflight: map[string]int{}, cons: map[string]jetstream.Consumer{}}
+	tn := newTenants(w, queue{perOrg: 1, slots: 1}, nil, nil)
 	for i := 0; i < 100; i++ {
 		org := fmt.Sprintf("org_%03d", i)
 		tn.pending[org], tn.cons[org] = 1000, nil

@@ -49,7 +49,7 @@ func decodeEvent(msg jetstream.Msg) (*foldable, error) {
 // other events are outstanding, so a worker pinned after a crash waits for
 // the dead worker's events (redelivered first) instead of folding past them.
 func (w *Worker) serveTracker(claimCtx, work context.Context, cons jetstream.Consumer) error {
-	tr := &tracking{records: lru.NewLRU[string, record](trackCacheSize, nil, trackCacheIdle)}
+	tr := newTracking()
 	for claimCtx.Err() == nil {
 		// A short wait: Fetch returns when the batch is full or the wait is over.
 		batch, err := cons.Fetch(w.cfg.TrackBatch, jetstream.FetchMaxWait(200*time.Millisecond), jetstream.FetchPriorityGroup(schema.TrackerGroup))
@@ -132,6 +132,10 @@ type tracking struct {
 	// else wrote it (the compare-and-set still checks; on a mismatch the
 	// record is read again).
 	records *lru.LRU[string, record]
+}
+
+func newTracking() *tracking {
+	return &tracking{records: lru.NewLRU[string, record](trackCacheSize, nil, trackCacheIdle)}
 }
 
 type record struct {

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"testing"
 
-	lru "github.com/hashicorp/golang-lru/v2/expirable"
-
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
@@ -22,7 +20,7 @@ func TestTrackerCacheYieldsToOtherWriters(t *testing.T) {
 	if _, err := w.jobs.Create(ctx, job.JobID, data); err != nil {
 		t.Fatal(err)
 	}
-	tr := &tracking{records: lru.NewLRU[string, record](trackCacheSize, nil, trackCacheIdle)}
+	tr := newTracking()
 	fold := func(seq uint64, ev any) {
 		t.Helper()
 		if err := w.foldJob(ctx, tr, job.JobID, []*foldable{{jobID: job.JobID, seq: seq, event: ev}}); err != nil {
