@@ -33,9 +33,8 @@ import (
 type fleet struct {
 	self      string
 	mu        sync.RWMutex
-	live      []string      // sorted worker IDs, self included
-	gen       atomic.Uint64 // bumped when live changes (invalidates ranks)
-	ranks     map[string]rankEntry
+	live      []string        // sorted worker IDs, self included
+	gen       atomic.Uint64   // bumped when live changes (invalidates ranks)
 	listeners []chan struct{} // each signalled when live changes
 }
 
@@ -62,7 +61,7 @@ func (w *Worker) joinFleet(ctx context.Context) (*fleet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker leases: %w", err)
 	}
-	f := &fleet{self: workerID(w.cfg.Name), ranks: map[string]rankEntry{}}
+	f := &fleet{self: workerID(w.cfg.Name)}
 	if _, err := kv.Put(ctx, f.self, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
 		return nil, fmt.Errorf("worker lease: %w", err)
 	}
@@ -121,7 +120,6 @@ func (f *fleet) set(live map[string]bool) {
 	}
 	f.live = ids
 	f.gen.Add(1)
-	clear(f.ranks)
 	for _, c := range f.listeners {
 		signal(c)
 	}
@@ -148,39 +146,24 @@ func (f *fleet) size() int {
 }
 
 // serves reports whether this worker serves org while pending of its tasks
-// wait: it is among the org's first 1 + pending/spillEvery workers.
+// wait (affinity off: every worker serves every org).
 func (f *fleet) serves(org string, pending uint64, spillEvery int) bool {
-	if f == nil {
-		return true // affinity off: every worker serves every org
-	}
-	k := 1 + pending/uint64(max(spillEvery, 1))
-	return uint64(f.rank(org)) < k
+	return f == nil || servedAt(f.rank(org), pending, spillEvery)
 }
 
-// rankOf is rank, 0 without affinity.
-func (f *fleet) rankOf(org string) int {
-	if f == nil {
-		return 0
-	}
-	return f.rank(org)
+// servedAt: a worker of rank for an org serves it while pending of its tasks
+// wait when it is among the org's first 1 + pending/spillEvery workers.
+func servedAt(rank int, pending uint64, spillEvery int) bool {
+	return uint64(rank) < 1+pending/uint64(max(spillEvery, 1))
 }
 
-// rank is how many live workers outrank this one for org.
+// rank is how many live workers outrank this one for org. It is computed
+// each time; tenants.rank caches it per org until the live workers change.
 func (f *fleet) rank(org string) int {
 	f.mu.RLock()
-	if r, ok := f.ranks[org]; ok && r.gen == f.gen.Load() {
-		f.mu.RUnlock()
-		return r.rank
-	}
-	live, gen := f.live, f.gen.Load()
+	live := f.live
 	f.mu.RUnlock()
-	rank := rendezvousRank(org, f.self, live)
-	f.mu.Lock()
-	if f.gen.Load() == gen {
-		f.ranks[org] = rankEntry{gen: gen, rank: rank}
-	}
-	f.mu.Unlock()
-	return rank
+	return rendezvousRank(org, f.self, live)
 }
 
 // rendezvousRank is how many of workers weigh more than self for org

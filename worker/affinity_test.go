@@ -77,7 +77,7 @@ func TestServesGrowsWithBacklog(t *testing.T) {
 	serving := func(pending uint64) int {
 		n := 0
 		for _, w := range workers {
-			f := &fleet{self: w, live: workers, ranks: map[string]rankEntry{}}
+			f := &fleet{self: w, live: workers}
 			if f.serves("org_x", pending, 64) {
 				n++
 			}

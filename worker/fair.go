@@ -47,7 +47,7 @@ type tenants struct {
 	vtime  int64
 	// lastCredited: the last pick used an org's sleeper credit.
 	lastCredited bool
-	ranks        map[string]rankEntry // the fleet's ranks, read under mu without the fleet's lock
+	ranks        map[string]rankEntry // this worker's rank per org, the one cache of it (rank)
 	candidates   []int                // scratch: indexes into order of the orgs pick may choose
 	order        []string
 	next         int
@@ -100,12 +100,13 @@ func (t *tenants) discover(ctx context.Context) {
 			t.pending[org] += n
 		}
 		t.lastWake[org] = time.Now()
-		t.mu.Unlock()
-		signal(t.wake)
 		// An org this worker does not know yet: look for its consumer now
 		// only if this worker would serve it (or help it); the others'
 		// wake-ups must not set every worker's discovery running.
-		if !known && (t.fleet.serves(org, n, t.w.cfg.SpillEvery) || n >= uint64(t.w.cfg.StealAbove)) {
+		look := !known && t.mayServe(org, n)
+		t.mu.Unlock()
+		signal(t.wake)
+		if look {
 			signal(t.refresh)
 		}
 	})
@@ -159,9 +160,10 @@ func (t *tenants) discoverOnce(ctx context.Context) error {
 	for org, n := range counts {
 		t.mu.Lock()
 		_, known := t.cons[org]
+		mine := !known && t.mayServe(org, n)
 		t.mu.Unlock()
-		if known || !(t.fleet.serves(org, n, t.w.cfg.SpillEvery) || n >= uint64(t.w.cfg.StealAbove)) {
-			continue // another worker serves it (affinity.go)
+		if !mine {
+			continue // known already, or another worker serves it (affinity.go)
 		}
 		g.Go(func() error {
 			c, err := t.consumer(gctx, org)
@@ -302,16 +304,20 @@ func (t *tenants) pick() (string, jetstream.Consumer) {
 	return "", nil
 }
 
-// serves is fleet.serves with the ranks cached here (t.mu held): pick asks
-// for every org on every claim.
+// serves is fleet.serves with the org's last seen backlog and the rank
+// cached here (t.mu held): pick asks for every org on every claim.
 func (t *tenants) serves(org string) bool {
-	if t.fleet == nil {
-		return true
-	}
-	return uint64(t.rank(org)) < 1+t.pending[org]/uint64(max(t.w.cfg.SpillEvery, 1))
+	return t.fleet == nil || servedAt(t.rank(org), t.pending[org], t.w.cfg.SpillEvery)
 }
 
-// rank is fleet.rankOf, cached until the live workers change (t.mu held).
+// mayServe reports whether this worker serves org with pending waiting, or
+// would help it (StealAbove) (t.mu held).
+func (t *tenants) mayServe(org string, pending uint64) bool {
+	return t.fleet == nil || servedAt(t.rank(org), pending, t.w.cfg.SpillEvery) || pending >= uint64(t.w.cfg.StealAbove)
+}
+
+// rank is the fleet's rank of this worker for org (0 without affinity),
+// cached until the live workers change (t.mu held).
 func (t *tenants) rank(org string) int {
 	if t.fleet == nil {
 		return 0
