@@ -285,27 +285,27 @@ func (e *env) until(ids []string, reached func(*schema.JobStatus) bool, timeout 
 	return done
 }
 
-// finals records when each of ids' job record is first written final, as
-// the write is made (a core subscription to the record's KV subject: a KV
-// watch of every job's record lags by seconds under load). Call it before
-// submitting; read the times after wait.
-func (e *env) finals(ids []string) (at func(id string) time.Time, stop func()) {
+// firstSeen records, as messages are published on subjects, when each job
+// was first named by one that seen accepts (it returns the job's ID, or "").
+// Read the times with at after the work is done; stop ends the
+// subscriptions.
+func (e *env) firstSeen(subjects []string, seen func(data []byte) string) (at func(id string) time.Time, stop func()) {
 	e.t.Helper()
 	nc, err := nats.Connect(e.url)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	var mu sync.Mutex
-	seen := map[string]time.Time{}
-	for _, id := range ids {
-		if _, err := nc.Subscribe("$KV."+schema.BucketJobs+"."+id, func(m *nats.Msg) {
-			var st schema.JobStatus
-			if json.Unmarshal(m.Data, &st) != nil || !st.Final() {
+	times := map[string]time.Time{}
+	for _, subj := range subjects {
+		if _, err := nc.Subscribe(subj, func(m *nats.Msg) {
+			id := seen(m.Data)
+			if id == "" {
 				return
 			}
 			mu.Lock()
-			if _, ok := seen[st.JobID]; !ok {
-				seen[st.JobID] = time.Now()
+			if _, ok := times[id]; !ok {
+				times[id] = time.Now()
 			}
 			mu.Unlock()
 		}); err != nil {
@@ -318,8 +318,35 @@ func (e *env) finals(ids []string) (at func(id string) time.Time, stop func()) {
 	return func(id string) time.Time {
 		mu.Lock()
 		defer mu.Unlock()
-		return seen[id]
+		return times[id]
 	}, nc.Close
+}
+
+// finals records when each of ids' job record is first written final, as
+// the write is made (a subscription to the record's KV subject: a KV watch
+// of every job's record lags by seconds under load). Call it before
+// submitting.
+func (e *env) finals(ids []string) (at func(id string) time.Time, stop func()) {
+	var subjects []string
+	for _, id := range ids {
+		subjects = append(subjects, "$KV."+schema.BucketJobs+"."+id)
+	}
+	return e.firstSeen(subjects, func(data []byte) string {
+		var st schema.JobStatus
+		if json.Unmarshal(data, &st) != nil || !st.Final() {
+			return ""
+		}
+		return st.JobID
+	})
+}
+
+// jobIDOf is the job an event names.
+func jobIDOf(data []byte) string {
+	var ev struct {
+		JobID string `json:"job_id"`
+	}
+	_ = json.Unmarshal(data, &ev)
+	return ev.JobID
 }
 
 var report struct {
@@ -472,35 +499,18 @@ func TestOrgsWithWork(t *testing.T) {
 		// The probes, one every 300 ms, followed together; their events are
 		// watched as they are published, to split the latency into planning,
 		// indexing and the tracker's fold.
-		var mu sync.Mutex
-		planEv, objEv := map[string]time.Time{}, map[string]time.Time{}
-		nc, err := nats.Connect(e.url)
-		if err != nil {
-			t.Fatal(err)
-		}
+		var jobSubjects, objectSubjects []string
 		for _, tn := range probe {
-			for subj, seen := range map[string]map[string]time.Time{schema.JobEventSubject(tn.org.ID, "docs"): planEv, schema.ObjectEventSubject(tn.org.ID, "docs"): objEv} {
-				if _, err := nc.Subscribe(subj, func(m *nats.Msg) {
-					var ev struct {
-						JobID string `json:"job_id"`
-					}
-					_ = json.Unmarshal(m.Data, &ev)
-					mu.Lock()
-					if _, ok := seen[ev.JobID]; !ok {
-						seen[ev.JobID] = time.Now()
-					}
-					mu.Unlock()
-				}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			jobSubjects = append(jobSubjects, schema.JobEventSubject(tn.org.ID, "docs"))
+			objectSubjects = append(objectSubjects, schema.ObjectEventSubject(tn.org.ID, "docs"))
 		}
+		plannedAt, stopPlanned := e.firstSeen(jobSubjects, jobIDOf)
+		indexedAt, stopIndexed := e.firstSeen(objectSubjects, jobIDOf)
 		var probeIDs []string
 		for i := range probe {
 			probeIDs = append(probeIDs, fmt.Sprintf("probe_%d", i))
 		}
 		finalAt, stopFinals := e.finals(probeIDs)
-		defer stopFinals()
 		submitted := map[string]time.Time{}
 		for i, tn := range probe {
 			id := probeIDs[i]
@@ -511,15 +521,15 @@ func TestOrgsWithWork(t *testing.T) {
 		var lat, planning, indexing, folding []time.Duration
 		e.wait(probeIDs, 10*time.Minute)
 		for _, id := range probeIDs {
-			at := finalAt(id)
-			mu.Lock()
-			lat = append(lat, at.Sub(submitted[id]))
-			planning = append(planning, planEv[id].Sub(submitted[id]))
-			indexing = append(indexing, objEv[id].Sub(planEv[id]))
-			folding = append(folding, at.Sub(objEv[id]))
-			mu.Unlock()
+			final, planned, indexed := finalAt(id), plannedAt(id), indexedAt(id)
+			lat = append(lat, final.Sub(submitted[id]))
+			planning = append(planning, planned.Sub(submitted[id]))
+			indexing = append(indexing, indexed.Sub(planned))
+			folding = append(folding, final.Sub(indexed))
 		}
-		nc.Close()
+		stopFinals()
+		stopPlanned()
+		stopIndexed()
 		for _, d := range [][]time.Duration{lat, planning, indexing, folding} {
 			slices.Sort(d)
 		}
