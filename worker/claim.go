@@ -5,50 +5,12 @@ import (
 	"errors"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // handler processes one message. It returns a plain (classified) error and
 // never decides the message's fate itself: settle does.
 type handler func(ctx context.Context, msg jetstream.Msg) error
-
-// serve runs slots claim loops on one consumer. Each loop pulls exactly one
-// message when it is free (no pre-buffering: a buffered message would age
-// towards AckWait without being worked on), processes it, and settles it.
-// Claiming stops when claimCtx is cancelled; processing runs under work,
-// which outlives claimCtx by the shutdown grace period.
-func (w *Worker) serve(claimCtx, work context.Context, cons jetstream.Consumer, st stage, slots int) error {
-	done := make(chan struct{})
-	for i := 0; i < slots; i++ {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			for claimCtx.Err() == nil {
-				msg, err := w.next(claimCtx, cons)
-				if err != nil {
-					// An idle consumer's wait ending is not a failure: say nothing.
-					if claimCtx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
-						w.log.Warn("claim failed", "stage", st.name, "error", err)
-						sleep(claimCtx, time.Second)
-					}
-					continue
-				}
-				w.process(work, msg, st)
-			}
-		}()
-	}
-	for i := 0; i < slots; i++ {
-		<-done
-	}
-	return nil
-}
-
-// next pulls one message, waiting up to 5 s, returning early on shutdown.
-func (w *Worker) next(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
-	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	return cons.Next(jetstream.FetchContext(wait))
-}
 
 // process runs h on msg with a per-message deadline and InProgress
 // heartbeats, then settles the outcome.

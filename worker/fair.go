@@ -403,6 +403,8 @@ func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			pl := newPuller(w.cfg.JS.Conn(), pullWait)
+			defer pl.close()
 			for claimCtx.Err() == nil {
 				if w.gate.full.Load() { // CHUNKS is full: no new task until downstream makes room
 					_ = w.gate.waitForRoom(claimCtx)
@@ -418,7 +420,7 @@ func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage,
 					continue
 				}
 				pulled := time.Now()
-				msg, err := pullOne(claimCtx, cons)
+				msg, err := pl.pull(claimCtx, t.q.stream, cons.CachedInfo().Name)
 				if err != nil {
 					t.done(org, true)
 					if consumerGone(err) {
@@ -466,22 +468,4 @@ func (t *tenants) forget(org string) {
 			t.next = 0
 		}
 	}
-}
-
-// pullOne takes one message if the consumer has one now.
-func pullOne(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
-	batch, err := cons.FetchNoWait(1)
-	if err != nil {
-		return nil, err
-	}
-	for msg := range batch.Messages() {
-		return msg, nil
-	}
-	if err := batch.Error(); err != nil {
-		return nil, err
-	}
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	return nil, jetstream.ErrNoMessages
 }

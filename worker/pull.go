@@ -1,0 +1,166 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// puller claims one message at a time from any org's consumer through one
+// long-lived inbox subscription. jetstream's Fetch makes a subscription for
+// every pull (SUB, the request, UNSUB, a goroutine and its channels): with a
+// pull per task that cost nats-server and the worker more than the pull
+// itself. Each claim slot owns one puller and has at most one pull in
+// flight: a no-wait request for one message, answered by exactly one
+// message or one status. A pull whose answer does not come in time, or is
+// abandoned, takes the subscription with it: the next pull has a new inbox,
+// so a late answer never passes for the answer to another pull (a message
+// sent to the old inbox is redelivered after its AckWait).
+type puller struct {
+	nc    *nats.Conn
+	sub   *nats.Subscription
+	inbox string
+	wait  time.Duration // how long a pull's answer may take
+	req   []byte        // the no-wait request for one message
+}
+
+// pullWait is how long a pull's answer may take: a no-wait pull is
+// answered at once unless nats-server is saturated.
+const pullWait = 5 * time.Second
+
+// pullRequest is JetStream's CONSUMER.MSG.NEXT request.
+type pullRequest struct {
+	Batch  int  `json:"batch"`
+	NoWait bool `json:"no_wait"`
+}
+
+func newPuller(nc *nats.Conn, wait time.Duration) *puller {
+	req, _ := json.Marshal(pullRequest{Batch: 1, NoWait: true})
+	return &puller{nc: nc, wait: wait, req: req}
+}
+
+func (p *puller) close() {
+	if p.sub != nil {
+		_ = p.sub.Unsubscribe()
+		p.sub = nil
+	}
+}
+
+// pull takes one message from stream's consumer if it has one now. The
+// errors are jetstream's: ErrNoMessages when it has none,
+// ErrConsumerDeleted or nats.ErrNoResponders when the consumer is gone.
+func (p *puller) pull(ctx context.Context, stream, consumer string) (jetstream.Msg, error) {
+	if p.sub == nil {
+		p.inbox = p.nc.NewInbox()
+		sub, err := p.nc.SubscribeSync(p.inbox)
+		if err != nil {
+			return nil, err
+		}
+		p.sub = sub
+	}
+	if err := p.nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+stream+"."+consumer, p.inbox, p.req); err != nil {
+		p.close()
+		return nil, err
+	}
+	wait, cancel := context.WithTimeout(ctx, p.wait)
+	defer cancel()
+	m, err := p.sub.NextMsgWithContext(wait)
+	if err != nil {
+		p.close() // the answer may still come: not to this inbox's next pull
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, nats.ErrTimeout
+		}
+		return nil, err
+	}
+	if user, err := pulledStatus(m); !user {
+		return nil, err
+	}
+	return &pulledMsg{m: m, nc: p.nc}, nil
+}
+
+// pulledStatus reports whether m is a stream message, or else the error
+// its status means (as jetstream's own fetch maps them).
+func pulledStatus(m *nats.Msg) (bool, error) {
+	if strings.HasPrefix(m.Reply, "$JS.ACK.") {
+		return true, nil
+	}
+	switch status := m.Header.Get("Status"); status {
+	case "404", "408":
+		return false, jetstream.ErrNoMessages
+	case "503":
+		return false, nats.ErrNoResponders
+	case "409":
+		descr := strings.ToLower(m.Header.Get("Description"))
+		if strings.Contains(descr, "consumer deleted") {
+			return false, jetstream.ErrConsumerDeleted
+		}
+		if strings.Contains(descr, "leadership change") {
+			return false, jetstream.ErrConsumerLeadershipChanged
+		}
+		return false, fmt.Errorf("nats: %s", m.Header.Get("Description"))
+	case "":
+		return false, fmt.Errorf("nats: a pull was answered with neither a message nor a status (reply %q)", m.Reply)
+	default:
+		return false, fmt.Errorf("nats: pull answered %s %s", status, m.Header.Get("Description"))
+	}
+}
+
+// The acknowledgement bodies of JetStream's protocol.
+var (
+	ackAck      = []byte("+ACK")
+	ackNak      = []byte("-NAK")
+	ackProgress = []byte("+WPI")
+	ackTerm     = []byte("+TERM")
+)
+
+// pulledMsg is a message a puller claimed, as a jetstream.Msg. Its
+// acknowledgements are published to the message's reply subject (as
+// jetstream's are); DoubleAck waits for the server's answer.
+type pulledMsg struct {
+	m  *nats.Msg
+	nc *nats.Conn
+}
+
+var _ jetstream.Msg = (*pulledMsg)(nil)
+
+func (p *pulledMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	md, err := p.m.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	return &jetstream.MsgMetadata{
+		Sequence:     jetstream.SequencePair{Consumer: md.Sequence.Consumer, Stream: md.Sequence.Stream},
+		NumDelivered: md.NumDelivered, NumPending: md.NumPending, Timestamp: md.Timestamp,
+		Stream: md.Stream, Consumer: md.Consumer, Domain: md.Domain,
+	}, nil
+}
+
+func (p *pulledMsg) Data() []byte         { return p.m.Data }
+func (p *pulledMsg) Headers() nats.Header { return p.m.Header }
+func (p *pulledMsg) Subject() string      { return p.m.Subject }
+func (p *pulledMsg) Reply() string        { return p.m.Reply }
+func (p *pulledMsg) Ack() error           { return p.nc.Publish(p.m.Reply, ackAck) }
+func (p *pulledMsg) Nak() error           { return p.nc.Publish(p.m.Reply, ackNak) }
+func (p *pulledMsg) InProgress() error    { return p.nc.Publish(p.m.Reply, ackProgress) }
+func (p *pulledMsg) Term() error          { return p.nc.Publish(p.m.Reply, ackTerm) }
+func (p *pulledMsg) TermWithReason(reason string) error {
+	return p.nc.Publish(p.m.Reply, []byte("+TERM "+reason))
+}
+
+func (p *pulledMsg) NakWithDelay(delay time.Duration) error {
+	if delay <= 0 {
+		return p.Nak()
+	}
+	return p.nc.Publish(p.m.Reply, []byte(fmt.Sprintf(`-NAK {"delay": %d}`, delay.Nanoseconds())))
+}
+
+func (p *pulledMsg) DoubleAck(ctx context.Context) error {
+	_, err := p.nc.RequestWithContext(ctx, p.m.Reply, ackAck)
+	return err
+}

@@ -1,0 +1,161 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema/natstest"
+)
+
+// pullStream makes a work-queue stream with one pull consumer on a real
+// server, AckWait 1 s.
+func pullStream(t *testing.T) (*nats.Conn, jetstream.JetStream, jetstream.Consumer) {
+	t.Helper()
+	_, nc, js := natstest.Start(t)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PULL", Subjects: []string{"pull.>"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateConsumer(ctx, "PULL", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Second, MaxDeliver: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js, cons
+}
+
+func TestPullerClaimsOneMessageAndAcknowledges(t *testing.T) {
+	nc, js, cons := pullStream(t)
+	ctx := context.Background()
+	p := newPuller(nc, 5*time.Second)
+	defer p.close()
+
+	if _, err := p.pull(ctx, "PULL", "c"); !errors.Is(err, jetstream.ErrNoMessages) {
+		t.Fatalf("empty consumer: %v, want ErrNoMessages", err)
+	}
+	for _, s := range []string{"pull.a", "pull.b"} {
+		if _, err := js.Publish(ctx, s, []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := p.pull(ctx, "PULL", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Subject() != "pull.a" || string(m.Data()) != "pull.a" || md.Stream != "PULL" || md.Consumer != "c" || md.NumDelivered != 1 || md.NumPending != 1 || md.Sequence.Stream != 1 {
+		t.Fatalf("claimed %s %q %+v", m.Subject(), m.Data(), md)
+	}
+	// Exactly one message a pull: the second is still waiting.
+	if info, _ := cons.Info(ctx); info.NumAckPending != 1 || info.NumPending != 1 {
+		t.Fatalf("after one pull: ack pending %d, pending %d", info.NumAckPending, info.NumPending)
+	}
+	if err := m.InProgress(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.DoubleAck(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A Nak hands the message back at once; NakWithDelay later; Term never.
+	m, err = p.pull(ctx, "PULL", "c")
+	if err != nil || m.Subject() != "pull.b" {
+		t.Fatalf("second pull: %v", err)
+	}
+	if err := m.Nak(); err != nil {
+		t.Fatal(err)
+	}
+	m, err = p.pull(ctx, "PULL", "c")
+	if err != nil || m.Subject() != "pull.b" {
+		t.Fatalf("after a nak: %v", err)
+	}
+	if md, _ := m.Metadata(); md.NumDelivered != 2 {
+		t.Fatalf("delivered %d times, want 2", md.NumDelivered)
+	}
+	if err := m.NakWithDelay(300 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.pull(ctx, "PULL", "c"); !errors.Is(err, jetstream.ErrNoMessages) {
+		t.Fatalf("during the nak's delay: %v, want ErrNoMessages", err)
+	}
+	waitFor(t, func() bool {
+		m, err = p.pull(ctx, "PULL", "c")
+		return err == nil
+	})
+	if err := m.TermWithReason("poison"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past AckWait: a terminated message is not redelivered
+	if _, err := p.pull(ctx, "PULL", "c"); !errors.Is(err, jetstream.ErrNoMessages) {
+		t.Fatalf("after term: %v, want ErrNoMessages", err)
+	}
+	if info, _ := cons.Info(ctx); info.NumAckPending != 0 || info.NumPending != 0 {
+		t.Fatalf("at the end: ack pending %d, pending %d", info.NumAckPending, info.NumPending)
+	}
+}
+
+func TestPullerReportsAGoneConsumer(t *testing.T) {
+	nc, js, _ := pullStream(t)
+	ctx := context.Background()
+	p := newPuller(nc, 5*time.Second)
+	defer p.close()
+	if err := js.DeleteConsumer(ctx, "PULL", "c"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := p.pull(ctx, "PULL", "c")
+	if !consumerGone(err) {
+		t.Fatalf("pull from a deleted consumer: %v, want one consumerGone recognizes", err)
+	}
+}
+
+// A pull whose answer does not come in time gives up its inbox: a late
+// answer cannot pass for the answer to the next pull, and the message it
+// carried is redelivered after AckWait.
+func TestPullerTimeoutTakesANewInbox(t *testing.T) {
+	nc, js, _ := pullStream(t)
+	ctx := context.Background()
+	if _, err := js.Publish(ctx, "pull.a", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	p := newPuller(nc, 5*time.Second)
+	defer p.close()
+	// A stream no server answers for: the request has no responders.
+	if _, err := p.pull(ctx, "NOSUCH", "c"); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("no such stream: %v", err)
+	}
+	p.wait = time.Nanosecond // no answer can come in time
+	first := p.inbox
+	if _, err := p.pull(ctx, "PULL", "c"); !errors.Is(err, nats.ErrTimeout) {
+		t.Fatalf("an answer that cannot come in time: %v, want nats.ErrTimeout", err)
+	}
+	if p.sub != nil {
+		t.Fatal("the timed-out pull's inbox is still subscribed")
+	}
+	p.wait = 5 * time.Second
+	// The message the abandoned pull claimed (if the server had answered)
+	// comes back after AckWait; the next pull's inbox is new.
+	var m jetstream.Msg
+	waitFor(t, func() bool {
+		var err error
+		m, err = p.pull(ctx, "PULL", "c")
+		return err == nil
+	})
+	if p.inbox == first {
+		t.Fatal("the pull after a timeout used the same inbox")
+	}
+	if err := m.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	// A cancelled context ends a pull at once.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := p.pull(cctx, "PULL", "c"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+}
