@@ -46,6 +46,7 @@ import (
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/scripts/stack"
+	"github.com/stevedore-dev/stevedore/worker/chunk"
 	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/extract/extracttest"
 	"github.com/stevedore-dev/stevedore/worker/token"
@@ -83,6 +84,21 @@ type Raw struct {
 	ObjectsPerTest    int     `json:"objects"`
 }
 
+// Ceiling is what one object of a text shape costs in the raw stages — a
+// GET of it with the tenant's session, counting its tokens, publishing the
+// chunks the real splitter makes of it with its commit and event — and the
+// throughput that leaves on this machine's cores.
+type Ceiling struct {
+	Shape         string  `json:"shape"`
+	GetPerSec     float64 `json:"s3_get_session_per_s"`
+	GetCPUms      float64 `json:"s3_get_session_cpu_ms_per_object"`
+	TokenizeCPUms float64 `json:"tokenize_cpu_ms_per_object"`
+	Chunks        int     `json:"chunks_per_object"`
+	PublishCPUms  float64 `json:"publish_cpu_ms_per_object"` // its chunks, commit and event, client + server
+	CPUms         float64 `json:"cpu_ms_per_object"`
+	PerSec        float64 `json:"objects_per_s"`
+}
+
 // Pipeline is one shape end to end.
 type Pipeline struct {
 	Shape        shape   `json:"shape"`
@@ -98,8 +114,13 @@ type Pipeline struct {
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`
 	TaskP50ms    float64 `json:"task_p50_ms"`
 	TaskP99ms    float64 `json:"task_p99_ms"`
-	Ratio        float64 `json:"ratio_to_ceiling,omitempty"`      // objects/s ÷ ceiling (4 KiB shape)
-	RatioRoot    float64 `json:"ratio_to_root_ceiling,omitempty"` // objects/s ÷ the root-GET ceiling
+	// Ratio is objects/s ÷ the shape's ceiling (text shapes).
+	Ratio float64 `json:"ratio_to_shape_ceiling,omitempty"`
+	// The 4 KiB shape against the first definition of the ceiling (Raw:
+	// one chunk an object), and with the root user's GET: kept so runs
+	// before and after compare.
+	RatioFirst float64 `json:"ratio_to_ceiling,omitempty"`
+	RatioRoot  float64 `json:"ratio_to_root_ceiling,omitempty"`
 	CoresBusy    float64 `json:"cores_busy"`
 }
 
@@ -109,6 +130,7 @@ type Result struct {
 	Revision  string     `json:"revision"`
 	GoVersion string     `json:"go"`
 	Raw       Raw        `json:"raw"`
+	Ceilings  []Ceiling  `json:"ceilings,omitempty"`
 	Pipelines []Pipeline `json:"pipelines"`
 	Smoke     bool       `json:"smoke,omitempty"`
 	// Fleet: nats-server, `stevedore producer` and `stevedore worker` as
@@ -134,15 +156,17 @@ func (p procs) stevedoreCPU() time.Duration {
 
 func main() {
 	smoke := flag.Bool("smoke", false, "200 objects of 4 KiB only, no result file (CI keeps the harness working with it)")
-	shapesFlag := flag.String("shapes", "4k:5000,64k:500,32m:10,pdf:40", "shapes: size:count, size in k or m, or pdf:count")
+	shapesFlag := flag.String("shapes", "4k:10000,64k:3000,32m:10,pdf:40", "shapes: size:count, size in k or m, or pdf:count")
 	out := flag.String("out", "bench/results", "directory for the JSON result (relative to the repository)")
 	profile := flag.Bool("profile", false, "capture CPU, block and mutex profiles of stevedore during the first shape (in .stevedore/bench/)")
 	workers := flag.String("workers", "2", "workers in stevedore dev (or in the worker process with -fleet)")
 	fleet := flag.Bool("fleet", false, "run nats-server, `stevedore producer` and `stevedore worker` as separate processes instead of `stevedore dev`")
+	more := flag.String("worker-args", "", "more flags for stevedore dev (or the worker process with -fleet), e.g. \"--task-concurrency 16\"")
 	flag.Parse()
+	args := append([]string{"--workers", *workers}, strings.Fields(*more)...)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *smoke, *shapesFlag, *out, *profile, *workers, *fleet); err != nil {
+	if err := run(ctx, *smoke, *shapesFlag, *out, *profile, args, *fleet); err != nil {
 		fmt.Fprintln(os.Stderr, "bench failed:", err)
 		os.Exit(1)
 	}
@@ -186,7 +210,7 @@ func human(b int) string {
 	return fmt.Sprintf("%d B", b)
 }
 
-func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, workers string, fleet bool) error {
+func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, workerArgs []string, fleet bool) error {
 	shapes, err := parseShapes(shapeSpec)
 	if err != nil {
 		return err
@@ -210,12 +234,12 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 	var ps procs
 	if fleet {
 		var stop func()
-		if s, ps, stop, err = startFleet(ctx, dir, logf, workers); err != nil {
+		if s, ps, stop, err = startFleet(ctx, dir, logf, workerArgs); err != nil {
 			return err
 		}
 		defer stop()
 	} else {
-		if s, err = stack.Start(ctx, dir, logf, stack.WithDevArgs("--workers", workers, "--pprof", "--log-level", "warn")); err != nil {
+		if s, err = stack.Start(ctx, dir, logf, stack.WithDevArgs(append(workerArgs, "--pprof", "--log-level", "warn")...)); err != nil {
 			return err
 		}
 		defer s.Stop()
@@ -241,6 +265,18 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 	if res.Raw, err = raw(ctx, s, ps, org, client, minio, shapes[0]); err != nil {
 		return err
 	}
+	ceilings := map[int]Ceiling{}
+	for i, sh := range shapes {
+		if sh.Docs {
+			continue // PDFium's extraction has no raw stage to compare with
+		}
+		c, err := ceiling(ctx, s, ps, org, minio, fmt.Sprintf("bench/%d/", i), sh, res.Raw)
+		if err != nil {
+			return err
+		}
+		ceilings[i] = c
+		res.Ceilings = append(res.Ceilings, c)
+	}
 	for i, sh := range shapes {
 		logf("pipeline: %s", sh.Name)
 		var stopProfile func() error
@@ -256,8 +292,11 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 				return err
 			}
 		}
+		if c, ok := ceilings[i]; ok {
+			p.Ratio = p.ObjectsPerS / c.PerSec
+		}
 		if !sh.Docs && sh.Size == 4<<10 && res.Raw.CeilingPerSec > 0 {
-			p.Ratio = p.ObjectsPerS / res.Raw.CeilingPerSec
+			p.RatioFirst = p.ObjectsPerS / res.Raw.CeilingPerSec
 			p.RatioRoot = p.ObjectsPerS / res.Raw.RootCeilingPerSec
 		}
 		res.Pipelines = append(res.Pipelines, p)
@@ -285,7 +324,7 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 // startFleet starts MinIO, one nats-server, `stevedore producer` and
 // `stevedore worker --workers n` as separate processes, as production runs
 // them, and points s at the producer's API and the worker's metrics.
-func startFleet(ctx context.Context, dir string, logf func(string, ...any), workers string) (*stack.Stack, procs, func(), error) {
+func startFleet(ctx context.Context, dir string, logf func(string, ...any), workerArgs []string) (*stack.Stack, procs, func(), error) {
 	s, err := stack.Start(ctx, dir, logf, stack.WithoutDev())
 	if err != nil {
 		return nil, procs{}, nil, err
@@ -324,8 +363,8 @@ func startFleet(ctx context.Context, dir string, logf func(string, ...any), work
 	if err := stack.WaitOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]), time.Minute); err != nil {
 		return fail(err)
 	}
-	worker, err := stack.StartProc("worker", dir, s.Bin, env, "worker", "--workers", workers, "--pprof",
-		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", ports[2]))
+	worker, err := stack.StartProc("worker", dir, s.Bin, env, append(append([]string{"worker"}, workerArgs...), "--pprof",
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", ports[2]))...)
 	if err != nil {
 		return fail(err)
 	}
@@ -334,7 +373,7 @@ func startFleet(ctx context.Context, dir string, logf func(string, ...any), work
 	if err := stack.WaitOK(s.Metric+"/readyz", time.Minute); err != nil {
 		return fail(err)
 	}
-	logf("fleet: nats-server (pid %d), producer (pid %d), worker with %s workers (pid %d)", node.Nodes[0].PID(), producer.PID(), workers, worker.PID())
+	logf("fleet: nats-server (pid %d), producer (pid %d), worker %s (pid %d)", node.Nodes[0].PID(), producer.PID(), strings.Join(workerArgs, " "), worker.PID())
 	return s, procs{stevedore: []int{producer.PID(), worker.PID()}, server: node.Nodes[0].PID(), worker: worker.PID()}, stop, nil
 }
 
@@ -487,20 +526,11 @@ func raw(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, client *
 	r.TokenizeCPUms = float64(sh.Size) / (r.TokenizerMBps * 1e6) * 1000
 	// JetStream publishes with Msg-Id of what one object produces: a chunk,
 	// its commit and its event, to a scratch stream on the same server.
-	nc, err := nats.Connect(s.NATSURL)
+	js, stopStream, err := scratchStream(ctx, s)
 	if err != nil {
 		return r, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return r, err
-	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"bench.>"}, Storage: jetstream.FileStorage,
-		Duplicates: 2 * time.Minute}); err != nil {
-		return r, err
-	}
-	defer func() { _ = js.DeleteStream(context.Background(), "BENCH") }()
+	defer stopStream()
 	chunk := &schema.Chunk{ChunkID: "ch_0", Org: "org_bench", Collection: "c", Bucket: "demo-docs", Key: "k", ETag: "e", Text: string(prose(2, sh.Size)),
 		TokenCount: 900, Encoding: token.Cl100kBase, ExtractorVersion: "text/1", ContentType: "text/plain"}
 	commit := &schema.Commit{Commit: true, Org: "org_bench", Collection: "c", Bucket: "demo-docs", Key: "k", ETag: "e", ExtractorVersion: "text/1", Chunks: 1, Tokens: 900}
@@ -536,6 +566,98 @@ func raw(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, client *
 	return r, nil
 }
 
+// ceiling measures what one object of sh (a text shape, uploaded under
+// prefix) costs in the raw stages: GETs of its objects with the tenant's
+// session at the task concurrency, the tokenizer at the speed raw measured,
+// and JetStream publishes of the chunks the worker's splitter makes of its
+// text (default chunk size) with a commit and an event, 8 objects at a time.
+func ceiling(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, minio int, prefix string, sh shape, r Raw) (Ceiling, error) {
+	c := Ceiling{Shape: sh.Name}
+	keys := make([]string, sh.Count)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%sobj-%06d.txt", prefix, i)
+	}
+	session, err := sessionS3(ctx, s, org, "demo-docs", prefix)
+	if err != nil {
+		return c, err
+	}
+	if c.GetPerSec, c.GetCPUms, err = getAll(ctx, session, minio, keys); err != nil {
+		return c, err
+	}
+	c.TokenizeCPUms = float64(sh.Size) / (r.TokenizerMBps * 1e6) * 1000
+	enc, err := token.Get(token.Cl100kBase)
+	if err != nil {
+		return c, err
+	}
+	splitter, err := chunk.New(enc, 0)
+	if err != nil {
+		return c, err
+	}
+	parts := splitter.Split(string(prose(0, sh.Size)))
+	c.Chunks = len(parts)
+	// About 20,000 messages, at least one object.
+	objects := max(1, min(sh.Count, 20000/(len(parts)+2)))
+	js, stop, err := scratchStream(ctx, s)
+	if err != nil {
+		return c, err
+	}
+	defer stop()
+	msgs := func(i int) []schema.Out {
+		out := make([]schema.Out, 0, len(parts)+2)
+		for n, p := range parts {
+			out = append(out, schema.Out{Subject: "bench.chunks", MsgID: fmt.Sprintf("c%d.%d", i, n), Msg: &schema.Chunk{ChunkID: fmt.Sprintf("ch_%d_%d", i, n),
+				Org: "org_bench", Collection: "c", Bucket: "demo-docs", Key: keys[i%len(keys)], ETag: "e", Index: n, ByteOffset: int64(p.Offset), Text: p.Text,
+				TokenCount: p.Tokens, Encoding: token.Cl100kBase, ExtractorVersion: "text/1", ContentType: "text/plain"}})
+		}
+		return append(out, schema.Out{Subject: "bench.chunks", MsgID: fmt.Sprintf("m%d", i), Msg: &schema.Commit{Commit: true, Org: "org_bench", Collection: "c",
+			Bucket: "demo-docs", Key: keys[i%len(keys)], ETag: "e", ExtractorVersion: "text/1", Chunks: len(parts)}},
+			schema.Out{Subject: "bench.events", MsgID: fmt.Sprintf("e%d", i), Msg: &schema.ObjectEvent{EventID: fmt.Sprintf("ev%d", i), JobID: "job_b", Org: "org_bench",
+				Collection: "c", Bucket: "demo-docs", Key: keys[i%len(keys)], Outcome: schema.OutcomeIndexed, Chunks: len(parts)}})
+	}
+	cpu0, srv0 := selfCPU(), cpu(ps.server)
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for w := 0; w < 8; w++ {
+		g.Go(func() error {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= objects {
+					return nil
+				}
+				if _, err := schema.PublishAll(gctx, js, msgs(i)); err != nil {
+					return err
+				}
+			}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return c, err
+	}
+	c.PublishCPUms = ms(selfCPU()-cpu0+cpu(ps.server)-srv0, objects)
+	c.CPUms = c.GetCPUms + c.TokenizeCPUms + c.PublishCPUms
+	c.PerSec = float64(r.Cores) * 1000 / c.CPUms
+	return c, nil
+}
+
+// scratchStream makes the BENCH stream the raw publishes go to, on the
+// pipeline's server, and returns a function deleting it.
+func scratchStream(ctx context.Context, s *stack.Stack) (jetstream.JetStream, func(), error) {
+	nc, err := nats.Connect(s.NATSURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"bench.>"}, Storage: jetstream.FileStorage,
+			Duplicates: 2 * time.Minute})
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, func() { _ = js.DeleteStream(context.Background(), "BENCH"); nc.Close() }, nil
+}
+
 // pipeline indexes prefix through the API and measures it.
 func pipeline(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, minio int, prefix string, sh shape, i int) (Pipeline, error) {
 	p := Pipeline{Shape: sh}
@@ -558,7 +680,12 @@ func pipeline(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, min
 	if err != nil {
 		return p, err
 	}
+	// From the job's creation to its completion as its record says (the
+	// polling's granularity is not part of the pipeline).
 	secs := time.Since(t0).Seconds()
+	if st.CompletedAt != nil && st.CompletedAt.After(st.CreatedAt) {
+		secs = st.CompletedAt.Sub(st.CreatedAt).Seconds()
+	}
 	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != int64(sh.Count) {
 		return p, fmt.Errorf("job %s: %d of %d indexed", st.Status, st.FilesIndexed, sh.Count)
 	}
@@ -746,12 +873,23 @@ func report(w io.Writer, r Result, prev *Result) {
 	fmt.Fprintf(w, "  publish         %7.0f msg/s (Msg-Id)     %5.2f ms CPU (chunk + commit + event, client + server)\n", r.Raw.PublishPerSec, r.Raw.PublishCPUms)
 	fmt.Fprintf(w, "  ceiling         %7.0f objects/s           %5.2f ms CPU per object on %d cores (with the root GET: %.0f objects/s)\n\n",
 		r.Raw.CeilingPerSec, r.Raw.CeilingCPUms, r.Raw.Cores, r.Raw.RootCeilingPerSec)
+	if len(r.Ceilings) > 0 {
+		fmt.Fprintf(w, "ceiling per shape (GET with the session + tokenizer + publish of the chunks the splitter makes, commit, event):\n")
+		for _, c := range r.Ceilings {
+			fmt.Fprintf(w, "  %-20s %8.1f objects/s  %7.2f ms CPU = GET %.2f (%0.f/s) + tokens %.2f + publish %.2f (%d chunks)\n", c.Shape, c.PerSec, c.CPUms,
+				c.GetCPUms, c.GetPerSec, c.TokenizeCPUms, c.PublishCPUms, c.Chunks)
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "%-22s %9s %7s %8s %9s %8s %8s %7s %6s %6s %7s %7s %7s %6s\n", "pipeline", "objects/s", "MB/s", "chunks/s", "tokens/s",
 		"stv ms/o", "minio ms", "nats ms", "cores", "STS/k", "RSS MiB", "p50 ms", "p99 ms", "ratio")
 	for _, p := range r.Pipelines {
 		ratio := ""
 		if p.Ratio > 0 {
-			ratio = fmt.Sprintf("%.0f%% (root %.0f%%)", p.Ratio*100, p.RatioRoot*100)
+			ratio = fmt.Sprintf("%.0f%%", p.Ratio*100)
+		}
+		if p.RatioFirst > 0 {
+			ratio += fmt.Sprintf(" (first %.0f%%, root %.0f%%)", p.RatioFirst*100, p.RatioRoot*100)
 		}
 		nats := "(in stv)"
 		if r.Fleet {
@@ -767,8 +905,15 @@ func report(w io.Writer, r Result, prev *Result) {
 	for _, p := range r.Pipelines {
 		for _, q := range prev.Pipelines {
 			if q.Shape == p.Shape {
-				fmt.Fprintf(w, "  %-22s objects/s %8.1f → %8.1f (%+.0f%%)   stevedore ms/object %6.2f → %6.2f   ratio %.0f%% → %.0f%%\n", p.Shape.Name,
-					q.ObjectsPerS, p.ObjectsPerS, 100*(p.ObjectsPerS/q.ObjectsPerS-1), q.StevedoreCPU, p.StevedoreCPU, q.Ratio*100, p.Ratio*100)
+				ratio := ""
+				if q.Ratio > 0 {
+					ratio += fmt.Sprintf("   ratio %.0f%% → %.0f%%", q.Ratio*100, p.Ratio*100)
+				}
+				if q.RatioFirst > 0 {
+					ratio += fmt.Sprintf("   first-ceiling ratio %.0f%% → %.0f%%", q.RatioFirst*100, p.RatioFirst*100)
+				}
+				fmt.Fprintf(w, "  %-22s objects/s %8.1f → %8.1f (%+.0f%%)   stevedore ms/object %6.2f → %6.2f%s\n", p.Shape.Name,
+					q.ObjectsPerS, p.ObjectsPerS, 100*(p.ObjectsPerS/q.ObjectsPerS-1), q.StevedoreCPU, p.StevedoreCPU, ratio)
 			}
 		}
 	}
