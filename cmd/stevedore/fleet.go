@@ -40,7 +40,7 @@ type fleetConfig struct {
 	pprof                                                                     *bool
 	principalARN, kekFile, sessionTemplate                                    *string
 	s3PathStyle, devEmulatorSTS                                               *bool
-	stsRate                                                                   *int
+	stsRate, memoryLimitMiB                                                   *int
 	sqs                                                                       *sqsFlags
 	chunkTokens, taskConcurrency, planConcurrency, replicas, workers          *int
 	maxObjectMiB, maxDecompressedMiB                                          *int
@@ -62,6 +62,8 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		pprof: f.Bool("pprof", false, "serve Go's profiles at /debug/pprof/ on the metrics listener (CPU, heap, goroutines; block and mutex profiling "+
 			"sampled): for diagnosis, keep the listener private"),
 		logLevel: f.String("log-level", "info", "debug, info, warn or error"),
+		memoryLimitMiB: f.Int("memory-limit-mib", 0, "soft memory limit of the process (Go's GOMEMLIMIT: the garbage collector works harder near it); "+
+			"0: GOMEMLIMIT if set, else 90% of the container's (cgroup) memory limit, else none"),
 		replicas: f.Int("replicas", 1, "stream and KV replicas (3 in production)"),
 		ackWait:  f.Duration("ack-wait", 60*time.Second, "how long a claimed message may go without a heartbeat before it is redelivered"),
 		updateTopology: f.Bool("update-topology", false, "rewrite live streams and consumers whose --replicas/--ack-wait differ from this process's "+
@@ -282,7 +284,7 @@ func (c *fleetConfig) validate() error {
 	}
 	checks := []error{
 		atLeast("workers", c.workers, 0), atLeast("task-concurrency", c.taskConcurrency, 1), atLeast("plan-concurrency", c.planConcurrency, 1),
-		atLeast("tenant-concurrency", c.tenantConcurrency, 0), atLeast("sts-rate", c.stsRate, 1), atLeast("replicas", c.replicas, 1),
+		atLeast("tenant-concurrency", c.tenantConcurrency, 0), atLeast("memory-limit-mib", c.memoryLimitMiB, 0), atLeast("sts-rate", c.stsRate, 1), atLeast("replicas", c.replicas, 1),
 		atLeast("spill-every", c.spillEvery, 1), atLeast("steal-above", c.stealAbove, 1), atLeast("org-task-share", c.orgTaskShare, 1),
 		atLeast("api-rate", c.apiRate, 1), atLeast("max-queued-jobs", c.maxQueuedJobs, 1),
 		atLeast("chunk-tokens", c.chunkTokens, 16), atLeast("max-object-mib", c.maxObjectMiB, 1), atLeast("max-decompressed-mib", c.maxDecompressedMiB, 1),
@@ -308,6 +310,8 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
+	limit, source := applyMemoryLimit(*c.memoryLimitMiB, cgroupMemoryFiles)
+	logMemoryLimit(log, limit, source)
 	target := c.nats.target() // dev has pointed --nats-url at the embedded server
 	nc, js, err := connect(ctx, target, log)
 	if err != nil {

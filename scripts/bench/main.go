@@ -121,7 +121,7 @@ type Pipeline struct {
 	// before and after compare.
 	RatioFirst float64 `json:"ratio_to_ceiling,omitempty"`
 	RatioRoot  float64 `json:"ratio_to_root_ceiling,omitempty"`
-	CoresBusy    float64 `json:"cores_busy"`
+	CoresBusy  float64 `json:"cores_busy"`
 }
 
 // Result is one run.
@@ -262,8 +262,12 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 		}
 	}
 	logf("raw stages")
-	if res.Raw, err = raw(ctx, s, ps, org, client, minio, shapes[0]); err != nil {
-		return err
+	// The raw stages read the first text shape's objects (none: PDFs only,
+	// no ceiling).
+	if first := slices.IndexFunc(shapes, func(sh shape) bool { return !sh.Docs }); first >= 0 {
+		if res.Raw, err = raw(ctx, s, ps, org, client, minio, fmt.Sprintf("bench/%d/", first), shapes[first]); err != nil {
+			return err
+		}
 	}
 	ceilings := map[int]Ceiling{}
 	for i, sh := range shapes {
@@ -490,12 +494,12 @@ func sessionS3(ctx context.Context, s *stack.Stack, org *stack.Org, bucket, pref
 		Credentials: credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))}), nil
 }
 
-func raw(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, client *s3.Client, minio int, sh shape) (Raw, error) {
+func raw(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, client *s3.Client, minio int, prefix string, sh shape) (Raw, error) {
 	r := Raw{Cores: runtime.NumCPU(), ObjectsPerTest: sh.Count}
 	// S3 GET of every object of the first shape, at the task concurrency.
 	keys := make([]string, sh.Count)
 	for i := range keys {
-		keys[i] = fmt.Sprintf("bench/0/obj-%06d.txt", i)
+		keys[i] = fmt.Sprintf("%sobj-%06d.txt", prefix, i)
 	}
 	var err error
 	if r.GetPerSec, r.GetCPUms, err = getAll(ctx, client, minio, keys); err != nil {
@@ -504,7 +508,7 @@ func raw(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, client *
 	// The same GETs as the pipeline makes them: with a tenant's assumed-role
 	// session scoped by its session policy (MinIO then evaluates that policy
 	// on every request). The ceiling is computed from these.
-	session, err := sessionS3(ctx, s, org, "demo-docs", "bench/0/")
+	session, err := sessionS3(ctx, s, org, "demo-docs", prefix)
 	if err != nil {
 		return r, err
 	}
@@ -866,13 +870,15 @@ func report(w io.Writer, r Result, prev *Result) {
 		mode = "fleet: nats-server, producer, worker"
 	}
 	fmt.Fprintf(w, "\nstevedore bench at %s (%s, %s, %d cores; %s)\n\n", r.Revision, r.At.Format(time.RFC3339), r.GoVersion, r.Raw.Cores, mode)
-	fmt.Fprintf(w, "raw stages, per 4 KiB object (same machine, same run):\n")
-	fmt.Fprintf(w, "  S3 GET (root)   %7.0f /s at concurrency 8   %5.2f ms CPU (client + MinIO)\n", r.Raw.GetPerSec, r.Raw.GetCPUms)
-	fmt.Fprintf(w, "  S3 GET (session)%7.0f /s at concurrency 8   %5.2f ms CPU (client + MinIO; a tenant's scoped session, as the pipeline)\n", r.Raw.GetSessionPerSec, r.Raw.GetSessionCPUms)
-	fmt.Fprintf(w, "  tokenizer       %7.1f MB/s on one core    %5.2f ms CPU\n", r.Raw.TokenizerMBps, r.Raw.TokenizeCPUms)
-	fmt.Fprintf(w, "  publish         %7.0f msg/s (Msg-Id)     %5.2f ms CPU (chunk + commit + event, client + server)\n", r.Raw.PublishPerSec, r.Raw.PublishCPUms)
-	fmt.Fprintf(w, "  ceiling         %7.0f objects/s           %5.2f ms CPU per object on %d cores (with the root GET: %.0f objects/s)\n\n",
-		r.Raw.CeilingPerSec, r.Raw.CeilingCPUms, r.Raw.Cores, r.Raw.RootCeilingPerSec)
+	if r.Raw.CeilingPerSec > 0 {
+		fmt.Fprintf(w, "raw stages, per object of the first text shape (same machine, same run):\n")
+		fmt.Fprintf(w, "  S3 GET (root)   %7.0f /s at concurrency 8   %5.2f ms CPU (client + MinIO)\n", r.Raw.GetPerSec, r.Raw.GetCPUms)
+		fmt.Fprintf(w, "  S3 GET (session)%7.0f /s at concurrency 8   %5.2f ms CPU (client + MinIO; a tenant's scoped session, as the pipeline)\n", r.Raw.GetSessionPerSec, r.Raw.GetSessionCPUms)
+		fmt.Fprintf(w, "  tokenizer       %7.1f MB/s on one core    %5.2f ms CPU\n", r.Raw.TokenizerMBps, r.Raw.TokenizeCPUms)
+		fmt.Fprintf(w, "  publish         %7.0f msg/s (Msg-Id)     %5.2f ms CPU (chunk + commit + event, client + server)\n", r.Raw.PublishPerSec, r.Raw.PublishCPUms)
+		fmt.Fprintf(w, "  ceiling         %7.0f objects/s           %5.2f ms CPU per object on %d cores (with the root GET: %.0f objects/s)\n\n",
+			r.Raw.CeilingPerSec, r.Raw.CeilingCPUms, r.Raw.Cores, r.Raw.RootCeilingPerSec)
+	}
 	if len(r.Ceilings) > 0 {
 		fmt.Fprintf(w, "ceiling per shape (GET with the session + tokenizer + publish of the chunks the splitter makes, commit, event):\n")
 		for _, c := range r.Ceilings {

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"testing"
+)
+
+func TestMemoryLimit(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	unlimitedV2, unlimitedV1 := write("v2max", "max\n"), write("v1huge", "9223372036854771712\n")
+	limited := write("limited", "536870912\n") // 512 MiB
+
+	// The flag wins.
+	if got, src := applyMemoryLimit(300, []string{limited}); got != 300<<20 || src != "--memory-limit-mib" || debug.SetMemoryLimit(-1) != 300<<20 {
+		t.Fatalf("flag: %d %q", got, src)
+	}
+	// No flag: 90 % of the container's limit; "max" and v1's huge number
+	// are no limit.
+	if got, src := applyMemoryLimit(0, []string{unlimitedV2, unlimitedV1, limited}); got != 536870912/10*9 || !strings.Contains(src, "512 MiB") ||
+		debug.SetMemoryLimit(-1) != got {
+		t.Fatalf("cgroup: %d %q", got, src)
+	}
+	debug.SetMemoryLimit(before)
+	if got, _ := applyMemoryLimit(0, []string{unlimitedV2, unlimitedV1, filepath.Join(dir, "absent")}); got != 0 || debug.SetMemoryLimit(-1) != before {
+		t.Fatalf("no limit anywhere: %d", got)
+	}
+	// GOMEMLIMIT set: the runtime applied it at start; it is kept.
+	t.Setenv("GOMEMLIMIT", "200MiB")
+	if _, src := applyMemoryLimit(0, []string{limited}); src != "GOMEMLIMIT" || debug.SetMemoryLimit(-1) != before {
+		t.Fatalf("GOMEMLIMIT: %q", src)
+	}
+}
