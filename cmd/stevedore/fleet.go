@@ -53,6 +53,7 @@ type fleetConfig struct {
 	apiRate, apiBurst, maxQueuedJobs                                          *int
 	updateTopology                                                            *bool
 	nats                                                                      *natsFlags
+	embedded                                                                  *server.Server // dev: its own processes connect in-process
 }
 
 func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
@@ -147,6 +148,7 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	log.Info("embedded NATS JetStream started", "listen", *natsListen, "data", *data)
 	*c.natsURL = srv.ClientURL()
+	c.embedded = srv
 	return runFleet(ctx, c, log)
 }
 
@@ -189,7 +191,9 @@ func redactURL(urls string) string {
 // natsTarget is where and how to connect to NATS: --nats-url and the
 // credentials that should not live in a URL.
 type natsTarget struct {
-	url                    string
+	url string
+	// inProcess, in dev, connects to the embedded server without a socket.
+	inProcess              nats.InProcessConnProvider
 	creds, nkey            string // a .creds file (JWT + nkey seed); an nkey seed file
 	tlsCA, tlsCert, tlsKey string
 }
@@ -249,6 +253,9 @@ func connect(ctx context.Context, t natsTarget, log *slog.Logger) (*nats.Conn, j
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) })}, auth...)
+	if t.inProcess != nil {
+		opts = append(opts, nats.InProcessServer(t.inProcess))
+	}
 	nc, err := nats.Connect(t.url, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(t.url), err)
@@ -313,6 +320,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	limit, source := applyMemoryLimit(*c.memoryLimitMiB, cgroupMemoryFiles)
 	logMemoryLimit(log, limit, source)
 	target := c.nats.target() // dev has pointed --nats-url at the embedded server
+	target.inProcess = c.embedded
 	nc, js, err := connect(ctx, target, log)
 	if err != nil {
 		return err
