@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/stevedore-dev/stevedore/worker/token"
@@ -210,5 +211,35 @@ func BenchmarkSplit(b *testing.B) {
 	b.SetBytes(int64(len(in)))
 	for b.Loop() {
 		s.Split(in)
+	}
+}
+
+// The ASCII fast paths of the piece tests answer as unicode's tables do.
+func TestPieceTestsMatchUnicode(t *testing.T) {
+	ref := map[string]func(string) bool{
+		"endsSentence": func(p string) bool {
+			t := strings.TrimRightFunc(p, unicode.IsSpace)
+			if t == "" {
+				return false
+			}
+			r, _ := utf8.DecodeLastRuneInString(t)
+			return r == '.' || r == '!' || r == '?' || r == '。'
+		},
+		"startsSpace": func(p string) bool { r, _ := utf8.DecodeRuneInString(p); return unicode.IsSpace(r) },
+		"endsSpace":   func(p string) bool { r, _ := utf8.DecodeLastRuneInString(p); return unicode.IsSpace(r) },
+		"isAllSpace":  func(p string) bool { return strings.TrimLeftFunc(p, unicode.IsSpace) == "" },
+	}
+	got := map[string]func(string) bool{"endsSentence": endsSentence, "startsSpace": startsSpace, "endsSpace": endsSpace, "isAllSpace": isAllSpace}
+	pieces := []string{" ", "  ", "\n\n", " \t\r\n\v\f", "word", " word", "end.", " end. ", "why?", "so!  ", "。", "終わり。 ", "\u00a0", " \u00a0",
+		"a\u0085", "\u0085", "\u2003x", "x\u2003", "\u3000", ".\u3000", "é", " é.", "\xff", ". \xff", "\xff ", "?\n", "1.5", "...", "\u00a0."}
+	for name, want := range ref {
+		for _, p := range pieces {
+			if p == "" && name == "isAllSpace" {
+				continue
+			}
+			if g, w := got[name](p), want(p); g != w {
+				t.Errorf("%s(%q) = %v, unicode says %v", name, p, g, w)
+			}
+		}
 	}
 }
