@@ -268,6 +268,16 @@ func connect(ctx context.Context, t natsTarget, log *slog.Logger) (*nats.Conn, j
 	return nc, js, nil
 }
 
+// target is where the process connects: --nats-url, or in dev the embedded
+// server in-process (dev has pointed --nats-url at it too).
+func (c *fleetConfig) target() natsTarget {
+	t := c.nats.target()
+	if c.embedded != nil { // never a nil *server.Server in the interface: that is not "none"
+		t.inProcess = c.embedded
+	}
+	return t
+}
+
 // runFleet wires the components a command asked for and runs them in one
 // errgroup until ctx is cancelled. Shutdown order: stop accepting HTTP
 // requests, stop claiming, let in-flight work finish (grace), close NATS.
@@ -319,8 +329,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	}
 	limit, source := applyMemoryLimit(*c.memoryLimitMiB, cgroupMemoryFiles)
 	logMemoryLimit(log, limit, source)
-	target := c.nats.target() // dev has pointed --nats-url at the embedded server
-	target.inProcess = c.embedded
+	target := c.target()
 	nc, js, err := connect(ctx, target, log)
 	if err != nil {
 		return err

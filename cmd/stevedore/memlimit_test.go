@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/stevedore-dev/stevedore/schema/natstest"
 )
 
 func TestMemoryLimit(t *testing.T) {
@@ -41,5 +43,20 @@ func TestMemoryLimit(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "200MiB")
 	if _, src := applyMemoryLimit(0, []string{limited}); src != "GOMEMLIMIT" || debug.SetMemoryLimit(-1) != before {
 		t.Fatalf("GOMEMLIMIT: %q", src)
+	}
+}
+
+// A producer or worker connects by URL; only dev's own processes connect to
+// its embedded server in-process. (A nil server in the target's interface
+// once made every producer and worker fail to connect.)
+func TestTargetInProcessOnlyInDev(t *testing.T) {
+	c := addFleetFlags(newFlags("worker"), false, 1)
+	if tg := c.target(); tg.inProcess != nil || tg.url == "" {
+		t.Fatalf("worker: in-process %v, url %q", tg.inProcess, tg.url)
+	}
+	srv, _, _ := natstest.Start(t)
+	c.embedded = srv
+	if tg := c.target(); tg.inProcess == nil {
+		t.Fatal("dev: not in-process")
 	}
 }
