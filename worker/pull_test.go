@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,9 +72,13 @@ func TestPullerClaimsOneMessageAndAcknowledges(t *testing.T) {
 	if err := m.Nak(); err != nil {
 		t.Fatal(err)
 	}
-	m, err = p.pull(ctx, "PULL", "c")
-	if err != nil || m.Subject() != "pull.b" {
-		t.Fatalf("after a nak: %v", err)
+	// The nak is applied by the consumer a moment after it is sent.
+	waitFor(t, func() bool {
+		m, err = p.pull(ctx, "PULL", "c")
+		return err == nil
+	})
+	if m.Subject() != "pull.b" {
+		t.Fatalf("after a nak: %s", m.Subject())
 	}
 	if md, _ := m.Metadata(); md.NumDelivered != 2 {
 		t.Fatalf("delivered %d times, want 2", md.NumDelivered)
@@ -157,5 +162,44 @@ func TestPullerTimeoutTakesANewInbox(t *testing.T) {
 	cancel()
 	if _, err := p.pull(cctx, "PULL", "c"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
+	}
+}
+
+// beatCounter is a message that counts its InProgress calls.
+type beatCounter struct {
+	jetstream.Msg
+	mu    sync.Mutex
+	beats int
+}
+
+func (b *beatCounter) InProgress() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.beats++
+	return nil
+}
+
+func (b *beatCounter) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.beats
+}
+
+// Heartbeats come every interval until stop; after stop returns, none.
+func TestHeartbeatsUntilStopped(t *testing.T) {
+	a, b := &beatCounter{}, &beatCounter{}
+	stop := heartbeats([]jetstream.Msg{a, b}, 5*time.Millisecond)
+	waitFor(t, func() bool { return a.count() >= 3 && b.count() >= 3 })
+	stop()
+	n := a.count()
+	time.Sleep(30 * time.Millisecond)
+	if a.count() != n {
+		t.Fatalf("%d beats after stop", a.count()-n)
+	}
+	// A task shorter than the interval sends none.
+	c := &beatCounter{}
+	heartbeats([]jetstream.Msg{c}, time.Hour)()
+	if c.count() != 0 {
+		t.Fatal("a beat for a message settled before its first interval")
 	}
 }

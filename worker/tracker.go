@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2/expirable"
@@ -156,22 +157,31 @@ func (w *Worker) trackerAckWait() time.Duration {
 // heartbeats tells JetStream every interval that msgs are still being
 // worked on, until the returned stop is called.
 func heartbeats(msgs []jetstream.Msg, interval time.Duration) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, m := range msgs {
-					_ = m.InProgress()
-				}
-			}
+	// A timer that re-arms itself, not a goroutine with a ticker: a task of
+	// a few milliseconds never wakes anything. stop waits for a beat being
+	// sent, so no InProgress follows the message's settlement.
+	var mu sync.Mutex
+	stopped := false
+	mu.Lock()
+	defer mu.Unlock()
+	var t *time.Timer
+	t = time.AfterFunc(interval, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}()
-	return func() { close(done) }
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
+		t.Reset(interval)
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
 }
 
 // inOrder sorts msgs by stream sequence and splits them into the run that
