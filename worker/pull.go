@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -27,22 +26,18 @@ type puller struct {
 	sub   *nats.Subscription
 	inbox string
 	wait  time.Duration // how long a pull's answer may take
-	req   []byte        // the no-wait request for one message
 }
 
 // pullWait is how long a pull's answer may take: a no-wait pull is
 // answered at once unless nats-server is saturated.
 const pullWait = 5 * time.Second
 
-// pullRequest is JetStream's CONSUMER.MSG.NEXT request.
-type pullRequest struct {
-	Batch  int  `json:"batch"`
-	NoWait bool `json:"no_wait"`
-}
+// noWaitOne is the CONSUMER.MSG.NEXT request of every pull: one message,
+// answered at once (the message, or a status saying there is none).
+var noWaitOne = []byte(`{"batch":1,"no_wait":true}`)
 
 func newPuller(nc *nats.Conn, wait time.Duration) *puller {
-	req, _ := json.Marshal(pullRequest{Batch: 1, NoWait: true})
-	return &puller{nc: nc, wait: wait, req: req}
+	return &puller{nc: nc, wait: wait}
 }
 
 func (p *puller) close() {
@@ -64,7 +59,7 @@ func (p *puller) pull(ctx context.Context, stream, consumer string) (jetstream.M
 		}
 		p.sub = sub
 	}
-	if err := p.nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+stream+"."+consumer, p.inbox, p.req); err != nil {
+	if err := p.nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+stream+"."+consumer, p.inbox, noWaitOne); err != nil {
 		p.close()
 		return nil, err
 	}
