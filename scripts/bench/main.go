@@ -304,7 +304,7 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 			if err != nil {
 				return err
 			}
-			c := mean(before, after, res.Raw.Cores)
+			c := mean(before, after)
 			res.Ceilings = append(res.Ceilings, c)
 			p.Ratio = p.ObjectsPerS / c.PerSec
 		}
@@ -506,10 +506,7 @@ func sessionS3(ctx context.Context, s *stack.Stack, org *stack.Org, bucket, pref
 func raw(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, client *s3.Client, minio int, prefix string, sh shape) (Raw, error) {
 	r := Raw{Cores: runtime.NumCPU(), ObjectsPerTest: sh.Count}
 	// S3 GET of every object of the first shape, at the task concurrency.
-	keys := make([]string, sh.Count)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("%sobj-%06d.txt", prefix, i)
-	}
+	keys := objectKeys(prefix, sh.Count)
 	var err error
 	if r.GetPerSec, r.GetCPUms, err = getAll(ctx, client, minio, keys); err != nil {
 		return r, err
@@ -543,47 +540,29 @@ func raw(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, client *
 	commit := &schema.Commit{Commit: true, Org: "org_bench", Collection: "c", Bucket: "demo-docs", Key: "k", ETag: "e", ExtractorVersion: "text/1", Chunks: 1, Tokens: 900}
 	event := &schema.ObjectEvent{EventID: "ev", JobID: "job_b", Org: "org_bench", Collection: "c", Bucket: "demo-docs", Key: "k", Outcome: schema.OutcomeIndexed, Chunks: 1, Tokens: 900}
 	r.ChunkBytes = len(chunk.Text)
-	var pub atomic.Int64
-	c0, d0 := selfCPU(), cpu(ps.server)
-	t0 := time.Now()
-	g, gctx := errgroup.WithContext(ctx)
-	for w := 0; w < 8; w++ {
-		g.Go(func() error {
-			for {
-				i := int(pub.Add(1)) - 1
-				if i >= len(keys) {
-					return nil
-				}
-				msgs := []schema.Out{{Subject: "bench.chunks", MsgID: fmt.Sprintf("c%d", i), Msg: chunk},
-					{Subject: "bench.chunks", MsgID: fmt.Sprintf("m%d", i), Msg: commit}, {Subject: "bench.events", MsgID: fmt.Sprintf("e%d", i), Msg: event}}
-				if _, err := schema.PublishAll(gctx, js, msgs); err != nil {
-					return err
-				}
-			}
-		})
-	}
-	if err := g.Wait(); err != nil {
+	secs, cpuMs, err := publishEach(ctx, js, ps, len(keys), func(i int) []schema.Out {
+		return []schema.Out{{Subject: "bench.chunks", MsgID: fmt.Sprintf("c%d", i), Msg: chunk},
+			{Subject: "bench.chunks", MsgID: fmt.Sprintf("m%d", i), Msg: commit}, {Subject: "bench.events", MsgID: fmt.Sprintf("e%d", i), Msg: event}}
+	})
+	if err != nil {
 		return r, err
 	}
-	r.PublishPerSec = 3 * float64(len(keys)) / time.Since(t0).Seconds()
-	r.PublishCPUms = ms(selfCPU()-c0+cpu(ps.server)-d0, len(keys))
+	r.PublishPerSec = 3 * float64(len(keys)) / secs
+	r.PublishCPUms = cpuMs
 	r.CeilingCPUms = r.GetSessionCPUms + r.TokenizeCPUms + r.PublishCPUms
-	r.CeilingPerSec = float64(r.Cores) * 1000 / r.CeilingCPUms
-	r.RootCeilingPerSec = float64(r.Cores) * 1000 / (r.GetCPUms + r.TokenizeCPUms + r.PublishCPUms)
+	r.CeilingPerSec = perSec(r.CeilingCPUms)
+	r.RootCeilingPerSec = perSec(r.GetCPUms + r.TokenizeCPUms + r.PublishCPUms)
 	return r, nil
 }
 
 // ceiling measures what one object of sh (a text shape, uploaded under
 // prefix) costs in the raw stages: GETs of its objects with the tenant's
-// session at the task concurrency, the tokenizer at the speed raw measured,
-// and JetStream publishes of the chunks the worker's splitter makes of its
+// session at the task concurrency, the tokenizer on one core (measured
+// here: the machine's speed drifts), and JetStream publishes of the chunks the worker's splitter makes of its
 // text (default chunk size) with a commit and an event, 8 objects at a time.
 func ceiling(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, minio int, prefix string, sh shape) (Ceiling, error) {
 	c := Ceiling{Shape: sh.Name}
-	keys := make([]string, sh.Count)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("%sobj-%06d.txt", prefix, i)
-	}
+	keys := objectKeys(prefix, sh.Count)
 	session, err := sessionS3(ctx, s, org, "demo-docs", prefix)
 	if err != nil {
 		return c, err
@@ -621,14 +600,35 @@ func ceiling(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, mini
 			schema.Out{Subject: "bench.events", MsgID: fmt.Sprintf("e%d", i), Msg: &schema.ObjectEvent{EventID: fmt.Sprintf("ev%d", i), JobID: "job_b", Org: "org_bench",
 				Collection: "c", Bucket: "demo-docs", Key: keys[i%len(keys)], Outcome: schema.OutcomeIndexed, Chunks: len(parts)}})
 	}
-	cpu0, srv0 := selfCPU(), cpu(ps.server)
+	if _, c.PublishCPUms, err = publishEach(ctx, js, ps, objects, msgs); err != nil {
+		return c, err
+	}
+	c.CPUms = c.GetCPUms + c.TokenizeCPUms + c.PublishCPUms
+	c.PerSec = perSec(c.CPUms)
+	return c, nil
+}
+
+// objectKeys are the keys upload gives a text shape's n objects under prefix.
+func objectKeys(prefix string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%sobj-%06d.txt", prefix, i)
+	}
+	return keys
+}
+
+// publishEach publishes msgs(i) for i in [0, n), 8 objects at a time each
+// waiting for its acknowledgements as the worker does, and returns the
+// seconds it took and the CPU per object of this process and the server.
+func publishEach(ctx context.Context, js jetstream.JetStream, ps procs, n int, msgs func(i int) []schema.Out) (secs, cpuMs float64, err error) {
+	c0, s0, t0 := selfCPU(), cpu(ps.server), time.Now()
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	for w := 0; w < 8; w++ {
 		g.Go(func() error {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= objects {
+				if i >= n {
 					return nil
 				}
 				if _, err := schema.PublishAll(gctx, js, msgs(i)); err != nil {
@@ -638,22 +638,23 @@ func ceiling(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, mini
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return c, err
+		return 0, 0, err
 	}
-	c.PublishCPUms = ms(selfCPU()-cpu0+cpu(ps.server)-srv0, objects)
-	c.CPUms = c.GetCPUms + c.TokenizeCPUms + c.PublishCPUms
-	c.PerSec = float64(runtime.NumCPU()) * 1000 / c.CPUms
-	return c, nil
+	return time.Since(t0).Seconds(), ms(selfCPU()-c0+cpu(ps.server)-s0, n), nil
 }
+
+// perSec is the objects per second this machine's cores allow at cpuMs of
+// CPU per object.
+func perSec(cpuMs float64) float64 { return float64(runtime.NumCPU()) * 1000 / cpuMs }
 
 // mean is the ceiling from two measurements of it: each stage's CPU per
 // object averaged, and the spread kept.
-func mean(a, b Ceiling, cores int) Ceiling {
+func mean(a, b Ceiling) Ceiling {
 	c := Ceiling{Shape: a.Shape, Chunks: a.Chunks, GetPerSec: (a.GetPerSec + b.GetPerSec) / 2, GetCPUms: (a.GetCPUms + b.GetCPUms) / 2,
 		TokenizeCPUms: (a.TokenizeCPUms + b.TokenizeCPUms) / 2, PublishCPUms: (a.PublishCPUms + b.PublishCPUms) / 2,
 		CPUmsBefore: a.CPUms, CPUmsAfter: b.CPUms}
 	c.CPUms = c.GetCPUms + c.TokenizeCPUms + c.PublishCPUms
-	c.PerSec = float64(cores) * 1000 / c.CPUms
+	c.PerSec = perSec(c.CPUms)
 	return c
 }
 
