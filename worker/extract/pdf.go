@@ -93,6 +93,7 @@ func (p *PDF) start() error {
 			rc = rc.WithCompilationCache(cache)
 		}
 		p.pool, p.err = webassembly.Init(webassembly.Config{
+			Context: experimental.WithMemoryAllocator(context.Background(), wasmMemory()),
 			MinIdle: 0, MaxIdle: p.cfg.Instances, MaxTotal: p.cfg.Instances,
 			RuntimeConfig: rc,
 			FSConfig:      wazero.NewFSConfig(), // no file system inside the sandbox

@@ -1,0 +1,104 @@
+package extract
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+	"unsafe"
+
+	"github.com/stevedore-dev/stevedore/worker/extract/extracttest"
+)
+
+// TestMappedMemoryGrowsInPlace: growing keeps the address and the contents,
+// the new pages read as zeros, nothing grows past the maximum, and a freed
+// memory grows no more.
+func TestMappedMemoryGrowsInPlace(t *testing.T) {
+	before := liveMemories.Load()
+	m, err := mapMemory(4 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := m.Reallocate(64 << 10)
+	if len(a) != 64<<10 {
+		t.Fatalf("len %d", len(a))
+	}
+	for i := range a {
+		a[i] = 0xAB
+	}
+	b := m.Reallocate(1 << 20)
+	if len(b) != 1<<20 || unsafe.SliceData(a) != unsafe.SliceData(b) {
+		t.Fatalf("grew to %d bytes at %p, was at %p", len(b), unsafe.SliceData(b), unsafe.SliceData(a))
+	}
+	if b[0] != 0xAB || b[64<<10-1] != 0xAB || !bytes.Equal(b[64<<10:], make([]byte, len(b)-64<<10)) {
+		t.Fatal("the old contents moved or the new pages are not zero")
+	}
+	if m.Reallocate(4<<20+1) != nil {
+		t.Fatal("grew past the maximum")
+	}
+	if liveMemories.Load() != before+1 {
+		t.Fatalf("live memories %d, want %d", liveMemories.Load(), before+1)
+	}
+	m.Free()
+	m.Free() // twice is harmless
+	if m.Reallocate(64<<10) != nil {
+		t.Fatal("a freed memory grew")
+	}
+	if liveMemories.Load() != before {
+		t.Fatalf("live memories %d after free, want %d", liveMemories.Load(), before)
+	}
+	if _, err := mapMemory(0); err == nil {
+		t.Fatal("mapped an empty memory")
+	}
+}
+
+// TestPDFInstancesUseMappedMemory: a PDFium instance's memory is a mapping
+// while it reads a document and is given back when the document is done.
+func TestPDFInstancesUseMappedMemory(t *testing.T) {
+	p := testPDF(t)
+	before := liveMemories.Load()
+	// Far more text than the buffers between the instance and the reader
+	// (64 KiB + 8 KiB), so the instance is still at work after the first read.
+	doc := extracttest.PDF(120, func(i int) []string { return extracttest.Prose(i, 50) })
+	x, err := Options{PDF: p}.Open(bytes.NewReader(doc), "doc.pdf", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	first, err := x.Next(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := len(first)
+	if live := liveMemories.Load(); live != before+1 {
+		t.Fatalf("%d mapped memories while reading, want %d", live, before+1)
+	}
+	for {
+		part, err := x.Next(1 << 16)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		total += len(part)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if total < 4*(64+8)<<10 {
+		t.Fatalf("only %d bytes of text: the instance may have finished before the first read", total)
+	}
+	if live := liveMemories.Load(); live != before {
+		t.Fatalf("%d mapped memories after the document, want %d", live, before)
+	}
+}
+
+// TestHeapMemoryFallback: the fallback grows by append and keeps contents.
+func TestHeapMemoryFallback(t *testing.T) {
+	var h heapMemory
+	a := h.Reallocate(10)
+	a[9] = 7
+	b := h.Reallocate(20)
+	if len(b) != 20 || b[9] != 7 || b[19] != 0 {
+		t.Fatalf("%v", b)
+	}
+	h.Free()
+}
