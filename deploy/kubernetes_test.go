@@ -113,7 +113,7 @@ func flagEnv(t *testing.T, command string) map[string]bool {
 			helpErr = fmt.Errorf("go build: %v\n%s", err, out)
 			return
 		}
-		for _, c := range []string{"producer", "worker"} {
+		for _, c := range []string{"producer", "worker", "pdf-cache"} {
 			out, err := exec.Command(bin, c, "-h").CombinedOutput()
 			if err != nil {
 				helpErr = fmt.Errorf("%s -h: %v", c, err)
@@ -129,7 +129,11 @@ func flagEnv(t *testing.T, command string) map[string]bool {
 	for _, m := range regexp.MustCompile(`\(env (STEVEDORE_[A-Z0-9_]+)\)`).FindAllStringSubmatch(helpText[command], -1) {
 		env[m[1]] = true
 	}
-	if len(env) < 10 {
+	least := 10
+	if command == "pdf-cache" {
+		least = 2 // --cache-dir and --pdf-memory-mib
+	}
+	if len(env) < least {
 		t.Fatalf("%s -h names %d environment variables", command, len(env))
 	}
 	return env
@@ -352,6 +356,54 @@ func checkDeployment(t *testing.T, d appsv1.Deployment, cm corev1.ConfigMap, acc
 		t.Errorf("%s: root file system not read-only", d.Name)
 	} else if !slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool { return vm.MountPath == "/tmp" }) {
 		t.Errorf("%s: read-only root without a writable /tmp (containers and PDFs are spooled there)", d.Name)
+	}
+	if c.Args[0] == "worker" {
+		checkPDFCache(t, d, c, env)
+	}
+}
+
+// checkPDFCache: a worker pod compiles PDFium in an init container, into the
+// directory the worker reads, with the worker's PDF memory cap (part of the
+// compiled form), on the same volume.
+func checkPDFCache(t *testing.T, d appsv1.Deployment, worker corev1.Container, workerEnv map[string]string) {
+	t.Helper()
+	spec := d.Spec.Template.Spec
+	if len(spec.InitContainers) != 1 || len(spec.InitContainers[0].Args) == 0 || spec.InitContainers[0].Args[0] != "pdf-cache" {
+		t.Fatalf("%s: init containers %+v, want one running pdf-cache", d.Name, spec.InitContainers)
+	}
+	ic := spec.InitContainers[0]
+	known := flagEnv(t, "pdf-cache")
+	env := map[string]string{}
+	for _, e := range ic.Env {
+		if !known[e.Name] {
+			t.Errorf("%s: %s is not an environment variable `stevedore pdf-cache` reads", d.Name, e.Name)
+		}
+		env[e.Name] = e.Value
+	}
+	for _, name := range []string{"STEVEDORE_CACHE_DIR", "STEVEDORE_PDF_MEMORY_MIB"} {
+		if env[name] != workerEnv[name] {
+			t.Errorf("%s: the init container's %s=%q, the worker's %q", d.Name, name, env[name], workerEnv[name])
+		}
+	}
+	if env["STEVEDORE_CACHE_DIR"] == "" {
+		t.Errorf("%s: no STEVEDORE_CACHE_DIR: the worker would compile PDFium itself", d.Name)
+	}
+	if ic.Image != worker.Image || ic.Resources.Limits.Memory().IsZero() {
+		t.Errorf("%s: init container image %q (worker %q), limits %v", d.Name, ic.Image, worker.Image, ic.Resources.Limits)
+	}
+	if sc := ic.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Errorf("%s: the init container's root file system is not read-only", d.Name)
+	}
+	volume := func(c corev1.Container) string {
+		for _, vm := range c.VolumeMounts {
+			if strings.HasPrefix(env["STEVEDORE_CACHE_DIR"], vm.MountPath+"/") {
+				return vm.Name
+			}
+		}
+		return ""
+	}
+	if v := volume(ic); v == "" || v != volume(worker) {
+		t.Errorf("%s: the cache directory is on volume %q in the init container, %q in the worker", d.Name, v, volume(worker))
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -58,5 +59,33 @@ func TestTargetInProcessOnlyInDev(t *testing.T) {
 	c.embedded = srv
 	if tg := c.target(); tg.inProcess == nil {
 		t.Fatal("dev: not in-process")
+	}
+}
+
+// TestPDFCache: `stevedore pdf-cache` fills the directory the workers'
+// --cache-dir names (the directory the tests share: compiled once per
+// machine), and refuses what would not work.
+func TestPDFCache(t *testing.T) {
+	dir := defaultCacheDir()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	out := &syncBuffer{}
+	stdout = out
+	t.Cleanup(func() { stdout = nil })
+	if err := run(context.Background(), []string{"pdf-cache", "--cache-dir", dir}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "PDFium is compiled in "+dir) {
+		t.Fatalf("printed %q", out.String())
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("cache directory %s: %v, %d entries", dir, err, len(entries))
+	}
+	for _, args := range [][]string{{"--pdf-memory-mib", "8"}, {"--cache-dir", ""}} {
+		if err := run(context.Background(), append([]string{"pdf-cache"}, args...)); err == nil {
+			t.Errorf("pdf-cache %v: no error", args)
+		}
 	}
 }

@@ -24,6 +24,7 @@ Run the fleet:
   dev          everything in one process on an embedded NATS JetStream server
   producer     the HTTP API, against --nats-url
   worker       workers, against --nats-url
+  pdf-cache    compile PDFium into --cache-dir, so workers start without compiling (init containers)
 
 Operator commands (talk to NATS at --nats-url, env STEVEDORE_NATS_URL):
   org create --name N              create an organization: prints org_id, api_key (shown once), external_id
@@ -108,6 +109,8 @@ func run(ctx context.Context, args []string) error {
 		return runProducer(ctx, rest)
 	case "worker":
 		return runWorker(ctx, rest)
+	case "pdf-cache":
+		return runPDFCache(ctx, rest)
 	case "org":
 		return runOrg(ctx, rest)
 	case "integration":

@@ -6,4 +6,6 @@ import "errors"
 
 const canMap = false
 
-func mapMemory(uint64) (*heapMemory, error) { return nil, errors.New("mapped WebAssembly memories are Linux-only") }
+func mapMemory(uint64) (*heapMemory, error) {
+	return nil, errors.New("mapped WebAssembly memories are Linux-only")
+}
