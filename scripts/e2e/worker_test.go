@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -227,7 +228,9 @@ func TestWorkerMemoryIsBounded(t *testing.T) {
 // process busy with large PDFs (8 PDFs of 600 pages of prose, default
 // concurrency: 2 PDFium instances extract while the other slots wait with
 // their documents spooled to disk) and reads its peak RSS: the bound is
-// 300 MiB.
+// issue 11's 200 MiB. PDFium is compiled beforehand by `stevedore pdf-cache`,
+// as the Kubernetes worker's init container does (compiling peaks at ≈ 350
+// MB for a moment; README, PDF).
 func TestWorkerMemoryWithLargePDFs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -243,6 +246,9 @@ func TestWorkerMemoryWithLargePDFs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if out, err := exec.CommandContext(ctx, s.Bin, "pdf-cache").CombinedOutput(); err != nil {
+		t.Fatalf("stevedore pdf-cache: %v\n%s", err, out)
+	}
 	w, _ := workerProc(t, s, dir, "worker-pdf")
 	st, took, rss := indexAndMeasure(t, ctx, s, org, w, "/v2/collections/pdfs/index/s3/directory", map[string]any{"directory_path": "pdfs/", "processing_type": "advanced"})
 	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != docs {
@@ -252,8 +258,8 @@ func TestWorkerMemoryWithLargePDFs(t *testing.T) {
 		docs, pages, float64(size)/1e6, st.ChunksProcessed, st.TokensUsed, took.Round(time.Second), float64(docs*pages)/took.Seconds(), float64(rss)/(1<<20))
 	t.Log(report)
 	appendReport(report)
-	if rss > 300<<20 {
-		t.Fatalf("peak RSS %.1f MiB is over 300 MiB", float64(rss)/(1<<20))
+	if rss > 200<<20 {
+		t.Fatalf("peak RSS %.1f MiB is over 200 MiB", float64(rss)/(1<<20))
 	}
 }
 
