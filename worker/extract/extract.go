@@ -319,6 +319,8 @@ func completeRunes(b []byte) int {
 	return len(b)
 }
 
+var nul = []byte{0}
+
 // utf32Of returns a UTF-32 decoder when head is UTF-32: it starts with a
 // UTF-32 byte-order mark, or (mostly-ASCII text without one) three of every
 // four bytes are NUL, in the same places. nil otherwise.
@@ -335,8 +337,11 @@ func utf32Of(head []byte) encoding.Encoding {
 	// Every code point is below 0x110000, so one byte is always NUL, the
 	// next nearly always (but for emoji and rarer scripts); the low byte
 	// is text, not control characters.
-	var zero, ctrl [4]int
 	n := len(head) / 4
+	if bytes.Count(head[:n*4], nul) < n {
+		return nil // fewer NULs than code points: not UTF-32 (the common case, counted fast)
+	}
+	var zero, ctrl [4]int
 	for i := 0; i < n*4; i++ {
 		switch c := head[i]; {
 		case c == 0:
@@ -361,6 +366,10 @@ func utf16Order(head []byte) int {
 	if len(head) < 16 {
 		return 0
 	}
+	pairs := len(head) / 2
+	if bytes.Count(head[:pairs*2], nul)*10 < pairs*7 {
+		return 0 // too few NULs for either order (the common case, counted fast)
+	}
 	var even, odd int
 	for i := 0; i+1 < len(head); i += 2 {
 		if head[i] == 0 {
@@ -370,7 +379,6 @@ func utf16Order(head []byte) int {
 			odd++
 		}
 	}
-	pairs := len(head) / 2
 	switch {
 	case odd*10 >= pairs*7 && even*10 <= pairs:
 		return 1
