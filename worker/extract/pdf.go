@@ -131,7 +131,7 @@ func (p *PDF) Close() error {
 	if p == nil || p.pool == nil {
 		return nil
 	}
-	return p.pool.Close()
+	return closingUnderCalls(p.pool.Close)
 }
 
 // openPDF spools a PDF and returns a reader of its text, written page by
@@ -174,7 +174,7 @@ func (p *PDF) extract(ctx context.Context, f io.ReadSeeker, size int64, w *docWr
 	// ends any call in flight.
 	var killed sync.Once
 	var timedOut atomic.Bool
-	kill := func() { killed.Do(func() { _ = inst.Kill() }) }
+	kill := func() { killed.Do(func() { _ = closingUnderCalls(inst.Kill) }) }
 	timer := time.AfterFunc(p.cfg.Timeout, func() { timedOut.Store(true); kill() })
 	stop := context.AfterFunc(ctx, kill)
 	defer func() {

@@ -1,6 +1,7 @@
 package extract
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -16,12 +17,24 @@ import (
 // only the pages PDFium touches, and is handed back to the OS when the
 // instance closes.
 
-// unmapGrace is how long a freed memory stays mapped (its pages already
-// given back) before it is unmapped. wazero frees an instance's memory when
-// the instance is closed, and killing an instance (time cap, reader gone)
-// closes it from another goroutine while its call may still be running; that
-// call stops at its next function call or loop, long before this.
+// wazero frees an instance's memory when the instance is closed. Closed
+// after its calls return (every document's end), the memory is unmapped at
+// once. But killing an instance (time cap, reader gone) and closing the pool
+// close instances from another goroutine while a call may still be running;
+// such a call stops at its next function call or loop. So while one of those
+// is under way (asyncFrees > 0), a freed memory's pages are given back at once
+// and the mapping itself stays for unmapGrace.
+var asyncFrees atomic.Int64
+
 const unmapGrace = time.Minute
+
+// closingUnderCalls runs close — a kill or the pool's close — with frees
+// deferred as above.
+func closingUnderCalls(close func() error) error {
+	asyncFrees.Add(1)
+	defer asyncFrees.Add(-1)
+	return close()
+}
 
 // wasmMemory is the allocator for PDFium instances' memories, nil where no
 // mapping is available (wazero's default then).

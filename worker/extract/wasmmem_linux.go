@@ -45,9 +45,10 @@ func (m *mappedMemory) Reallocate(size uint64) []byte {
 	return m.buf[:size]
 }
 
-// Free gives the pages back at once and unmaps the memory after unmapGrace
-// (see there): a call still running in a killed instance writes to fresh
-// zero pages meanwhile instead of faulting.
+// Free unmaps the memory, or — while an instance may be closed under a
+// running call (see asyncFrees) — gives its pages back at once and unmaps it
+// after unmapGrace: such a call writes to fresh zero pages meanwhile instead
+// of faulting.
 func (m *mappedMemory) Free() {
 	m.mu.Lock()
 	buf := m.buf
@@ -57,6 +58,10 @@ func (m *mappedMemory) Free() {
 		return
 	}
 	liveMemories.Add(-1)
+	if asyncFrees.Load() == 0 {
+		_ = syscall.Munmap(buf)
+		return
+	}
 	_ = syscall.Madvise(buf, syscall.MADV_DONTNEED)
 	time.AfterFunc(unmapGrace, func() { _ = syscall.Munmap(buf) })
 }

@@ -3,10 +3,13 @@ package extract
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -135,4 +138,54 @@ func TestColdStartHandsTheCompilersMemoryBack(t *testing.T) {
 	if _, _, err := openPDF(t, p, makePDF(1, func(int) string { return "from the cache" })); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestFreeUnmaps: a memory freed after its calls is unmapped at once; one
+// freed while instances may be closed under running calls (a kill, the
+// pool's close) keeps its mapping, without its pages, for unmapGrace.
+func TestFreeUnmaps(t *testing.T) {
+	mapped := func(m *mappedMemory) func() bool {
+		start := fmt.Sprintf("%x-", uintptr(unsafe.Pointer(unsafe.SliceData(m.buf))))
+		return func() bool {
+			maps, err := os.ReadFile("/proc/self/maps")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(string(maps), "\n") {
+				if strings.HasPrefix(line, start) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	m, err := mapMemory(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	isMapped := mapped(m)
+	m.Reallocate(1 << 20)[0] = 1
+	if !isMapped() {
+		t.Fatal("the memory is not in /proc/self/maps")
+	}
+	m.Free()
+	if isMapped() {
+		t.Fatal("a memory freed after its calls is still mapped")
+	}
+
+	m, err = mapMemory(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	isMapped = mapped(m)
+	buf := m.Reallocate(1 << 20)
+	buf[0] = 1
+	_ = closingUnderCalls(func() error { m.Free(); return nil })
+	if !isMapped() {
+		t.Fatal("a memory freed under a kill was unmapped at once")
+	}
+	if buf[0] != 0 {
+		t.Fatal("a memory freed under a kill kept its pages")
+	}
+	buf[1] = 2 // a call still running writes to a fresh page, without faulting
 }
