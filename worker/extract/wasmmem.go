@@ -1,6 +1,8 @@
 package extract
 
 import (
+	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,11 +47,25 @@ func wasmMemory() experimental.MemoryAllocator {
 	return experimental.MemoryAllocatorFunc(func(_, max uint64) experimental.LinearMemory {
 		m, err := mapMemory(max)
 		if err != nil {
-			return &heapMemory{} // no mapping (address space limit): the Go heap, as without an allocator
+			// No mapping (an address-space limit, strict overcommit): the
+			// Go heap, as without an allocator — PDFs still read, with the
+			// memory cost this file avoids, so it is said once.
+			heapFallbacks.Add(1)
+			fallbackOnce.Do(func() {
+				slog.Warn("PDFium memory: an anonymous mapping failed; instances use the Go heap (about twice the memory per PDF)",
+					"bytes", max, "error", err)
+			})
+			return &heapMemory{}
 		}
 		return m
 	})
 }
+
+// heapFallbacks counts memories that fell back to the Go heap.
+var (
+	heapFallbacks atomic.Int64
+	fallbackOnce  sync.Once
+)
 
 // heapMemory is a memory grown by append in the Go heap: wazero's default,
 // the fallback when a mapping fails.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -97,18 +98,6 @@ func TestPDFInstancesUseMappedMemory(t *testing.T) {
 	}
 }
 
-// TestHeapMemoryFallback: the fallback grows by append and keeps contents.
-func TestHeapMemoryFallback(t *testing.T) {
-	var h heapMemory
-	a := h.Reallocate(10)
-	a[9] = 7
-	b := h.Reallocate(20)
-	if len(b) != 20 || b[9] != 7 || b[19] != 0 {
-		t.Fatalf("%v", b)
-	}
-	h.Free()
-}
-
 // TestColdStartHandsTheCompilersMemoryBack: starting on an empty cache
 // directory compiles PDFium, which leaves ≈ 300 MB of garbage; the pool
 // collects it and gives it back to the OS at once instead of keeping it.
@@ -188,4 +177,30 @@ func TestFreeUnmaps(t *testing.T) {
 		t.Fatal("a memory freed under a kill kept its pages")
 	}
 	buf[1] = 2 // a call still running writes to a fresh page, without faulting
+}
+
+// TestMappingFailureFallsBackLoudly: a memory that cannot be mapped comes
+// from the Go heap, works, and the process says so (once).
+func TestMappingFailureFallsBackLoudly(t *testing.T) {
+	var logged bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logged, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	before := heapFallbacks.Load()
+	mem := wasmMemory().Allocate(0, 1<<33) // past a 32-bit memory: no mapping
+	if _, ok := mem.(*heapMemory); !ok {
+		t.Fatalf("got %T, want the heap fallback", mem)
+	}
+	a := mem.Reallocate(10)
+	a[9] = 7
+	if b := mem.Reallocate(1 << 16); len(b) != 1<<16 || b[9] != 7 || b[1<<16-1] != 0 {
+		t.Fatalf("the fallback grew to %d bytes, or lost its contents", len(b))
+	}
+	mem.Free()
+	if heapFallbacks.Load() != before+1 {
+		t.Fatalf("fallbacks %d, want %d", heapFallbacks.Load(), before+1)
+	}
+	if !strings.Contains(logged.String(), "anonymous mapping failed") {
+		t.Fatalf("logged %q", logged.String())
+	}
 }
