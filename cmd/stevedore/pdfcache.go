@@ -25,6 +25,9 @@ func runPDFCache(_ context.Context, args []string) error {
 	if *memMiB < 32 {
 		return fmt.Errorf("--pdf-memory-mib %d: must be at least 32", *memMiB)
 	}
+	// The worker's rule (90 % of the container's limit, or GOMEMLIMIT): the
+	// collector works harder before an init container meets its limit.
+	applyMemoryLimit(0, cgroupMemoryFiles)
 	start := time.Now()
 	p := extract.NewPDF(extract.PDFConfig{Instances: 1, MemoryBytes: int64(*memMiB) << 20, CacheDir: *dir})
 	defer p.Close()
