@@ -101,9 +101,8 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		c.shutdownGrace = f.Duration("shutdown-grace", worker.ShutdownGraceDefault, "time in-flight work may finish after SIGTERM")
 		c.pdfInstances = f.Int("pdf-instances", extract.DefaultPDFInstances, "PDFium (WebAssembly) instances per process: PDFs read at once; more wait")
 		c.pdfMaxPages = f.Int("pdf-max-pages", extract.DefaultPDFMaxPages, "PDFs with more pages are skipped (too_large)")
-		c.pdfMemoryMiB = f.Int("pdf-memory-mib", extract.DefaultPDFMemoryBytes>>20, "memory cap of one PDFium instance")
 		c.pdfTimeout = f.Duration("pdf-timeout", extract.DefaultPDFTimeout, "time cap per PDF; past it the instance is killed and the object skipped (extract_timeout)")
-		c.cacheDir = f.String("cache-dir", defaultCacheDir(), "where PDFium's compiled module is cached (\"\": compile at every start, seconds)")
+		c.cacheDir, c.pdfMemoryMiB = pdfModuleFlags(f)
 		c.sessionDuration = f.Duration("session-duration", time.Hour, "assumed-role session duration (15m-12h; 1h max when our identity is itself a role session)")
 	}
 	return c
@@ -291,21 +290,34 @@ func defaultCacheDir() string {
 	return filepath.Join(dir, "stevedore", "wazero")
 }
 
+// pdfModuleFlags are the flags that decide PDFium's compiled form and where
+// it is cached: the workers' and `stevedore pdf-cache`'s, so the two agree.
+func pdfModuleFlags(f *flags) (cacheDir *string, memoryMiB *int) {
+	memoryMiB = f.Int("pdf-memory-mib", extract.DefaultPDFMemoryBytes>>20, "memory cap of one PDFium instance")
+	cacheDir = f.String("cache-dir", defaultCacheDir(), "where PDFium's compiled module is cached (\"\": compile at every start, seconds)")
+	return cacheDir, memoryMiB
+}
+
+// minPDFMemoryMiB is the least --pdf-memory-mib (PDFium's own minimum is 18 MiB).
+const minPDFMemoryMiB = 32
+
+// atLeast refuses a flag value below lo.
+func atLeast(name string, v *int, lo int) error {
+	if v != nil && *v < lo {
+		return fmt.Errorf("--%s %d: must be at least %d", name, *v, lo)
+	}
+	return nil
+}
+
 // validate refuses flag values that would start a broken fleet.
 func (c *fleetConfig) validate() error {
-	atLeast := func(name string, v *int, lo int) error {
-		if v != nil && *v < lo {
-			return fmt.Errorf("--%s %d: must be at least %d", name, *v, lo)
-		}
-		return nil
-	}
 	checks := []error{
 		atLeast("workers", c.workers, 0), atLeast("task-concurrency", c.taskConcurrency, 1), atLeast("plan-concurrency", c.planConcurrency, 1),
 		atLeast("tenant-concurrency", c.tenantConcurrency, 0), atLeast("memory-limit-mib", c.memoryLimitMiB, 0), atLeast("sts-rate", c.stsRate, 1), atLeast("replicas", c.replicas, 1),
 		atLeast("spill-every", c.spillEvery, 1), atLeast("steal-above", c.stealAbove, 1), atLeast("org-task-share", c.orgTaskShare, 1),
 		atLeast("api-rate", c.apiRate, 1), atLeast("max-queued-jobs", c.maxQueuedJobs, 1),
 		atLeast("chunk-tokens", c.chunkTokens, 16), atLeast("max-object-mib", c.maxObjectMiB, 1), atLeast("max-decompressed-mib", c.maxDecompressedMiB, 1),
-		atLeast("pdf-instances", c.pdfInstances, 1), atLeast("pdf-max-pages", c.pdfMaxPages, 1), atLeast("pdf-memory-mib", c.pdfMemoryMiB, 32),
+		atLeast("pdf-instances", c.pdfInstances, 1), atLeast("pdf-max-pages", c.pdfMaxPages, 1), atLeast("pdf-memory-mib", c.pdfMemoryMiB, minPDFMemoryMiB),
 		creds.CheckSessionTemplate(*c.sessionTemplate), // its message names --session-name
 	}
 	if *c.replicas > 5 {

@@ -14,16 +14,15 @@ import (
 // container, so no worker process ever compiles.
 func runPDFCache(_ context.Context, args []string) error {
 	f := newFlags("pdf-cache")
-	dir := f.String("cache-dir", defaultCacheDir(), "the workers' --cache-dir")
-	memMiB := f.Int("pdf-memory-mib", extract.DefaultPDFMemoryBytes>>20, "the workers' --pdf-memory-mib")
+	dir, memMiB := pdfModuleFlags(f) // the workers' own flags: same defaults, same environment
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return fmt.Errorf("--cache-dir: no directory (and no user cache directory to default to)")
 	}
-	if *memMiB < 32 {
-		return fmt.Errorf("--pdf-memory-mib %d: must be at least 32", *memMiB)
+	if err := atLeast("pdf-memory-mib", memMiB, minPDFMemoryMiB); err != nil {
+		return err
 	}
 	// The worker's rule (90 % of the container's limit, or GOMEMLIMIT): the
 	// collector works harder before an init container meets its limit.
