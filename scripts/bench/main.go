@@ -558,8 +558,9 @@ func raw(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, client *
 // ceiling measures what one object of sh (a text shape, uploaded under
 // prefix) costs in the raw stages: GETs of its objects with the tenant's
 // session at the task concurrency, the tokenizer on one core (measured
-// here: the machine's speed drifts), and JetStream publishes of the chunks the worker's splitter makes of its
-// text (default chunk size) with a commit and an event, 8 objects at a time.
+// here: the machine's speed drifts), and JetStream publishes of the chunks
+// the worker's splitter makes of its text (default chunk size) with a commit
+// and an event, 8 objects at a time.
 func ceiling(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, minio int, prefix string, sh shape) (Ceiling, error) {
 	c := Ceiling{Shape: sh.Name}
 	keys := objectKeys(prefix, sh.Count)

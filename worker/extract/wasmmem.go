@@ -50,7 +50,6 @@ func wasmMemory() experimental.MemoryAllocator {
 			// No mapping (an address-space limit, strict overcommit): the
 			// Go heap, as without an allocator — PDFs still read, with the
 			// memory cost this file avoids, so it is said once.
-			heapFallbacks.Add(1)
 			fallbackOnce.Do(func() {
 				slog.Warn("PDFium memory: an anonymous mapping failed; instances use the Go heap (about twice the memory per PDF)",
 					"bytes", max, "error", err)
@@ -61,11 +60,8 @@ func wasmMemory() experimental.MemoryAllocator {
 	})
 }
 
-// heapFallbacks counts memories that fell back to the Go heap.
-var (
-	heapFallbacks atomic.Int64
-	fallbackOnce  sync.Once
-)
+// fallbackOnce says the first fallback to the Go heap.
+var fallbackOnce sync.Once
 
 // heapMemory is a memory grown by append in the Go heap: wazero's default,
 // the fallback when a mapping fails.
