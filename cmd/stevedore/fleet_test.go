@@ -73,6 +73,8 @@ func TestPDFCache(t *testing.T) {
 	out := &syncBuffer{}
 	stdout = out
 	t.Cleanup(func() { stdout = nil })
+	limit := debug.SetMemoryLimit(-1) // pdf-cache sets the container's soft limit: not for the other tests
+	t.Cleanup(func() { debug.SetMemoryLimit(limit) })
 	if err := run(context.Background(), []string{"pdf-cache", "--cache-dir", dir}); err != nil {
 		t.Fatal(err)
 	}
