@@ -34,10 +34,9 @@ type Splitter struct {
 }
 
 // New returns a Splitter producing chunks of at most maxTokens tokens
-// (DefaultMaxTokens when 0). A single pre-token longer than maxTokens (a
-// run of thousands of letters without a space) becomes a chunk of its own
-// (with whitespace before it that cannot be cut off without changing the
-// tokenization), the only case where a chunk exceeds the limit.
+// (DefaultMaxTokens when 0). No chunk exceeds the limit: a pre-token longer
+// than the limit (a run of thousands of letters without a space) is cut into
+// chunks of its own (see LongPieceBytes).
 func New(enc *token.Encoding, maxTokens int) (*Splitter, error) {
 	if maxTokens == 0 {
 		maxTokens = DefaultMaxTokens
@@ -86,10 +85,35 @@ func (s *Splitter) split(text string, sections []int) []Chunk {
 	prevEndsSpace := false
 	prevPiece := ""
 	s.enc.Pieces(text, func(p string) bool {
-		n := s.enc.CountPiece(p)
 		pos := start
 		if len(cuts) > 0 {
 			pos = cuts[len(cuts)-1].end
+		}
+		long := len(p) > LongPieceBytes
+		n := 0
+		if !long {
+			n = s.enc.CountPiece(p)
+			long = n > s.max
+		}
+		if long {
+			// A pre-token too long for any chunk (megabytes of letters
+			// without a space): what precedes it is a chunk, and the piece
+			// is cut into parts of at most max bytes (so at most max
+			// tokens), each a chunk counted on its own, without running
+			// the BPE over the whole piece.
+			if pos > start {
+				out = append(out, Chunk{Offset: start, Text: text[start:pos], Tokens: s.countBefore(cuts, text[start:pos])})
+			}
+			for part := range parts(p, s.max) {
+				out = append(out, Chunk{Offset: pos, Text: part, Tokens: s.enc.Count(part)})
+				pos += len(part)
+			}
+			start, tokens, cuts = pos, 0, cuts[:0]
+			for len(sections) > 0 && sections[0] <= pos {
+				sections = sections[1:]
+			}
+			prevEndsSpace, prevPiece = endsSpace(p), p
+			return true
 		}
 		// A sentence ends after a piece ending in . ! ? when the next piece starts with a space.
 		if len(cuts) > 0 && startsSpace(p) && endsSentence(prevPiece) {
@@ -102,9 +126,6 @@ func (s *Splitter) split(text string, sections []int) []Chunk {
 		// that fits in no chunk starts one of its own: the cut is the latest.
 		for tokens+n > s.max && len(cuts) > 0 {
 			i := s.best(cuts)
-			if n > s.max {
-				i = latestSafe(cuts)
-			}
 			if i < 0 {
 				break
 			}
@@ -138,6 +159,40 @@ func (s *Splitter) split(text string, sections []int) []Chunk {
 		out = append(out, Chunk{Offset: start, Text: text[start:last.end], Tokens: last.tokens})
 	}
 	return out
+}
+
+// LongPieceBytes is the longest pre-token counted whole. A longer one (or
+// one of more than the chunk's max tokens) is cut into parts of at most max
+// bytes, each its own chunk: the BPE's memory and time grow with a piece's
+// length, and no chunk may exceed the token limit or a message's size. Each
+// such chunk's count is exact for its text; the sum of an object's chunk
+// counts then differs from the count of its whole text only by how the BPE
+// would have merged across the cuts inside that piece.
+const LongPieceBytes = 4 << 10
+
+// parts cuts a long piece into runs of at most max bytes, at rune starts.
+func parts(p string, max int) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for p != "" {
+			end := min(max, len(p))
+			for end < len(p) && end > 1 && !utf8.RuneStart(p[end]) {
+				end--
+			}
+			if !yield(p[:end]) {
+				return
+			}
+			p = p[end:]
+		}
+	}
+}
+
+// countBefore is the token count of the chunk text that ends at the latest
+// cut: the pieces' sum when that cut is safe, else the text counted again.
+func (s *Splitter) countBefore(cuts []cut, text string) int {
+	if c := cuts[len(cuts)-1]; c.safe {
+		return c.tokens
+	}
+	return s.enc.Count(text)
 }
 
 // best picks the cut to end a full chunk at: the best boundary level among
