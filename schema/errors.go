@@ -3,6 +3,9 @@ package schema
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,12 +45,13 @@ const (
 	ClassStaleToken       ErrorClass = "stale_token"       // cached session expired: invalidate and retry once
 	ClassPermanent        ErrorClass = "permanent"         // anything else no retry can fix
 	ClassMaxDeliver       ErrorClass = "max_deliver"       // delivered MaxDeliver times without being settled
+	ClassInternal         ErrorClass = "internal"          // stevedore's own limit: a message or record it built is over a server limit; no retry helps, page us
 )
 
 // ErrorClasses lists every class, for metrics that start each one at zero
 // (so that rates and alerts see a series before the first error).
 var ErrorClasses = []ErrorClass{ClassTenantAuth, ClassTenantPermission, ClassKMS, ClassOurCredentials, ClassThrottled,
-	ClassTransient, ClassNotFound, ClassStaleToken, ClassPermanent, ClassMaxDeliver}
+	ClassTransient, ClassNotFound, ClassStaleToken, ClassPermanent, ClassMaxDeliver, ClassInternal}
 
 // Retryable reports whether redelivering a message that failed with class c
 // may succeed.
@@ -116,4 +120,54 @@ const (
 	CodeInvalidMessage   = "invalid_message"      // a message could not be decoded
 	CodeMaxDeliveries    = "max_deliveries"       // the worker crashed or timed out on every attempt
 	CodeInternal         = "internal"             // anything else
+	CodeInternalLimit    = "internal_limit"       // a message or record stevedore built is over a NATS limit: our failure, not the customer's
 )
+
+// jsErrMessageTooLarge is JetStream's "message size exceeds maximum
+// allowed" (JSStreamMessageExceedsMaximumErr), also a KV value over the
+// bucket's limit.
+const jsErrMessageTooLarge = 10054
+
+// IsOverLimit reports whether err says a message or KV value stevedore
+// built exceeds a NATS limit (the client's max payload or the stream's
+// max message size): a failure of ours, not transient, not the tenant's.
+func IsOverLimit(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrMessageTooLarge {
+		return true
+	}
+	return errors.Is(err, nats.ErrMaxPayload)
+}
+
+// MaxReasonBytes bounds every reason and detail stevedore writes where a
+// tenant's bytes can reach it (logs, object state, job errors, dead
+// letters, audit details): a tenant controls part names, MIME types and
+// ARNs, and must not fill a log line or a record with them.
+const MaxReasonBytes = 256
+
+// Bound returns s cut to at most MaxReasonBytes bytes of valid UTF-8,
+// ending in "…" when cut.
+func Bound(s string) string {
+	if len(s) <= MaxReasonBytes {
+		return s
+	}
+	cut := MaxReasonBytes - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strings.ToValidUTF8(s[:cut], "") + "…"
+}
+
+// Quote is a tenant-supplied string as it may appear inside a reason: Go
+// quoted (control bytes and invalid UTF-8 escaped) and at most 64 bytes of
+// it.
+func Quote(s string) string {
+	if len(s) > 64 {
+		cut := 64
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return strconv.Quote(s[:cut]) + "…"
+	}
+	return strconv.Quote(s)
+}

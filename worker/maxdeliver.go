@@ -72,7 +72,7 @@ func (w *Worker) moveToDead(ctx context.Context, a maxDeliverAdvisory) error {
 		st = w.indexStage()
 	}
 	reason := fmt.Sprintf("max_deliver: delivered %d times without being settled (the worker crashed or timed out each time)", a.Deliveries)
-	dl := &schema.DeadLetter{Stream: a.Stream, Subject: raw.Subject, Sequence: a.StreamSeq, Deliveries: a.Deliveries, Reason: reason,
+	dl := &schema.DeadLetter{Stream: a.Stream, Subject: raw.Subject, Sequence: a.StreamSeq, Deliveries: a.Deliveries, Reason: schema.Bound(reason),
 		ErrorClass: string(schema.ClassMaxDeliver), Payload: raw.Data, At: time.Now().UTC()}
 	if err := w.publishGiveUp(ctx, st, dl, classify(schema.Errorf(schema.ClassMaxDeliver, "%s", reason)), true); err != nil {
 		return err

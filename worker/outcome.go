@@ -28,9 +28,9 @@ func (f *failure) permanent() bool { return !f.class.Retryable() }
 // (creds.PublicMessage) and its hint. The raw error is logged by settle.
 func (f *failure) reason() string {
 	if f.hint == "" {
-		return creds.PublicMessage(f.err)
+		return schema.Bound(creds.PublicMessage(f.err))
 	}
-	return creds.PublicMessage(f.err) + " (" + f.hint + ")"
+	return schema.Bound(creds.PublicMessage(f.err) + " (" + f.hint + ")")
 }
 
 // classify gives err its class, once: a *schema.ClassError keeps its own,
@@ -47,6 +47,9 @@ func classify(err error) *failure {
 	}
 	if errors.Is(err, schema.ErrPermanent) {
 		return &failure{err: err, class: schema.ClassPermanent}
+	}
+	if schema.IsOverLimit(err) {
+		return &failure{err: err, class: schema.ClassInternal, hint: "a message or record stevedore built is over a NATS size limit: an operator problem, not the customer's"}
 	}
 	c := creds.Classify(err)
 	return &failure{err: err, class: c.Class, hint: c.Hint}
@@ -172,7 +175,7 @@ func (w *Worker) settle(ctx, work context.Context, msg jetstream.Msg, st stage, 
 // giveUp publishes, in one wait, the stage's failed outcome for msg and,
 // when dead is set, its copy to DEAD with the reason.
 func (w *Worker) giveUp(ctx context.Context, st stage, msg jetstream.Msg, f *failure, dead bool) error {
-	dl := &schema.DeadLetter{Subject: msg.Subject(), Reason: f.err.Error(), ErrorClass: string(f.class), Payload: msg.Data(), At: time.Now().UTC()}
+	dl := &schema.DeadLetter{Subject: msg.Subject(), Reason: schema.Bound(f.err.Error()), ErrorClass: string(f.class), Payload: msg.Data(), At: time.Now().UTC()}
 	if md, err := msg.Metadata(); err == nil {
 		dl.Stream, dl.Sequence, dl.Deliveries = md.Stream, md.Sequence.Stream, md.NumDelivered
 	}

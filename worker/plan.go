@@ -42,7 +42,7 @@ func (w *Worker) jobFailed(data []byte, f *failure) []outMsg {
 		return nil // undecodable: no job to tell
 	}
 	ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
-		Type: schema.JobFailed, Page: job.Page, Reason: creds.PublicMessage(f.err), ErrorClass: string(f.class), ErrorCode: creds.ErrorCode(f.err), Hint: f.hint, At: time.Now().UTC()}
+		Type: schema.JobFailed, Page: job.Page, Reason: schema.Bound(creds.PublicMessage(f.err)), ErrorClass: string(f.class), ErrorCode: creds.ErrorCode(f.err), Hint: f.hint, At: time.Now().UTC()}
 	return []outMsg{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}
 }
 

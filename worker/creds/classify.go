@@ -131,6 +131,9 @@ func ErrorCode(err error) string {
 	if errors.As(err, &de) {
 		return schema.CodeInvalidMessage
 	}
+	if schema.IsOverLimit(err) || (errors.As(err, &ce) && ce.Class == schema.ClassInternal) {
+		return schema.CodeInternalLimit
+	}
 	c := Classify(err)
 	var ae *AssumeError
 	switch {

@@ -30,10 +30,13 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/gabriel-vasile/mimetype"
+
+	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/saintfish/chardet"
 	"golang.org/x/net/html/charset"
 	"golang.org/x/text/encoding"
@@ -68,7 +71,9 @@ const (
 // can change it.
 type Skip struct{ Reason, Detail string }
 
-func (s *Skip) Error() string { return s.Reason + ": " + s.Detail }
+// Error is the reason and detail, at most schema.MaxReasonBytes: a detail
+// can carry a tenant's bytes (a part name, a MIME type).
+func (s *Skip) Error() string { return schema.Bound(s.Reason + ": " + s.Detail) }
 
 // sniffBytes is how much of an object decides whether it is text.
 const sniffBytes = 8192
@@ -83,7 +88,8 @@ type Reader struct {
 	kind    string
 	closer  io.Closer // a spooled container and its text writer; nil for text
 	log     *sectionLog
-	pos     int64 // bytes of text handed out by Next
+	pos     int64        // bytes of text handed out by Next
+	in      *byteCounter // the object's bytes read so far (the text budget's base)
 }
 
 // Options say how objects are read.
@@ -164,6 +170,47 @@ func (o Options) Open(r io.Reader, key, contentType string) (*Reader, error) {
 }
 
 func (o Options) open(r io.Reader, key, contentType string) (*Reader, error) {
+	in := &byteCounter{r: r}
+	x, err := o.openCounted(in, key, contentType)
+	if x != nil {
+		x.in = in
+	}
+	return x, err
+}
+
+// The text budget of one object: extracted text may not exceed TextFloor
+// plus TextRatio times the bytes the object's body gave (decompressed). Plain
+// text never comes near it (a legacy encoding at most triples); a 1.3 MB
+// workbook whose one shared string fills every cell, or a deflated PDF
+// content stream repeated by reference, would give gigabytes of text, enough
+// to fill CHUNKS for every tenant. Past the budget the object is skipped
+// (text_too_large), not truncated: a document indexed in part would be
+// reported as indexed while its end is missing from every search.
+const (
+	TextFloor = 16 << 20
+	TextRatio = 16
+)
+
+// ReasonTextTooLarge is the skip reason of an object over its text budget.
+const ReasonTextTooLarge = "text_too_large"
+
+// TextBudget is the most text an object whose body gave n bytes may yield.
+func TextBudget(n int64) int64 { return TextFloor + TextRatio*n }
+
+// byteCounter counts the bytes read through it (atomically: a container's
+// or PDF's text is written by another goroutine than the one calling Next).
+type byteCounter struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *byteCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (o Options) openCounted(r io.Reader, key, contentType string) (*Reader, error) {
 	br := bufio.NewReaderSize(r, sniffBytes)
 	head, err := br.Peek(sniffBytes)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
@@ -475,6 +522,10 @@ func (x *Reader) Next(max int) (string, error) {
 	x.carry = append(x.carry[:0], buf[end:]...)
 	if eof && end == 0 {
 		return "", io.EOF
+	}
+	if x.in != nil && x.pos+int64(end) > TextBudget(x.in.n.Load()) {
+		return "", &Skip{ReasonTextTooLarge, fmt.Sprintf("over %d bytes of text from %d bytes of object (the budget is %d MiB + %d× the object)",
+			x.pos+int64(end), x.in.n.Load(), TextFloor>>20, TextRatio)}
 	}
 	x.pos += int64(end)
 	return string(buf[:end]), nil

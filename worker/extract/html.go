@@ -2,8 +2,11 @@ package extract
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
@@ -40,9 +43,65 @@ type htmlText struct {
 // newHTMLText reads the document r, whose text begins at offset base of
 // the extracted text, recording headings in log (which may be nil).
 func newHTMLText(r io.Reader, structured bool, log *sectionLog, base int64) *htmlText {
-	h := &htmlText{z: html.NewTokenizer(r), structured: structured, log: log, base: base}
+	h := &htmlText{z: html.NewTokenizer(&runBreaker{r: r}), structured: structured, log: log, base: base}
+	h.z.SetMaxBuf(maxHTMLToken)
 	h.w = &h.out
 	return h
+}
+
+// Bounds on one HTML token, whatever the document: the tokenizer holds a
+// whole token (a text node, a comment, a script) in memory.
+const (
+	// maxHTMLRun is the longest run of bytes without '<' or '>' passed to
+	// the tokenizer as it is: a longer run (a text node of megabytes) gets
+	// a "<wbr>" (a break opportunity, no visible text) inserted, so the
+	// node reaches us in pieces of this size and its text is unchanged.
+	maxHTMLRun = 64 << 10
+	// maxHTMLToken caps what the tokenizer may buffer for one token that
+	// a "<wbr>" does not split (a comment, a script, an attribute value):
+	// a larger one skips the document (too_large).
+	maxHTMLToken = 4 << 20
+)
+
+// runBreaker inserts "<wbr>" into runs of more than maxHTMLRun bytes
+// without a tag delimiter, at a rune start.
+type runBreaker struct {
+	r       io.Reader
+	run     int
+	pending []byte // the rest of the last read, after an inserted break
+}
+
+var wbr = []byte("<wbr>")
+
+func (b *runBreaker) Read(p []byte) (int, error) {
+	if len(b.pending) == 0 {
+		n, err := b.r.Read(p)
+		return b.scan(p, n), err
+	}
+	n := copy(p, b.pending)
+	b.pending = b.pending[n:]
+	return b.scan(p, n), nil
+}
+
+// scan counts the run through p[:n]; where it grows past maxHTMLRun it
+// keeps the rest of p for the next read and ends this one with "<wbr>"
+// (when p has room; else the break waits for the next read).
+func (b *runBreaker) scan(p []byte, n int) int {
+	for i := 0; i < n; i++ {
+		switch c := p[i]; {
+		case c == '<' || c == '>':
+			b.run = 0
+		case b.run >= maxHTMLRun && utf8.RuneStart(c) && i+len(wbr) <= len(p):
+			rest := append([]byte(nil), p[i:n]...)
+			b.pending = append(rest, b.pending...)
+			copy(p[i:], wbr)
+			b.run = 0
+			return i + len(wbr)
+		default:
+			b.run++
+		}
+	}
+	return n
 }
 
 // headingLevel is 1–6 for h1–h6, else 0.
@@ -115,6 +174,10 @@ func (h *htmlText) step() {
 	switch h.z.Next() {
 	case html.ErrorToken:
 		h.err = h.z.Err()
+		if errors.Is(h.err, html.ErrBufferExceeded) {
+			h.err = &Skip{ReasonTooLarge, fmt.Sprintf("an HTML comment, script or tag over %d bytes", maxHTMLToken)}
+			return
+		}
 		h.endHeading()
 		if h.err == io.EOF && h.started {
 			h.out.WriteByte('\n')

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/stevedore-dev/stevedore/schema"
 )
 
 // Office documents (DOCX, PPTX, ODT/ODP/ODS) and EPUB e-books are zip
@@ -83,16 +85,16 @@ func spool(br io.Reader) (*container, error) {
 func (c *container) open(name string) (io.ReadCloser, error) {
 	zf := c.files[name]
 	if zf == nil {
-		return nil, &Skip{ReasonCorrupt, "missing part " + name}
+		return nil, &Skip{ReasonCorrupt, "missing part " + schema.Quote(name)}
 	}
 	if zf.Flags&0x1 != 0 {
-		return nil, &Skip{ReasonEncrypted, "encrypted part " + name}
+		return nil, &Skip{ReasonEncrypted, "encrypted part " + schema.Quote(name)}
 	}
 	if zf.UncompressedSize64 > maxEntryBytes || int64(zf.UncompressedSize64) > c.left {
-		return nil, &Skip{ReasonDecompressedTooLarge, fmt.Sprintf("part %s decompresses to %d bytes", name, zf.UncompressedSize64)}
+		return nil, &Skip{ReasonDecompressedTooLarge, fmt.Sprintf("part %s decompresses to %d bytes", schema.Quote(name), zf.UncompressedSize64)}
 	}
 	if zf.CompressedSize64 > 0 && zf.UncompressedSize64/zf.CompressedSize64 > maxRatio {
-		return nil, &Skip{ReasonDecompressedTooLarge, fmt.Sprintf("part %s has a compression ratio over %d", name, maxRatio)}
+		return nil, &Skip{ReasonDecompressedTooLarge, fmt.Sprintf("part %s has a compression ratio over %d", schema.Quote(name), maxRatio)}
 	}
 	rc, err := zf.Open()
 	if err != nil {
@@ -116,6 +118,21 @@ func (c *container) read(name string) ([]byte, error) {
 	return b, asSkip(err)
 }
 
+// maxMimetypeBytes is as much of a container's mimetype part as is read:
+// every real one is shorter; a tenant's may be megabytes.
+const maxMimetypeBytes = 128
+
+// readHead reads at most n bytes of a part.
+func (c *container) readHead(name string, n int64) ([]byte, error) {
+	rc, err := c.open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, n))
+	return b, asSkip(err)
+}
+
 // kind tells the container's format from its parts.
 func (c *container) kind() (string, string, error) {
 	switch {
@@ -127,7 +144,7 @@ func (c *container) kind() (string, string, error) {
 		return "", "", &Skip{ReasonEncrypted, "a password-protected Office document"}
 	}
 	if c.files["mimetype"] != nil {
-		m, err := c.read("mimetype")
+		m, err := c.readHead("mimetype", maxMimetypeBytes)
 		if err != nil {
 			return "", "", err
 		}
@@ -137,7 +154,7 @@ func (c *container) kind() (string, string, error) {
 		case strings.HasPrefix(mt, "application/vnd.oasis.opendocument.") && c.files["content.xml"] != nil:
 			return mt, OfficeVersion, nil
 		default:
-			return "", "", &Skip{ReasonBinary, mt}
+			return "", "", &Skip{ReasonBinary, "a zip whose mimetype is " + schema.Quote(mt)}
 		}
 	}
 	if c.files["xl/workbook.xml"] != nil {
@@ -318,9 +335,11 @@ func wordHeading(style string) int {
 	return 0
 }
 
+// startHeading begins a heading of level, clamped to 1–9 (an OpenDocument
+// outline level is any number a tenant writes).
 func (o *officeText) startHeading(level int) {
 	if level > 0 && o.headLevel == 0 && !o.inCell {
-		o.headLevel = level
+		o.headLevel = min(level, maxHeadingLevel)
 		o.head.Reset()
 	}
 }
@@ -669,7 +688,7 @@ func (c *container) writeXLSX(w *docWriter, structured bool) error {
 			target[r.ID] = path.Clean(path.Join("xl", r.Target))
 		}
 	}
-	var shared []string
+	shared := &sharedTable{}
 	if zf := c.files["xl/sharedStrings.xml"]; zf != nil {
 		if zf.UncompressedSize64 > maxSharedStrings {
 			return &Skip{ReasonDecompressedTooLarge, "a shared-string table over the cap"}
@@ -705,42 +724,67 @@ func (c *container) writeXLSX(w *docWriter, structured bool) error {
 	return nil
 }
 
-func (c *container) sharedStrings() ([]string, error) {
+// sharedTable is an XLSX's shared strings held compactly: their text end
+// to end and where each ends (4 bytes an entry, not a string header of 16
+// and an allocation), so 32 MiB of empty entries is not 300 MiB of memory.
+type sharedTable struct {
+	text strings.Builder
+	ends []uint32
+}
+
+func (t *sharedTable) len() int { return len(t.ends) }
+
+func (t *sharedTable) at(i int) string {
+	start := uint32(0)
+	if i > 0 {
+		start = t.ends[i-1]
+	}
+	return t.text.String()[start:t.ends[i]]
+}
+
+// maxSharedEntries caps the entries of a shared-string table (Excel's own
+// workbooks stay far below it).
+const maxSharedEntries = 1 << 20
+
+func (c *container) sharedStrings() (*sharedTable, error) {
 	rc, err := c.open("xl/sharedStrings.xml")
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	var out []string
-	var cur strings.Builder
-	inT := false
+	t := &sharedTable{}
+	inT, over := false, false
 	err = walkXML(rc, "shared strings", func(tok xml.Token) {
-		switch t := tok.(type) {
+		switch tk := tok.(type) {
 		case xml.StartElement:
-			switch t.Name.Local {
-			case "si":
-				cur.Reset()
-			case "t":
+			if tk.Name.Local == "t" {
 				inT = true
 			}
 		case xml.EndElement:
-			switch t.Name.Local {
+			switch tk.Name.Local {
 			case "si":
-				out = append(out, cur.String())
+				if len(t.ends) == maxSharedEntries {
+					over = true
+					return
+				}
+				t.ends = append(t.ends, uint32(t.text.Len()))
 			case "t":
 				inT = false
 			}
 		case xml.CharData:
-			if inT {
-				cur.Write(t)
+			if inT && !over {
+				t.text.Write(tk)
 			}
 		}
 	})
-	return out, err
+	if err == nil && over {
+		return nil, &Skip{ReasonTooLarge, fmt.Sprintf("a shared-string table of over %d entries", maxSharedEntries)}
+	}
+	return t, err
 }
 
 // writeSheet streams one worksheet's rows.
-func writeSheet(w *docWriter, r io.Reader, shared []string, structured bool) error {
+func writeSheet(w *docWriter, r io.Reader, shared *sharedTable, structured bool) error {
 	var cellType string
 	var val strings.Builder
 	inV, cells, rows := false, 0, 0
@@ -768,8 +812,8 @@ func writeSheet(w *docWriter, r io.Reader, shared []string, structured bool) err
 			case "c":
 				text := val.String()
 				if cellType == "s" {
-					if i, err := strconv.Atoi(strings.TrimSpace(text)); err == nil && i >= 0 && i < len(shared) {
-						text = shared[i]
+					if i, err := strconv.Atoi(strings.TrimSpace(text)); err == nil && i >= 0 && i < shared.len() {
+						text = shared.at(i)
 					}
 				}
 				if text == "" {

@@ -16,7 +16,6 @@ import (
 	pdferrors "github.com/klippa-app/go-pdfium/errors"
 	"github.com/klippa-app/go-pdfium/references"
 	"github.com/klippa-app/go-pdfium/requests"
-	"github.com/klippa-app/go-pdfium/responses"
 	"github.com/klippa-app/go-pdfium/webassembly"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -207,9 +206,7 @@ func (p *PDF) extract(ctx context.Context, f io.ReadSeeker, size int64, w *docWr
 	}
 	var outline []bookmark
 	if structured {
-		if bm, err := inst.GetBookmarks(&requests.GetBookmarks{Document: doc.Document}); err == nil {
-			outline = flatten(bm.Bookmarks, 1, nil)
-		}
+		outline = readOutline(inst, doc.Document)
 	}
 	chars := 0
 	for i := 0; i < count.PageCount; i++ {
@@ -311,18 +308,74 @@ type bookmark struct {
 	page  int // 0-based
 }
 
-// flatten lists the outline in document order (depth first), keeping the
-// entries that point at a page, sorted by page (stable: the outline's own
-// order among entries of one page).
-func flatten(bms []responses.GetBookmarksBookmark, level int, out []bookmark) []bookmark {
-	for _, b := range bms {
-		if b.DestInfo != nil && b.DestInfo.PageIndex >= 0 {
-			out = append(out, bookmark{level: level, title: strings.TrimSpace(b.Title), page: b.DestInfo.PageIndex})
+// Caps on the outline walk: a tenant's PDF may make an outline item its own
+// child or sibling (go-pdfium's recursive GetBookmarks then overflows the
+// stack, which no recover catches), or list millions of items. Entries past
+// the caps are not read; the document's text is unaffected.
+const (
+	maxOutlineItems = 4096 // entries read in all
+	maxOutlineDepth = 16   // nesting walked; levels past 9 count as 9
+	maxHeadingLevel = 9
+)
+
+// readOutline lists the outline in document order (depth first), keeping
+// the entries that point at a page, sorted by page (stable: the outline's
+// own order among entries of one page). It walks the tree itself, without
+// recursion and within the caps above: PDFium hands out a new reference
+// for each visit, so a cycle is recognised by its depth and length.
+func readOutline(inst pdfium.Pdfium, doc references.FPDF_DOCUMENT) []bookmark {
+	type frame struct {
+		item  *references.FPDF_BOOKMARK
+		level int
+	}
+	first, err := inst.FPDFBookmark_GetFirstChild(&requests.FPDFBookmark_GetFirstChild{Document: doc})
+	if err != nil || first.Bookmark == nil {
+		return nil
+	}
+	var out []bookmark
+	stack := []frame{{first.Bookmark, 1}}
+	for seen := 0; len(stack) > 0 && seen < maxOutlineItems; seen++ {
+		f := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if page := outlinePage(inst, doc, *f.item); page >= 0 {
+			title, _ := inst.FPDFBookmark_GetTitle(&requests.FPDFBookmark_GetTitle{Bookmark: *f.item})
+			t := ""
+			if title != nil {
+				t = strings.TrimSpace(title.Title)
+			}
+			out = append(out, bookmark{level: min(f.level, maxHeadingLevel), title: t, page: page})
 		}
-		out = flatten(b.Children, level+1, out)
+		// The sibling goes below the child, so the child's subtree is read first.
+		if next, err := inst.FPDFBookmark_GetNextSibling(&requests.FPDFBookmark_GetNextSibling{Document: doc, Bookmark: *f.item}); err == nil && next.Bookmark != nil {
+			stack = append(stack, frame{next.Bookmark, f.level})
+		}
+		if f.level < maxOutlineDepth {
+			if child, err := inst.FPDFBookmark_GetFirstChild(&requests.FPDFBookmark_GetFirstChild{Document: doc, Bookmark: f.item}); err == nil && child.Bookmark != nil {
+				stack = append(stack, frame{child.Bookmark, f.level + 1})
+			}
+		}
 	}
-	if level == 1 {
-		slices.SortStableFunc(out, func(a, b bookmark) int { return a.page - b.page })
-	}
+	slices.SortStableFunc(out, func(a, b bookmark) int { return a.page - b.page })
 	return out
+}
+
+// outlinePage is the 0-based page an outline entry points at (through its
+// destination or its GoTo action), -1 when none.
+func outlinePage(inst pdfium.Pdfium, doc references.FPDF_DOCUMENT, item references.FPDF_BOOKMARK) int {
+	var dest *references.FPDF_DEST
+	if d, err := inst.FPDFBookmark_GetDest(&requests.FPDFBookmark_GetDest{Document: doc, Bookmark: item}); err == nil && d.Dest != nil {
+		dest = d.Dest
+	} else if a, err := inst.FPDFBookmark_GetAction(&requests.FPDFBookmark_GetAction{Bookmark: item}); err == nil && a.Action != nil {
+		if d, err := inst.FPDFAction_GetDest(&requests.FPDFAction_GetDest{Document: doc, Action: *a.Action}); err == nil && d.Dest != nil {
+			dest = d.Dest
+		}
+	}
+	if dest == nil {
+		return -1
+	}
+	idx, err := inst.FPDFDest_GetDestPageIndex(&requests.FPDFDest_GetDestPageIndex{Document: doc, Dest: *dest})
+	if err != nil {
+		return -1
+	}
+	return idx.Index
 }

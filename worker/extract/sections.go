@@ -60,6 +60,8 @@ func (l *sectionLog) atSlide(offset int64, n int, title string) {
 
 // atHeading records a heading of level (1 = outermost) beginning at offset:
 // the path keeps the headings above it and drops those at or below it.
+// Levels are clamped to 1–9 (maxHeadingLevel), so a path is at most nine
+// headings of at most maxHeadingBytes each, whatever a document claims.
 func (l *sectionLog) atHeading(offset int64, level int, text string) {
 	if l == nil {
 		return
@@ -69,7 +71,7 @@ func (l *sectionLog) atHeading(offset int64, level int, text string) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	level = max(1, min(level, len(l.headings)+1))
+	level = max(1, min(level, len(l.headings)+1, maxHeadingLevel))
 	l.headings = append(l.headings[:level-1:level-1], text)
 	l.add(offset)
 }

@@ -10,7 +10,16 @@ import (
 // PDF returns a minimal PDF of n pages with a correct cross-reference
 // table; page i shows the lines text(i) returns (Helvetica), or nothing
 // when text is nil.
-func PDF(n int, text func(i int) []string) []byte {
+func PDF(n int, text func(i int) []string) []byte { return PDFWith(n, text, "") }
+
+// FirstExtra is the object number of the first of PDFWith's extra objects
+// in a PDF of n pages; page i is object 4+2i.
+func FirstExtra(n int) int { return 4 + 2*n }
+
+// PDFWith is PDF with more entries in the catalog (such as
+// "/Outlines 8 0 R") and extra objects numbered from FirstExtra(n), for
+// documents shaped as a hostile tenant would shape them.
+func PDFWith(n int, text func(i int) []string, catalog string, extra ...string) []byte {
 	var b bytes.Buffer
 	var offsets []int
 	obj := func(body string) {
@@ -22,7 +31,7 @@ func PDF(n int, text func(i int) []string) []byte {
 	for i := range kids {
 		kids[i] = fmt.Sprintf("%d 0 R", 4+2*i)
 	}
-	obj("<< /Type /Catalog /Pages 2 0 R >>")
+	obj("<< /Type /Catalog /Pages 2 0 R " + catalog + " >>")
 	obj(fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count %d >>", strings.Join(kids, " "), n))
 	obj("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
 	for i := 0; i < n; i++ {
@@ -36,6 +45,9 @@ func PDF(n int, text func(i int) []string) []byte {
 		}
 		obj(fmt.Sprintf("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>", 5+2*i))
 		obj(fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", content.Len(), content.String()))
+	}
+	for _, body := range extra {
+		obj(body)
 	}
 	xref := b.Len()
 	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(offsets)+1)
