@@ -36,8 +36,8 @@ import (
 
 	"github.com/gabriel-vasile/mimetype"
 
-	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/saintfish/chardet"
+	"github.com/stevedore-dev/stevedore/schema"
 	"golang.org/x/net/html/charset"
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/charmap"
