@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -209,17 +210,55 @@ func (c *Chunk) Validate() error {
 // Tombstone tells downstream consumers to drop the chunks of an object
 // version (on delete, or when a new version replaces it).
 type Tombstone struct {
-	V          int       `json:"v"`
-	Tombstone  bool      `json:"tombstone"` // always true; distinguishes it from a Chunk on CHUNKS
-	Org        string    `json:"org"`
-	Collection string    `json:"collection"`
-	Bucket     string    `json:"bucket"`
-	Key        string    `json:"key"`
-	VersionID  string    `json:"version_id,omitempty"`
-	ETag       string    `json:"etag,omitempty"`
-	ChunkIDs   []string  `json:"chunk_ids"`
-	Reason     string    `json:"reason"` // "deleted", "replaced"
-	At         time.Time `json:"at"`
+	V          int      `json:"v"`
+	Tombstone  bool     `json:"tombstone"` // always true; distinguishes it from a Chunk on CHUNKS
+	Org        string   `json:"org"`
+	Collection string   `json:"collection"`
+	Bucket     string   `json:"bucket"`
+	Key        string   `json:"key"`
+	VersionID  string   `json:"version_id,omitempty"`
+	ETag       string   `json:"etag,omitempty"`
+	ChunkIDs   []string `json:"chunk_ids"`
+	Reason     string   `json:"reason"` // "deleted", "replaced"
+	// Part and Parts number the tombstones of one object version when its
+	// chunk IDs need more than one message (see Tombstone.Split): part
+	// Part of Parts, from 1; both absent when one message holds them all.
+	Part  int       `json:"part,omitempty"`
+	Parts int       `json:"parts,omitempty"`
+	At    time.Time `json:"at"`
+}
+
+// TombstoneMaxIDs is the most chunk IDs one tombstone lists: about 310 KB
+// of JSON, well under MaxMessageBytes. A 100,000-chunk object (≈ 200 MB of
+// text) is tombstoned in 13 messages.
+const TombstoneMaxIDs = 8192
+
+// Split returns t as tombstones of at most TombstoneMaxIDs chunk IDs each,
+// numbered Part 1 … Parts when there are several; t itself when it fits.
+// Each part is a whole tombstone: a consumer applies each as it comes.
+func (t *Tombstone) Split() []*Tombstone {
+	if len(t.ChunkIDs) <= TombstoneMaxIDs {
+		return []*Tombstone{t}
+	}
+	parts := (len(t.ChunkIDs) + TombstoneMaxIDs - 1) / TombstoneMaxIDs
+	out := make([]*Tombstone, 0, parts)
+	for i := 0; i < parts; i++ {
+		p := *t
+		p.ChunkIDs = t.ChunkIDs[i*TombstoneMaxIDs : min(len(t.ChunkIDs), (i+1)*TombstoneMaxIDs)]
+		p.Part, p.Parts = i+1, parts
+		out = append(out, &p)
+	}
+	return out
+}
+
+// TombstonePartID is the ID of part of a tombstone whose ID is id: id
+// itself for a tombstone in one message or its first part, so that the IDs
+// of tombstones that fit are what they always were.
+func TombstonePartID(id string, part int) string {
+	if part <= 1 {
+		return id
+	}
+	return id + "#" + strconv.Itoa(part)
 }
 
 // Validate reports the first missing or invalid field.
@@ -240,7 +279,11 @@ func (t *Tombstone) Validate() error {
 // with the same bucket, key, version (VersionID, else ETag) and extractor
 // version has arrived, and then exactly the chunks with Index < Chunks are.
 // Chunks of a version that never gets a commit (a worker crashed; the task
-// is redelivered and publishes the same IDs again) are never shown.
+// is redelivered and publishes the same IDs again) are never shown. When a
+// version replaces another, the tombstones of the replaced version's chunks
+// (in parts of at most TombstoneMaxIDs IDs) are acknowledged before the new
+// version's commit is published: a consumer never shows both versions, and
+// between the two the object is briefly absent.
 type Commit struct {
 	V                int       `json:"v"`
 	Commit           bool      `json:"commit"` // always true; distinguishes it from a Chunk or Tombstone

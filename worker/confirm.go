@@ -138,8 +138,8 @@ func (w *Worker) deleteObject(ctx context.Context, t *creds.Tenant, task *schema
 	ids := state.ChunkIDs(task.Org, task.Collection)
 	ts := &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: state.VersionID,
 		ETag: state.ETag, ChunkIDs: ids, Reason: "deleted", At: time.Now().UTC()}
-	id := schema.GenMsgID(schema.TombstoneIDPrefix+schema.TaskMsgID(task.JobID, task.Bucket, task.Key, task.VersionID, task.Sequencer), rev)
-	if err := w.publishAll(ctx, []outMsg{{Subject: schema.ChunkSubject(task.Org, task.Collection), MsgID: id, Msg: ts}}); err != nil {
+	id := schema.TombstoneIDPrefix + schema.TaskMsgID(task.JobID, task.Bucket, task.Key, task.VersionID, task.Sequencer)
+	if err := w.publishAll(ctx, tombstoneMsgs(schema.ChunkSubject(task.Org, task.Collection), ts, id, rev)); err != nil {
 		return nil, err
 	}
 	deleted := *state

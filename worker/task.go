@@ -407,24 +407,51 @@ func (w *Worker) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObje
 	if err := fault("after_chunks", task.Key); err != nil {
 		return res, err
 	}
-	out := []outMsg{{Subject: subject, MsgID: schema.GenMsgID(schema.CommitID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), idExtractor), v.gen), Msg: &schema.Commit{Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key, VersionID: v.version,
-		ETag: v.etag, ExtractorVersion: res.extractor, ContentType: res.contentType, Chunks: res.chunks, Tokens: res.tokens, At: time.Now().UTC()}}}
-	// The previous version's chunks are replaced: tombstone the IDs that are
-	// not reused, so downstream drops them.
-	if st := v.state; st != nil && st.Status == schema.ObjectIndexed && (st.ETag != v.etag || st.VersionID != v.version || st.ExtractorVersion != res.extractor) {
-		newState := schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Chunks: res.chunks, ExtractorVersion: res.extractor}
-		if stale := minus(st.ChunkIDs(task.Org, task.Collection), newState.ChunkIDs(task.Org, task.Collection)); len(stale) > 0 {
-			ts := &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: st.VersionID,
-				ETag: st.ETag, ChunkIDs: stale, Reason: "replaced", At: time.Now().UTC()}
-			out = append(out, outMsg{Subject: subject, MsgID: schema.GenMsgID(schema.TombstoneID(stale[0]), v.gen), Msg: ts})
+	// The replaced version's chunks that are not reused are tombstoned,
+	// every part acknowledged, before the new version's commit: a replace
+	// that fails midway leaves the object briefly absent downstream (the
+	// redelivered task completes it), never both versions visible.
+	if ts := v.replaced(res); ts != nil {
+		if err := w.publishChunks(ctx, tombstoneMsgs(subject, ts, schema.TombstoneID(ts.ChunkIDs[0]), v.gen)); err != nil {
+			return res, err
 		}
 	}
-	if err := w.publishChunks(ctx, out); err != nil {
+	commit := &schema.Commit{Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key, VersionID: v.version,
+		ETag: v.etag, ExtractorVersion: res.extractor, ContentType: res.contentType, Chunks: res.chunks, Tokens: res.tokens, At: time.Now().UTC()}
+	commitID := schema.CommitID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), idExtractor)
+	if err := w.publishChunks(ctx, []outMsg{{Subject: subject, MsgID: schema.GenMsgID(commitID, v.gen), Msg: commit}}); err != nil {
 		return res, err
 	}
 	w.m.chunks.Add(float64(res.chunks))
 	w.m.tokens.Add(float64(res.tokens))
 	return res, nil
+}
+
+// replaced is the tombstone of the previous version's chunks that the new
+// version (res) does not reuse, or nil when there are none.
+func (v objectVersion) replaced(res indexResult) *schema.Tombstone {
+	st, task := v.state, v.task
+	if st == nil || st.Status != schema.ObjectIndexed || (st.ETag == v.etag && st.VersionID == v.version && st.ExtractorVersion == res.extractor) {
+		return nil
+	}
+	newState := schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Chunks: res.chunks, ExtractorVersion: res.extractor}
+	stale := minus(st.ChunkIDs(task.Org, task.Collection), newState.ChunkIDs(task.Org, task.Collection))
+	if len(stale) == 0 {
+		return nil
+	}
+	return &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: st.VersionID,
+		ETag: st.ETag, ChunkIDs: stale, Reason: "replaced", At: time.Now().UTC()}
+}
+
+// tombstoneMsgs are the messages of ts, split into parts that fit a
+// message (schema.Tombstone.Split), each with its own deterministic ID.
+func tombstoneMsgs(subject string, ts *schema.Tombstone, id string, gen uint64) []outMsg {
+	parts := ts.Split()
+	out := make([]outMsg, len(parts))
+	for i, p := range parts {
+		out[i] = outMsg{Subject: subject, MsgID: schema.GenMsgID(schema.TombstonePartID(id, p.Part), gen), Msg: p}
+	}
+	return out
 }
 
 // bodyReaders are the 64 KiB read buffers of object bodies, reused: a new

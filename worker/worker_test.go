@@ -159,20 +159,49 @@ func (e *env) chunks(t *testing.T) []*schema.Chunk {
 // visible folds CHUNKS with schema.View, the downstream contract.
 func visible(t *testing.T, e *env) (ids map[string]bool, raw, commits int) {
 	t.Helper()
+	view := schema.NewView()
+	eachChunksMessage(t, e, func(data []byte) {
+		if err := view.Apply(data); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return view.Visible(), view.Chunks, view.Commits
+}
+
+// eachChunksMessage calls fn with every message on CHUNKS, in order, read
+// through an ordered consumer (a request per message is slow past a few
+// thousand).
+func eachChunksMessage(t *testing.T, e *env, fn func(data []byte)) {
+	t.Helper()
 	ctx := context.Background()
 	s, _ := e.js.Stream(ctx, schema.StreamChunks)
-	info, _ := s.Info(ctx)
-	view := schema.NewView()
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs == 0 {
+		return
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(0); seq < info.State.LastSeq; {
+		batch, err := c.Fetch(int(min(1000, info.State.LastSeq-seq)), jetstream.FetchMaxWait(10*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := view.Apply(m.Data); err != nil {
-			t.Fatal(err)
+		got := 0
+		for m := range batch.Messages() {
+			md, _ := m.Metadata()
+			seq = md.Sequence.Stream
+			fn(m.Data())
+			got++
+		}
+		if got == 0 {
+			t.Fatalf("CHUNKS read stopped at %d of %d", seq, info.State.LastSeq)
 		}
 	}
-	return view.Visible(), view.Chunks, view.Commits
 }
 
 func corpus() map[string]string {
