@@ -31,7 +31,7 @@ func (a *API) integrationFor(ctx context.Context, org *registry.Org, req *indexR
 	in, err = a.cfg.Registry.IntegrationByRole(ctx, org.ID, req.Auth.RoleARN)
 	if errors.Is(err, registry.ErrNotFound) {
 		a.audit(ctx, org.ID, "index.refused", "unknown_role", req.Auth.RoleARN)
-		return nil, "", &apiError{http.StatusForbidden, "integration_not_found", "role " + req.Auth.RoleARN + " is not an integration of this organization",
+		return nil, "", &apiError{http.StatusForbidden, "integration_not_found", "role " + schema.Quote(req.Auth.RoleARN) + " is not an integration of this organization",
 			"register and verify the role first: POST /v2/integrations/aws, then POST /v2/integrations/{id}/verify"}
 	}
 	if err != nil {
@@ -132,6 +132,11 @@ func (a *API) createIntegration(w http.ResponseWriter, r *http.Request) error {
 	})
 	if errors.Is(err, registry.ErrExists) {
 		return &apiError{http.StatusConflict, "integration_exists", err.Error(), "use the existing integration, or revoke it first"}
+	}
+	if errors.Is(err, registry.ErrLimit) {
+		return &apiError{http.StatusUnprocessableEntity, "limit_exceeded", err.Error(),
+			fmt.Sprintf("an organization has at most %d integrations, each naming at most %d buckets and %d prefixes of at most %d bytes",
+				registry.MaxIntegrationsPerOrg, registry.MaxBucketsPerIntegration, registry.MaxPrefixesPerIntegration, registry.MaxPrefixBytes)}
 	}
 	if err != nil {
 		return badRequest("invalid_integration", err.Error(), "role_arn is arn:aws:iam::<12-digit account>:role/<name>")

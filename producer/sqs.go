@@ -102,6 +102,7 @@ type bridgeMetrics struct {
 	received, deleted, extended *prometheus.CounterVec
 	deleteFailed, receiveErrors *prometheus.CounterVec
 	records                     *prometheus.CounterVec // queue, outcome
+	sequencersIgnored           *prometheus.CounterVec // queue
 	paused                      prometheus.Counter
 }
 
@@ -158,6 +159,8 @@ func NewBridge(ctx context.Context, cfg BridgeConfig) (*Bridge, error) {
 		receiveErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sqs_receive_errors_total", Help: "Failed ReceiveMessage calls, by queue."}, []string{"queue"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sqs_records_total",
 			Help: "Notification records by queue and outcome (routed, ignored, unroutable, invalid, foreign_bucket)."}, []string{"queue", "outcome"}),
+		sequencersIgnored: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sqs_sequencers_ignored_total",
+			Help: "Notification records routed without their sequencer, which was not hexadecimal, by queue."}, []string{"queue"}),
 		paused: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_backpressure_pauses_total",
 			Help: "Times receiving paused because JetStream refused work."}),
 	}
@@ -166,12 +169,12 @@ func NewBridge(ctx context.Context, cfg BridgeConfig) (*Bridge, error) {
 		for _, o := range []string{RecordRouted, RecordIgnored, RecordUnroutable, RecordInvalid, RecordForeign} {
 			m.records.WithLabelValues(ql, o)
 		}
-		for _, c := range []*prometheus.CounterVec{m.received, m.deleted, m.extended, m.deleteFailed, m.receiveErrors} {
+		for _, c := range []*prometheus.CounterVec{m.received, m.deleted, m.extended, m.deleteFailed, m.receiveErrors, m.sequencersIgnored} {
 			c.WithLabelValues(ql)
 		}
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(m.received, m.deleted, m.extended, m.deleteFailed, m.receiveErrors, m.records, m.paused)
+		cfg.Registerer.MustRegister(m.received, m.deleted, m.extended, m.deleteFailed, m.receiveErrors, m.records, m.sequencersIgnored, m.paused)
 	}
 	return &Bridge{cfg: cfg, log: cfg.Logger, routes: routes, m: m}, nil
 }
@@ -354,18 +357,24 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 	id := aws.ToString(m.MessageId)
 	body := []byte(aws.ToString(m.Body))
 	received, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
-	dead := func(i int, reason, class string) outMsg {
-		return outMsg{Subject: schema.DeadSubject("sqs"), MsgID: schema.DeadIDPrefix + "sqs:" + id + ":" + strconv.Itoa(i), Msg: &schema.DeadLetter{Stream: "SQS", Subject: q.URL + "#" + id,
-			Deliveries: uint64(received), Reason: reason, ErrorClass: class, Payload: body, At: time.Now().UTC()}}
+	// One dead letter per SQS message, its body once, whatever number of
+	// its records failed: a tenant's message of 8,000 bad records is one
+	// dead letter, not 8,000 copies of its body.
+	dead := func(reason, class string, records []schema.DeadRecord) outMsg {
+		return outMsg{Subject: schema.DeadSubject("sqs"), MsgID: schema.DeadIDPrefix + "sqs:" + id, Msg: &schema.DeadLetter{Stream: "SQS", Subject: q.URL + "#" + id,
+			Deliveries: uint64(received), Reason: schema.Bound(reason), ErrorClass: class, Records: records, Payload: body, At: time.Now().UTC()}}
 	}
 	if received > b.cfg.MaxReceives {
 		b.m.records.WithLabelValues(queueLabel(q.URL), RecordInvalid).Inc()
-		return b.publish(ctx, []outMsg{dead(-1, fmt.Sprintf("max_receives: received %d times (limit %d) without being handled", received, b.cfg.MaxReceives), "permanent")})
+		return b.publish(ctx, []outMsg{dead(fmt.Sprintf("max_receives: received %d times (limit %d) without being handled", received, b.cfg.MaxReceives), "permanent", nil)})
 	}
 	msg, err := notify.Parse(body)
+	if err == nil && len(msg.Records) > MaxRecordsPerMessage {
+		err = fmt.Errorf("too_many_records: %d records in one message; S3 sends one, stevedore reads at most %d", len(msg.Records), MaxRecordsPerMessage)
+	}
 	if err != nil {
 		b.m.records.WithLabelValues(queueLabel(q.URL), RecordInvalid).Inc()
-		return b.publish(ctx, []outMsg{dead(-1, "invalid: "+err.Error(), "permanent")})
+		return b.publish(ctx, []outMsg{dead("invalid: "+err.Error(), "permanent", nil)})
 	}
 	if msg.Test {
 		b.m.records.WithLabelValues(queueLabel(q.URL), RecordIgnored).Inc()
@@ -374,12 +383,27 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 	}
 	var out []outMsg
 	var outcomes []string
+	var failed []schema.DeadRecord
 	for i, rec := range msg.Records {
-		o, err := b.record(ctx, q, i, rec, dead, &out)
+		o, reason, err := b.record(ctx, q, rec, &out)
 		if err != nil {
 			return err
 		}
 		outcomes = append(outcomes, o)
+		if reason != "" {
+			class := "permanent"
+			if o == RecordUnroutable || o == RecordForeign {
+				class = o
+			}
+			failed = append(failed, schema.DeadRecord{Index: i, Reason: schema.Bound(reason), ErrorClass: class})
+		}
+	}
+	if len(failed) > 0 {
+		reason := failed[0].Reason
+		if len(failed) > 1 {
+			reason = fmt.Sprintf("%d of %d records unusable; the first: %s", len(failed), len(msg.Records), reason)
+		}
+		out = append(out, dead(reason, failed[0].ErrorClass, failed))
 	}
 	if b.cfg.BeforePublish != nil {
 		if err := b.cfg.BeforePublish(ctx, id); err != nil {
@@ -390,10 +414,13 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 		return err
 	}
 	foreign := 0
-	for _, o := range outcomes {
+	for i, o := range outcomes {
 		b.m.records.WithLabelValues(queueLabel(q.URL), o).Inc()
 		if o == RecordForeign {
 			foreign++
+		}
+		if o == RecordRouted && msg.Records[i].SequencerIgnored {
+			b.m.sequencersIgnored.WithLabelValues(queueLabel(q.URL)).Inc()
 		}
 	}
 	if foreign > 0 {
@@ -406,23 +433,26 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 	return nil
 }
 
-// record decides what one record becomes and appends it to out.
-func (b *Bridge) record(ctx context.Context, q Queue, i int, rec notify.Record, dead func(int, string, string) outMsg, out *[]outMsg) (string, error) {
+// MaxRecordsPerMessage is the most notification records one SQS message
+// may hold: S3 and EventBridge send one, SNS wraps one; more is a tenant
+// writing to its own queue, and the whole message is dead-lettered.
+const MaxRecordsPerMessage = 100
+
+// record decides what one record becomes: a task appended to out, an
+// ignored event, or the reason it cannot be used (a dead record).
+func (b *Bridge) record(ctx context.Context, q Queue, rec notify.Record, out *[]outMsg) (outcome, reason string, err error) {
 	if rec.Err != nil {
-		*out = append(*out, dead(i, "invalid: "+rec.Err.Error(), "permanent"))
-		return RecordInvalid, nil
+		return RecordInvalid, "invalid: " + rec.Err.Error(), nil
 	}
 	if rec.Kind == notify.Ignored {
-		return RecordIgnored, nil
+		return RecordIgnored, "", nil
 	}
 	rt := b.routes.Match(rec.Bucket, rec.Key)
 	if rt == nil {
-		*out = append(*out, dead(i, fmt.Sprintf("unroutable: no route for s3://%s/%s (stevedore route add)", rec.Bucket, rec.Key), "unroutable"))
-		return RecordUnroutable, nil
+		return RecordUnroutable, fmt.Sprintf("unroutable: no route for s3://%s/%s (stevedore route add)", rec.Bucket, schema.Quote(rec.Key)), nil
 	}
 	if !q.admits(rt.Org) {
-		*out = append(*out, dead(i, fmt.Sprintf("foreign_bucket: s3://%s/%s is routed to another organization than this queue may speak for", rec.Bucket, rec.Key), RecordForeign))
-		return RecordForeign, nil
+		return RecordForeign, fmt.Sprintf("foreign_bucket: s3://%s/%s is routed to another organization than this queue may speak for", rec.Bucket, schema.Quote(rec.Key)), nil
 	}
 	// No ordering decision here: a record's sequencer is only a claim. The
 	// worker checks it against the object state and, where they disagree,
@@ -445,7 +475,7 @@ func (b *Bridge) record(ctx context.Context, q Queue, i int, rec notify.Record, 
 		event += "|" + t.ETag + "|" + rec.EventTime.Format(time.RFC3339Nano)
 	}
 	*out = append(*out, outMsg{Subject: schema.TaskSubject(rt.Org, rt.Collection), MsgID: schema.EventTaskMsgID(rt.Org, rt.Collection, rec.Bucket, rec.Key, rec.VersionID, event), Msg: t})
-	return RecordRouted, nil
+	return RecordRouted, "", nil
 }
 
 // outMsg is one message to publish with its deduplication ID.

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/stevedore-dev/stevedore/producer/notify"
 	"github.com/stevedore-dev/stevedore/producer/sqstest"
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/registry"
@@ -188,20 +189,29 @@ func TestBridgeRoutesEveryShape(t *testing.T) {
 	if strings.Join(keys, "|") != strings.Join(want, "|") {
 		t.Fatalf("tasks\n got %q\nwant %q", keys, want)
 	}
+	// One dead letter per SQS message (the body once); a message whose
+	// records failed lists each of them.
 	var reasons []string
+	letters := 0
 	for _, data := range streamMsgs(t, e.tf.JS, schema.StreamDead) {
 		d, err := schema.DecodeDeadLetter(data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		reasons = append(reasons, strings.SplitN(d.Reason, ":", 2)[0])
+		letters++
+		if len(d.Records) == 0 {
+			reasons = append(reasons, strings.SplitN(d.Reason, ":", 2)[0])
+		}
+		for _, r := range d.Records {
+			reasons = append(reasons, strings.SplitN(r.Reason, ":", 2)[0])
+		}
 		if len(d.Payload) == 0 || d.Stream != "SQS" {
 			t.Fatalf("dead letter without the raw body: %+v", d)
 		}
 	}
 	sort.Strings(reasons)
-	if got := strings.Join(reasons, " "); got != "invalid invalid invalid invalid invalid unroutable" {
-		t.Fatalf("dead letters: %s", got)
+	if got := strings.Join(reasons, " "); got != "invalid invalid invalid invalid invalid unroutable" || letters != 5 {
+		t.Fatalf("%d dead letters: %s", letters, got)
 	}
 	outcomes := map[string]float64{}
 	for _, o := range []string{RecordRouted, RecordIgnored, RecordUnroutable, RecordInvalid} {
@@ -494,4 +504,64 @@ func countAudit(t *testing.T, js jetstream.JetStream, org, action string) int {
 		}
 	}
 	return n
+}
+
+// TestHostileQueueMessageIsOneDeadLetter: one SQS message of 8,000 invalid
+// or foreign records made 8,000 dead letters, each carrying the whole body
+// (165 MiB in DEAD in 2 s). A message over MaxRecordsPerMessage is one dead
+// letter now, and a message at the cap whose records all fail is one dead
+// letter listing them, its body once. A record whose sequencer is not
+// hexadecimal is routed without it, and counted.
+func TestHostileQueueMessageIsOneDeadLetter(t *testing.T) {
+	e := newBridgeEnv(t, 30*time.Second)
+	records := func(n int, bucket string) string {
+		var b strings.Builder
+		b.WriteString(`{"Records":[`)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":%q},"object":{"key":"k%d","sequencer":"01"}}}`, bucket, i)
+		}
+		b.WriteString(`]}`)
+		return b.String()
+	}
+	huge := `{"Records":[{}` + strings.Repeat(`,{}`, 7999) + `]}` // 8,000 invalid records in 16 KB
+	full := records(MaxRecordsPerMessage, "someone-elses")
+	nonHex := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"acme-docs"},"object":{"key":"sample.txt","eTag":"x","sequencer":"not-hex-0xZZ"}}}]}`
+	if len(huge) > notify.MaxBody {
+		t.Fatalf("the test message is %d bytes, over SQS's limit", len(huge))
+	}
+	e.send(t, huge, full, nonHex)
+	reg := prometheus.NewRegistry()
+	stop := e.run(t, BridgeConfig{Registerer: reg}, e.client)
+	e.drained(t)
+	stop()
+
+	letters, bytes, listed := 0, 0, 0
+	for _, data := range streamMsgs(t, e.tf.JS, schema.StreamDead) {
+		d, err := schema.DecodeDeadLetter(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		letters, bytes, listed = letters+1, bytes+len(data), listed+len(d.Records)
+		if len(d.Reason) > schema.MaxReasonBytes {
+			t.Fatalf("a reason of %d bytes", len(d.Reason))
+		}
+	}
+	t.Logf("8,000-record message (%d bytes) + %d-record message (%d bytes): %d dead letters, %d bytes in DEAD, %d records listed",
+		len(huge), MaxRecordsPerMessage, len(full), letters, bytes, listed)
+	if letters != 2 || listed != MaxRecordsPerMessage || bytes > 4*(len(huge)+len(full)) {
+		t.Fatalf("%d dead letters of %d bytes listing %d records", letters, bytes, listed)
+	}
+	tasks := streamMsgs(t, e.tf.JS, schema.StreamTasks)
+	if len(tasks) != 1 {
+		t.Fatalf("%d tasks, want the non-hex sequencer's record routed", len(tasks))
+	}
+	if task, _ := schema.DecodeTask(tasks[0]); task.Key != "sample.txt" || task.Sequencer != "" {
+		t.Fatalf("task %+v", task)
+	}
+	if n := counter(t, reg, "stevedore_sqs_sequencers_ignored_total"); n != 1 {
+		t.Fatalf("sequencers ignored: %v", n)
+	}
 }

@@ -420,8 +420,19 @@ type DeadLetter struct {
 	Deliveries uint64    `json:"deliveries,omitempty"`
 	Reason     string    `json:"reason"`
 	ErrorClass string    `json:"error_class"`
-	Payload    []byte    `json:"payload"`
-	At         time.Time `json:"at"`
+	// Records lists, for an SQS message, each of its notification records
+	// that could not be used: one dead letter per message, its body
+	// (Payload) once, however many of its records failed.
+	Records []DeadRecord `json:"records,omitempty"`
+	Payload []byte       `json:"payload"`
+	At      time.Time    `json:"at"`
+}
+
+// DeadRecord is one unusable record of a dead-lettered SQS message.
+type DeadRecord struct {
+	Index      int    `json:"index"` // 0-based position in the message's records
+	Reason     string `json:"reason"`
+	ErrorClass string `json:"error_class"`
 }
 
 // Validate reports the first missing or invalid field.

@@ -40,6 +40,8 @@ type Topology struct {
 	EventsMaxAge    time.Duration // EVENTS retention; default 7 days
 	DeadMaxAge      time.Duration // DEAD and AUDIT retention; default 365 days
 	AuditMaxBytes   int64         // AUDIT size cap (oldest records go first past it); default 1 GiB
+	AuditPerOrg     int64         // AUDIT records kept per org (its oldest go first past it), so one org cannot evict another's; default 20,000
+	DeadMaxBytes    int64         // DEAD size cap (oldest dead letters go first past it; alerted at 80 %); default 1 GiB
 	DuplicateWindow time.Duration // Nats-Msg-Id dedup window, sized to the retry span; default 30 minutes
 	AckWait         time.Duration // worker consumers' ack wait; default 60 s (heartbeats extend it)
 	MaxDeliver      int           // deliveries before a message is dead-lettered; default 8
@@ -82,6 +84,8 @@ func (t Topology) WithDefaults() Topology {
 	def(&t.WorkQueueBytes, 1<<30)
 	def(&t.ChunksMaxBytes, 10<<30)
 	def(&t.AuditMaxBytes, 1<<30)
+	def(&t.AuditPerOrg, 20_000)
+	def(&t.DeadMaxBytes, 1<<30)
 	defD(&t.ChunksMaxAge, 7*24*time.Hour)
 	defD(&t.OrgConsumerIdle, time.Hour)
 	defD(&t.EventsMaxAge, 7*24*time.Hour)
@@ -120,9 +124,17 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 	events := base(StreamEvents, "per-object outcomes and job lifecycle", "events.>")
 	events.MaxAge = t.EventsMaxAge
 	dead := base(StreamDead, "messages that could not be processed, with reason", "dead.>")
-	dead.MaxAge = t.DeadMaxAge
+	// DEAD has a byte limit: a tenant's forged or malformed notifications
+	// land there, and without one they could fill the server's disk. Past
+	// it the oldest dead letters go; StevedoreChunksNearLimit alerts on
+	// every stream past 80 % of its limit first.
+	dead.MaxAge, dead.MaxBytes = t.DeadMaxAge, t.DeadMaxBytes
 	audit := base(StreamAudit, "onboarding, verification, rotation, revocation, denials", "audit.>")
 	audit.MaxAge, audit.MaxBytes, audit.DenyDelete, audit.DenyPurge = t.DeadMaxAge, t.AuditMaxBytes, true, true
+	// One subject per org (AuditSubject): an org's refusals past its share
+	// evict its own oldest records, never another org's. At ~500 bytes a
+	// record (details are bounded) an org holds at most ~10 MB of AUDIT.
+	audit.MaxMsgsPerSubject = t.AuditPerOrg
 	return []jetstream.StreamConfig{jobs, tasks, chunks, events, dead, audit}
 }
 

@@ -44,7 +44,11 @@ type Record struct {
 	ETag      string
 	Size      int64
 	Sequencer string
-	EventTime time.Time
+	// SequencerIgnored: the record's sequencer was not hexadecimal (seen
+	// in published samples) and was dropped; the record is still used,
+	// since the worker confirms every claim against S3.
+	SequencerIgnored bool
+	EventTime        time.Time
 	// Err is set when this record (and only it) cannot be used; the
 	// message's other records still are.
 	Err error
@@ -165,7 +169,7 @@ func parseS3(raw json.RawMessage, source string) (*Message, error) {
 			}
 			rec.Bucket, rec.Key = r.S3.Bucket.Name, key
 			rec.VersionID, rec.ETag, rec.Size, rec.Sequencer = r.S3.Object.VersionID, r.S3.Object.ETag, r.S3.Object.Size, r.S3.Object.Sequencer
-			if err := checkClaims(rec); err != nil {
+			if err := checkClaims(&rec); err != nil {
 				return fmt.Errorf("record %d: %w", i, err)
 			}
 			if t, err := time.Parse(time.RFC3339Nano, r.EventTime); err == nil {
@@ -185,26 +189,30 @@ const MaxSequencerLen = 32
 
 // checkClaims refuses record fields stevedore acts on that S3 would never
 // send: a sequencer made to win every comparison, a region name that would
-// make the SDK dial a host of the sender's choosing.
-func checkClaims(rec Record) error {
+// make the SDK dial a host of the sender's choosing. A short sequencer that
+// is not hexadecimal cannot be compared: it is dropped (SequencerIgnored)
+// and the record is used without it.
+func checkClaims(rec *Record) error {
 	if rec.Region != "" && !schema.ValidRegion(rec.Region) {
-		return fmt.Errorf("awsRegion %q is not an AWS region name", rec.Region)
+		return fmt.Errorf("awsRegion %s is not an AWS region name", schema.Quote(rec.Region))
 	}
-	return checkSequencer(rec.Sequencer)
-}
-
-// checkSequencer accepts only what S3 sends: empty (some emulators), or up
-// to MaxSequencerLen hex digits.
-func checkSequencer(s string) error {
-	if len(s) > MaxSequencerLen {
-		return fmt.Errorf("sequencer of %d characters: S3's are at most %d hex digits", len(s), MaxSequencerLen)
+	if len(rec.Sequencer) > MaxSequencerLen {
+		return fmt.Errorf("sequencer of %d characters: S3's are at most %d hex digits", len(rec.Sequencer), MaxSequencerLen)
 	}
-	for _, c := range s {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return fmt.Errorf("sequencer %q is not hexadecimal", s)
-		}
+	if !hex(rec.Sequencer) {
+		rec.Sequencer, rec.SequencerIgnored = "", true
 	}
 	return nil
+}
+
+// hex reports whether s is hexadecimal digits only.
+func hex(s string) bool {
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // kindOf maps an S3 event name to what it means for the index.
@@ -259,7 +267,7 @@ func parseEventBridge(body []byte, detailType string) (*Message, error) {
 	if rec.Kind != Ignored && (rec.Bucket == "" || rec.Key == "") {
 		rec.Err = errors.New("EventBridge event: detail.bucket.name and detail.object.key are required")
 	}
-	if err := checkClaims(rec); rec.Err == nil && err != nil {
+	if err := checkClaims(&rec); rec.Err == nil && err != nil {
 		rec.Err = fmt.Errorf("EventBridge event: %w", err)
 	}
 	return &Message{Records: []Record{rec}}, nil

@@ -36,6 +36,9 @@ const (
 var (
 	ErrNoKEK  = errors.New("static AWS keys need a key-encryption key (STEVEDORE_KEK), and none is configured")
 	ErrExists = errors.New("already exists")
+	// ErrLimit: the request is over one of the limits below (the API
+	// answers 422 with the limit).
+	ErrLimit = errors.New("over a limit")
 )
 
 // Integration is a customer AWS identity stevedore may use for one org. It
@@ -135,6 +138,55 @@ type Spec struct {
 
 var kmsARNPrefix = "arn:"
 
+// Limits on what an org may register. Every worker holds every
+// integration in memory (registry.View), and registering one reads the
+// org's others, so neither may grow without bound: at these limits an org's
+// integrations are at most ~2.7 MB.
+const (
+	MaxIntegrationsPerOrg     = 25   // not revoked
+	MaxIntegrationRecords     = 250  // revoked ones included
+	MaxBucketsPerIntegration  = 100  // buckets named by one integration
+	MaxPrefixesPerIntegration = 100  // prefixes named by one integration
+	MaxPrefixBytes            = 1024 // one prefix (S3's own limit on a key)
+)
+
+// checkScope refuses bucket and prefix lists over the limits.
+func checkScope(buckets, prefixes []string) error {
+	if len(buckets) > MaxBucketsPerIntegration {
+		return fmt.Errorf("%d buckets: an integration names at most %d: %w", len(buckets), MaxBucketsPerIntegration, ErrLimit)
+	}
+	if len(prefixes) > MaxPrefixesPerIntegration {
+		return fmt.Errorf("%d prefixes: an integration names at most %d: %w", len(prefixes), MaxPrefixesPerIntegration, ErrLimit)
+	}
+	for _, p := range prefixes {
+		if len(p) > MaxPrefixBytes {
+			return fmt.Errorf("a prefix of %d bytes: at most %d: %w", len(p), MaxPrefixBytes, ErrLimit)
+		}
+	}
+	return nil
+}
+
+// roomFor refuses a new integration when the org has as many as it may.
+func (r *Registry) roomFor(ctx context.Context, orgID string) error {
+	all, err := r.Integrations(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	live := 0
+	for _, in := range all {
+		if in.Status != StatusRevoked {
+			live++
+		}
+	}
+	if live >= MaxIntegrationsPerOrg {
+		return fmt.Errorf("the organization has %d integrations (not revoked), the most it may have; revoke one first: %w", live, ErrLimit)
+	}
+	if len(all) >= MaxIntegrationRecords {
+		return fmt.Errorf("the organization has %d integration records, the most it may have: %w", len(all), ErrLimit)
+	}
+	return nil
+}
+
 // AddIntegration registers a role for an org as pending; verification makes
 // it active. Registering the same role twice is ErrExists.
 func (r *Registry) AddIntegration(ctx context.Context, actor, orgID string, spec Spec) (*Integration, error) {
@@ -150,18 +202,24 @@ func (r *Registry) AddIntegration(ctx context.Context, actor, orgID string, spec
 		return fail(err)
 	}
 	if spec.KMSKeyARN != "" && (!strings.HasPrefix(spec.KMSKeyARN, kmsARNPrefix) || !strings.Contains(spec.KMSKeyARN, ":kms:")) {
-		return fail(fmt.Errorf("kms_key_arn %q is not a KMS key ARN", spec.KMSKeyARN))
+		return fail(fmt.Errorf("kms_key_arn %s is not a KMS key ARN", schema.Quote(spec.KMSKeyARN)))
 	}
 	if spec.SessionDuration != 0 && (spec.SessionDuration < 15*time.Minute || spec.SessionDuration > 12*time.Hour) {
 		return fail(fmt.Errorf("session duration %s must be between 15m and 12h", spec.SessionDuration))
 	}
 	if spec.Region != "" && !schema.ValidRegion(spec.Region) {
-		return fail(fmt.Errorf("region %q is not an AWS region name", spec.Region))
+		return fail(fmt.Errorf("region %s is not an AWS region name", schema.Quote(spec.Region)))
+	}
+	if err := checkScope(spec.Buckets, spec.Prefixes); err != nil {
+		return fail(err)
 	}
 	for _, b := range spec.Buckets {
 		if !schema.ValidBucket(b) {
-			return fail(fmt.Errorf("bucket %q is not a bucket name", b))
+			return fail(fmt.Errorf("bucket %s is not a bucket name", schema.Quote(b)))
 		}
+	}
+	if err := r.roomFor(ctx, orgID); err != nil {
+		return fail(err)
 	}
 	if existing, err := r.IntegrationByRole(ctx, orgID, spec.RoleARN); err == nil && existing.Status != StatusRevoked {
 		return fail(fmt.Errorf("role %s is integration %s: %w", spec.RoleARN, existing.ID, ErrExists))
@@ -393,8 +451,14 @@ func (r *Registry) StaticKeys(ctx context.Context, actor, orgID, accessKeyID str
 	if len(accessKeyID) < 16 || len(accessKeyID) > 128 || secret == "" || len(secret) > 256 {
 		return nil, "", errors.New("static keys: aws_access_key_id (16-128 characters) and aws_secret_access_key are required")
 	}
+	if err := checkScope(buckets, nil); err != nil {
+		return nil, "", err
+	}
 	in, err = r.find(ctx, orgID, func(in *Integration) bool { return in.Kind == KindStaticKeys && in.AccessKeyID == accessKeyID }, "access key")
 	if errors.Is(err, ErrNotFound) || (err == nil && in.Status == StatusRevoked) {
+		if err := r.roomFor(ctx, orgID); err != nil {
+			return nil, "", err
+		}
 		now := r.now().UTC()
 		in = &Integration{ID: "int_" + randHex(8), OrgID: orgID, Kind: KindStaticKeys, AccessKeyID: accessKeyID, Buckets: buckets,
 			Status: StatusActive, StatusReason: "static keys supplied by the customer", StatusChangedAt: now, CreatedAt: now, UpdatedAt: now}

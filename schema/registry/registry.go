@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/nats-io/nats.go/jetstream"
@@ -360,7 +361,7 @@ var roleARNRE = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-
 func ParseRoleARN(arn string) (account string, err error) {
 	m := roleARNRE.FindStringSubmatch(arn)
 	if m == nil {
-		return "", fmt.Errorf("role_arn %q: want arn:<partition>:iam::<12-digit account>:role/<name>", arn)
+		return "", fmt.Errorf("role_arn %s: want arn:<partition>:iam::<12-digit account>:role/<name>", schema.Quote(arn))
 	}
 	return m[2], nil
 }
@@ -411,7 +412,7 @@ func (r *Registry) Audit(ctx context.Context, org, actor, action, outcome, detai
 			detail += fmt.Sprintf(" (+%d similar records suppressed)", suppressed)
 		}
 	}
-	rec := &schema.AuditRecord{Org: org, Actor: actor, Action: action, Outcome: outcome, Detail: detail, At: r.now().UTC()}
+	rec := &schema.AuditRecord{Org: org, Actor: actor, Action: action, Outcome: outcome, Detail: auditText(detail), At: r.now().UTC()}
 	data, err := schema.Encode(rec)
 	if err == nil {
 		_, err = r.js.Publish(context.WithoutCancel(ctx), schema.AuditSubject(org), data)
@@ -419,6 +420,22 @@ func (r *Registry) Audit(ctx context.Context, org, actor, action, outcome, detai
 	if err != nil {
 		r.log.Error("audit write failed", "org", org, "action", action, "outcome", outcome, "error", err)
 	}
+}
+
+// auditText is detail as it may be written to AUDIT: valid UTF-8, control
+// characters (a tenant's bytes can reach a detail) escaped, at most
+// schema.MaxReasonBytes.
+func auditText(detail string) string {
+	detail = strings.ToValidUTF8(detail, "\uFFFD")
+	if strings.IndexFunc(detail, unicode.IsControl) >= 0 {
+		detail = strings.Map(func(r rune) rune {
+			if unicode.IsControl(r) {
+				return '?'
+			}
+			return r
+		}, detail)
+	}
+	return schema.Bound(detail)
 }
 
 func (r *Registry) get(ctx context.Context, key string, v any) (uint64, error) {
