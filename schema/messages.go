@@ -413,13 +413,13 @@ func (e *JobEvent) Validate() error {
 // DeadLetter is the payload of a message that could not be processed, with
 // the reason. Payload holds the original bytes (base64 in JSON).
 type DeadLetter struct {
-	V          int       `json:"v"`
-	Stream     string    `json:"stream"`
-	Subject    string    `json:"subject"`
-	Sequence   uint64    `json:"sequence,omitempty"`
-	Deliveries uint64    `json:"deliveries,omitempty"`
-	Reason     string    `json:"reason"`
-	ErrorClass string    `json:"error_class"`
+	V          int    `json:"v"`
+	Stream     string `json:"stream"`
+	Subject    string `json:"subject"`
+	Sequence   uint64 `json:"sequence,omitempty"`
+	Deliveries uint64 `json:"deliveries,omitempty"`
+	Reason     string `json:"reason"`
+	ErrorClass string `json:"error_class"`
 	// Records lists, for an SQS message, each of its notification records
 	// that could not be used: one dead letter per message, its body
 	// (Payload) once, however many of its records failed.
