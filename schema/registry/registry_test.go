@@ -368,3 +368,89 @@ func TestAuditRefusalsBounded(t *testing.T) {
 	}
 	t.Logf("AUDIT after 10,000 refused requests of one org: %d records, %d bytes", probe, info.State.Bytes)
 }
+
+// TestIntegrationLimits: integrations per org, buckets and prefixes per
+// integration and a prefix's length are capped (ErrLimit; the API answers
+// 422). Before, 40 integrations with long prefix lists took 38 MiB in every
+// worker's registry view.
+func TestIntegrationLimits(t *testing.T) {
+	r := setup(t)
+	ctx := context.Background()
+	org, _, _ := r.CreateOrg(ctx, "test", "Acme")
+	role := func(i int) string { return fmt.Sprintf("arn:aws:iam::123456789012:role/reader-%d", i) }
+	many := func(n int, f func(i int) string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = f(i)
+		}
+		return out
+	}
+	for _, spec := range []registry.Spec{
+		{RoleARN: role(0), Buckets: many(registry.MaxBucketsPerIntegration+1, func(i int) string { return fmt.Sprintf("bucket-%d", i) })},
+		{RoleARN: role(0), Prefixes: many(registry.MaxPrefixesPerIntegration+1, func(i int) string { return fmt.Sprintf("p%d/", i) })},
+		{RoleARN: role(0), Prefixes: []string{strings.Repeat("p", registry.MaxPrefixBytes+1)}},
+	} {
+		if _, err := r.AddIntegration(ctx, "test", org.ID, spec); !errors.Is(err, registry.ErrLimit) {
+			t.Fatalf("buckets %d, prefixes %d: %v", len(spec.Buckets), len(spec.Prefixes), err)
+		}
+	}
+	for i := 0; i < registry.MaxIntegrationsPerOrg; i++ {
+		if _, err := r.AddIntegration(ctx, "test", org.ID, registry.Spec{RoleARN: role(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := r.AddIntegration(ctx, "test", org.ID, registry.Spec{RoleARN: role(999)})
+	if !errors.Is(err, registry.ErrLimit) {
+		t.Fatalf("integration %d: %v", registry.MaxIntegrationsPerOrg+1, err)
+	}
+	t.Logf("integration %d: %v", registry.MaxIntegrationsPerOrg+1, err)
+	// A revoked one makes room.
+	all, _ := r.Integrations(ctx, org.ID)
+	if _, err := r.Revoke(ctx, "test", org.ID, all[0].ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddIntegration(ctx, "test", org.ID, registry.Spec{RoleARN: role(999)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAuditDetailsBoundedAndPerOrg: a refused request's raw tenant text (a
+// role ARN of 1 MiB) went into AUDIT whole, and AUDIT dropped the oldest
+// records of every org once full. Details are at most 256 bytes of valid
+// text now, and each org's subject keeps its own records: one org writing
+// past its share evicts only its own.
+func TestAuditDetailsBoundedAndPerOrg(t *testing.T) {
+	r, js := setupJS(t, nil)
+	ctx := context.Background()
+	org, _, _ := r.CreateOrg(ctx, "test", "Acme")
+	_, err := r.AddIntegration(ctx, "test", org.ID, registry.Spec{RoleARN: "arn:aws:iam::123456789012:role/" + strings.Repeat("\x00x", 512<<10)})
+	if err == nil {
+		t.Fatal("a 1 MiB role ARN was accepted")
+	}
+	recs := audit(t, js, org.ID)
+	last := recs[len(recs)-1]
+	var rec schema.AuditRecord
+	if err := json.Unmarshal([]byte(last), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Detail) > schema.MaxReasonBytes || strings.ContainsRune(rec.Detail, 0) || len(last) > 2048 {
+		t.Fatalf("audit record of %d bytes, detail %q", len(last), rec.Detail)
+	}
+	t.Logf("refused 1 MiB role ARN: audit record of %d bytes: %s", len(last), rec.Detail)
+
+	// The per-org share: the stream keeps at most AuditPerOrg records of a
+	// subject. Shown with a small share on a topology of its own.
+	topo := schema.Topology{AuditPerOrg: 50, Update: true}
+	if err := topo.Ensure(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	r.Audit(ctx, "org_quiet", "cli", "integration.revoke", "ok", "int_1")
+	for i := 0; i < 500; i++ {
+		r.Audit(ctx, "org_noisy", "cli", "integration.create", "pending", fmt.Sprintf("int_%d", i))
+	}
+	s, _ := js.Stream(ctx, schema.StreamAudit)
+	info, _ := s.Info(ctx, jetstream.WithSubjectFilter("audit.>"))
+	if info.State.Subjects[schema.AuditSubject("org_noisy")] != 50 || info.State.Subjects[schema.AuditSubject("org_quiet")] != 1 {
+		t.Fatalf("AUDIT subjects after 500 records of one org: %v", info.State.Subjects)
+	}
+}
