@@ -2,9 +2,11 @@ package worker
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"slices"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/worker/extract"
 )
 
 type metrics struct {
@@ -19,6 +21,7 @@ type metrics struct {
 	s3Requests   *prometheus.CounterVec
 	bytes        prometheus.Counter
 	objects      *prometheus.CounterVec
+	skips        *prometheus.CounterVec // reason
 	chunks       prometheus.Counter
 	tokens       prometheus.Counter
 	publish      prometheus.Histogram
@@ -60,6 +63,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "From a job's creation to its final status, by status.", Buckets: prometheus.ExponentialBuckets(0.1, 4, 10)}, []string{"status"}),
 		objects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_objects_total",
 			Help: "Objects by outcome (indexed, skipped, failed, deleted)."}, []string{"outcome"}),
+		skips: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_objects_skipped_total",
+			Help: "Objects skipped by what their content is, by reason (extract.Reasons: unsupported_type, too_large, text_too_large, corrupt_archive …): a limit hit is counted here."}, []string{"reason"}),
 		chunks:  prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_chunks_published_total", Help: "Chunks published to CHUNKS."}),
 		tokens:  prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_tokens_published_total", Help: "Tokens in published chunks."}),
 		publish: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "stevedore_publish_duration_seconds", Help: "Time until JetStream acknowledged a batch of publishes.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}),
@@ -91,6 +96,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range []schema.Outcome{schema.OutcomeIndexed, schema.OutcomeSkipped, schema.OutcomeFailed, schema.OutcomeDeleted} {
 		m.objects.WithLabelValues(string(o))
 	}
+	for _, r := range extract.Reasons {
+		m.skips.WithLabelValues(r)
+	}
 	for _, s := range []string{schema.JobStatusCompleted, schema.JobStatusCompletedWithErrors, schema.JobStatusFailed, schema.JobStatusCancelled} {
 		m.jobsFinished.WithLabelValues(s)
 	}
@@ -101,7 +109,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.lag.WithLabelValues(string(o))
 	}
 	if reg != nil {
-		reg.MustRegister(m.claim, m.chunksFull, m.chunksWaits, m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag, m.redelivered, m.duplicates, m.unconfirmed, m.jobsFinished, m.jobDuration)
+		reg.MustRegister(m.claim, m.chunksFull, m.chunksWaits, m.claimed, m.settled, m.duration, m.stage, m.inflight, m.s3Requests, m.bytes, m.objects, m.skips, m.chunks, m.tokens, m.publish, m.dead, m.staleRetries, m.lag, m.redelivered, m.duplicates, m.unconfirmed, m.jobsFinished, m.jobDuration)
 	}
 	return m
 }
@@ -112,4 +120,13 @@ func (m *metrics) s3(op string, err error) {
 		result = string(creds.Classify(err).Class)
 	}
 	m.s3Requests.WithLabelValues(op, result).Inc()
+}
+
+// skipped counts an object skipped for reason (unknown reasons as "other",
+// so the label stays bounded).
+func (m *metrics) skipped(reason string) {
+	if !slices.Contains(extract.Reasons, reason) {
+		reason = "other"
+	}
+	m.skips.WithLabelValues(reason).Inc()
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
 // TestFate is the whole give-up policy: every error class × delivery count
@@ -21,7 +22,7 @@ func TestFate(t *testing.T) {
 		maxDeliver int
 	}{{"plan", 8}, {"task", 8}, {"track", -1}}
 	classes := []schema.ErrorClass{schema.ClassTenantAuth, schema.ClassTenantPermission, schema.ClassKMS, schema.ClassOurCredentials,
-		schema.ClassThrottled, schema.ClassTransient, schema.ClassNotFound, schema.ClassStaleToken, schema.ClassPermanent, schema.ClassMaxDeliver}
+		schema.ClassThrottled, schema.ClassTransient, schema.ClassNotFound, schema.ClassStaleToken, schema.ClassPermanent, schema.ClassMaxDeliver, schema.ClassInternal}
 	for _, st := range stages {
 		for _, delivered := range []uint64{1, 7, 8, 9} {
 			t.Run(fmt.Sprintf("%s/delivery%d", st.name, delivered), func(t *testing.T) {
@@ -59,11 +60,20 @@ func TestClassifyKeepsKnownClasses(t *testing.T) {
 		{fmt.Errorf("wrapped: %w", schema.Errorf(schema.ClassKMS, "kms")), schema.ClassKMS},
 		{&schema.DecodeError{Type: "task", Reason: "invalid_json"}, schema.ClassPermanent},
 		{context.DeadlineExceeded, schema.ClassTransient},
+		// Our own limits (a chunk with its custom metadata over the
+		// message cap, a state record over the KV's): ours, not
+		// transient, never aws_unavailable.
+		{fmt.Errorf("publish chunks.o.c: %w", nats.ErrMaxPayload), schema.ClassInternal},
+		{fmt.Errorf("save object state: %w", &jetstream.APIError{Code: 400, ErrorCode: 10054, Description: "message size exceeds maximum allowed"}), schema.ClassInternal},
 	}
 	for _, tt := range tests {
 		if got := classify(tt.err).class; got != tt.want {
 			t.Errorf("classify(%v) = %s, want %s", tt.err, got, tt.want)
 		}
+	}
+	f := classify(fmt.Errorf("publish: %w", nats.ErrMaxPayload))
+	if code := creds.ErrorCode(f.err); code != schema.CodeInternalLimit || f.class.Retryable() {
+		t.Errorf("an over-limit publish: code %s, retryable %v", code, f.class.Retryable())
 	}
 }
 

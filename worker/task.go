@@ -221,6 +221,7 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	ev.ETag = etag
 	if size := aws.ToInt64(obj.ContentLength); size > w.cfg.MaxObjectBytes {
 		ev.Reason = fmt.Sprintf("%s: object is %d bytes, over the %d-byte cap", extract.ReasonTooLarge, size, w.cfg.MaxObjectBytes)
+		w.m.skipped(extract.ReasonTooLarge)
 		return ev, nil
 	}
 	switch decide(task, state, etag) {
@@ -247,7 +248,8 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 		return nil, err
 	}
 	if res.skip != nil {
-		ev.Reason = res.skip.Reason + ": " + res.skip.Detail
+		ev.Reason = res.skip.Error() // bounded: a detail can carry the tenant's bytes
+		w.m.skipped(res.skip.Reason)
 		log.Info("object skipped", "outcome", "skipped", "reason", ev.Reason)
 		if state != nil && state.Status == schema.ObjectIndexed {
 			return ev, nil // keep the indexed version's state; its chunks stay valid

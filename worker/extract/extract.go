@@ -67,6 +67,11 @@ const (
 	ReasonEncrypted            = "encrypted"
 )
 
+// Reasons lists every skip reason, for metrics that start each at zero and
+// keep their labels bounded.
+var Reasons = []string{ReasonBinary, ReasonNotUTF8, ReasonTooLarge, ReasonDecompressedTooLarge, ReasonCorrupt, ReasonDirectory,
+	ReasonUnsplittable, ReasonEncrypted, ReasonTextTooLarge, ReasonNoTextLayer, ReasonTimeout}
+
 // Skip is an error meaning the object is skipped, with a reason; no retry
 // can change it.
 type Skip struct{ Reason, Detail string }
