@@ -3,15 +3,15 @@ package extract
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stevedore-dev/stevedore/worker/extract/extracttest"
 )
 
 // Documents shaped as a hostile tenant would shape them (issue 23): each
@@ -79,24 +79,12 @@ func drainAll(t *testing.T, r io.Reader, key string, opts Options) (n int64, dee
 	return n, deepest, nil
 }
 
-const odfNS = `xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"`
-
-func odt(t *testing.T, body string) []byte {
-	return zipOf(t, "mimetype", "application/vnd.oasis.opendocument.text", "content.xml",
-		`<office:document-content `+odfNS+`><office:body><office:text>`+body+`</office:text></office:body></office:document-content>`)
-}
-
 // TestODTOutlineLevels: a heading of outline level 1,000,000,000 panicked
 // (makeslice) in advanced mode; 10,000 headings of rising levels made
 // heading paths 10,000 deep (1.1 GiB) in basic mode. Levels are clamped to
 // 1–9 now.
 func TestODTOutlineLevels(t *testing.T) {
-	huge := odt(t, `<text:h text:outline-level="1000000000">Deep</text:h><text:p>body text</text:p>`)
-	var rising strings.Builder
-	for i := 1; i <= 10000; i++ {
-		fmt.Fprintf(&rising, `<text:h text:outline-level="%d">h%d</text:h>`, i, i)
-	}
-	deep := odt(t, rising.String())
+	huge, deep := extracttest.HugeLevelODT(), extracttest.RisingLevelsODT(10_000)
 	for _, structured := range []bool{false, true} {
 		for name, doc := range map[string][]byte{"level 1e9": huge, "10,000 rising levels": deep} {
 			var n int64
@@ -175,42 +163,12 @@ func TestHTMLHugeTextNode(t *testing.T) {
 	}
 }
 
-func xlsx(t *testing.T, shared, sheet string) []byte {
-	return zipOf(t,
-		"xl/workbook.xml", `<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="S" sheetId="1" r:id="rId1"/></sheets></workbook>`,
-		"xl/_rels/workbook.xml.rels", `<Relationships><Relationship Id="rId1" Target="worksheets/sheet1.xml"/></Relationships>`,
-		"xl/sharedStrings.xml", shared, "xl/worksheets/sheet1.xml", sheet)
-}
-
 // TestXLSXBombs: one large shared string referenced from every cell gave
 // 4 GiB of text from a 1.3 MB file; 32 MiB of empty <si/> entries took
 // 341 MiB. The first is over its text budget now, the second over the
 // entry cap; both skipped in bounded memory.
 func TestXLSXBombs(t *testing.T) {
-	var cells strings.Builder
-	cells.WriteString("<worksheet><sheetData>")
-	for r := 0; r < 4000; r++ {
-		cells.WriteString("<row>")
-		for c := 0; c < 50; c++ {
-			fmt.Fprintf(&cells, `<c r="%s%d" t="s"><v>0</v></c>`, noise(2+r%3, "ABCDEFGHIJ"), r*50+c)
-		}
-		cells.WriteString("</row>")
-	}
-	cells.WriteString("</sheetData></worksheet>")
-	big := xlsx(t, "<sst><si><t>"+noise(160<<10, "abcdefghijklmnopqrstuvwxyz ")+"</t></si></sst>", cells.String())
-	var empties []byte
-	{
-		var sst strings.Builder
-		sst.WriteString("<sst>")
-		for sst.Len() < 32<<20-64 {
-			sst.WriteString("<si/>")
-			if sst.Len()%97 == 0 {
-				sst.WriteString("<!--" + noise(3, "abcdefghij") + "-->") // enough disorder to stay under the ratio cap
-			}
-		}
-		sst.WriteString("</sst>")
-		empties = xlsx(t, sst.String(), "<worksheet/>")
-	}
+	big, empties := extracttest.SharedStringBombXLSX(), extracttest.EmptyEntriesXLSX()
 	for name, c := range map[string]struct {
 		doc    []byte
 		reason string
@@ -228,24 +186,11 @@ func TestXLSXBombs(t *testing.T) {
 	}
 }
 
-var noiseSeed atomic.Uint64
-
-// noise is n bytes drawn from alphabet: different on every call, the same
-// sequence on every run.
-func noise(n int, alphabet string) string {
-	rng := rand.New(rand.NewPCG(noiseSeed.Add(1), 7))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = alphabet[rng.IntN(len(alphabet))]
-	}
-	return string(b)
-}
-
 // TestLongMimetypeIsABoundedReason: a zip whose mimetype part is 4 MiB put
 // the whole part into the skip reason (logged, saved in object state); the
 // reason is at most 256 bytes now, the tenant's text quoted.
 func TestLongMimetypeIsABoundedReason(t *testing.T) {
-	doc := zipOf(t, "mimetype", "application/\x01"+noise(4<<20, "abcdefghijklmnopqrstuvwxyz\x01"), "content.xml", "<x/>")
+	doc := extracttest.LongMimetypeZip()
 	_, _, skip := drainAll(t, bytes.NewReader(doc), "odd.zip", Options{})
 	if skip == nil || skip.Reason != ReasonBinary {
 		t.Fatalf("skip %v", skip)

@@ -207,12 +207,7 @@ func FuzzPDF(f *testing.F) {
 // stack on it: a fatal error no recover catches, after ~1.4 GB) is read
 // within the caps; the document is indexed with its headings.
 func TestPDFOutlineCycles(t *testing.T) {
-	x := extracttest.FirstExtra(2)
-	data := extracttest.PDFWith(2, func(i int) []string { return []string{fmt.Sprintf("Intro text on page %d", i+1), "Loop"} },
-		fmt.Sprintf("/Outlines %d 0 R", x),
-		fmt.Sprintf("<< /Type /Outlines /First %d 0 R /Last %d 0 R /Count 2 >>", x+1, x+2),
-		fmt.Sprintf("<< /Title (Intro) /Parent %d 0 R /Next %d 0 R /Dest [4 0 R /Fit] >>", x, x+2),
-		fmt.Sprintf("<< /Title (Loop) /Parent %d 0 R /Prev %d 0 R /First %d 0 R /Next %d 0 R /Dest [6 0 R /Fit] >>", x, x+1, x+2, x+2))
+	data := extracttest.OutlineLoopPDF()
 	x2, err := Options{PDF: testPDF(t), Structured: true}.Open(bytes.NewReader(data), "loop.pdf", "")
 	if err != nil {
 		t.Fatal(err)
