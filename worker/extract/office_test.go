@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/stevedore-dev/stevedore/worker/extract/extracttest"
 )
 
 func zipOf(t *testing.T, files ...string) []byte {
@@ -129,15 +131,34 @@ func FuzzContainer(f *testing.F) {
 	w.Write([]byte(`<w:document ` + wordNS + `><w:body><w:p><w:r><w:t>seed</w:t></w:r></w:p></w:body></w:document>`))
 	zw.Close()
 	f.Add(b.Bytes())
+	f.Add(extracttest.HugeLevelODT())
+	f.Add(extracttest.RisingLevelsODT(50))
+	f.Add(extracttest.XLSX("<sst><si><t>a</t></si></sst>", `<worksheet><sheetData><row><c t="s"><v>0</v></c></row></sheetData></worksheet>`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		x, err := OpenObject(bytes.NewReader(data), "f.docx", "")
-		if err != nil {
-			return
-		}
-		defer x.Close()
-		for {
-			if _, err := x.Next(512); err != nil {
-				return
+		// Both modes: headings only matter in advanced. Whatever the
+		// container claims, the text stays within its budget and heading
+		// paths within nine levels.
+		for _, structured := range []bool{false, true} {
+			x, err := Options{Structured: structured}.Open(bytes.NewReader(data), "f.docx", "")
+			if err != nil {
+				continue
+			}
+			var text int64
+			for {
+				part, err := x.Next(512)
+				if err != nil {
+					break
+				}
+				text += int64(len(part))
+				for _, sec := range x.Sections() {
+					if len(sec.Headings) > maxHeadingLevel {
+						t.Fatalf("a heading path %d deep", len(sec.Headings))
+					}
+				}
+			}
+			x.Close()
+			if text > TextBudget(int64(len(data))) {
+				t.Fatalf("%d bytes of text from %d bytes", text, len(data))
 			}
 		}
 	})

@@ -190,6 +190,7 @@ func FuzzPDF(f *testing.F) {
 	f.Add(makePDF(1, func(int) string { return "seed" }))
 	f.Add(makePDF(3, nil))
 	f.Add([]byte("%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF"))
+	f.Add(extracttest.OutlineLoopPDF())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if !bytes.HasPrefix(data, []byte("%PDF")) {
 			data = append([]byte("%PDF-1.4\n"), data...)
@@ -198,6 +199,23 @@ func FuzzPDF(f *testing.F) {
 		var s *Skip
 		if err != nil && !errors.As(err, &s) {
 			t.Fatalf("plain error: %v", err)
+		}
+		// Advanced mode walks the outline: within its caps, whatever the
+		// outline claims (cycles, depth), and heading paths of at most 9.
+		x, err := Options{PDF: testPDF(t), Structured: true}.Open(bytes.NewReader(data), "doc.pdf", "")
+		if err != nil {
+			return
+		}
+		defer x.Close()
+		for {
+			if _, err := x.Next(1 << 16); err != nil {
+				return
+			}
+			for _, sec := range x.Sections() {
+				if len(sec.Headings) > maxHeadingLevel {
+					t.Fatalf("a heading path %d deep", len(sec.Headings))
+				}
+			}
 		}
 	})
 }
