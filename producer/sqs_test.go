@@ -213,14 +213,20 @@ func TestBridgeRoutesEveryShape(t *testing.T) {
 	if got := strings.Join(reasons, " "); got != "invalid invalid invalid invalid invalid unroutable" || letters != 5 {
 		t.Fatalf("%d dead letters: %s", letters, got)
 	}
+	// The record counters count handling attempts: a message SQS hands out
+	// again (moto loses a concurrent delete now and then while reporting it
+	// done) is counted again, while what it produced is deduplicated (the
+	// tasks and dead letters above are exact). So each is at least what one
+	// pass gives, and at most one more pass of its messages.
 	outcomes := map[string]float64{}
-	for _, o := range []string{RecordRouted, RecordIgnored, RecordUnroutable, RecordInvalid} {
+	once := map[string]float64{RecordRouted: 9, RecordIgnored: 4, RecordUnroutable: 1, RecordInvalid: 5}
+	for o, n := range once {
 		outcomes[o] = labeled(t, reg, "stevedore_sqs_records_total", o)
+		if outcomes[o] < n || outcomes[o] > 2*n {
+			t.Fatalf("outcomes %v, want %v (each at most once more on redelivery)", outcomes, once)
+		}
 	}
 	t.Logf("record outcomes from a run mixing every shape: %v", outcomes)
-	if fmt.Sprint(outcomes) != "map[ignored:4 invalid:5 routed:9 unroutable:1]" {
-		t.Fatalf("outcomes %v", outcomes)
-	}
 	// Every SQS series names its queue (the last part of the URL).
 	queue := e.url[strings.LastIndex(e.url, "/")+1:]
 	for _, name := range []string{"stevedore_sqs_records_total", "stevedore_sqs_messages_received_total", "stevedore_sqs_messages_deleted_total"} {
@@ -420,9 +426,16 @@ func TestBackpressurePausesAndLosesNothing(t *testing.T) {
 	if counter(t, reg, "stevedore_sqs_messages_deleted_total") != 0 {
 		t.Fatal("a message was deleted while its task was refused")
 	}
-	// Room again: the kept message is published and deleted.
+	// Room again: the kept message is published and deleted. Wait for the
+	// bridge's own delete, not for moto's approximate queue counts (which a
+	// busy machine caught between a release and the next receive).
 	if err := s.Purge(ctx); err != nil {
 		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); counter(t, reg, "stevedore_sqs_messages_deleted_total") < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the kept message was never deleted after room was made")
+		}
 	}
 	e.drained(t)
 	stop()
