@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
@@ -118,20 +116,7 @@ func TestBigObjectIsReplacedAndDeleted(t *testing.T) {
 	// Delete of a 100,000-chunk version: nothing stays visible.
 	e.bigVersion(t, "big.txt", chunks)
 	e.s3.Delete(bucket, "big.txt")
-	del := &schema.Task{Op: schema.OpDelete, Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Bucket: bucket, Key: "big.txt",
-		Region: "us-east-1", Sequencer: "0055AED6DCD90281E5"}
-	payload, _ := schema.Encode(del)
-	if _, err := e.js.Publish(context.Background(), schema.TaskSubject(e.org.ID, "docs"), payload, jetstream.WithMsgID("delete-big")); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if st := e.state(t, "big.txt"); st != nil && st.Status == schema.ObjectDeleted {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("delete not applied: %+v", e.state(t, "big.txt"))
-		}
-	}
+	e.notifyDelete(t, "big.txt", "0055AED6DCD90281E5")
 	ids, _, _ = visible(t, e)
 	largest, parts, gone, _ = tombstoned(t, e)
 	t.Logf("delete of a %d-chunk object: %d visible chunks, %d tombstone messages in all listing %d IDs, largest CHUNKS message %d bytes", chunks, len(ids), parts, len(gone), largest)

@@ -43,6 +43,26 @@ func (e *env) indexFile(t *testing.T, id, key string) {
 	}
 }
 
+// notifyDelete publishes the task of a delete notification for key, as the
+// SQS bridge does, and waits until the worker applied it.
+func (e *env) notifyDelete(t *testing.T, key, sequencer string) *schema.Task {
+	t.Helper()
+	del := &schema.Task{Op: schema.OpDelete, Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Bucket: bucket, Key: key,
+		Region: "us-east-1", Sequencer: sequencer}
+	payload, _ := schema.Encode(del)
+	if _, err := e.js.Publish(context.Background(), schema.TaskSubject(e.org.ID, "docs"), payload, jetstream.WithMsgID("delete:"+key+sequencer)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if st := e.state(t, key); st != nil && st.Status == schema.ObjectDeleted {
+			return del
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delete not applied: %+v", e.state(t, key))
+		}
+	}
+}
+
 // TestRevertedObjectStaysVisible is the revert bug: an object that returns
 // to earlier content within the duplicate window (alpha → beta → alpha, and
 // delete → re-upload) must be visible again downstream, and skip_existing
@@ -93,22 +113,8 @@ func TestRevertedObjectStaysVisible(t *testing.T) {
 	check("after skip", alphaIDs)
 
 	// Delete (in S3, then its notification), then the same content uploaded again.
-	ctx := context.Background()
 	e.s3.Delete(bucket, "doc.txt")
-	del := &schema.Task{Op: schema.OpDelete, Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Bucket: bucket, Key: "doc.txt",
-		Region: "us-east-1", Sequencer: "0055AED6DCD90281E5"}
-	payload, _ := schema.Encode(del)
-	if _, err := e.js.Publish(ctx, schema.TaskSubject(e.org.ID, "docs"), payload, jetstream.WithMsgID("delete-1")); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if st := e.state(t, "doc.txt"); st != nil && st.Status == schema.ObjectDeleted {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("delete not applied: %+v", e.state(t, "doc.txt"))
-		}
-	}
+	del := e.notifyDelete(t, "doc.txt", "0055AED6DCD90281E5")
 	check("deleted", map[string]bool{})
 	e.s3.Put(bucket, "doc.txt", alpha)
 	e.indexFile(t, "job_reupload", "doc.txt")
