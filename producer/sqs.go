@@ -381,23 +381,7 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 		b.log.Info("s3:TestEvent received", "queue", q.URL)
 		return nil
 	}
-	var out []outMsg
-	var outcomes []string
-	var failed []schema.DeadRecord
-	for i, rec := range msg.Records {
-		o, reason, err := b.record(ctx, q, rec, &out)
-		if err != nil {
-			return err
-		}
-		outcomes = append(outcomes, o)
-		if reason != "" {
-			class := "permanent"
-			if o == RecordUnroutable || o == RecordForeign {
-				class = o
-			}
-			failed = append(failed, schema.DeadRecord{Index: i, Reason: schema.Bound(reason), ErrorClass: class})
-		}
-	}
+	out, outcomes, failed := b.records(q, msg.Records)
 	if len(failed) > 0 {
 		reason := failed[0].Reason
 		if len(failed) > 1 {
@@ -438,21 +422,38 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 // writing to its own queue, and the whole message is dead-lettered.
 const MaxRecordsPerMessage = 100
 
+// records decides what each record of a message becomes: the tasks to
+// publish, every record's outcome, and the records that cannot be used.
+func (b *Bridge) records(q Queue, recs []notify.Record) (out []outMsg, outcomes []string, failed []schema.DeadRecord) {
+	for i, rec := range recs {
+		o, reason := b.record(q, rec, &out)
+		outcomes = append(outcomes, o)
+		if reason != "" {
+			class := "permanent"
+			if o == RecordUnroutable || o == RecordForeign {
+				class = o
+			}
+			failed = append(failed, schema.DeadRecord{Index: i, Reason: schema.Bound(reason), ErrorClass: class})
+		}
+	}
+	return out, outcomes, failed
+}
+
 // record decides what one record becomes: a task appended to out, an
 // ignored event, or the reason it cannot be used (a dead record).
-func (b *Bridge) record(ctx context.Context, q Queue, rec notify.Record, out *[]outMsg) (outcome, reason string, err error) {
+func (b *Bridge) record(q Queue, rec notify.Record, out *[]outMsg) (outcome, reason string) {
 	if rec.Err != nil {
-		return RecordInvalid, "invalid: " + rec.Err.Error(), nil
+		return RecordInvalid, "invalid: " + rec.Err.Error()
 	}
 	if rec.Kind == notify.Ignored {
-		return RecordIgnored, "", nil
+		return RecordIgnored, ""
 	}
 	rt := b.routes.Match(rec.Bucket, rec.Key)
 	if rt == nil {
-		return RecordUnroutable, fmt.Sprintf("unroutable: no route for s3://%s/%s (stevedore route add)", rec.Bucket, schema.Quote(rec.Key)), nil
+		return RecordUnroutable, fmt.Sprintf("unroutable: no route for s3://%s/%s (stevedore route add)", rec.Bucket, schema.Quote(rec.Key))
 	}
 	if !q.admits(rt.Org) {
-		return RecordForeign, fmt.Sprintf("foreign_bucket: s3://%s/%s is routed to another organization than this queue may speak for", rec.Bucket, schema.Quote(rec.Key)), nil
+		return RecordForeign, fmt.Sprintf("foreign_bucket: s3://%s/%s is routed to another organization than this queue may speak for", rec.Bucket, schema.Quote(rec.Key))
 	}
 	// No ordering decision here: a record's sequencer is only a claim. The
 	// worker checks it against the object state and, where they disagree,
@@ -475,7 +476,7 @@ func (b *Bridge) record(ctx context.Context, q Queue, rec notify.Record, out *[]
 		event += "|" + t.ETag + "|" + rec.EventTime.Format(time.RFC3339Nano)
 	}
 	*out = append(*out, outMsg{Subject: schema.TaskSubject(rt.Org, rt.Collection), MsgID: schema.EventTaskMsgID(rt.Org, rt.Collection, rec.Bucket, rec.Key, rec.VersionID, event), Msg: t})
-	return RecordRouted, "", nil
+	return RecordRouted, ""
 }
 
 // outMsg is one message to publish with its deduplication ID.

@@ -96,18 +96,8 @@ func (s *Splitter) split(text string, sections []int) []Chunk {
 			long = n > s.max
 		}
 		if long {
-			// A pre-token too long for any chunk (megabytes of letters
-			// without a space): what precedes it is a chunk, and the piece
-			// is cut into parts of at most max bytes (so at most max
-			// tokens), each a chunk counted on its own, without running
-			// the BPE over the whole piece.
-			if pos > start {
-				out = append(out, Chunk{Offset: start, Text: text[start:pos], Tokens: s.countBefore(cuts, text[start:pos])})
-			}
-			for part := range parts(p, s.max) {
-				out = append(out, Chunk{Offset: pos, Text: part, Tokens: s.enc.Count(part)})
-				pos += len(part)
-			}
+			out = s.cutLong(out, text, start, pos, cuts, p)
+			pos += len(p)
 			start, tokens, cuts = pos, 0, cuts[:0]
 			for len(sections) > 0 && sections[0] <= pos {
 				sections = sections[1:]
@@ -184,6 +174,22 @@ func parts(p string, max int) func(func(string) bool) {
 			p = p[end:]
 		}
 	}
+}
+
+// cutLong appends the chunks of a pre-token p (at pos) too long for any
+// chunk (megabytes of letters without a space): what precedes it since
+// start is a chunk, and p is cut into parts of at most max bytes (so at
+// most max tokens), each a chunk counted on its own, without running the
+// BPE over the whole piece.
+func (s *Splitter) cutLong(out []Chunk, text string, start, pos int, cuts []cut, p string) []Chunk {
+	if pos > start {
+		out = append(out, Chunk{Offset: start, Text: text[start:pos], Tokens: s.countBefore(cuts, text[start:pos])})
+	}
+	for part := range parts(p, s.max) {
+		out = append(out, Chunk{Offset: pos, Text: part, Tokens: s.enc.Count(part)})
+		pos += len(part)
+	}
+	return out
 }
 
 // countBefore is the token count of the chunk text that ends at the latest
