@@ -200,3 +200,24 @@ func TestLongMimetypeIsABoundedReason(t *testing.T) {
 	}
 	t.Logf("reason (%d bytes): %s", len(skip.Error()), skip.Error())
 }
+
+// TestHugePackagePartIsSkipped: an EPUB whose package document lists
+// millions of spine entries was read and decoded whole (up to the 128 MiB
+// part cap); package parts read whole are capped at maxPackageBytes now.
+func TestHugePackagePartIsSkipped(t *testing.T) {
+	var opf strings.Builder
+	opf.WriteString(`<package><manifest><item id="c1" href="ch1.xhtml"/></manifest><spine>`)
+	for i := 0; opf.Len() < maxPackageBytes+1; i++ {
+		opf.WriteString(`<itemref idref="c1" n="` + extracttest.Noise(uint64(i), 4, "0123456789") + `"/>`)
+	}
+	opf.WriteString(`</spine></package>`)
+	epub := extracttest.Zip("mimetype", "application/epub+zip",
+		"META-INF/container.xml", `<container><rootfiles><rootfile full-path="content.opf"/></rootfiles></container>`,
+		"content.opf", opf.String(), "ch1.xhtml", `<html><body><p>One chapter.</p></body></html>`)
+	var skip *Skip
+	peak := peakHeap(func() { _, _, skip = drainAll(t, bytes.NewReader(epub), "book.epub", Options{}) })
+	t.Logf("an EPUB with a %d-byte package document: %v, peak heap %d MiB", opf.Len(), skip, peak>>20)
+	if skip == nil || skip.Reason != ReasonTooLarge {
+		t.Fatalf("skip %v", skip)
+	}
+}

@@ -108,7 +108,17 @@ func (c *container) open(name string) (io.ReadCloser, error) {
 	}{&capped{r: rc, left: limit}, rc}, nil
 }
 
+// maxPackageBytes caps a package part that is read whole and decoded in
+// one go (container.xml, an EPUB's package document, a workbook and its
+// relationships, slide relationships): real ones are kilobytes, and one of
+// megabytes of entries would be hundreds of megabytes once decoded.
+const maxPackageBytes = 4 << 20
+
+// read reads a package part whole (at most maxPackageBytes).
 func (c *container) read(name string) ([]byte, error) {
+	if zf := c.files[name]; zf != nil && zf.UncompressedSize64 > maxPackageBytes {
+		return nil, &Skip{ReasonTooLarge, fmt.Sprintf("package part %s of %d bytes, over %d", schema.Quote(name), zf.UncompressedSize64, maxPackageBytes)}
+	}
 	rc, err := c.open(name)
 	if err != nil {
 		return nil, err
