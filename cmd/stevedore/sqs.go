@@ -91,7 +91,7 @@ func runRoute(ctx context.Context, args []string) error {
 				bucket = f.FlagSet.String("bucket", "", "bucket whose notifications this route takes")
 				prefix = f.FlagSet.String("prefix", "", "only keys under this prefix (the longest matching prefix wins)")
 				integration = f.FlagSet.String("integration", "", "integration to read the objects with (default: the org's only one covering the bucket)")
-				processing = f.FlagSet.String("processing-type", "basic", "basic (plain text) or advanced (headings, pages, Markdown tables; see the README)")
+				processing = f.FlagSet.String("processing-type", "basic", "basic (plain text) or advanced (headings, pages, Markdown tables; see docs/architecture.md)")
 				encoding = f.FlagSet.String("encoding", "cl100k_base", "tokenizer: cl100k_base or o200k_base")
 			}, func(r *registry.Registry) (map[string]any, string, error) {
 				rt, err := r.AddRoute(ctx, cliActor, registry.Route{Org: *org, Collection: *collection, Bucket: *bucket, Prefix: *prefix, IntegrationID: *integration, ProcessingType: *processing, Encoding: *encoding})

@@ -111,7 +111,7 @@ func toMap(v any) map[string]any {
 // the named buckets of the customer's account (aws:SourceArn and
 // aws:SourceAccount), so nobody else can write records into it. Customers
 // who fan out through SNS or EventBridge add their topic or rule as the
-// source instead (README, "S3 notifications through SQS").
+// source instead (docs/operations.md, "Incremental indexing from S3 notifications").
 func QueuePolicy(queueARN, account string, buckets []string) map[string]any {
 	sources := make([]string, 0, len(buckets))
 	for _, b := range buckets {
