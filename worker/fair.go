@@ -403,7 +403,7 @@ func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pl := newPuller(w.cfg.JS.Conn(), pullWait)
+			pl := newPuller(w.cfg.JS, pullWait)
 			defer pl.close()
 			for claimCtx.Err() == nil {
 				if w.gate.full.Load() { // CHUNKS is full: no new task until downstream makes room

@@ -22,10 +22,11 @@ import (
 // so a late answer never passes for the answer to another pull (a message
 // sent to the old inbox is redelivered after its AckWait).
 type puller struct {
-	nc    *nats.Conn
-	sub   *nats.Subscription
-	inbox string
-	wait  time.Duration // how long a pull's answer may take
+	nc     *nats.Conn
+	sub    *nats.Subscription
+	inbox  string
+	wait   time.Duration // how long a pull's answer may take
+	prefix string        // the JetStream API prefix: see apiPrefix
 }
 
 // pullWait is how long a pull's answer may take: a no-wait pull is
@@ -36,8 +37,24 @@ const pullWait = 5 * time.Second
 // answered at once (the message, or a status saying there is none).
 var noWaitOne = []byte(`{"batch":1,"no_wait":true}`)
 
-func newPuller(nc *nats.Conn, wait time.Duration) *puller {
-	return &puller{nc: nc, wait: wait}
+// newPuller returns a puller on js's connection that sends its pulls under
+// js's API prefix.
+func newPuller(js jetstream.JetStream, wait time.Duration) *puller {
+	return &puller{nc: js.Conn(), wait: wait, prefix: apiPrefix(js)}
+}
+
+// apiPrefix is the subject prefix js sends JetStream API requests under:
+// "$JS.API." by default, "$JS.<domain>.API." for a JetStream domain (a leaf
+// node's, or a hub's seen from a leaf), or the prefix js was made with (an
+// account import).
+func apiPrefix(js jetstream.JetStream) string {
+	switch o := js.Options(); {
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".") + "."
+	}
+	return jetstream.DefaultAPIPrefix
 }
 
 func (p *puller) close() {
@@ -59,7 +76,7 @@ func (p *puller) pull(ctx context.Context, stream, consumer string) (jetstream.M
 		}
 		p.sub = sub
 	}
-	if err := p.nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+stream+"."+consumer, p.inbox, noWaitOne); err != nil {
+	if err := p.nc.PublishRequest(p.prefix+"CONSUMER.MSG.NEXT."+stream+"."+consumer, p.inbox, noWaitOne); err != nil {
 		p.close()
 		return nil, err
 	}

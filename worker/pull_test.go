@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -30,9 +31,9 @@ func pullStream(t *testing.T) (*nats.Conn, jetstream.JetStream, jetstream.Consum
 }
 
 func TestPullerClaimsOneMessageAndAcknowledges(t *testing.T) {
-	nc, js, cons := pullStream(t)
+	_, js, cons := pullStream(t)
 	ctx := context.Background()
-	p := newPuller(nc, 5*time.Second)
+	p := newPuller(js, 5*time.Second)
 	defer p.close()
 
 	if _, err := p.pull(ctx, "PULL", "c"); !errors.Is(err, jetstream.ErrNoMessages) {
@@ -111,9 +112,9 @@ func TestPullerClaimsOneMessageAndAcknowledges(t *testing.T) {
 }
 
 func TestPullerReportsAGoneConsumer(t *testing.T) {
-	nc, js, _ := pullStream(t)
+	_, js, _ := pullStream(t)
 	ctx := context.Background()
-	p := newPuller(nc, 5*time.Second)
+	p := newPuller(js, 5*time.Second)
 	defer p.close()
 	if err := js.DeleteConsumer(ctx, "PULL", "c"); err != nil {
 		t.Fatal(err)
@@ -128,12 +129,12 @@ func TestPullerReportsAGoneConsumer(t *testing.T) {
 // answer cannot pass for the answer to the next pull, and the message it
 // carried is redelivered after AckWait.
 func TestPullerTimeoutTakesANewInbox(t *testing.T) {
-	nc, js, _ := pullStream(t)
+	_, js, _ := pullStream(t)
 	ctx := context.Background()
 	if _, err := js.Publish(ctx, "pull.a", []byte("a")); err != nil {
 		t.Fatal(err)
 	}
-	p := newPuller(nc, 5*time.Second)
+	p := newPuller(js, 5*time.Second)
 	defer p.close()
 	// A stream no server answers for: the request has no responders.
 	if _, err := p.pull(ctx, "NOSUCH", "c"); !errors.Is(err, nats.ErrNoResponders) {
@@ -206,5 +207,71 @@ func TestHeartbeatsUntilStopped(t *testing.T) {
 	heartbeats([]jetstream.Msg{c}, time.Hour)()
 	if c.count() != 0 {
 		t.Fatal("a beat for a message settled before its first interval")
+	}
+}
+
+// TestPullerHonoursAJetStreamDomain: pulls go under the JetStream API
+// prefix the worker's JetStream was made with; "$JS.API." spelled out made a
+// worker on a leaf node (a JetStream domain) or behind an account import
+// pull from nothing.
+func TestPullerHonoursAJetStreamDomain(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, JetStreamDomain: "hub", StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.NewWithDomain(nc, "hub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PULL", Subjects: []string{"pull.>"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, "PULL", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "pull.a", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	p := newPuller(js, 5*time.Second)
+	defer p.close()
+	if p.prefix != "$JS.hub.API." {
+		t.Fatalf("prefix %q", p.prefix)
+	}
+	var m jetstream.Msg
+	waitFor(t, func() bool {
+		m, err = p.pull(ctx, "PULL", "c")
+		return err == nil
+	})
+	if string(m.Data()) != "a" {
+		t.Fatalf("claimed %q", m.Data())
+	}
+	if err := m.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		js   func() (jetstream.JetStream, error)
+		want string
+	}{
+		{func() (jetstream.JetStream, error) { return jetstream.New(nc) }, "$JS.API."},
+		{func() (jetstream.JetStream, error) { return jetstream.NewWithAPIPrefix(nc, "$JS.tenant.API") }, "$JS.tenant.API."},
+	} {
+		j, err := tc.js()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := apiPrefix(j); got != tc.want {
+			t.Errorf("apiPrefix %q, want %q", got, tc.want)
+		}
 	}
 }
