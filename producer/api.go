@@ -573,7 +573,6 @@ func (a *API) cancelJob(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// allowVerify spends one of org's verifications (Config.VerifyEvery).
 // underJobQuota refuses a new job while org has MaxQueuedJobs job pages
 // waiting to be planned (JOBS holds a page until it is planned).
 func (a *API) underJobQuota(ctx context.Context, org string) error {
@@ -597,6 +596,7 @@ func (a *API) underJobQuota(ctx context.Context, org string) error {
 	return nil
 }
 
+// allowVerify spends one of org's verifications (Config.VerifyEvery).
 func (a *API) allowVerify(org string) bool {
 	return a.allow(a.verifies, org, rate.Every(a.cfg.VerifyEvery), a.cfg.VerifyBurst)
 }

@@ -277,9 +277,6 @@ func (c *fleetConfig) target() natsTarget {
 	return t
 }
 
-// runFleet wires the components a command asked for and runs them in one
-// errgroup until ctx is cancelled. Shutdown order: stop accepting HTTP
-// requests, stop claiming, let in-flight work finish (grace), close NATS.
 // defaultCacheDir is stevedore's directory in the user's cache directory
 // ($XDG_CACHE_HOME or ~/.cache), or "" when there is none.
 func defaultCacheDir() string {
@@ -335,6 +332,9 @@ func (c *fleetConfig) validate() error {
 	return errors.Join(checks...)
 }
 
+// runFleet wires the components a command asked for and runs them in one
+// errgroup until ctx is cancelled. Shutdown order: stop accepting HTTP
+// requests, stop claiming, let in-flight work finish (grace), close NATS.
 func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	if err := c.validate(); err != nil {
 		return err
