@@ -196,7 +196,7 @@ func TestLongMimetypeIsABoundedReason(t *testing.T) {
 		t.Fatalf("skip %v", skip)
 	}
 	if len(skip.Error()) > 256 || strings.Contains(skip.Error(), "\x01") {
-		t.Fatalf("reason of %d bytes: %q", len(skip.Error()), skip.Error())
+		t.Fatalf("reason of %d bytes: %.200q…", len(skip.Error()), skip.Error())
 	}
 	t.Logf("reason (%d bytes): %s", len(skip.Error()), skip.Error())
 }
