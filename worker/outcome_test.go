@@ -14,40 +14,46 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
-// TestFate is the whole give-up policy: every error class × delivery count
-// × stage → action.
+// TestFate is the whole give-up policy, stated literally: for every error
+// class, the action on a first delivery and on the last of MaxDeliver 8, and
+// on a ninth delivery where MaxDeliver is unlimited (the tracker's -1).
 func TestFate(t *testing.T) {
-	stages := []struct {
-		name       string
-		maxDeliver int
-	}{{"plan", 8}, {"task", 8}, {"track", -1}}
-	classes := []schema.ErrorClass{schema.ClassTenantAuth, schema.ClassTenantPermission, schema.ClassKMS, schema.ClassOurCredentials,
-		schema.ClassThrottled, schema.ClassTransient, schema.ClassNotFound, schema.ClassStaleToken, schema.ClassPermanent, schema.ClassMaxDeliver, schema.ClassInternal}
-	for _, st := range stages {
-		for _, delivered := range []uint64{1, 7, 8, 9} {
-			t.Run(fmt.Sprintf("%s/delivery%d", st.name, delivered), func(t *testing.T) {
-				if got := fate(nil, false, nil, delivered, st.maxDeliver); got != actAck {
-					t.Errorf("success: %s, want ack", got)
-				}
-				for _, c := range classes {
-					f := &failure{err: errors.New("x"), class: c}
-					if got := fate(f, true, f, delivered, st.maxDeliver); got != actHandBack {
-						t.Errorf("%s while shutting down: %s, want handed_back", c, got)
-					}
-					last := st.maxDeliver > 0 && delivered >= uint64(st.maxDeliver)
-					want := actRetry
-					switch {
-					case c == schema.ClassNotFound:
-						want = actRecord
-					case !c.Retryable() || last:
-						want = actDead
-					}
-					if got := fate(f, false, f, delivered, st.maxDeliver); got != want {
-						t.Errorf("%s: %s, want %s", c, got, want)
-					}
-				}
-			})
+	tests := []struct {
+		class                  schema.ErrorClass
+		first, last, unlimited action
+	}{
+		{schema.ClassTenantAuth, actDead, actDead, actDead},
+		{schema.ClassTenantPermission, actDead, actDead, actDead},
+		{schema.ClassKMS, actDead, actDead, actDead},
+		{schema.ClassOurCredentials, actRetry, actDead, actRetry},
+		{schema.ClassThrottled, actRetry, actDead, actRetry},
+		{schema.ClassTransient, actRetry, actDead, actRetry},
+		{schema.ClassNotFound, actRecord, actRecord, actRecord},
+		{schema.ClassStaleToken, actRetry, actDead, actRetry},
+		{schema.ClassPermanent, actDead, actDead, actDead},
+		{schema.ClassMaxDeliver, actDead, actDead, actDead},
+		{schema.ClassInternal, actDead, actDead, actDead},
+	}
+	if len(tests) != len(schema.ErrorClasses) {
+		t.Fatalf("%d classes in the table, %d in schema.ErrorClasses", len(tests), len(schema.ErrorClasses))
+	}
+	for _, tt := range tests {
+		f := &failure{err: errors.New("x"), class: tt.class}
+		for _, c := range []struct {
+			delivered  uint64
+			maxDeliver int
+			want       action
+		}{{1, 8, tt.first}, {8, 8, tt.last}, {9, -1, tt.unlimited}} {
+			if got := fate(f, false, f, c.delivered, c.maxDeliver); got != c.want {
+				t.Errorf("%s, delivery %d of %d: %s, want %s", tt.class, c.delivered, c.maxDeliver, got, c.want)
+			}
+			if got := fate(f, true, f, c.delivered, c.maxDeliver); got != actHandBack {
+				t.Errorf("%s while shutting down: %s, want handed_back", tt.class, got)
+			}
 		}
+	}
+	if got := fate(nil, false, nil, 8, 8); got != actAck {
+		t.Errorf("success: %s, want ack", got)
 	}
 }
 
