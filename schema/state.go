@@ -72,6 +72,7 @@ type JobStatus struct {
 	FilesIndexed    int64       `json:"files_indexed"`
 	FilesSkipped    int64       `json:"files_skipped"`
 	FilesFailed     int64       `json:"files_failed"`
+	FilesDeleted    int64       `json:"files_deleted"` // indexed before, gone from the bucket now: their chunks were tombstoned
 	ChunksProcessed int64       `json:"chunks_processed"`
 	TokensUsed      int64       `json:"tokens_used"`
 	BytesProcessed  int64       `json:"bytes_processed"`
@@ -96,7 +97,7 @@ type JobStatus struct {
 // Done reports whether every planned object has an outcome.
 func (s *JobStatus) Done() bool {
 	return s.LastPage >= 0 && s.PagesPlanned == s.LastPage+1 &&
-		s.FilesIndexed+s.FilesSkipped+s.FilesFailed >= s.FilesTotal
+		s.settled() >= s.FilesTotal
 }
 
 // ObjectStatus is what an object's state records about it.
@@ -198,7 +199,7 @@ func (s *JobStatus) finish(now time.Time) {
 	switch {
 	case s.FilesFailed == 0:
 		s.Status = JobStatusCompleted
-	case s.FilesIndexed+s.FilesSkipped > 0:
+	case s.FilesIndexed+s.FilesSkipped+s.FilesDeleted > 0:
 		s.Status = JobStatusCompletedWithErrors
 	default:
 		// Nothing could be read: the job failed, and the first file's
@@ -217,6 +218,11 @@ const (
 	ReasonUnchangedSinceSkipped = "unchanged_since_skipped"
 )
 
+// settled is how many planned objects have an outcome.
+func (s *JobStatus) settled() int64 {
+	return s.FilesIndexed + s.FilesSkipped + s.FilesFailed + s.FilesDeleted
+}
+
 func (s *JobStatus) applyObject(ev *ObjectEvent) {
 	switch ev.Outcome {
 	case OutcomeIndexed:
@@ -230,6 +236,7 @@ func (s *JobStatus) applyObject(ev *ObjectEvent) {
 	case OutcomeFailed:
 		s.FilesFailed++
 	case OutcomeDeleted:
+		s.FilesDeleted++
 		return
 	}
 	if ev.Outcome == OutcomeFailed || (ev.Outcome == OutcomeSkipped && ev.Reason != ReasonAlreadyIndexed && ev.Reason != ReasonUnchangedSinceSkipped && ev.Reason != ReasonCancelled) {
@@ -304,7 +311,7 @@ type JobView struct {
 // View returns the job as seen at now.
 func (s *JobStatus) View(now time.Time) JobView {
 	v := JobView{JobStatus: s}
-	settled := s.FilesIndexed + s.FilesSkipped + s.FilesFailed
+	settled := s.settled()
 	switch {
 	case s.Final():
 		v.Progress = 1

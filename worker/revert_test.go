@@ -123,3 +123,32 @@ func TestRevertedObjectStaysVisible(t *testing.T) {
 		t.Fatalf("a job task erased the stored sequencer: %q, want %q", st.Sequencer, del.Sequencer)
 	}
 }
+
+// TestFileJobOnAGoneKeyTombstones: a file job naming a key deleted from
+// the bucket since it was indexed ended failed (no_such_key) and left its
+// chunks visible. Once a HEAD confirms the key is gone, its chunks are
+// tombstoned: outcome deleted, job completed. A key that was never indexed
+// still fails no_such_key.
+func TestFileJobOnAGoneKeyTombstones(t *testing.T) {
+	e := setup(t, map[string]string{"doc.txt": strings.Repeat("A document that will be deleted. ", 40)})
+	e.indexFile(t, "job_index", "doc.txt")
+	if ids, _, _ := visible(t, e); len(ids) == 0 {
+		t.Fatal("nothing visible after indexing")
+	}
+	e.s3.Delete(bucket, "doc.txt")
+	e.submitFile(t, "job_gone", "doc.txt", true)
+	st := e.wait(t, "job_gone")
+	if st.Status != schema.JobStatusCompleted || st.FilesDeleted != 1 || st.FilesFailed != 0 {
+		t.Fatalf("job on a gone key: %+v", st)
+	}
+	if ids, _, _ := visible(t, e); len(ids) != 0 {
+		t.Fatalf("%d chunks still visible", len(ids))
+	}
+	if s := e.state(t, "doc.txt"); s == nil || s.Status != schema.ObjectDeleted {
+		t.Fatalf("state %+v", s)
+	}
+	e.submitFile(t, "job_never", "never-there.txt", true)
+	if st := e.wait(t, "job_never"); st.Status != schema.JobStatusFailed || st.FilesFailed != 1 || len(st.Errors) != 1 || st.Errors[0].ErrorCode != schema.CodeNoSuchKey {
+		t.Fatalf("job on a key never indexed: %+v", st)
+	}
+}

@@ -213,7 +213,7 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	w.m.s3("get", err)
 	w.m.stage.WithLabelValues("get").Observe(time.Since(stageStart).Seconds())
 	if err != nil {
-		return nil, err
+		return w.goneSinceIndexed(ctx, t, task, state, stateKey, rev, overrides, err)
 	}
 	defer obj.Body.Close()
 	etag, version := aws.ToString(obj.ETag), aws.ToString(obj.VersionId)
@@ -274,6 +274,26 @@ func (w *Worker) runTask(ctx context.Context, task *schema.Task) (*schema.Object
 	ev.Outcome, ev.Reason, ev.Chunks, ev.Tokens = schema.OutcomeIndexed, "", res.chunks, res.tokens
 	log.Debug("object indexed", "outcome", "indexed", "chunks", res.chunks, "tokens", res.tokens)
 	return ev, nil
+}
+
+// goneSinceIndexed handles a GetObject that failed with err. An object that
+// was indexed and is now gone (a job names a key deleted since: S3 answers
+// NoSuchKey) has its chunks tombstoned once a HEAD confirms it is gone, as a
+// delete notification would: outcome deleted, not a failure that leaves its
+// chunks searchable. Anything else is err, for settle to decide.
+func (w *Worker) goneSinceIndexed(ctx context.Context, t *creds.Tenant, task *schema.Task, state *schema.ObjectState, stateKey string, rev uint64, overrides bool, err error) (*schema.ObjectEvent, error) {
+	if creds.Classify(err).Class != schema.ClassNotFound || state == nil || state.Status != schema.ObjectIndexed {
+		return nil, err
+	}
+	now, herr := w.headObject(ctx, t, task)
+	if herr != nil {
+		return nil, herr
+	}
+	if !now.gone {
+		// Written again between the GET and the HEAD: read it again.
+		return nil, schema.Errorf(schema.ClassTransient, "s3://%s/%s reappeared while it was read: %w", task.Bucket, task.Key, err)
+	}
+	return w.deleteObject(ctx, t, task, state, stateKey, rev, now, overrides)
 }
 
 // objectVersion is the object version a task is indexing.

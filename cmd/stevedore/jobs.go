@@ -38,7 +38,7 @@ func runJob(ctx context.Context, args []string) error {
 				var b strings.Builder
 				for _, v := range page.Jobs {
 					fmt.Fprintf(&b, "%s  %-22s %-12s %s  %d/%d files, %d failed\n", v.JobID, v.Status, v.Collection, v.CreatedAt.Format(time.RFC3339),
-						v.FilesIndexed+v.FilesSkipped+v.FilesFailed, v.FilesTotal, v.FilesFailed)
+						v.FilesIndexed+v.FilesSkipped+v.FilesFailed+v.FilesDeleted, v.FilesTotal, v.FilesFailed)
 				}
 				if page.NextCursor != "" {
 					fmt.Fprintf(&b, "more: --cursor %s\n", page.NextCursor)
@@ -143,13 +143,13 @@ func progressLine(v schema.JobView) string {
 		eta = fmt.Sprintf(", about %s left", (time.Duration(*v.EstimatedTimeRemainingSeconds) * time.Second).Round(time.Second))
 	}
 	return fmt.Sprintf("[%s%s] %3.0f%%  %s: %d/%d files (%d indexed, %d skipped, %d failed)%s", strings.Repeat("#", filled), strings.Repeat("-", width-filled),
-		v.Progress*100, v.Status, v.FilesIndexed+v.FilesSkipped+v.FilesFailed, v.FilesTotal, v.FilesIndexed, v.FilesSkipped, v.FilesFailed, eta)
+		v.Progress*100, v.Status, v.FilesIndexed+v.FilesSkipped+v.FilesFailed+v.FilesDeleted, v.FilesTotal, v.FilesIndexed, v.FilesSkipped, v.FilesFailed, eta)
 }
 
 func describeJob(v schema.JobView) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Job %s: %s\n  collection %s, s3://%s/%s%s\n  files: %d total, %d indexed, %d skipped, %d failed; chunks %d, tokens %d\n",
-		v.JobID, v.Status, v.Collection, v.Bucket, v.Prefix, v.Key, v.FilesTotal, v.FilesIndexed, v.FilesSkipped, v.FilesFailed, v.ChunksProcessed, v.TokensUsed)
+	fmt.Fprintf(&b, "Job %s: %s\n  collection %s, s3://%s/%s%s\n  files: %d total, %d indexed, %d skipped, %d failed, %d deleted; chunks %d, tokens %d\n",
+		v.JobID, v.Status, v.Collection, v.Bucket, v.Prefix, v.Key, v.FilesTotal, v.FilesIndexed, v.FilesSkipped, v.FilesFailed, v.FilesDeleted, v.ChunksProcessed, v.TokensUsed)
 	if v.Error != nil {
 		fmt.Fprintf(&b, "  error: %s (%s)\n  hint:  %s\n", v.Error.Reason, v.Error.ErrorCode, v.Error.Hint)
 	}
