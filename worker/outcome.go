@@ -11,48 +11,38 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
-// failure is a handler error with its class and hint.
-type failure struct {
-	err   error
-	class schema.ErrorClass
-	hint  string
-}
-
-func (f *failure) Error() string { return f.err.Error() }
-func (f *failure) Unwrap() error { return f.err }
-
-// permanent reports whether no retry can fix f.
-func (f *failure) permanent() bool { return !f.class.Retryable() }
-
-// reason is f as a customer reads it: the error without internals
-// (creds.PublicMessage) and its hint. The raw error is logged by settle.
-func (f *failure) reason() string {
-	if f.hint == "" {
-		return schema.Bound(creds.PublicMessage(f.err))
-	}
-	return schema.Bound(creds.PublicMessage(f.err) + " (" + f.hint + ")")
-}
-
-// classify gives err its class, once: a *schema.ClassError keeps its own,
-// a decode error (schema.ErrPermanent) is permanent, and anything else is
-// classified by the AWS error taxonomy (creds.Classify).
-func classify(err error) *failure {
-	var f *failure
-	if errors.As(err, &f) {
-		return f
-	}
+// classify gives err its class, hint and stable code (creds.ErrorCode), once,
+// as the schema's one error type: a *schema.ClassError keeps its class and
+// hint, a decode error (schema.ErrPermanent) is permanent, one over a NATS
+// limit is ours (ClassInternal), and anything else is classified by the AWS
+// error taxonomy (creds.Classify). The result wraps err: its message is
+// err's, and errors.Is/As see through it.
+func classify(err error) *schema.ClassError {
+	f := &schema.ClassError{Err: err, Code: creds.ErrorCode(err)}
 	var ce *schema.ClassError
-	if errors.As(err, &ce) {
-		return &failure{err: err, class: ce.Class, hint: ce.Hint}
+	switch {
+	case errors.As(err, &ce):
+		f.Class, f.Hint = ce.Class, ce.Hint
+	case errors.Is(err, schema.ErrPermanent):
+		f.Class = schema.ClassPermanent
+	case schema.IsOverLimit(err):
+		f.Class, f.Hint = schema.ClassInternal, "a message or record stevedore built is over a NATS size limit: an operator problem, not the customer's"
+	default:
+		c := creds.Classify(err)
+		f.Class, f.Hint = c.Class, c.Hint
 	}
-	if errors.Is(err, schema.ErrPermanent) {
-		return &failure{err: err, class: schema.ClassPermanent}
+	return f
+}
+
+// publicReason is a classified error as a customer reads it: the error
+// without internals (creds.PublicMessage of the error it wraps) and its
+// hint, at most schema.MaxReasonBytes. The raw error is logged by settle.
+func publicReason(f *schema.ClassError) string {
+	msg := creds.PublicMessage(f.Err)
+	if f.Hint != "" {
+		msg += " (" + f.Hint + ")"
 	}
-	if schema.IsOverLimit(err) {
-		return &failure{err: err, class: schema.ClassInternal, hint: "a message or record stevedore built is over a NATS size limit: an operator problem, not the customer's"}
-	}
-	c := creds.Classify(err)
-	return &failure{err: err, class: c.Class, hint: c.Hint}
+	return schema.Bound(msg)
 }
 
 // stage is one kind of message a worker handles: how to handle it and what
@@ -64,7 +54,7 @@ type stage struct {
 	// when a message of this stage is given up on: the planner's failed job,
 	// the indexer's failed object. Those keep job counters exact. It may
 	// return nothing (an undecodable payload has no job to tell).
-	giveUp func(data []byte, f *failure) []outMsg
+	giveUp func(data []byte, f *schema.ClassError) []outMsg
 	// onGiveUp runs once the give-up messages are durable (metrics).
 	onGiveUp func()
 	// maxDeliver is the consumer's MaxDeliver; ≤ 0 means unlimited.
@@ -90,15 +80,15 @@ func (a action) String() string {
 // success → ack; shutdown → hand back; not found → record the failure
 // against the job, no retry; permanent, or the last delivery → DEAD;
 // anything else → retry with backoff.
-func fate(err error, shuttingDown bool, f *failure, delivered uint64, maxDeliver int) action {
+func fate(f *schema.ClassError, shuttingDown bool, delivered uint64, maxDeliver int) action {
 	switch {
-	case err == nil:
+	case f == nil:
 		return actAck
 	case shuttingDown:
 		return actHandBack
-	case f.class == schema.ClassNotFound:
+	case f.Class == schema.ClassNotFound:
 		return actRecord
-	case f.permanent(), maxDeliver > 0 && delivered >= uint64(maxDeliver):
+	case !f.Class.Retryable(), maxDeliver > 0 && delivered >= uint64(maxDeliver):
 		return actDead
 	default:
 		return actRetry
@@ -127,14 +117,14 @@ func (w *Worker) settle(ctx, work context.Context, msg jetstream.Msg, st stage, 
 		delivered = md.NumDelivered
 	}
 	shuttingDown := errors.Is(context.Cause(work), errShutdown) || (work.Err() != nil && ctx.Err() != nil)
-	var f *failure
+	var f *schema.ClassError
 	if err != nil {
 		f = classify(err)
 	}
-	act := fate(err, shuttingDown, f, delivered, st.maxDeliver)
+	act := fate(f, shuttingDown, delivered, st.maxDeliver)
 	class := ""
 	if f != nil {
-		class = string(f.class)
+		class = string(f.Class)
 	}
 	switch act {
 	case actAck:
@@ -151,22 +141,22 @@ func (w *Worker) settle(ctx, work context.Context, msg jetstream.Msg, st stage, 
 		log.Info("handed back on shutdown")
 	case actRetry:
 		_ = msg.NakWithDelay(backoff(delivered))
-		log.Warn("will retry", "error", f.err, "error_class", f.class, "delivery", delivered, "outcome", "nak")
+		log.Warn("will retry", "error", f.Err, "error_class", f.Class, "delivery", delivered, "outcome", "nak")
 	case actRecord, actDead:
 		if perr := w.giveUp(work, st, msg, f, act == actDead); perr != nil {
 			_ = msg.NakWithDelay(backoff(delivered))
-			log.Error("could not record the failure; the message is redelivered", "error", f.err, "error_class", f.class, "publish_error", perr, "outcome", "nak")
+			log.Error("could not record the failure; the message is redelivered", "error", f.Err, "error_class", f.Class, "publish_error", perr, "outcome", "nak")
 			act = actRetry
 			break
 		}
 		if act == actDead {
 			_ = msg.Term()
-			log.Error("message dead-lettered", "error", f.err, "error_class", f.class, "delivery", delivered, "outcome", "dead")
+			log.Error("message dead-lettered", "error", f.Err, "error_class", f.Class, "delivery", delivered, "outcome", "dead")
 		} else {
 			if aerr := msg.Ack(); aerr != nil {
 				log.Warn("ack failed; the message will be redelivered and deduplicated", "error", aerr)
 			}
-			log.Info("recorded as failed", "error", f.err, "error_class", f.class, "outcome", "failed")
+			log.Info("recorded as failed", "error", f.Err, "error_class", f.Class, "outcome", "failed")
 		}
 	}
 	w.m.settled.WithLabelValues(st.name, act.String(), class).Inc()
@@ -174,8 +164,8 @@ func (w *Worker) settle(ctx, work context.Context, msg jetstream.Msg, st stage, 
 
 // giveUp publishes, in one wait, the stage's failed outcome for msg and,
 // when dead is set, its copy to DEAD with the reason.
-func (w *Worker) giveUp(ctx context.Context, st stage, msg jetstream.Msg, f *failure, dead bool) error {
-	dl := &schema.DeadLetter{Subject: msg.Subject(), Reason: schema.Bound(f.err.Error()), ErrorClass: string(f.class), Payload: msg.Data(), At: time.Now().UTC()}
+func (w *Worker) giveUp(ctx context.Context, st stage, msg jetstream.Msg, f *schema.ClassError, dead bool) error {
+	dl := &schema.DeadLetter{Subject: msg.Subject(), Reason: schema.Bound(f.Err.Error()), ErrorClass: string(f.Class), Payload: msg.Data(), At: time.Now().UTC()}
 	if md, err := msg.Metadata(); err == nil {
 		dl.Stream, dl.Sequence, dl.Deliveries = md.Stream, md.Sequence.Stream, md.NumDelivered
 	}
@@ -185,7 +175,7 @@ func (w *Worker) giveUp(ctx context.Context, st stage, msg jetstream.Msg, f *fai
 // publishGiveUp publishes the give-up messages for the payload dl holds:
 // the stage's outcome, and dl itself when dead is set. The settle path and
 // the MaxDeliver advisories share it.
-func (w *Worker) publishGiveUp(ctx context.Context, st stage, dl *schema.DeadLetter, f *failure, dead bool) error {
+func (w *Worker) publishGiveUp(ctx context.Context, st stage, dl *schema.DeadLetter, f *schema.ClassError, dead bool) error {
 	var out []outMsg
 	if st.giveUp != nil {
 		out = st.giveUp(dl.Payload, f)
@@ -202,7 +192,7 @@ func (w *Worker) publishGiveUp(ctx context.Context, st stage, dl *schema.DeadLet
 		return err
 	}
 	if dead {
-		w.m.dead.WithLabelValues(string(f.class)).Inc()
+		w.m.dead.WithLabelValues(string(f.Class)).Inc()
 	}
 	if st.onGiveUp != nil {
 		st.onGiveUp()

@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
-	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
 // TestFate is the whole give-up policy, stated literally: for every error
@@ -38,21 +37,21 @@ func TestFate(t *testing.T) {
 		t.Fatalf("%d classes in the table, %d in schema.ErrorClasses", len(tests), len(schema.ErrorClasses))
 	}
 	for _, tt := range tests {
-		f := &failure{err: errors.New("x"), class: tt.class}
+		f := &schema.ClassError{Err: errors.New("x"), Class: tt.class}
 		for _, c := range []struct {
 			delivered  uint64
 			maxDeliver int
 			want       action
 		}{{1, 8, tt.first}, {8, 8, tt.last}, {9, -1, tt.unlimited}} {
-			if got := fate(f, false, f, c.delivered, c.maxDeliver); got != c.want {
+			if got := fate(f, false, c.delivered, c.maxDeliver); got != c.want {
 				t.Errorf("%s, delivery %d of %d: %s, want %s", tt.class, c.delivered, c.maxDeliver, got, c.want)
 			}
-			if got := fate(f, true, f, c.delivered, c.maxDeliver); got != actHandBack {
+			if got := fate(f, true, c.delivered, c.maxDeliver); got != actHandBack {
 				t.Errorf("%s while shutting down: %s, want handed_back", tt.class, got)
 			}
 		}
 	}
-	if got := fate(nil, false, nil, 8, 8); got != actAck {
+	if got := fate(nil, false, 8, 8); got != actAck {
 		t.Errorf("success: %s, want ack", got)
 	}
 }
@@ -73,13 +72,13 @@ func TestClassifyKeepsKnownClasses(t *testing.T) {
 		{fmt.Errorf("save object state: %w", &jetstream.APIError{Code: 400, ErrorCode: 10054, Description: "message size exceeds maximum allowed"}), schema.ClassInternal},
 	}
 	for _, tt := range tests {
-		if got := classify(tt.err).class; got != tt.want {
+		if got := classify(tt.err).Class; got != tt.want {
 			t.Errorf("classify(%v) = %s, want %s", tt.err, got, tt.want)
 		}
 	}
 	f := classify(fmt.Errorf("publish: %w", nats.ErrMaxPayload))
-	if code := creds.ErrorCode(f.err); code != schema.CodeInternalLimit || f.class.Retryable() {
-		t.Errorf("an over-limit publish: code %s, retryable %v", code, f.class.Retryable())
+	if f.Code != schema.CodeInternalLimit || f.Class.Retryable() {
+		t.Errorf("an over-limit publish: code %s, retryable %v", f.Code, f.Class.Retryable())
 	}
 }
 

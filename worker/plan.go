@@ -36,13 +36,13 @@ func (w *Worker) plan(ctx context.Context, msg jetstream.Msg) error {
 
 // jobFailed is the planner's give-up outcome: the job failed, with why, so
 // GET /v2/jobs shows it.
-func (w *Worker) jobFailed(data []byte, f *failure) []outMsg {
+func (w *Worker) jobFailed(data []byte, f *schema.ClassError) []outMsg {
 	job, err := schema.DecodeJob(data)
 	if err != nil {
 		return nil // undecodable: no job to tell
 	}
 	ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
-		Type: schema.JobFailed, Page: job.Page, Reason: schema.Bound(creds.PublicMessage(f.err)), ErrorClass: string(f.class), ErrorCode: creds.ErrorCode(f.err), Hint: f.hint, At: time.Now().UTC()}
+		Type: schema.JobFailed, Page: job.Page, Reason: schema.Bound(creds.PublicMessage(f.Err)), ErrorClass: string(f.Class), ErrorCode: f.Code, Hint: f.Hint, At: time.Now().UTC()}
 	return []outMsg{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}
 }
 

@@ -53,13 +53,13 @@ func (w *Worker) index(ctx context.Context, msg jetstream.Msg) error {
 
 // objectFailed is the indexer's give-up outcome: the object failed, with
 // the reason and hint.
-func (w *Worker) objectFailed(data []byte, f *failure) []outMsg {
+func (w *Worker) objectFailed(data []byte, f *schema.ClassError) []outMsg {
 	task, err := schema.DecodeTask(data)
 	if err != nil {
 		return nil // undecodable: no job to tell
 	}
 	ev := w.event(task, schema.OutcomeFailed)
-	ev.Reason, ev.ErrorClass, ev.ErrorCode = f.reason(), string(f.class), creds.ErrorCode(f.err)
+	ev.Reason, ev.ErrorClass, ev.ErrorCode = publicReason(f), string(f.Class), f.Code
 	return []outMsg{eventMsg(ev)}
 }
 

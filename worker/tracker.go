@@ -107,7 +107,7 @@ func (w *Worker) serveTracker(claimCtx, work context.Context, cons jetstream.Con
 			for _, m := range msgs {
 				_ = m.Nak()
 			}
-			w.m.settled.WithLabelValues("track", "nak", string(classify(err).class)).Add(float64(len(msgs)))
+			w.m.settled.WithLabelValues("track", "nak", string(classify(err).Class)).Add(float64(len(msgs)))
 			tr.acked = 0
 			sleep(claimCtx, time.Second)
 			continue
@@ -237,7 +237,7 @@ func (w *Worker) foldBatch(ctx context.Context, tr *tracking, msgs []jetstream.M
 		f, err := decodeEvent(m)
 		if err != nil {
 			fl := classify(err)
-			if fate(err, false, fl, 1, w.trackStage().maxDeliver) != actDead {
+			if fate(fl, false, 1, w.trackStage().maxDeliver) != actDead {
 				return err // the whole batch is handed back
 			}
 			// Unreadable: keep a copy in DEAD and fold the rest. If the copy
@@ -245,7 +245,7 @@ func (w *Worker) foldBatch(ctx context.Context, tr *tracking, msgs []jetstream.M
 			if perr := w.giveUp(ctx, w.trackStage(), m, fl, true); perr != nil {
 				return fmt.Errorf("dead-letter an unreadable event: %w", perr)
 			}
-			w.m.settled.WithLabelValues("track", actDead.String(), string(fl.class)).Inc()
+			w.m.settled.WithLabelValues("track", actDead.String(), string(fl.Class)).Inc()
 			continue
 		}
 		if f.jobID == "" {
