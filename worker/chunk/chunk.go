@@ -8,6 +8,7 @@
 package chunk
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"sync"
@@ -115,13 +116,19 @@ func (s *Splitter) split(text string, sections []int) []Chunk {
 		// more than the piece has room for (found by FuzzSplit). A piece
 		// that fits in no chunk starts one of its own: the cut is the latest.
 		for tokens+n > s.max && len(cuts) > 0 {
-			i := s.best(cuts)
+			i, count := s.best(cuts), 0
 			if i < 0 {
-				break
+				// No safe cut: cut at the latest one anyway and count the
+				// chunk again. Only its trailing whitespace pre-tokenizes
+				// differently there; the pieces after the cut keep theirs.
+				i = len(cuts) - 1
+				if count = s.enc.Count(text[start:cuts[i].end]); count > s.max {
+					break
+				}
 			}
 			{
 				c := cuts[i]
-				out = append(out, Chunk{Offset: start, Text: text[start:c.end], Tokens: c.tokens})
+				out = append(out, Chunk{Offset: start, Text: text[start:c.end], Tokens: cmp.Or(count, c.tokens)})
 				start = c.end
 				cuts = cuts[:copy(cuts, cuts[i+1:])] // the rest, shifted in place
 				for j := range cuts {
