@@ -361,7 +361,7 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 	// its records failed: a tenant's message of 8,000 bad records is one
 	// dead letter, not 8,000 copies of its body.
 	dead := func(reason, class string, records []schema.DeadRecord) outMsg {
-		return outMsg{Subject: schema.DeadSubject("sqs"), MsgID: schema.DeadIDPrefix + "sqs:" + id, Msg: &schema.DeadLetter{Stream: "SQS", Subject: q.URL + "#" + id,
+		return outMsg{Subject: schema.DeadSubject("SQS"), MsgID: schema.DeadIDPrefix + "sqs:" + id, Msg: &schema.DeadLetter{Stream: "SQS", Subject: q.URL + "#" + id,
 			Deliveries: uint64(received), Reason: schema.Bound(reason), ErrorClass: class, Records: records, Payload: body, At: time.Now().UTC()}}
 	}
 	if received > b.cfg.MaxReceives {

@@ -567,6 +567,12 @@ func TestHostileQueueMessageIsOneDeadLetter(t *testing.T) {
 	if letters != 2 || listed != MaxRecordsPerMessage || bytes > 4*(len(huge)+len(full)) {
 		t.Fatalf("%d dead letters of %d bytes listing %d records", letters, bytes, listed)
 	}
+	// An operator finds them as `stevedore dlq list --stream SQS` does.
+	if info, err := e.tf.JS.Stream(context.Background(), schema.StreamDead); err != nil {
+		t.Fatal(err)
+	} else if si, _ := info.Info(context.Background(), jetstream.WithSubjectFilter(schema.DeadSubject("SQS"))); si.State.Subjects[schema.DeadSubject("SQS")] != 2 {
+		t.Fatalf("dead letters on %s: %v", schema.DeadSubject("SQS"), si.State.Subjects)
+	}
 	tasks := streamMsgs(t, e.tf.JS, schema.StreamTasks)
 	if len(tasks) != 1 {
 		t.Fatalf("%d tasks, want the non-hex sequencer's record routed", len(tasks))
