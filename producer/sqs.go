@@ -397,24 +397,30 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 	if err := b.publish(ctx, out); err != nil {
 		return err
 	}
+	b.account(ctx, q, id, msg.Records, outcomes)
+	return nil
+}
+
+// account counts the published outcomes of message id's records, and
+// audits once a message whose records name buckets the queue may not speak
+// for (once per message, not per record, so a tenant cannot multiply AUDIT
+// writes by packing records).
+func (b *Bridge) account(ctx context.Context, q Queue, id string, recs []notify.Record, outcomes []string) {
 	foreign := 0
 	for i, o := range outcomes {
 		b.m.records.WithLabelValues(queueLabel(q.URL), o).Inc()
 		if o == RecordForeign {
 			foreign++
 		}
-		if o == RecordRouted && msg.Records[i].SequencerIgnored {
+		if o == RecordRouted && recs[i].SequencerIgnored {
 			b.m.sequencersIgnored.WithLabelValues(queueLabel(q.URL)).Inc()
 		}
 	}
 	if foreign > 0 {
-		// One audit record per SQS message (not per record), so a tenant
-		// cannot multiply AUDIT writes by packing records.
 		b.cfg.Registry.Audit(ctx, q.Org, "sqs", "notification.refused", RecordForeign,
 			fmt.Sprintf("%d record(s) of message %s on %s name buckets the queue may not speak for", foreign, id, q.URL))
 		b.log.Warn("notification records for buckets the queue may not speak for: dead-lettered", "queue", q.URL, "org", q.Org, "records", foreign, "outcome", RecordForeign)
 	}
-	return nil
 }
 
 // MaxRecordsPerMessage is the most notification records one SQS message
