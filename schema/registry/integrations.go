@@ -166,12 +166,9 @@ func checkScope(buckets, prefixes []string) error {
 	return nil
 }
 
-// roomFor refuses a new integration when the org has as many as it may.
-func (r *Registry) roomFor(ctx context.Context, orgID string) error {
-	all, err := r.Integrations(ctx, orgID)
-	if err != nil {
-		return err
-	}
+// roomFor refuses a new integration when all, the org's integrations, are
+// as many as it may have.
+func roomFor(all []*Integration) error {
 	live := 0
 	for _, in := range all {
 		if in.Status != StatusRevoked {
@@ -218,10 +215,15 @@ func (r *Registry) AddIntegration(ctx context.Context, actor, orgID string, spec
 			return fail(fmt.Errorf("bucket %s is not a bucket name", schema.Quote(b)))
 		}
 	}
-	if err := r.roomFor(ctx, orgID); err != nil {
+	// The org's integrations are read once: for the limit and the role.
+	all, err := r.Integrations(ctx, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("add integration: %w", err)
+	}
+	if err := roomFor(all); err != nil {
 		return fail(err)
 	}
-	if existing, err := r.IntegrationByRole(ctx, orgID, spec.RoleARN); err == nil && existing.Status != StatusRevoked {
+	if existing := pick(all, byRole(spec.RoleARN)); existing != nil && existing.Status != StatusRevoked {
 		return fail(fmt.Errorf("role %s is integration %s: %w", spec.RoleARN, existing.ID, ErrExists))
 	}
 	now := r.now().UTC()
@@ -272,24 +274,31 @@ func (r *Registry) Integrations(ctx context.Context, orgID string) ([]*Integrati
 // IntegrationByRole finds an org's integration for a role ARN, preferring
 // one that is not revoked.
 func (r *Registry) IntegrationByRole(ctx context.Context, orgID, roleARN string) (*Integration, error) {
-	return r.find(ctx, orgID, func(in *Integration) bool { return in.Kind != KindStaticKeys && in.RoleARN == roleARN }, roleARN)
-}
-
-func (r *Registry) find(ctx context.Context, orgID string, match func(*Integration) bool, what string) (*Integration, error) {
 	ins, err := r.Integrations(ctx, orgID)
 	if err != nil {
 		return nil, err
 	}
+	if found := pick(ins, byRole(roleARN)); found != nil {
+		return found, nil
+	}
+	return nil, fmt.Errorf("integration for %s: %w", roleARN, ErrNotFound)
+}
+
+// byRole matches the role integration of roleARN.
+func byRole(roleARN string) func(*Integration) bool {
+	return func(in *Integration) bool { return in.Kind != KindStaticKeys && in.RoleARN == roleARN }
+}
+
+// pick is the integration among ins that match accepts, preferring one that
+// is not revoked; nil when none does.
+func pick(ins []*Integration, match func(*Integration) bool) *Integration {
 	var found *Integration
 	for _, in := range ins {
 		if match(in) && (found == nil || found.Status == StatusRevoked) {
 			found = in
 		}
 	}
-	if found == nil {
-		return nil, fmt.Errorf("integration for %s: %w", what, ErrNotFound)
-	}
-	return found, nil
+	return found
 }
 
 // UpdateIntegration applies change with compare-and-set and stamps UpdatedAt.
@@ -454,9 +463,13 @@ func (r *Registry) StaticKeys(ctx context.Context, actor, orgID, accessKeyID str
 	if err := checkScope(buckets, nil); err != nil {
 		return nil, "", err
 	}
-	in, err = r.find(ctx, orgID, func(in *Integration) bool { return in.Kind == KindStaticKeys && in.AccessKeyID == accessKeyID }, "access key")
-	if errors.Is(err, ErrNotFound) || (err == nil && in.Status == StatusRevoked) {
-		if err := r.roomFor(ctx, orgID); err != nil {
+	all, err := r.Integrations(ctx, orgID)
+	if err != nil {
+		return nil, "", err
+	}
+	in = pick(all, func(in *Integration) bool { return in.Kind == KindStaticKeys && in.AccessKeyID == accessKeyID })
+	if in == nil || in.Status == StatusRevoked {
+		if err := roomFor(all); err != nil {
 			return nil, "", err
 		}
 		now := r.now().UTC()
@@ -469,8 +482,6 @@ func (r *Registry) StaticKeys(ctx context.Context, actor, orgID, accessKeyID str
 			return nil, "", fmt.Errorf("static keys: %w", err)
 		}
 		r.Audit(ctx, orgID, actor, "integration.static_keys", "created", in.ID+" "+MaskKeyID(accessKeyID))
-	} else if err != nil {
-		return nil, "", err
 	}
 	ref = r.fingerprint(orgID, in.ID, accessKeyID, secret)
 	nonce := make([]byte, r.kek.NonceSize())
