@@ -275,3 +275,46 @@ func TestPullerHonoursAJetStreamDomain(t *testing.T) {
 		}
 	}
 }
+
+// TestPullerRequestSubject: a JetStream server with a domain answers the
+// plain "$JS.API." too, so the test above would pass with the prefix
+// ignored. Here only a responder on the domain's subject answers (with
+// JetStream's "no messages" status, as the server would): a pull under any
+// other prefix finds no responder.
+func TestPullerRequestSubject(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	subjects := make(chan string, 1)
+	if _, err := nc.Subscribe("$JS.hub.API.CONSUMER.MSG.NEXT.PULL.c", func(m *nats.Msg) {
+		subjects <- m.Subject
+		reply := nats.NewMsg(m.Reply)
+		reply.Header.Set("Status", "404")
+		_ = nc.PublishMsg(reply)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.NewWithDomain(nc, "hub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPuller(js, 5*time.Second)
+	defer p.close()
+	if _, err := p.pull(context.Background(), "PULL", "c"); !errors.Is(err, jetstream.ErrNoMessages) {
+		t.Fatalf("pull: %v, want the domain responder's ErrNoMessages", err)
+	}
+	if got := <-subjects; got != "$JS.hub.API.CONSUMER.MSG.NEXT.PULL.c" {
+		t.Fatalf("pulled on %s", got)
+	}
+}
