@@ -151,11 +151,18 @@ func Bound(s string) string {
 	if len(s) <= MaxReasonBytes {
 		return s
 	}
-	cut := MaxReasonBytes - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	return strings.ToValidUTF8(prefix(s, MaxReasonBytes-len("…")), "") + "…"
+}
+
+// prefix is s cut to at most n bytes, at a rune start.
+func prefix(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return strings.ToValidUTF8(s[:cut], "") + "…"
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // Quote is a tenant-supplied string as it may appear inside a reason: Go
@@ -163,11 +170,7 @@ func Bound(s string) string {
 // it.
 func Quote(s string) string {
 	if len(s) > 64 {
-		cut := 64
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		return strconv.Quote(s[:cut]) + "…"
+		return strconv.Quote(prefix(s, 64)) + "…"
 	}
 	return strconv.Quote(s)
 }
