@@ -113,28 +113,11 @@ func (s *Splitter) split(text string, sections []int) []Chunk {
 			}
 		}
 		// Cut until the piece fits: one cut at the best boundary can leave
-		// more than the piece has room for (found by FuzzSplit). A piece
-		// that fits in no chunk starts one of its own: the cut is the latest.
+		// more than the piece has room for (found by FuzzSplit).
 		for tokens+n > s.max && len(cuts) > 0 {
-			i, count := s.best(cuts), 0
-			if i < 0 {
-				// No safe cut: cut at the latest one anyway and count the
-				// chunk again. Only its trailing whitespace pre-tokenizes
-				// differently there; the pieces after the cut keep theirs.
-				i = len(cuts) - 1
-				if count = s.enc.Count(text[start:cuts[i].end]); count > s.max {
-					break
-				}
-			}
-			{
-				c := cuts[i]
-				out = append(out, Chunk{Offset: start, Text: text[start:c.end], Tokens: cmp.Or(count, c.tokens)})
-				start = c.end
-				cuts = cuts[:copy(cuts, cuts[i+1:])] // the rest, shifted in place
-				for j := range cuts {
-					cuts[j].tokens -= c.tokens
-				}
-				tokens -= c.tokens
+			var ok bool
+			if out, start, cuts, tokens, ok = s.cutOne(out, text, start, cuts, tokens); !ok {
+				break
 			}
 		}
 		tokens += n
@@ -181,6 +164,29 @@ func parts(p string, max int) func(func(string) bool) {
 			p = p[end:]
 		}
 	}
+}
+
+// cutOne ends the current chunk (text from start, candidate cuts cuts,
+// tokens in all) at its best cut and returns what is left of it; ok is false
+// when no cut can be made within the limit (the chunk then grows past it).
+func (s *Splitter) cutOne(out []Chunk, text string, start int, cuts []cut, tokens int) ([]Chunk, int, []cut, int, bool) {
+	i, count := s.best(cuts), 0
+	if i < 0 {
+		// No safe cut: cut at the latest one anyway and count the chunk
+		// again. Only its trailing whitespace pre-tokenizes differently
+		// there; the pieces after the cut keep theirs.
+		i = len(cuts) - 1
+		if count = s.enc.Count(text[start:cuts[i].end]); count > s.max {
+			return out, start, cuts, tokens, false
+		}
+	}
+	c := cuts[i]
+	out = append(out, Chunk{Offset: start, Text: text[start:c.end], Tokens: cmp.Or(count, c.tokens)})
+	cuts = cuts[:copy(cuts, cuts[i+1:])] // the rest, shifted in place
+	for j := range cuts {
+		cuts[j].tokens -= c.tokens
+	}
+	return out, c.end, cuts, tokens - c.tokens, true
 }
 
 // cutLong appends the chunks of a pre-token p (at pos) too long for any
