@@ -28,6 +28,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/worker/creds"
 )
@@ -88,7 +89,7 @@ type Verifier interface {
 type API struct {
 	cfg      Config
 	log      *slog.Logger
-	jobs     *Jobs
+	jobs     *jobs.Store
 	mux      *http.ServeMux
 	reqs     *prometheus.CounterVec
 	limited  *prometheus.CounterVec
@@ -109,11 +110,10 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	jobs, err := NewJobs(ctx, cfg.JS)
+	store, err := jobs.Open(ctx, cfg.JS, cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
-	jobs.now = cfg.Now
 	cfg.VerifyEvery = cmp.Or(cfg.VerifyEvery, VerifyEveryDefault)
 	cfg.VerifyBurst = cmp.Or(cfg.VerifyBurst, VerifyBurstDefault)
 	cfg.IdempotencyWindow = cmp.Or(cfg.IdempotencyWindow, IdempotencyWindowDefault)
@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &API{cfg: cfg, log: cfg.Logger, jobs: jobs, mux: http.NewServeMux(), verifies: verifies, requests: requests,
+	a := &API{cfg: cfg, log: cfg.Logger, jobs: store, mux: http.NewServeMux(), verifies: verifies, requests: requests,
 		reqs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_http_requests_total",
 			Help: "API requests by route and status code."}, []string{"route", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_http_request_duration_seconds",
@@ -467,14 +467,11 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 		a.jobs.Delete(context.WithoutCancel(ctx), status)
 		return err
 	}
-	// PublishAll also wakes the planners (schema.WakeSubject).
-	_, err := schema.PublishAll(ctx, a.cfg.JS, []schema.Out{{Subject: schema.JobSubject(org.ID, job.Collection), MsgID: schema.JobPageMsgID(job.JobID, 0), Msg: job}})
-	if err != nil {
-		a.jobs.Delete(context.WithoutCancel(ctx), status)
+	if err := a.jobs.Publish(ctx, job); err != nil {
 		if schema.IsBackpressure(err) {
 			return &apiError{http.StatusServiceUnavailable, "backpressure", "the job queue is full or unavailable", "retry after the Retry-After interval"}
 		}
-		return fmt.Errorf("publish job: %w", err)
+		return err
 	}
 	a.log.Info("job submitted", "org", org.ID, "collection", job.Collection, "job_id", job.JobID, "bucket", job.Bucket, "kind", string(job.Kind))
 	resp := map[string]any{"job_id": job.JobID, "status": schema.JobStatusPending}
@@ -514,7 +511,7 @@ func (a *API) job(w http.ResponseWriter, r *http.Request) error {
 	}
 	id := r.PathValue("job_id")
 	s, _, err := a.jobs.Get(r.Context(), org.ID, id)
-	if errors.Is(err, ErrJobNotFound) {
+	if errors.Is(err, jobs.ErrNotFound) {
 		return jobNotFound(id)
 	}
 	if err != nil {
@@ -532,7 +529,7 @@ func (a *API) listJobs(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	f := JobFilter{Collection: q.Get("collection"), Status: q.Get("status"), Cursor: q.Get("cursor")}
+	f := jobs.Filter{Collection: q.Get("collection"), Status: q.Get("status"), Cursor: q.Get("cursor")}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > 100 {
@@ -541,7 +538,7 @@ func (a *API) listJobs(w http.ResponseWriter, r *http.Request) error {
 		f.Limit = n
 	}
 	page, err := a.jobs.List(r.Context(), org.ID, f)
-	if errors.Is(err, ErrBadCursor) {
+	if errors.Is(err, jobs.ErrBadCursor) {
 		return badRequest("invalid_cursor", "cursor is not one this endpoint returned", "pass next_cursor from the previous page as it is")
 	}
 	if err != nil {
@@ -561,9 +558,9 @@ func (a *API) cancelJob(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("job_id")
 	s, err := a.jobs.Cancel(r.Context(), org.ID, id)
 	switch {
-	case errors.Is(err, ErrJobNotFound):
+	case errors.Is(err, jobs.ErrNotFound):
 		return jobNotFound(id)
-	case errors.Is(err, ErrJobFinished):
+	case errors.Is(err, jobs.ErrFinished):
 		return &apiError{http.StatusConflict, "job_finished", "job " + id + " already finished (" + s.Status + ")", "nothing to cancel"}
 	case err != nil:
 		return err

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/stevedore-dev/stevedore/schema"
 )
@@ -40,13 +39,13 @@ func TestChunksFullWaitsInsteadOfDropping(t *testing.T) {
 	e.submit(t, "job_full", false)
 	// The job stalls: it neither completes nor fails anything.
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && testutil.ToFloat64(e.w.m.chunksFull) == 0 {
+	for time.Now().Before(deadline) && e.metric(t, "stevedore_chunks_full") == 0 {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if testutil.ToFloat64(e.w.m.chunksFull) != 1 {
+	if e.metric(t, "stevedore_chunks_full") != 1 {
 		t.Fatal("the worker never saw CHUNKS full")
 	}
-	time.Sleep(3 * chunksCheckEvery)
+	time.Sleep(6 * time.Second) // three of the gate's checks
 	st := e.status(t, "job_full")
 	if st.Status == schema.JobStatusCompleted || st.FilesFailed != 0 || st.FilesIndexed == 3 {
 		t.Fatalf("while CHUNKS is full: %+v", st)
@@ -69,13 +68,13 @@ func TestChunksFullWaitsInsteadOfDropping(t *testing.T) {
 	if len(ids) != int(st.ChunksProcessed) {
 		t.Fatalf("%d visible chunks, job says %d", len(ids), st.ChunksProcessed)
 	}
-	if n := testutil.ToFloat64(e.w.m.dead.WithLabelValues(string(schema.ClassTransient))); n != 0 {
+	if n := e.metric(t, "stevedore_dead_letters_total", "error_class", string(schema.ClassTransient)); n != 0 {
 		t.Fatalf("%v dead letters", n)
 	}
-	if testutil.ToFloat64(e.w.m.chunksFull) != 0 {
+	if e.metric(t, "stevedore_chunks_full") != 0 {
 		t.Fatal("the gate stayed closed")
 	}
-	if n := testutil.ToFloat64(e.w.m.chunksWaits); n == 0 {
+	if n := e.metric(t, "stevedore_chunks_full_waits_total"); n == 0 {
 		t.Fatal("no publish was refused and retried: the test did not fill CHUNKS")
 	}
 }

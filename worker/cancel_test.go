@@ -26,12 +26,13 @@ func TestCancelledJobPlansNothingAndSkipsItsTasks(t *testing.T) {
 	if _, err := kv.Create(ctx, job.JobID, data); err != nil {
 		t.Fatal(err)
 	}
-	var out []outMsg
+	var out []schema.Out
 	for _, k := range []string{"a.txt", "b.txt", "c.txt"} {
-		out = append(out, taskMsg(&schema.Task{Op: schema.OpIndex, JobID: job.JobID, Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Bucket: bucket, Key: k}))
+		task := &schema.Task{Op: schema.OpIndex, JobID: job.JobID, Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Bucket: bucket, Key: k}
+		out = append(out, schema.Out{Subject: schema.TaskSubject(e.org.ID, "docs"), MsgID: schema.TaskMsgID(job.JobID, bucket, k, "", ""), Msg: task})
 	}
 	payload, _ := schema.Encode(job)
-	out = append(out, outMsg{Subject: schema.JobSubject(e.org.ID, "docs"), MsgID: schema.JobPageMsgID(job.JobID, 0), Msg: json.RawMessage(payload)})
+	out = append(out, schema.Out{Subject: schema.JobSubject(e.org.ID, "docs"), MsgID: schema.JobPageMsgID(job.JobID, 0), Msg: json.RawMessage(payload)})
 	if _, err := schema.PublishAll(ctx, e.js, out); err != nil {
 		t.Fatal(err)
 	}

@@ -2,16 +2,15 @@ package worker_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/natstest"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/worker"
@@ -41,6 +40,16 @@ func ExampleNew() {
 	in, _ := reg.AddIntegration(ctx, "example", org.ID, registry.Spec{RoleARN: "arn:aws:iam::123456789012:role/reader"})
 	broker, _ := creds.New(creds.Config{STS: sts.NewFromConfig(aws.Config{Region: "us-east-1"})})
 
+	// What the API does for POST /v2/collections/docs/index/s3: the job's
+	// record and list entry, its page 0, and a wake signal for planners.
+	store, _ := jobs.Open(ctx, js, nil)
+	job := &schema.Job{JobID: "job_example", Org: org.ID, Collection: "docs", IntegrationID: in.ID, Kind: schema.JobBucket,
+		Bucket: "acme-docs", Region: "us-east-1", CreatedAt: time.Now()}
+	if _, err := store.Submit(ctx, job); err != nil {
+		fmt.Println(err)
+		return
+	}
+
 	w, err := worker.New(ctx, worker.Config{JS: js, Registry: reg, Broker: broker})
 	if err != nil {
 		fmt.Println(err)
@@ -50,20 +59,9 @@ func ExampleNew() {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(run) }()
 
-	// What the producer does for POST /v2/collections/docs/index/s3.
-	job := &schema.Job{JobID: "job_example", Org: org.ID, Collection: "docs", IntegrationID: in.ID, Kind: schema.JobBucket,
-		Bucket: "acme-docs", Region: "us-east-1", CreatedAt: time.Now()}
-	jobs, _ := js.KeyValue(ctx, schema.BucketJobs)
-	status, _ := json.Marshal(schema.NewJobStatus(job))
-	_, _ = jobs.Create(ctx, job.JobID, status)
-	payload, _ := schema.Encode(job)
-	_, _ = js.Publish(ctx, schema.JobSubject(org.ID, "docs"), payload, jetstream.WithMsgID(schema.JobPageMsgID(job.JobID, 0)))
-
-	var st schema.JobStatus
+	var st *schema.JobStatus
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		e, _ := jobs.Get(ctx, job.JobID)
-		_ = json.Unmarshal(e.Value(), &st)
-		if st.Final() {
+		if st, _, _ = store.Get(ctx, org.ID, job.JobID); st != nil && st.Final() {
 			break
 		}
 	}

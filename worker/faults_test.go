@@ -4,6 +4,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker/extract"
+	"github.com/stevedore-dev/stevedore/worker/faults"
 )
 
 // TestCrashAtEveryPointLosesNothingAndDoublesNothing crashes the worker once
@@ -29,11 +31,11 @@ func TestCrashAtEveryPointLosesNothingAndDoublesNothing(t *testing.T) {
 	points := []string{"after_download", "after_chunks", "after_state", "before_ack"}
 	var mu sync.Mutex
 	crashed := map[string]int{}
-	faultRates = map[string]float64{}
+	rates := map[string]float64{}
 	for _, p := range points {
-		faultRates[p] = 1
+		rates[p] = 1
 	}
-	crash = func(point, key string) error {
+	t.Cleanup(faults.Inject(rates, func(point, key string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		i := -1
@@ -43,7 +45,7 @@ func TestCrashAtEveryPointLosesNothingAndDoublesNothing(t *testing.T) {
 		if point == "before_ack" { // the key is not known there: crash the first six tasks once each
 			if crashed[point] < 6 {
 				crashed[point]++
-				return errCrashed
+				return faults.ErrCrashed
 			}
 			return nil
 		}
@@ -52,9 +54,8 @@ func TestCrashAtEveryPointLosesNothingAndDoublesNothing(t *testing.T) {
 		}
 		crashed[point+key]++
 		crashed[point]++
-		return errCrashed
-	}
-	t.Cleanup(func() { faultRates = map[string]float64{} })
+		return faults.ErrCrashed
+	}))
 	e.submit(t, "job_crash", true)
 	st := e.wait(t, "job_crash")
 	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 24 || st.FilesFailed != 0 || st.FilesSkipped != 0 {
@@ -63,7 +64,8 @@ func TestCrashAtEveryPointLosesNothingAndDoublesNothing(t *testing.T) {
 	// The expected chunk IDs, from an independent split of every object.
 	want := map[string]bool{}
 	for key, body := range objects {
-		n := len(e.w.splitters[""].Split(body))
+		sp, _ := e.w.index.Splitter("")
+		n := len(sp.Split(body))
 		for i := 0; i < n; i++ {
 			want[schema.ChunkID(e.org.ID, "docs", bucket, key, etagOf(t, e, key), extract.Version, i)] = true
 		}
@@ -86,9 +88,14 @@ func TestCrashAtEveryPointLosesNothingAndDoublesNothing(t *testing.T) {
 
 func etagOf(t *testing.T, e *env, key string) string {
 	t.Helper()
-	st, _, err := e.w.loadState(context.Background(), schema.ObjectKey(e.org.ID, "docs", bucket, key))
-	if err != nil || st == nil {
+	kv, _ := e.js.KeyValue(context.Background(), schema.BucketObjects)
+	entry, err := kv.Get(context.Background(), schema.ObjectKey(e.org.ID, "docs", bucket, key))
+	if err != nil {
 		t.Fatalf("state of %s: %v", key, err)
+	}
+	var st schema.ObjectState
+	if err := json.Unmarshal(entry.Value(), &st); err != nil {
+		t.Fatal(err)
 	}
 	return st.ETag
 }
@@ -100,14 +107,12 @@ func TestMaxDeliverMovesToDead(t *testing.T) {
 	e := setup(t, map[string]string{"ok.txt": "fine", "doomed.txt": "crashes every time"}, func(c *Config) {
 		c.Topology = schema.Topology{AckWait: time.Second, MaxDeliver: 2}
 	})
-	faultRates = map[string]float64{"after_download": 1}
-	crash = func(point, key string) error {
+	t.Cleanup(faults.Inject(map[string]float64{"after_download": 1}, func(point, key string) error {
 		if key == "doomed.txt" {
-			return errCrashed
+			return faults.ErrCrashed
 		}
 		return nil
-	}
-	t.Cleanup(func() { faultRates = map[string]float64{} })
+	}))
 	e.submit(t, "job_md", true)
 	st := e.wait(t, "job_md")
 	if st.Status != schema.JobStatusCompletedWithErrors || st.FilesIndexed != 1 || st.FilesFailed != 1 {
@@ -137,17 +142,16 @@ func TestMaxDeliverMovesToDead(t *testing.T) {
 func TestTrackerCrashCostsSecondsNotAckWait(t *testing.T) {
 	var mu sync.Mutex
 	crashes := 0
-	faultRates = map[string]float64{"before_fold": 1}
-	crash = func(point, key string) error {
+	restore := faults.Inject(map[string]float64{"before_fold": 1}, func(point, key string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if crashes > 0 {
 			return nil
 		}
 		crashes++
-		return errCrashed
-	}
-	t.Cleanup(func() { faultRates = map[string]float64{} }) // after the worker stops (cleanups run last first)
+		return faults.ErrCrashed
+	})
+	t.Cleanup(restore) // after the worker stops (cleanups run last first)
 	e := setup(t, map[string]string{"a.txt": "alpha", "b.txt": "beta"}, func(c *Config) { c.Topology = schema.Topology{AckWait: 10 * time.Minute} })
 	start := time.Now()
 	e.submit(t, "job_tracker_crash", false)

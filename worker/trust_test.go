@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
+	"github.com/stevedore-dev/stevedore/worker/index"
 )
 
 // notify publishes a task as the SQS bridge does for one notification
@@ -24,7 +24,7 @@ func (e *env) notify(t *testing.T, op schema.TaskOp, key, etag, sequencer string
 	if _, err := e.js.Publish(ctx, schema.TaskSubject(e.org.ID, "docs"), payload, jetstream.WithMsgID(schema.EventTaskMsgID(e.org.ID, "docs", bucket, key, "", sequencer+"|"+string(op)))); err != nil {
 		t.Fatal(err)
 	}
-	id := e.w.event(task, "").EventID
+	id := schema.ObjectEventID(task.JobID, task.Op, task.Bucket, task.Key, task.VersionID+task.Sequencer)
 	events, _ := e.js.Stream(ctx, schema.StreamEvents)
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		m, err := events.GetLastMsgForSubject(ctx, schema.ObjectEventSubject(e.org.ID, "docs"))
@@ -54,7 +54,7 @@ func TestForgedNotificationsChangeNothing(t *testing.T) {
 
 	// 1–2. A forged delete: S3 still has the object.
 	ev := e.notify(t, schema.OpDelete, "contract.txt", "", forged)
-	if ev.Outcome != schema.OutcomeSkipped || !strings.HasPrefix(ev.Reason, ReasonNotDeletedInS3) {
+	if ev.Outcome != schema.OutcomeSkipped || !strings.HasPrefix(ev.Reason, index.ReasonNotDeletedInS3) {
 		t.Fatalf("forged delete: %+v", ev)
 	}
 	if got, _, _ := visible(t, e); len(got) != len(v1IDs) {
@@ -63,7 +63,7 @@ func TestForgedNotificationsChangeNothing(t *testing.T) {
 	if st := e.state(t, "contract.txt"); st.Status != schema.ObjectIndexed || st.Sequencer != "" {
 		t.Fatalf("forged delete changed the state: %+v", st)
 	}
-	if n := testutil.ToFloat64(e.w.m.unconfirmed.WithLabelValues(ReasonNotDeletedInS3)); n != 1 {
+	if n := e.metric(t, "stevedore_notifications_unconfirmed_total", "reason", index.ReasonNotDeletedInS3); n != 1 {
 		t.Fatalf("unconfirmed deletes counted %v", n)
 	}
 

@@ -1,53 +1,54 @@
-// Package worker is the claim loop and everything a message needs: it plans
-// index jobs page by page (JOBS), indexes or deletes one object per task
-// (TASKS), and folds per-object outcomes into job status (EVENTS).
+// Package worker puts a worker together: the runner (worker/runner), which
+// claims and settles messages, and its handlers — plan (JOBS: an index job
+// page by page), index (TASKS: one object per task) and track (EVENTS:
+// outcomes folded into job records). Config is the whole worker's; New
+// builds the parts, Run runs them.
 //
-// Reading order: Run (this file) → serve/process (claim.go) → plan (plan.go)
-// and index (task.go) → settle (outcome.go) → fold (tracker.go).
+// Reading order: New and Run (this file) → runner.Run → index.Handler.Handle.
 package worker
 
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	lru "github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/registry"
-	"github.com/stevedore-dev/stevedore/worker/chunk"
 	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/extract"
+	"github.com/stevedore-dev/stevedore/worker/index"
+	"github.com/stevedore-dev/stevedore/worker/meter"
+	"github.com/stevedore-dev/stevedore/worker/plan"
+	"github.com/stevedore-dev/stevedore/worker/runner"
 	"github.com/stevedore-dev/stevedore/worker/token"
+	"github.com/stevedore-dev/stevedore/worker/track"
 )
 
 // Defaults of Config, applied by New (withDefaults) to zero fields; cmd's
 // flags use the same constants.
 const (
 	TaskConcurrencyDefault      = 8
-	DiscoverEveryDefault        = 250 * time.Millisecond
+	DiscoverEveryDefault        = runner.DiscoverEveryDefault
 	PlanConcurrencyDefault      = 4
 	MaxObjectBytesDefault       = 2 << 30
 	MaxDecompressedBytesDefault = 2 << 30
-	PageSizeDefault             = 1000
-	MessageTimeoutDefault       = 5 * time.Minute
-	HeartbeatDefault            = 15 * time.Second
-	ShutdownGraceDefault        = 20 * time.Second
-	NameDefault                 = "worker"
-	SpillEveryDefault           = 64
-	StealAboveDefault           = 16
+	PageSizeDefault             = plan.PageSizeDefault
+	MessageTimeoutDefault       = runner.MessageTimeoutDefault
+	HeartbeatDefault            = runner.HeartbeatDefault
+	ShutdownGraceDefault        = runner.ShutdownGraceDefault
+	NameDefault                 = runner.NameDefault
+	SpillEveryDefault           = runner.SpillEveryDefault
+	StealAboveDefault           = runner.StealAboveDefault
 	OrgTaskShareDefault         = 250_000
 )
 
@@ -95,7 +96,7 @@ type Config struct {
 	DiscoverEvery time.Duration
 	// SpillEvery: an org is served by one worker (by rendezvous hashing
 	// over the live workers) plus one more per SpillEvery of its tasks
-	// waiting; default 64. See affinity.go.
+	// waiting; default 64. See worker/runner/peers.go.
 	SpillEvery int
 	// StealAbove: a worker with nothing of its own orgs waiting helps
 	// other orgs that have at least this many tasks waiting; default 16.
@@ -148,29 +149,56 @@ type Config struct {
 	Name string
 }
 
-// Worker claims and processes messages. Create with New, run with Run.
+// Worker claims and handles messages. Create with New, run with Run.
 type Worker struct {
-	cfg Config
-	log *slog.Logger
-	m   *metrics
-	res *creds.Resolver
-	// jobCache holds job records tasks read (cancelled, custom metadata)
-	// for a second, so a cancel takes effect at once fleet-wide.
-	jobCache *lru.LRU[string, jobRecord]
-	gate     chunksGate            // CHUNKS full: claiming paused
-	fleet    atomic.Pointer[fleet] // the live workers as Run sees them (nil: NoAffinity, or not running)
-	// splitters by tokenizer name ("" is cfg.Encoding), made on first use.
-	splitMu   sync.Mutex
-	splitters map[string]*chunk.Splitter
-	objects   jetstream.KeyValue
-	jobs      jetstream.KeyValue
+	cfg    Config
+	log    *slog.Logger
+	res    *creds.Resolver
+	gate   *index.Gate
+	index  *index.Handler
+	runner *runner.Runner
 }
 
-// New validates cfg and returns a Worker bound to the KV buckets.
+// New validates cfg and returns a Worker bound to the streams and buckets.
 func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if cfg.JS == nil || cfg.Registry == nil || cfg.Broker == nil {
 		return nil, errors.New("worker: JS, Registry and Broker are required")
 	}
+	cfg, err := cfg.complete()
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("worker", cfg.Name)}
+	m := meter.New(cfg.Registerer)
+	pub := &meter.Publisher{JS: cfg.JS, M: m}
+	w.res = &creds.Resolver{Registry: cfg.Registry, Broker: cfg.Broker, AWS: cfg.AWS, S3PathStyle: cfg.S3PathStyle,
+		SessionPrefix: cfg.SessionPrefix, SessionTemplate: cfg.SessionTemplate, OnStaleRetry: m.StaleRetries.Inc}
+	store, err := jobs.Open(ctx, cfg.JS, nil)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	cache := store.Cache()
+	w.gate = index.NewGate(cfg.JS, m, w.log)
+	w.index, err = index.New(ctx, index.Config{JS: cfg.JS, Publisher: pub, Metrics: m, Resolver: w.res, Registry: cfg.Registry, Jobs: cache,
+		Encoding: cfg.Encoding, ChunkTokens: cfg.ChunkTokens, MaxObjectBytes: cfg.MaxObjectBytes, MaxDecompressedBytes: cfg.MaxDecompressedBytes,
+		PDF: cfg.PDF, Gate: w.gate, Logger: w.log})
+	if err != nil {
+		return nil, err
+	}
+	planner, err := plan.New(plan.Config{Publisher: pub, Metrics: m, Resolver: w.res, Jobs: cache, PageSize: cfg.PageSize, Logger: w.log})
+	if err != nil {
+		return nil, err
+	}
+	w.runner, err = runner.New(w.runnerConfig(planner, track.New(store, m, w.log), pub))
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// complete applies the defaults and the things defaults cannot be: the
+// tokenizer, the logger and the S3 connection pool.
+func (cfg Config) complete() (Config, error) {
 	cfg = cfg.withDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -178,7 +206,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if cfg.Encoding == nil {
 		enc, err := token.Get(token.Cl100kBase)
 		if err != nil {
-			return nil, err
+			return cfg, err
 		}
 		cfg.Encoding = enc
 	}
@@ -193,193 +221,50 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 			t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, cfg.TaskConcurrency+cfg.PlanConcurrency)
 		})
 	}
-	sp, err := chunk.New(cfg.Encoding, cfg.ChunkTokens)
-	if err != nil {
-		return nil, err
-	}
-	objects, err := cfg.JS.KeyValue(ctx, schema.BucketObjects)
-	if err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
-	}
-	jobs, err := cfg.JS.KeyValue(ctx, schema.BucketJobs)
-	if err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
-	}
-	w := &Worker{
-		cfg: cfg, log: cfg.Logger.With("worker", cfg.Name), m: newMetrics(cfg.Registerer),
-		objects: objects, jobs: jobs, splitters: map[string]*chunk.Splitter{"": sp, cfg.Encoding.Name(): sp},
-	}
-	w.jobCache = lru.NewLRU[string, jobRecord](10_000, nil, time.Second)
-	w.res = &creds.Resolver{Registry: cfg.Registry, Broker: cfg.Broker, AWS: cfg.AWS, S3PathStyle: cfg.S3PathStyle,
-		SessionPrefix: cfg.SessionPrefix, SessionTemplate: cfg.SessionTemplate, OnStaleRetry: w.m.staleRetries.Inc}
-	return w, nil
+	return cfg, nil
 }
 
-// splitterFor returns the splitter for a task's tokenizer (its name; ""
-// is the worker's default).
-func (w *Worker) splitterFor(encoding string) (*chunk.Splitter, error) {
-	w.splitMu.Lock()
-	defer w.splitMu.Unlock()
-	if sp := w.splitters[encoding]; sp != nil {
-		return sp, nil
+// runnerConfig is the runner's part of cfg: JOBS and TASKS claimed per
+// org, EVENTS folded in order. One org's tasks may fill at most its share
+// of TASKS (OrgTaskShare): past it, its next job pages wait until its
+// backlog drains, so one tenant's jobs never fill the queue that every
+// tenant's work goes to.
+func (w *Worker) runnerConfig(planner *plan.Handler, tracker *track.Handler, pub *meter.Publisher) runner.Config {
+	cfg := w.cfg
+	topo := cfg.Topology
+	return runner.Config{
+		JS: cfg.JS, Classify: classify, Publish: pub.Publish, Gate: w.gate,
+		Queues: []runner.Queue{
+			{Kind: "jobs", Stream: schema.StreamJobs, Filter: schema.AllJobs, OrgOf: schema.OrgOfJobSubject, Consumer: topo.PlannerConfig,
+				PerOrg: 1, Slots: cfg.PlanConcurrency, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update,
+				HoldOn: "tasks", HoldAbove: cfg.OrgTaskShare, Handler: planner},
+			{Kind: "tasks", Stream: schema.StreamTasks, Filter: schema.AllTasks, OrgOf: schema.OrgOfTaskSubject, Consumer: topo.IndexerConfig,
+				PerOrg: cfg.TenantConcurrency, Slots: cfg.TaskConcurrency, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update,
+				Report: true, Handler: w.index},
+		},
+		Ordered: &runner.Ordered{Stream: schema.StreamEvents, Consumer: schema.ConsumerTracker, Group: schema.TrackerGroup,
+			Batch: cfg.TrackBatch, AckWait: min(topo.AckWait, schema.TrackerAckWait), Handler: tracker},
+		DiscoverEvery: cfg.DiscoverEvery, SpillEvery: cfg.SpillEvery, StealAbove: cfg.StealAbove, NoAffinity: cfg.NoAffinity,
+		MessageTimeout: cfg.MessageTimeout, Heartbeat: cfg.Heartbeat, ShutdownGrace: cfg.ShutdownGrace,
+		Name: cfg.Name, Registerer: cfg.Registerer, Logger: w.log,
 	}
-	enc, err := token.Get(encoding)
-	if err != nil {
-		return nil, err
-	}
-	sp, err := chunk.New(enc, w.cfg.ChunkTokens)
-	if err != nil {
-		return nil, err
-	}
-	w.splitters[encoding] = sp
-	return sp, nil
 }
 
-// errShutdown is the cause attached to in-flight work cancelled because the
-// grace period after shutdown ran out: such messages are handed back at once.
-var errShutdown = errors.New("worker shutting down")
-
-// lookup finds the streams and the consumer Run claims from.
-func (w *Worker) lookup(ctx context.Context) (jobs, tasks jetstream.Stream, tracker jetstream.Consumer, err error) {
-	if jobs, err = w.cfg.JS.Stream(ctx, schema.StreamJobs); err != nil {
-		return nil, nil, nil, fmt.Errorf("worker: stream %s: %w", schema.StreamJobs, err)
-	}
-	if tasks, err = w.cfg.JS.Stream(ctx, schema.StreamTasks); err != nil {
-		return nil, nil, nil, fmt.Errorf("worker: stream %s: %w", schema.StreamTasks, err)
-	}
-	if tracker, err = w.cfg.JS.Consumer(ctx, schema.StreamEvents, schema.ConsumerTracker); err != nil {
-		return nil, nil, nil, fmt.Errorf("worker: consumer %s/%s: %w", schema.StreamEvents, schema.ConsumerTracker, err)
-	}
-	return jobs, tasks, tracker, nil
-}
-
-// Run claims and processes messages until ctx is cancelled, then stops
-// claiming, lets in-flight work finish for up to ShutdownGrace, and hands back
-// what is left. It returns nil after a clean shutdown.
+// Run claims and handles messages until ctx is cancelled, then stops
+// claiming, lets in-flight work finish for up to ShutdownGrace, and hands
+// back what is left. It returns nil after a clean shutdown.
 func (w *Worker) Run(ctx context.Context) error {
-	jobs, tasks, tracker, err := w.lookup(ctx)
-	if err == nil {
-		// Tenants are resolved from a watched copy of the registry: no
-		// registry read per task (see registry.View for how changes apply).
-		var view *registry.View
-		if view, err = w.cfg.Registry.Watch(ctx, 0); err == nil {
-			w.res.Directory = view
-		}
-	}
+	// Tenants are resolved from a watched copy of the registry: no registry
+	// read per task (see registry.View for how changes apply).
+	view, err := w.cfg.Registry.Watch(ctx, 0)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped before it started: a clean shutdown
 		}
 		return err
 	}
-	// work outlives ctx by the grace period, so in-flight messages can finish.
-	work, stop := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer stop(nil)
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-work.Done():
-			return
-		}
-		t := time.NewTimer(w.cfg.ShutdownGrace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			stop(errShutdown)
-		case <-work.Done():
-		}
-	}()
-	var fl *fleet
-	if !w.cfg.NoAffinity {
-		if fl, err = w.joinFleet(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		w.fleet.Store(fl)
-	}
-	planners := newTenants(w, w.jobQueue(), jobs, fl)
-	fair := newTenants(w, w.taskQueue(), tasks, fl)
-	// One org's tasks may fill at most its share of TASKS: past it, its
-	// next job pages wait (planned once its backlog drains), so one
-	// tenant's jobs never fill the queue that every tenant's work goes to.
-	planners.hold = func(org string) bool { return fair.waiting(org) >= uint64(w.cfg.OrgTaskShare) }
-	g := new(errgroup.Group)
-	g.Go(func() error { return w.serveFair(ctx, work, planners, w.planStage(), w.cfg.PlanConcurrency) })
-	go w.gate.watch(ctx, w)
-	if w.cfg.Registerer != nil {
-		if err := w.cfg.Registerer.Register(fair); err != nil {
-			w.log.Warn("fairness metrics not registered", "error", err)
-		} else {
-			defer w.cfg.Registerer.Unregister(fair)
-		}
-	}
-	g.Go(func() error {
-		return w.serveFair(ctx, work, fair, w.indexStage(), w.cfg.TaskConcurrency)
-	})
-	g.Go(func() error { return w.serveTracker(ctx, work, tracker) })
-	g.Go(func() error { return w.watchMaxDeliveries(ctx) })
-	w.log.Info("worker started", "task_concurrency", w.cfg.TaskConcurrency, "tenant_concurrency", w.cfg.TenantConcurrency, "plan_concurrency", w.cfg.PlanConcurrency)
-	err = g.Wait()
-	w.log.Info("worker stopped")
-	return err
-}
-
-// jobCancelled reports whether job jobID was cancelled. An unreadable job
-// record counts as not cancelled (the work goes on; the tracker reports it).
-func (w *Worker) jobCancelled(ctx context.Context, jobID string) bool {
-	if jobID == "" {
-		return false
-	}
-	info, _ := w.jobInfo(ctx, jobID)
-	return info.cancelled
-}
-
-// jobRecord is what tasks read of their job's record: whether it was
-// cancelled, and the request's custom metadata (kept on the record, not in
-// every task).
-type jobRecord struct {
-	cancelled bool
-	meta      json.RawMessage
-}
-
-// jobInfo reads job jobID's record, cached for a second (so a cancel takes
-// effect at once fleet-wide, and a job's tasks cost one read a second).
-func (w *Worker) jobInfo(ctx context.Context, jobID string) (jobRecord, error) {
-	if c, ok := w.jobCache.Get(jobID); ok {
-		return c, nil
-	}
-	e, err := w.jobs.Get(ctx, jobID)
-	if err != nil {
-		return jobRecord{}, err
-	}
-	var st struct {
-		Status         string          `json:"status"`
-		CustomMetadata json.RawMessage `json:"custom_metadata"`
-	}
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return jobRecord{}, err
-	}
-	rec := jobRecord{cancelled: st.Status == schema.JobStatusCancelled, meta: st.CustomMetadata}
-	w.jobCache.Add(jobID, rec)
-	return rec, nil
-}
-
-// customMetadata is what a task's chunks carry: the task's own (tasks of
-// earlier versions carried it), else its job record's. A record that cannot
-// be read now is retried, not indexed without its metadata.
-func (w *Worker) customMetadata(ctx context.Context, task *schema.Task) (json.RawMessage, error) {
-	if len(task.CustomMetadata) > 0 || task.JobID == "" {
-		return task.CustomMetadata, nil
-	}
-	info, err := w.jobInfo(ctx, task.JobID)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		w.log.Warn("the job record is gone: chunks are published without its custom metadata", "job_id", task.JobID)
-		return nil, nil
-	}
-	if err != nil {
-		return nil, schema.Errorf(schema.ClassTransient, "read the job record for its custom metadata: %w", err)
-	}
-	return info.meta, nil
+	w.res.Directory = view
+	go w.gate.Watch(ctx)
+	w.log.Info("worker starting", "task_concurrency", w.cfg.TaskConcurrency, "tenant_concurrency", w.cfg.TenantConcurrency, "plan_concurrency", w.cfg.PlanConcurrency)
+	return w.runner.Run(ctx)
 }

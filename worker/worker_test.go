@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/schema/registry/registrytest"
 	"github.com/stevedore-dev/stevedore/worker/creds"
@@ -27,6 +28,7 @@ type env struct {
 	s3     *awstest.S3
 	sts    *awstest.STS
 	w      *Worker
+	reg    prometheus.Gatherer // the worker's metrics
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -61,6 +63,10 @@ func setupWith(t *testing.T, objects map[string]string, bc creds.Config, opts ..
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	e.reg = cfg.Registerer.(prometheus.Gatherer)
 	if cfg.Topology.AckWait != 0 {
 		topo := cfg.Topology
 		topo.Update = true // this test's claim semantics on purpose
@@ -85,6 +91,38 @@ func setupWith(t *testing.T, objects map[string]string, bc creds.Config, opts ..
 	return e
 }
 
+// metric is the value of the worker's counter or gauge name with the
+// labels given as name, value pairs (0 when it has no such series).
+func (e *env) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue series
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
 // submit does what the producer does: record the job and publish page 0.
 func (e *env) submit(t *testing.T, id string, skip bool) {
 	e.submitFor(t, id, skip, e.in.ID)
@@ -95,16 +133,14 @@ func (e *env) submitFor(t *testing.T, id string, skip bool, integration string) 
 		Region: "us-east-1", SkipExisting: skip, CreatedAt: time.Now()})
 }
 
-// submitJob records the job and publishes its page 0, as the producer does.
+// submitJob starts job as the API does (jobs.Store.Submit).
 func (e *env) submitJob(t *testing.T, job *schema.Job) {
 	t.Helper()
-	ctx := context.Background()
-	data, _ := json.Marshal(schema.NewJobStatus(job))
-	kv, _ := e.js.KeyValue(ctx, schema.BucketJobs)
-	if _, err := kv.Create(ctx, job.JobID, data); err != nil {
+	store, err := jobs.Open(context.Background(), e.js, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := schema.PublishAll(ctx, e.js, []schema.Out{{Subject: schema.JobSubject(job.Org, job.Collection), MsgID: schema.JobPageMsgID(job.JobID, 0), Msg: job}}); err != nil {
+	if _, err := store.Submit(context.Background(), job); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -231,7 +267,7 @@ func TestIndexJobPlansPagesAndCountsExactly(t *testing.T) {
 	if st.TokensUsed != want {
 		t.Fatalf("tokens_used %d, want %d", st.TokensUsed, want)
 	}
-	if n := testutil.ToFloat64(e.w.m.jobsFinished.WithLabelValues(schema.JobStatusCompletedWithErrors)); n != 1 {
+	if n := e.metric(t, "stevedore_jobs_finished_total", "status", schema.JobStatusCompletedWithErrors); n != 1 {
 		t.Fatalf("jobs finished (completed_with_errors) = %v, want 1", n)
 	}
 	chunks := e.chunks(t)
@@ -345,7 +381,7 @@ func TestExpiredSessionIsRefreshedAndRetriedOnce(t *testing.T) {
 	if n := e.sts.AssumeCalls(); n != 2 {
 		t.Fatalf("STS calls %d, want 2 (one re-assume after ExpiredToken)", n)
 	}
-	if n := testutil.ToFloat64(e.w.m.staleRetries); n != 1 {
+	if n := e.metric(t, "stevedore_s3_stale_credential_retries_total"); n != 1 {
 		t.Fatalf("stale-token retries %v, want 1", n)
 	}
 }
@@ -467,4 +503,15 @@ func TestFairnessAcrossTenants(t *testing.T) {
 		t.Fatalf("tenant A's backlog was drained first (%d tasks left, A %s): no fairness", info.State.Msgs, stA.Status)
 	}
 	t.Logf("tenant B's one-file job finished in %s while tenant A had %d tasks waiting (%d of %d indexed)", took.Round(time.Millisecond), info.State.Msgs, stA.FilesIndexed, big)
+}
+
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 20 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

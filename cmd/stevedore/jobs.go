@@ -9,13 +9,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stevedore-dev/stevedore/producer"
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 )
 
 func runJob(ctx context.Context, args []string) error {
-	jobs := func(r *registry.Registry) (*producer.Jobs, error) { return producer.NewJobs(ctx, r.JetStream()) }
+	open := func(r *registry.Registry) (*jobs.Store, error) { return jobs.Open(ctx, r.JetStream(), nil) }
 	return subcommands("job", args, map[string]func([]string) error{
 		"list": func(args []string) error {
 			var org, collection, status, cursor *string
@@ -27,11 +27,11 @@ func runJob(ctx context.Context, args []string) error {
 				limit = f.FlagSet.Int("limit", 20, "jobs per page (1-100)")
 				cursor = f.FlagSet.String("cursor", "", "next_cursor of the previous page")
 			}, func(r *registry.Registry) (map[string]any, string, error) {
-				j, err := jobs(r)
+				j, err := open(r)
 				if err != nil {
 					return nil, "", err
 				}
-				page, err := j.List(ctx, *org, producer.JobFilter{Collection: *collection, Status: *status, Limit: *limit, Cursor: *cursor})
+				page, err := j.List(ctx, *org, jobs.Filter{Collection: *collection, Status: *status, Limit: *limit, Cursor: *cursor})
 				if err != nil {
 					return nil, "", err
 				}
@@ -54,7 +54,7 @@ func runJob(ctx context.Context, args []string) error {
 				id = f.FlagSet.String("id", "", "job ID")
 				wait = f.FlagSet.Bool("wait", false, "follow the job until it is final (a progress bar on a terminal, a line per change otherwise)")
 			}, func(r *registry.Registry) (map[string]any, string, error) {
-				j, err := jobs(r)
+				j, err := open(r)
 				if err != nil {
 					return nil, "", err
 				}
@@ -73,7 +73,7 @@ func runJob(ctx context.Context, args []string) error {
 				org = f.FlagSet.String("org", "", "organization ID")
 				id = f.FlagSet.String("id", "", "job ID")
 			}, func(r *registry.Registry) (map[string]any, string, error) {
-				j, err := jobs(r)
+				j, err := open(r)
 				if err != nil {
 					return nil, "", err
 				}
@@ -102,11 +102,11 @@ func progressWriter() progress {
 
 // showJob reads a job and, with wait, follows it until it is final, drawing
 // its progress on p.
-func showJob(ctx context.Context, j *producer.Jobs, org, id string, wait bool, p progress) (*schema.JobStatus, error) {
+func showJob(ctx context.Context, j *jobs.Store, org, id string, wait bool, p progress) (*schema.JobStatus, error) {
 	last := ""
 	for {
 		st, _, err := j.Get(ctx, org, id)
-		if errors.Is(err, producer.ErrJobNotFound) {
+		if errors.Is(err, jobs.ErrNotFound) {
 			return nil, fmt.Errorf("job %s: not found in %s", id, org)
 		}
 		if err != nil {

@@ -8,21 +8,21 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/stevedore-dev/stevedore/producer"
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/natstest"
 )
 
 func TestJobListShowCancel(t *testing.T) {
 	srv, _, js := natstest.Start(t)
 	ctx := context.Background()
-	jobs, err := producer.NewJobs(ctx, js)
+	store, err := jobs.Open(ctx, js, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, id := range []string{"job_old", "job_new"} {
 		job := &schema.Job{JobID: id, Org: "org_1", Collection: "docs", Kind: schema.JobBucket, Bucket: "b", CreatedAt: time.Now().Add(time.Duration(i) * time.Second)}
-		if err := jobs.Create(ctx, schema.NewJobStatus(job)); err != nil {
+		if err := store.Create(ctx, schema.NewJobStatus(job)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -55,18 +55,18 @@ func TestProgressLines(t *testing.T) {
 	// once the job is final.
 	_, _, js := natstest.Start(t)
 	ctx := context.Background()
-	jobs, _ := producer.NewJobs(ctx, js)
+	store, _ := jobs.Open(ctx, js, nil)
 	st := schema.NewJobStatus(&schema.Job{JobID: "job_run", Org: "org_1", Collection: "docs", CreatedAt: time.Now()})
 	st.Status, st.FilesTotal = schema.JobStatusRunning, 2
-	if err := jobs.Create(ctx, st); err != nil {
+	if err := store.Create(ctx, st); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		_, _ = jobs.Cancel(ctx, "org_1", "job_run")
+		_, _ = store.Cancel(ctx, "org_1", "job_run")
 	}()
 	var b bytes.Buffer
-	final, err := showJob(ctx, jobs, "org_1", "job_run", true, progress{w: &b, tty: false})
+	final, err := showJob(ctx, store, "org_1", "job_run", true, progress{w: &b, tty: false})
 	if err != nil || final.Status != schema.JobStatusCancelled {
 		t.Fatalf("%v %+v", err, final)
 	}

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/natstest"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/scripts/stack"
@@ -65,6 +66,7 @@ type env struct {
 	s3   *awstest.S3
 	orgs []*tenant
 	regs []*prometheus.Registry // each worker's metrics
+	jobs *jobs.Store
 }
 
 type tenant struct {
@@ -118,6 +120,9 @@ func setup(t *testing.T, e *env, orgs int) *env {
 		t.Fatal(err)
 	}
 	e.reg = reg
+	if e.jobs, err = jobs.Open(context.Background(), e.js, nil); err != nil {
+		t.Fatal(err)
+	}
 	e.sts, e.s3 = awstest.Start(t)
 	e.sts.AssumeLatency.Store(int64(assumeLatency))
 	e.s3.GetLatency.Store(int64(getLatency))
@@ -200,18 +205,12 @@ func (e *env) fleet(n int, stsRate int, opts func(*worker.Config)) (stop func())
 	return func() { cancel(); wg.Wait() }
 }
 
-// submit records a directory job and publishes its page 0, as the API does.
+// submit starts a directory job as the API does (jobs.Store.Submit).
 func (e *env) submit(tn *tenant, id, prefix string) {
 	e.t.Helper()
-	ctx := context.Background()
 	job := &schema.Job{JobID: id, Org: tn.org.ID, Collection: "docs", IntegrationID: tn.in.ID, Kind: schema.JobDirectory, Bucket: tn.bucket,
 		Prefix: prefix, Region: "us-east-1", CreatedAt: time.Now()}
-	data, _ := json.Marshal(schema.NewJobStatus(job))
-	kv, _ := e.js.KeyValue(ctx, schema.BucketJobs)
-	if _, err := kv.Create(ctx, id, data); err != nil {
-		e.t.Fatal(err)
-	}
-	if _, err := schema.PublishAll(ctx, e.js, []schema.Out{{Subject: schema.JobSubject(tn.org.ID, "docs"), MsgID: schema.JobPageMsgID(id, 0), Msg: job}}); err != nil {
+	if _, err := e.jobs.Submit(context.Background(), job); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package worker
+package runner
 
 import (
 	"context"
@@ -30,7 +30,7 @@ import (
 // orgs move on within that time). Claiming itself is unchanged — durable
 // per-org consumers with explicit acks — so a momentary disagreement between
 // workers about who is live changes who claims, never what is done once.
-type fleet struct {
+type peers struct {
 	self      string
 	mu        sync.RWMutex
 	live      []string        // sorted worker IDs, self included
@@ -54,14 +54,14 @@ func workerID(name string) string {
 	return leaseKeyRE.ReplaceAllString(fmt.Sprintf("%s-%s-%d-%s", host, name, os.Getpid(), hex.EncodeToString(b)), "_")
 }
 
-// joinFleet takes this worker's lease, follows the others' and keeps its
+// joinPeers takes this worker's lease, follows the others' and keeps its
 // own renewed until ctx ends, then gives it up so its orgs move at once.
-func (w *Worker) joinFleet(ctx context.Context) (*fleet, error) {
-	kv, err := w.cfg.JS.KeyValue(ctx, schema.BucketWorkers)
+func (r *Runner) joinPeers(ctx context.Context) (*peers, error) {
+	kv, err := r.cfg.JS.KeyValue(ctx, schema.BucketWorkers)
 	if err != nil {
 		return nil, fmt.Errorf("worker leases: %w", err)
 	}
-	f := &fleet{self: workerID(w.cfg.Name)}
+	f := &peers{self: workerID(r.cfg.Name)}
 	if _, err := kv.Put(ctx, f.self, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
 		return nil, fmt.Errorf("worker lease: %w", err)
 	}
@@ -82,7 +82,7 @@ func (w *Worker) joinFleet(ctx context.Context) (*fleet, error) {
 		}
 	}
 	ended := func() {
-		w.log.Error("the worker lease watch ended: this worker's view of the fleet is frozen until it restarts")
+		r.log.Error("the worker lease watch ended: this worker's view of the fleet is frozen until it restarts")
 	}
 	if err := schema.Follow(ctx, watch, apply, func() { loaded = true; f.set(live) }, ended); err != nil {
 		return nil, err
@@ -99,7 +99,7 @@ func (w *Worker) joinFleet(ctx context.Context) (*fleet, error) {
 				return
 			case <-t.C:
 				if _, err := kv.Put(ctx, f.self, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil && ctx.Err() == nil {
-					w.log.Warn("worker lease not renewed; other workers may take this one's orgs", "error", err)
+					r.log.Warn("worker lease not renewed; other workers may take this one's orgs", "error", err)
 				}
 			}
 		}
@@ -107,7 +107,7 @@ func (w *Worker) joinFleet(ctx context.Context) (*fleet, error) {
 	return f, nil
 }
 
-func (f *fleet) set(live map[string]bool) {
+func (f *peers) set(live map[string]bool) {
 	ids := make([]string, 0, len(live))
 	for id := range live {
 		ids = append(ids, id)
@@ -127,7 +127,7 @@ func (f *fleet) set(live map[string]bool) {
 
 // changes returns a channel signalled whenever the live workers change (nil,
 // which never fires, without affinity).
-func (f *fleet) changes() chan struct{} {
+func (f *peers) changes() chan struct{} {
 	if f == nil {
 		return nil
 	}
@@ -139,7 +139,7 @@ func (f *fleet) changes() chan struct{} {
 }
 
 // size is the number of live workers.
-func (f *fleet) size() int {
+func (f *peers) size() int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return len(f.live)
@@ -147,7 +147,7 @@ func (f *fleet) size() int {
 
 // serves reports whether this worker serves org while pending of its tasks
 // wait (affinity off: every worker serves every org).
-func (f *fleet) serves(org string, pending uint64, spillEvery int) bool {
+func (f *peers) serves(org string, pending uint64, spillEvery int) bool {
 	return f == nil || servedAt(f.rank(org), pending, spillEvery)
 }
 
@@ -158,8 +158,8 @@ func servedAt(rank int, pending uint64, spillEvery int) bool {
 }
 
 // rank is how many live workers outrank this one for org. It is computed
-// each time; tenants.rank caches it per org until the live workers change.
-func (f *fleet) rank(org string) int {
+// each time; turns.rank caches it per org until the live workers change.
+func (f *peers) rank(org string) int {
 	f.mu.RLock()
 	live := f.live
 	f.mu.RUnlock()

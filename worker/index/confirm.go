@@ -1,4 +1,4 @@
-package worker
+package index
 
 import (
 	"context"
@@ -60,20 +60,20 @@ func (n *s3Now) agreesWithStale(task *schema.Task, state *schema.ObjectState) bo
 // one): notifications are claims anyone with sqs:SendMessage can make, S3
 // is the fact. NotFound, NoSuchKey, NoSuchVersion and MethodNotAllowed (a
 // delete marker asked by version) mean gone.
-func (w *Worker) headObject(ctx context.Context, t *creds.Tenant, task *schema.Task) (*s3Now, error) {
-	req, err := w.res.Request(t, "events", task.Bucket, task.ScopePrefix)
+func (h *Handler) headObject(ctx context.Context, t *creds.Tenant, task *schema.Task) (*s3Now, error) {
+	req, err := h.cfg.Resolver.Request(t, "events", task.Bucket, task.ScopePrefix)
 	if err != nil {
 		return nil, err
 	}
 	var out *s3.HeadObjectOutput
-	err = w.res.WithS3(ctx, t, req, task.Region, func(c *s3.Client) error {
+	err = h.cfg.Resolver.WithS3(ctx, t, req, task.Region, func(c *s3.Client) error {
 		in := &s3.HeadObjectInput{Bucket: aws.String(task.Bucket), Key: aws.String(task.Key), ExpectedBucketOwner: t.Owner()}
 		if task.VersionID != "" {
 			in.VersionId = aws.String(task.VersionID)
 		}
 		var err error
 		out, err = c.HeadObject(ctx, in)
-		w.m.s3("head", err)
+		h.m.S3("head", err)
 		return err
 	})
 	if err != nil {
@@ -92,9 +92,9 @@ func (w *Worker) headObject(ctx context.Context, t *creds.Tenant, task *schema.T
 // unconfirmed records a notification claim S3 did not bear out: a metric
 // by reason and an AUDIT record of the org (a queue that starts sending
 // such claims is being written by someone other than S3).
-func (w *Worker) unconfirmed(ctx context.Context, task *schema.Task, reason string) {
-	w.m.unconfirmed.WithLabelValues(reason).Inc()
-	w.cfg.Registry.Audit(ctx, task.Org, "worker", "notification.unconfirmed", reason, "s3://"+task.Bucket+"/"+task.Key)
+func (h *Handler) unconfirmed(ctx context.Context, task *schema.Task, reason string) {
+	h.m.Unconfirmed.WithLabelValues(reason).Inc()
+	h.cfg.Registry.Audit(ctx, task.Org, "worker", "notification.unconfirmed", reason, "s3://"+task.Bucket+"/"+task.Key)
 }
 
 // ReasonNotDeletedInS3 is the skip reason of a delete notification that S3
@@ -102,7 +102,8 @@ func (w *Worker) unconfirmed(ctx context.Context, task *schema.Task, reason stri
 const ReasonNotDeletedInS3 = "not_deleted_in_s3"
 
 // The other reasons a notification claim is not borne out by S3 (metric
-// stevedore_notifications_unconfirmed_total and the org's AUDIT).
+// stevedore_notifications_unconfirmed_total, meter.Unconfirmed, and the
+// org's AUDIT).
 const (
 	reasonCreateNotAsClaimed = "create_not_as_claimed"      // S3 returned another version than the record named
 	reasonStaleOverridden    = "stale_sequencer_overridden" // a stored sequencer contradicted S3
@@ -111,40 +112,40 @@ const (
 // deleteObject applies a delete notification once S3, asked with the
 // tenant's role, confirms it (the object or the named version is gone, or a
 // delete marker is current): it publishes a tombstone for every chunk of the
-// stored version. A delete S3 does not confirm changes nothing. now is
+// stored version. A delete S3 does not confirm changes nothing. o.now is
 // what S3 already said of the object (nil: ask it).
-func (w *Worker) deleteObject(ctx context.Context, t *creds.Tenant, task *schema.Task, state *schema.ObjectState, key string, rev uint64, now *s3Now, overrides bool) (*schema.ObjectEvent, error) {
-	if now == nil {
+func (h *Handler) deleteObject(ctx context.Context, o *object) (*schema.ObjectEvent, error) {
+	task, state := o.task, o.state
+	if o.now == nil {
 		var err error
-		if now, err = w.headObject(ctx, t, task); err != nil {
+		if o.now, err = h.headObject(ctx, o.tenant, task); err != nil {
 			return nil, err
 		}
 	}
-	if !now.gone {
-		w.unconfirmed(ctx, task, ReasonNotDeletedInS3)
-		w.log.Warn("delete notification not borne out by S3: ignored", "org", task.Org, "collection", task.Collection, "bucket", task.Bucket,
+	if !o.now.gone {
+		h.unconfirmed(ctx, task, ReasonNotDeletedInS3)
+		h.log.Warn("delete notification not borne out by S3: ignored", "org", task.Org, "collection", task.Collection, "bucket", task.Bucket,
 			"key", task.Key, "outcome", "skipped", "reason", ReasonNotDeletedInS3)
-		ev := w.event(task, schema.OutcomeSkipped)
+		ev := event(task, schema.OutcomeSkipped)
 		ev.Reason = ReasonNotDeletedInS3 + ": S3 still has the object"
 		return ev, nil
 	}
-	ev := w.event(task, schema.OutcomeDeleted)
+	ev := event(task, schema.OutcomeDeleted)
 	if state == nil || state.Status != schema.ObjectIndexed {
 		return ev, nil
 	}
 	if task.VersionID != "" && state.VersionID != "" && task.VersionID != state.VersionID {
 		return ev, nil // another version was deleted; the indexed one stays
 	}
-	ids := state.ChunkIDs(task.Org, task.Collection)
 	ts := &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: state.VersionID,
-		ETag: state.ETag, ChunkIDs: ids, Reason: "deleted", At: time.Now().UTC()}
+		ETag: state.ETag, ChunkIDs: state.ChunkIDs(task.Org, task.Collection), Reason: "deleted", At: time.Now().UTC()}
 	id := schema.TombstoneIDPrefix + schema.TaskMsgID(task.JobID, task.Bucket, task.Key, task.VersionID, task.Sequencer)
-	if err := w.publishAll(ctx, tombstoneMsgs(schema.ChunkSubject(task.Org, task.Collection), ts, id, rev)); err != nil {
+	if err := h.cfg.Publisher.Publish(ctx, tombstoneMsgs(schema.ChunkSubject(task.Org, task.Collection), ts, id, o.rev)); err != nil {
 		return nil, err
 	}
 	deleted := *state
-	deleted.Status, deleted.Sequencer, deleted.UpdatedAt = schema.ObjectDeleted, sequencer(task, state, true, overrides), time.Now().UTC()
-	if err := w.saveState(ctx, key, &deleted, rev); err != nil {
+	deleted.Status, deleted.Sequencer, deleted.UpdatedAt = schema.ObjectDeleted, sequencer(task, state, true, o.overrides), time.Now().UTC()
+	if err := h.saveState(ctx, o.key, &deleted, o.rev); err != nil {
 		return nil, err
 	}
 	return ev, nil

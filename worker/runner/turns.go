@@ -1,8 +1,9 @@
-package worker
+package runner
 
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -17,18 +18,19 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
-// tenants takes turns between orgs when claiming from a queue (TASKS, or
-// JOBS for planning). Each org has its own consumer (schema.IndexerConsumer,
-// schema.PlannerConsumer); a slot that is free pulls one message from the
-// next org, round robin, among orgs with messages waiting, fewer than the
-// queue's per-org limit in flight here, and served by this worker (tenant
-// affinity, affinity.go). A 100,000-task backlog of one org — or forty of
-// its jobs — therefore delays another org's work by at most one turn.
-type tenants struct {
-	w      *Worker
-	q      queue
+// turns takes turns between orgs when claiming from a Queue (TASKS, or JOBS
+// for planning). Each org has its own consumer (Queue.Consumer); a slot
+// that is free pulls one message from the next org among orgs with
+// messages waiting, fewer than the queue's per-org limit in flight here,
+// and served by this worker (tenant affinity, peers.go). A 100,000-task
+// backlog of one org — or forty of its jobs — therefore delays another
+// org's work by at most one turn.
+type turns struct {
+	cfg    *Config
+	log    *slog.Logger
+	q      *Queue
 	stream jetstream.Stream
-	fleet  *fleet // nil: every org is served here (NoAffinity)
+	peers  *peers // nil: every org is served here (NoAffinity)
 	// hold, when set, keeps an org's messages waiting (planning pauses for
 	// an org whose tasks fill more than its share of TASKS).
 	hold func(org string) bool
@@ -55,30 +57,8 @@ type tenants struct {
 	refresh      chan struct{}
 }
 
-// queue is a work-queue stream claimed per org: TASKS (indexing) or JOBS
-// (planning).
-type queue struct {
-	kind   string // "tasks" or "jobs": the stage's wake signals (schema.WakeSubject)
-	stream string
-	filter string                                    // every org's subjects
-	orgOf  func(subject string) (string, bool)       // the org of one of them
-	config func(org string) jetstream.ConsumerConfig // the org's durable consumer
-	perOrg int                                       // one org's messages in flight in this worker, at most
-	slots  int                                       // the stage's slots in this worker
-}
-
-func (w *Worker) taskQueue() queue {
-	return queue{kind: "tasks", stream: schema.StreamTasks, filter: schema.AllTasks, orgOf: schema.OrgOfTaskSubject,
-		config: w.cfg.Topology.IndexerConfig, perOrg: w.cfg.TenantConcurrency, slots: w.cfg.TaskConcurrency}
-}
-
-func (w *Worker) jobQueue() queue {
-	return queue{kind: "jobs", stream: schema.StreamJobs, filter: schema.AllJobs, orgOf: schema.OrgOfJobSubject,
-		config: w.cfg.Topology.PlannerConfig, perOrg: 1, slots: w.cfg.PlanConcurrency}
-}
-
-func newTenants(w *Worker, q queue, stream jetstream.Stream, f *fleet) *tenants {
-	return &tenants{w: w, q: q, stream: stream, fleet: f, cons: map[string]jetstream.Consumer{}, pending: map[string]uint64{},
+func newTurns(r *Runner, q *Queue, stream jetstream.Stream, p *peers) *turns {
+	return &turns{cfg: &r.cfg, log: r.log, q: q, stream: stream, peers: p, cons: map[string]jetstream.Consumer{}, pending: map[string]uint64{},
 		inflight: map[string]int{}, lastWake: map[string]time.Time{}, served: map[string]int64{}, ranks: map[string]rankEntry{}, wake: make(chan struct{}, 1), refresh: make(chan struct{}, 1)}
 }
 
@@ -87,9 +67,9 @@ func newTenants(w *Worker, q queue, stream jetstream.Stream, f *fleet) *tenants 
 // publishers' wake signals (schema.WakeSubject: one small message per batch
 // of an org's tasks, not the tasks themselves) wake a free slot at once, so a
 // new task waits for no timer.
-func (t *tenants) discover(ctx context.Context) {
-	sub, err := t.w.cfg.JS.Conn().Subscribe(schema.AllWakes(t.q.kind), func(m *nats.Msg) {
-		org, ok := schema.OrgOfWakeSubject(t.q.kind, m.Subject)
+func (t *turns) discover(ctx context.Context) {
+	sub, err := t.cfg.JS.Conn().Subscribe(schema.AllWakes(t.q.Kind), func(m *nats.Msg) {
+		org, ok := schema.OrgOfWakeSubject(t.q.Kind, m.Subject)
 		n, err := strconv.ParseUint(string(m.Data), 10, 32)
 		if !ok || err != nil {
 			return
@@ -111,11 +91,11 @@ func (t *tenants) discover(ctx context.Context) {
 		}
 	})
 	if err != nil {
-		t.w.log.Warn("no wake subscription; relying on discovery alone", "queue", t.q.kind, "error", err)
+		t.log.Warn("no wake subscription; relying on discovery alone", "queue", t.q.Kind, "error", err)
 	} else {
 		defer func() { _ = sub.Unsubscribe() }()
 	}
-	fleetChanged := t.fleet.changes()
+	peersChanged := t.peers.changes()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -124,12 +104,12 @@ func (t *tenants) discover(ctx context.Context) {
 			return
 		case <-timer.C:
 		case <-t.refresh:
-		case <-fleetChanged: // orgs may have moved to or from this worker
+		case <-peersChanged: // orgs may have moved to or from this worker
 		}
 		if err := t.discoverOnce(ctx); err != nil && ctx.Err() == nil {
-			t.w.log.Warn("discovery failed", "queue", t.q.kind, "error", err)
+			t.log.Warn("discovery failed", "queue", t.q.Kind, "error", err)
 		}
-		timer.Reset(t.w.cfg.DiscoverEvery)
+		timer.Reset(t.cfg.DiscoverEvery)
 	}
 }
 
@@ -140,14 +120,14 @@ func signal(c chan struct{}) {
 	}
 }
 
-func (t *tenants) discoverOnce(ctx context.Context) error {
-	info, err := t.stream.Info(ctx, jetstream.WithSubjectFilter(t.q.filter))
+func (t *turns) discoverOnce(ctx context.Context) error {
+	info, err := t.stream.Info(ctx, jetstream.WithSubjectFilter(t.q.Filter))
 	if err != nil {
 		return err
 	}
 	counts := map[string]uint64{}
 	for subj, n := range info.State.Subjects {
-		if org, ok := t.q.orgOf(subj); ok {
+		if org, ok := t.q.OrgOf(subj); ok {
 			counts[org] += n
 		}
 	}
@@ -198,27 +178,27 @@ func (t *tenants) discoverOnce(ctx context.Context) error {
 const discoverConcurrency = 8
 
 // consumer returns org's durable consumer of the queue, made if missing.
-func (t *tenants) consumer(ctx context.Context, org string) (jetstream.Consumer, error) {
-	want := t.q.config(org)
-	c, err := t.w.cfg.JS.Consumer(ctx, t.q.stream, want.Durable)
+func (t *turns) consumer(ctx context.Context, org string) (jetstream.Consumer, error) {
+	want := t.q.Consumer(org)
+	c, err := t.cfg.JS.Consumer(ctx, t.q.Stream, want.Durable)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		c, err = t.w.cfg.JS.CreateConsumer(ctx, t.q.stream, want)
+		c, err = t.cfg.JS.CreateConsumer(ctx, t.q.Stream, want)
 		if errors.Is(err, jetstream.ErrConsumerExists) {
-			c, err = t.w.cfg.JS.Consumer(ctx, t.q.stream, want.Durable) // another worker was first
+			c, err = t.cfg.JS.Consumer(ctx, t.q.Stream, want.Durable) // another worker was first
 		}
-	case err == nil && t.w.cfg.Topology.Update:
-		c, err = t.w.cfg.JS.CreateOrUpdateConsumer(ctx, t.q.stream, want)
+	case err == nil && t.q.UpdateConsumers:
+		c, err = t.cfg.JS.CreateOrUpdateConsumer(ctx, t.q.Stream, want)
 	case err == nil:
 		if d := schema.ConsumerDrift(c.CachedInfo().Config, want); d != nil {
-			t.w.log.Warn("an org's consumer was made with other settings; it is used as it is", "stream", t.q.stream, "org", org, "drift", d.Error())
+			t.log.Warn("an org's consumer was made with other settings; it is used as it is", "stream", t.q.Stream, "org", org, "drift", d.Error())
 		}
 	}
 	return c, err
 }
 
 // pick returns the next org to pull from, counting it in flight, or "".
-func (t *tenants) pick() (string, jetstream.Consumer) {
+func (t *turns) pick() (string, jetstream.Consumer) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	// One pass over the orgs: those this worker serves with messages
@@ -240,9 +220,9 @@ func (t *tenants) pick() (string, jetstream.Consumer) {
 	// an equal part (at least one slot), never more than perOrg — so a
 	// thousand small tenants are not left with the quarter of the slots a
 	// big backlog does not hold.
-	share := t.q.perOrg
+	share := t.q.PerOrg
 	if share > 1 && waitingOrgs > 0 {
-		share = max(1, min(share, t.q.slots/waitingOrgs))
+		share = max(1, min(share, t.q.Slots/waitingOrgs))
 	}
 	// The org served least goes next, ties in turn (start-time fair
 	// queuing; Linux's CFS picks the least vruntime the same way). An org
@@ -290,7 +270,7 @@ func (t *tenants) pick() (string, jetstream.Consumer) {
 	best, bestRank := "", -1
 	for i := 0; i < len(t.order); i++ {
 		org := t.order[(t.next+i)%len(t.order)]
-		if t.pending[org] < uint64(t.w.cfg.StealAbove) || t.inflight[org] >= share || (t.hold != nil && t.hold(org)) {
+		if t.pending[org] < uint64(t.cfg.StealAbove) || t.inflight[org] >= share || (t.hold != nil && t.hold(org)) {
 			continue
 		}
 		if r := t.rank(org); bestRank < 0 || r < bestRank {
@@ -304,41 +284,41 @@ func (t *tenants) pick() (string, jetstream.Consumer) {
 	return "", nil
 }
 
-// serves is fleet.serves with the org's last seen backlog and the rank
+// serves is peers.serves with the org's last seen backlog and the rank
 // cached here (t.mu held): pick asks for every org on every claim.
-func (t *tenants) serves(org string) bool {
-	return t.fleet == nil || servedAt(t.rank(org), t.pending[org], t.w.cfg.SpillEvery)
+func (t *turns) serves(org string) bool {
+	return t.peers == nil || servedAt(t.rank(org), t.pending[org], t.cfg.SpillEvery)
 }
 
 // mayServe reports whether this worker serves org with pending waiting, or
 // would help it (StealAbove) (t.mu held).
-func (t *tenants) mayServe(org string, pending uint64) bool {
-	return t.fleet == nil || servedAt(t.rank(org), pending, t.w.cfg.SpillEvery) || pending >= uint64(t.w.cfg.StealAbove)
+func (t *turns) mayServe(org string, pending uint64) bool {
+	return t.peers == nil || servedAt(t.rank(org), pending, t.cfg.SpillEvery) || pending >= uint64(t.cfg.StealAbove)
 }
 
 // rank is the fleet's rank of this worker for org (0 without affinity),
 // cached until the live workers change (t.mu held).
-func (t *tenants) rank(org string) int {
-	if t.fleet == nil {
+func (t *turns) rank(org string) int {
+	if t.peers == nil {
 		return 0
 	}
-	gen := t.fleet.gen.Load()
+	gen := t.peers.gen.Load()
 	if r, ok := t.ranks[org]; ok && r.gen == gen {
 		return r.rank
 	}
-	r := rankEntry{gen: gen, rank: t.fleet.rank(org)}
+	r := rankEntry{gen: gen, rank: t.peers.rank(org)}
 	t.ranks[org] = r
 	return r.rank
 }
 
 // waiting is how many of org's messages this worker last saw waiting.
-func (t *tenants) waiting(org string) uint64 {
+func (t *turns) waiting(org string) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.pending[org]
 }
 
-func (t *tenants) done(org string, empty bool) {
+func (t *turns) done(org string, empty bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.inflight[org]--
@@ -364,13 +344,13 @@ var (
 		"Share of this worker's tasks in flight held by its busiest org (0–1); at most the tenant concurrency's share while others wait.", nil, nil)
 )
 
-func (t *tenants) Describe(ch chan<- *prometheus.Desc) {
+func (t *turns) Describe(ch chan<- *prometheus.Desc) {
 	ch <- fairOrgsWithTasks
 	ch <- fairOrgsInFlight
 	ch <- fairBusiestShare
 }
 
-func (t *tenants) Collect(ch chan<- prometheus.Metric) {
+func (t *turns) Collect(ch chan<- prometheus.Metric) {
 	t.mu.Lock()
 	waiting, inFlight, total, busiest := 0, 0, 0, 0
 	for _, n := range t.pending {
@@ -395,19 +375,19 @@ func (t *tenants) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(fairBusiestShare, prometheus.GaugeValue, share)
 }
 
-// serveFair runs slots claim loops over the orgs' consumers of t's queue.
-func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage, slots int) error {
+// serveQueue runs the queue's slots: claim loops over its orgs' consumers.
+func (r *Runner) serveQueue(claimCtx, work context.Context, t *turns) error {
 	go t.discover(claimCtx)
 	var wg sync.WaitGroup
-	for i := 0; i < slots; i++ {
+	for i := 0; i < t.q.Slots; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pl := newPuller(w.cfg.JS, pullWait)
+			pl := newPuller(r.cfg.JS, pullWait)
 			defer pl.close()
 			for claimCtx.Err() == nil {
-				if w.gate.full.Load() { // CHUNKS is full: no new task until downstream makes room
-					_ = w.gate.waitForRoom(claimCtx)
+				if g := r.cfg.Gate; g != nil && g.Shut() { // downstream is full: nothing new until it makes room
+					_ = g.WaitOpen(claimCtx)
 					continue
 				}
 				org, cons := t.pick()
@@ -415,12 +395,12 @@ func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage,
 					select {
 					case <-claimCtx.Done():
 					case <-t.wake:
-					case <-time.After(w.cfg.DiscoverEvery):
+					case <-time.After(r.cfg.DiscoverEvery):
 					}
 					continue
 				}
 				pulled := time.Now()
-				msg, err := pl.pull(claimCtx, t.q.stream, cons.CachedInfo().Name)
+				msg, err := pl.pull(claimCtx, t.q.Stream, cons.CachedInfo().Name)
 				if err != nil {
 					t.done(org, true)
 					if consumerGone(err) {
@@ -432,13 +412,13 @@ func (w *Worker) serveFair(claimCtx, work context.Context, t *tenants, st stage,
 						continue
 					}
 					if claimCtx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages) {
-						w.log.Warn("claim failed", "stage", st.name, "org", org, "error", err)
+						r.log.Warn("claim failed", "stage", t.q.Handler.Name(), "org", org, "error", err)
 						sleep(claimCtx, time.Second)
 					}
 					continue
 				}
-				w.m.claim.WithLabelValues(st.name).Observe(time.Since(pulled).Seconds())
-				w.process(work, msg, st)
+				r.m.claim.WithLabelValues(t.q.Handler.Name()).Observe(time.Since(pulled).Seconds())
+				r.process(work, msg, t.q)
 				t.done(org, false)
 			}
 		}()
@@ -455,7 +435,7 @@ func consumerGone(err error) bool {
 
 // forget drops org's consumer, so the next discovery looks it up or makes
 // it again.
-func (t *tenants) forget(org string) {
+func (t *turns) forget(org string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.cons, org)

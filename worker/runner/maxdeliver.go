@@ -1,4 +1,4 @@
-package worker
+package runner
 
 import (
 	"context"
@@ -26,23 +26,23 @@ type maxDeliverAdvisory struct {
 }
 
 // watchMaxDeliveries moves messages that reached MaxDeliver from the work
-// queues to DEAD, with reason max_deliver, and records the outcome their
-// handler never published (a failed object or job), so job counters stay
-// exact. One worker of the fleet handles each advisory (a queue group); the
+// queues to DEAD, with reason max_deliver, and publishes the give-up
+// outcome their handler never published (a failed object or job), so job
+// counters stay exact. One worker of the fleet handles each advisory (a queue group); the
 // message stays in its work queue until it is moved, so a lost advisory can
 // be replayed by hand (stevedore dlq).
-func (w *Worker) watchMaxDeliveries(ctx context.Context) error {
-	nc := w.cfg.JS.Conn()
+func (r *Runner) watchMaxDeliveries(ctx context.Context) error {
+	nc := r.cfg.JS.Conn()
 	sub, err := nc.QueueSubscribe(maxDeliverSubject, "stevedore-max-deliveries", func(m *nats.Msg) {
 		var a maxDeliverAdvisory
 		if err := json.Unmarshal(m.Data, &a); err != nil {
-			w.log.Warn("unreadable max-deliveries advisory", "error", err)
+			r.log.Warn("unreadable max-deliveries advisory", "error", err)
 			return
 		}
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := w.moveToDead(hctx, a); err != nil {
-			w.log.Error("could not move a message that reached MaxDeliver to DEAD; it stays in its work queue", "stream", a.Stream, "seq", a.StreamSeq, "error", err)
+		if err := r.moveToDead(hctx, a); err != nil {
+			r.log.Error("could not move a message that reached MaxDeliver to DEAD; it stays in its work queue", "stream", a.Stream, "seq", a.StreamSeq, "error", err)
 		}
 	})
 	if err != nil {
@@ -52,11 +52,12 @@ func (w *Worker) watchMaxDeliveries(ctx context.Context) error {
 	return sub.Unsubscribe()
 }
 
-func (w *Worker) moveToDead(ctx context.Context, a maxDeliverAdvisory) error {
-	if a.Stream != schema.StreamJobs && a.Stream != schema.StreamTasks {
-		return nil // EVENTS' tracker retries forever; nothing else is a work queue
+func (r *Runner) moveToDead(ctx context.Context, a maxDeliverAdvisory) error {
+	q := r.byID[a.Stream]
+	if q == nil {
+		return nil // not a work queue of this runner (the ordered stream retries forever)
 	}
-	stream, err := w.cfg.JS.Stream(ctx, a.Stream)
+	stream, err := r.cfg.JS.Stream(ctx, a.Stream)
 	if err != nil {
 		return err
 	}
@@ -67,19 +68,15 @@ func (w *Worker) moveToDead(ctx context.Context, a maxDeliverAdvisory) error {
 	if err != nil {
 		return err
 	}
-	st := w.planStage()
-	if a.Stream == schema.StreamTasks {
-		st = w.indexStage()
-	}
 	reason := fmt.Sprintf("max_deliver: delivered %d times without being settled (the worker crashed or timed out each time)", a.Deliveries)
 	dl := &schema.DeadLetter{Stream: a.Stream, Subject: raw.Subject, Sequence: a.StreamSeq, Deliveries: a.Deliveries, Reason: schema.Bound(reason),
 		ErrorClass: string(schema.ClassMaxDeliver), Payload: raw.Data, At: time.Now().UTC()}
-	if err := w.publishGiveUp(ctx, st, dl, classify(schema.Errorf(schema.ClassMaxDeliver, "%s", reason)), true); err != nil {
+	if err := r.publishGiveUp(ctx, q.Handler, dl, r.cfg.Classify(schema.Errorf(schema.ClassMaxDeliver, "%s", reason)), true); err != nil {
 		return err
 	}
 	if err := stream.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return err
 	}
-	w.log.Error("message reached MaxDeliver: moved to DEAD", "stream", a.Stream, "seq", a.StreamSeq, "deliveries", a.Deliveries, "outcome", "dead")
+	r.log.Error("message reached MaxDeliver: moved to DEAD", "stream", a.Stream, "seq", a.StreamSeq, "deliveries", a.Deliveries, "outcome", "dead")
 	return nil
 }

@@ -1,9 +1,8 @@
-package worker
+package runner
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -56,32 +55,6 @@ func TestFate(t *testing.T) {
 	}
 }
 
-func TestClassifyKeepsKnownClasses(t *testing.T) {
-	tests := []struct {
-		err  error
-		want schema.ErrorClass
-	}{
-		{schema.Errorf(schema.ClassTenantAuth, "integration revoked"), schema.ClassTenantAuth},
-		{fmt.Errorf("wrapped: %w", schema.Errorf(schema.ClassKMS, "kms")), schema.ClassKMS},
-		{&schema.DecodeError{Type: "task", Reason: "invalid_json"}, schema.ClassPermanent},
-		{context.DeadlineExceeded, schema.ClassTransient},
-		// Our own limits (a chunk with its custom metadata over the
-		// message cap, a state record over the KV's): ours, not
-		// transient, never aws_unavailable.
-		{fmt.Errorf("publish chunks.o.c: %w", nats.ErrMaxPayload), schema.ClassInternal},
-		{fmt.Errorf("save object state: %w", &jetstream.APIError{Code: 400, ErrorCode: 10054, Description: "message size exceeds maximum allowed"}), schema.ClassInternal},
-	}
-	for _, tt := range tests {
-		if got := classify(tt.err).Class; got != tt.want {
-			t.Errorf("classify(%v) = %s, want %s", tt.err, got, tt.want)
-		}
-	}
-	f := classify(fmt.Errorf("publish: %w", nats.ErrMaxPayload))
-	if f.Code != schema.CodeInternalLimit || f.Class.Retryable() {
-		t.Errorf("an over-limit publish: code %s, retryable %v", f.Code, f.Class.Retryable())
-	}
-}
-
 // fakeMsg is a jetstream.Msg that records how it was settled.
 type fakeMsg struct {
 	subject   string
@@ -96,76 +69,88 @@ type fakeMsg struct {
 func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
 	return &jetstream.MsgMetadata{Stream: schema.StreamTasks, NumDelivered: m.delivered, Sequence: jetstream.SequencePair{Stream: m.seq}}, nil
 }
-func (m *fakeMsg) Data() []byte                       { return m.data }
-func (m *fakeMsg) Headers() nats.Header               { return nil }
-func (m *fakeMsg) Subject() string                    { return m.subject }
-func (m *fakeMsg) Reply() string                      { return "" }
-func (m *fakeMsg) Ack() error                         { m.acked++; return nil }
-func (m *fakeMsg) DoubleAck(context.Context) error    { m.acked++; return nil }
-func (m *fakeMsg) Nak() error                         { m.naks = append(m.naks, 0); return nil }
+
+func (m *fakeMsg) Data() []byte { return m.data }
+
+func (m *fakeMsg) Headers() nats.Header { return nil }
+
+func (m *fakeMsg) Subject() string { return m.subject }
+
+func (m *fakeMsg) Reply() string { return "" }
+
+func (m *fakeMsg) Ack() error { m.acked++; return nil }
+
+func (m *fakeMsg) DoubleAck(context.Context) error { m.acked++; return nil }
+
+func (m *fakeMsg) Nak() error { m.naks = append(m.naks, 0); return nil }
+
 func (m *fakeMsg) NakWithDelay(d time.Duration) error { m.naks = append(m.naks, d); return nil }
-func (m *fakeMsg) InProgress() error                  { return nil }
-func (m *fakeMsg) Term() error                        { m.termed++; return nil }
+
+func (m *fakeMsg) InProgress() error { return nil }
+
+func (m *fakeMsg) Term() error { m.termed++; return nil }
+
 func (m *fakeMsg) TermWithReason(reason string) error { m.termed++; return nil }
 
 // TestDeadLetterPublishFailureRedelivers: when the DEAD copy cannot be
 // published, the message is naked with backoff, never terminated
 // unrecorded; once DEAD is back, the next delivery is dead-lettered and the
-// job's failed outcome is recorded once.
+// handler's give-up outcome is recorded once.
 func TestDeadLetterPublishFailureRedelivers(t *testing.T) {
-	e := setup(t, nil)
+	js, r, q := fakeRunner(t, nil)
 	ctx := context.Background()
-	task := &schema.Task{Op: schema.OpIndex, JobID: "job_x", Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Bucket: bucket, Key: "poison.txt"}
-	data, _ := schema.Encode(task)
-	msg := &fakeMsg{subject: schema.TaskSubject(e.org.ID, "docs"), data: data, delivered: 1, seq: 42}
-	if err := e.js.DeleteStream(ctx, schema.StreamDead); err != nil {
+	msg := &fakeMsg{subject: schema.TaskSubject("org_1", "docs"), data: []byte("poison"), delivered: 1, seq: 42}
+	if err := js.DeleteStream(ctx, schema.StreamDead); err != nil {
 		t.Fatal(err)
 	}
 	perm := schema.Errorf(schema.ClassPermanent, "unreadable in a way no retry fixes")
-	e.w.settle(ctx, ctx, msg, e.w.indexStage(), perm)
+	r.settle(ctx, ctx, msg, q, perm)
 	if msg.termed != 0 || msg.acked != 0 || len(msg.naks) != 1 || msg.naks[0] != backoff(1) {
 		t.Fatalf("DEAD unavailable: termed %d acked %d naks %v; want one nak with backoff", msg.termed, msg.acked, msg.naks)
 	}
 
-	if err := (schema.Topology{}).Ensure(ctx, e.js); err != nil {
+	if err := (schema.Topology{AckWait: 2 * time.Second}).Ensure(ctx, js); err != nil {
 		t.Fatal(err)
 	}
 	msg.delivered = 2
-	e.w.settle(ctx, ctx, msg, e.w.indexStage(), perm)
+	r.settle(ctx, ctx, msg, q, perm)
 	if msg.termed != 1 {
 		t.Fatalf("DEAD back: termed %d, naks %v", msg.termed, msg.naks)
 	}
-	dead, _ := e.js.Stream(ctx, schema.StreamDead)
+	dead, _ := js.Stream(ctx, schema.StreamDead)
 	raw, err := dead.GetLastMsgForSubject(ctx, schema.DeadSubject(schema.StreamTasks))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dl, err := schema.DecodeDeadLetter(raw.Data)
-	if err != nil || dl.Sequence != 42 || dl.ErrorClass != string(schema.ClassPermanent) || string(dl.Payload) != string(data) {
+	if err != nil || dl.Sequence != 42 || dl.ErrorClass != string(schema.ClassPermanent) || string(dl.Payload) != "poison" {
 		t.Fatalf("dead letter %+v, %v", dl, err)
 	}
-	// The failed outcome was published by both attempts with one ID: one event.
-	events, _ := e.js.Stream(ctx, schema.StreamEvents)
-	info, _ := events.Info(ctx, jetstream.WithSubjectFilter(schema.ObjectEventSubject(e.org.ID, "docs")))
-	if n := info.State.Subjects[schema.ObjectEventSubject(e.org.ID, "docs")]; n != 1 {
-		t.Fatalf("%d failed-outcome events, want 1", n)
+	// The give-up outcome was published by both attempts with one ID: one
+	// event; GaveUp ran once, after it was durable.
+	if n := outcomes(t, js); n != 1 {
+		t.Fatalf("%d give-up outcomes, want 1", n)
+	}
+	if n := q.Handler.(*fakeHandler).gaveUp.Load(); n != 1 {
+		t.Fatalf("GaveUp ran %d times, want 1", n)
 	}
 }
 
 // TestNotFoundIsRecordedNotDeadLettered: a vanished object fails in its
-// job, the message is acked, and nothing goes to DEAD.
+// job (the give-up outcome), the message is acked, and nothing goes to DEAD.
 func TestNotFoundIsRecordedNotDeadLettered(t *testing.T) {
-	e := setup(t, nil)
+	js, r, q := fakeRunner(t, nil)
 	ctx := context.Background()
-	task := &schema.Task{Op: schema.OpIndex, JobID: "job_y", Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Bucket: bucket, Key: "gone.txt"}
-	data, _ := schema.Encode(task)
-	msg := &fakeMsg{subject: schema.TaskSubject(e.org.ID, "docs"), data: data, delivered: 1, seq: 7}
-	e.w.settle(ctx, ctx, msg, e.w.indexStage(), schema.Errorf(schema.ClassNotFound, "NoSuchKey"))
+	msg := &fakeMsg{subject: schema.TaskSubject("org_1", "docs"), data: []byte("gone"), delivered: 1, seq: 7}
+	r.settle(ctx, ctx, msg, q, schema.Errorf(schema.ClassNotFound, "NoSuchKey"))
 	if msg.acked != 1 || msg.termed != 0 || len(msg.naks) != 0 {
 		t.Fatalf("acked %d termed %d naks %v", msg.acked, msg.termed, msg.naks)
 	}
-	dead, _ := e.js.Stream(ctx, schema.StreamDead)
+	dead, _ := js.Stream(ctx, schema.StreamDead)
 	if info, _ := dead.Info(ctx); info.State.Msgs != 0 {
 		t.Fatalf("%d dead letters for a vanished object", info.State.Msgs)
+	}
+	if n := outcomes(t, js); n != 1 {
+		t.Fatalf("%d give-up outcomes, want 1", n)
 	}
 }

@@ -1,4 +1,8 @@
-package producer
+// Package jobs owns the job record (KV schema.BucketJobs): its creation
+// with the list index entry, Submit (record, index entry, page 0, wake),
+// reads for the API, the CLI and the worker's tasks, cancel, and the
+// tracker's fold of EVENTS into it. Nothing else writes a job record.
+package jobs
 
 import (
 	"context"
@@ -15,31 +19,36 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
-// Jobs reads and cancels job records (KV schema.BucketJobs) for the API and
-// the CLI. A Jobs is safe for concurrent use.
-type Jobs struct {
+// Store creates, reads, cancels and folds job records. A Store is safe for
+// concurrent use.
+type Store struct {
+	js  jetstream.JetStream
 	kv  jetstream.KeyValue
 	now func() time.Time
 }
 
-// NewJobs binds to the jobs bucket (created by schema.Topology.Ensure).
-func NewJobs(ctx context.Context, js jetstream.JetStream) (*Jobs, error) {
+// Open binds to the jobs bucket (created by schema.Topology.Ensure). now is
+// the clock of List's views and Cancel's times (nil: time.Now).
+func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time) (*Store, error) {
 	kv, err := js.KeyValue(ctx, schema.BucketJobs)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	return &Jobs{kv: kv, now: time.Now}, nil
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{js: js, kv: kv, now: now}, nil
 }
 
-// ErrJobNotFound: no such job in the org.
-var ErrJobNotFound = errors.New("job not found")
+// ErrNotFound: no such job in the org.
+var ErrNotFound = errors.New("job not found")
 
-// ErrJobFinished: the job reached a final status before it was cancelled.
-var ErrJobFinished = errors.New("job already finished")
+// ErrFinished: the job reached a final status before it was cancelled.
+var ErrFinished = errors.New("job already finished")
 
 // Create stores a new job record and its index entry. It returns
 // jetstream.ErrKeyExists when the job ID is taken.
-func (j *Jobs) Create(ctx context.Context, st *schema.JobStatus) error {
+func (j *Store) Create(ctx context.Context, st *schema.JobStatus) error {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -53,14 +62,14 @@ func (j *Jobs) Create(ctx context.Context, st *schema.JobStatus) error {
 	return nil
 }
 
-// Get returns org's job id (ErrJobNotFound for another org's).
-func (j *Jobs) Get(ctx context.Context, org, id string) (*schema.JobStatus, uint64, error) {
+// Get returns org's job id (ErrNotFound for another org's).
+func (j *Store) Get(ctx context.Context, org, id string) (*schema.JobStatus, uint64, error) {
 	if !schema.ValidID(id) {
-		return nil, 0, ErrJobNotFound
+		return nil, 0, ErrNotFound
 	}
 	e, err := j.kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, ErrJobNotFound
+		return nil, 0, ErrNotFound
 	}
 	if err != nil {
 		return nil, 0, err
@@ -70,20 +79,20 @@ func (j *Jobs) Get(ctx context.Context, org, id string) (*schema.JobStatus, uint
 		return nil, 0, err
 	}
 	if s.Org != org {
-		return nil, 0, ErrJobNotFound // never reveal another org's job
+		return nil, 0, ErrNotFound // never reveal another org's job
 	}
 	return &s, e.Revision(), nil
 }
 
 // Delete removes a job record and its index entry (a job whose first page
-// could not be published).
-func (j *Jobs) Delete(ctx context.Context, st *schema.JobStatus) {
+// could not be published, or that went over its org's quota).
+func (j *Store) Delete(ctx context.Context, st *schema.JobStatus) {
 	_ = j.kv.Delete(ctx, st.JobID)
 	_ = j.kv.Delete(ctx, schema.JobIndexKey(st.Org, st.CreatedAt, st.JobID))
 }
 
-// JobFilter selects jobs of List.
-type JobFilter struct {
+// Filter selects jobs of List.
+type Filter struct {
 	Collection string // "" for any
 	Status     string // "" for any
 	Limit      int    // 1–100; default 20
@@ -93,14 +102,14 @@ type JobFilter struct {
 // ErrBadCursor: the cursor is not one List returned for this org.
 var ErrBadCursor = errors.New("invalid cursor")
 
-// JobPage is one page of List, newest first.
-type JobPage struct {
+// Page is one page of List, newest first.
+type Page struct {
 	Jobs       []schema.JobView `json:"jobs"`
 	NextCursor string           `json:"next_cursor,omitempty"`
 }
 
 // List returns org's jobs, newest first, a page at a time.
-func (j *Jobs) List(ctx context.Context, org string, f JobFilter) (*JobPage, error) {
+func (j *Store) List(ctx context.Context, org string, f Filter) (*Page, error) {
 	if f.Limit <= 0 {
 		f.Limit = 20
 	}
@@ -122,7 +131,7 @@ func (j *Jobs) List(ctx context.Context, org string, f JobFilter) (*JobPage, err
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	page := &JobPage{Jobs: []schema.JobView{}}
+	page := &Page{Jobs: []schema.JobView{}}
 	now := j.now()
 	last := ""
 	for _, k := range keys {
@@ -131,7 +140,7 @@ func (j *Jobs) List(ctx context.Context, org string, f JobFilter) (*JobPage, err
 		}
 		id := k[strings.LastIndexByte(k, '.')+1:]
 		st, _, err := j.Get(ctx, org, id)
-		if errors.Is(err, ErrJobNotFound) {
+		if errors.Is(err, ErrNotFound) {
 			continue
 		}
 		if err != nil {
@@ -153,8 +162,8 @@ func (j *Jobs) List(ctx context.Context, org string, f JobFilter) (*JobPage, err
 // Cancel cancels org's job id: no more pages are planned, tasks not yet
 // claimed are skipped ("cancelled"), tasks in flight finish, and counters
 // stay exact. Cancelling a cancelled job is a no-op; a finished job is
-// ErrJobFinished.
-func (j *Jobs) Cancel(ctx context.Context, org, id string) (*schema.JobStatus, error) {
+// ErrFinished.
+func (j *Store) Cancel(ctx context.Context, org, id string) (*schema.JobStatus, error) {
 	for range 10 {
 		st, rev, err := j.Get(ctx, org, id)
 		if err != nil {
@@ -164,7 +173,7 @@ func (j *Jobs) Cancel(ctx context.Context, org, id string) (*schema.JobStatus, e
 		case schema.JobStatusCancelled:
 			return st, nil
 		case schema.JobStatusCompleted, schema.JobStatusCompletedWithErrors, schema.JobStatusFailed:
-			return st, ErrJobFinished
+			return st, ErrFinished
 		}
 		now := j.now().UTC()
 		st.Status, st.CompletedAt = schema.JobStatusCancelled, &now

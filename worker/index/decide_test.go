@@ -1,4 +1,4 @@
-package worker
+package index
 
 import (
 	"testing"
@@ -6,7 +6,10 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
-// TestDecide: what a task's stored object state decides before any work.
+// TestDecide: what a task's stored object state decides before any work,
+// the task's ETag (etag: the listing's or the notification's) standing for
+// the object; and, when it says proceed, what S3 returning another ETag
+// (fetched) turns it into.
 func TestDecide(t *testing.T) {
 	indexed := func(mod func(*schema.ObjectState)) *schema.ObjectState {
 		s := &schema.ObjectState{ETag: `"e1"`, Status: schema.ObjectIndexed, JobID: "job_a", Sequencer: "0A"}
@@ -49,10 +52,40 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := decide(tt.task, tt.state, tt.etag); got != tt.want {
+			tt.task.ETag = tt.etag
+			if got := decide(tt.task, tt.state).now; got != tt.want {
 				t.Fatalf("decide = %d, want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestDecideOnFetch: a task that proceeds is settled by its stored state
+// when S3 returns the ETag that state covers: the same job's saved outcome
+// again, or skip_existing's unchanged; any other ETag is indexed.
+func TestDecideOnFetch(t *testing.T) {
+	state := &schema.ObjectState{ETag: `"e1"`, Status: schema.ObjectIndexed, JobID: "job_a"}
+	tests := []struct {
+		name    string
+		task    *schema.Task
+		fetched string
+		want    verdict
+	}{
+		{"same job, listing had another etag, S3 has the saved one", &schema.Task{JobID: "job_a", ETag: `"e0"`}, `"e1"`, alreadySaved},
+		{"same job, S3 has a newer one", &schema.Task{JobID: "job_a", ETag: `"e0"`}, `"e2"`, proceed},
+		{"skip_existing, etag unknown, S3 has the stored one", &schema.Task{JobID: "job_b", SkipExisting: true}, `"e1"`, unchanged},
+		{"skip_existing, etag unknown, S3 has a newer one", &schema.Task{JobID: "job_b", SkipExisting: true}, `"e2"`, proceed},
+		{"no skip_existing", &schema.Task{JobID: "job_b"}, `"e1"`, proceed},
+		{"advanced does not stand in for basic", &schema.Task{JobID: "job_b", SkipExisting: true, ProcessingType: schema.ProcessingAdvanced}, `"e1"`, proceed},
+	}
+	for _, tt := range tests {
+		d := decide(tt.task, state)
+		if d.now != proceed {
+			t.Fatalf("%s: decide = %d before the fetch, want proceed", tt.name, d.now)
+		}
+		if got := d.onFetch(tt.fetched); got != tt.want {
+			t.Errorf("%s: onFetch = %d, want %d", tt.name, got, tt.want)
+		}
 	}
 }
 

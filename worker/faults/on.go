@@ -1,6 +1,6 @@
 //go:build faults
 
-package worker
+package faults
 
 import (
 	"fmt"
@@ -22,7 +22,7 @@ import (
 // message after AckWait, exactly as after kill -9.
 var faultRates = parseFaults(os.Getenv("STEVEDORE_FAULTS"))
 
-// crash ends the process; in-process tests replace it.
+// crash ends the process; in-process tests replace it (Inject).
 var crash = func(point, key string) error {
 	fmt.Fprintf(os.Stderr, "FAULT %s %s: crashing\n", point, key)
 	os.Exit(86)
@@ -40,7 +40,17 @@ func parseFaults(spec string) map[string]float64 {
 	return rates
 }
 
-func fault(point, key string) error {
+// Inject sets the crash rates and what a crash does (in-process tests
+// return ErrCrashed from it) until the returned restore is called.
+func Inject(rates map[string]float64, fn func(point, key string) error) (restore func()) {
+	prevRates, prevCrash := faultRates, crash
+	faultRates, crash = rates, fn
+	return func() { faultRates, crash = prevRates, prevCrash }
+}
+
+// At crashes the process at point with its configured rate (key names the
+// work, for the log and for STEVEDORE_POISON).
+func At(point, key string) error {
 	if p := os.Getenv("STEVEDORE_POISON"); p != "" && point == "after_download" && strings.Contains(key, p) {
 		return schema.Errorf(schema.ClassPermanent, "poisoned by the fault-injection build: key contains %q", p)
 	}

@@ -1,4 +1,4 @@
-package worker
+package runner
 
 import (
 	"context"
@@ -8,57 +8,35 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
-	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
-// classify gives err its class, hint and stable code (creds.ErrorCode), once,
-// as the schema's one error type: a *schema.ClassError keeps its class and
-// hint, a decode error (schema.ErrPermanent) is permanent, one over a NATS
-// limit is ours (ClassInternal), and anything else is classified by the AWS
-// error taxonomy (creds.Classify). The result wraps err: its message is
-// err's, and errors.Is/As see through it.
-func classify(err error) *schema.ClassError {
-	f := &schema.ClassError{Err: err, Code: creds.ErrorCode(err)}
-	var ce *schema.ClassError
-	switch {
-	case errors.As(err, &ce):
-		f.Class, f.Hint = ce.Class, ce.Hint
-	case errors.Is(err, schema.ErrPermanent):
-		f.Class = schema.ClassPermanent
-	case schema.IsOverLimit(err):
-		f.Class, f.Hint = schema.ClassInternal, "a message or record stevedore built is over a NATS size limit: an operator problem, not the customer's"
-	default:
-		c := creds.Classify(err)
+// Classify is the default Config.Classify, which knows no AWS: a
+// *schema.ClassError keeps its class and hint, a decode error
+// (schema.ErrPermanent) is permanent, one over a NATS limit is ours
+// (ClassInternal), anything else transient. The result wraps err.
+func Classify(err error) *schema.ClassError {
+	f := &schema.ClassError{Err: err, Class: schema.ClassTransient}
+	if c := Known(err); c != nil {
 		f.Class, f.Hint = c.Class, c.Hint
 	}
 	return f
 }
 
-// publicReason is a classified error as a customer reads it: the error
-// without internals (creds.PublicMessage of the error it wraps) and its
-// hint, at most schema.MaxReasonBytes. The raw error is logged by settle.
-func publicReason(f *schema.ClassError) string {
-	msg := creds.PublicMessage(f.Err)
-	if f.Hint != "" {
-		msg += " (" + f.Hint + ")"
+// Known is the class and hint err carries without looking at where it came
+// from (nil when it carries none): its own *schema.ClassError, a decode
+// error (schema.ErrPermanent: permanent), or a message over a NATS size
+// limit (ClassInternal: an operator problem, not the customer's).
+func Known(err error) *schema.ClassError {
+	var ce *schema.ClassError
+	switch {
+	case errors.As(err, &ce):
+		return &schema.ClassError{Class: ce.Class, Hint: ce.Hint}
+	case errors.Is(err, schema.ErrPermanent):
+		return &schema.ClassError{Class: schema.ClassPermanent}
+	case schema.IsOverLimit(err):
+		return &schema.ClassError{Class: schema.ClassInternal, Hint: "a message or record stevedore built is over a NATS size limit: an operator problem, not the customer's"}
 	}
-	return schema.Bound(msg)
-}
-
-// stage is one kind of message a worker handles: how to handle it and what
-// to publish when it is given up on.
-type stage struct {
-	name   string // "plan", "index", "track": the stage label of metrics and logs
-	handle handler
-	// giveUp returns the outcome to publish, together with the dead letter,
-	// when a message of this stage is given up on: the planner's failed job,
-	// the indexer's failed object. Those keep job counters exact. It may
-	// return nothing (an undecodable payload has no job to tell).
-	giveUp func(data []byte, f *schema.ClassError) []outMsg
-	// onGiveUp runs once the give-up messages are durable (metrics).
-	onGiveUp func()
-	// maxDeliver is the consumer's MaxDeliver; ≤ 0 means unlimited.
-	maxDeliver int
+	return nil
 }
 
 // action is what becomes of a message.
@@ -107,11 +85,12 @@ func backoff(n uint64) time.Duration {
 }
 
 // settle is the one place where a message's outcome is decided (fate)
-// and carried out. Giving up publishes the DEAD copy and the stage's failed
+// and carried out. Giving up publishes the DEAD copy and the handler's failed
 // outcome together and only then terminates; if that publish fails, the
 // message is naked with backoff instead: nothing is terminated unrecorded.
-func (w *Worker) settle(ctx, work context.Context, msg jetstream.Msg, st stage, err error) {
-	log := w.log.With("stage", st.name, "subject", msg.Subject())
+func (r *Runner) settle(ctx, work context.Context, msg jetstream.Msg, q *Queue, err error) {
+	name := q.Handler.Name()
+	log := r.log.With("stage", name, "subject", msg.Subject())
 	var delivered uint64 = 1
 	if md, merr := msg.Metadata(); merr == nil {
 		delivered = md.NumDelivered
@@ -119,9 +98,9 @@ func (w *Worker) settle(ctx, work context.Context, msg jetstream.Msg, st stage, 
 	shuttingDown := errors.Is(context.Cause(work), errShutdown) || (work.Err() != nil && ctx.Err() != nil)
 	var f *schema.ClassError
 	if err != nil {
-		f = classify(err)
+		f = r.cfg.Classify(err)
 	}
-	act := fate(f, shuttingDown, delivered, st.maxDeliver)
+	act := fate(f, shuttingDown, delivered, q.MaxDeliver)
 	class := ""
 	if f != nil {
 		class = string(f.Class)
@@ -135,7 +114,7 @@ func (w *Worker) settle(ctx, work context.Context, msg jetstream.Msg, st stage, 
 		_ = msg.Nak()
 		// The process is about to exit: make sure the nak left, or the
 		// message would wait out its AckWait instead of moving at once.
-		if nc := w.cfg.JS.Conn(); nc != nil {
+		if nc := r.cfg.JS.Conn(); nc != nil {
 			_ = nc.FlushTimeout(2 * time.Second)
 		}
 		log.Info("handed back on shutdown")
@@ -143,7 +122,7 @@ func (w *Worker) settle(ctx, work context.Context, msg jetstream.Msg, st stage, 
 		_ = msg.NakWithDelay(backoff(delivered))
 		log.Warn("will retry", "error", f.Err, "error_class", f.Class, "delivery", delivered, "outcome", "nak")
 	case actRecord, actDead:
-		if perr := w.giveUp(work, st, msg, f, act == actDead); perr != nil {
+		if perr := r.giveUp(work, q.Handler, msg, f, act == actDead); perr != nil {
 			_ = msg.NakWithDelay(backoff(delivered))
 			log.Error("could not record the failure; the message is redelivered", "error", f.Err, "error_class", f.Class, "publish_error", perr, "outcome", "nak")
 			act = actRetry
@@ -159,43 +138,43 @@ func (w *Worker) settle(ctx, work context.Context, msg jetstream.Msg, st stage, 
 			log.Info("recorded as failed", "error", f.Err, "error_class", f.Class, "outcome", "failed")
 		}
 	}
-	w.m.settled.WithLabelValues(st.name, act.String(), class).Inc()
+	r.m.settled.WithLabelValues(name, act.String(), class).Inc()
 }
 
-// giveUp publishes, in one wait, the stage's failed outcome for msg and,
-// when dead is set, its copy to DEAD with the reason.
-func (w *Worker) giveUp(ctx context.Context, st stage, msg jetstream.Msg, f *schema.ClassError, dead bool) error {
+// giveUp publishes, in one wait, h's give-up outcome for msg and, when
+// dead is set, its copy to DEAD with the reason. h may be nil (no outcome).
+func (r *Runner) giveUp(ctx context.Context, h Handler, msg jetstream.Msg, f *schema.ClassError, dead bool) error {
 	dl := &schema.DeadLetter{Subject: msg.Subject(), Reason: schema.Bound(f.Err.Error()), ErrorClass: string(f.Class), Payload: msg.Data(), At: time.Now().UTC()}
 	if md, err := msg.Metadata(); err == nil {
 		dl.Stream, dl.Sequence, dl.Deliveries = md.Stream, md.Sequence.Stream, md.NumDelivered
 	}
-	return w.publishGiveUp(ctx, st, dl, f, dead)
+	return r.publishGiveUp(ctx, h, dl, f, dead)
 }
 
 // publishGiveUp publishes the give-up messages for the payload dl holds:
-// the stage's outcome, and dl itself when dead is set. The settle path and
-// the MaxDeliver advisories share it.
-func (w *Worker) publishGiveUp(ctx context.Context, st stage, dl *schema.DeadLetter, f *schema.ClassError, dead bool) error {
-	var out []outMsg
-	if st.giveUp != nil {
-		out = st.giveUp(dl.Payload, f)
+// h's outcome, and dl itself when dead is set. The settle path, the ordered
+// batches and the MaxDeliver advisories share it.
+func (r *Runner) publishGiveUp(ctx context.Context, h Handler, dl *schema.DeadLetter, f *schema.ClassError, dead bool) error {
+	var out []schema.Out
+	if h != nil {
+		out = h.GiveUp(dl.Payload, f)
 	}
 	if dead {
-		out = append(out, outMsg{Subject: schema.DeadSubject(dl.Stream), MsgID: schema.DeadMsgID(dl.Stream, dl.Sequence), Msg: dl})
+		out = append(out, schema.Out{Subject: schema.DeadSubject(dl.Stream), MsgID: schema.DeadMsgID(dl.Stream, dl.Sequence), Msg: dl})
 	}
 	if len(out) == 0 {
 		return nil
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := w.publishAll(pctx, out); err != nil {
+	if err := r.cfg.Publish(pctx, out); err != nil {
 		return err
 	}
 	if dead {
-		w.m.dead.WithLabelValues(string(f.Class)).Inc()
+		r.m.dead.WithLabelValues(string(f.Class)).Inc()
 	}
-	if st.onGiveUp != nil {
-		st.onGiveUp()
+	if g, ok := h.(GaveUpper); ok {
+		g.GaveUp()
 	}
 	return nil
 }

@@ -1,0 +1,272 @@
+package index
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/worker/chunk"
+	"github.com/stevedore-dev/stevedore/worker/extract"
+	"github.com/stevedore-dev/stevedore/worker/faults"
+)
+
+// objectVersion is the object version a task is indexing.
+type objectVersion struct {
+	task          *schema.Task
+	etag, version string
+	state         *schema.ObjectState // before this task
+	gen           uint64              // the state's revision read before this task (0: none): see schema.GenMsgID
+}
+
+// idVersion is the version part of chunk IDs: the S3 version ID, else the ETag.
+func (v objectVersion) idVersion() string {
+	if v.version != "" {
+		return v.version
+	}
+	return v.etag
+}
+
+type indexResult struct {
+	chunks      int
+	tokens      int64
+	bytes       int64
+	skip        *extract.Skip
+	extractor   string // the extractor's version, with the tokenizer's (part of chunk IDs)
+	contentType string // as detected
+}
+
+// skipOr records err as the skip it is (the content cannot be indexed) and
+// returns nil, or returns err when it is not one (reading failed).
+func (res *indexResult) skipOr(err error) error {
+	var s *extract.Skip
+	if errors.As(err, &s) {
+		res.skip = s
+		return nil
+	}
+	return fmt.Errorf("read body: %w", err)
+}
+
+// Stream sizes: text is read in parts of partBytes and chunks are published
+// in batches of publishBatch, so memory does not grow with the object.
+const (
+	partBytes    = 1 << 20
+	publishBatch = 64
+)
+
+// indexBody streams the object's body through decompression, extraction
+// and chunking, publishing chunks in batches as they become final, then
+// commits the version (commit). A skip found midway leaves published
+// chunks uncommitted, that is invisible.
+func (h *Handler) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObjectOutput) (indexResult, error) {
+	var res indexResult
+	body := bodyReaders.Get().(*bufio.Reader)
+	body.Reset(&countingReader{r: obj.Body, n: &res.bytes})
+	defer func() { body.Reset(nil); bodyReaders.Put(body) }() // after x.Close below: nothing reads it then
+	r, _, err := extract.Decompress(body, v.task.Key, aws.ToString(obj.ContentEncoding), h.cfg.MaxDecompressedBytes)
+	if err != nil {
+		return res, res.skipOr(err)
+	}
+	opts := extract.Options{Structured: v.task.Structured(), PDF: h.cfg.PDF}
+	x, err := opts.Open(r, v.task.Key, aws.ToString(obj.ContentType))
+	if err != nil {
+		return res, res.skipOr(err)
+	}
+	defer x.Close()
+	res.contentType = x.Type()
+	s, err := h.newSink(ctx, v, x.Version(), &res)
+	if err != nil {
+		return res, err
+	}
+	start := time.Now()
+	if err := s.read(x); err != nil || res.skip != nil {
+		return res, err
+	}
+	h.m.Stage.WithLabelValues("chunk").Observe(time.Since(start).Seconds())
+	if err := faults.At("after_chunks", v.task.Key); err != nil {
+		return res, err
+	}
+	return res, h.commit(ctx, v, &res)
+}
+
+// sink takes one object version's chunks to CHUNKS, a batch at a time.
+type sink struct {
+	h         *Handler
+	ctx       context.Context
+	v         objectVersion
+	res       *indexResult
+	subject   string
+	meta      json.RawMessage
+	lab       *labeler
+	encoding  string
+	stream    *chunk.Stream
+	batch     []schema.Out
+	published bool // a batch was published before the last
+}
+
+// newSink prepares the chunk stream of v: its tokenizer's splitter, the
+// labels, the custom metadata every chunk carries.
+func (h *Handler) newSink(ctx context.Context, v objectVersion, extractor string, res *indexResult) (*sink, error) {
+	meta, err := h.customMetadata(ctx, v.task)
+	if err != nil {
+		return nil, err
+	}
+	splitter, err := h.Splitter(v.task.Encoding)
+	if err != nil {
+		return nil, schema.Errorf(schema.ClassPermanent, "%w", err)
+	}
+	res.extractor = schema.IDExtractor(extractor, v.task.Encoding)
+	s := &sink{h: h, ctx: ctx, v: v, res: res, subject: schema.ChunkSubject(v.task.Org, v.task.Collection), meta: meta,
+		lab: &labeler{headings: v.task.Structured(), csv: isTable(res.contentType)}, encoding: splitter.Encoding(), batch: make([]schema.Out, 0, publishBatch)}
+	s.stream = splitter.Stream(s.add)
+	return s, nil
+}
+
+// read streams x's text through the splitter into CHUNKS and publishes
+// the last batch. A part the extractor cannot read, or text the splitter
+// cannot cut, is recorded as the result's skip.
+func (s *sink) read(x *extract.Reader) error {
+	for {
+		part, err := x.Next(partBytes)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return s.res.skipOr(err)
+		}
+		if err := s.lab.write(s.stream, part, x.Sections()); err != nil {
+			if errors.Is(err, chunk.ErrUnsplittable) {
+				return s.res.skipOr(&extract.Skip{Reason: extract.ReasonUnsplittable, Detail: err.Error()})
+			}
+			return err
+		}
+	}
+	if err := s.stream.Close(); err != nil {
+		return err
+	}
+	total := 0
+	if !s.published {
+		total = s.res.chunks // every chunk is in this one batch: each can carry the total
+	}
+	return s.flush(total)
+}
+
+// add takes one chunk the splitter made final.
+func (s *sink) add(p chunk.Chunk) error {
+	task, res := s.v.task, s.res
+	id := schema.ChunkID(task.Org, task.Collection, task.Bucket, task.Key, s.v.idVersion(), res.extractor, res.chunks)
+	c := &schema.Chunk{ChunkID: id, Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key,
+		VersionID: s.v.version, ETag: s.v.etag, Index: res.chunks, ByteOffset: int64(p.Offset), Text: p.Text, TokenCount: p.Tokens,
+		Encoding: s.encoding, ExtractorVersion: res.extractor, ContentType: res.contentType, CustomMetadata: s.meta}
+	s.lab.label(c)
+	s.batch = append(s.batch, schema.Out{Subject: s.subject, MsgID: schema.GenMsgID(id, s.v.gen), Msg: c})
+	res.chunks++
+	res.tokens += int64(p.Tokens)
+	if len(s.batch) == publishBatch {
+		return s.flush(0) // the total is not known yet: the commit carries it
+	}
+	return nil
+}
+
+// flush publishes the batch; total, when not 0, is the object's chunk count.
+func (s *sink) flush(total int) error {
+	if len(s.batch) == 0 {
+		return nil
+	}
+	for _, m := range s.batch {
+		m.Msg.(*schema.Chunk).Total = total
+	}
+	start := time.Now()
+	err := s.h.publishChunks(s.ctx, s.batch)
+	s.h.m.Stage.WithLabelValues("publish").Observe(time.Since(start).Seconds())
+	s.batch, s.published = s.batch[:0], true
+	return err
+}
+
+// commit makes the version's chunks visible. The replaced version's chunks
+// that are not reused are tombstoned first, every part acknowledged: a
+// replace that fails midway leaves the object briefly absent downstream
+// (the redelivered task completes it), never both versions visible.
+func (h *Handler) commit(ctx context.Context, v objectVersion, res *indexResult) error {
+	task := v.task
+	subject := schema.ChunkSubject(task.Org, task.Collection)
+	if ts := v.replaced(res); ts != nil {
+		if err := h.publishChunks(ctx, tombstoneMsgs(subject, ts, schema.TombstoneID(ts.ChunkIDs[0]), v.gen)); err != nil {
+			return err
+		}
+	}
+	c := &schema.Commit{Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key, VersionID: v.version,
+		ETag: v.etag, ExtractorVersion: res.extractor, ContentType: res.contentType, Chunks: res.chunks, Tokens: res.tokens, At: time.Now().UTC()}
+	id := schema.CommitID(task.Org, task.Collection, task.Bucket, task.Key, v.idVersion(), res.extractor)
+	if err := h.publishChunks(ctx, []schema.Out{{Subject: subject, MsgID: schema.GenMsgID(id, v.gen), Msg: c}}); err != nil {
+		return err
+	}
+	h.m.Chunks.Add(float64(res.chunks))
+	h.m.Tokens.Add(float64(res.tokens))
+	return nil
+}
+
+// replaced is the tombstone of the previous version's chunks that the new
+// version (res) does not reuse, or nil when there are none.
+func (v objectVersion) replaced(res *indexResult) *schema.Tombstone {
+	st, task := v.state, v.task
+	if st == nil || st.Status != schema.ObjectIndexed || (st.ETag == v.etag && st.VersionID == v.version && st.ExtractorVersion == res.extractor) {
+		return nil
+	}
+	newState := schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Chunks: res.chunks, ExtractorVersion: res.extractor}
+	stale := minus(st.ChunkIDs(task.Org, task.Collection), newState.ChunkIDs(task.Org, task.Collection))
+	if len(stale) == 0 {
+		return nil
+	}
+	return &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: st.VersionID,
+		ETag: st.ETag, ChunkIDs: stale, Reason: "replaced", At: time.Now().UTC()}
+}
+
+// tombstoneMsgs are the messages of ts, split into parts that fit a
+// message (schema.Tombstone.Split), each with its own deterministic ID.
+func tombstoneMsgs(subject string, ts *schema.Tombstone, id string, gen uint64) []schema.Out {
+	parts := ts.Split()
+	out := make([]schema.Out, len(parts))
+	for i, p := range parts {
+		out[i] = schema.Out{Subject: subject, MsgID: schema.GenMsgID(schema.TombstonePartID(id, p.Part), gen), Msg: p}
+	}
+	return out
+}
+
+func minus(a, b []string) []string {
+	keep := make(map[string]bool, len(b))
+	for _, s := range b {
+		keep[s] = true
+	}
+	var out []string
+	for _, s := range a {
+		if !keep[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// bodyReaders are the 64 KiB read buffers of object bodies, reused: a new
+// one per task was a tenth of a small object's allocations.
+var bodyReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n *int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
+}

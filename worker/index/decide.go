@@ -1,0 +1,108 @@
+package index
+
+import (
+	"github.com/stevedore-dev/stevedore/schema"
+)
+
+// verdict is what a task's stored object state decides.
+type verdict int
+
+const (
+	proceed      verdict = iota // fetch and index, or delete
+	stale                       // an event with a later sequencer for this key was applied: skip
+	alreadySaved                // a redelivery whose first attempt saved the state: report that outcome again
+	unchanged                   // skip_existing, and the state covers this ETag: skip without fetching
+)
+
+// decision is decide's answer: what to do now, and, when that is to
+// proceed, what to do instead if S3 returns the ETag the stored state
+// covers (the listing's ETag was unknown, or not the stored one).
+type decision struct {
+	now     verdict
+	covered verdict // alreadySaved or unchanged; proceed: none
+	etag    string  // the stored state's ETag, when covered is set
+}
+
+// onFetch is the decision once S3 returned the object with etag.
+func (d decision) onFetch(etag string) verdict {
+	if d.covered != proceed && d.etag == etag {
+		return d.covered
+	}
+	return proceed
+}
+
+// decide is the pure decision a task's stored state makes, before any
+// work: the task's ETag (the listing's or the notification's; "" when
+// unknown) stands for the object until S3 is asked.
+func decide(task *schema.Task, state *schema.ObjectState) decision {
+	if state == nil {
+		return decision{now: proceed}
+	}
+	// Notifications arrive out of order: an event older than the one the
+	// state already reflects changes nothing.
+	if task.Sequencer != "" && state.Sequencer != "" && schema.SequencerLess(task.Sequencer, state.Sequencer) {
+		return decision{now: stale}
+	}
+	if task.Op == schema.OpDelete {
+		return decision{now: proceed} // deleting is idempotent: a deleted state publishes nothing again
+	}
+	saved := state.Status == schema.ObjectIndexed || state.Status == schema.ObjectSkipped
+	// The same job's task (or the same notification) already got as far as
+	// saving the state: its chunks are durable, report the same outcome.
+	sameTask := (task.JobID != "" && state.JobID == task.JobID) || (task.JobID == "" && task.Sequencer != "" && state.Sequencer == task.Sequencer)
+	// Unchanged only if read the same way: a basic index does not stand in
+	// for an advanced one, nor the other way round.
+	skips := task.SkipExisting && !task.OverwriteExisting && state.ProcessingType == processingType(task) && state.Encoding == encodingOf(task)
+	switch {
+	case !saved:
+		return decision{now: proceed}
+	case sameTask && (task.ETag == "" || state.ETag == task.ETag):
+		return decision{now: alreadySaved}
+	case sameTask:
+		return decision{now: proceed, covered: alreadySaved, etag: state.ETag}
+	case skips && task.ETag != "" && state.ETag == task.ETag:
+		return decision{now: unchanged}
+	case skips:
+		return decision{now: proceed, covered: unchanged, etag: state.ETag}
+	}
+	return decision{now: proceed}
+}
+
+// processingType is what the object state records of the task's
+// processing type: "advanced", or empty for basic.
+func processingType(task *schema.Task) string {
+	if task.Structured() {
+		return schema.ProcessingAdvanced
+	}
+	return ""
+}
+
+// encodingOf is what the object state records of the task's tokenizer:
+// its name, or empty for the default.
+func encodingOf(task *schema.Task) string {
+	if task.Encoding == schema.DefaultEncoding {
+		return ""
+	}
+	return task.Encoding
+}
+
+// report is the outcome of a task its stored state settles (alreadySaved
+// or unchanged), with nothing fetched or published.
+func report(v verdict, task *schema.Task, state *schema.ObjectState) *schema.ObjectEvent {
+	if v == alreadySaved && state.Status == schema.ObjectIndexed {
+		ev := event(task, schema.OutcomeIndexed)
+		ev.ETag, ev.Chunks, ev.Tokens = state.ETag, state.Chunks, state.Tokens
+		return ev
+	}
+	ev := event(task, schema.OutcomeSkipped)
+	ev.ETag = state.ETag
+	switch {
+	case v == alreadySaved:
+		ev.Reason = state.Reason // the same skip again
+	case state.Status == schema.ObjectSkipped:
+		ev.Reason = schema.ReasonUnchangedSinceSkipped
+	default:
+		ev.Reason = schema.ReasonAlreadyIndexed
+	}
+	return ev
+}

@@ -1,0 +1,188 @@
+// Package index is the handler of TASKS: it indexes or deletes one object
+// per task. A task is decoded, its stored object state decides what is left
+// to do (decide.go), the object is fetched with the tenant's role, its text
+// streamed through extraction and chunking into CHUNKS, and a commit makes
+// the version visible (body.go); the object state records it, and an
+// outcome event tells the job. Deletes, and claims of notifications, are
+// checked against S3 (confirm.go).
+//
+// Reading order: Handle (this file) → runTask (task.go) → decide
+// (decide.go) → indexBody (body.go) → commit.
+package index
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/jobs"
+	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/worker/chunk"
+	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/worker/extract"
+	"github.com/stevedore-dev/stevedore/worker/meter"
+	"github.com/stevedore-dev/stevedore/worker/token"
+)
+
+// Config configures a Handler. Every field but PDF and Logger is required.
+type Config struct {
+	JS        jetstream.JetStream
+	Publisher *meter.Publisher
+	Metrics   *meter.Metrics
+	Resolver  *creds.Resolver
+	// Registry receives the AUDIT records of notification claims S3 did not
+	// bear out.
+	Registry *registry.Registry
+	Jobs     *jobs.Cache
+	// Encoding and ChunkTokens: the default tokenizer and the tokens per chunk.
+	Encoding    *token.Encoding
+	ChunkTokens int
+	// MaxObjectBytes: larger objects are skipped with reason too_large.
+	MaxObjectBytes int64
+	// MaxDecompressedBytes caps what a gzip object may decompress to.
+	MaxDecompressedBytes int64
+	// PDF reads PDFs; nil skips them as unsupported_type.
+	PDF *extract.PDF
+	// Gate pauses claiming while CHUNKS is full (see Gate).
+	Gate   *Gate
+	Logger *slog.Logger
+}
+
+// Handler indexes TASKS messages; it is a runner.Handler.
+type Handler struct {
+	cfg Config
+	log *slog.Logger
+	m   *meter.Metrics
+	// splitters by tokenizer name ("" is cfg.Encoding), made on first use.
+	splitMu   sync.Mutex
+	splitters map[string]*chunk.Splitter
+	objects   jetstream.KeyValue
+}
+
+// New returns a Handler bound to the object-state bucket.
+func New(ctx context.Context, cfg Config) (*Handler, error) {
+	if cfg.JS == nil || cfg.Publisher == nil || cfg.Metrics == nil || cfg.Resolver == nil || cfg.Registry == nil || cfg.Jobs == nil || cfg.Encoding == nil || cfg.Gate == nil {
+		return nil, errors.New("index: JS, Publisher, Metrics, Resolver, Registry, Jobs, Encoding and Gate are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	sp, err := chunk.New(cfg.Encoding, cfg.ChunkTokens)
+	if err != nil {
+		return nil, err
+	}
+	objects, err := cfg.JS.KeyValue(ctx, schema.BucketObjects)
+	if err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	return &Handler{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, objects: objects,
+		splitters: map[string]*chunk.Splitter{"": sp, cfg.Encoding.Name(): sp}}, nil
+}
+
+// Name is the stage label of the handler's metrics and logs.
+func (h *Handler) Name() string { return "task" }
+
+// Handle handles one task: decide → fetch → extract → chunk → publish
+// chunks → commit → record object state → publish the outcome event.
+// Errors go back to the runner, which decides; a task given up on still
+// gets a "failed" outcome (GiveUp), so the job's counters stay exact and
+// the job completes.
+func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
+	task, err := schema.DecodeTask(msg.Data())
+	if err != nil {
+		return err
+	}
+	ev, err := h.runTask(ctx, task)
+	if err != nil {
+		return err
+	}
+	if err := h.cfg.Publisher.Publish(ctx, []schema.Out{eventMsg(ev)}); err != nil {
+		return err
+	}
+	h.m.Objects.WithLabelValues(string(ev.Outcome)).Inc()
+	if task.EventTime != nil && (ev.Outcome == schema.OutcomeIndexed || ev.Outcome == schema.OutcomeDeleted) {
+		h.m.Lag.WithLabelValues(string(ev.Outcome)).Observe(time.Since(*task.EventTime).Seconds())
+	}
+	return nil
+}
+
+// GiveUp is the indexer's give-up outcome: the object failed, with the
+// reason and hint.
+func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
+	task, err := schema.DecodeTask(data)
+	if err != nil {
+		return nil // undecodable: no job to tell
+	}
+	ev := event(task, schema.OutcomeFailed)
+	ev.Reason, ev.ErrorClass, ev.ErrorCode = PublicReason(f), string(f.Class), f.Code
+	return []schema.Out{eventMsg(ev)}
+}
+
+// GaveUp counts the failed object once its outcome is durable.
+func (h *Handler) GaveUp() { h.m.Objects.WithLabelValues(string(schema.OutcomeFailed)).Inc() }
+
+// PublicReason is a classified error as a customer reads it: the error
+// without internals (creds.PublicMessage of the error it wraps) and its
+// hint, at most schema.MaxReasonBytes. The raw error is logged by the runner.
+func PublicReason(f *schema.ClassError) string {
+	msg := creds.PublicMessage(f.Err)
+	if f.Hint != "" {
+		msg += " (" + f.Hint + ")"
+	}
+	return schema.Bound(msg)
+}
+
+// Splitter returns the splitter for a tokenizer (its name; "" is the
+// handler's default).
+func (h *Handler) Splitter(encoding string) (*chunk.Splitter, error) {
+	h.splitMu.Lock()
+	defer h.splitMu.Unlock()
+	if sp := h.splitters[encoding]; sp != nil {
+		return sp, nil
+	}
+	enc, err := token.Get(encoding)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := chunk.New(enc, h.cfg.ChunkTokens)
+	if err != nil {
+		return nil, err
+	}
+	h.splitters[encoding] = sp
+	return sp, nil
+}
+
+// customMetadata is what a task's chunks carry: the task's own (tasks of
+// earlier versions carried it), else its job record's. A record that cannot
+// be read now is retried, not indexed without its metadata.
+func (h *Handler) customMetadata(ctx context.Context, task *schema.Task) (json.RawMessage, error) {
+	if len(task.CustomMetadata) > 0 || task.JobID == "" {
+		return task.CustomMetadata, nil
+	}
+	rec, err := h.cfg.Jobs.Get(ctx, task.JobID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		h.log.Warn("the job record is gone: chunks are published without its custom metadata", "job_id", task.JobID)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, schema.Errorf(schema.ClassTransient, "read the job record for its custom metadata: %w", err)
+	}
+	return rec.CustomMetadata, nil
+}
+
+// event is task's outcome o, without details.
+func event(t *schema.Task, o schema.Outcome) *schema.ObjectEvent {
+	return &schema.ObjectEvent{EventID: schema.ObjectEventID(t.JobID, t.Op, t.Bucket, t.Key, t.VersionID+t.Sequencer), JobID: t.JobID,
+		Org: t.Org, Collection: t.Collection, Bucket: t.Bucket, Key: t.Key, ETag: t.ETag, Outcome: o, At: time.Now().UTC()}
+}
+
+func eventMsg(ev *schema.ObjectEvent) schema.Out {
+	return schema.Out{Subject: schema.ObjectEventSubject(ev.Org, ev.Collection), MsgID: ev.EventID, Msg: ev}
+}

@@ -1,0 +1,205 @@
+package index
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/worker/extract"
+	"github.com/stevedore-dev/stevedore/worker/faults"
+)
+
+// object is one task's object as this task found it: the tenant that
+// reads it, its stored state and that state's revision, and what S3 said
+// of it once asked.
+type object struct {
+	task   *schema.Task
+	tenant *creds.Tenant
+	key    string              // the object-state key
+	state  *schema.ObjectState // before this task (nil: none)
+	rev    uint64              // the state's revision (0: none): see schema.GenMsgID
+	now    *s3Now              // what S3 said of the object, once asked
+	// overrides is set when S3 showed the stored sequencer to be wrong (a
+	// later genuine event judged stale by it).
+	overrides bool
+}
+
+// runTask does the work and returns the outcome event to publish.
+func (h *Handler) runTask(ctx context.Context, task *schema.Task) (*schema.ObjectEvent, error) {
+	if h.cfg.Jobs.Cancelled(ctx, task.JobID) {
+		ev := event(task, schema.OutcomeSkipped)
+		ev.Reason = schema.ReasonCancelled
+		return ev, nil
+	}
+	o, err := h.load(ctx, task)
+	if err != nil {
+		return nil, err
+	}
+	d := decide(task, o.state)
+	switch d.now {
+	case stale:
+		if ev, err := h.checkStale(ctx, o); ev != nil || err != nil {
+			return ev, err
+		}
+	case alreadySaved, unchanged:
+		return report(d.now, task, o.state), nil
+	}
+	if task.Op == schema.OpDelete {
+		return h.deleteObject(ctx, o)
+	}
+	return h.fetchAndIndex(ctx, o, d)
+}
+
+// load resolves the task's tenant and reads its object's stored state.
+func (h *Handler) load(ctx context.Context, task *schema.Task) (*object, error) {
+	t, err := h.cfg.Resolver.Tenant(ctx, task.Org, task.IntegrationID, task.Bucket, task.Key)
+	if err != nil {
+		return nil, err
+	}
+	t.CredentialRef = task.CredentialRef
+	o := &object{task: task, tenant: t, key: schema.ObjectKey(task.Org, task.Collection, task.Bucket, task.Key)}
+	if o.state, o.rev, err = h.loadState(ctx, o.key); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// checkStale handles a task the stored sequencer calls stale. A stored
+// sequencer may have come from a forged notification: the event is stale
+// only if S3 agrees with the state (confirm.go); then it returns the
+// skipped outcome. Otherwise the task goes on, overriding the sequencer.
+func (h *Handler) checkStale(ctx context.Context, o *object) (*schema.ObjectEvent, error) {
+	var err error
+	if o.now, err = h.headObject(ctx, o.tenant, o.task); err != nil {
+		return nil, err
+	}
+	if o.now.agreesWithStale(o.task, o.state) {
+		ev := event(o.task, schema.OutcomeSkipped)
+		ev.Reason = "stale: an event with a later sequencer for this key was already applied"
+		return ev, nil
+	}
+	o.overrides = true
+	h.unconfirmed(ctx, o.task, reasonStaleOverridden)
+	h.log.Warn("a stored sequencer contradicted S3; the newer event is applied", "org", o.task.Org, "bucket", o.task.Bucket, "key", o.task.Key, "outcome", "overridden")
+	return nil, nil
+}
+
+// fetchAndIndex fetches the object and indexes it, unless S3's answer
+// settles it (d.onFetch) or it is too large.
+func (h *Handler) fetchAndIndex(ctx context.Context, o *object, d decision) (*schema.ObjectEvent, error) {
+	task := o.task
+	obj, err := h.get(ctx, o)
+	if err != nil {
+		return h.goneSinceIndexed(ctx, o, err)
+	}
+	defer obj.Body.Close()
+	v := objectVersion{task: task, etag: aws.ToString(obj.ETag), version: aws.ToString(obj.VersionId), state: o.state, gen: o.rev}
+	ev := event(task, schema.OutcomeSkipped)
+	ev.ETag = v.etag
+	if size := aws.ToInt64(obj.ContentLength); size > h.cfg.MaxObjectBytes {
+		ev.Reason = fmt.Sprintf("%s: object is %d bytes, over the %d-byte cap", extract.ReasonTooLarge, size, h.cfg.MaxObjectBytes)
+		h.m.Skipped(extract.ReasonTooLarge)
+		return ev, nil
+	}
+	if got := d.onFetch(v.etag); got != proceed {
+		return report(got, task, o.state), nil
+	}
+	if err := faults.At("after_download", task.Key); err != nil {
+		return nil, err
+	}
+	// The notification's claim is confirmed when S3 returned the version it
+	// names (same ETag, and version ID when it gives one); only then may its
+	// sequencer be stored.
+	confirmed := task.ETag != "" && sameETag(task.ETag, v.etag) && (task.VersionID == "" || task.VersionID == v.version)
+	if task.Sequencer != "" && !confirmed {
+		h.unconfirmed(ctx, task, reasonCreateNotAsClaimed)
+	}
+	res, err := h.indexBody(ctx, v, obj)
+	ev.Bytes = res.bytes
+	h.m.Bytes.Add(float64(res.bytes))
+	if err != nil {
+		return nil, err
+	}
+	return h.record(ctx, o, v, res, ev, sequencer(task, o.state, confirmed, o.overrides))
+}
+
+// get is GetObject of the task's object (its version, when it names one)
+// with the tenant's role.
+func (h *Handler) get(ctx context.Context, o *object) (*s3.GetObjectOutput, error) {
+	task := o.task
+	scope := task.JobID
+	if scope == "" {
+		scope = "events"
+	}
+	req, err := h.cfg.Resolver.Request(o.tenant, scope, task.Bucket, task.ScopePrefix)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	in := &s3.GetObjectInput{Bucket: aws.String(task.Bucket), Key: aws.String(task.Key), ExpectedBucketOwner: o.tenant.Owner()}
+	if task.VersionID != "" {
+		in.VersionId = aws.String(task.VersionID)
+	}
+	obj, err := h.cfg.Resolver.GetObject(ctx, o.tenant, req, task.Region, in)
+	h.m.S3("get", err)
+	h.m.Stage.WithLabelValues("get").Observe(time.Since(start).Seconds())
+	return obj, err
+}
+
+// record saves the object state the indexed (or skipped) version leaves,
+// and completes ev, the outcome. A skipped version of an object indexed
+// before keeps that state: its chunks stay valid.
+func (h *Handler) record(ctx context.Context, o *object, v objectVersion, res indexResult, ev *schema.ObjectEvent, seq string) (*schema.ObjectEvent, error) {
+	task := o.task
+	st := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Sequencer: seq, ExtractorVersion: res.extractor,
+		ContentType: res.contentType, ProcessingType: processingType(task), Encoding: encodingOf(task), JobID: task.JobID, UpdatedAt: time.Now().UTC()}
+	if res.skip != nil {
+		ev.Reason = res.skip.Error() // bounded: a detail can carry the tenant's bytes
+		h.m.Skipped(res.skip.Reason)
+		h.log.Info("object skipped", "org", task.Org, "bucket", task.Bucket, "key", task.Key, "outcome", "skipped", "reason", ev.Reason)
+		if o.state != nil && o.state.Status == schema.ObjectIndexed {
+			return ev, nil
+		}
+		// Remember the version, so skip_existing does not fetch it again.
+		st.Status, st.Reason = schema.ObjectSkipped, ev.Reason
+		if st.ExtractorVersion == "" {
+			st.ExtractorVersion = extract.Version
+		}
+		return ev, h.saveState(ctx, o.key, st, o.rev)
+	}
+	st.Status, st.Chunks, st.Tokens = schema.ObjectIndexed, res.chunks, res.tokens
+	if err := h.saveState(ctx, o.key, st, o.rev); err != nil {
+		return nil, err
+	}
+	if err := faults.At("after_state", task.Key); err != nil {
+		return nil, err
+	}
+	ev.Outcome, ev.Reason, ev.Chunks, ev.Tokens = schema.OutcomeIndexed, "", res.chunks, res.tokens
+	return ev, nil
+}
+
+// goneSinceIndexed handles a GetObject that failed with err. An object that
+// was indexed and is now gone (a job names a key deleted since: S3 answers
+// NoSuchKey) has its chunks tombstoned once a HEAD confirms it is gone, as a
+// delete notification would: outcome deleted, not a failure that leaves its
+// chunks searchable. Anything else is err, for the runner to decide.
+func (h *Handler) goneSinceIndexed(ctx context.Context, o *object, err error) (*schema.ObjectEvent, error) {
+	if creds.Classify(err).Class != schema.ClassNotFound || o.state == nil || o.state.Status != schema.ObjectIndexed {
+		return nil, err
+	}
+	now, herr := h.headObject(ctx, o.tenant, o.task)
+	if herr != nil {
+		return nil, herr
+	}
+	if !now.gone {
+		// Written again between the GET and the HEAD: read it again.
+		return nil, schema.Errorf(schema.ClassTransient, "s3://%s/%s reappeared while it was read: %w", o.task.Bucket, o.task.Key, err)
+	}
+	o.now = now
+	return h.deleteObject(ctx, o)
+}

@@ -1,0 +1,116 @@
+// Package meter holds the worker's domain metrics (objects, bytes, chunks,
+// S3 requests, job outcomes), shared by its handlers, and the publisher that
+// measures what it publishes. The runner's own metrics (claims,
+// settlements) are in worker/runner.
+package meter
+
+import (
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/worker/extract"
+)
+
+// Metrics are the handlers' metrics. Create with New.
+type Metrics struct {
+	Stage        *prometheus.HistogramVec
+	ChunksFull   prometheus.Gauge
+	ChunksWaits  prometheus.Counter
+	s3Requests   *prometheus.CounterVec
+	Bytes        prometheus.Counter
+	Objects      *prometheus.CounterVec
+	skips        *prometheus.CounterVec // reason
+	Chunks       prometheus.Counter
+	Tokens       prometheus.Counter
+	publish      prometheus.Histogram
+	StaleRetries prometheus.Counter
+	Lag          *prometheus.HistogramVec
+	duplicates   prometheus.Counter
+	Unconfirmed  *prometheus.CounterVec
+	JobsFinished *prometheus.CounterVec
+	JobDuration  *prometheus.HistogramVec
+}
+
+// New makes the metrics, registered with reg (nil: none).
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		ChunksFull: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stevedore_chunks_full",
+			Help: "1 while CHUNKS is at its byte limit and this worker claims no tasks (downstream is behind), else 0."}),
+		ChunksWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_chunks_full_waits_total",
+			Help: "Chunk publishes CHUNKS refused as full; each waits for room and publishes again."}),
+		Stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_task_stage_duration_seconds",
+			Help: "Time spent in each step of a task (get, chunk, publish).", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"step"}),
+		s3Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_s3_requests_total",
+			Help: "S3 requests by operation and result (ok or error class)."}, []string{"op", "result"}),
+		Bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_s3_fetched_bytes_total", Help: "Object bytes read from S3 (named stevedore_s3_bytes_fetched_total before)."}),
+		JobsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_jobs_finished_total",
+			Help: "Jobs that reached a final status, by status (completed, completed_with_errors, failed)."}, []string{"status"}),
+		JobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_job_duration_seconds",
+			Help: "From a job's creation to its final status, by status.", Buckets: prometheus.ExponentialBuckets(0.1, 4, 10)}, []string{"status"}),
+		Objects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_objects_total",
+			Help: "Objects by outcome (indexed, skipped, failed, deleted)."}, []string{"outcome"}),
+		skips: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_objects_skipped_total",
+			Help: "Objects skipped by what their content is, by reason (extract.Reasons: unsupported_type, too_large, text_too_large, corrupt_archive …): a limit hit is counted here."}, []string{"reason"}),
+		Chunks:  prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_chunks_published_total", Help: "Chunks published to CHUNKS."}),
+		Tokens:  prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_tokens_published_total", Help: "Tokens in published chunks."}),
+		publish: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "stevedore_publish_duration_seconds", Help: "Time until JetStream acknowledged a batch of publishes.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}),
+		Unconfirmed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_notifications_unconfirmed_total",
+			Help: "Notification claims S3 did not bear out, by reason: not_deleted_in_s3 (a delete of an object S3 still has), create_not_as_claimed (S3 returned another version than the record named; its sequencer is not stored), stale_sequencer_overridden (a stored sequencer contradicted S3)."}, []string{"reason"}),
+		StaleRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_s3_stale_credential_retries_total",
+			Help: "S3 calls retried after a stale-token answer invalidated cached credentials."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_publish_duplicates_total",
+			Help: "Publishes JetStream recognised as duplicates by Nats-Msg-Id (redone work that changed nothing)."}),
+		Lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_notification_lag_seconds",
+			Help:    "From an S3 event's eventTime to its chunks (or tombstone) being durable in CHUNKS, by outcome.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}, []string{"outcome"}),
+	}
+	// Every known label value starts at zero: a series exists before its
+	// first event, so rates, alerts and dashboards see it.
+	for _, o := range []schema.Outcome{schema.OutcomeIndexed, schema.OutcomeSkipped, schema.OutcomeFailed, schema.OutcomeDeleted} {
+		m.Objects.WithLabelValues(string(o))
+	}
+	for _, r := range extract.Reasons {
+		m.skips.WithLabelValues(r)
+	}
+	for _, s := range []string{schema.JobStatusCompleted, schema.JobStatusCompletedWithErrors, schema.JobStatusFailed, schema.JobStatusCancelled} {
+		m.JobsFinished.WithLabelValues(s)
+	}
+	for _, r := range Unconfirmed {
+		m.Unconfirmed.WithLabelValues(r)
+	}
+	for _, o := range []schema.Outcome{schema.OutcomeIndexed, schema.OutcomeDeleted} {
+		m.Lag.WithLabelValues(string(o))
+	}
+	if reg != nil {
+		reg.MustRegister(m.ChunksFull, m.ChunksWaits, m.Stage, m.s3Requests, m.Bytes, m.Objects, m.skips, m.Chunks, m.Tokens, m.publish, m.StaleRetries, m.Lag, m.duplicates, m.Unconfirmed, m.JobsFinished, m.JobDuration)
+	}
+	return m
+}
+
+// S3 counts one S3 request of op by its result.
+func (m *Metrics) S3(op string, err error) {
+	result := "ok"
+	if err != nil {
+		result = string(creds.Classify(err).Class)
+	}
+	m.s3Requests.WithLabelValues(op, result).Inc()
+}
+
+// Skipped counts an object skipped for reason (unknown reasons as "other",
+// so the label stays bounded).
+func (m *Metrics) Skipped(reason string) {
+	if !slices.Contains(extract.Reasons, reason) {
+		reason = "other"
+	}
+	m.skips.WithLabelValues(reason).Inc()
+}
+
+// Unconfirmed are the reasons a notification claim is not borne out by S3
+// (stevedore_notifications_unconfirmed_total and the org's AUDIT):
+// not_deleted_in_s3 (a delete of an object S3 still has),
+// create_not_as_claimed (S3 returned another version than the record
+// named), stale_sequencer_overridden (a stored sequencer contradicted S3).
+var Unconfirmed = []string{"not_deleted_in_s3", "create_not_as_claimed", "stale_sequencer_overridden"}

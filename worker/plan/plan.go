@@ -1,0 +1,177 @@
+// Package plan is the handler of JOBS: it plans an index job one page at a
+// time, listing up to PageSize keys with the tenant's role and publishing a
+// task per object, the job's next page, and a "planned" event.
+package plan
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/jobs"
+	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/worker/meter"
+)
+
+// PageSizeDefault is Config.PageSize's default.
+const PageSizeDefault = 1000
+
+// Config configures a Handler. Every field but PageSize and Logger is required.
+type Config struct {
+	Publisher *meter.Publisher
+	Metrics   *meter.Metrics
+	Resolver  *creds.Resolver
+	Jobs      *jobs.Cache
+	// PageSize is ListObjectsV2 MaxKeys per job page; default 1000.
+	PageSize int32
+	Logger   *slog.Logger
+}
+
+// Handler plans JOBS pages; it is a runner.Handler. Giving a page up
+// fails its job.
+type Handler struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a Handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Publisher == nil || cfg.Metrics == nil || cfg.Resolver == nil || cfg.Jobs == nil {
+		return nil, errors.New("plan: Publisher, Metrics, Resolver and Jobs are required")
+	}
+	cfg.PageSize = cmp.Or(cfg.PageSize, PageSizeDefault)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Name is the stage label of the handler's metrics and logs.
+func (h *Handler) Name() string { return "plan" }
+
+// Handle plans one page of an index job: list up to PageSize keys, publish
+// a task per object, a continuation job for the next page, and a "planned"
+// event. Every publish has a deterministic ID, so a crash anywhere in here
+// followed by redelivery redoes the page without duplicating anything.
+func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
+	job, err := schema.DecodeJob(msg.Data())
+	if err != nil {
+		return err
+	}
+	if h.cfg.Jobs.Cancelled(ctx, job.JobID) {
+		h.log.Info("job cancelled: page not planned", "org", job.Org, "job_id", job.JobID, "page", job.Page)
+		return nil
+	}
+	return h.planPage(ctx, job)
+}
+
+// GiveUp is the planner's give-up outcome: the job failed, with why, so
+// GET /v2/jobs shows it.
+func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
+	job, err := schema.DecodeJob(data)
+	if err != nil {
+		return nil // undecodable: no job to tell
+	}
+	ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
+		Type: schema.JobFailed, Page: job.Page, Reason: schema.Bound(creds.PublicMessage(f.Err)), ErrorClass: string(f.Class), ErrorCode: f.Code, Hint: f.Hint, At: time.Now().UTC()}
+	return []schema.Out{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}
+}
+
+func (h *Handler) planPage(ctx context.Context, job *schema.Job) error {
+	scopeKey := job.Prefix
+	if job.Kind == schema.JobFile {
+		scopeKey = job.Key
+	}
+	t, err := h.cfg.Resolver.Tenant(ctx, job.Org, job.IntegrationID, job.Bucket, scopeKey)
+	if err != nil {
+		return err
+	}
+	t.CredentialRef = job.CredentialRef
+	var out []schema.Out
+	var next *schema.Job
+	if job.Kind == schema.JobFile {
+		task := baseTask(job)
+		task.Key, task.ScopePrefix = job.Key, job.Key
+		out = append(out, taskMsg(&task))
+	} else if out, next, err = h.listPage(ctx, t, job); err != nil {
+		return err
+	}
+	tasks := len(out)
+	if next != nil {
+		out = append(out, schema.Out{Subject: schema.JobSubject(job.Org, job.Collection), MsgID: schema.JobPageMsgID(job.JobID, next.Page), Msg: next})
+	}
+	ev := &schema.JobEvent{EventID: schema.PlannedEventID(job.JobID, job.Page), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
+		Type: schema.JobPlanned, Page: job.Page, Tasks: tasks, Last: next == nil, At: time.Now().UTC()}
+	out = append(out, schema.Out{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev})
+	if err := h.cfg.Publisher.Publish(ctx, out); err != nil {
+		return err
+	}
+	h.log.Info("page planned", "org", job.Org, "collection", job.Collection, "job_id", job.JobID, "page", job.Page, "tasks", tasks, "last", next == nil)
+	return nil
+}
+
+// listPage lists one page of a bucket or directory job: a task per object
+// (directory markers left out), and the job's next page unless this one was
+// the last (the listing ended, or max_files is reached).
+func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job) (tasks []schema.Out, next *schema.Job, err error) {
+	req, err := h.cfg.Resolver.Request(t, job.JobID, job.Bucket, job.Prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	maxKeys := h.cfg.PageSize
+	if job.MaxFiles > 0 && int32(job.MaxFiles-job.Planned) < maxKeys {
+		maxKeys = int32(job.MaxFiles - job.Planned)
+	}
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(job.Bucket), MaxKeys: aws.Int32(maxKeys), ExpectedBucketOwner: t.Owner()}
+	if job.Prefix != "" {
+		in.Prefix = aws.String(job.Prefix)
+	}
+	if job.ContinuationToken != "" {
+		in.ContinuationToken = aws.String(job.ContinuationToken)
+	}
+	var page *s3.ListObjectsV2Output
+	err = h.cfg.Resolver.WithS3(ctx, t, req, job.Region, func(c *s3.Client) error {
+		var err error
+		page, err = c.ListObjectsV2(ctx, in)
+		h.cfg.Metrics.S3("list", err)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, o := range page.Contents {
+		key := aws.ToString(o.Key)
+		if strings.HasSuffix(key, "/") && aws.ToInt64(o.Size) == 0 {
+			continue // a "directory" marker, not a document
+		}
+		task := baseTask(job)
+		task.Key, task.ScopePrefix, task.ETag, task.Size = key, job.Prefix, aws.ToString(o.ETag), aws.ToInt64(o.Size)
+		tasks = append(tasks, taskMsg(&task))
+	}
+	planned := job.Planned + len(tasks)
+	if aws.ToBool(page.IsTruncated) && page.NextContinuationToken != nil && (job.MaxFiles == 0 || planned < job.MaxFiles) {
+		cont := *job
+		cont.ContinuationToken, cont.Page, cont.Planned = *page.NextContinuationToken, job.Page+1, planned
+		next = &cont
+	}
+	return tasks, next, nil
+}
+
+// baseTask is what every task of job carries.
+func baseTask(job *schema.Job) schema.Task {
+	return schema.Task{Op: schema.OpIndex, JobID: job.JobID, Org: job.Org, Collection: job.Collection, IntegrationID: job.IntegrationID,
+		CredentialRef: job.CredentialRef, Bucket: job.Bucket, Region: job.Region, SkipExisting: job.SkipExisting,
+		OverwriteExisting: job.OverwriteExisting, ProcessingType: job.ProcessingType, Encoding: job.Encoding}
+}
+
+func taskMsg(t *schema.Task) schema.Out {
+	return schema.Out{Subject: schema.TaskSubject(t.Org, t.Collection), MsgID: schema.TaskMsgID(t.JobID, t.Bucket, t.Key, t.VersionID, t.Sequencer), Msg: t}
+}
