@@ -179,13 +179,13 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	cache := store.Cache()
 	w.gate = index.NewGate(cfg.JS, m, w.log)
-	w.index, err = index.New(ctx, index.Config{JS: cfg.JS, Publisher: pub, Metrics: m, Resolver: w.res, Registry: cfg.Registry, Jobs: cache,
+	w.index, err = index.New(ctx, index.Config{JS: cfg.JS, Publish: pub.Publish, Metrics: m, Resolver: w.res, Registry: cfg.Registry, Jobs: cache,
 		Encoding: cfg.Encoding, ChunkTokens: cfg.ChunkTokens, MaxObjectBytes: cfg.MaxObjectBytes, MaxDecompressedBytes: cfg.MaxDecompressedBytes,
 		PDF: cfg.PDF, Gate: w.gate, Logger: w.log})
 	if err != nil {
 		return nil, err
 	}
-	planner, err := plan.New(plan.Config{Publisher: pub, Metrics: m, Resolver: w.res, Jobs: cache, PageSize: cfg.PageSize, Logger: w.log})
+	planner, err := plan.New(plan.Config{Publish: pub.Publish, Metrics: m, Resolver: w.res, Jobs: cache, PageSize: cfg.PageSize, Logger: w.log})
 	if err != nil {
 		return nil, err
 	}

@@ -106,7 +106,7 @@ func (g *Gate) WaitOpen(ctx context.Context) error {
 // full shuts the gate and publishes again once there is room.
 func (h *Handler) publishChunks(ctx context.Context, msgs []schema.Out) error {
 	for {
-		err := h.cfg.Publisher.Publish(ctx, msgs)
+		err := h.cfg.Publish(ctx, msgs)
 		if err == nil || !schema.IsBackpressure(err) {
 			return err
 		}

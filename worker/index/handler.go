@@ -33,10 +33,12 @@ import (
 
 // Config configures a Handler. Every field but PDF and Logger is required.
 type Config struct {
-	JS        jetstream.JetStream
-	Publisher *meter.Publisher
-	Metrics   *meter.Metrics
-	Resolver  *creds.Resolver
+	JS jetstream.JetStream
+	// Publish publishes msgs and waits for every acknowledgement
+	// (meter.Publisher.Publish in the worker).
+	Publish  func(ctx context.Context, msgs []schema.Out) error
+	Metrics  *meter.Metrics
+	Resolver *creds.Resolver
 	// Registry receives the AUDIT records of notification claims S3 did not
 	// bear out.
 	Registry *registry.Registry
@@ -68,8 +70,8 @@ type Handler struct {
 
 // New returns a Handler bound to the object-state bucket.
 func New(ctx context.Context, cfg Config) (*Handler, error) {
-	if cfg.JS == nil || cfg.Publisher == nil || cfg.Metrics == nil || cfg.Resolver == nil || cfg.Registry == nil || cfg.Jobs == nil || cfg.Encoding == nil || cfg.Gate == nil {
-		return nil, errors.New("index: JS, Publisher, Metrics, Resolver, Registry, Jobs, Encoding and Gate are required")
+	if cfg.JS == nil || cfg.Publish == nil || cfg.Metrics == nil || cfg.Resolver == nil || cfg.Registry == nil || cfg.Jobs == nil || cfg.Encoding == nil || cfg.Gate == nil {
+		return nil, errors.New("index: JS, Publish, Metrics, Resolver, Registry, Jobs, Encoding and Gate are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -103,7 +105,7 @@ func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	if err := h.cfg.Publisher.Publish(ctx, []schema.Out{eventMsg(ev)}); err != nil {
+	if err := h.cfg.Publish(ctx, []schema.Out{eventMsg(ev)}); err != nil {
 		return err
 	}
 	h.m.Objects.WithLabelValues(string(ev.Outcome)).Inc()

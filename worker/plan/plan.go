@@ -26,10 +26,12 @@ const PageSizeDefault = 1000
 
 // Config configures a Handler. Every field but PageSize and Logger is required.
 type Config struct {
-	Publisher *meter.Publisher
-	Metrics   *meter.Metrics
-	Resolver  *creds.Resolver
-	Jobs      *jobs.Cache
+	// Publish publishes msgs and waits for every acknowledgement
+	// (meter.Publisher.Publish in the worker).
+	Publish  func(ctx context.Context, msgs []schema.Out) error
+	Metrics  *meter.Metrics
+	Resolver *creds.Resolver
+	Jobs     *jobs.Cache
 	// PageSize is ListObjectsV2 MaxKeys per job page; default 1000.
 	PageSize int32
 	Logger   *slog.Logger
@@ -44,8 +46,8 @@ type Handler struct {
 
 // New returns a Handler.
 func New(cfg Config) (*Handler, error) {
-	if cfg.Publisher == nil || cfg.Metrics == nil || cfg.Resolver == nil || cfg.Jobs == nil {
-		return nil, errors.New("plan: Publisher, Metrics, Resolver and Jobs are required")
+	if cfg.Publish == nil || cfg.Metrics == nil || cfg.Resolver == nil || cfg.Jobs == nil {
+		return nil, errors.New("plan: Publish, Metrics, Resolver and Jobs are required")
 	}
 	cfg.PageSize = cmp.Or(cfg.PageSize, PageSizeDefault)
 	if cfg.Logger == nil {
@@ -111,7 +113,7 @@ func (h *Handler) planPage(ctx context.Context, job *schema.Job) error {
 	ev := &schema.JobEvent{EventID: schema.PlannedEventID(job.JobID, job.Page), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
 		Type: schema.JobPlanned, Page: job.Page, Tasks: tasks, Last: next == nil, At: time.Now().UTC()}
 	out = append(out, schema.Out{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev})
-	if err := h.cfg.Publisher.Publish(ctx, out); err != nil {
+	if err := h.cfg.Publish(ctx, out); err != nil {
 		return err
 	}
 	h.log.Info("page planned", "org", job.Org, "collection", job.Collection, "job_id", job.JobID, "page", job.Page, "tasks", tasks, "last", next == nil)

@@ -1,0 +1,159 @@
+package plan
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/jobs"
+	"github.com/stevedore-dev/stevedore/schema/registry/registrytest"
+	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
+	"github.com/stevedore-dev/stevedore/worker/meter"
+)
+
+const bucket = "acme-docs"
+
+// msg is a JOBS message as the runner hands it over.
+type msg struct {
+	jetstream.Msg
+	data []byte
+}
+
+func (m msg) Data() []byte         { return m.data }
+func (m msg) Subject() string      { return "jobs.test" }
+func (m msg) Headers() nats.Header { return nil }
+
+// planner is a Handler on a real registry, STS and S3 (awstest) and job
+// records, whose publishes are collected instead of sent.
+type planner struct {
+	h     *Handler
+	store *jobs.Store
+	job   schema.Job
+	out   [][]schema.Out
+}
+
+func newPlanner(t *testing.T, keys ...string) *planner {
+	t.Helper()
+	tf := registrytest.Tenant(t)
+	sts, s3 := awstest.Start(t)
+	sts.SetRole(awstest.Role{ARN: registrytest.RoleARN, Principal: awstest.Principal, ExternalID: tf.Org.ExternalID, Buckets: []string{bucket}})
+	for _, k := range keys {
+		body := "body of " + k
+		if strings.HasSuffix(k, "/") {
+			body = "" // a directory marker
+		}
+		s3.Put(bucket, k, body)
+	}
+	broker, err := creds.New(creds.Config{STS: sts.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := jobs.Open(context.Background(), tf.JS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &planner{store: store, job: schema.Job{JobID: "job_plan", Org: tf.Org.ID, Collection: "docs", IntegrationID: tf.In.ID,
+		Kind: schema.JobBucket, Bucket: bucket, Region: "us-east-1", CreatedAt: time.Now()}}
+	res := &creds.Resolver{Registry: tf.Registry, Broker: broker, AWS: s3.Config(), S3PathStyle: true}
+	p.h, err = New(Config{Metrics: meter.New(nil), Resolver: res, Jobs: store.Cache(), PageSize: 2,
+		Publish: func(ctx context.Context, msgs []schema.Out) error { p.out = append(p.out, msgs); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Create(context.Background(), schema.NewJobStatus(&p.job)); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// page plans job and returns its tasks' keys, the next page (nil: none)
+// and the planned event.
+func (p *planner) page(t *testing.T, job *schema.Job) (keys []string, next *schema.Job, ev *schema.JobEvent) {
+	t.Helper()
+	data, _ := schema.Encode(job)
+	if err := p.h.Handle(context.Background(), msg{data: data}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range p.out[len(p.out)-1] {
+		switch m := o.Msg.(type) {
+		case *schema.Task:
+			keys = append(keys, m.Key)
+		case *schema.Job:
+			next = m
+		case *schema.JobEvent:
+			ev = m
+		}
+	}
+	return keys, next, ev
+}
+
+// A bucket is planned a page at a time: each page's tasks (directory
+// markers left out), the next page while the listing goes on, and a
+// "planned" event saying how many tasks and whether it was the last.
+func TestPlanPages(t *testing.T) {
+	p := newPlanner(t, "a.txt", "b.txt", "dir/", "dir/c.txt", "d.txt")
+	job := p.job
+	var all []string
+	for page := 0; ; page++ {
+		keys, next, ev := p.page(t, &job)
+		if ev == nil || ev.Page != page || ev.Tasks != len(keys) || ev.Last != (next == nil) {
+			t.Fatalf("page %d: event %+v for %d tasks, next %v", page, ev, len(keys), next != nil)
+		}
+		all = append(all, keys...)
+		if next == nil {
+			break
+		}
+		job = *next
+	}
+	if got := strings.Join(all, ","); got != "a.txt,b.txt,d.txt,dir/c.txt" {
+		t.Fatalf("planned %s", got)
+	}
+}
+
+// max_files ends planning at the count, mid-listing.
+func TestPlanStopsAtMaxFiles(t *testing.T) {
+	p := newPlanner(t, "a.txt", "b.txt", "c.txt", "d.txt", "e.txt")
+	job := p.job
+	job.MaxFiles = 3
+	keys, next, _ := p.page(t, &job)
+	if len(keys) != 2 || next == nil {
+		t.Fatalf("page 0: %v, next %v", keys, next)
+	}
+	keys, next, ev := p.page(t, next)
+	if len(keys) != 1 || next != nil || !ev.Last {
+		t.Fatalf("page 1: %v, next %v, event %+v", keys, next, ev)
+	}
+}
+
+// A cancelled job's page plans nothing.
+func TestPlanCancelledJobPublishesNothing(t *testing.T) {
+	p := newPlanner(t, "a.txt")
+	if _, err := p.store.Cancel(context.Background(), p.job.Org, p.job.JobID); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := schema.Encode(&p.job)
+	if err := p.h.Handle(context.Background(), msg{data: data}); err != nil || len(p.out) != 0 {
+		t.Fatalf("err %v, published %v", err, p.out)
+	}
+}
+
+// Giving a page up fails its job with the reason, class, code and hint.
+func TestPlanGiveUpFailsTheJob(t *testing.T) {
+	p := newPlanner(t)
+	data, _ := schema.Encode(&p.job)
+	out := p.h.GiveUp(data, &schema.ClassError{Err: fmt.Errorf("AccessDenied"), Class: schema.ClassTenantAuth, Code: schema.CodeAssumeRoleDenied, Hint: "check the trust policy"})
+	ev, ok := out[0].Msg.(*schema.JobEvent)
+	if len(out) != 1 || !ok || ev.Type != schema.JobFailed || ev.ErrorClass != string(schema.ClassTenantAuth) || ev.ErrorCode != schema.CodeAssumeRoleDenied || ev.Hint == "" {
+		t.Fatalf("give-up outcome %+v", out)
+	}
+	if out := p.h.GiveUp([]byte("not json"), &schema.ClassError{Err: fmt.Errorf("x"), Class: schema.ClassPermanent}); len(out) != 0 {
+		t.Fatalf("an undecodable page has no job to fail: %+v", out)
+	}
+}
