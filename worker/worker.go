@@ -105,9 +105,8 @@ type Config struct {
 	// more job pages planned until they drain (its share of the queue, ≈ an
 	// eighth of TASKS' 1 GiB); default 250,000.
 	OrgTaskShare int
-	// NoAffinity makes every worker serve every org (the behaviour before
-	// tenant affinity: AssumeRole calls grow with the workers); for
-	// measurements.
+	// NoAffinity makes every worker serve every org (AssumeRole calls then
+	// grow with the workers); for measurements.
 	NoAffinity bool
 	// TrackBatch is the most events folded per batch; default schema.TrackBatch.
 	TrackBatch int

@@ -46,8 +46,8 @@ type s3Now struct {
 	etag string // when it exists
 }
 
-// agreesWithStale reports whether S3 bears out a stale verdict from the
-// stored sequencer: a late create for an object that is gone or still has
+// agreesWithStale reports whether S3 bears out what the stored sequencer
+// says, that task is stale: a late create for an object that is gone or still has
 // the stored content, or a late delete of an object that still exists.
 func (n *s3Now) agreesWithStale(task *schema.Task, state *schema.ObjectState) bool {
 	if task.Op == schema.OpDelete {

@@ -4,11 +4,11 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
-// verdict is what a task's stored object state decides.
-type verdict int
+// course is what a task's stored object state decides to do with it.
+type course int
 
 const (
-	proceed      verdict = iota // fetch and index, or delete
+	proceed      course = iota // fetch and index, or delete
 	stale                       // an event with a later sequencer for this key was applied: skip
 	alreadySaved                // a redelivery whose first attempt saved the state: report that outcome again
 	unchanged                   // skip_existing, and the state covers this ETag: skip without fetching
@@ -18,13 +18,13 @@ const (
 // proceed, what to do instead if S3 returns the ETag the stored state
 // covers (the listing's ETag was unknown, or not the stored one).
 type decision struct {
-	now     verdict
-	covered verdict // alreadySaved or unchanged; proceed: none
+	now     course
+	covered course // alreadySaved or unchanged; proceed: none
 	etag    string  // the stored state's ETag, when covered is set
 }
 
 // onFetch is the decision once S3 returned the object with etag.
-func (d decision) onFetch(etag string) verdict {
+func (d decision) onFetch(etag string) course {
 	if d.covered != proceed && d.etag == etag {
 		return d.covered
 	}
@@ -88,7 +88,7 @@ func encodingOf(task *schema.Task) string {
 
 // report is the outcome of a task its stored state settles (alreadySaved
 // or unchanged), with nothing fetched or published.
-func report(v verdict, task *schema.Task, state *schema.ObjectState) *schema.ObjectEvent {
+func report(v course, task *schema.Task, state *schema.ObjectState) *schema.ObjectEvent {
 	if v == alreadySaved && state.Status == schema.ObjectIndexed {
 		ev := event(task, schema.OutcomeIndexed)
 		ev.ETag, ev.Chunks, ev.Tokens = state.ETag, state.Chunks, state.Tokens

@@ -30,7 +30,7 @@ func TestDecide(t *testing.T) {
 		task  *schema.Task
 		state *schema.ObjectState
 		etag  string
-		want  verdict
+		want  course
 	}{
 		{"no state", job(nil), nil, `"e1"`, proceed},
 		{"older sequencer", job(func(t *schema.Task) { t.JobID, t.Sequencer = "", "09" }), indexed(nil), "", stale},
@@ -69,7 +69,7 @@ func TestDecideOnFetch(t *testing.T) {
 		name    string
 		task    *schema.Task
 		fetched string
-		want    verdict
+		want    course
 	}{
 		{"same job, listing had another etag, S3 has the saved one", &schema.Task{JobID: "job_a", ETag: `"e0"`}, `"e1"`, alreadySaved},
 		{"same job, S3 has a newer one", &schema.Task{JobID: "job_a", ETag: `"e0"`}, `"e2"`, proceed},

@@ -45,7 +45,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Time spent in each step of a task (get, chunk, publish).", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"step"}),
 		s3Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_s3_requests_total",
 			Help: "S3 requests by operation and result (ok or error class)."}, []string{"op", "result"}),
-		Bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_s3_fetched_bytes_total", Help: "Object bytes read from S3 (named stevedore_s3_bytes_fetched_total before)."}),
+		Bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_s3_fetched_bytes_total", Help: "Object bytes read from S3."}),
 		JobsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_jobs_finished_total",
 			Help: "Jobs that reached a final status, by status (completed, completed_with_errors, failed)."}, []string{"status"}),
 		JobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_job_duration_seconds",
