@@ -141,6 +141,13 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(a.reqs, a.latency, a.limited)
 	}
+	a.routes()
+	return a, nil
+}
+
+// routes registers every endpoint, and the answers for the rest (405 with
+// Allow, or 404 pointing at the OpenAPI document).
+func (a *API) routes() {
 	a.route("POST /v2/collections/{name}/index/s3", "index_bucket", a.index(schema.JobBucket))
 	a.route("POST /v2/collections/{name}/index/s3/directory", "index_directory", a.index(schema.JobDirectory))
 	a.route("POST /v2/collections/{name}/index/s3/file", "index_file", a.index(schema.JobFile))
@@ -166,7 +173,6 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 		}
 		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such endpoint: " + r.Method + " " + r.URL.Path, "see the OpenAPI document: GET /v2/openapi.json"})
 	})
-	return a, nil
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
@@ -334,91 +340,117 @@ func (a *API) index(kind schema.JobKind) func(http.ResponseWriter, *http.Request
 }
 
 func (a *API) validate(ctx context.Context, org *registry.Org, collection string, kind schema.JobKind, req *indexRequest) (*schema.Job, error) {
+	if err := a.checkAuth(ctx, org, req); err != nil {
+		return nil, err
+	}
+	skip, err := checkOptions(req)
+	if err != nil {
+		return nil, err
+	}
+	job := &schema.Job{Org: org.ID, Collection: collection, Kind: kind, Bucket: req.BucketName, Region: cmp.Or(req.BucketRegion, "us-east-1"),
+		MaxFiles: req.MaxFiles, SkipExisting: skip, OverwriteExisting: req.OverwriteExisting, ProcessingType: req.ProcessingType,
+		Encoding: req.Encoding, CustomMetadata: req.CustomMetadata, CreatedAt: a.cfg.Now().UTC()}
+	if err := checkTarget(job, req); err != nil {
+		return nil, err
+	}
+	return job, nil
+}
+
+// checkAuth checks the request's credentials: a role with the org's
+// ExternalId, or static keys where a KEK is configured, never both.
+func (a *API) checkAuth(ctx context.Context, org *registry.Org, req *indexRequest) error {
 	hasRole, hasKeys := req.Auth != nil, req.AccessKeyID != "" || req.SecretAccessKey != ""
 	switch {
 	case hasRole && hasKeys:
-		return nil, &apiError{http.StatusUnprocessableEntity, "ambiguous_credentials", "send either auth (assume_role) or aws_access_key_id/aws_secret_access_key, not both", "remove one of them"}
+		return &apiError{http.StatusUnprocessableEntity, "ambiguous_credentials", "send either auth (assume_role) or aws_access_key_id/aws_secret_access_key, not both", "remove one of them"}
 	case hasKeys && !a.cfg.Registry.HasKEK():
 		a.audit(ctx, org.ID, "index.refused", "static_keys_unsupported", "no KEK configured")
-		return nil, &apiError{http.StatusUnprocessableEntity, "static_keys_unsupported", "access-key authentication is not enabled on this deployment (no key-encryption key is configured)", "use a cross-account role: auth {type: assume_role, role_arn, external_id}"}
+		return &apiError{http.StatusUnprocessableEntity, "static_keys_unsupported", "access-key authentication is not enabled on this deployment (no key-encryption key is configured)", "use a cross-account role: auth {type: assume_role, role_arn, external_id}"}
 	case hasKeys && (req.AccessKeyID == "" || req.SecretAccessKey == ""):
-		return nil, &apiError{http.StatusUnprocessableEntity, "incomplete_static_keys", "send both aws_access_key_id and aws_secret_access_key", ""}
+		return &apiError{http.StatusUnprocessableEntity, "incomplete_static_keys", "send both aws_access_key_id and aws_secret_access_key", ""}
 	case !hasRole && !hasKeys:
-		return nil, &apiError{http.StatusUnprocessableEntity, "missing_credentials", "auth is required", "send auth {type: assume_role, role_arn, external_id}"}
+		return &apiError{http.StatusUnprocessableEntity, "missing_credentials", "auth is required", "send auth {type: assume_role, role_arn, external_id}"}
 	case hasRole:
 		if req.Auth.Type != "assume_role" {
-			return nil, &apiError{http.StatusUnprocessableEntity, "invalid_auth_type", fmt.Sprintf("auth.type %q is not supported", req.Auth.Type), `use "assume_role"`}
+			return &apiError{http.StatusUnprocessableEntity, "invalid_auth_type", fmt.Sprintf("auth.type %q is not supported", req.Auth.Type), `use "assume_role"`}
 		}
 		if err := registry.CheckExternalID(org, req.Auth.ExternalID); err != nil {
 			a.audit(ctx, org.ID, "index.refused", "external_id_mismatch", "role "+req.Auth.RoleARN)
-			return nil, &apiError{http.StatusForbidden, "external_id_mismatch", "external_id does not match the one issued to this organization", "use your organization's current external_id (GET /v2/organization; it changes when rotated), and the same value in your role's trust policy"}
+			return &apiError{http.StatusForbidden, "external_id_mismatch", "external_id does not match the one issued to this organization", "use your organization's current external_id (GET /v2/organization; it changes when rotated), and the same value in your role's trust policy"}
 		}
 		if _, err := registry.ParseRoleARN(req.Auth.RoleARN); err != nil {
-			return nil, badRequest("invalid_role_arn", err.Error(), "copy the role ARN from the IAM console")
+			return badRequest("invalid_role_arn", err.Error(), "copy the role ARN from the IAM console")
 		}
 	}
-	skip := true
+	return nil
+}
+
+// checkOptions checks the request's options and normalises them in req
+// (processing type, tokenizer); it returns whether existing objects are
+// skipped (the default, unless overwrite_existing).
+func checkOptions(req *indexRequest) (skip bool, err error) {
+	skip = true
 	if req.SkipExisting != nil {
 		skip = *req.SkipExisting
 	}
 	if skip && req.OverwriteExisting && req.SkipExisting != nil {
-		return nil, badRequest("conflicting_options", "skip_existing and overwrite_existing cannot both be true", "choose one")
+		return false, badRequest("conflicting_options", "skip_existing and overwrite_existing cannot both be true", "choose one")
 	}
 	if req.OverwriteExisting {
 		skip = false
 	}
 	if !schema.ValidProcessingType(req.ProcessingType) {
-		return nil, badRequest("invalid_processing_type", "processing_type must be basic or advanced", "")
+		return false, badRequest("invalid_processing_type", "processing_type must be basic or advanced", "")
 	}
 	req.ProcessingType = cmp.Or(req.ProcessingType, schema.ProcessingBasic)
 	if !schema.ValidEncoding(req.Encoding) {
-		return nil, badRequest("invalid_encoding", "encoding must be cl100k_base or o200k_base", "cl100k_base (the default) for text-embedding-3 and GPT-4; o200k_base for GPT-4o")
+		return false, badRequest("invalid_encoding", "encoding must be cl100k_base or o200k_base", "cl100k_base (the default) for text-embedding-3 and GPT-4; o200k_base for GPT-4o")
 	}
 	if req.Encoding == schema.DefaultEncoding {
 		req.Encoding = ""
 	}
 	if req.MaxFiles < 0 {
-		return nil, badRequest("invalid_max_files", "max_files must not be negative", "")
+		return false, badRequest("invalid_max_files", "max_files must not be negative", "")
 	}
 	if len(req.CustomMetadata) > 0 && !strings.HasPrefix(strings.TrimSpace(string(req.CustomMetadata)), "{") {
-		return nil, badRequest("invalid_custom_metadata", "custom_metadata must be a JSON object", "")
+		return false, badRequest("invalid_custom_metadata", "custom_metadata must be a JSON object", "")
 	}
 	if len(req.CustomMetadata) > 16<<10 {
-		return nil, badRequest("invalid_custom_metadata", "custom_metadata is over 16 KiB", "keep metadata small; it is copied into every chunk")
+		return false, badRequest("invalid_custom_metadata", "custom_metadata is over 16 KiB", "keep metadata small; it is copied into every chunk")
 	}
-	job := &schema.Job{Org: org.ID, Collection: collection, Kind: kind, Bucket: req.BucketName, Region: req.BucketRegion,
-		MaxFiles: req.MaxFiles, SkipExisting: skip, OverwriteExisting: req.OverwriteExisting, ProcessingType: req.ProcessingType,
-		Encoding: req.Encoding, CustomMetadata: req.CustomMetadata, CreatedAt: a.cfg.Now().UTC()}
-	if job.Region == "" {
-		job.Region = "us-east-1"
-	}
+	return skip, nil
+}
+
+// checkTarget checks and sets what the job reads: its region, bucket, and
+// the directory's prefix or the file's key.
+func checkTarget(job *schema.Job, req *indexRequest) error {
 	if !schema.ValidRegion(job.Region) {
-		return nil, badRequest("invalid_region", fmt.Sprintf("bucket_region %q is not an AWS region name", job.Region), `use the bucket's region, e.g. "us-east-1" or "eu-central-1"`)
+		return badRequest("invalid_region", fmt.Sprintf("bucket_region %q is not an AWS region name", job.Region), `use the bucket's region, e.g. "us-east-1" or "eu-central-1"`)
 	}
-	switch kind {
+	switch job.Kind {
 	case schema.JobDirectory:
 		if req.DirectoryPath == "" {
-			return nil, badRequest("missing_directory_path", "directory_path is required", "send the prefix to index, e.g. reports/2026/")
+			return badRequest("missing_directory_path", "directory_path is required", "send the prefix to index, e.g. reports/2026/")
 		}
 		job.Prefix = strings.TrimPrefix(req.DirectoryPath, "/")
 	case schema.JobFile:
 		rest, ok := strings.CutPrefix(req.FileURI, "s3://")
 		bucket, key, ok2 := strings.Cut(rest, "/")
 		if !ok || !ok2 || key == "" {
-			return nil, badRequest("invalid_file_uri", "file_uri must be s3://<bucket>/<key>", "")
+			return badRequest("invalid_file_uri", "file_uri must be s3://<bucket>/<key>", "")
 		}
 		if job.Bucket != "" && job.Bucket != bucket {
-			return nil, badRequest("bucket_mismatch", "bucket_name does not match file_uri's bucket", "")
+			return badRequest("bucket_mismatch", "bucket_name does not match file_uri's bucket", "")
 		}
 		job.Bucket, job.Key = bucket, key
 	}
 	if !schema.ValidBucket(job.Bucket) {
-		return nil, badRequest("invalid_bucket_name", fmt.Sprintf("bucket_name %q is not a valid S3 bucket name", job.Bucket), "")
+		return badRequest("invalid_bucket_name", fmt.Sprintf("bucket_name %q is not a valid S3 bucket name", job.Bucket), "")
 	}
 	if len(job.Key) > 1024 || len(job.Prefix) > 1024 {
-		return nil, badRequest("key_too_long", "S3 keys are at most 1024 bytes", "")
+		return badRequest("key_too_long", "S3 keys are at most 1024 bytes", "")
 	}
-	return job, nil
+	return nil
 }
 
 // submit records the job and publishes its first page. With an

@@ -251,34 +251,7 @@ func (b *Bridge) handleBatch(ctx context.Context, q Queue, msgs []sqstypes.Messa
 	for _, m := range msgs {
 		inflight[aws.ToString(m.MessageId)] = m
 	}
-	stopExtend := make(chan struct{})
-	extended := make(chan struct{})
-	go func() {
-		defer close(extended)
-		t := time.NewTicker(b.cfg.Visibility / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopExtend:
-				return
-			case <-t.C:
-				mu.Lock()
-				var entries []sqstypes.ChangeMessageVisibilityBatchRequestEntry
-				for id, m := range inflight {
-					entries = append(entries, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(id), ReceiptHandle: m.ReceiptHandle,
-						VisibilityTimeout: int32(b.cfg.Visibility / time.Second)})
-				}
-				mu.Unlock()
-				if len(entries) > 0 {
-					if _, err := q.Client.ChangeMessageVisibilityBatch(context.WithoutCancel(ctx), &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(q.URL), Entries: entries}); err != nil {
-						b.log.Warn("sqs visibility extension failed", "queue", q.URL, "error", err)
-					} else {
-						b.m.extended.WithLabelValues(queueLabel(q.URL)).Add(float64(len(entries)))
-					}
-				}
-			}
-		}
-	}()
+	stopExtending := b.extendVisibility(ctx, q, &mu, inflight)
 	var wg sync.WaitGroup
 	var done, retry []sqstypes.Message
 	for _, m := range msgs {
@@ -300,8 +273,7 @@ func (b *Bridge) handleBatch(ctx context.Context, q Queue, msgs []sqstypes.Messa
 		}()
 	}
 	wg.Wait()
-	close(stopExtend)
-	<-extended
+	stopExtending()
 	// Settle even when shutting down: deleting finished messages and handing
 	// the others back must not wait for their visibility to run out.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -312,6 +284,43 @@ func (b *Bridge) handleBatch(ctx context.Context, q Queue, msgs []sqstypes.Messa
 		delay = 0 // shutting down: hand back at once
 	}
 	b.releaseBatch(sctx, q, retry, delay)
+}
+
+// extendVisibility keeps the messages still in inflight (guarded by mu)
+// invisible to other receivers, extending them every third of the
+// visibility timeout, until the returned stop is called (it waits for an
+// extension under way).
+func (b *Bridge) extendVisibility(ctx context.Context, q Queue, mu *sync.Mutex, inflight map[string]sqstypes.Message) (stop func()) {
+	stopped := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(b.cfg.Visibility / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopped:
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			var entries []sqstypes.ChangeMessageVisibilityBatchRequestEntry
+			for id, m := range inflight {
+				entries = append(entries, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(id), ReceiptHandle: m.ReceiptHandle,
+					VisibilityTimeout: int32(b.cfg.Visibility / time.Second)})
+			}
+			mu.Unlock()
+			if len(entries) == 0 {
+				continue
+			}
+			if _, err := q.Client.ChangeMessageVisibilityBatch(context.WithoutCancel(ctx), &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(q.URL), Entries: entries}); err != nil {
+				b.log.Warn("sqs visibility extension failed", "queue", q.URL, "error", err)
+			} else {
+				b.m.extended.WithLabelValues(queueLabel(q.URL)).Add(float64(len(entries)))
+			}
+		}
+	}()
+	return func() { close(stopped); <-finished }
 }
 
 func (b *Bridge) deleteBatch(ctx context.Context, q Queue, msgs []sqstypes.Message) {

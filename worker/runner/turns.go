@@ -201,8 +201,25 @@ func (t *turns) consumer(ctx context.Context, org string) (jetstream.Consumer, e
 func (t *turns) pick() (string, jetstream.Consumer) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	// One pass over the orgs: those this worker serves with messages
-	// waiting (held orgs count as waiting but are not chosen).
+	share := t.share()
+	org := t.fairest(share)
+	if org == "" {
+		org = t.neediest(share)
+	}
+	if org == "" {
+		return "", nil
+	}
+	t.inflight[org]++
+	return org, t.cons[org]
+}
+
+// share is one org's fair share of the slots, after gathering the orgs
+// pick may choose (t.candidates: those this worker serves with messages
+// waiting and not held; held orgs count as waiting). With many orgs waiting
+// each gets an equal part (at least one slot), never more than PerOrg — so
+// a thousand small tenants are not left with the quarter of the slots a big
+// backlog does not hold (t.mu held).
+func (t *turns) share() int {
 	t.candidates = t.candidates[:0]
 	waitingOrgs := 0
 	for i := 0; i < len(t.order); i++ {
@@ -216,25 +233,25 @@ func (t *turns) pick() (string, jetstream.Consumer) {
 			t.candidates = append(t.candidates, at)
 		}
 	}
-	// An org's fair share of the slots: with many orgs waiting each gets
-	// an equal part (at least one slot), never more than perOrg — so a
-	// thousand small tenants are not left with the quarter of the slots a
-	// big backlog does not hold.
 	share := t.q.PerOrg
 	if share > 1 && waitingOrgs > 0 {
 		share = max(1, min(share, t.q.Slots/waitingOrgs))
 	}
-	// The org served least goes next, ties in turn (start-time fair
-	// queuing; Linux's CFS picks the least vruntime the same way). An org
-	// that starts waiting is placed one message before the others (CFS's
-	// sleeper credit: its tag is lifted to vtime-1, never further), so a
-	// small tenant's first message is claimed at the next free slot rather
-	// than after a turn of every other org — with thousands of orgs a turn
-	// is seconds — while an org that keeps waiting gets its share, no more.
-	// The credit is not given twice in a row: right after a pick that used
-	// it, the orgs that wait all along go first, so orgs that keep starting
-	// to wait (a flood of one-file jobs) take at most every other pick and
-	// cannot starve the others.
+	return share
+}
+
+// fairest picks, among the candidates under their share, the org served
+// least, ties in turn (start-time fair queuing; Linux's CFS picks the least
+// vruntime the same way), and advances the turn (t.mu held). An org that
+// starts waiting is placed one message before the others (CFS's sleeper
+// credit: its tag is lifted to vtime-1, never further), so a small tenant's
+// first message is claimed at the next free slot rather than after a turn
+// of every other org — with thousands of orgs a turn is seconds — while an
+// org that keeps waiting gets its share, no more. The credit is not given
+// twice in a row: right after a pick that used it, the orgs that wait all
+// along go first, so orgs that keep starting to wait (a flood of one-file
+// jobs) take at most every other pick and cannot starve the others.
+func (t *turns) fairest(share int) string {
 	chosen, chosenAt, chosenTag, credited := "", -1, int64(0), false
 	for _, at := range t.candidates {
 		org := t.order[at]
@@ -252,21 +269,25 @@ func (t *turns) pick() (string, jetstream.Consumer) {
 			chosen, chosenAt, chosenTag, credited = org, at, tag, starts
 		}
 	}
-	if chosen != "" {
-		if credited {
-			t.served[chosen] = t.vtime - 1
-		}
-		t.next = (chosenAt + 1) % len(t.order)
-		t.lastCredited = credited
-		t.vtime = max(t.vtime, t.served[chosen])
-		t.served[chosen]++
-		t.inflight[chosen]++
-		return chosen, t.cons[chosen]
+	if chosen == "" {
+		return ""
 	}
-	// With none of those waiting, an idle worker helps an org with a real
-	// backlog (StealAbove), so capacity is not left idle: the one it ranks
-	// highest for, so each org's helpers are the same few workers (each
-	// helper assumes the org's role once per job) rather than all of them.
+	if credited {
+		t.served[chosen] = t.vtime - 1
+	}
+	t.next = (chosenAt + 1) % len(t.order)
+	t.lastCredited = credited
+	t.vtime = max(t.vtime, t.served[chosen])
+	t.served[chosen]++
+	return chosen
+}
+
+// neediest is the org an idle worker helps when none of its own orgs wait:
+// one with a real backlog (StealAbove), so capacity is not left idle — the
+// one it ranks highest for, so each org's helpers are the same few workers
+// (each helper assumes the org's role once per job) rather than all of them
+// (t.mu held).
+func (t *turns) neediest(share int) string {
 	best, bestRank := "", -1
 	for i := 0; i < len(t.order); i++ {
 		org := t.order[(t.next+i)%len(t.order)]
@@ -277,11 +298,7 @@ func (t *turns) pick() (string, jetstream.Consumer) {
 			best, bestRank = org, r
 		}
 	}
-	if best != "" {
-		t.inflight[best]++
-		return best, t.cons[best]
-	}
-	return "", nil
+	return best
 }
 
 // serves is peers.serves with the org's last seen backlog and the rank
