@@ -44,24 +44,38 @@ func routeKey(bucket, id string) string {
 // cover the bucket and prefix; without one, the org's only integration that
 // does is used. Two routes for the same bucket and prefix are refused.
 func (r *Registry) AddRoute(ctx context.Context, actor string, rt Route) (*Route, error) {
-	fail := func(err error) (*Route, error) {
-		r.Audit(ctx, rt.Org, actor, "route.create", "refused", err.Error())
-		return nil, fmt.Errorf("add route: %w", err)
-	}
 	if _, err := r.Org(ctx, rt.Org); err != nil {
 		return nil, fmt.Errorf("add route: %w", err)
 	}
-	if !schema.ValidID(rt.Collection) {
-		return fail(fmt.Errorf("collection %q must be 1-64 characters of A-Z a-z 0-9 _ -", rt.Collection))
+	refused, err := r.checkRoute(ctx, &rt)
+	if refused != nil {
+		r.Audit(ctx, rt.Org, actor, "route.create", "refused", refused.Error())
+		return nil, fmt.Errorf("add route: %w", refused)
 	}
-	if !schema.ValidBucket(rt.Bucket) {
-		return fail(fmt.Errorf("bucket %q is not a bucket name", rt.Bucket))
+	if err != nil {
+		return nil, err
 	}
-	if !schema.ValidProcessingType(rt.ProcessingType) {
-		return fail(fmt.Errorf("processing type %q must be basic or advanced", rt.ProcessingType))
+	rt.ID, rt.CreatedAt = "rt_"+randHex(8), r.now().UTC()
+	if err := r.create(ctx, routeKey(rt.Bucket, rt.ID), &rt); err != nil {
+		return nil, fmt.Errorf("add route: %w", err)
 	}
-	if !schema.ValidEncoding(rt.Encoding) {
-		return fail(fmt.Errorf("encoding %q must be cl100k_base or o200k_base", rt.Encoding))
+	r.Audit(ctx, rt.Org, actor, "route.create", "ok", fmt.Sprintf("%s s3://%s/%s → %s via %s", rt.ID, rt.Bucket, rt.Prefix, rt.Collection, rt.IntegrationID))
+	return &rt, nil
+}
+
+// checkRoute checks rt and names its integration when it names none (the
+// one that covers its bucket and prefix). refused is why rt is refused (it
+// is audited); err is a failure to read the registry.
+func (r *Registry) checkRoute(ctx context.Context, rt *Route) (refused, err error) {
+	switch {
+	case !schema.ValidID(rt.Collection):
+		return fmt.Errorf("collection %q must be 1-64 characters of A-Z a-z 0-9 _ -", rt.Collection), nil
+	case !schema.ValidBucket(rt.Bucket):
+		return fmt.Errorf("bucket %q is not a bucket name", rt.Bucket), nil
+	case !schema.ValidProcessingType(rt.ProcessingType):
+		return fmt.Errorf("processing type %q must be basic or advanced", rt.ProcessingType), nil
+	case !schema.ValidEncoding(rt.Encoding):
+		return fmt.Errorf("encoding %q must be cl100k_base or o200k_base", rt.Encoding), nil
 	}
 	if rt.IntegrationID == "" {
 		ins, err := r.Integrations(ctx, rt.Org)
@@ -75,16 +89,16 @@ func (r *Registry) AddRoute(ctx context.Context, actor string, rt Route) (*Route
 			}
 		}
 		if len(ids) != 1 {
-			return fail(fmt.Errorf("%d integrations of %s cover s3://%s/%s: name one with --integration", len(ids), rt.Org, rt.Bucket, rt.Prefix))
+			return fmt.Errorf("%d integrations of %s cover s3://%s/%s: name one with --integration", len(ids), rt.Org, rt.Bucket, rt.Prefix), nil
 		}
 		rt.IntegrationID = ids[0]
 	}
 	in, err := r.Integration(ctx, rt.Org, rt.IntegrationID)
 	if err != nil {
-		return fail(err)
+		return err, nil
 	}
 	if !in.Allows(rt.Bucket, rt.Prefix) {
-		return fail(fmt.Errorf("integration %s does not cover s3://%s/%s", in.ID, rt.Bucket, rt.Prefix))
+		return fmt.Errorf("integration %s does not cover s3://%s/%s", in.ID, rt.Bucket, rt.Prefix), nil
 	}
 	routes, err := r.Routes(ctx)
 	if err != nil {
@@ -95,18 +109,13 @@ func (r *Registry) AddRoute(ctx context.Context, actor string, rt Route) (*Route
 			// A bucket belongs to one account, so to one org: another org's
 			// route for it (at any prefix) would let that org's tenants be
 			// spoken for by notifications about someone else's bucket.
-			return fail(fmt.Errorf("bucket %s is routed by another organization: %w", rt.Bucket, ErrExists))
+			return fmt.Errorf("bucket %s is routed by another organization: %w", rt.Bucket, ErrExists), nil
 		}
 		if o.Bucket == rt.Bucket && o.Prefix == rt.Prefix {
-			return fail(fmt.Errorf("s3://%s/%s is already routed by %s: %w", rt.Bucket, rt.Prefix, o.ID, ErrExists))
+			return fmt.Errorf("s3://%s/%s is already routed by %s: %w", rt.Bucket, rt.Prefix, o.ID, ErrExists), nil
 		}
 	}
-	rt.ID, rt.CreatedAt = "rt_"+randHex(8), r.now().UTC()
-	if err := r.create(ctx, routeKey(rt.Bucket, rt.ID), &rt); err != nil {
-		return nil, fmt.Errorf("add route: %w", err)
-	}
-	r.Audit(ctx, rt.Org, actor, "route.create", "ok", fmt.Sprintf("%s s3://%s/%s → %s via %s", rt.ID, rt.Bucket, rt.Prefix, rt.Collection, rt.IntegrationID))
-	return &rt, nil
+	return nil, nil
 }
 
 // Routes lists every route.

@@ -87,89 +87,109 @@ func (v *Verifier) report(ctx context.Context, t Target) *registry.Verification 
 	if now == nil {
 		now = time.Now
 	}
-	rep := &registry.Verification{At: now().UTC()}
-	add := func(s registry.VerificationStep) {
-		rep.Steps = append(rep.Steps, s)
-		if s.Status == registry.StepFailed && rep.Reason == "" {
-			rep.Reason = s.Code
-		}
-	}
-	skip := func(names ...string) {
-		for _, n := range names {
-			add(registry.VerificationStep{Name: n, Status: registry.StepSkipped, Message: "skipped: an earlier step failed"})
-		}
-	}
+	st := &steps{rep: &registry.Verification{At: now().UTC()}}
 	prefix := ""
 	if len(t.In.Prefixes) > 0 {
 		prefix = t.In.Prefixes[0]
 	}
 	var provider aws.CredentialsProvider
 	if t.In.Kind == registry.KindStaticKeys {
-		msg := "static keys: there is no role to assume"
-		add(registry.VerificationStep{Name: StepAssume, Status: registry.StepSkipped, Message: msg})
-		add(registry.VerificationStep{Name: StepAssumeNoExtID, Status: registry.StepSkipped, Message: msg})
-		add(registry.VerificationStep{Name: StepAssumeWrongID, Status: registry.StepSkipped, Message: msg})
-		var p aws.CredentialsProvider
-		err := errors.New("no resolver configured to open static keys")
-		if v.Resolver != nil {
-			p, err = v.Resolver.static(ctx, t.In, "")
-		}
-		if err != nil {
-			add(registry.VerificationStep{Name: StepListBucket, Status: registry.StepFailed, Code: "static_keys_unreadable", Message: "the sealed keys could not be opened", Hint: "submit the keys again"})
-			skip(StepReadFirstObject)
-			rep.OK = false
-			return rep
-		}
-		provider = p
+		provider = v.staticProvider(ctx, t, st)
 	} else {
-		if v.Identity != nil {
-			cctx, cancel := v.call(ctx)
-			_, err := v.Identity.Retrieve(cctx)
-			cancel()
-			if err != nil {
-				add(registry.VerificationStep{Name: StepAssume, Status: registry.StepFailed, Code: schema.CodeOurCredentials,
-					Message: "stevedore's own AWS identity is missing or refused, so nothing was checked: " + PublicMessage(err),
-					Hint:    "this is an operator problem, not yours: retry later"})
-				skip(StepAssumeNoExtID, StepAssumeWrongID, StepListBucket, StepReadFirstObject)
-				return rep
-			}
-		}
-		s, p := v.assumeWithExternalID(ctx, t, prefix)
-		add(s)
-		if p == nil {
-			skip(StepAssumeNoExtID, StepAssumeWrongID, StepListBucket, StepReadFirstObject)
-			return rep
-		}
-		// Stop at the first unsafe finding: a role that can be assumed
-		// without our ExternalId (or with a wrong one) is not used for
-		// anything else, so registering someone else's role teaches a
-		// tenant nothing about that role's buckets.
-		noID := v.assumeRefused(ctx, t, refuseWithoutExternalID)
-		add(noID)
-		if noID.Status == registry.StepFailed {
-			skip(StepAssumeWrongID, StepListBucket, StepReadFirstObject)
-			return rep
-		}
-		wrong := refuseWrongExternalID
-		wrong.externalID = aws.String(wrongExternalID(t.Org.ExternalID))
-		wrongID := v.assumeRefused(ctx, t, wrong)
-		add(wrongID)
-		if wrongID.Status == registry.StepFailed {
-			skip(StepListBucket, StepReadFirstObject)
-			return rep
-		}
-		provider = p
+		provider = v.roleProvider(ctx, t, prefix, st)
+	}
+	if provider == nil {
+		return st.rep // the steps say why
 	}
 	client := NewS3(v.AWS, provider, t.In.Region, v.S3PathStyle)
 	key, s := v.listBucket(ctx, client, t, prefix)
-	add(s)
+	st.add(s)
 	if s.Status != registry.StepPassed {
-		skip(StepReadFirstObject)
+		st.skip(StepReadFirstObject)
 	} else {
-		add(v.readObject(ctx, client, t, key))
+		st.add(v.readObject(ctx, client, t, key))
 	}
-	rep.OK = rep.Reason == ""
-	return rep
+	st.rep.OK = st.rep.Reason == ""
+	return st.rep
+}
+
+// steps collects a verification's steps; the first failed one is its reason.
+type steps struct{ rep *registry.Verification }
+
+func (st *steps) add(s registry.VerificationStep) {
+	st.rep.Steps = append(st.rep.Steps, s)
+	if s.Status == registry.StepFailed && st.rep.Reason == "" {
+		st.rep.Reason = s.Code
+	}
+}
+
+// skip records the named steps as skipped after an earlier one failed.
+func (st *steps) skip(names ...string) {
+	for _, n := range names {
+		st.add(registry.VerificationStep{Name: n, Status: registry.StepSkipped, Message: "skipped: an earlier step failed"})
+	}
+}
+
+// staticProvider opens a static-keys integration's sealed keys (the role
+// steps are skipped: there is no role), or records why not and returns nil.
+func (v *Verifier) staticProvider(ctx context.Context, t Target, st *steps) aws.CredentialsProvider {
+	msg := "static keys: there is no role to assume"
+	for _, n := range []string{StepAssume, StepAssumeNoExtID, StepAssumeWrongID} {
+		st.add(registry.VerificationStep{Name: n, Status: registry.StepSkipped, Message: msg})
+	}
+	var p aws.CredentialsProvider
+	err := errors.New("no resolver configured to open static keys")
+	if v.Resolver != nil {
+		p, err = v.Resolver.static(ctx, t.In, "")
+	}
+	if err != nil {
+		st.add(registry.VerificationStep{Name: StepListBucket, Status: registry.StepFailed, Code: "static_keys_unreadable", Message: "the sealed keys could not be opened", Hint: "submit the keys again"})
+		st.skip(StepReadFirstObject)
+		return nil
+	}
+	return p
+}
+
+// roleProvider assumes the integration's role with our ExternalId, then
+// checks it cannot be assumed without one or with a wrong one; it returns
+// the credentials, or nil after the first failed step. It stops at the
+// first unsafe finding: a role that can be assumed without our ExternalId
+// (or with a wrong one) is not used for anything else, so registering
+// someone else's role teaches a tenant nothing about that role's buckets.
+func (v *Verifier) roleProvider(ctx context.Context, t Target, prefix string, st *steps) aws.CredentialsProvider {
+	if v.Identity != nil {
+		cctx, cancel := v.call(ctx)
+		_, err := v.Identity.Retrieve(cctx)
+		cancel()
+		if err != nil {
+			st.add(registry.VerificationStep{Name: StepAssume, Status: registry.StepFailed, Code: schema.CodeOurCredentials,
+				Message: "stevedore's own AWS identity is missing or refused, so nothing was checked: " + PublicMessage(err),
+				Hint:    "this is an operator problem, not yours: retry later"})
+			st.skip(StepAssumeNoExtID, StepAssumeWrongID, StepListBucket, StepReadFirstObject)
+			return nil
+		}
+	}
+	s, p := v.assumeWithExternalID(ctx, t, prefix)
+	st.add(s)
+	if p == nil {
+		st.skip(StepAssumeNoExtID, StepAssumeWrongID, StepListBucket, StepReadFirstObject)
+		return nil
+	}
+	noID := v.assumeRefused(ctx, t, refuseWithoutExternalID)
+	st.add(noID)
+	if noID.Status == registry.StepFailed {
+		st.skip(StepAssumeWrongID, StepListBucket, StepReadFirstObject)
+		return nil
+	}
+	wrong := refuseWrongExternalID
+	wrong.externalID = aws.String(wrongExternalID(t.Org.ExternalID))
+	wrongID := v.assumeRefused(ctx, t, wrong)
+	st.add(wrongID)
+	if wrongID.Status == registry.StepFailed {
+		st.skip(StepListBucket, StepReadFirstObject)
+		return nil
+	}
+	return p
 }
 
 func (v *Verifier) call(ctx context.Context) (context.Context, context.CancelFunc) {
