@@ -78,67 +78,78 @@ func (s *Splitter) Split(text string) []Chunk { return s.split(text, nil) }
 // split is Split preferring to cut at the section ends given (offsets in
 // text, ascending) over any other boundary.
 func (s *Splitter) split(text string, sections []int) []Chunk {
-	var out []Chunk
-	start, tokens := 0, 0
 	cp := cutsPool.Get().(*[]cut)
-	cuts := (*cp)[:0] // candidate cuts after each piece of the current chunk
-	defer func() { *cp = cuts[:0]; cutsPool.Put(cp) }()
-	prevEndsSpace := false
-	prevPiece := ""
-	s.enc.Pieces(text, func(p string) bool {
-		pos := start
-		if len(cuts) > 0 {
-			pos = cuts[len(cuts)-1].end
-		}
-		long := len(p) > LongPieceBytes
-		n := 0
-		if !long {
-			n = s.enc.CountPiece(p)
-			long = n > s.max
-		}
-		if long {
-			out = s.cutLong(out, text, start, pos, cuts, p)
-			pos += len(p)
-			start, tokens, cuts = pos, 0, cuts[:0]
-			for len(sections) > 0 && sections[0] <= pos {
-				sections = sections[1:]
-			}
-			prevEndsSpace, prevPiece = endsSpace(p), p
-			return true
-		}
-		// A sentence ends after a piece ending in . ! ? when the next piece starts with a space.
-		if len(cuts) > 0 && startsSpace(p) && endsSentence(prevPiece) {
-			if c := &cuts[len(cuts)-1]; c.level < levelSentence {
-				c.level = levelSentence
-			}
-		}
-		// Cut until the piece fits: one cut at the best boundary can leave
-		// more than the piece has room for (found by FuzzSplit).
-		for tokens+n > s.max && len(cuts) > 0 {
-			var ok bool
-			if out, start, cuts, tokens, ok = s.cutOne(out, text, start, cuts, tokens); !ok {
-				break
-			}
-		}
-		tokens += n
-		allSpace := isAllSpace(p)
-		lvl := level(p)
-		for len(sections) > 0 && sections[0] < pos+len(p) {
-			sections = sections[1:]
-		}
-		if len(sections) > 0 && sections[0] == pos+len(p) {
-			lvl = levelSection
-		}
-		cuts = append(cuts, cut{end: pos + len(p), tokens: tokens, level: lvl, safe: !(allSpace && prevEndsSpace)})
-		prevEndsSpace = endsSpace(p)
-		prevPiece = p
-		return true
-	})
-	if len(cuts) > 0 {
-		last := cuts[len(cuts)-1]
-		out = append(out, Chunk{Offset: start, Text: text[start:last.end], Tokens: last.tokens})
+	sp := &splitting{s: s, text: text, sections: sections, cuts: (*cp)[:0]}
+	defer func() { *cp = sp.cuts[:0]; cutsPool.Put(cp) }()
+	s.enc.Pieces(text, sp.piece)
+	if len(sp.cuts) > 0 {
+		last := sp.cuts[len(sp.cuts)-1]
+		sp.out = append(sp.out, Chunk{Offset: sp.start, Text: text[sp.start:last.end], Tokens: last.tokens})
 	}
-	return out
+	return sp.out
+}
+
+// splitting is one split under way: the chunks so far, and the current
+// chunk's start, tokens and candidate cuts (after each of its pieces).
+type splitting struct {
+	s             *Splitter
+	text          string
+	sections      []int // section ends not yet passed
+	out           []Chunk
+	start, tokens int
+	cuts          []cut
+	prevEndsSpace bool
+	prevPiece     string
+}
+
+// piece takes the next pre-token p.
+func (sp *splitting) piece(p string) bool {
+	s := sp.s
+	pos := sp.start
+	if len(sp.cuts) > 0 {
+		pos = sp.cuts[len(sp.cuts)-1].end
+	}
+	long := len(p) > LongPieceBytes
+	n := 0
+	if !long {
+		n = s.enc.CountPiece(p)
+		long = n > s.max
+	}
+	if long {
+		sp.out = s.cutLong(sp.out, sp.text, sp.start, pos, sp.cuts, p)
+		pos += len(p)
+		sp.start, sp.tokens, sp.cuts = pos, 0, sp.cuts[:0]
+		for len(sp.sections) > 0 && sp.sections[0] <= pos {
+			sp.sections = sp.sections[1:]
+		}
+		sp.prevEndsSpace, sp.prevPiece = endsSpace(p), p
+		return true
+	}
+	// A sentence ends after a piece ending in . ! ? when the next piece starts with a space.
+	if len(sp.cuts) > 0 && startsSpace(p) && endsSentence(sp.prevPiece) {
+		if c := &sp.cuts[len(sp.cuts)-1]; c.level < levelSentence {
+			c.level = levelSentence
+		}
+	}
+	// Cut until the piece fits: one cut at the best boundary can leave
+	// more than the piece has room for (found by FuzzSplit).
+	for sp.tokens+n > s.max && len(sp.cuts) > 0 {
+		var ok bool
+		if sp.out, sp.start, sp.cuts, sp.tokens, ok = s.cutOne(sp.out, sp.text, sp.start, sp.cuts, sp.tokens); !ok {
+			break
+		}
+	}
+	sp.tokens += n
+	lvl := level(p)
+	for len(sp.sections) > 0 && sp.sections[0] < pos+len(p) {
+		sp.sections = sp.sections[1:]
+	}
+	if len(sp.sections) > 0 && sp.sections[0] == pos+len(p) {
+		lvl = levelSection
+	}
+	sp.cuts = append(sp.cuts, cut{end: pos + len(p), tokens: sp.tokens, level: lvl, safe: !(isAllSpace(p) && sp.prevEndsSpace)})
+	sp.prevEndsSpace, sp.prevPiece = endsSpace(p), p
+	return true
 }
 
 // LongPieceBytes is the longest pre-token counted whole. A longer one (or
