@@ -222,51 +222,84 @@ func (o Options) openCounted(r io.Reader, key, contentType string) (*Reader, err
 		return nil, asSkip(err)
 	}
 	x := &Reader{src: br, version: Version, kind: "text/plain"}
+	head, unicode := x.byteOrder(br, head)
+	if unicode {
+		return x, nil
+	}
+	sniffed := mimetype.Detect(head)
+	if document, err := o.openDocument(x, br, head, sniffed); document || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return x, nil
+	}
+	if err := x.openText(br, head, sniffed, key, contentType, o.Structured); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// byteOrder reads a byte-order mark or UTF-32's shape off head. It reports
+// whether that settled how x reads (UTF-16, UTF-32), and returns head
+// without a UTF-8 BOM.
+func (x *Reader) byteOrder(br *bufio.Reader, head []byte) ([]byte, bool) {
 	if enc := utf32Of(head); enc != nil {
 		// UTF-32 (by its byte-order mark, or three NULs in every four
 		// bytes): decoded, as a legacy encoding is.
 		x.src = bufio.NewReaderSize(transform.NewReader(br, enc.NewDecoder()), sniffBytes)
 		x.version, x.kind = LegacyVersion, "text/plain; charset=utf-32"
-		return x, nil
+		return head, true
 	}
 	switch {
 	case bytes.HasPrefix(head, []byte{0xEF, 0xBB, 0xBF}):
 		_, _ = br.Discard(3)
-		head = head[3:]
+		return head[3:], false
 	case bytes.HasPrefix(head, []byte{0xFF, 0xFE}):
 		_, _ = br.Discard(2)
 		x.utf16, x.kind = 1, "text/plain; charset=utf-16le"
-		return x, nil
+		return head, true
 	case bytes.HasPrefix(head, []byte{0xFE, 0xFF}):
 		_, _ = br.Discard(2)
 		x.utf16, x.kind = 2, "text/plain; charset=utf-16be"
-		return x, nil
+		return head, true
 	}
-	sniffed := mimetype.Detect(head)
+	return head, false
+}
+
+// openDocument opens a PDF or a zip container (Office, OpenDocument, EPUB)
+// into x; it reports whether head was one.
+func (o Options) openDocument(x *Reader, br *bufio.Reader, head []byte, sniffed *mimetype.MIME) (bool, error) {
 	switch {
 	case sniffed.Is("application/pdf"):
 		if o.PDF == nil {
-			return nil, &Skip{ReasonBinary, "application/pdf (no PDF extractor configured)"}
+			return true, &Skip{ReasonBinary, "application/pdf (no PDF extractor configured)"}
 		}
 		x.log = &sectionLog{}
 		src, closer, err := o.PDF.open(br, o.Structured, x.log)
 		if err != nil {
-			return nil, err
+			return true, err
 		}
 		x.src, x.closer, x.kind, x.version = bufio.NewReaderSize(src, sniffBytes), closer, "application/pdf", PDFVersion
-		return x, nil
+		return true, nil
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
 		x.log = &sectionLog{}
 		src, closer, kind, version, err := openContainer(br, o.Structured, x.log)
 		if err != nil {
-			return nil, err
+			return true, err
 		}
 		x.src, x.closer, x.kind, x.version = src, closer, kind, version
-		return x, nil
+		return true, nil
 	}
+	return false, nil
+}
+
+// openText sets x up to read text: UTF-16 without a byte-order mark, HTML
+// in its own charset, UTF-8, or a detected legacy encoding; binary content
+// is a Skip.
+func (x *Reader) openText(br *bufio.Reader, head []byte, sniffed *mimetype.MIME, key, contentType string, structured bool) error {
 	if order := utf16Order(head); order != 0 {
 		x.utf16, x.kind = order, "text/plain; charset=utf-16"
-		return x, nil
+		return nil
 	}
 	ct := "text/plain"
 	if len(head) > 0 {
@@ -275,34 +308,34 @@ func (o Options) openCounted(r io.Reader, key, contentType string) (*Reader, err
 		// legacy-encoded text (which mimetype may call binary) in.
 		ct = http.DetectContentType(head)
 		if !strings.HasPrefix(ct, "text/") && ct != "application/json" && !textual(sniffed) {
-			return nil, &Skip{ReasonBinary, sniffed.String()}
+			return &Skip{ReasonBinary, sniffed.String()}
 		}
 	}
 	x.kind = textKind(sniffed, key, contentType)
 	if bytes.IndexByte(head, 0) >= 0 {
-		return nil, &Skip{ReasonBinary, "contains NUL bytes"}
+		return &Skip{ReasonBinary, "contains NUL bytes"}
 	}
 	if isHTML(ct, key, contentType) {
 		// The document's own charset (BOM, <meta>, Content-Type) decides;
 		// the text is then streamed out of the tokenizer.
 		dec, err := charset.NewReader(br, contentType)
 		if err != nil {
-			return nil, &Skip{ReasonNotUTF8, "HTML in an unknown charset: " + err.Error()}
+			return &Skip{ReasonNotUTF8, "HTML in an unknown charset: " + err.Error()}
 		}
 		x.log = &sectionLog{}
-		x.src, x.version, x.kind = bufio.NewReaderSize(newHTMLText(dec, o.Structured, x.log, 0), sniffBytes), HTMLVersion, "text/html"
-		return x, nil
+		x.src, x.version, x.kind = bufio.NewReaderSize(newHTMLText(dec, structured, x.log, 0), sniffBytes), HTMLVersion, "text/html"
+		return nil
 	}
 	if utf8.Valid(head[:completeRunes(head)]) {
-		return x, nil
+		return nil
 	}
 	enc, name, err := detectLegacy(head)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	x.src = bufio.NewReaderSize(transform.NewReader(br, enc.NewDecoder()), sniffBytes)
 	x.version, x.kind = LegacyVersion, x.kind+"; charset="+name
-	return x, nil
+	return nil
 }
 
 // textual reports whether mimetype's type is text of some kind.
