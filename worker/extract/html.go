@@ -183,64 +183,9 @@ func (h *htmlText) step() {
 			h.out.WriteByte('\n')
 		}
 	case html.StartTagToken, html.SelfClosingTagToken:
-		name, _ := h.z.TagName()
-		a := atom.Lookup(name)
-		if hidden[a] {
-			if tt := h.z.Token(); tt.Type == html.StartTagToken {
-				h.skip++
-			}
-			return
-		}
-		switch {
-		case a == atom.Li:
-			h.newline = h.newline || h.started
-			h.pendingText("- ")
-		case h.structured && (a == atom.Td || a == atom.Th):
-			if h.cells == 0 {
-				h.pendingText("| ")
-			} else {
-				h.pendingText(" | ")
-			}
-			h.cells++
-		case a == atom.Td || a == atom.Th:
-			if h.started && !h.newline {
-				h.pendingText(" | ")
-			}
-		case block[a]:
-			h.newline = h.newline || h.started
-			if a == atom.Table {
-				h.rows = 0
-			}
-			if a == atom.Tr {
-				h.cells = 0
-			}
-			if l := headingLevel(a); l > 0 && h.headLevel == 0 {
-				h.headLevel, h.w = l, &h.head
-			}
-		}
+		h.startTag()
 	case html.EndTagToken:
-		name, _ := h.z.TagName()
-		a := atom.Lookup(name)
-		if hidden[a] {
-			if h.skip > 0 {
-				h.skip--
-			}
-			return
-		}
-		if a == atom.Tr && h.structured && h.cells > 0 {
-			h.w.WriteString(" |")
-			if h.rows == 0 {
-				h.w.WriteString("\n|" + strings.Repeat(" --- |", h.cells))
-			}
-			h.rows++
-			h.cells = 0
-		}
-		if headingLevel(a) > 0 {
-			h.endHeading()
-		}
-		if block[a] || a == atom.Li {
-			h.newline = h.newline || h.started
-		}
+		h.endTag()
 	case html.TextToken:
 		if h.skip > 0 {
 			return
@@ -249,6 +194,71 @@ func (h *htmlText) step() {
 		if h.head.Len() > maxHeadingText {
 			h.endHeading()
 		}
+	}
+}
+
+// startTag handles a start (or self-closing) tag.
+func (h *htmlText) startTag() {
+	name, _ := h.z.TagName()
+	a := atom.Lookup(name)
+	if hidden[a] {
+		if tt := h.z.Token(); tt.Type == html.StartTagToken {
+			h.skip++
+		}
+		return
+	}
+	switch {
+	case a == atom.Li:
+		h.newline = h.newline || h.started
+		h.pendingText("- ")
+	case h.structured && (a == atom.Td || a == atom.Th):
+		if h.cells == 0 {
+			h.pendingText("| ")
+		} else {
+			h.pendingText(" | ")
+		}
+		h.cells++
+	case a == atom.Td || a == atom.Th:
+		if h.started && !h.newline {
+			h.pendingText(" | ")
+		}
+	case block[a]:
+		h.newline = h.newline || h.started
+		if a == atom.Table {
+			h.rows = 0
+		}
+		if a == atom.Tr {
+			h.cells = 0
+		}
+		if l := headingLevel(a); l > 0 && h.headLevel == 0 {
+			h.headLevel, h.w = l, &h.head
+		}
+	}
+}
+
+// endTag handles an end tag.
+func (h *htmlText) endTag() {
+	name, _ := h.z.TagName()
+	a := atom.Lookup(name)
+	if hidden[a] {
+		if h.skip > 0 {
+			h.skip--
+		}
+		return
+	}
+	if a == atom.Tr && h.structured && h.cells > 0 {
+		h.w.WriteString(" |")
+		if h.rows == 0 {
+			h.w.WriteString("\n|" + strings.Repeat(" --- |", h.cells))
+		}
+		h.rows++
+		h.cells = 0
+	}
+	if headingLevel(a) > 0 {
+		h.endHeading()
+	}
+	if block[a] || a == atom.Li {
+		h.newline = h.newline || h.started
 	}
 }
 

@@ -369,93 +369,108 @@ func (o *officeText) endHeading() {
 func (o *officeText) token(tok xml.Token) {
 	switch t := tok.(type) {
 	case xml.StartElement:
-		switch t.Name.Local {
-		case "t": // w:t (Word), a:t (DrawingML: slides)
-			o.inText++
-		case "p", "h": // text:p / text:h (OpenDocument): their character data is text
-			if isODF(t.Name) {
-				o.inText++
-				if t.Name.Local == "h" {
-					level, _ := strconv.Atoi(attr(t, "outline-level"))
-					o.startHeading(max(level, 1))
-				}
-			}
-		case "pStyle":
-			o.startHeading(wordHeading(attr(t, "val")))
-		case "tab":
-			o.out("\t")
-		case "br", "cr", "line-break":
-			o.out("\n")
-		case "s": // text:s, a run of spaces
-			if isODF(t.Name) {
-				o.out(" ")
-			}
-		case "tbl", "table":
-			o.rows = 0
-			// A spreadsheet's tables are its sheets: the name is the heading.
-			if isODF(t.Name) && strings.HasSuffix(o.kind, ".spreadsheet") {
-				if name := attr(t, "name"); name != "" {
-					o.w.log.atHeading(o.w.offset(), 1, name)
-					if o.structured {
-						o.w.WriteString("## " + name + "\n\n")
-					}
-				}
-			}
-		case "page": // draw:page, a slide of an OpenDocument presentation
-			if isODF(t.Name) {
-				o.slide++
-				title := ""
-				if o.slide <= len(o.titles) {
-					title = o.titles[o.slide-1]
-				}
-				o.w.log.atSlide(o.w.offset(), o.slide, title)
-			}
-		case "tr", "table-row":
-			o.cells = 0
-		case "tc", "table-cell":
-			switch {
-			case o.structured && o.cells == 0:
-				o.w.WriteString("| ")
-			case o.structured || o.cellOpen:
-				o.w.WriteString(" | ")
-			}
-			o.cellOpen, o.inCell, o.cellSpace = true, true, false
-			o.cells++
-		}
+		o.start(t)
 	case xml.EndElement:
-		switch t.Name.Local {
-		case "t":
-			o.inText--
-		case "p", "h":
-			if isODF(t.Name) {
-				o.inText--
-			}
-			if o.headLevel > 0 {
-				o.endHeading()
-			}
-			switch {
-			case !o.cellOpen:
-				o.w.WriteByte('\n')
-			case o.structured && o.inCell:
-				o.cellSpace = true
-			}
-		case "tc", "table-cell":
-			o.inCell = false
-		case "tr", "table-row":
-			if o.structured && o.cells > 0 {
-				o.w.WriteString(" |")
-				if o.rows == 0 {
-					o.w.WriteString("\n|" + strings.Repeat(" --- |", o.cells))
-				}
-				o.rows++
-			}
-			o.w.WriteByte('\n')
-			o.cellOpen = false
-		}
+		o.end(t)
 	case xml.CharData:
 		if o.inText > 0 {
 			o.out(string(t))
 		}
+	}
+}
+
+// start handles an element's start tag.
+func (o *officeText) start(t xml.StartElement) {
+	switch t.Name.Local {
+	case "t": // w:t (Word), a:t (DrawingML: slides)
+		o.inText++
+	case "p", "h": // text:p / text:h (OpenDocument): their character data is text
+		if isODF(t.Name) {
+			o.inText++
+			if t.Name.Local == "h" {
+				level, _ := strconv.Atoi(attr(t, "outline-level"))
+				o.startHeading(max(level, 1))
+			}
+		}
+	case "pStyle":
+		o.startHeading(wordHeading(attr(t, "val")))
+	case "tab":
+		o.out("\t")
+	case "br", "cr", "line-break":
+		o.out("\n")
+	case "s": // text:s, a run of spaces
+		if isODF(t.Name) {
+			o.out(" ")
+		}
+	case "tbl", "table":
+		o.startTable(t)
+	case "page": // draw:page, a slide of an OpenDocument presentation
+		if isODF(t.Name) {
+			o.slide++
+			title := ""
+			if o.slide <= len(o.titles) {
+				title = o.titles[o.slide-1]
+			}
+			o.w.log.atSlide(o.w.offset(), o.slide, title)
+		}
+	case "tr", "table-row":
+		o.cells = 0
+	case "tc", "table-cell":
+		switch {
+		case o.structured && o.cells == 0:
+			o.w.WriteString("| ")
+		case o.structured || o.cellOpen:
+			o.w.WriteString(" | ")
+		}
+		o.cellOpen, o.inCell, o.cellSpace = true, true, false
+		o.cells++
+	}
+}
+
+// startTable starts a table; a spreadsheet's tables are its sheets, and
+// the sheet's name is the heading.
+func (o *officeText) startTable(t xml.StartElement) {
+	o.rows = 0
+	if isODF(t.Name) && strings.HasSuffix(o.kind, ".spreadsheet") {
+		if name := attr(t, "name"); name != "" {
+			o.w.log.atHeading(o.w.offset(), 1, name)
+			if o.structured {
+				o.w.WriteString("## " + name + "\n\n")
+			}
+		}
+	}
+}
+
+// end handles an element's end tag.
+func (o *officeText) end(t xml.EndElement) {
+	switch t.Name.Local {
+	case "t":
+		o.inText--
+	case "p", "h":
+		if isODF(t.Name) {
+			o.inText--
+		}
+		if o.headLevel > 0 {
+			o.endHeading()
+		}
+		switch {
+		case !o.cellOpen:
+			o.w.WriteByte('\n')
+		case o.structured && o.inCell:
+			o.cellSpace = true
+		}
+	case "tc", "table-cell":
+		o.inCell = false
+	case "tr", "table-row":
+		if o.structured && o.cells > 0 {
+			o.w.WriteString(" |")
+			if o.rows == 0 {
+				o.w.WriteString("\n|" + strings.Repeat(" --- |", o.cells))
+			}
+			o.rows++
+		}
+		o.w.WriteByte('\n')
+		o.cellOpen = false
 	}
 }
 
@@ -685,19 +700,7 @@ func (c *container) writeXLSX(w *docWriter, structured bool) error {
 	if err := xml.Unmarshal(raw, &wb); err != nil {
 		return &Skip{ReasonCorrupt, "workbook: " + err.Error()}
 	}
-	target := map[string]string{}
-	if rels, err := c.read("xl/_rels/workbook.xml.rels"); err == nil {
-		var doc struct {
-			Rel []struct {
-				ID     string `xml:"Id,attr"`
-				Target string `xml:"Target,attr"`
-			} `xml:"Relationship"`
-		}
-		_ = xml.Unmarshal(rels, &doc)
-		for _, r := range doc.Rel {
-			target[r.ID] = path.Clean(path.Join("xl", r.Target))
-		}
-	}
+	target := c.workbookTargets()
 	shared := &sharedTable{}
 	if zf := c.files["xl/sharedStrings.xml"]; zf != nil {
 		if zf.UncompressedSize64 > maxSharedStrings {
@@ -732,6 +735,27 @@ func (c *container) writeXLSX(w *docWriter, structured bool) error {
 		}
 	}
 	return nil
+}
+
+// workbookTargets maps the workbook's relationship IDs to their parts
+// (xl/worksheets/sheet1.xml …); none when its relationships are unreadable.
+func (c *container) workbookTargets() map[string]string {
+	target := map[string]string{}
+	rels, err := c.read("xl/_rels/workbook.xml.rels")
+	if err != nil {
+		return target
+	}
+	var doc struct {
+		Rel []struct {
+			ID     string `xml:"Id,attr"`
+			Target string `xml:"Target,attr"`
+		} `xml:"Relationship"`
+	}
+	_ = xml.Unmarshal(rels, &doc)
+	for _, r := range doc.Rel {
+		target[r.ID] = path.Clean(path.Join("xl", r.Target))
+	}
+	return target
 }
 
 // sharedTable is an XLSX's shared strings held compactly: their text end
@@ -795,68 +819,89 @@ func (c *container) sharedStrings() (*sharedTable, error) {
 
 // writeSheet streams one worksheet's rows.
 func writeSheet(w *docWriter, r io.Reader, shared *sharedTable, structured bool) error {
-	var cellType string
-	var val strings.Builder
-	inV, cells, rows := false, 0, 0
-	return walkXML(r, "worksheet", func(tok xml.Token) {
-		switch t := tok.(type) {
-		case xml.StartElement:
-			switch t.Name.Local {
-			case "row":
-				cells = 0
-			case "c":
-				cellType = ""
-				for _, a := range t.Attr {
-					if a.Name.Local == "t" {
-						cellType = a.Value
-					}
-				}
-				val.Reset()
-			case "v", "t":
-				inV = true
-			}
-		case xml.EndElement:
-			switch t.Name.Local {
-			case "v", "t":
-				inV = false
-			case "c":
-				text := val.String()
-				if cellType == "s" {
-					if i, err := strconv.Atoi(strings.TrimSpace(text)); err == nil && i >= 0 && i < shared.len() {
-						text = shared.at(i)
-					}
-				}
-				if text == "" {
-					return
-				}
-				switch {
-				case structured && cells == 0:
-					w.WriteString("| ")
-					text = strings.NewReplacer("|", `\|`, "\n", " ").Replace(text)
-				case structured:
-					w.WriteString(" | ")
-					text = strings.NewReplacer("|", `\|`, "\n", " ").Replace(text)
-				case cells > 0:
-					w.WriteString(" | ")
-				}
-				w.WriteString(text)
-				cells++
-			case "row":
-				if cells > 0 && structured {
-					w.WriteString(" |")
-					if rows == 0 {
-						w.WriteString("\n|" + strings.Repeat(" --- |", cells))
-					}
-					rows++
-				}
-				if cells > 0 {
-					w.WriteByte('\n')
-				}
-			}
-		case xml.CharData:
-			if inV {
-				val.Write(t)
-			}
+	sw := &sheetWriter{w: w, shared: shared, structured: structured}
+	return walkXML(r, "worksheet", sw.token)
+}
+
+// sheetWriter writes one worksheet's rows, a line each (a Markdown table
+// when structured).
+type sheetWriter struct {
+	w           *docWriter
+	shared      *sharedTable
+	structured  bool
+	cellType    string
+	val         strings.Builder
+	inV         bool
+	cells, rows int
+}
+
+func (sw *sheetWriter) token(tok xml.Token) {
+	switch t := tok.(type) {
+	case xml.StartElement:
+		switch t.Name.Local {
+		case "row":
+			sw.cells = 0
+		case "c":
+			sw.cellType = attr(t, "t")
+			sw.val.Reset()
+		case "v", "t":
+			sw.inV = true
 		}
-	})
+	case xml.EndElement:
+		switch t.Name.Local {
+		case "v", "t":
+			sw.inV = false
+		case "c":
+			sw.endCell()
+		case "row":
+			sw.endRow()
+		}
+	case xml.CharData:
+		if sw.inV {
+			sw.val.Write(t)
+		}
+	}
+}
+
+var cellEscaper = strings.NewReplacer("|", `\|`, "\n", " ")
+
+// endCell writes the cell's value (a shared string by its index).
+func (sw *sheetWriter) endCell() {
+	text := sw.val.String()
+	if sw.cellType == "s" {
+		if i, err := strconv.Atoi(strings.TrimSpace(text)); err == nil && i >= 0 && i < sw.shared.len() {
+			text = sw.shared.at(i)
+		}
+	}
+	if text == "" {
+		return
+	}
+	switch {
+	case sw.structured && sw.cells == 0:
+		sw.w.WriteString("| ")
+		text = cellEscaper.Replace(text)
+	case sw.structured:
+		sw.w.WriteString(" | ")
+		text = cellEscaper.Replace(text)
+	case sw.cells > 0:
+		sw.w.WriteString(" | ")
+	}
+	sw.w.WriteString(text)
+	sw.cells++
+}
+
+// endRow ends a row that had cells (the header row is followed by the
+// Markdown separator).
+func (sw *sheetWriter) endRow() {
+	if sw.cells == 0 {
+		return
+	}
+	if sw.structured {
+		sw.w.WriteString(" |")
+		if sw.rows == 0 {
+			sw.w.WriteString("\n|" + strings.Repeat(" --- |", sw.cells))
+		}
+		sw.rows++
+	}
+	sw.w.WriteByte('\n')
 }

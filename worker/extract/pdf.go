@@ -187,6 +187,11 @@ func (p *PDF) extract(ctx context.Context, f io.ReadSeeker, size int64, w *docWr
 			err = &Skip{ReasonCorrupt, fmt.Sprintf("PDFium failed: %v", r)}
 		}
 	}()
+	return p.read(ctx, inst, f, size, w, structured)
+}
+
+// read opens the document on inst and writes its pages' text to w.
+func (p *PDF) read(ctx context.Context, inst pdfium.Pdfium, f io.ReadSeeker, size int64, w *docWriter, structured bool) error {
 	doc, err := inst.OpenDocument(&requests.OpenDocument{FileReader: f, FileReaderSize: size})
 	switch {
 	case errors.Is(err, pdferrors.ErrPassword):
@@ -213,30 +218,37 @@ func (p *PDF) extract(ctx context.Context, f io.ReadSeeker, size int64, w *docWr
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		text, err := pageText(inst, doc.Document, i)
-		if err != nil && strings.Contains(err.Error(), "wasm error") {
-			// PDFium aborts (a trap) when an allocation fails: almost always
-			// a page that needs more than the instance's memory cap.
-			return &Skip{ReasonTooLarge, fmt.Sprintf("PDFium stopped on page %d (%v): the page most likely needs more than the %d MiB memory cap",
-				i+1, err, p.cfg.MemoryBytes>>20)}
-		}
+		n, err := p.page(inst, doc.Document, i, w, &outline, structured)
 		if err != nil {
-			return &Skip{ReasonCorrupt, fmt.Sprintf("PDF page %d: %v", i+1, err)}
-		}
-		w.log.atPage(w.offset(), i+1)
-		var here []bookmark
-		for len(outline) > 0 && outline[0].page <= i {
-			here, outline = append(here, outline[0]), outline[1:]
-		}
-		chars += len(strings.TrimSpace(text))
-		if err := writePage(w, text, here, structured); err != nil {
 			return err
 		}
+		chars += n
 	}
 	if chars == 0 && count.PageCount > 0 {
 		return &Skip{ReasonNoTextLayer, fmt.Sprintf("%d pages without a text layer (scanned? stevedore does no OCR)", count.PageCount)}
 	}
 	return w.Flush()
+}
+
+// page writes page i's text with the outline's entries that start on
+// it (taken off outline), and returns how many characters it has.
+func (p *PDF) page(inst pdfium.Pdfium, doc references.FPDF_DOCUMENT, i int, w *docWriter, outline *[]bookmark, structured bool) (int, error) {
+	text, err := pageText(inst, doc, i)
+	if err != nil && strings.Contains(err.Error(), "wasm error") {
+		// PDFium aborts (a trap) when an allocation fails: almost always
+		// a page that needs more than the instance's memory cap.
+		return 0, &Skip{ReasonTooLarge, fmt.Sprintf("PDFium stopped on page %d (%v): the page most likely needs more than the %d MiB memory cap",
+			i+1, err, p.cfg.MemoryBytes>>20)}
+	}
+	if err != nil {
+		return 0, &Skip{ReasonCorrupt, fmt.Sprintf("PDF page %d: %v", i+1, err)}
+	}
+	w.log.atPage(w.offset(), i+1)
+	var here []bookmark
+	for len(*outline) > 0 && (*outline)[0].page <= i {
+		here, *outline = append(here, (*outline)[0]), (*outline)[1:]
+	}
+	return len(strings.TrimSpace(text)), writePage(w, text, here, structured)
 }
 
 // pageText is the text of page i: lines end in "\n" (PDFium says "\r\n"),
