@@ -78,100 +78,109 @@ func dlqCommand(ctx context.Context, name string, args []string, define func(*fl
 
 func runDLQ(ctx context.Context, args []string) error {
 	return subcommands("dlq", args, map[string]func([]string) error{
-		"list": func(args []string) error {
-			var source *string
-			var limit *int
-			return dlqCommand(ctx, "dlq list", args, func(f *flags) {
-				source = f.FlagSet.String("stream", "", "only letters from this source (JOBS, TASKS, SQS)")
-				limit = f.FlagSet.Int("limit", 100, "at most this many (0: all)")
-			}, func(js jetstream.JetStream) (map[string]any, string, error) {
-				entries, err := deadLetters(ctx, js, *source, *limit)
-				if err != nil {
-					return nil, "", err
-				}
-				var b strings.Builder
-				for _, e := range entries {
-					reason := e.Letter.Reason
-					if len(reason) > 100 {
-						reason = reason[:100] + "…"
-					}
-					fmt.Fprintf(&b, "%6d  %s  %-5s  %-16s  deliveries %d  %s\n", e.Seq, e.Letter.At.Format(time.RFC3339), e.Letter.Stream, e.Letter.ErrorClass, e.Letter.Deliveries, reason)
-				}
-				if len(entries) == 0 {
-					b.WriteString("DEAD is empty\n")
-				}
-				if entries == nil {
-					entries = []deadEntry{} // JSON [] rather than null
-				}
-				return map[string]any{"dead_letters": entries}, b.String(), nil
-			})
-		},
-		"show": func(args []string) error {
-			var seq *uint64
-			return dlqCommand(ctx, "dlq show", args, func(f *flags) {
-				seq = f.FlagSet.Uint64("seq", 0, "DEAD stream sequence (from dlq list)")
-			}, func(js jetstream.JetStream) (map[string]any, string, error) {
-				e, err := deadLetter(ctx, js, *seq)
-				if err != nil {
-					return nil, "", err
-				}
-				payload := string(e.Letter.Payload)
-				if json.Valid(e.Letter.Payload) {
-					var v any
-					_ = json.Unmarshal(e.Letter.Payload, &v)
-					b, _ := json.MarshalIndent(v, "  ", "  ")
-					payload = string(b)
-				}
-				return map[string]any{"seq": e.Seq, "dead_letter": e.Letter},
-					fmt.Sprintf("seq %d from %s %s (stream seq %d), %d deliveries, class %s, at %s\nreason: %s\npayload:\n  %s\n",
-						e.Seq, e.Letter.Stream, e.Letter.Subject, e.Letter.Sequence, e.Letter.Deliveries, e.Letter.ErrorClass,
-						e.Letter.At.Format(time.RFC3339), e.Letter.Reason, payload), nil
-			})
-		},
-		"replay": func(args []string) error {
-			var seq *uint64
-			var all *bool
-			var class *string
-			return dlqCommand(ctx, "dlq replay", args, func(f *flags) {
-				seq = f.FlagSet.Uint64("seq", 0, "replay this DEAD message")
-				all = f.FlagSet.Bool("all", false, "replay every replayable DEAD message")
-				class = f.FlagSet.String("class", "", "with --all: only this error class")
-			}, func(js jetstream.JetStream) (map[string]any, string, error) {
-				var entries []deadEntry
-				switch {
-				case *seq > 0:
-					e, err := deadLetter(ctx, js, *seq)
-					if err != nil {
-						return nil, "", err
-					}
-					entries = append(entries, *e)
-				case *all:
-					var err error
-					if entries, err = deadLetters(ctx, js, "", 0); err != nil {
-						return nil, "", err
-					}
-				default:
-					return nil, "", errors.New("dlq replay: pass --seq N or --all")
-				}
-				replayed, skipped := []uint64{}, []string{}
-				for _, e := range entries {
-					if *class != "" && e.Letter.ErrorClass != *class {
-						continue
-					}
-					if err := replay(ctx, js, e); err != nil {
-						skipped = append(skipped, fmt.Sprintf("%d: %v", e.Seq, err))
-						continue
-					}
-					replayed = append(replayed, e.Seq)
-				}
-				human := fmt.Sprintf("replayed %d dead letters %v\n", len(replayed), replayed)
-				for _, s := range skipped {
-					human += "not replayed " + s + "\n"
-				}
-				return map[string]any{"replayed": replayed, "not_replayed": skipped}, human, nil
-			})
-		},
+		"list":   func(args []string) error { return dlqList(ctx, args) },
+		"show":   func(args []string) error { return dlqShow(ctx, args) },
+		"replay": func(args []string) error { return dlqReplay(ctx, args) },
 	}, "list [--stream S] [--limit N] | show --seq N | replay (--seq N | --all [--class C])")
+}
+
+// dlqList is `dlq list`.
+func dlqList(ctx context.Context, args []string) error {
+	var source *string
+	var limit *int
+	return dlqCommand(ctx, "dlq list", args, func(f *flags) {
+		source = f.FlagSet.String("stream", "", "only letters from this source (JOBS, TASKS, SQS)")
+		limit = f.FlagSet.Int("limit", 100, "at most this many (0: all)")
+	}, func(js jetstream.JetStream) (map[string]any, string, error) {
+		entries, err := deadLetters(ctx, js, *source, *limit)
+		if err != nil {
+			return nil, "", err
+		}
+		var b strings.Builder
+		for _, e := range entries {
+			reason := e.Letter.Reason
+			if len(reason) > 100 {
+				reason = reason[:100] + "…"
+			}
+			fmt.Fprintf(&b, "%6d  %s  %-5s  %-16s  deliveries %d  %s\n", e.Seq, e.Letter.At.Format(time.RFC3339), e.Letter.Stream, e.Letter.ErrorClass, e.Letter.Deliveries, reason)
+		}
+		if len(entries) == 0 {
+			b.WriteString("DEAD is empty\n")
+		}
+		if entries == nil {
+			entries = []deadEntry{} // JSON [] rather than null
+		}
+		return map[string]any{"dead_letters": entries}, b.String(), nil
+	})
+}
+
+// dlqShow is `dlq show`.
+func dlqShow(ctx context.Context, args []string) error {
+	var seq *uint64
+	return dlqCommand(ctx, "dlq show", args, func(f *flags) {
+		seq = f.FlagSet.Uint64("seq", 0, "DEAD stream sequence (from dlq list)")
+	}, func(js jetstream.JetStream) (map[string]any, string, error) {
+		e, err := deadLetter(ctx, js, *seq)
+		if err != nil {
+			return nil, "", err
+		}
+		payload := string(e.Letter.Payload)
+		if json.Valid(e.Letter.Payload) {
+			var v any
+			_ = json.Unmarshal(e.Letter.Payload, &v)
+			b, _ := json.MarshalIndent(v, "  ", "  ")
+			payload = string(b)
+		}
+		return map[string]any{"seq": e.Seq, "dead_letter": e.Letter},
+			fmt.Sprintf("seq %d from %s %s (stream seq %d), %d deliveries, class %s, at %s\nreason: %s\npayload:\n  %s\n",
+				e.Seq, e.Letter.Stream, e.Letter.Subject, e.Letter.Sequence, e.Letter.Deliveries, e.Letter.ErrorClass,
+				e.Letter.At.Format(time.RFC3339), e.Letter.Reason, payload), nil
+	})
+}
+
+// dlqReplay is `dlq replay`.
+func dlqReplay(ctx context.Context, args []string) error {
+	var seq *uint64
+	var all *bool
+	var class *string
+	return dlqCommand(ctx, "dlq replay", args, func(f *flags) {
+		seq = f.FlagSet.Uint64("seq", 0, "replay this DEAD message")
+		all = f.FlagSet.Bool("all", false, "replay every replayable DEAD message")
+		class = f.FlagSet.String("class", "", "with --all: only this error class")
+	}, func(js jetstream.JetStream) (map[string]any, string, error) {
+		var entries []deadEntry
+		switch {
+		case *seq > 0:
+			e, err := deadLetter(ctx, js, *seq)
+			if err != nil {
+				return nil, "", err
+			}
+			entries = append(entries, *e)
+		case *all:
+			var err error
+			if entries, err = deadLetters(ctx, js, "", 0); err != nil {
+				return nil, "", err
+			}
+		default:
+			return nil, "", errors.New("dlq replay: pass --seq N or --all")
+		}
+		replayed, skipped := []uint64{}, []string{}
+		for _, e := range entries {
+			if *class != "" && e.Letter.ErrorClass != *class {
+				continue
+			}
+			if err := replay(ctx, js, e); err != nil {
+				skipped = append(skipped, fmt.Sprintf("%d: %v", e.Seq, err))
+				continue
+			}
+			replayed = append(replayed, e.Seq)
+		}
+		human := fmt.Sprintf("replayed %d dead letters %v\n", len(replayed), replayed)
+		for _, s := range skipped {
+			human += "not replayed " + s + "\n"
+		}
+		return map[string]any{"replayed": replayed, "not_replayed": skipped}, human, nil
+	})
 }
 
 func deadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (*deadEntry, error) {

@@ -341,39 +341,103 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	}
 	limit, source := applyMemoryLimit(*c.memoryLimitMiB, cgroupMemoryFiles)
 	logMemoryLimit(log, limit, source)
-	target := c.target()
-	nc, js, err := connect(ctx, target, log)
+	nc, js, err := connect(ctx, c.target(), log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	topo := schema.Topology{Replicas: *c.replicas, AckWait: *c.ackWait, Update: *c.updateTopology}
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := topo.Ensure(setup, js); err != nil {
+	p := &process{c: c, log: log, setup: setup, nc: nc, js: js, reg: prometheus.NewRegistry(),
+		topo: schema.Topology{Replicas: *c.replicas, AckWait: *c.ackWait, Update: *c.updateTopology}}
+	if err := p.topo.Ensure(setup, js); err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	processMetrics(reg, nc, js)
-	g, gctx := errgroup.WithContext(ctx)
+	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	processMetrics(p.reg, nc, js)
+	if err := p.open(); err != nil {
+		return err
+	}
+	p.g, p.gctx = errgroup.WithContext(ctx)
+	if err := p.startAPI(); err != nil {
+		return err
+	}
+	if err := p.startSQS(); err != nil {
+		return err
+	}
+	stopPDF, err := p.startWorkers()
+	if err != nil {
+		return err
+	}
+	defer stopPDF()
+	// Last, so that /readyz answering means the API accepts connections too.
+	if err := serve(p.gctx, p.g, "metrics", *c.metricsListen, p.metricsMux(), log); err != nil {
+		return err
+	}
+	log.Info("stevedore running", "nats_url", redactURL(*c.natsURL), "metrics", *c.metricsListen, "api", deref(c.listen), "workers", deref(c.workers))
+	err = p.g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// process is what one stevedore process's components share: its NATS
+// connection, topology, metrics, registry, AWS configuration and STS
+// broker, and the group they run in.
+type process struct {
+	c      *fleetConfig
+	log    *slog.Logger
+	setup  context.Context // bounds start-up
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	topo   schema.Topology
+	reg    *prometheus.Registry
+	regy   *registry.Registry
+	awsCfg aws.Config
+	broker *creds.Broker // made on first use (getBroker)
+	g      *errgroup.Group
+	gctx   context.Context
+}
+
+// open opens the tenant registry (with the KEK, if any) and loads the AWS
+// configuration when an API or workers need it.
+func (p *process) open() error {
+	kek, err := loadKEK(*p.c.kekFile)
+	if err != nil {
+		return err
+	}
+	p.regy, err = registry.Open(p.setup, p.js, registry.Config{ExternalIDPrefix: *p.c.externalIDPrefix, KEK: kek, Logger: p.log.With("component", "registry")})
+	if err != nil {
+		return err
+	}
+	if p.c.listen != nil || (p.c.workers != nil && *p.c.workers > 0) {
+		if p.awsCfg, err = loadAWSConfig(p.setup, p.log); err != nil {
+			return fmt.Errorf("load AWS configuration: %w", err)
+		}
+	}
+	return nil
+}
+
+// metricsMux serves /healthz, /readyz, /metrics and, with --pprof, profiles.
+func (p *process) metricsMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if !nc.IsConnected() {
+		if !p.nc.IsConnected() {
 			http.Error(w, "not connected to NATS", http.StatusServiceUnavailable)
 			return
 		}
-		if err := schema.Present(rctx, js); err != nil {
+		if err := schema.Present(rctx, p.js); err != nil {
 			http.Error(w, "topology missing: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if *c.pprof {
+	mux.Handle("/metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{}))
+	if *p.c.pprof {
 		runtime.SetBlockProfileRate(int((100 * time.Microsecond).Nanoseconds())) // one sample per 100 µs blocked
 		runtime.SetMutexProfileFraction(100)
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -381,111 +445,108 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		log.Warn("profiles served at /debug/pprof/ on the metrics listener", "metrics", *c.metricsListen)
+		p.log.Warn("profiles served at /debug/pprof/ on the metrics listener", "metrics", *p.c.metricsListen)
 	}
-	kek, err := loadKEK(*c.kekFile)
+	return mux
+}
+
+// getBroker returns the process's one STS broker, shared by its workers and
+// customer-account queues, made on first use.
+func (p *process) getBroker() (*creds.Broker, error) {
+	if p.broker != nil {
+		return p.broker, nil
+	}
+	client := stsClient(p.awsCfg)
+	chained, me, err := creds.DetectRoleChaining(p.setup, client)
+	if err != nil {
+		p.log.Warn("could not tell whether our identity is a role session; long sessions fall back to 1h if refused", "error", err)
+	} else if chained {
+		p.log.Info("our identity is a role session: customer sessions are capped at 1h (role chaining)", "identity", me)
+	}
+	d := time.Hour
+	if p.c.sessionDuration != nil {
+		d = *p.c.sessionDuration
+	}
+	verdicts, err := worker.NewVerdicts(p.setup, p.js)
+	if err != nil {
+		return nil, err
+	}
+	p.broker, err = creds.New(creds.Config{STS: client, Duration: d, RoleChaining: chained, Region: p.awsCfg.Region,
+		Rate: rate.Limit(*p.c.stsRate), Burst: 2 * *p.c.stsRate, Registerer: p.reg, OnHealth: worker.RecordHealth(p.regy, p.log), Shared: verdicts})
+	return p.broker, err
+}
+
+// startAPI serves the HTTP API, with --listen.
+func (p *process) startAPI() error {
+	c := p.c
+	if c.listen == nil {
+		return nil
+	}
+	verifier := newVerifier(p.awsCfg, *c.s3PathStyle, sessionNaming{*c.sessionPrefix, *c.sessionTemplate}, *c.devEmulatorSTS, p.regy, p.log)
+	api, err := producer.New(p.setup, producer.Config{JS: p.js, Registry: p.regy, Registerer: p.reg, Logger: p.log.With("component", "api"),
+		PrincipalARN: *c.principalARN, Verifier: verifier, RequestRate: rate.Limit(*c.apiRate), RequestBurst: 2 * *c.apiRate, MaxQueuedJobs: *c.maxQueuedJobs})
 	if err != nil {
 		return err
 	}
-	regy, err := registry.Open(setup, js, registry.Config{ExternalIDPrefix: *c.externalIDPrefix, KEK: kek, Logger: log.With("component", "registry")})
+	return serve(p.gctx, p.g, "api", *c.listen, api, p.log)
+}
+
+// startSQS runs the SQS bridge, with --sqs-queue-url.
+func (p *process) startSQS() error {
+	c := p.c
+	if c.sqs == nil || len(c.sqs.queues.values) == 0 {
+		return nil
+	}
+	queues, err := c.sqs.build(p.awsCfg, p.regy, p.getBroker, sessionNaming{*c.sessionPrefix, *c.sessionTemplate})
 	if err != nil {
 		return err
 	}
-	var awsCfg aws.Config
-	if c.listen != nil || (c.workers != nil && *c.workers > 0) {
-		if awsCfg, err = loadAWSConfig(setup, log); err != nil {
-			return fmt.Errorf("load AWS configuration: %w", err)
-		}
+	bridge, err := producer.NewBridge(p.gctx, producer.BridgeConfig{JS: p.js, Registry: p.regy, Queues: queues, Pollers: *c.sqs.pollers,
+		Visibility: *c.sqs.visibility, MaxReceives: *c.sqs.maxReceives, Registerer: p.reg, Logger: p.log.With("component", "sqs")})
+	if err != nil {
+		return err
 	}
-	// One broker per process, shared by workers and customer-account queues.
-	var broker *creds.Broker
-	getBroker := func() (*creds.Broker, error) {
-		if broker != nil {
-			return broker, nil
-		}
-		client := stsClient(awsCfg)
-		chained, me, err := creds.DetectRoleChaining(setup, client)
+	p.g.Go(func() error { return bridge.Run(p.gctx) })
+	p.log.Info("SQS bridge running", "queues", len(queues), "pollers_per_queue", *c.sqs.pollers)
+	return nil
+}
+
+// startWorkers runs --workers workers sharing one pool of PDFium instances;
+// stop closes the pool once they are done.
+func (p *process) startWorkers() (stop func(), err error) {
+	c := p.c
+	if c.workers == nil || *c.workers == 0 {
+		return func() {}, nil
+	}
+	broker, err := p.getBroker()
+	if err != nil {
+		return nil, err
+	}
+	instances := min(*c.pdfInstances, *c.workers**c.taskConcurrency)
+	pdf := extract.NewPDF(extract.PDFConfig{Instances: instances, MaxPages: *c.pdfMaxPages, Timeout: *c.pdfTimeout,
+		MemoryBytes: int64(*c.pdfMemoryMiB) << 20, CacheDir: *c.cacheDir})
+	warmStart := time.Now()
+	if err := pdf.Warm(); err != nil {
+		pdf.Close()
+		return nil, fmt.Errorf("PDF extractor (--cache-dir, --pdf-memory-mib): %w", err)
+	}
+	p.log.Info("PDF extractor ready", "instances", instances, "took", time.Since(warmStart).Round(time.Millisecond))
+	for i := 0; i < *c.workers; i++ {
+		w, err := worker.New(p.setup, worker.Config{
+			JS: p.js, Registry: p.regy, Broker: broker, AWS: p.awsCfg, S3PathStyle: *c.s3PathStyle, Topology: p.topo,
+			TaskConcurrency: *c.taskConcurrency, TenantConcurrency: *c.tenantConcurrency, Heartbeat: *c.ackWait / 4, PlanConcurrency: *c.planConcurrency, ChunkTokens: *c.chunkTokens,
+			SpillEvery: *c.spillEvery, StealAbove: *c.stealAbove, NoAffinity: *c.noAffinity, OrgTaskShare: *c.orgTaskShare,
+			MaxObjectBytes: int64(*c.maxObjectMiB) << 20, MaxDecompressedBytes: int64(*c.maxDecompressedMiB) << 20, PDF: pdf, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix, SessionTemplate: *c.sessionTemplate,
+			Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, p.reg),
+			Logger:     p.log.With("component", "worker"), Name: "worker-" + strconv.Itoa(i),
+		})
 		if err != nil {
-			log.Warn("could not tell whether our identity is a role session; long sessions fall back to 1h if refused", "error", err)
-		} else if chained {
-			log.Info("our identity is a role session: customer sessions are capped at 1h (role chaining)", "identity", me)
-		}
-		d := time.Hour
-		if c.sessionDuration != nil {
-			d = *c.sessionDuration
-		}
-		verdicts, err := worker.NewVerdicts(setup, js)
-		if err != nil {
+			pdf.Close()
 			return nil, err
 		}
-		broker, err = creds.New(creds.Config{STS: client, Duration: d, RoleChaining: chained, Region: awsCfg.Region,
-			Rate: rate.Limit(*c.stsRate), Burst: 2 * *c.stsRate, Registerer: reg, OnHealth: worker.RecordHealth(regy, log), Shared: verdicts})
-		return broker, err
+		p.g.Go(func() error { return w.Run(p.gctx) })
 	}
-	if c.listen != nil {
-		verifier := newVerifier(awsCfg, *c.s3PathStyle, sessionNaming{*c.sessionPrefix, *c.sessionTemplate}, *c.devEmulatorSTS, regy, log)
-		api, err := producer.New(setup, producer.Config{JS: js, Registry: regy, Registerer: reg, Logger: log.With("component", "api"),
-			PrincipalARN: *c.principalARN, Verifier: verifier, RequestRate: rate.Limit(*c.apiRate), RequestBurst: 2 * *c.apiRate, MaxQueuedJobs: *c.maxQueuedJobs})
-		if err != nil {
-			return err
-		}
-		if err := serve(gctx, g, "api", *c.listen, api, log); err != nil {
-			return err
-		}
-	}
-	if c.sqs != nil && len(c.sqs.queues.values) > 0 {
-		queues, err := c.sqs.build(awsCfg, regy, getBroker, sessionNaming{*c.sessionPrefix, *c.sessionTemplate})
-		if err != nil {
-			return err
-		}
-		bridge, err := producer.NewBridge(gctx, producer.BridgeConfig{JS: js, Registry: regy, Queues: queues, Pollers: *c.sqs.pollers,
-			Visibility: *c.sqs.visibility, MaxReceives: *c.sqs.maxReceives, Registerer: reg, Logger: log.With("component", "sqs")})
-		if err != nil {
-			return err
-		}
-		g.Go(func() error { return bridge.Run(gctx) })
-		log.Info("SQS bridge running", "queues", len(queues), "pollers_per_queue", *c.sqs.pollers)
-	}
-	if c.workers != nil && *c.workers > 0 {
-		broker, err := getBroker()
-		if err != nil {
-			return err
-		}
-		// One pool of PDFium instances for the process, shared by its workers.
-		pdf := extract.NewPDF(extract.PDFConfig{Instances: min(*c.pdfInstances, *c.workers**c.taskConcurrency), MaxPages: *c.pdfMaxPages, Timeout: *c.pdfTimeout,
-			MemoryBytes: int64(*c.pdfMemoryMiB) << 20, CacheDir: *c.cacheDir})
-		defer pdf.Close()
-		warmStart := time.Now()
-		if err := pdf.Warm(); err != nil {
-			return fmt.Errorf("PDF extractor (--cache-dir, --pdf-memory-mib): %w", err)
-		}
-		log.Info("PDF extractor ready", "instances", min(*c.pdfInstances, *c.workers**c.taskConcurrency), "took", time.Since(warmStart).Round(time.Millisecond))
-		for i := 0; i < *c.workers; i++ {
-			name := "worker-" + strconv.Itoa(i)
-			w, err := worker.New(setup, worker.Config{
-				JS: js, Registry: regy, Broker: broker, AWS: awsCfg, S3PathStyle: *c.s3PathStyle, Topology: topo,
-				TaskConcurrency: *c.taskConcurrency, TenantConcurrency: *c.tenantConcurrency, Heartbeat: *c.ackWait / 4, PlanConcurrency: *c.planConcurrency, ChunkTokens: *c.chunkTokens,
-				SpillEvery: *c.spillEvery, StealAbove: *c.stealAbove, NoAffinity: *c.noAffinity, OrgTaskShare: *c.orgTaskShare,
-				MaxObjectBytes: int64(*c.maxObjectMiB) << 20, MaxDecompressedBytes: int64(*c.maxDecompressedMiB) << 20, PDF: pdf, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix, SessionTemplate: *c.sessionTemplate,
-				Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, reg),
-				Logger:     log.With("component", "worker"), Name: name,
-			})
-			if err != nil {
-				return err
-			}
-			g.Go(func() error { return w.Run(gctx) })
-		}
-	}
-	// Last, so that /readyz answering means the API accepts connections too.
-	if err := serve(gctx, g, "metrics", *c.metricsListen, mux, log); err != nil {
-		return err
-	}
-	log.Info("stevedore running", "nats_url", redactURL(*c.natsURL), "metrics", *c.metricsListen, "api", deref(c.listen), "workers", deref(c.workers))
-	err = g.Wait()
-	if errors.Is(err, context.Canceled) {
-		err = nil
-	}
-	return err
+	return func() { _ = pdf.Close() }, nil
 }
 
 func deref[T any](p *T) any {

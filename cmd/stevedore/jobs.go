@@ -15,77 +15,85 @@ import (
 )
 
 func runJob(ctx context.Context, args []string) error {
-	open := func(r *registry.Registry) (*jobs.Store, error) { return jobs.Open(ctx, r.JetStream(), nil) }
 	return subcommands("job", args, map[string]func([]string) error{
-		"list": func(args []string) error {
-			var org, collection, status, cursor *string
-			var limit *int
-			return operatorCommand(ctx, "job list", args, func(f *flags) {
-				org = f.FlagSet.String("org", "", "organization ID")
-				collection = f.FlagSet.String("collection", "", "only this collection's jobs")
-				status = f.FlagSet.String("status", "", "only jobs with this status")
-				limit = f.FlagSet.Int("limit", 20, "jobs per page (1-100)")
-				cursor = f.FlagSet.String("cursor", "", "next_cursor of the previous page")
-			}, func(r *registry.Registry) (map[string]any, string, error) {
-				j, err := open(r)
-				if err != nil {
-					return nil, "", err
-				}
-				page, err := j.List(ctx, *org, jobs.Filter{Collection: *collection, Status: *status, Limit: *limit, Cursor: *cursor})
-				if err != nil {
-					return nil, "", err
-				}
-				var b strings.Builder
-				for _, v := range page.Jobs {
-					fmt.Fprintf(&b, "%s  %-22s %-12s %s  %d/%d files, %d failed\n", v.JobID, v.Status, v.Collection, v.CreatedAt.Format(time.RFC3339),
-						v.FilesIndexed+v.FilesSkipped+v.FilesFailed+v.FilesDeleted, v.FilesTotal, v.FilesFailed)
-				}
-				if page.NextCursor != "" {
-					fmt.Fprintf(&b, "more: --cursor %s\n", page.NextCursor)
-				}
-				return map[string]any{"jobs": page.Jobs, "next_cursor": page.NextCursor}, b.String(), nil
-			})
-		},
-		"show": func(args []string) error {
-			var org, id *string
-			var wait *bool
-			return operatorCommand(ctx, "job show", args, func(f *flags) {
-				org = f.FlagSet.String("org", "", "organization ID")
-				id = f.FlagSet.String("id", "", "job ID")
-				wait = f.FlagSet.Bool("wait", false, "follow the job until it is final (a progress bar on a terminal, a line per change otherwise)")
-			}, func(r *registry.Registry) (map[string]any, string, error) {
-				j, err := open(r)
-				if err != nil {
-					return nil, "", err
-				}
-				// Progress goes to stderr, so --json output stays one object.
-				st, err := showJob(ctx, j, *org, *id, *wait, progressWriter())
-				if err != nil {
-					return nil, "", err
-				}
-				v := st.View(time.Now())
-				return map[string]any{"job": v}, describeJob(v), nil
-			})
-		},
-		"cancel": func(args []string) error {
-			var org, id *string
-			return operatorCommand(ctx, "job cancel", args, func(f *flags) {
-				org = f.FlagSet.String("org", "", "organization ID")
-				id = f.FlagSet.String("id", "", "job ID")
-			}, func(r *registry.Registry) (map[string]any, string, error) {
-				j, err := open(r)
-				if err != nil {
-					return nil, "", err
-				}
-				st, err := j.Cancel(ctx, *org, *id)
-				if err != nil {
-					return nil, "", fmt.Errorf("cancel %s: %w", *id, err)
-				}
-				r.Audit(ctx, *org, cliActor, "job.cancel", "ok", *id)
-				return map[string]any{"job": st.View(time.Now())}, fmt.Sprintf("Job %s %s\n", st.JobID, st.Status), nil
-			})
-		},
+		"list":   func(args []string) error { return jobList(ctx, args) },
+		"show":   func(args []string) error { return jobShow(ctx, args) },
+		"cancel": func(args []string) error { return jobCancel(ctx, args) },
 	}, "list --org ID [--collection C] [--status S] [--limit N] [--cursor C] | show --org ID --id JOB [--wait] | cancel --org ID --id JOB")
+}
+
+// jobList is `job list`.
+func jobList(ctx context.Context, args []string) error {
+	var org, collection, status, cursor *string
+	var limit *int
+	return operatorCommand(ctx, "job list", args, func(f *flags) {
+		org = f.FlagSet.String("org", "", "organization ID")
+		collection = f.FlagSet.String("collection", "", "only this collection's jobs")
+		status = f.FlagSet.String("status", "", "only jobs with this status")
+		limit = f.FlagSet.Int("limit", 20, "jobs per page (1-100)")
+		cursor = f.FlagSet.String("cursor", "", "next_cursor of the previous page")
+	}, func(r *registry.Registry) (map[string]any, string, error) {
+		j, err := jobs.Open(ctx, r.JetStream(), nil)
+		if err != nil {
+			return nil, "", err
+		}
+		page, err := j.List(ctx, *org, jobs.Filter{Collection: *collection, Status: *status, Limit: *limit, Cursor: *cursor})
+		if err != nil {
+			return nil, "", err
+		}
+		var b strings.Builder
+		for _, v := range page.Jobs {
+			fmt.Fprintf(&b, "%s  %-22s %-12s %s  %d/%d files, %d failed\n", v.JobID, v.Status, v.Collection, v.CreatedAt.Format(time.RFC3339),
+				v.FilesIndexed+v.FilesSkipped+v.FilesFailed+v.FilesDeleted, v.FilesTotal, v.FilesFailed)
+		}
+		if page.NextCursor != "" {
+			fmt.Fprintf(&b, "more: --cursor %s\n", page.NextCursor)
+		}
+		return map[string]any{"jobs": page.Jobs, "next_cursor": page.NextCursor}, b.String(), nil
+	})
+}
+
+// jobShow is `job show`.
+func jobShow(ctx context.Context, args []string) error {
+	var org, id *string
+	var wait *bool
+	return operatorCommand(ctx, "job show", args, func(f *flags) {
+		org = f.FlagSet.String("org", "", "organization ID")
+		id = f.FlagSet.String("id", "", "job ID")
+		wait = f.FlagSet.Bool("wait", false, "follow the job until it is final (a progress bar on a terminal, a line per change otherwise)")
+	}, func(r *registry.Registry) (map[string]any, string, error) {
+		j, err := jobs.Open(ctx, r.JetStream(), nil)
+		if err != nil {
+			return nil, "", err
+		}
+		// Progress goes to stderr, so --json output stays one object.
+		st, err := showJob(ctx, j, *org, *id, *wait, progressWriter())
+		if err != nil {
+			return nil, "", err
+		}
+		v := st.View(time.Now())
+		return map[string]any{"job": v}, describeJob(v), nil
+	})
+}
+
+// jobCancel is `job cancel`.
+func jobCancel(ctx context.Context, args []string) error {
+	var org, id *string
+	return operatorCommand(ctx, "job cancel", args, func(f *flags) {
+		org = f.FlagSet.String("org", "", "organization ID")
+		id = f.FlagSet.String("id", "", "job ID")
+	}, func(r *registry.Registry) (map[string]any, string, error) {
+		j, err := jobs.Open(ctx, r.JetStream(), nil)
+		if err != nil {
+			return nil, "", err
+		}
+		st, err := j.Cancel(ctx, *org, *id)
+		if err != nil {
+			return nil, "", fmt.Errorf("cancel %s: %w", *id, err)
+		}
+		r.Audit(ctx, *org, cliActor, "job.cancel", "ok", *id)
+		return map[string]any{"job": st.View(time.Now())}, fmt.Sprintf("Job %s %s\n", st.JobID, st.Status), nil
+	})
 }
 
 // progress is where show --wait draws; tty selects a redrawn bar over

@@ -173,82 +173,94 @@ func (c *integrationFlags) policies(org *registry.Org, in *registry.Integration)
 
 func runIntegration(ctx context.Context, args []string) error {
 	return subcommands("integration", args, map[string]func([]string) error{
-		"add": func(args []string) error {
-			var c *integrationFlags
-			return operatorCommand(ctx, "integration add", args, func(f *flags) { c = defineIntegrationFlags(f, true) },
-				func(r *registry.Registry) (map[string]any, string, error) {
-					in, err := r.AddIntegration(ctx, cliActor, *c.org, registry.Spec{RoleARN: *c.role, Buckets: c.buckets, Prefixes: c.prefixes,
-						Region: *c.region, KMSKeyARN: *c.kms, SourceIdentity: *c.sourceIdentity, SessionTags: *c.sessionTags, SessionDuration: *c.duration})
-					if err != nil {
-						return nil, "", err
-					}
-					org, err := r.Org(ctx, *c.org)
-					if err != nil {
-						return nil, "", err
-					}
-					v, human := c.policies(org, in)
-					v["integration_id"], v["org_id"], v["role_arn"], v["status"] = in.ID, in.OrgID, in.RoleARN, in.Status
-					return v, fmt.Sprintf("Integration %s registered for %s: %s (status %s)\n%sThen: stevedore integration verify --org %s --id %s\n",
-						in.ID, in.OrgID, in.RoleARN, in.Status, human, in.OrgID, in.ID), nil
-				})
-		},
-		"verify": func(args []string) error {
-			var org, id, bucket, prefix, template *string
-			var pathStyle, devEmulator *bool
-			return operatorCommand(ctx, "integration verify", args, func(f *flags) {
-				org = f.FlagSet.String("org", "", "organization ID")
-				id = f.FlagSet.String("id", "", "integration ID")
-				bucket = f.FlagSet.String("bucket", "", "bucket to probe (default: the integration's first)")
-				pathStyle = f.Bool("s3-path-style", false, "path-style S3 addressing (MinIO)")
-				devEmulator = f.Bool("dev-emulator-sts", false, "DEVELOPMENT ONLY: accept an STS that ignores ExternalId (MinIO)")
-				prefix = f.String("session-prefix", creds.SessionPrefixDefault, "RoleSessionName prefix")
-				template = f.String("session-name", creds.SessionTemplateDefault, "RoleSessionName template ({prefix}, {org}, {job})")
-			}, func(r *registry.Registry) (map[string]any, string, error) {
-				return verifyIntegration(ctx, r, *org, *id, *bucket, *pathStyle, *devEmulator, sessionNaming{*prefix, *template})
-			})
-		},
-		"list": func(args []string) error {
-			var org *string
-			return operatorCommand(ctx, "integration list", args, func(f *flags) { org = f.FlagSet.String("org", "", "organization ID") },
-				func(r *registry.Registry) (map[string]any, string, error) {
-					ins, err := r.Integrations(ctx, *org)
-					if err != nil {
-						return nil, "", err
-					}
-					var b strings.Builder
-					list := []map[string]any{}
-					for _, in := range ins {
-						name := in.RoleARN
-						if in.Kind == registry.KindStaticKeys {
-							name = "static keys " + registry.MaskKeyID(in.AccessKeyID)
-						}
-						health := ""
-						if in.Unhealthy != nil {
-							health = " UNHEALTHY: " + in.Unhealthy.Class + " " + in.Unhealthy.Code
-						}
-						fmt.Fprintf(&b, "%s  %-8s %s  %s%s\n", in.ID, in.Status, name, in.StatusReason, health)
-						list = append(list, map[string]any{"integration_id": in.ID, "kind": in.Kind, "role_arn": in.RoleARN, "status": in.Status,
-							"status_reason": in.StatusReason, "unhealthy": in.Unhealthy, "buckets": in.Buckets})
-					}
-					return map[string]any{"integrations": list}, b.String(), nil
-				})
-		},
-		"revoke": func(args []string) error {
-			var org, id, reason *string
-			return operatorCommand(ctx, "integration revoke", args, func(f *flags) {
-				org = f.FlagSet.String("org", "", "organization ID")
-				id = f.FlagSet.String("id", "", "integration ID")
-				reason = f.FlagSet.String("reason", "", "why (recorded in AUDIT)")
-			}, func(r *registry.Registry) (map[string]any, string, error) {
-				in, err := r.Revoke(ctx, cliActor, *org, *id, *reason)
-				if err != nil {
-					return nil, "", err
-				}
-				return map[string]any{"integration_id": in.ID, "status": in.Status, "status_reason": in.StatusReason},
-					fmt.Sprintf("Integration %s revoked: %s\n", in.ID, in.StatusReason), nil
-			})
-		},
+		"add":    func(args []string) error { return integrationAdd(ctx, args) },
+		"verify": func(args []string) error { return integrationVerify(ctx, args) },
+		"list":   func(args []string) error { return integrationList(ctx, args) },
+		"revoke": func(args []string) error { return integrationRevoke(ctx, args) },
 	}, "add|verify|list|revoke … (see stevedore help)")
+}
+
+// integrationAdd is `integration add`.
+func integrationAdd(ctx context.Context, args []string) error {
+	var c *integrationFlags
+	return operatorCommand(ctx, "integration add", args, func(f *flags) { c = defineIntegrationFlags(f, true) },
+		func(r *registry.Registry) (map[string]any, string, error) {
+			in, err := r.AddIntegration(ctx, cliActor, *c.org, registry.Spec{RoleARN: *c.role, Buckets: c.buckets, Prefixes: c.prefixes,
+				Region: *c.region, KMSKeyARN: *c.kms, SourceIdentity: *c.sourceIdentity, SessionTags: *c.sessionTags, SessionDuration: *c.duration})
+			if err != nil {
+				return nil, "", err
+			}
+			org, err := r.Org(ctx, *c.org)
+			if err != nil {
+				return nil, "", err
+			}
+			v, human := c.policies(org, in)
+			v["integration_id"], v["org_id"], v["role_arn"], v["status"] = in.ID, in.OrgID, in.RoleARN, in.Status
+			return v, fmt.Sprintf("Integration %s registered for %s: %s (status %s)\n%sThen: stevedore integration verify --org %s --id %s\n",
+				in.ID, in.OrgID, in.RoleARN, in.Status, human, in.OrgID, in.ID), nil
+		})
+}
+
+// integrationVerify is `integration verify`.
+func integrationVerify(ctx context.Context, args []string) error {
+	var org, id, bucket, prefix, template *string
+	var pathStyle, devEmulator *bool
+	return operatorCommand(ctx, "integration verify", args, func(f *flags) {
+		org = f.FlagSet.String("org", "", "organization ID")
+		id = f.FlagSet.String("id", "", "integration ID")
+		bucket = f.FlagSet.String("bucket", "", "bucket to probe (default: the integration's first)")
+		pathStyle = f.Bool("s3-path-style", false, "path-style S3 addressing (MinIO)")
+		devEmulator = f.Bool("dev-emulator-sts", false, "DEVELOPMENT ONLY: accept an STS that ignores ExternalId (MinIO)")
+		prefix = f.String("session-prefix", creds.SessionPrefixDefault, "RoleSessionName prefix")
+		template = f.String("session-name", creds.SessionTemplateDefault, "RoleSessionName template ({prefix}, {org}, {job})")
+	}, func(r *registry.Registry) (map[string]any, string, error) {
+		return verifyIntegration(ctx, r, *org, *id, *bucket, *pathStyle, *devEmulator, sessionNaming{*prefix, *template})
+	})
+}
+
+// integrationList is `integration list`.
+func integrationList(ctx context.Context, args []string) error {
+	var org *string
+	return operatorCommand(ctx, "integration list", args, func(f *flags) { org = f.FlagSet.String("org", "", "organization ID") },
+		func(r *registry.Registry) (map[string]any, string, error) {
+			ins, err := r.Integrations(ctx, *org)
+			if err != nil {
+				return nil, "", err
+			}
+			var b strings.Builder
+			list := []map[string]any{}
+			for _, in := range ins {
+				name := in.RoleARN
+				if in.Kind == registry.KindStaticKeys {
+					name = "static keys " + registry.MaskKeyID(in.AccessKeyID)
+				}
+				health := ""
+				if in.Unhealthy != nil {
+					health = " UNHEALTHY: " + in.Unhealthy.Class + " " + in.Unhealthy.Code
+				}
+				fmt.Fprintf(&b, "%s  %-8s %s  %s%s\n", in.ID, in.Status, name, in.StatusReason, health)
+				list = append(list, map[string]any{"integration_id": in.ID, "kind": in.Kind, "role_arn": in.RoleARN, "status": in.Status,
+					"status_reason": in.StatusReason, "unhealthy": in.Unhealthy, "buckets": in.Buckets})
+			}
+			return map[string]any{"integrations": list}, b.String(), nil
+		})
+}
+
+// integrationRevoke is `integration revoke`.
+func integrationRevoke(ctx context.Context, args []string) error {
+	var org, id, reason *string
+	return operatorCommand(ctx, "integration revoke", args, func(f *flags) {
+		org = f.FlagSet.String("org", "", "organization ID")
+		id = f.FlagSet.String("id", "", "integration ID")
+		reason = f.FlagSet.String("reason", "", "why (recorded in AUDIT)")
+	}, func(r *registry.Registry) (map[string]any, string, error) {
+		in, err := r.Revoke(ctx, cliActor, *org, *id, *reason)
+		if err != nil {
+			return nil, "", err
+		}
+		return map[string]any{"integration_id": in.ID, "status": in.Status, "status_reason": in.StatusReason},
+			fmt.Sprintf("Integration %s revoked: %s\n", in.ID, in.StatusReason), nil
+	})
 }
 
 // verifyIntegration runs verification from this machine, with the AWS
