@@ -12,11 +12,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker/chunk"
 	"github.com/stevedore-dev/stevedore/worker/extract"
 	"github.com/stevedore-dev/stevedore/worker/faults"
+	"github.com/stevedore-dev/stevedore/worker/token"
 )
 
 // objectVersion is the object version a task is indexing.
@@ -269,4 +271,58 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	*c.n += int64(n)
 	return n, err
+}
+
+// Splitter returns the splitter for a tokenizer (its name; "" is the
+// handler's default).
+func (h *Handler) Splitter(encoding string) (*chunk.Splitter, error) {
+	h.splitMu.Lock()
+	defer h.splitMu.Unlock()
+	if sp := h.splitters[encoding]; sp != nil {
+		return sp, nil
+	}
+	enc, err := token.Get(encoding)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := chunk.New(enc, h.cfg.ChunkTokens)
+	if err != nil {
+		return nil, err
+	}
+	h.splitters[encoding] = sp
+	return sp, nil
+}
+
+// customMetadata is what a task's chunks carry: the task's own (tasks of
+// earlier versions carried it), else its job record's. A record that cannot
+// be read now is retried, not indexed without its metadata.
+func (h *Handler) customMetadata(ctx context.Context, task *schema.Task) (json.RawMessage, error) {
+	if len(task.CustomMetadata) > 0 || task.JobID == "" {
+		return task.CustomMetadata, nil
+	}
+	rec, err := h.cfg.Jobs.Get(ctx, task.JobID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		h.log.Warn("the job record is gone: chunks are published without its custom metadata", "job_id", task.JobID)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, schema.Errorf(schema.ClassTransient, "read the job record for its custom metadata: %w", err)
+	}
+	return rec.CustomMetadata, nil
+}
+
+// publishChunks publishes msgs to CHUNKS; a refusal because the stream is
+// full shuts the gate and publishes again once there is room.
+func (h *Handler) publishChunks(ctx context.Context, msgs []schema.Out) error {
+	for {
+		err := h.cfg.Publish(ctx, msgs)
+		if err == nil || !schema.IsBackpressure(err) {
+			return err
+		}
+		h.m.ChunksWaits.Inc()
+		h.cfg.Gate.set(true)
+		if err := h.cfg.Gate.WaitOpen(ctx); err != nil {
+			return err
+		}
+	}
 }

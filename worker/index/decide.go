@@ -9,9 +9,9 @@ type course int
 
 const (
 	proceed      course = iota // fetch and index, or delete
-	stale                       // an event with a later sequencer for this key was applied: skip
-	alreadySaved                // a redelivery whose first attempt saved the state: report that outcome again
-	unchanged                   // skip_existing, and the state covers this ETag: skip without fetching
+	stale                      // an event with a later sequencer for this key was applied: skip
+	alreadySaved               // a redelivery whose first attempt saved the state: report that outcome again
+	unchanged                  // skip_existing, and the state covers this ETag: skip without fetching
 )
 
 // decision is decide's answer: what to do now, and, when that is to
@@ -20,7 +20,7 @@ const (
 type decision struct {
 	now     course
 	covered course // alreadySaved or unchanged; proceed: none
-	etag    string  // the stored state's ETag, when covered is set
+	etag    string // the stored state's ETag, when covered is set
 }
 
 // onFetch is the decision once S3 returned the object with etag.

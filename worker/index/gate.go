@@ -12,13 +12,6 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/meter"
 )
 
-// CHUNKS refuses new messages at its byte limit (DiscardNew) instead of
-// dropping the oldest ones, which downstream may not have read: nothing is
-// lost silently. While it is full, the Gate is shut and the runner claims
-// no tasks, and a task whose publish is refused waits for room and
-// publishes again (same IDs: nothing is doubled). The
-// StevedoreChunksNearLimit alert fires well before.
-
 // headroom is how close to CHUNKS's limit counts as full, so that no task
 // starts when its chunks might not fit: 8 MiB, or a sixteenth of a smaller
 // limit.
@@ -100,20 +93,4 @@ func (g *Gate) WaitOpen(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// publishChunks publishes msgs to CHUNKS; a refusal because the stream is
-// full shuts the gate and publishes again once there is room.
-func (h *Handler) publishChunks(ctx context.Context, msgs []schema.Out) error {
-	for {
-		err := h.cfg.Publish(ctx, msgs)
-		if err == nil || !schema.IsBackpressure(err) {
-			return err
-		}
-		h.m.ChunksWaits.Inc()
-		h.cfg.Gate.set(true)
-		if err := h.cfg.Gate.WaitOpen(ctx); err != nil {
-			return err
-		}
-	}
 }

@@ -12,7 +12,6 @@ package index
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -139,44 +138,6 @@ func PublicReason(f *schema.ClassError) string {
 		msg += " (" + f.Hint + ")"
 	}
 	return schema.Bound(msg)
-}
-
-// Splitter returns the splitter for a tokenizer (its name; "" is the
-// handler's default).
-func (h *Handler) Splitter(encoding string) (*chunk.Splitter, error) {
-	h.splitMu.Lock()
-	defer h.splitMu.Unlock()
-	if sp := h.splitters[encoding]; sp != nil {
-		return sp, nil
-	}
-	enc, err := token.Get(encoding)
-	if err != nil {
-		return nil, err
-	}
-	sp, err := chunk.New(enc, h.cfg.ChunkTokens)
-	if err != nil {
-		return nil, err
-	}
-	h.splitters[encoding] = sp
-	return sp, nil
-}
-
-// customMetadata is what a task's chunks carry: the task's own (tasks of
-// earlier versions carried it), else its job record's. A record that cannot
-// be read now is retried, not indexed without its metadata.
-func (h *Handler) customMetadata(ctx context.Context, task *schema.Task) (json.RawMessage, error) {
-	if len(task.CustomMetadata) > 0 || task.JobID == "" {
-		return task.CustomMetadata, nil
-	}
-	rec, err := h.cfg.Jobs.Get(ctx, task.JobID)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		h.log.Warn("the job record is gone: chunks are published without its custom metadata", "job_id", task.JobID)
-		return nil, nil
-	}
-	if err != nil {
-		return nil, schema.Errorf(schema.ClassTransient, "read the job record for its custom metadata: %w", err)
-	}
-	return rec.CustomMetadata, nil
 }
 
 // event is task's outcome o, without details.

@@ -1,0 +1,137 @@
+package index
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/jobs"
+	"github.com/stevedore-dev/stevedore/schema/registry/registrytest"
+	"github.com/stevedore-dev/stevedore/worker/creds"
+	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
+	"github.com/stevedore-dev/stevedore/worker/meter"
+	"github.com/stevedore-dev/stevedore/worker/token"
+)
+
+const bucket = "acme-docs"
+
+// msg is a TASKS message as the runner hands it over.
+type msg struct {
+	jetstream.Msg
+	data []byte
+}
+
+func (m msg) Data() []byte         { return m.data }
+func (m msg) Subject() string      { return "tasks.test" }
+func (m msg) Headers() nats.Header { return nil }
+
+// indexer is a Handler on a real registry, STS and S3 (awstest) and
+// object-state bucket, whose publishes are collected instead of sent.
+type indexer struct {
+	h    *Handler
+	s3   *awstest.S3
+	task schema.Task
+	mu   sync.Mutex
+	out  []schema.Out
+}
+
+func newIndexer(t *testing.T) *indexer {
+	t.Helper()
+	tf := registrytest.Tenant(t)
+	sts, s3 := awstest.Start(t)
+	sts.SetRole(awstest.Role{ARN: registrytest.RoleARN, Principal: awstest.Principal, ExternalID: tf.Org.ExternalID, Buckets: []string{bucket}})
+	broker, err := creds.New(creds.Config{STS: sts.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := jobs.Open(context.Background(), tf.JS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := token.Get(token.Cl100kBase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &indexer{s3: s3, task: schema.Task{Op: schema.OpIndex, JobID: "job_i", Org: tf.Org.ID, Collection: "docs", IntegrationID: tf.In.ID,
+		Bucket: bucket, Region: "us-east-1", SkipExisting: true}}
+	m := meter.New(nil)
+	x.h, err = New(context.Background(), Config{JS: tf.JS, Metrics: m, Registry: tf.Registry, Jobs: store.Cache(), Encoding: enc, ChunkTokens: 16,
+		Resolver: &creds.Resolver{Registry: tf.Registry, Broker: broker, AWS: s3.Config(), S3PathStyle: true}, MaxObjectBytes: 1 << 20,
+		MaxDecompressedBytes: 1 << 20, Gate: NewGate(tf.JS, m, nil), Publish: x.publish})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+func (x *indexer) publish(ctx context.Context, msgs []schema.Out) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.out = append(x.out, msgs...)
+	return nil
+}
+
+// handle handles a task for key and returns what it published, by kind.
+func (x *indexer) handle(t *testing.T, key string) (chunks []*schema.Chunk, commits []*schema.Commit, tombstones []*schema.Tombstone, ev *schema.ObjectEvent) {
+	t.Helper()
+	task := x.task
+	task.Key = key
+	data, _ := schema.Encode(&task)
+	x.out = nil
+	if err := x.h.Handle(context.Background(), msg{data: data}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range x.out {
+		switch m := o.Msg.(type) {
+		case *schema.Chunk:
+			chunks = append(chunks, m)
+		case *schema.Commit:
+			commits = append(commits, m)
+		case *schema.Tombstone:
+			tombstones = append(tombstones, m)
+		case *schema.ObjectEvent:
+			ev = m
+		}
+	}
+	return chunks, commits, tombstones, ev
+}
+
+// One task, claim to outcome, without a runner: chunks, then the commit,
+// then the outcome; the redelivered task publishes only its outcome again;
+// a new version tombstones the old version's chunks before its commit.
+func TestHandleIndexesAndReplaces(t *testing.T) {
+	x := newIndexer(t)
+	x.s3.Put(bucket, "a.txt", strings.Repeat("The first version of a document, long enough for several chunks. ", 8))
+	chunks, commits, _, ev := x.handle(t, "a.txt")
+	if len(chunks) < 2 || len(commits) != 1 || commits[0].Chunks != len(chunks) || ev.Outcome != schema.OutcomeIndexed || ev.Chunks != len(chunks) {
+		t.Fatalf("%d chunks, commits %+v, event %+v", len(chunks), commits, ev)
+	}
+	first := len(chunks)
+	chunks, commits, _, ev = x.handle(t, "a.txt") // the same job's task again
+	if len(chunks) != 0 || len(commits) != 0 || ev.Outcome != schema.OutcomeIndexed || ev.Chunks != first {
+		t.Fatalf("a redelivery republished: %d chunks, %d commits, event %+v", len(chunks), len(commits), ev)
+	}
+	x.s3.Put(bucket, "a.txt", "A short second version.")
+	x.task.JobID = "job_j"
+	chunks, commits, tombstones, ev := x.handle(t, "a.txt")
+	if len(chunks) != 1 || len(commits) != 1 || len(tombstones) != 1 || len(tombstones[0].ChunkIDs) != first || ev.Outcome != schema.OutcomeIndexed {
+		t.Fatalf("replace: %d chunks, %d commits, tombstones %+v, event %+v", len(chunks), len(commits), tombstones, ev)
+	}
+	if i, j := indexOf(x.out, tombstones[0]), indexOf(x.out, commits[0]); i > j {
+		t.Fatal("the new version was committed before the old one's chunks were tombstoned")
+	}
+}
+
+func indexOf(out []schema.Out, v any) int {
+	for i, o := range out {
+		if o.Msg == v {
+			return i
+		}
+	}
+	return -1
+}
