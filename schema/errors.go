@@ -73,6 +73,24 @@ type ClassError struct {
 	Err   error
 }
 
+// Known is the class and hint err carries without looking at where it
+// came from (nil when it carries none): its own *ClassError's, a decode
+// error's (ErrPermanent: permanent), or, for a message or record over a
+// NATS size limit, ClassInternal (an operator problem, not the customer's).
+// The result has no Err and no Code.
+func Known(err error) *ClassError {
+	var ce *ClassError
+	switch {
+	case errors.As(err, &ce):
+		return &ClassError{Class: ce.Class, Hint: ce.Hint}
+	case errors.Is(err, ErrPermanent):
+		return &ClassError{Class: ClassPermanent}
+	case IsOverLimit(err):
+		return &ClassError{Class: ClassInternal, Hint: "a message or record stevedore built is over a NATS size limit: an operator problem, not the customer's"}
+	}
+	return nil
+}
+
 // Errorf returns a *ClassError of class c with a formatted message (%w wraps).
 func Errorf(c ErrorClass, format string, args ...any) error {
 	return &ClassError{Class: c, Err: fmt.Errorf(format, args...)}

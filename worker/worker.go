@@ -232,7 +232,7 @@ func (w *Worker) runnerConfig(planner *plan.Handler, tracker *track.Handler, pub
 	cfg := w.cfg
 	topo := cfg.Topology
 	return runner.Config{
-		JS: cfg.JS, Classify: classify, Publish: pub.Publish, Gate: w.gate,
+		JS: cfg.JS, Classify: creds.ClassifyError, Publish: pub.Publish, Gate: w.gate,
 		Queues: []runner.Queue{
 			{Kind: "jobs", Stream: schema.StreamJobs, Filter: schema.AllJobs, OrgOf: schema.OrgOfJobSubject, Consumer: topo.PlannerConfig,
 				PerOrg: 1, Slots: cfg.PlanConcurrency, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update,

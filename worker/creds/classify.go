@@ -114,8 +114,32 @@ func PublicMessage(err error) string {
 	return fmt.Sprintf("%s error; details are in stevedore's logs", c.Class)
 }
 
+// ClassifyError gives err its class, hint and stable code, once, as the
+// schema's one error type: the class err carries (schema.Known) is kept;
+// anything else is classified by the AWS error taxonomy (Classify). The
+// result wraps err: its message is err's, and errors.Is/As see through it.
+// It is the worker runner's Config.Classify.
+func ClassifyError(err error) *schema.ClassError {
+	f := &schema.ClassError{Err: err}
+	var aws Classified
+	if k := schema.Known(err); k != nil {
+		f.Class, f.Hint = k.Class, k.Hint
+	} else {
+		aws = Classify(err)
+		f.Class, f.Hint = aws.Class, aws.Hint
+	}
+	f.Code = errorCode(err, f.Class, aws.Code)
+	return f
+}
+
 // ErrorCode is the stable code (schema.Code…) a program reads for err.
 func ErrorCode(err error) string {
+	return ClassifyError(err).Code
+}
+
+// errorCode is the stable code of err, of class (as ClassifyError found
+// it) and AWS error code awsCode ("" when none).
+func errorCode(err error, class schema.ErrorClass, awsCode string) string {
 	var ce *schema.ClassError
 	if errors.As(err, &ce) {
 		switch {
@@ -131,27 +155,26 @@ func ErrorCode(err error) string {
 	if errors.As(err, &de) {
 		return schema.CodeInvalidMessage
 	}
-	if schema.IsOverLimit(err) || (errors.As(err, &ce) && ce.Class == schema.ClassInternal) {
+	if schema.IsOverLimit(err) || class == schema.ClassInternal {
 		return schema.CodeInternalLimit
 	}
-	c := Classify(err)
 	var ae *AssumeError
 	switch {
-	case c.Class == schema.ClassTenantAuth && errors.As(err, &ae):
+	case class == schema.ClassTenantAuth && errors.As(err, &ae):
 		return schema.CodeAssumeRoleDenied
-	case c.Class == schema.ClassTenantPermission:
+	case class == schema.ClassTenantPermission:
 		return schema.CodeAccessDenied
-	case c.Class == schema.ClassKMS:
+	case class == schema.ClassKMS:
 		return schema.CodeKMSDenied
-	case c.Class == schema.ClassNotFound && c.Code == "NoSuchBucket":
+	case class == schema.ClassNotFound && awsCode == "NoSuchBucket":
 		return schema.CodeNoSuchBucket
-	case c.Class == schema.ClassNotFound:
+	case class == schema.ClassNotFound:
 		return schema.CodeNoSuchKey
-	case c.Class == schema.ClassThrottled:
+	case class == schema.ClassThrottled:
 		return schema.CodeThrottled
-	case c.Class == schema.ClassTransient, c.Class == schema.ClassStaleToken:
+	case class == schema.ClassTransient, class == schema.ClassStaleToken:
 		return schema.CodeUnavailable
-	case c.Class == schema.ClassOurCredentials:
+	case class == schema.ClassOurCredentials:
 		return schema.CodeOurCredentials
 	}
 	return schema.CodeInternal

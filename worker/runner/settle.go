@@ -10,33 +10,14 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
-// Classify is the default Config.Classify, which knows no AWS: a
-// *schema.ClassError keeps its class and hint, a decode error
-// (schema.ErrPermanent) is permanent, one over a NATS limit is ours
-// (ClassInternal), anything else transient. The result wraps err.
+// Classify is the default Config.Classify, which knows no AWS: the class
+// err carries (schema.Known), else transient. The result wraps err.
 func Classify(err error) *schema.ClassError {
 	f := &schema.ClassError{Err: err, Class: schema.ClassTransient}
-	if c := Known(err); c != nil {
-		f.Class, f.Hint = c.Class, c.Hint
+	if k := schema.Known(err); k != nil {
+		f.Class, f.Hint = k.Class, k.Hint
 	}
 	return f
-}
-
-// Known is the class and hint err carries without looking at where it came
-// from (nil when it carries none): its own *schema.ClassError, a decode
-// error (schema.ErrPermanent: permanent), or a message over a NATS size
-// limit (ClassInternal: an operator problem, not the customer's).
-func Known(err error) *schema.ClassError {
-	var ce *schema.ClassError
-	switch {
-	case errors.As(err, &ce):
-		return &schema.ClassError{Class: ce.Class, Hint: ce.Hint}
-	case errors.Is(err, schema.ErrPermanent):
-		return &schema.ClassError{Class: schema.ClassPermanent}
-	case schema.IsOverLimit(err):
-		return &schema.ClassError{Class: schema.ClassInternal, Hint: "a message or record stevedore built is over a NATS size limit: an operator problem, not the customer's"}
-	}
-	return nil
 }
 
 // action is what becomes of a message.

@@ -1,4 +1,4 @@
-package worker
+package creds
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
-func TestClassifyKeepsKnownClasses(t *testing.T) {
+func TestClassifyErrorKeepsKnownClasses(t *testing.T) {
 	tests := []struct {
 		err  error
 		want schema.ErrorClass
@@ -27,11 +27,11 @@ func TestClassifyKeepsKnownClasses(t *testing.T) {
 		{fmt.Errorf("save object state: %w", &jetstream.APIError{Code: 400, ErrorCode: 10054, Description: "message size exceeds maximum allowed"}), schema.ClassInternal},
 	}
 	for _, tt := range tests {
-		if got := classify(tt.err).Class; got != tt.want {
-			t.Errorf("classify(%v) = %s, want %s", tt.err, got, tt.want)
+		if got := ClassifyError(tt.err).Class; got != tt.want {
+			t.Errorf("ClassifyError(%v) = %s, want %s", tt.err, got, tt.want)
 		}
 	}
-	f := classify(fmt.Errorf("publish: %w", nats.ErrMaxPayload))
+	f := ClassifyError(fmt.Errorf("publish: %w", nats.ErrMaxPayload))
 	if f.Code != schema.CodeInternalLimit || f.Class.Retryable() {
 		t.Errorf("an over-limit publish: code %s, retryable %v", f.Code, f.Class.Retryable())
 	}
