@@ -258,7 +258,7 @@ func minus(a, b []string) []string {
 }
 
 // bodyReaders are the 64 KiB read buffers of object bodies, reused: a new
-// one per task was a tenth of a small object's allocations.
+// one per task would be a tenth of a small object's allocations.
 var bodyReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // countingReader counts the bytes read through it.

@@ -132,9 +132,8 @@ func (t *turns) discoverOnce(ctx context.Context) error {
 		}
 	}
 	// New orgs' consumers are looked up or made side by side: a burst of a
-	// thousand new tenants is a thousand JetStream API calls, and one at a
-	// time they held the first jobs back by minutes. Each org is pickable
-	// as soon as its consumer is there.
+	// thousand new tenants is a thousand JetStream API calls, minutes one at
+	// a time. Each org is pickable as soon as its consumer is there.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(discoverConcurrency)
 	for org, n := range counts {
