@@ -32,10 +32,26 @@ func envName(name string) string {
 }
 
 func (f *flags) String(name, def, usage string) *string {
-	if v, ok := os.LookupEnv(envName(name)); ok {
+	v, fromEnv := os.LookupEnv(envName(name))
+	if fromEnv {
 		def = v
 	}
-	return f.FlagSet.String(name, def, usage+" (env "+envName(name)+")")
+	p := f.FlagSet.String(name, def, usage+" (env "+envName(name)+")")
+	if fromEnv {
+		// The default -h and every flag error print: never a secret the
+		// environment carries (a NATS URL's user and password).
+		f.Lookup(name).DefValue = withoutUserinfo(v)
+	}
+	return p
+}
+
+// withoutUserinfo is v with the user and password of any URL in it (a
+// comma-separated list) redacted; anything else is kept as it is.
+func withoutUserinfo(v string) string {
+	if !strings.Contains(v, "@") {
+		return v
+	}
+	return redactURL(v)
 }
 
 func (f *flags) Int(name string, def int, usage string) *int {

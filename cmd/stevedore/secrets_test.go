@@ -223,3 +223,23 @@ func waitReady(t *testing.T, url string) {
 		t.Fatal(err)
 	}
 }
+
+// A NATS URL with a password in the environment is never printed as a
+// flag's default: not by -h, not after a mistyped flag (both go to stderr,
+// and so into pod logs).
+func TestFlagDefaultsHideEnvironmentSecrets(t *testing.T) {
+	t.Setenv("STEVEDORE_NATS_URL", "nats://alice:s3cr3t@127.0.0.1:4222")
+	for _, args := range [][]string{{"worker", "-h"}, {"worker", "--no-such-flag"}, {"producer", "-nats-url"}} {
+		var out bytes.Buffer
+		f := newFlags(args[0])
+		f.SetOutput(&out)
+		addNATSFlags(f)
+		_ = f.Parse(args[1:])
+		if strings.Contains(out.String(), "s3cr3t") || strings.Contains(out.String(), "alice") {
+			t.Fatalf("%v printed the secret:\n%s", args, out.String())
+		}
+		if !strings.Contains(out.String(), "nats-url") {
+			t.Fatalf("%v printed no flags:\n%s", args, out.String())
+		}
+	}
+}
