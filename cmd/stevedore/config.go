@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -87,11 +88,19 @@ func (f *flags) Duration(name string, def time.Duration, usage string) *time.Dur
 	return f.FlagSet.Duration(name, def, usage+" (env "+envName(name)+")")
 }
 
+// parse parses args; a flag error, or a bad value in the environment, is a
+// usage error (exit 2).
 func (f *flags) parse(args []string) error {
 	if err := f.FlagSet.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError(err)
 	}
-	return f.envErr
+	if f.envErr != nil {
+		return usageError(f.envErr)
+	}
+	return nil
 }
 
 // Where logs and command results go; tests capture them.

@@ -57,22 +57,36 @@ func jobList(ctx context.Context, args []string) error {
 func jobShow(ctx context.Context, args []string) error {
 	var org, id *string
 	var wait *bool
+	var timeout *time.Duration
 	return operatorCommand(ctx, "job show", args, func(f *flags) {
 		org = f.FlagSet.String("org", "", "organization ID")
 		id = f.FlagSet.String("id", "", "job ID")
-		wait = f.FlagSet.Bool("wait", false, "follow the job until it is final (a progress bar on a terminal, a line per change otherwise)")
+		wait = f.FlagSet.Bool("wait", false, "follow the job until it is final (a progress bar on a terminal, a line per change otherwise); exit 3 if it ends failed or cancelled")
+		timeout = f.FlagSet.Duration("timeout", 0, "with --wait: give up after this long (exit 1); 0 waits for ever")
 	}, func(r *registry.Registry) (map[string]any, string, error) {
 		j, err := jobs.Open(ctx, r.JetStream(), nil)
 		if err != nil {
 			return nil, "", err
 		}
+		wctx := ctx
+		if *timeout > 0 {
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithTimeout(ctx, *timeout)
+			defer cancel()
+		}
 		// Progress goes to stderr, so --json output stays one object.
-		st, err := showJob(ctx, j, *org, *id, *wait, progressWriter())
+		st, err := showJob(wctx, j, *org, *id, *wait, progressWriter())
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, "", fmt.Errorf("job %s is still %s after --timeout %s", *id, st.Status, *timeout)
+		}
 		if err != nil {
 			return nil, "", err
 		}
 		v := st.View(time.Now())
-		return map[string]any{"job": v}, describeJob(v), nil
+		if *wait && (st.Status == schema.JobStatusFailed || st.Status == schema.JobStatusCancelled) {
+			err = &exitError{code: exitJobUnsuccessful}
+		}
+		return map[string]any{"job": v}, describeJob(v), err
 	})
 }
 

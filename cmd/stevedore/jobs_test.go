@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +30,7 @@ func TestJobListShowCancel(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cli, _ := cliJSON(t, ctx, srv.ClientURL())
+	cli, out := cliJSON(t, ctx, srv.ClientURL())
 	list := cli("job", "list", "--org", "org_1")
 	got := list["jobs"].([]any)
 	if len(got) != 2 || got[0].(map[string]any)["job_id"] != "job_new" {
@@ -35,9 +39,24 @@ func TestJobListShowCancel(t *testing.T) {
 	if c := cli("job", "cancel", "--org", "org_1", "--id", "job_new"); c["job"].(map[string]any)["status"] != schema.JobStatusCancelled {
 		t.Fatalf("cancel %v", c)
 	}
-	// show --wait returns once the job is final (it is, cancelled).
-	if s := cli("job", "show", "--org", "org_1", "--id", "job_new", "--wait"); s["job"].(map[string]any)["status"] != schema.JobStatusCancelled {
+	// show --wait returns once the job is final (it is, cancelled): the job
+	// is printed, and the exit code says it did not succeed.
+	if s := cli("job", "show", "--org", "org_1", "--id", "job_new"); s["job"].(map[string]any)["status"] != schema.JobStatusCancelled {
 		t.Fatalf("show %v", s)
+	}
+	err = run(ctx, []string{"job", "show", "--org", "org_1", "--id", "job_new", "--wait", "--json", "--nats-url", srv.ClientURL()})
+	if exitCode(err) != exitJobUnsuccessful || !strings.Contains(out.String(), schema.JobStatusCancelled) {
+		t.Fatalf("show --wait of a cancelled job: %v (exit %d), printed %s", err, exitCode(err), out.String())
+	}
+	// A job still running when --timeout runs out: exit 1, saying so.
+	running := schema.NewJobStatus(&schema.Job{JobID: "job_run", Org: "org_1", Collection: "docs", Kind: schema.JobBucket, Bucket: "b", CreatedAt: time.Now()})
+	running.Status = schema.JobStatusRunning
+	if err := store.Create(ctx, running); err != nil {
+		t.Fatal(err)
+	}
+	err = run(ctx, []string{"job", "show", "--org", "org_1", "--id", "job_run", "--wait", "--timeout", "300ms", "--json", "--nats-url", srv.ClientURL()})
+	if exitCode(err) != exitRuntime || !strings.Contains(fmt.Sprint(err), "still running after --timeout") {
+		t.Fatalf("show --wait --timeout of a running job: %v (exit %d)", err, exitCode(err))
 	}
 	if err := run(ctx, []string{"job", "show", "--org", "org_2", "--id", "job_new", "--nats-url", srv.ClientURL()}); err == nil {
 		t.Fatal("another org's job shown")
@@ -157,5 +176,30 @@ func TestProcessMetrics(t *testing.T) {
 	}
 	if !build {
 		t.Fatalf("no build_info: %v", got)
+	}
+}
+
+// Usage errors exit 2, runtime errors 1, -h 0: scripts can tell them apart.
+func TestExitCodes(t *testing.T) {
+	ctx := context.Background()
+	stdout = io.Discard
+	t.Cleanup(func() { stdout = nil })
+	for _, c := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"no-such-command"}, exitUsage},
+		{[]string{"job", "no-such-verb"}, exitUsage},
+		{[]string{"worker", "--no-such-flag"}, exitUsage},
+		{[]string{"job", "show", "--timeout", "soon"}, exitUsage},
+		{[]string{"job", "show", "--org", "o", "--id", "j", "--nats-url", "nats://127.0.0.1:1"}, exitRuntime},
+	} {
+		err := run(ctx, c.args)
+		if err == nil || exitCode(err) != c.want {
+			t.Errorf("%v: %v, exit %d; want exit %d", c.args, err, exitCode(err), c.want)
+		}
+	}
+	if err := run(ctx, []string{"job", "show", "-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v", err)
 	}
 }

@@ -69,14 +69,55 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			return // -h printed the flags: not a failure
 		}
-		if !errors.Is(err, errUsage) {
+		var e *exitError
+		if !errors.Is(err, errUsage) && !(errors.As(err, &e) && e.err == nil) {
 			reportError(os.Stderr, os.Args[1:], err)
 		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
+// Exit codes, for scripts: 0 done; 1 a runtime error; 2 a usage error (an
+// unknown command, verb or flag, a bad flag value; -h is 0); 3 a job
+// followed with --wait ended failed or cancelled.
+const (
+	exitRuntime         = 1
+	exitUsage           = 2
+	exitJobUnsuccessful = 3
+)
+
+// errUsage: the usage was printed already.
 var errUsage = errors.New("usage")
+
+// exitError ends the process with code; err, when not nil, is reported.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageError is err as a usage error (exit 2).
+func usageError(err error) error { return &exitError{code: exitUsage, err: err} }
+
+// exitCode is the process's exit code for err.
+func exitCode(err error) int {
+	var e *exitError
+	switch {
+	case errors.As(err, &e):
+		return e.code
+	case errors.Is(err, errUsage):
+		return exitUsage
+	}
+	return exitRuntime
+}
 
 // reportError writes a failed command's error: as {"error": "..."} when the
 // command was asked for --json (scripts parse stderr too), else as text.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -70,10 +71,17 @@ func operatorCommand(ctx context.Context, name string, args []string, define fun
 	}
 	defer done()
 	v, human, err := act(r)
-	if err != nil {
+	var after *exitError
+	if err != nil && !(errors.As(err, &after) && after.err == nil && v != nil) {
 		return err
 	}
-	return printResult(asJSON, v, human)
+	if err := printResult(asJSON, v, human); err != nil {
+		return err
+	}
+	if after != nil {
+		return after // the result is printed; the exit code says how it ended
+	}
+	return nil
 }
 
 // commandFlags parses an operator command's own flags plus the NATS flags
@@ -96,7 +104,7 @@ func subcommands(group string, args []string, verbs map[string]func([]string) er
 			return run(args[1:])
 		}
 	}
-	return fmt.Errorf("usage: stevedore %s %s", group, usage)
+	return usageError(fmt.Errorf("usage: stevedore %s %s", group, usage))
 }
 
 const cliActor = "cli"
