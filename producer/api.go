@@ -573,6 +573,9 @@ func (a *API) listJobs(w http.ResponseWriter, r *http.Request) error {
 	if errors.Is(err, jobs.ErrBadCursor) {
 		return badRequest("invalid_cursor", "cursor is not one this endpoint returned", "pass next_cursor from the previous page as it is")
 	}
+	if errors.Is(err, jobs.ErrBadStatus) {
+		return badRequest("invalid_status", err.Error(), "")
+	}
 	if err != nil {
 		return err
 	}

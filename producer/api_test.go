@@ -260,6 +260,9 @@ func TestJobListAndCancel(t *testing.T) {
 	if _, out := list("?collection=other"); fmt.Sprint(idsOf(out)) != fmt.Sprint([]string{ids[3], ids[1]}) {
 		t.Fatalf("collection filter: %v", out)
 	}
+	if status, out := list("?status=bogus"); status != 400 || errCode(out) != "invalid_status" {
+		t.Fatalf("a bogus status: %d %s", status, out)
+	}
 	if status, out := list("?cursor=bm9wZQ"); status != 400 || errCode(out) != "invalid_cursor" {
 		t.Fatalf("forged cursor: %d %v", status, out)
 	}

@@ -154,6 +154,15 @@ type AuditRecord struct {
 	At      time.Time `json:"at"`
 }
 
+// ValidJobStatus reports whether s is one of the job statuses.
+func ValidJobStatus(s string) bool {
+	switch s {
+	case JobStatusPending, JobStatusRunning, JobStatusCompleted, JobStatusCompletedWithErrors, JobStatusFailed, JobStatusCancelled:
+		return true
+	}
+	return false
+}
+
 // NewJobStatus is the record of a job just submitted: pending, nothing
 // planned (LastPage -1), no errors.
 func NewJobStatus(job *Job) *JobStatus {

@@ -100,6 +100,9 @@ func (f *flags) parse(args []string) error {
 	if f.envErr != nil {
 		return usageError(f.envErr)
 	}
+	if f.NArg() > 0 { // no command takes arguments: a forgotten -- or a typo
+		return usageError(fmt.Errorf("%s: unexpected argument %q (flags come as --name value)", f.Name(), f.Arg(0)))
+	}
 	return nil
 }
 

@@ -329,7 +329,15 @@ func (c *fleetConfig) validate() error {
 	if c.shutdownGrace != nil && *c.shutdownGrace < 0 {
 		checks = append(checks, fmt.Errorf("--shutdown-grace %s: must not be negative", *c.shutdownGrace))
 	}
-	return errors.Join(checks...)
+	switch *c.logLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		checks = append(checks, fmt.Errorf("--log-level %q: must be debug, info, warn or error", *c.logLevel))
+	}
+	if err := errors.Join(checks...); err != nil {
+		return usageError(err)
+	}
+	return nil
 }
 
 // runFleet wires the components a command asked for and runs them in one

@@ -38,6 +38,9 @@ func jobList(ctx context.Context, args []string) error {
 			return nil, "", err
 		}
 		page, err := j.List(ctx, *org, jobs.Filter{Collection: *collection, Status: *status, Limit: *limit, Cursor: *cursor})
+		if errors.Is(err, jobs.ErrBadStatus) || errors.Is(err, jobs.ErrBadCursor) {
+			return nil, "", usageError(fmt.Errorf("job list: %w", err))
+		}
 		if err != nil {
 			return nil, "", err
 		}

@@ -48,6 +48,9 @@ func TestJobListShowCancel(t *testing.T) {
 	if exitCode(err) != exitJobUnsuccessful || !strings.Contains(out.String(), schema.JobStatusCancelled) {
 		t.Fatalf("show --wait of a cancelled job: %v (exit %d), printed %s", err, exitCode(err), out.String())
 	}
+	if err := run(ctx, []string{"job", "list", "--org", "org_1", "--status", "bogus", "--nats-url", srv.ClientURL()}); exitCode(err) != exitUsage {
+		t.Fatalf("job list --status bogus: %v (exit %d)", err, exitCode(err))
+	}
 	// A job still running when --timeout runs out: exit 1, saying so.
 	running := schema.NewJobStatus(&schema.Job{JobID: "job_run", Org: "org_1", Collection: "docs", Kind: schema.JobBucket, Bucket: "b", CreatedAt: time.Now()})
 	running.Status = schema.JobStatusRunning
@@ -192,6 +195,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"job", "no-such-verb"}, exitUsage},
 		{[]string{"worker", "--no-such-flag"}, exitUsage},
 		{[]string{"job", "show", "--timeout", "soon"}, exitUsage},
+		{[]string{"job", "show", "--org", "o", "extra"}, exitUsage},
+		{[]string{"worker", "--log-level", "verbose"}, exitUsage},
 		{[]string{"job", "show", "--org", "o", "--id", "j", "--nats-url", "nats://127.0.0.1:1"}, exitRuntime},
 	} {
 		err := run(ctx, c.args)

@@ -102,6 +102,9 @@ type Filter struct {
 // ErrBadCursor: the cursor is not one List returned for this org.
 var ErrBadCursor = errors.New("invalid cursor")
 
+// ErrBadStatus: the filter's status is not a job status.
+var ErrBadStatus = errors.New("invalid status: must be pending, running, completed, completed_with_errors, failed or cancelled")
+
 // Page is one page of List, newest first.
 type Page struct {
 	Jobs       []schema.JobView `json:"jobs"`
@@ -114,6 +117,9 @@ func (j *Store) List(ctx context.Context, org string, f Filter) (*Page, error) {
 		f.Limit = 20
 	}
 	f.Limit = min(f.Limit, 100)
+	if f.Status != "" && !schema.ValidJobStatus(f.Status) {
+		return nil, ErrBadStatus
+	}
 	lister, err := j.kv.ListKeysFiltered(ctx, schema.JobIndexPrefix(org)+">")
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
