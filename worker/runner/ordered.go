@@ -38,14 +38,7 @@ type BatchHandler interface {
 // handled only when it continues the consumer's acknowledged floor, so a
 // worker pinned after a crash waits for the dead worker's messages
 // (redelivered first) instead of handling past them.
-func (r *Runner) serveOrdered(claimCtx, work context.Context, o *Ordered) error {
-	cons, err := r.cfg.JS.Consumer(claimCtx, o.Stream, o.Consumer)
-	if err != nil {
-		if claimCtx.Err() != nil {
-			return nil
-		}
-		return err
-	}
+func (r *Runner) serveOrdered(claimCtx, work context.Context, o *Ordered, cons jetstream.Consumer) error {
 	name := o.Handler.Name()
 	var acked uint64 // the last message this worker acknowledged (0: unknown)
 	for claimCtx.Err() == nil {

@@ -197,7 +197,7 @@ var errShutdown = errors.New("worker shutting down")
 // claiming, lets in-flight work finish for up to ShutdownGrace, and hands
 // back what is left. It returns nil after a clean shutdown.
 func (r *Runner) Run(ctx context.Context) error {
-	queues, err := r.bind(ctx)
+	queues, ordered, err := r.bind(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped before it started: a clean shutdown
@@ -218,7 +218,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		g.Go(func() error { return r.serveQueue(ctx, work, t) })
 	}
 	if o := r.cfg.Ordered; o != nil {
-		g.Go(func() error { return r.serveOrdered(ctx, work, o) })
+		g.Go(func() error { return r.serveOrdered(ctx, work, o, ordered) })
 	}
 	g.Go(func() error { return r.watchMaxDeliveries(ctx) })
 	r.log.Info("worker started")
@@ -227,35 +227,45 @@ func (r *Runner) Run(ctx context.Context) error {
 	return err
 }
 
-// bind finds the queues' streams, joins the fleet (unless NoAffinity) and
-// returns a turn-taker per queue, holds wired.
-func (r *Runner) bind(ctx context.Context) ([]*turns, error) {
+// bind finds the queues' streams and the ordered stream's consumer, joins
+// the fleet (unless NoAffinity) and returns a turn-taker per queue, holds
+// wired.
+func (r *Runner) bind(ctx context.Context) ([]*turns, jetstream.Consumer, error) {
+	streams := make([]jetstream.Stream, len(r.cfg.Queues))
+	for i, q := range r.cfg.Queues {
+		stream, err := r.cfg.JS.Stream(ctx, q.Stream)
+		if err != nil {
+			return nil, nil, fmt.Errorf("runner: stream %s: %w", q.Stream, err)
+		}
+		streams[i] = stream
+	}
+	var ordered jetstream.Consumer
+	if o := r.cfg.Ordered; o != nil {
+		var err error
+		if ordered, err = r.cfg.JS.Consumer(ctx, o.Stream, o.Consumer); err != nil {
+			return nil, nil, fmt.Errorf("runner: consumer %s/%s: %w", o.Stream, o.Consumer, err)
+		}
+	}
 	var p *peers
 	if !r.cfg.NoAffinity {
 		var err error
 		if p, err = r.joinPeers(ctx); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		r.live.Store(p)
 	}
 	byKind := map[string]*turns{}
-	var out []*turns
+	out := make([]*turns, len(r.cfg.Queues))
 	for i := range r.cfg.Queues {
-		q := &r.cfg.Queues[i]
-		stream, err := r.cfg.JS.Stream(ctx, q.Stream)
-		if err != nil {
-			return nil, fmt.Errorf("runner: stream %s: %w", q.Stream, err)
-		}
-		t := newTurns(r, q, stream, p)
-		byKind[q.Kind] = t
-		out = append(out, t)
+		out[i] = newTurns(r, &r.cfg.Queues[i], streams[i], p)
+		byKind[out[i].q.Kind] = out[i]
 	}
 	for _, t := range out {
 		if on := byKind[t.q.HoldOn]; on != nil && t.q.HoldAbove > 0 {
 			t.hold = func(org string) bool { return on.waiting(org) >= uint64(t.q.HoldAbove) }
 		}
 	}
-	return out, nil
+	return out, ordered, nil
 }
 
 // graceful returns the context in-flight work runs in: it outlives ctx by
