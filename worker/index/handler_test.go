@@ -6,29 +6,14 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/stevedore-dev/stevedore/schema"
-	"github.com/stevedore-dev/stevedore/schema/jobs"
-	"github.com/stevedore-dev/stevedore/schema/registry/registrytest"
-	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
+	"github.com/stevedore-dev/stevedore/worker/handlertest"
 	"github.com/stevedore-dev/stevedore/worker/meter"
 	"github.com/stevedore-dev/stevedore/worker/token"
 )
 
-const bucket = "acme-docs"
-
-// msg is a TASKS message as the runner hands it over.
-type msg struct {
-	jetstream.Msg
-	data []byte
-}
-
-func (m msg) Data() []byte         { return m.data }
-func (m msg) Subject() string      { return "tasks.test" }
-func (m msg) Headers() nats.Header { return nil }
+const bucket = handlertest.Bucket
 
 // indexer is a Handler on a real registry, STS and S3 (awstest) and
 // object-state bucket, whose publishes are collected instead of sent.
@@ -42,27 +27,16 @@ type indexer struct {
 
 func newIndexer(t *testing.T) *indexer {
 	t.Helper()
-	tf := registrytest.Tenant(t)
-	sts, s3 := awstest.Start(t)
-	sts.SetRole(awstest.Role{ARN: registrytest.RoleARN, Principal: awstest.Principal, ExternalID: tf.Org.ExternalID, Buckets: []string{bucket}})
-	broker, err := creds.New(creds.Config{STS: sts.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := jobs.Open(context.Background(), tf.JS, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := handlertest.Start(t)
 	enc, err := token.Get(token.Cl100kBase)
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := &indexer{s3: s3, task: schema.Task{Op: schema.OpIndex, JobID: "job_i", Org: tf.Org.ID, Collection: "docs", IntegrationID: tf.In.ID,
+	x := &indexer{s3: e.S3, task: schema.Task{Op: schema.OpIndex, JobID: "job_i", Org: e.Org.ID, Collection: "docs", IntegrationID: e.In.ID,
 		Bucket: bucket, Region: "us-east-1", SkipExisting: true}}
 	m := meter.New(nil)
-	x.h, err = New(context.Background(), Config{JS: tf.JS, Metrics: m, Registry: tf.Registry, Jobs: store.Cache(), Encoding: enc, ChunkTokens: 16,
-		Resolver: &creds.Resolver{Registry: tf.Registry, Broker: broker, AWS: s3.Config(), S3PathStyle: true}, MaxObjectBytes: 1 << 20,
-		MaxDecompressedBytes: 1 << 20, Gate: NewGate(tf.JS, m, nil), Publish: x.publish})
+	x.h, err = New(context.Background(), Config{JS: e.JS, Metrics: m, Registry: e.Registry, Jobs: e.Jobs.Cache(), Encoding: enc, ChunkTokens: 16,
+		Resolver: e.Resolver, MaxObjectBytes: 1 << 20, MaxDecompressedBytes: 1 << 20, Gate: NewGate(e.JS, m, nil), Publish: x.publish})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +57,7 @@ func (x *indexer) handle(t *testing.T, key string) (chunks []*schema.Chunk, comm
 	task.Key = key
 	data, _ := schema.Encode(&task)
 	x.out = nil
-	if err := x.h.Handle(context.Background(), msg{data: data}); err != nil {
+	if err := x.h.Handle(context.Background(), handlertest.Msg{Body: data}); err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range x.out {

@@ -7,28 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/jobs"
-	"github.com/stevedore-dev/stevedore/schema/registry/registrytest"
-	"github.com/stevedore-dev/stevedore/worker/creds"
-	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
+	"github.com/stevedore-dev/stevedore/worker/handlertest"
 	"github.com/stevedore-dev/stevedore/worker/meter"
 )
 
-const bucket = "acme-docs"
-
-// msg is a JOBS message as the runner hands it over.
-type msg struct {
-	jetstream.Msg
-	data []byte
-}
-
-func (m msg) Data() []byte         { return m.data }
-func (m msg) Subject() string      { return "jobs.test" }
-func (m msg) Headers() nats.Header { return nil }
+const bucket = handlertest.Bucket
 
 // planner is a Handler on a real registry, STS and S3 (awstest) and job
 // records, whose publishes are collected instead of sent.
@@ -41,33 +26,23 @@ type planner struct {
 
 func newPlanner(t *testing.T, keys ...string) *planner {
 	t.Helper()
-	tf := registrytest.Tenant(t)
-	sts, s3 := awstest.Start(t)
-	sts.SetRole(awstest.Role{ARN: registrytest.RoleARN, Principal: awstest.Principal, ExternalID: tf.Org.ExternalID, Buckets: []string{bucket}})
+	e := handlertest.Start(t)
 	for _, k := range keys {
 		body := "body of " + k
 		if strings.HasSuffix(k, "/") {
 			body = "" // a directory marker
 		}
-		s3.Put(bucket, k, body)
+		e.S3.Put(bucket, k, body)
 	}
-	broker, err := creds.New(creds.Config{STS: sts.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := jobs.Open(context.Background(), tf.JS, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &planner{store: store, job: schema.Job{JobID: "job_plan", Org: tf.Org.ID, Collection: "docs", IntegrationID: tf.In.ID,
+	p := &planner{store: e.Jobs, job: schema.Job{JobID: "job_plan", Org: e.Org.ID, Collection: "docs", IntegrationID: e.In.ID,
 		Kind: schema.JobBucket, Bucket: bucket, Region: "us-east-1", CreatedAt: time.Now()}}
-	res := &creds.Resolver{Registry: tf.Registry, Broker: broker, AWS: s3.Config(), S3PathStyle: true}
-	p.h, err = New(Config{Metrics: meter.New(nil), Resolver: res, Jobs: store.Cache(), PageSize: 2,
+	var err error
+	p.h, err = New(Config{Metrics: meter.New(nil), Resolver: e.Resolver, Jobs: e.Jobs.Cache(), PageSize: 2,
 		Publish: func(ctx context.Context, msgs []schema.Out) error { p.out = append(p.out, msgs); return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Create(context.Background(), schema.NewJobStatus(&p.job)); err != nil {
+	if err := e.Jobs.Create(context.Background(), schema.NewJobStatus(&p.job)); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -78,7 +53,7 @@ func newPlanner(t *testing.T, keys ...string) *planner {
 func (p *planner) page(t *testing.T, job *schema.Job) (keys []string, next *schema.Job, ev *schema.JobEvent) {
 	t.Helper()
 	data, _ := schema.Encode(job)
-	if err := p.h.Handle(context.Background(), msg{data: data}); err != nil {
+	if err := p.h.Handle(context.Background(), handlertest.Msg{Body: data}); err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range p.out[len(p.out)-1] {
@@ -139,7 +114,7 @@ func TestPlanCancelledJobPublishesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, _ := schema.Encode(&p.job)
-	if err := p.h.Handle(context.Background(), msg{data: data}); err != nil || len(p.out) != 0 {
+	if err := p.h.Handle(context.Background(), handlertest.Msg{Body: data}); err != nil || len(p.out) != 0 {
 		t.Fatalf("err %v, published %v", err, p.out)
 	}
 }
