@@ -34,17 +34,14 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/track"
 )
 
-// Defaults of Config, applied by New (withDefaults) to zero fields; cmd's
-// flags use the same constants.
+// Defaults of Config, applied to zero fields by New (withDefaults) or, for
+// the runner's own settings, by runner.New; cmd's flags use the same
+// constants.
 const (
 	TaskConcurrencyDefault      = 8
-	DiscoverEveryDefault        = runner.DiscoverEveryDefault
 	PlanConcurrencyDefault      = 4
 	MaxObjectBytesDefault       = 2 << 30
 	MaxDecompressedBytesDefault = 2 << 30
-	PageSizeDefault             = plan.PageSizeDefault
-	MessageTimeoutDefault       = runner.MessageTimeoutDefault
-	HeartbeatDefault            = runner.HeartbeatDefault
 	ShutdownGraceDefault        = runner.ShutdownGraceDefault
 	NameDefault                 = runner.NameDefault
 	SpillEveryDefault           = runner.SpillEveryDefault
@@ -52,24 +49,18 @@ const (
 	OrgTaskShareDefault         = 250_000
 )
 
-// withDefaults returns cfg with every zero field set to its default: the
-// one place defaults are applied.
+// withDefaults returns cfg with every zero field the worker itself reads
+// set to its default; the runner applies its own (claiming, timeouts,
+// affinity) the same way.
 func (cfg Config) withDefaults() Config {
 	cfg.TaskConcurrency = cmp.Or(cfg.TaskConcurrency, TaskConcurrencyDefault)
 	cfg.TenantConcurrency = cmp.Or(cfg.TenantConcurrency, max(1, cfg.TaskConcurrency*3/4))
-	cfg.DiscoverEvery = cmp.Or(cfg.DiscoverEvery, DiscoverEveryDefault)
 	cfg.TrackBatch = cmp.Or(cfg.TrackBatch, schema.TrackBatch)
 	cfg.PlanConcurrency = cmp.Or(cfg.PlanConcurrency, PlanConcurrencyDefault)
 	cfg.MaxObjectBytes = cmp.Or(cfg.MaxObjectBytes, MaxObjectBytesDefault)
 	cfg.MaxDecompressedBytes = cmp.Or(cfg.MaxDecompressedBytes, MaxDecompressedBytesDefault)
-	cfg.PageSize = cmp.Or(cfg.PageSize, PageSizeDefault)
-	cfg.MessageTimeout = cmp.Or(cfg.MessageTimeout, MessageTimeoutDefault)
-	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, HeartbeatDefault)
-	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, ShutdownGraceDefault)
 	cfg.SessionPrefix = cmp.Or(cfg.SessionPrefix, creds.SessionPrefixDefault)
 	cfg.Name = cmp.Or(cfg.Name, NameDefault)
-	cfg.SpillEvery = cmp.Or(cfg.SpillEvery, SpillEveryDefault)
-	cfg.StealAbove = cmp.Or(cfg.StealAbove, StealAboveDefault)
 	cfg.OrgTaskShare = cmp.Or(cfg.OrgTaskShare, OrgTaskShareDefault)
 	cfg.Topology = cfg.Topology.WithDefaults()
 	return cfg

@@ -44,7 +44,10 @@ func (c *Cache) Get(ctx context.Context, jobID string) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	var st schema.JobStatus
+	var st struct { // the record's two fields tasks read, not its error list
+		Status         string          `json:"status"`
+		CustomMetadata json.RawMessage `json:"custom_metadata"`
+	}
 	if err := json.Unmarshal(e.Value(), &st); err != nil {
 		return Record{}, err
 	}

@@ -132,11 +132,6 @@ func ClassifyError(err error) *schema.ClassError {
 	return f
 }
 
-// ErrorCode is the stable code (schema.Code…) a program reads for err.
-func ErrorCode(err error) string {
-	return ClassifyError(err).Code
-}
-
 // errorCode is the stable code of err, of class (as ClassifyError found
 // it) and AWS error code awsCode ("" when none).
 func errorCode(err error, class schema.ErrorClass, awsCode string) string {

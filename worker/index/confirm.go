@@ -102,7 +102,8 @@ func (h *Handler) unconfirmed(ctx context.Context, task *schema.Task, reason str
 const ReasonNotDeletedInS3 = "not_deleted_in_s3"
 
 // The other reasons a notification claim is not borne out by S3 (metric
-// stevedore_notifications_unconfirmed_total, meter.Unconfirmed, and the
+// stevedore_notifications_unconfirmed_total, each series started at zero by
+// New, and the
 // org's AUDIT).
 const (
 	reasonCreateNotAsClaimed = "create_not_as_claimed"      // S3 returned another version than the record named

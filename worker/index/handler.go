@@ -83,6 +83,9 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
+	for _, r := range []string{ReasonNotDeletedInS3, reasonCreateNotAsClaimed, reasonStaleOverridden} {
+		cfg.Metrics.Unconfirmed.WithLabelValues(r) // a series exists before its first event
+	}
 	return &Handler{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, objects: objects,
 		splitters: map[string]*chunk.Splitter{"": sp, cfg.Encoding.Name(): sp}}, nil
 }

@@ -78,9 +78,6 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, s := range []string{schema.JobStatusCompleted, schema.JobStatusCompletedWithErrors, schema.JobStatusFailed, schema.JobStatusCancelled} {
 		m.JobsFinished.WithLabelValues(s)
 	}
-	for _, r := range Unconfirmed {
-		m.Unconfirmed.WithLabelValues(r)
-	}
 	for _, o := range []schema.Outcome{schema.OutcomeIndexed, schema.OutcomeDeleted} {
 		m.Lag.WithLabelValues(string(o))
 	}
@@ -107,10 +104,3 @@ func (m *Metrics) Skipped(reason string) {
 	}
 	m.skips.WithLabelValues(reason).Inc()
 }
-
-// Unconfirmed are the reasons a notification claim is not borne out by S3
-// (stevedore_notifications_unconfirmed_total and the org's AUDIT):
-// not_deleted_in_s3 (a delete of an object S3 still has),
-// create_not_as_claimed (S3 returned another version than the record
-// named), stale_sequencer_overridden (a stored sequencer contradicted S3).
-var Unconfirmed = []string{"not_deleted_in_s3", "create_not_as_claimed", "stale_sequencer_overridden"}

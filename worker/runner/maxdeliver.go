@@ -53,7 +53,7 @@ func (r *Runner) watchMaxDeliveries(ctx context.Context) error {
 }
 
 func (r *Runner) moveToDead(ctx context.Context, a maxDeliverAdvisory) error {
-	q := r.byID[a.Stream]
+	q := r.byStream[a.Stream]
 	if q == nil {
 		return nil // not a work queue of this runner (the ordered stream retries forever)
 	}

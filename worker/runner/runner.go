@@ -161,11 +161,11 @@ func (cfg Config) withDefaults() Config {
 
 // Runner claims, handles and settles messages. Create with New, run with Run.
 type Runner struct {
-	cfg  Config
-	log  *slog.Logger
-	m    *metrics
-	byID map[string]*Queue     // by stream: the MaxDeliver advisories' handler
-	live atomic.Pointer[peers] // the live workers as Run sees them (nil: NoAffinity, or not running)
+	cfg      Config
+	log      *slog.Logger
+	m        *metrics
+	byStream map[string]*Queue     // the MaxDeliver advisories' handler, by stream
+	live     atomic.Pointer[peers] // the live workers as Run sees them (nil: NoAffinity, or not running)
 }
 
 // New validates cfg and returns a Runner.
@@ -174,13 +174,13 @@ func New(cfg Config) (*Runner, error) {
 		return nil, errors.New("runner: JS is required")
 	}
 	cfg = cfg.withDefaults()
-	r := &Runner{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), byID: map[string]*Queue{}}
+	r := &Runner{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), byStream: map[string]*Queue{}}
 	for i := range cfg.Queues {
 		q := &cfg.Queues[i]
 		if q.Handler == nil || q.Stream == "" || q.Slots <= 0 || q.PerOrg <= 0 {
 			return nil, fmt.Errorf("runner: queue %q needs a handler, a stream, slots and a per-org limit", q.Kind)
 		}
-		r.byID[q.Stream] = q
+		r.byStream[q.Stream] = q
 		r.m.known(q.Handler.Name())
 	}
 	if cfg.Ordered != nil {
