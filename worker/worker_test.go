@@ -92,7 +92,9 @@ func setupWith(t *testing.T, objects map[string]string, bc creds.Config, opts ..
 }
 
 // metric is the value of the worker's counter or gauge name with the
-// labels given as name, value pairs (0 when it has no such series).
+// labels given as name, value pairs (0 when it has no such series; a
+// metric the worker does not have at all fails the test, so an assertion
+// of 0 cannot pass on a misspelt name).
 func (e *env) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
 	families, err := e.reg.Gather()
@@ -119,7 +121,9 @@ func (e *env) metric(t *testing.T, name string, labels ...string) float64 {
 			}
 			return m.GetGauge().GetValue()
 		}
+		return 0
 	}
+	t.Fatalf("the worker has no metric %s", name)
 	return 0
 }
 
