@@ -29,6 +29,13 @@ WORKER_PASS=stevedore-worker-secret
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
 build() {
+  # One build at a time: .ci/run starts one in the background while the unit
+  # tier runs, and the e2e tier's own call then waits for it here.
+  mkdir -p "$CACHE"
+  if command -v flock >/dev/null; then
+    exec 9>"$CACHE/local-aws.build.lock"
+    flock 9
+  fi
   if [ ! -x "$MINIO_BIN" ]; then
     echo "building minio $MINIO_VERSION (first time only, a few minutes)..." >&2
     GOBIN="$(dirname "$MINIO_BIN")" GOFLAGS=-buildvcs=false go install "github.com/minio/minio@$MINIO_VERSION"
