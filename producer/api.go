@@ -287,6 +287,11 @@ type indexRequest struct {
 	OverwriteExisting bool            `json:"overwrite_existing"`
 	MaxFiles          int             `json:"max_files"`
 	CustomMetadata    json.RawMessage `json:"custom_metadata"`
+	// DeleteMissing (bucket and directory jobs; default true) makes the job
+	// a sync: objects it held that the complete listing no longer has are
+	// confirmed gone and deleted. AllowMassDelete lifts the share limit.
+	DeleteMissing   *bool `json:"delete_missing"`
+	AllowMassDelete bool  `json:"allow_mass_delete"`
 }
 
 func badRequest(code, msg, hint string) error {
@@ -353,7 +358,27 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 	if err := checkTarget(job, req); err != nil {
 		return nil, err
 	}
+	if err := checkSync(job, req); err != nil {
+		return nil, err
+	}
 	return job, nil
+}
+
+// checkSync sets whether the job is a sync (delete_missing: the default for
+// bucket and directory jobs) and whether it may delete in bulk.
+func checkSync(job *schema.Job, req *indexRequest) error {
+	if job.Kind == schema.JobFile {
+		if req.DeleteMissing != nil && *req.DeleteMissing || req.AllowMassDelete {
+			return badRequest("invalid_option", "delete_missing and allow_mass_delete apply to bucket and directory jobs", "a file job on a deleted key deletes it anyway")
+		}
+		return nil
+	}
+	job.DeleteMissing = req.DeleteMissing == nil || *req.DeleteMissing
+	if req.AllowMassDelete && !job.DeleteMissing {
+		return badRequest("conflicting_options", "allow_mass_delete needs delete_missing", "drop allow_mass_delete, or set delete_missing to true")
+	}
+	job.AllowMassDelete = req.AllowMassDelete
+	return nil
 }
 
 // checkAuth checks the request's credentials: a role with the org's

@@ -46,8 +46,17 @@ func ValidEncoding(e string) bool { return e == "" || e == DefaultEncoding || e 
 
 // ObjectKey is the object-state KV key for one object of a collection.
 func ObjectKey(org, collection, bucket, key string) string {
-	return org + "." + collection + "." + hashID(bucket, key)
+	return ObjectKeyPrefix(org, collection) + hashID(bucket, key)
 }
+
+// ObjectKeyPrefix starts the object-state keys of one collection.
+func ObjectKeyPrefix(org, collection string) string { return org + "." + collection + "." }
+
+// SweepMsgID is the Nats-Msg-Id of a job's sweep.
+func SweepMsgID(jobID string) string { return "sweep:" + jobID }
+
+// SweptEventID is the ID of the event that ends a job's sweep.
+func SweptEventID(jobID string) string { return "swept:" + jobID }
 
 // JobPageMsgID is the Nats-Msg-Id of page n of a job.
 func JobPageMsgID(jobID string, page int) string { return "job:" + jobID + ":" + strconv.Itoa(page) }

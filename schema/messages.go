@@ -50,7 +50,19 @@ type Job struct {
 	ProcessingType    string          `json:"processing_type,omitempty"`
 	Encoding          string          `json:"encoding,omitempty"` // the tokenizer; empty: cl100k_base
 	CustomMetadata    json.RawMessage `json:"custom_metadata,omitempty"`
-	CreatedAt         time.Time       `json:"created_at"`
+	// DeleteMissing makes a bucket or directory job a sync: once its
+	// listing is complete and every listed object has an outcome, objects
+	// stevedore holds in its scope that the listing did not contain are
+	// swept (confirmed gone with a HEAD, then tombstoned). See worker/sweep.
+	DeleteMissing bool `json:"delete_missing,omitempty"`
+	// AllowMassDelete lets the sweep delete more than the fleet's share
+	// limit of the scope (a listing that suddenly misses most objects is
+	// refused without it).
+	AllowMassDelete bool `json:"allow_mass_delete,omitempty"`
+	// Sweep marks the message that sweeps the job's scope (SweepSubject),
+	// published when the job's last object has an outcome.
+	Sweep     bool      `json:"sweep,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Validate reports the first missing or invalid field.
@@ -113,6 +125,10 @@ type Task struct {
 	ProcessingType    string          `json:"processing_type,omitempty"` // basic (also when empty) or advanced
 	Encoding          string          `json:"encoding,omitempty"`        // the tokenizer; empty: cl100k_base
 	CustomMetadata    json.RawMessage `json:"custom_metadata,omitempty"`
+	// Sync is set on the tasks of a sync (a job with DeleteMissing): the
+	// object's state records that the job saw it (ObjectState.SeenBy), so
+	// the sweep does not take it for a deleted object.
+	Sync bool `json:"sync,omitempty"`
 }
 
 // Processing types.
@@ -232,6 +248,18 @@ type Tombstone struct {
 // of JSON, well under MaxMessageBytes. A 100,000-chunk object (≈ 200 MB of
 // text) is tombstoned in 13 messages.
 const TombstoneMaxIDs = 8192
+
+// Msgs are the messages of t on ChunkSubject, split into parts that fit a
+// message (Split), each with a deterministic ID: id's part at generation
+// gen (the object state's revision the tombstone follows).
+func (t *Tombstone) Msgs(id string, gen uint64) []Out {
+	parts := t.Split()
+	out := make([]Out, len(parts))
+	for i, p := range parts {
+		out[i] = Out{Subject: ChunkSubject(t.Org, t.Collection), MsgID: GenMsgID(TombstonePartID(id, p.Part), gen), Msg: p}
+	}
+	return out
+}
 
 // Split returns t as tombstones of at most TombstoneMaxIDs chunk IDs each,
 // numbered Part 1 … Parts when there are several; t itself when it fits.
@@ -374,6 +402,7 @@ type JobEventType string
 const (
 	JobPlanned JobEventType = "planned" // one page planned: Tasks tasks published; Last when no page follows
 	JobFailed  JobEventType = "failed"  // the job cannot proceed (Reason, ErrorClass)
+	JobSwept   JobEventType = "swept"   // the sweep of a sync ended (Sweep)
 )
 
 // JobEvent records job lifecycle progress.
@@ -387,11 +416,15 @@ type JobEvent struct {
 	Page       int          `json:"page"`
 	Tasks      int          `json:"tasks"`
 	Last       bool         `json:"last"`
-	Reason     string       `json:"reason,omitempty"`
-	ErrorClass string       `json:"error_class,omitempty"`
-	ErrorCode  string       `json:"error_code,omitempty"`
-	Hint       string       `json:"hint,omitempty"`
-	At         time.Time    `json:"at"`
+	// Cut is set on the last page of a listing that max_files stopped
+	// with keys left: the listing is incomplete, so nothing is swept.
+	Cut        bool      `json:"cut,omitempty"`
+	Sweep      *Sweep    `json:"sweep,omitempty"` // JobSwept
+	Reason     string    `json:"reason,omitempty"`
+	ErrorClass string    `json:"error_class,omitempty"`
+	ErrorCode  string    `json:"error_code,omitempty"`
+	Hint       string    `json:"hint,omitempty"`
+	At         time.Time `json:"at"`
 }
 
 // Validate reports the first missing or invalid field.
@@ -404,6 +437,10 @@ func (e *JobEvent) Validate() error {
 	}
 	switch e.Type {
 	case JobPlanned, JobFailed:
+	case JobSwept:
+		if e.Sweep == nil {
+			return errMissing("sweep")
+		}
 	default:
 		return fmt.Errorf("type %q unknown", e.Type)
 	}

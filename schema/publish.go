@@ -51,7 +51,7 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []Out) (duplic
 	return duplicates, nil
 }
 
-// wake signals, once per org and kind, the tasks and job pages among msgs
+// wake signals, once per org and kind, the tasks, job pages and sweeps among msgs
 // (now stored) on WakeSubject. A signal that cannot be sent (the connection
 // just closed) is not an error: the workers' discovery finds the messages
 // within its interval.
@@ -63,6 +63,8 @@ func wake(nc *nats.Conn, msgs []Out) {
 			subject = WakeSubject("tasks", org)
 		} else if org, ok := OrgOfJobSubject(m.Subject); ok {
 			subject = WakeSubject("jobs", org)
+		} else if org, ok := OrgOfSweepSubject(m.Subject); ok {
+			subject = WakeSubject("sweeps", org)
 		} else {
 			continue
 		}

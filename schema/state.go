@@ -92,12 +92,69 @@ type JobStatus struct {
 	// into every task (up to 16 KiB × objects); workers read it with the
 	// job's status and put it on every chunk.
 	CustomMetadata json.RawMessage `json:"custom_metadata,omitempty"`
+	// What the sweep of a sync needs of the job (see Job).
+	Region          string `json:"region,omitempty"`
+	CredentialRef   string `json:"credential_ref,omitempty"`
+	AllowMassDelete bool   `json:"allow_mass_delete,omitempty"`
+	// Sweep is the sweep of a sync (a job with delete_missing): nil for
+	// other jobs.
+	Sweep *Sweep `json:"sweep,omitempty"`
 }
 
-// Done reports whether every planned object has an outcome.
+// Sweep statuses: pending until every listed object has an outcome, then
+// running, then one of the others.
+const (
+	SweepPending    = "pending"
+	SweepRunning    = "running"
+	SweepDone       = "done"       // every candidate confirmed gone was tombstoned
+	SweepIncomplete = "incomplete" // some candidates could not be confirmed (S3 errors): they stay, for the next sync
+	SweepRefused    = "refused"    // more candidates than the share limit: nothing deleted (allow_mass_delete)
+	SweepSkipped    = "skipped"    // the listing was incomplete (max_files) or the job was cancelled: nothing deleted
+	SweepFailed     = "failed"     // the sweep could not run (Reason): nothing more deleted
+)
+
+// Sweep is what a sync's sweep found and did. Candidates are objects
+// stevedore held in the job's scope (indexed or skipped) that its complete
+// listing did not contain; each was deleted only when S3, asked with the
+// tenant's role, answered a clean 404.
+type Sweep struct {
+	Status      string  `json:"status"`
+	Reason      string  `json:"reason,omitempty"`
+	Held        int64   `json:"held"`        // objects held in the scope
+	Candidates  int64   `json:"candidates"`  // held, not in the listing
+	Deleted     int64   `json:"deleted"`     // confirmed gone: chunks tombstoned
+	Kept        int64   `json:"kept"`        // S3 still has them (written after the listing, or their task failed)
+	Unconfirmed int64   `json:"unconfirmed"` // S3 did not answer cleanly: kept
+	MaxShare    float64 `json:"max_share,omitempty"`
+}
+
+// ended reports whether the sweep is over (or never ran).
+func (w *Sweep) ended() bool {
+	return w == nil || (w.Status != SweepPending && w.Status != SweepRunning)
+}
+
+// Done reports whether every planned object has an outcome and the sweep,
+// if any, has ended.
 func (s *JobStatus) Done() bool {
-	return s.LastPage >= 0 && s.PagesPlanned == s.LastPage+1 &&
-		s.settled() >= s.FilesTotal
+	return s.listed() && s.Sweep.ended()
+}
+
+// listed reports whether every planned object has an outcome.
+func (s *JobStatus) listed() bool {
+	return s.LastPage >= 0 && s.PagesPlanned == s.LastPage+1 && s.settled() >= s.FilesTotal
+}
+
+// Sweeping reports whether the sweep is due or under way: every listed
+// object has an outcome and the sweep has not ended.
+func (s *JobStatus) Sweeping() bool {
+	return s.Status == JobStatusRunning && s.Sweep != nil && s.Sweep.Status == SweepRunning
+}
+
+// SweepJob is the message that sweeps the job's scope.
+func (s *JobStatus) SweepJob() *Job {
+	return &Job{JobID: s.JobID, Org: s.Org, Collection: s.Collection, IntegrationID: s.IntegrationID, CredentialRef: s.CredentialRef,
+		Kind: s.Kind, Bucket: s.Bucket, Region: s.Region, Prefix: s.Prefix, Page: s.LastPage + 1, DeleteMissing: true,
+		AllowMassDelete: s.AllowMassDelete, Sweep: true, CreatedAt: s.CreatedAt}
 }
 
 // ObjectStatus is what an object's state records about it.
@@ -126,7 +183,10 @@ type ObjectState struct {
 	Status           ObjectStatus `json:"status"`
 	Reason           string       `json:"reason,omitempty"` // why skipped
 	JobID            string       `json:"job_id,omitempty"`
-	UpdatedAt        time.Time    `json:"updated_at"`
+	// SeenBy is the last sync (a job with delete_missing) whose listing
+	// held the object: its sweep leaves the object alone.
+	SeenBy    string    `json:"seen_by,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // ChunkIDs returns the IDs of the chunks this state says were published.
@@ -166,9 +226,14 @@ func ValidJobStatus(s string) bool {
 // NewJobStatus is the record of a job just submitted: pending, nothing
 // planned (LastPage -1), no errors.
 func NewJobStatus(job *Job) *JobStatus {
-	return &JobStatus{JobID: job.JobID, Org: job.Org, Collection: job.Collection, Kind: job.Kind, Bucket: job.Bucket,
+	st := &JobStatus{JobID: job.JobID, Org: job.Org, Collection: job.Collection, Kind: job.Kind, Bucket: job.Bucket,
 		Prefix: job.Prefix, Key: job.Key, IntegrationID: job.IntegrationID, Status: JobStatusPending, LastPage: -1,
-		Errors: []FileError{}, CreatedAt: job.CreatedAt, CustomMetadata: job.CustomMetadata}
+		Errors: []FileError{}, CreatedAt: job.CreatedAt, CustomMetadata: job.CustomMetadata,
+		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete}
+	if job.DeleteMissing && job.Kind != JobFile {
+		st.Sweep = &Sweep{Status: SweepPending}
+	}
+	return st
 }
 
 // Apply folds one EVENTS message, at stream sequence seq, into the job
@@ -196,8 +261,13 @@ func (s *JobStatus) Apply(seq uint64, event any, now time.Time) bool {
 	if s.Status == JobStatusPending {
 		s.Status = JobStatusRunning
 	}
-	if s.Status == JobStatusRunning && s.Done() {
-		s.finish(now)
+	if s.Status == JobStatusRunning && s.listed() {
+		if s.Sweep != nil && s.Sweep.Status == SweepPending {
+			s.Sweep.Status = SweepRunning // the tracker publishes the sweep (jobs.Folder)
+		}
+		if s.Sweep.ended() {
+			s.finish(now)
+		}
 	}
 	return true
 }
@@ -206,7 +276,7 @@ func (s *JobStatus) Apply(seq uint64, event any, now time.Time) bool {
 func (s *JobStatus) finish(now time.Time) {
 	s.CompletedAt = &now
 	switch {
-	case s.FilesFailed == 0:
+	case s.FilesFailed == 0 && s.sweepClean():
 		s.Status = JobStatusCompleted
 	case s.FilesIndexed+s.FilesSkipped+s.FilesDeleted > 0:
 		s.Status = JobStatusCompletedWithErrors
@@ -221,6 +291,16 @@ func (s *JobStatus) finish(now time.Time) {
 	}
 }
 
+// sweepClean reports whether the sweep, if any, left nothing to look at:
+// done, or skipped because the job's own options cut the listing.
+func (s *JobStatus) sweepClean() bool {
+	return s.Sweep == nil || s.Sweep.Status == SweepDone || s.Sweep.Status == SweepSkipped
+}
+
+// ReasonSwept is the reason of the deleted outcome of an object a sync's
+// sweep found missing from the listing and S3 confirmed gone.
+const ReasonSwept = "missing_from_listing"
+
 // Skip reasons that are not problems: the object was already indexed.
 const (
 	ReasonAlreadyIndexed        = "already_indexed"
@@ -233,6 +313,9 @@ func (s *JobStatus) settled() int64 {
 }
 
 func (s *JobStatus) applyObject(ev *ObjectEvent) {
+	if ev.Reason == ReasonSwept {
+		return // counted by the sweep's JobSwept event, once
+	}
 	switch ev.Outcome {
 	case OutcomeIndexed:
 		s.FilesIndexed++
@@ -264,6 +347,9 @@ func (s *JobStatus) applyJob(ev *JobEvent, now time.Time) {
 		s.FilesTotal += int64(ev.Tasks)
 		if ev.Last {
 			s.LastPage = ev.Page
+			if ev.Cut && s.Sweep != nil {
+				s.Sweep.Status, s.Sweep.Reason = SweepSkipped, "max_files stopped the listing before its end: nothing was swept"
+			}
 		}
 	case JobFailed:
 		if s.Status == JobStatusCancelled {
@@ -271,6 +357,16 @@ func (s *JobStatus) applyJob(ev *JobEvent, now time.Time) {
 		}
 		s.Status, s.CompletedAt = JobStatusFailed, &now
 		s.Error = &JobError{Reason: ev.Reason, ErrorClass: ev.ErrorClass, ErrorCode: ev.ErrorCode, Hint: ev.Hint}
+	case JobSwept:
+		if s.Sweep.ended() || ev.Sweep == nil {
+			return // a sweep redelivered after it was folded
+		}
+		w := *ev.Sweep
+		s.Sweep = &w
+		// Swept objects are files the job acted on: counted in the total
+		// too, so progress stays settled/total.
+		s.FilesDeleted += w.Deleted
+		s.FilesTotal += w.Deleted
 	}
 }
 
@@ -319,7 +415,9 @@ type JobView struct {
 
 // View returns the job as seen at now.
 func (s *JobStatus) View(now time.Time) JobView {
-	v := JobView{JobStatus: s}
+	shown := *s
+	shown.CredentialRef = "" // which sealed secret signs the job's requests is not the caller's business
+	v := JobView{JobStatus: &shown}
 	settled := s.settled()
 	switch {
 	case s.Final():

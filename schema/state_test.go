@@ -47,3 +47,56 @@ func TestJobStatusTellsTheTruth(t *testing.T) {
 		t.Fatalf("running view: progress %v eta %v", v.Progress, v.EstimatedTimeRemainingSeconds)
 	}
 }
+
+// TestSyncSweepsOnlyAfterACompleteListing: a sync waits for its sweep once
+// every listed object has an outcome, counts what the sweep deleted once
+// (its own per-object events are not counted again), and ends
+// completed_with_errors when the sweep was refused; a listing max_files cut
+// skips the sweep.
+func TestSyncSweepsOnlyAfterACompleteListing(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	sync := func() *JobStatus {
+		s := NewJobStatus(&Job{JobID: "job_s", Org: "org_1", Collection: "docs", Kind: JobBucket, Bucket: "b", Region: "eu-west-1",
+			CredentialRef: "ref_1", DeleteMissing: true, CreatedAt: now})
+		s.Apply(1, &JobEvent{Type: JobPlanned, Tasks: 2, Last: true}, now)
+		s.Apply(2, &ObjectEvent{Key: "a", Outcome: OutcomeIndexed}, now)
+		s.Apply(3, &ObjectEvent{Key: "b", Outcome: OutcomeIndexed}, now)
+		return s
+	}
+	s := sync()
+	if s.Status != JobStatusRunning || !s.Sweeping() || s.Final() {
+		t.Fatalf("listed sync: status %s sweep %+v", s.Status, s.Sweep)
+	}
+	if j := s.SweepJob(); !j.Sweep || j.Page != 1 || j.Region != "eu-west-1" || j.CredentialRef != "ref_1" || j.Bucket != "b" {
+		t.Fatalf("sweep job %+v", j)
+	}
+	if v := s.View(now); v.CredentialRef != "" || s.CredentialRef != "ref_1" {
+		t.Fatalf("the view shows the credential ref, or the record lost it")
+	}
+	s.Apply(4, &ObjectEvent{Key: "gone", Outcome: OutcomeDeleted, Reason: ReasonSwept}, now)
+	s.Apply(5, &JobEvent{Type: JobSwept, Sweep: &Sweep{Status: SweepDone, Held: 3, Candidates: 1, Deleted: 1}}, now)
+	if s.Status != JobStatusCompleted || s.FilesDeleted != 1 || s.FilesTotal != 3 || s.View(now).Progress != 1 {
+		t.Fatalf("swept sync: %s deleted %d total %d", s.Status, s.FilesDeleted, s.FilesTotal)
+	}
+	if s.Apply(6, &JobEvent{Type: JobSwept, Sweep: &Sweep{Status: SweepDone, Deleted: 5}}, now); s.FilesDeleted != 1 {
+		t.Fatalf("a second sweep event counted: %d", s.FilesDeleted)
+	}
+
+	r := sync()
+	r.Apply(4, &JobEvent{Type: JobSwept, Sweep: &Sweep{Status: SweepRefused, Held: 2, Candidates: 2, Reason: "too many"}}, now)
+	if r.Status != JobStatusCompletedWithErrors || r.FilesDeleted != 0 {
+		t.Fatalf("refused sweep: %s", r.Status)
+	}
+
+	c := NewJobStatus(&Job{JobID: "job_c", Org: "org_1", Collection: "docs", Kind: JobBucket, Bucket: "b", DeleteMissing: true, CreatedAt: now})
+	c.Apply(1, &JobEvent{Type: JobPlanned, Tasks: 1, Last: true, Cut: true}, now)
+	c.Apply(2, &ObjectEvent{Key: "a", Outcome: OutcomeIndexed}, now)
+	if c.Status != JobStatusCompleted || c.Sweep.Status != SweepSkipped || c.Sweeping() {
+		t.Fatalf("cut listing: %s sweep %+v", c.Status, c.Sweep)
+	}
+
+	f := NewJobStatus(&Job{JobID: "job_f", Org: "org_1", Collection: "docs", Kind: JobFile, Bucket: "b", Key: "k", DeleteMissing: true, CreatedAt: now})
+	if f.Sweep != nil {
+		t.Fatal("a file job has a sweep")
+	}
+}

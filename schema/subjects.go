@@ -29,6 +29,7 @@ const (
 const (
 	ConsumerPlanner = "planner"       // JOBS → worker plan step: one consumer per org, see PlannerConsumer
 	ConsumerIndexer = "indexer"       // TASKS → worker task step: one consumer per org, see IndexerConsumer
+	ConsumerSweeper = "sweeper"       // JOBS sweeps → worker sweep step: one consumer per org, see SweeperConsumer
 	ConsumerTracker = "tracker-batch" // EVENTS → job status folding (pinned, batched)
 	// TrackerGroup is the tracker consumer's pinned priority group: one
 	// worker of the fleet folds at a time.
@@ -119,6 +120,28 @@ func PlannerConsumer(org string) string { return ConsumerPlanner + "-" + org }
 
 // AllJobs matches every JOBS subject (jobs.<org>.<collection>).
 const AllJobs = "jobs.*.*"
+
+// SweepSubject is where the sweep of a sync of org/collection is published
+// (in JOBS, beside the job pages; its own consumer per org, SweeperConsumer).
+func SweepSubject(org, collection string) string { return "sweeps." + org + "." + collection }
+
+// AllSweeps matches every sweep subject (sweeps.<org>.<collection>).
+const AllSweeps = "sweeps.*.*"
+
+// OrgSweeps matches the sweep subjects of one org.
+func OrgSweeps(org string) string { return "sweeps." + org + ".*" }
+
+// OrgOfSweepSubject returns the org of a sweep subject.
+func OrgOfSweepSubject(subject string) (string, bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 3 || parts[0] != "sweeps" {
+		return "", false
+	}
+	return parts[1], true
+}
+
+// SweeperConsumer is the durable consumer of one org's sweeps.
+func SweeperConsumer(org string) string { return ConsumerSweeper + "-" + org }
 
 // OrgJobs matches the JOBS subjects of one org.
 func OrgJobs(org string) string { return "jobs." + org + ".*" }

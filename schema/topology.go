@@ -109,7 +109,7 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 			Replicas: t.Replicas, Duplicates: t.DuplicateWindow, MaxMsgSize: MaxMessageBytes,
 		}
 	}
-	jobs := base(StreamJobs, "index jobs, one page each", "jobs.*.*")
+	jobs := base(StreamJobs, "index jobs, one page each, and the sweeps of syncs", AllJobs, AllSweeps)
 	jobs.Retention, jobs.Discard, jobs.MaxBytes = jetstream.WorkQueuePolicy, jetstream.DiscardNew, t.WorkQueueBytes
 	tasks := base(StreamTasks, "one object version each", AllTasks)
 	tasks.Retention, tasks.Discard, tasks.MaxBytes = jetstream.WorkQueuePolicy, jetstream.DiscardNew, t.WorkQueueBytes
@@ -184,6 +184,13 @@ func (t Topology) PlannerConfig(org string) jetstream.ConsumerConfig {
 		FilterSubject:     OrgJobs(org),
 		InactiveThreshold: t.OrgConsumerIdle,
 	}
+}
+
+// SweeperConfig is the consumer of one org's sweeps (SweeperConsumer).
+func (t Topology) SweeperConfig(org string) jetstream.ConsumerConfig {
+	c := t.PlannerConfig(org)
+	c.Durable, c.Description, c.FilterSubject = SweeperConsumer(org), "sweeps the syncs of "+org+" for deleted objects", OrgSweeps(org)
+	return c
 }
 
 // IndexerConfig is the TASKS consumer of one org (IndexerConsumer): the same

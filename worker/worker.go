@@ -30,6 +30,7 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/meter"
 	"github.com/stevedore-dev/stevedore/worker/plan"
 	"github.com/stevedore-dev/stevedore/worker/runner"
+	"github.com/stevedore-dev/stevedore/worker/sweep"
 	"github.com/stevedore-dev/stevedore/worker/token"
 	"github.com/stevedore-dev/stevedore/worker/track"
 )
@@ -47,7 +48,12 @@ const (
 	SpillEveryDefault           = runner.SpillEveryDefault
 	StealAboveDefault           = runner.StealAboveDefault
 	OrgTaskShareDefault         = 250_000
+	SweepTimeoutDefault         = time.Hour
 )
+
+// sweepSlots is how many sweeps a worker runs at once (one per org): a
+// sweep is long and mostly waits on HEADs.
+const sweepSlots = 2
 
 // withDefaults returns cfg with every zero field the worker itself reads
 // set to its default; the runner applies its own (claiming, timeouts,
@@ -62,6 +68,7 @@ func (cfg Config) withDefaults() Config {
 	cfg.SessionPrefix = cmp.Or(cfg.SessionPrefix, creds.SessionPrefixDefault)
 	cfg.Name = cmp.Or(cfg.Name, NameDefault)
 	cfg.OrgTaskShare = cmp.Or(cfg.OrgTaskShare, OrgTaskShareDefault)
+	cfg.SweepTimeout = cmp.Or(cfg.SweepTimeout, SweepTimeoutDefault)
 	cfg.Topology = cfg.Topology.WithDefaults()
 	return cfg
 }
@@ -119,6 +126,12 @@ type Config struct {
 	PDF *extract.PDF
 	// PageSize is ListObjectsV2 MaxKeys per job page; default 1000.
 	PageSize int32
+	// SweepMaxShare is the largest share of a sync's scope its sweep
+	// deletes without the job's allow_mass_delete; default 0.5 (1: no limit).
+	SweepMaxShare float64
+	// SweepTimeout bounds one sweep (two passes over the collection's
+	// object states and a HEAD per candidate); default 1 hour.
+	SweepTimeout time.Duration
 	// MessageTimeout bounds the processing of one message; default 5 minutes.
 	MessageTimeout time.Duration
 	// Heartbeat is the InProgress interval while a message is worked on; default 15 s.
@@ -179,7 +192,12 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.runner, err = runner.New(w.runnerConfig(planner, track.New(store, m, w.log), pub))
+	sweeper, err := sweep.New(ctx, sweep.Config{JS: cfg.JS, Publish: pub.Publish, Metrics: m, Resolver: w.res, Registry: cfg.Registry, Jobs: cache,
+		MaxShare: cfg.SweepMaxShare, Logger: w.log})
+	if err != nil {
+		return nil, err
+	}
+	w.runner, err = runner.New(w.runnerConfig(handlers{planner, w.index, sweeper, track.New(store, m, w.log)}, pub))
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +237,15 @@ func (cfg Config) complete() (Config, error) {
 // of TASKS (OrgTaskShare): past it, its next job pages wait until its
 // backlog drains, so one tenant's jobs never fill the queue that every
 // tenant's work goes to.
-func (w *Worker) runnerConfig(planner *plan.Handler, tracker *track.Handler, pub *meter.Publisher) runner.Config {
+// handlers are the worker's handlers, one per queue.
+type handlers struct {
+	plan  *plan.Handler
+	index *index.Handler
+	sweep *sweep.Handler
+	track *track.Handler
+}
+
+func (w *Worker) runnerConfig(h handlers, pub *meter.Publisher) runner.Config {
 	cfg := w.cfg
 	topo := cfg.Topology
 	return runner.Config{
@@ -227,13 +253,15 @@ func (w *Worker) runnerConfig(planner *plan.Handler, tracker *track.Handler, pub
 		Queues: []runner.Queue{
 			{Kind: "jobs", Stream: schema.StreamJobs, Filter: schema.AllJobs, OrgOf: schema.OrgOfJobSubject, Consumer: topo.PlannerConfig,
 				PerOrg: 1, Slots: cfg.PlanConcurrency, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update,
-				HoldOn: "tasks", HoldAbove: cfg.OrgTaskShare, Handler: planner},
+				HoldOn: "tasks", HoldAbove: cfg.OrgTaskShare, Handler: h.plan},
 			{Kind: "tasks", Stream: schema.StreamTasks, Filter: schema.AllTasks, OrgOf: schema.OrgOfTaskSubject, Consumer: topo.IndexerConfig,
 				PerOrg: cfg.TenantConcurrency, Slots: cfg.TaskConcurrency, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update,
-				Report: true, Handler: w.index},
+				Report: true, Handler: h.index},
+			{Kind: "sweeps", Stream: schema.StreamJobs, Filter: schema.AllSweeps, OrgOf: schema.OrgOfSweepSubject, Consumer: topo.SweeperConfig,
+				PerOrg: 1, Slots: sweepSlots, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update, Timeout: cfg.SweepTimeout, Handler: h.sweep},
 		},
 		Ordered: &runner.Ordered{Stream: schema.StreamEvents, Consumer: schema.ConsumerTracker, Group: schema.TrackerGroup,
-			Batch: cfg.TrackBatch, AckWait: min(topo.AckWait, schema.TrackerAckWait), Handler: tracker},
+			Batch: cfg.TrackBatch, AckWait: min(topo.AckWait, schema.TrackerAckWait), Handler: h.track},
 		DiscoverEvery: cfg.DiscoverEvery, SpillEvery: cfg.SpillEvery, StealAbove: cfg.StealAbove, NoAffinity: cfg.NoAffinity,
 		MessageTimeout: cfg.MessageTimeout, Heartbeat: cfg.Heartbeat, ShutdownGrace: cfg.ShutdownGrace,
 		Name: cfg.Name, Registerer: cfg.Registerer, Logger: w.log,

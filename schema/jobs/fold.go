@@ -75,7 +75,7 @@ func (f *Folder) Fold(ctx context.Context, jobID string, evs []Event) (finished 
 		if err := json.Unmarshal(cur.data, &s); err != nil {
 			return nil, schema.Errorf(schema.ClassPermanent, "job %s status unreadable: %w", jobID, err)
 		}
-		changed, wasFinal := false, s.Final()
+		changed, wasFinal, wasSweeping := false, s.Final(), s.Sweeping()
 		now := time.Now().UTC()
 		for _, ev := range evs {
 			if s.Apply(ev.Seq, ev.Event, now) {
@@ -84,6 +84,14 @@ func (f *Folder) Fold(ctx context.Context, jobID string, evs []Event) (finished 
 		}
 		if !changed {
 			return nil, nil // folded before a crash; do not count twice
+		}
+		if s.Sweeping() && !wasSweeping {
+			// Every listed object has an outcome: sweep. Published before
+			// the record says so, with a deterministic ID, so a crash in
+			// between publishes it again rather than never.
+			if _, err := schema.PublishAll(ctx, f.store.js, []schema.Out{{Subject: schema.SweepSubject(s.Org, s.Collection), MsgID: schema.SweepMsgID(s.JobID), Msg: s.SweepJob()}}); err != nil {
+				return nil, fmt.Errorf("publish the sweep of job %s: %w", jobID, err)
+			}
 		}
 		data, err := json.Marshal(&s)
 		if err != nil {

@@ -201,7 +201,7 @@ func (h *Handler) commit(ctx context.Context, v objectVersion, res *indexResult)
 	task := v.task
 	subject := schema.ChunkSubject(task.Org, task.Collection)
 	if ts := v.replaced(res); ts != nil {
-		if err := h.publishChunks(ctx, tombstoneMsgs(subject, ts, schema.TombstoneID(ts.ChunkIDs[0]), v.gen)); err != nil {
+		if err := h.publishChunks(ctx, ts.Msgs(schema.TombstoneID(ts.ChunkIDs[0]), v.gen)); err != nil {
 			return err
 		}
 	}
@@ -230,17 +230,6 @@ func (v objectVersion) replaced(res *indexResult) *schema.Tombstone {
 	}
 	return &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: st.VersionID,
 		ETag: st.ETag, ChunkIDs: stale, Reason: "replaced", At: time.Now().UTC()}
-}
-
-// tombstoneMsgs are the messages of ts, split into parts that fit a
-// message (schema.Tombstone.Split), each with its own deterministic ID.
-func tombstoneMsgs(subject string, ts *schema.Tombstone, id string, gen uint64) []schema.Out {
-	parts := ts.Split()
-	out := make([]schema.Out, len(parts))
-	for i, p := range parts {
-		out[i] = schema.Out{Subject: subject, MsgID: schema.GenMsgID(schema.TombstonePartID(id, p.Part), gen), Msg: p}
-	}
-	return out
 }
 
 func minus(a, b []string) []string {

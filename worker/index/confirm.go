@@ -141,7 +141,7 @@ func (h *Handler) deleteObject(ctx context.Context, o *object) (*schema.ObjectEv
 	ts := &schema.Tombstone{Org: task.Org, Collection: task.Collection, Bucket: task.Bucket, Key: task.Key, VersionID: state.VersionID,
 		ETag: state.ETag, ChunkIDs: state.ChunkIDs(task.Org, task.Collection), Reason: "deleted", At: time.Now().UTC()}
 	id := schema.TombstoneIDPrefix + schema.TaskMsgID(task.JobID, task.Bucket, task.Key, task.VersionID, task.Sequencer)
-	if err := h.cfg.Publish(ctx, tombstoneMsgs(schema.ChunkSubject(task.Org, task.Collection), ts, id, o.rev)); err != nil {
+	if err := h.cfg.Publish(ctx, ts.Msgs(id, o.rev)); err != nil {
 		return nil, err
 	}
 	deleted := *state

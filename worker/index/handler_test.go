@@ -109,3 +109,31 @@ func indexOf(out []schema.Out, v any) int {
 	}
 	return -1
 }
+
+// A sync's task records that its job saw the object (SeenBy), also when
+// the object is already indexed and nothing else is written; another
+// job's task (a notification's) keeps the mark.
+func TestSyncTasksMarkWhatTheListingHeld(t *testing.T) {
+	x := newIndexer(t)
+	x.s3.Put(bucket, "a.txt", "A document.")
+	x.handle(t, "a.txt")
+	seenBy := func() string {
+		st, _, err := x.h.loadState(context.Background(), schema.ObjectKey(x.task.Org, x.task.Collection, bucket, "a.txt"))
+		if err != nil || st == nil {
+			t.Fatalf("state %v %v", st, err)
+		}
+		return st.SeenBy
+	}
+	if got := seenBy(); got != "" {
+		t.Fatalf("a job that is not a sync marked the object: %q", got)
+	}
+	x.task.JobID, x.task.Sync = "job_sync", true
+	if _, _, _, ev := x.handle(t, "a.txt"); ev.Reason != schema.ReasonAlreadyIndexed || seenBy() != "job_sync" {
+		t.Fatalf("already indexed: event %+v, seen by %q", ev, seenBy())
+	}
+	x.s3.Put(bucket, "a.txt", "A document, changed.")
+	x.task.JobID, x.task.Sync = "job_other", false
+	if _, _, _, ev := x.handle(t, "a.txt"); ev.Outcome != schema.OutcomeIndexed || seenBy() != "job_sync" {
+		t.Fatalf("re-indexed by another job: event %+v, seen by %q", ev, seenBy())
+	}
+}

@@ -50,7 +50,7 @@ func (h *Handler) runTask(ctx context.Context, task *schema.Task) (*schema.Objec
 			return ev, err
 		}
 	case alreadySaved, unchanged:
-		return report(d.now, task, o.state), nil
+		return h.seen(ctx, o, report(d.now, task, o.state))
 	}
 	if task.Op == schema.OpDelete {
 		return h.deleteObject(ctx, o)
@@ -107,10 +107,10 @@ func (h *Handler) fetchAndIndex(ctx context.Context, o *object, d decision) (*sc
 	if size := aws.ToInt64(obj.ContentLength); size > h.cfg.MaxObjectBytes {
 		ev.Reason = fmt.Sprintf("%s: object is %d bytes, over the %d-byte cap", extract.ReasonTooLarge, size, h.cfg.MaxObjectBytes)
 		h.m.Skipped(extract.ReasonTooLarge)
-		return ev, nil
+		return h.seen(ctx, o, ev)
 	}
 	if got := d.onFetch(v.etag); got != proceed {
-		return report(got, task, o.state), nil
+		return h.seen(ctx, o, report(got, task, o.state))
 	}
 	if err := faults.At("after_download", task.Key); err != nil {
 		return nil, err
@@ -160,13 +160,14 @@ func (h *Handler) get(ctx context.Context, o *object) (*s3.GetObjectOutput, erro
 func (h *Handler) record(ctx context.Context, o *object, v objectVersion, res indexResult, ev *schema.ObjectEvent, seq string) (*schema.ObjectEvent, error) {
 	task := o.task
 	st := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Sequencer: seq, ExtractorVersion: res.extractor,
-		ContentType: res.contentType, ProcessingType: processingType(task), Encoding: encodingOf(task), JobID: task.JobID, UpdatedAt: time.Now().UTC()}
+		ContentType: res.contentType, ProcessingType: processingType(task), Encoding: encodingOf(task), JobID: task.JobID, SeenBy: seenBy(task, o.state),
+		UpdatedAt: time.Now().UTC()}
 	if res.skip != nil {
 		ev.Reason = res.skip.Error() // bounded: a detail can carry the tenant's bytes
 		h.m.Skipped(res.skip.Reason)
 		h.log.Info("object skipped", "org", task.Org, "bucket", task.Bucket, "key", task.Key, "outcome", "skipped", "reason", ev.Reason)
 		if o.state != nil && o.state.Status == schema.ObjectIndexed {
-			return ev, nil
+			return h.seen(ctx, o, ev)
 		}
 		// Remember the version, so skip_existing does not fetch it again.
 		st.Status, st.Reason = schema.ObjectSkipped, ev.Reason
@@ -184,6 +185,33 @@ func (h *Handler) record(ctx context.Context, o *object, v objectVersion, res in
 	}
 	ev.Outcome, ev.Reason, ev.Chunks, ev.Tokens = schema.OutcomeIndexed, "", res.chunks, res.tokens
 	return ev, nil
+}
+
+// seen returns ev, the outcome of a task that leaves the object's state as
+// it was, once the state records that the task's sync saw the object (the
+// sweep leaves it alone). Tasks of other jobs write nothing.
+func (h *Handler) seen(ctx context.Context, o *object, ev *schema.ObjectEvent) (*schema.ObjectEvent, error) {
+	if !o.task.Sync || o.state == nil || o.state.SeenBy == o.task.JobID {
+		return ev, nil
+	}
+	st := *o.state
+	st.SeenBy = o.task.JobID
+	if err := h.saveState(ctx, o.key, &st, o.rev); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// seenBy is the SeenBy of the state task writes: its job if it is a sync's,
+// else what the state had (a notification's task does not undo a sync's mark).
+func seenBy(task *schema.Task, state *schema.ObjectState) string {
+	if task.Sync {
+		return task.JobID
+	}
+	if state != nil {
+		return state.SeenBy
+	}
+	return ""
 }
 
 // goneSinceIndexed handles a GetObject that failed with err. An object that

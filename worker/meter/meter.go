@@ -32,6 +32,11 @@ type Metrics struct {
 	Unconfirmed  *prometheus.CounterVec
 	JobsFinished *prometheus.CounterVec
 	JobDuration  *prometheus.HistogramVec
+	// SweepObjects counts what sweeps found, by result: candidate (held,
+	// not in the listing), deleted, kept, unconfirmed.
+	SweepObjects *prometheus.CounterVec
+	// Sweeps counts ended sweeps by status (schema.Sweep*).
+	Sweeps *prometheus.CounterVec
 }
 
 // New makes the metrics, registered with reg (nil: none).
@@ -63,6 +68,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "S3 calls retried after a stale-token answer invalidated cached credentials."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_publish_duplicates_total",
 			Help: "Publishes JetStream recognised as duplicates by Nats-Msg-Id (redone work that changed nothing)."}),
+		SweepObjects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sweep_objects_total",
+			Help: "Objects sweeps of syncs looked at, by result: candidate (held in the scope, not in the complete listing), deleted (S3 confirmed it gone: tombstoned), kept (S3 still has it), unconfirmed (S3 did not answer a clean 404: kept)."}, []string{"result"}),
+		Sweeps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sweeps_total",
+			Help: "Sweeps of syncs that ended, by status: done, incomplete (some candidates unconfirmed), refused (over the mass-delete share), skipped (cancelled), failed."}, []string{"status"}),
 		Lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_notification_lag_seconds",
 			Help:    "From an S3 event's eventTime to its chunks (or tombstone) being durable in CHUNKS, by outcome.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}, []string{"outcome"}),
@@ -81,8 +90,14 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, o := range []schema.Outcome{schema.OutcomeIndexed, schema.OutcomeDeleted} {
 		m.Lag.WithLabelValues(string(o))
 	}
+	for _, r := range []string{"candidate", "deleted", "kept", "unconfirmed"} {
+		m.SweepObjects.WithLabelValues(r)
+	}
+	for _, st := range []string{schema.SweepDone, schema.SweepIncomplete, schema.SweepRefused, schema.SweepSkipped, schema.SweepFailed} {
+		m.Sweeps.WithLabelValues(st)
+	}
 	if reg != nil {
-		reg.MustRegister(m.ChunksFull, m.ChunksWaits, m.Stage, m.s3Requests, m.Bytes, m.Objects, m.skips, m.Chunks, m.Tokens, m.publish, m.StaleRetries, m.Lag, m.duplicates, m.Unconfirmed, m.JobsFinished, m.JobDuration)
+		reg.MustRegister(m.ChunksFull, m.ChunksWaits, m.Stage, m.s3Requests, m.Bytes, m.Objects, m.skips, m.Chunks, m.Tokens, m.publish, m.StaleRetries, m.Lag, m.duplicates, m.Unconfirmed, m.JobsFinished, m.JobDuration, m.SweepObjects, m.Sweeps)
 	}
 	return m
 }

@@ -99,11 +99,12 @@ func (h *Handler) planPage(ctx context.Context, job *schema.Job) error {
 	t.CredentialRef = job.CredentialRef
 	var out []schema.Out
 	var next *schema.Job
+	var cut bool
 	if job.Kind == schema.JobFile {
 		task := baseTask(job)
 		task.Key, task.ScopePrefix = job.Key, job.Key
 		out = append(out, taskMsg(&task))
-	} else if out, next, err = h.listPage(ctx, t, job); err != nil {
+	} else if out, next, cut, err = h.listPage(ctx, t, job); err != nil {
 		return err
 	}
 	tasks := len(out)
@@ -111,7 +112,7 @@ func (h *Handler) planPage(ctx context.Context, job *schema.Job) error {
 		out = append(out, schema.Out{Subject: schema.JobSubject(job.Org, job.Collection), MsgID: schema.JobPageMsgID(job.JobID, next.Page), Msg: next})
 	}
 	ev := &schema.JobEvent{EventID: schema.PlannedEventID(job.JobID, job.Page), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
-		Type: schema.JobPlanned, Page: job.Page, Tasks: tasks, Last: next == nil, At: time.Now().UTC()}
+		Type: schema.JobPlanned, Page: job.Page, Tasks: tasks, Last: next == nil, Cut: cut, At: time.Now().UTC()}
 	out = append(out, schema.Out{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev})
 	if err := h.cfg.Publish(ctx, out); err != nil {
 		return err
@@ -122,11 +123,11 @@ func (h *Handler) planPage(ctx context.Context, job *schema.Job) error {
 
 // listPage lists one page of a bucket or directory job: a task per object
 // (directory markers left out), and the job's next page unless this one was
-// the last (the listing ended, or max_files is reached).
-func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job) (tasks []schema.Out, next *schema.Job, err error) {
+// the last (the listing ended, or max_files is reached: cut).
+func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job) (tasks []schema.Out, next *schema.Job, cut bool, err error) {
 	req, err := h.cfg.Resolver.Request(t, job.JobID, job.Bucket, job.Prefix)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	maxKeys := h.cfg.PageSize
 	if job.MaxFiles > 0 && int32(job.MaxFiles-job.Planned) < maxKeys {
@@ -147,7 +148,7 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 		return err
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	for _, o := range page.Contents {
 		key := aws.ToString(o.Key)
@@ -159,19 +160,21 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 		tasks = append(tasks, taskMsg(&task))
 	}
 	planned := job.Planned + len(tasks)
-	if aws.ToBool(page.IsTruncated) && page.NextContinuationToken != nil && (job.MaxFiles == 0 || planned < job.MaxFiles) {
+	more := aws.ToBool(page.IsTruncated) && page.NextContinuationToken != nil
+	if more && (job.MaxFiles == 0 || planned < job.MaxFiles) {
 		cont := *job
 		cont.ContinuationToken, cont.Page, cont.Planned = *page.NextContinuationToken, job.Page+1, planned
 		next = &cont
 	}
-	return tasks, next, nil
+	return tasks, next, more && next == nil, nil
 }
 
 // baseTask is what every task of job carries.
 func baseTask(job *schema.Job) schema.Task {
 	return schema.Task{Op: schema.OpIndex, JobID: job.JobID, Org: job.Org, Collection: job.Collection, IntegrationID: job.IntegrationID,
 		CredentialRef: job.CredentialRef, Bucket: job.Bucket, Region: job.Region, SkipExisting: job.SkipExisting,
-		OverwriteExisting: job.OverwriteExisting, ProcessingType: job.ProcessingType, Encoding: job.Encoding}
+		OverwriteExisting: job.OverwriteExisting, ProcessingType: job.ProcessingType, Encoding: job.Encoding,
+		Sync: job.DeleteMissing && job.Kind != schema.JobFile}
 }
 
 func taskMsg(t *schema.Task) schema.Out {

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -22,7 +23,7 @@ func (r *Runner) process(work context.Context, msg jetstream.Msg, q *Queue) {
 	r.m.inflight.WithLabelValues(name).Inc()
 	defer r.m.inflight.WithLabelValues(name).Dec()
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(work, r.cfg.MessageTimeout)
+	ctx, cancel := context.WithTimeout(work, cmp.Or(q.Timeout, r.cfg.MessageTimeout))
 	defer cancel()
 	stopBeats := heartbeats([]jetstream.Msg{msg}, r.cfg.Heartbeat)
 	err := q.Handler.Handle(ctx, msg)

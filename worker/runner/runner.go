@@ -72,7 +72,10 @@ type Queue struct {
 	// as it is.
 	UpdateConsumers bool
 	// Report exports the queue's turn-taking (stevedore_fair_*).
-	Report  bool
+	Report bool
+	// Timeout bounds the handling of one of the queue's messages; 0:
+	// Config.MessageTimeout.
+	Timeout time.Duration
 	Handler Handler
 }
 

@@ -46,6 +46,10 @@ type S3 struct {
 
 	Gets, Heads, Lists, Denied atomic.Int64
 
+	// FailHeads and FailLists make every HeadObject or ListObjectsV2
+	// answer 503 SlowDown (an S3 in trouble) while set.
+	FailHeads, FailLists atomic.Bool
+
 	// GetLatency delays every GetObject answer (nanoseconds; the
 	// simulation's realistic S3, e.g. 30 ms).
 	GetLatency atomic.Int64
@@ -157,6 +161,10 @@ func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.Heads.Add(1) // every HEAD, whatever its answer
 	}
 	bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	if r.Method == http.MethodHead && s.FailHeads.Load() || key == "" && r.Method == http.MethodGet && s.FailLists.Load() {
+		s3Error(w, 503, "SlowDown", "Please reduce your request rate.")
+		return
+	}
 	resource := "arn:aws:s3:::" + bucket
 	if key != "" {
 		resource += "/" + key
