@@ -32,6 +32,7 @@ import (
 	"github.com/stevedore-dev/stevedore/worker"
 	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/extract"
+	"github.com/stevedore-dev/stevedore/worker/sweep"
 )
 
 // fleetConfig is what dev, producer and worker share.
@@ -49,6 +50,8 @@ type fleetConfig struct {
 	cacheDir                                                                  *string
 	shutdownGrace, sessionDuration, ackWait                                   *time.Duration
 	tenantConcurrency, spillEvery, stealAbove, orgTaskShare                   *int
+	sweepMaxShare                                                             *float64
+	sweepTimeout                                                              *time.Duration
 	noAffinity                                                                *bool
 	apiRate, apiBurst, maxQueuedJobs                                          *int
 	updateTopology                                                            *bool
@@ -95,6 +98,9 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		c.spillEvery = f.Int("spill-every", worker.SpillEveryDefault, "tenant affinity: an org is served by one worker plus one more per this many of its tasks waiting")
 		c.stealAbove = f.Int("steal-above", worker.StealAboveDefault, "tenant affinity: a worker with nothing of its own orgs waiting helps orgs with at least this many tasks waiting")
 		c.orgTaskShare = f.Int("org-task-share", worker.OrgTaskShareDefault, "an org with this many tasks waiting gets no more job pages planned until they drain (its share of TASKS)")
+		c.sweepMaxShare = f.Float64("sweep-max-share", sweep.MaxShareDefault, "a sync's sweep deletes at most this share of the objects held in its scope "+
+			"(more is refused, audited and reported on the job, unless the job sets allow_mass_delete); 1: no limit")
+		c.sweepTimeout = f.Duration("sweep-timeout", worker.SweepTimeoutDefault, "time cap of one sweep (two passes over the collection's object states and a HEAD per candidate)")
 		c.noAffinity = f.Bool("no-affinity", false, "every worker serves every org (no tenant affinity: AssumeRole calls grow with the workers); for measurements")
 		c.maxObjectMiB = f.Int("max-object-mib", worker.MaxObjectBytesDefault>>20, "objects larger than this are skipped (too_large); bodies are streamed")
 		c.maxDecompressedMiB = f.Int("max-decompressed-mib", worker.MaxDecompressedBytesDefault>>20, "gzip objects decompressing past this are skipped (decompressed_too_large)")
@@ -326,6 +332,12 @@ func (c *fleetConfig) validate() error {
 	if c.pdfTimeout != nil && *c.pdfTimeout < time.Second {
 		checks = append(checks, fmt.Errorf("--pdf-timeout %s: must be at least 1s", *c.pdfTimeout))
 	}
+	if c.sweepMaxShare != nil && (*c.sweepMaxShare <= 0 || *c.sweepMaxShare > 1) {
+		checks = append(checks, fmt.Errorf("--sweep-max-share %v: must be above 0 and at most 1", *c.sweepMaxShare))
+	}
+	if c.sweepTimeout != nil && *c.sweepTimeout < time.Minute {
+		checks = append(checks, fmt.Errorf("--sweep-timeout %s: must be at least 1m", *c.sweepTimeout))
+	}
 	if c.shutdownGrace != nil && *c.shutdownGrace < 0 {
 		checks = append(checks, fmt.Errorf("--shutdown-grace %s: must not be negative", *c.shutdownGrace))
 	}
@@ -544,6 +556,7 @@ func (p *process) startWorkers() (stop func(), err error) {
 			JS: p.js, Registry: p.regy, Broker: broker, AWS: p.awsCfg, S3PathStyle: *c.s3PathStyle, Topology: p.topo,
 			TaskConcurrency: *c.taskConcurrency, TenantConcurrency: *c.tenantConcurrency, Heartbeat: *c.ackWait / 4, PlanConcurrency: *c.planConcurrency, ChunkTokens: *c.chunkTokens,
 			SpillEvery: *c.spillEvery, StealAbove: *c.stealAbove, NoAffinity: *c.noAffinity, OrgTaskShare: *c.orgTaskShare,
+			SweepMaxShare: *c.sweepMaxShare, SweepTimeout: *c.sweepTimeout,
 			MaxObjectBytes: int64(*c.maxObjectMiB) << 20, MaxDecompressedBytes: int64(*c.maxDecompressedMiB) << 20, PDF: pdf, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix, SessionTemplate: *c.sessionTemplate,
 			Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, p.reg),
 			Logger:     p.log.With("component", "worker"), Name: "worker-" + strconv.Itoa(i),

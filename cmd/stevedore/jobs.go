@@ -175,6 +175,13 @@ func describeJob(v schema.JobView) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Job %s: %s\n  collection %s, s3://%s/%s%s\n  files: %d total, %d indexed, %d skipped, %d failed, %d deleted; chunks %d, tokens %d\n",
 		v.JobID, v.Status, v.Collection, v.Bucket, v.Prefix, v.Key, v.FilesTotal, v.FilesIndexed, v.FilesSkipped, v.FilesFailed, v.FilesDeleted, v.ChunksProcessed, v.TokensUsed)
+	if w := v.Sweep; w != nil {
+		fmt.Fprintf(&b, "  sweep: %s; %d held, %d missing from the listing, %d deleted, %d kept, %d unconfirmed\n",
+			w.Status, w.Held, w.Candidates, w.Deleted, w.Kept, w.Unconfirmed)
+		if w.Reason != "" {
+			fmt.Fprintf(&b, "  sweep: %s\n", w.Reason)
+		}
+	}
 	if v.Error != nil {
 		fmt.Fprintf(&b, "  error: %s (%s)\n  hint:  %s\n", v.Error.Reason, v.Error.ErrorCode, v.Error.Hint)
 	}

@@ -214,13 +214,15 @@ func seenBy(task *schema.Task, state *schema.ObjectState) string {
 	return ""
 }
 
-// goneSinceIndexed handles a GetObject that failed with err. An object that
-// was indexed and is now gone (a job names a key deleted since: S3 answers
-// NoSuchKey) has its chunks tombstoned once a HEAD confirms it is gone, as a
-// delete notification would: outcome deleted, not a failure that leaves its
-// chunks searchable. Anything else is err, for the runner to decide.
+// goneSinceIndexed handles a GetObject that failed with err. An object
+// stevedore holds that is now gone (a job names a key deleted since: S3
+// answers NoSuchKey) has its chunks tombstoned once a HEAD confirms it is
+// gone, as a delete notification would: outcome deleted, not a failure that
+// leaves its chunks searchable (one deleted before is deleted again: the
+// same outcome). A key stevedore never held is err: the caller named a key
+// that does not exist. Anything else is err, for the runner to decide.
 func (h *Handler) goneSinceIndexed(ctx context.Context, o *object, err error) (*schema.ObjectEvent, error) {
-	if creds.Classify(err).Class != schema.ClassNotFound || o.state == nil || o.state.Status != schema.ObjectIndexed {
+	if creds.Classify(err).Class != schema.ClassNotFound || o.state == nil {
 		return nil, err
 	}
 	now, herr := h.headObject(ctx, o.tenant, o.task)
