@@ -1,5 +1,5 @@
 # The two commands the README promises, and a few helpers.
-.PHONY: demo test unit e2e bench bench-micro fault-run sim build fuzz golden clean
+.PHONY: demo test unit e2e bench bench-micro fault-run sim sweep-scale build fuzz golden clean
 
 # Run the main job on the embedded default: MinIO + stevedore dev, one index request, a summary.
 demo:
@@ -44,6 +44,11 @@ fault-run:
 sim:
 	mkdir -p .stevedore
 	go test -tags sim -count=1 -v -timeout 120m ./scripts/sim/ > .stevedore/sim.log 2>&1; status=$$?; grep -v '^=== RUN' .stevedore/sim.log; exit $$status
+
+# A sync's sweep over 100,000 held objects: its time and memory (make test sweeps 2,000).
+sweep-scale:
+	mkdir -p .stevedore
+	STEVEDORE_SWEEP_OBJECTS=100000 go test -count=1 -v -timeout 20m -run TestSweepAtScale ./worker/sweep/ > .stevedore/sweep.log 2>&1; status=$$?; grep -E 'sweep of|^(ok|FAIL|---)' .stevedore/sweep.log; exit $$status
 
 # Micro-benchmarks: tokenizer, chunker, extractors.
 bench-micro:
