@@ -59,6 +59,9 @@ type Job struct {
 	// limit of the scope (a listing that suddenly misses most objects is
 	// refused without it).
 	AllowMassDelete bool `json:"allow_mass_delete,omitempty"`
+	// Schedule is set on a job a collection's schedule started (the
+	// collection's name): its end updates the schedule's last sync.
+	Schedule string `json:"schedule,omitempty"`
 	// Sweep marks the message that sweeps the job's scope (SweepSubject),
 	// published when the job's last object has an outcome.
 	Sweep     bool      `json:"sweep,omitempty"`

@@ -99,6 +99,8 @@ type JobStatus struct {
 	// Sweep is the sweep of a sync (a job with delete_missing): nil for
 	// other jobs.
 	Sweep *Sweep `json:"sweep,omitempty"`
+	// Schedule: the job was started by its collection's schedule.
+	Schedule string `json:"schedule,omitempty"`
 }
 
 // Sweep statuses: pending until every listed object has an outcome, then
@@ -229,7 +231,7 @@ func NewJobStatus(job *Job) *JobStatus {
 	st := &JobStatus{JobID: job.JobID, Org: job.Org, Collection: job.Collection, Kind: job.Kind, Bucket: job.Bucket,
 		Prefix: job.Prefix, Key: job.Key, IntegrationID: job.IntegrationID, Status: JobStatusPending, LastPage: -1,
 		Errors: []FileError{}, CreatedAt: job.CreatedAt, CustomMetadata: job.CustomMetadata,
-		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete}
+		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete, Schedule: job.Schedule}
 	if job.DeleteMissing && job.Kind != JobFile {
 		st.Sweep = &Sweep{Status: SweepPending}
 	}

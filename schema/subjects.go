@@ -14,15 +14,20 @@ const (
 	StreamEvents = "EVENTS"
 	StreamDead   = "DEAD"
 	StreamAudit  = "AUDIT"
+	// StreamSchedules holds each collection's sync schedule (a JetStream
+	// message schedule, schedules.def.<org>.<collection>) and the ticks the
+	// server publishes from it (schedules.tick.<org>.<collection>).
+	StreamSchedules = "SCHEDULES"
 )
 
 // KV bucket names.
 const (
-	BucketRegistry = "stevedore_registry" // orgs, API key hashes, integrations
-	BucketJobs     = "stevedore_jobs"     // job status folded from EVENTS
-	BucketObjects  = "stevedore_objects"  // per-object index state
-	BucketWorkers  = "stevedore_workers"  // live workers' leases (tenant affinity)
-	BucketVerdicts = "stevedore_verdicts" // roles STS refused for the tenant's reasons, shared by the fleet
+	BucketRegistry  = "stevedore_registry"  // orgs, API key hashes, integrations
+	BucketJobs      = "stevedore_jobs"      // job status folded from EVENTS
+	BucketObjects   = "stevedore_objects"   // per-object index state
+	BucketWorkers   = "stevedore_workers"   // live workers' leases (tenant affinity)
+	BucketVerdicts  = "stevedore_verdicts"  // roles STS refused for the tenant's reasons, shared by the fleet
+	BucketSchedules = "stevedore_schedules" // each schedule's definition and its last syncs, as the API shows them
 )
 
 // Durable consumer names.
@@ -30,6 +35,7 @@ const (
 	ConsumerPlanner = "planner"       // JOBS → worker plan step: one consumer per org, see PlannerConsumer
 	ConsumerIndexer = "indexer"       // TASKS → worker task step: one consumer per org, see IndexerConsumer
 	ConsumerSweeper = "sweeper"       // JOBS sweeps → worker sweep step: one consumer per org, see SweeperConsumer
+	ConsumerTicker  = "ticker"        // SCHEDULES ticks → a sync job per tick: one consumer per org, see TickerConsumer
 	ConsumerTracker = "tracker-batch" // EVENTS → job status folding (pinned, batched)
 	// TrackerGroup is the tracker consumer's pinned priority group: one
 	// worker of the fleet folds at a time.
@@ -142,6 +148,31 @@ func OrgOfSweepSubject(subject string) (string, bool) {
 
 // SweeperConsumer is the durable consumer of one org's sweeps.
 func SweeperConsumer(org string) string { return ConsumerSweeper + "-" + org }
+
+// ScheduleSubject holds the schedule of a collection's syncs.
+func ScheduleSubject(org, collection string) string { return "schedules.def." + org + "." + collection }
+
+// TickSubject is where the server publishes a collection's schedule ticks.
+func TickSubject(org, collection string) string { return "schedules.tick." + org + "." + collection }
+
+// AllTicks matches every TickSubject.
+const AllTicks = "schedules.tick.*.*"
+
+// OrgTicks matches the TickSubjects of one org.
+func OrgTicks(org string) string { return "schedules.tick." + org + ".*" }
+
+// OrgOfTickSubject returns the org and collection of a TickSubject, or of
+// a ScheduleSubject.
+func OrgOfTickSubject(subject string) (org, collection string, ok bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 4 || parts[0] != "schedules" || (parts[1] != "tick" && parts[1] != "def") {
+		return "", "", false
+	}
+	return parts[2], parts[3], true
+}
+
+// TickerConsumer is the durable consumer of one org's schedule ticks.
+func TickerConsumer(org string) string { return ConsumerTicker + "-" + org }
 
 // OrgJobs matches the JOBS subjects of one org.
 func OrgJobs(org string) string { return "jobs." + org + ".*" }

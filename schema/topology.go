@@ -135,7 +135,14 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 	// evict its own oldest records, never another org's. At ~500 bytes a
 	// record (details are bounded) an org holds at most ~10 MB of AUDIT.
 	audit.MaxMsgsPerSubject = t.AuditPerOrg
-	return []jetstream.StreamConfig{jobs, tasks, chunks, events, dead, audit}
+	// One message per subject: a schedule replaces the one before, and a
+	// tick not yet taken when the next comes is replaced by it (one sync,
+	// not a pile-up, after the fleet was down for a while). The server
+	// publishes the ticks (message schedules, nats-server ≥ 2.12), from the
+	// stream's leader: once per tick, across restarts and leader changes.
+	schedules := base(StreamSchedules, "sync schedules of collections and their ticks", "schedules.>")
+	schedules.MaxMsgsPerSubject, schedules.AllowMsgSchedules, schedules.AllowRollup = 1, true, true
+	return []jetstream.StreamConfig{jobs, tasks, chunks, events, dead, audit, schedules}
 }
 
 // ConsumerSpec pairs a durable consumer with its stream.
@@ -193,6 +200,13 @@ func (t Topology) SweeperConfig(org string) jetstream.ConsumerConfig {
 	return c
 }
 
+// TickerConfig is the consumer of one org's schedule ticks (TickerConsumer).
+func (t Topology) TickerConfig(org string) jetstream.ConsumerConfig {
+	c := t.PlannerConfig(org)
+	c.Durable, c.Description, c.FilterSubject = TickerConsumer(org), "starts the scheduled syncs of "+org, OrgTicks(org)
+	return c
+}
+
 // IndexerConfig is the TASKS consumer of one org (IndexerConsumer): the same
 // claim semantics as the others, filtered to the org's subjects. Workers
 // create it when they first see the org's tasks.
@@ -236,6 +250,7 @@ func (t Topology) KeyValues() []jetstream.KeyValueConfig {
 		// own end of backoff, the bucket's age limit only clears old ones.
 		{Bucket: BucketVerdicts, Description: "AssumeRole refusals shared by the fleet", History: 1, TTL: time.Hour,
 			Storage: jetstream.MemoryStorage, Replicas: t.Replicas},
+		{Bucket: BucketSchedules, Description: "sync schedules and their last syncs", History: 1, Storage: storage, Replicas: t.Replicas},
 	}
 }
 
@@ -298,7 +313,7 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 
 // Present reports whether the topology exists (for /readyz).
 func Present(ctx context.Context, js jetstream.JetStream) error {
-	for _, name := range []string{StreamJobs, StreamTasks, StreamChunks, StreamEvents, StreamDead, StreamAudit} {
+	for _, name := range []string{StreamJobs, StreamTasks, StreamChunks, StreamEvents, StreamDead, StreamAudit, StreamSchedules} {
 		if _, err := js.Stream(ctx, name); err != nil {
 			return fmt.Errorf("stream %s: %w", name, err)
 		}

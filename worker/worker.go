@@ -24,6 +24,7 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/schema/schedules"
 	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/extract"
 	"github.com/stevedore-dev/stevedore/worker/index"
@@ -31,6 +32,7 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/plan"
 	"github.com/stevedore-dev/stevedore/worker/runner"
 	"github.com/stevedore-dev/stevedore/worker/sweep"
+	"github.com/stevedore-dev/stevedore/worker/tick"
 	"github.com/stevedore-dev/stevedore/worker/token"
 	"github.com/stevedore-dev/stevedore/worker/track"
 )
@@ -50,6 +52,12 @@ const (
 	OrgTaskShareDefault         = 250_000
 	SweepTimeoutDefault         = time.Hour
 )
+
+// orgOfTick is the org of a schedule tick's subject.
+func orgOfTick(subject string) (string, bool) {
+	org, _, ok := schema.OrgOfTickSubject(subject)
+	return org, ok
+}
 
 // sweepSlots is how many sweeps a worker runs at once (one per org): a
 // sweep is long and mostly waits on HEADs.
@@ -197,7 +205,11 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.runner, err = runner.New(w.runnerConfig(handlers{planner, w.index, sweeper, track.New(store, m, w.log)}, pub))
+	sched, err := schedules.Open(ctx, cfg.JS, nil)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	w.runner, err = runner.New(w.runnerConfig(handlers{planner, w.index, sweeper, tick.New(store, sched, m, w.log), track.New(store, sched, m, w.log)}, pub))
 	if err != nil {
 		return nil, err
 	}
@@ -242,6 +254,7 @@ type handlers struct {
 	plan  *plan.Handler
 	index *index.Handler
 	sweep *sweep.Handler
+	tick  *tick.Handler
 	track *track.Handler
 }
 
@@ -259,6 +272,8 @@ func (w *Worker) runnerConfig(h handlers, pub *meter.Publisher) runner.Config {
 				Report: true, Handler: h.index},
 			{Kind: "sweeps", Stream: schema.StreamJobs, Filter: schema.AllSweeps, OrgOf: schema.OrgOfSweepSubject, Consumer: topo.SweeperConfig,
 				PerOrg: 1, Slots: sweepSlots, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update, Timeout: cfg.SweepTimeout, Handler: h.sweep},
+			{Kind: "ticks", Stream: schema.StreamSchedules, Filter: schema.AllTicks, OrgOf: orgOfTick, Consumer: topo.TickerConfig,
+				PerOrg: 1, Slots: 1, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update, Handler: h.tick},
 		},
 		Ordered: &runner.Ordered{Stream: schema.StreamEvents, Consumer: schema.ConsumerTracker, Group: schema.TrackerGroup,
 			Batch: cfg.TrackBatch, AckWait: min(topo.AckWait, schema.TrackerAckWait), Handler: h.track},

@@ -37,6 +37,13 @@ type Metrics struct {
 	SweepObjects *prometheus.CounterVec
 	// Sweeps counts ended sweeps by status (schema.Sweep*).
 	Sweeps *prometheus.CounterVec
+	// ScheduleUpdatesFailed counts scheduled syncs whose end could not be
+	// recorded on their schedule by the tracker (the next tick does).
+	ScheduleUpdatesFailed prometheus.Counter
+	// Ticks counts schedule ticks by outcome: started (a sync), duplicate
+	// (handled before), overlap
+	// (the last sync still ran), cleared (the schedule was gone).
+	Ticks *prometheus.CounterVec
 }
 
 // New makes the metrics, registered with reg (nil: none).
@@ -72,6 +79,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Objects sweeps of syncs looked at, by result: candidate (held in the scope, not in the complete listing), deleted (S3 confirmed it gone: tombstoned), kept (S3 still has it), unconfirmed (S3 did not answer a clean 404: kept)."}, []string{"result"}),
 		Sweeps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sweeps_total",
 			Help: "Sweeps of syncs that ended, by status: done, incomplete (some candidates unconfirmed), refused (over the mass-delete share), skipped (cancelled), failed."}, []string{"status"}),
+		ScheduleUpdatesFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_schedule_updates_failed_total",
+			Help: "Scheduled syncs whose end the tracker could not record on their schedule (the schedule's next tick records it)."}),
+		Ticks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_schedule_ticks_total",
+			Help: "Schedule ticks by outcome: started (a sync job), duplicate (a tick handled before: no second job), overlap (the schedule's last sync was still running: no second one), cleared (the schedule was gone)."}, []string{"outcome"}),
 		Lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_notification_lag_seconds",
 			Help:    "From an S3 event's eventTime to its chunks (or tombstone) being durable in CHUNKS, by outcome.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}, []string{"outcome"}),
@@ -93,11 +104,14 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"candidate", "deleted", "kept", "unconfirmed"} {
 		m.SweepObjects.WithLabelValues(r)
 	}
+	for _, o := range []string{"started", "duplicate", "overlap", "cleared"} {
+		m.Ticks.WithLabelValues(o)
+	}
 	for _, st := range []string{schema.SweepDone, schema.SweepIncomplete, schema.SweepRefused, schema.SweepSkipped, schema.SweepFailed} {
 		m.Sweeps.WithLabelValues(st)
 	}
 	if reg != nil {
-		reg.MustRegister(m.ChunksFull, m.ChunksWaits, m.Stage, m.s3Requests, m.Bytes, m.Objects, m.skips, m.Chunks, m.Tokens, m.publish, m.StaleRetries, m.Lag, m.duplicates, m.Unconfirmed, m.JobsFinished, m.JobDuration, m.SweepObjects, m.Sweeps)
+		reg.MustRegister(m.ChunksFull, m.ChunksWaits, m.Stage, m.s3Requests, m.Bytes, m.Objects, m.skips, m.Chunks, m.Tokens, m.publish, m.StaleRetries, m.Lag, m.duplicates, m.Unconfirmed, m.JobsFinished, m.JobDuration, m.SweepObjects, m.Sweeps, m.ScheduleUpdatesFailed, m.Ticks)
 	}
 	return m
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/jobs"
+	"github.com/stevedore-dev/stevedore/schema/schedules"
 	"github.com/stevedore-dev/stevedore/worker/meter"
 )
 
@@ -23,13 +24,19 @@ import (
 // runner.BatchHandler. Its consumer retries forever (MaxDeliver -1), so only
 // an undecodable event is given up on (copied to DEAD).
 type Handler struct {
-	folder *jobs.Folder
-	m      *meter.Metrics
+	folder    *jobs.Folder
+	schedules *schedules.Store
+	m         *meter.Metrics
+	log       *slog.Logger
 }
 
-// New returns a Handler folding into store's records.
-func New(store *jobs.Store, m *meter.Metrics, log *slog.Logger) *Handler {
-	return &Handler{folder: store.Folder(log), m: m}
+// New returns a Handler folding into store's records; a scheduled sync's
+// end is recorded on its schedule in sched.
+func New(store *jobs.Store, sched *schedules.Store, m *meter.Metrics, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{folder: store.Folder(log), schedules: sched, m: m, log: log}
 }
 
 // Name is the stage label of the handler's metrics and logs.
@@ -70,13 +77,28 @@ func (h *Handler) HandleBatch(ctx context.Context, msgs []jetstream.Msg, giveUp 
 		g.Go(func() error {
 			st, err := h.folder.Fold(gctx, jobID, byJob[jobID])
 			if st != nil {
-				h.m.JobsFinished.WithLabelValues(st.Status).Inc()
-				h.m.JobDuration.WithLabelValues(st.Status).Observe(time.Since(st.CreatedAt).Seconds())
+				h.finished(gctx, st)
 			}
 			return err
 		})
 	}
 	return g.Wait()
+}
+
+// finished counts a job that reached its final status and records a
+// scheduled sync's end on its schedule. That record is not retried with
+// the batch (the fold is done): a failure is logged and counted, and the
+// schedule's next tick records it (worker/tick).
+func (h *Handler) finished(ctx context.Context, st *schema.JobStatus) {
+	h.m.JobsFinished.WithLabelValues(st.Status).Inc()
+	h.m.JobDuration.WithLabelValues(st.Status).Observe(time.Since(st.CreatedAt).Seconds())
+	if st.Schedule == "" || h.schedules == nil {
+		return
+	}
+	if err := h.schedules.Finished(ctx, st); err != nil {
+		h.m.ScheduleUpdatesFailed.Inc()
+		h.log.Warn("could not record a scheduled sync's end; the next tick will", "org", st.Org, "collection", st.Collection, "job_id", st.JobID, "error", err)
+	}
 }
 
 // decode is one EVENTS message's job and event.

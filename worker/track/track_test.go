@@ -59,7 +59,7 @@ func TestHandleBatchFoldsAndGivesUpOnTheUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := meter.New(nil)
-	h := New(store, m, nil)
+	h := New(store, nil, m, nil)
 	obj := func(key string) *schema.ObjectEvent {
 		return &schema.ObjectEvent{EventID: "ev-" + key, JobID: "job_t", Org: "org_1", Collection: "docs", Bucket: "b", Key: key, Outcome: schema.OutcomeIndexed, Chunks: 1, Tokens: 3, At: time.Now()}
 	}
