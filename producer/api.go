@@ -30,6 +30,7 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/registry"
+	"github.com/stevedore-dev/stevedore/schema/schedules"
 	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
@@ -87,16 +88,17 @@ type Verifier interface {
 
 // API serves the HTTP endpoints. Create with New; it is an http.Handler.
 type API struct {
-	cfg      Config
-	log      *slog.Logger
-	jobs     *jobs.Store
-	mux      *http.ServeMux
-	reqs     *prometheus.CounterVec
-	limited  *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	verifies *lru.Cache[string, *rate.Limiter] // per org; bounded
-	requests *lru.Cache[string, *rate.Limiter] // per org; bounded
-	vmu      sync.Mutex
+	cfg       Config
+	log       *slog.Logger
+	jobs      *jobs.Store
+	schedules *schedules.Store
+	mux       *http.ServeMux
+	reqs      *prometheus.CounterVec
+	limited   *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	verifies  *lru.Cache[string, *rate.Limiter] // per org; bounded
+	requests  *lru.Cache[string, *rate.Limiter] // per org; bounded
+	vmu       sync.Mutex
 }
 
 // New validates cfg and returns the API.
@@ -114,6 +116,10 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
+	sched, err := schedules.Open(ctx, cfg.JS, cfg.Now)
+	if err != nil {
+		return nil, fmt.Errorf("producer: %w", err)
+	}
 	cfg.VerifyEvery = cmp.Or(cfg.VerifyEvery, VerifyEveryDefault)
 	cfg.VerifyBurst = cmp.Or(cfg.VerifyBurst, VerifyBurstDefault)
 	cfg.IdempotencyWindow = cmp.Or(cfg.IdempotencyWindow, IdempotencyWindowDefault)
@@ -128,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &API{cfg: cfg, log: cfg.Logger, jobs: store, mux: http.NewServeMux(), verifies: verifies, requests: requests,
+	a := &API{cfg: cfg, log: cfg.Logger, jobs: store, schedules: sched, mux: http.NewServeMux(), verifies: verifies, requests: requests,
 		reqs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_http_requests_total",
 			Help: "API requests by route and status code."}, []string{"route", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_http_request_duration_seconds",
@@ -154,6 +160,10 @@ func (a *API) routes() {
 	a.route("GET /v2/jobs/{job_id}", "job", a.job)
 	a.route("GET /v2/jobs", "job_list", a.listJobs)
 	a.route("POST /v2/jobs/{job_id}/cancel", "job_cancel", a.cancelJob)
+	a.route("PUT /v2/collections/{name}/schedule", "schedule_set", a.setSchedule)
+	a.route("GET /v2/collections/{name}/schedule", "schedule_get", a.getSchedule)
+	a.route("DELETE /v2/collections/{name}/schedule", "schedule_clear", a.clearSchedule)
+	a.route("GET /v2/schedules", "schedule_list", a.listSchedules)
 	a.route("GET /v2/organization", "organization", a.organization)
 	a.route("GET /v2/audit", "audit", a.auditTrail)
 	a.mux.HandleFunc("GET /v2/openapi.json", func(w http.ResponseWriter, r *http.Request) {
@@ -300,48 +310,72 @@ func badRequest(code, msg, hint string) error {
 
 func (a *API) index(kind schema.JobKind) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		org, err := a.authenticate(r)
-		if err != nil {
-			return err
-		}
-		collection := r.PathValue("name")
-		if !schema.ValidID(collection) {
-			return badRequest("invalid_collection", "collection name must be 1-64 characters of A-Z a-z 0-9 _ -", "rename the collection")
-		}
 		var req indexRequest
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-		if err != nil {
-			return &apiError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body over %d bytes", MaxBodyBytes), "send a smaller body"}
-		}
-		if err := json.Unmarshal(body, &req); err != nil {
-			return jsonError(err)
-		}
-		job, err := a.validate(r.Context(), org, collection, kind, &req)
+		org, job, in, body, err := a.jobRequest(w, r, &req, func() schema.JobKind { return kind })
 		if err != nil {
 			return err
 		}
-		in, credentialRef, err := a.integrationFor(r.Context(), org, &req)
-		if err != nil {
-			return err
-		}
-		job.CredentialRef = credentialRef
-		key := job.Prefix
-		if kind == schema.JobFile {
-			key = job.Key
-		}
-		if err := creds.Allowed(in, job.Bucket, key); err != nil {
-			var ce *schema.ClassError
-			if errors.As(err, &ce) && ce.Code == creds.CodeIntegrationNotActive {
-				return a.notActive(r.Context(), org, in)
-			}
-			a.audit(r.Context(), org.ID, "index.refused", creds.CodeBucketNotAllowed, in.ID+" s3://"+job.Bucket+"/"+key)
-			return &apiError{http.StatusForbidden, creds.CodeBucketNotAllowed, err.Error(),
-				"index a bucket and prefix the integration was registered for, or register another integration"}
-		}
-		job.IntegrationID = in.ID
 		h := sha256.Sum256([]byte(r.Method + " " + r.URL.Path + "\x00" + string(body)))
 		return a.submit(w, r, org, job, in, hex.EncodeToString(h[:16]))
 	}
+}
+
+// jobRequest reads a request that describes a job (an index request, a
+// schedule's) into v, which holds req, and checks it all: the caller, the
+// collection, the options, the credentials, and that the integration may
+// read the bucket and prefix or key. kind is called once the body is read.
+func (a *API) jobRequest(w http.ResponseWriter, r *http.Request, v any, kind func() schema.JobKind) (*registry.Org, *schema.Job, *registry.Integration, []byte, error) {
+	org, err := a.authenticate(r)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	collection := r.PathValue("name")
+	if !schema.ValidID(collection) {
+		return nil, nil, nil, nil, badRequest("invalid_collection", "collection name must be 1-64 characters of A-Z a-z 0-9 _ -", "rename the collection")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		return nil, nil, nil, nil, &apiError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body over %d bytes", MaxBodyBytes), "send a smaller body"}
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return nil, nil, nil, nil, jsonError(err)
+	}
+	req := indexRequestOf(v)
+	job, err := a.validate(r.Context(), org, collection, kind(), req)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	in, err := a.allowedIntegration(r.Context(), org, job, req)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return org, job, in, body, nil
+}
+
+// allowedIntegration is the integration the request names, checked for
+// the job's bucket and prefix or key; it sets the job's integration and
+// credential reference.
+func (a *API) allowedIntegration(ctx context.Context, org *registry.Org, job *schema.Job, req *indexRequest) (*registry.Integration, error) {
+	in, credentialRef, err := a.integrationFor(ctx, org, req)
+	if err != nil {
+		return nil, err
+	}
+	job.CredentialRef = credentialRef
+	key := job.Prefix
+	if job.Kind == schema.JobFile {
+		key = job.Key
+	}
+	if err := creds.Allowed(in, job.Bucket, key); err != nil {
+		var ce *schema.ClassError
+		if errors.As(err, &ce) && ce.Code == creds.CodeIntegrationNotActive {
+			return nil, a.notActive(ctx, org, in)
+		}
+		a.audit(ctx, org.ID, "index.refused", creds.CodeBucketNotAllowed, in.ID+" s3://"+job.Bucket+"/"+key)
+		return nil, &apiError{http.StatusForbidden, creds.CodeBucketNotAllowed, err.Error(),
+			"index a bucket and prefix the integration was registered for, or register another integration"}
+	}
+	job.IntegrationID = in.ID
+	return in, nil
 }
 
 func (a *API) validate(ctx context.Context, org *registry.Org, collection string, kind schema.JobKind, req *indexRequest) (*schema.Job, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/natstest"
+	"github.com/stevedore-dev/stevedore/schema/registry/registrytest"
 )
 
 func TestJobListShowCancel(t *testing.T) {
@@ -206,5 +207,40 @@ func TestExitCodes(t *testing.T) {
 	}
 	if err := run(ctx, []string{"job", "show", "-h"}); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
+	}
+}
+
+// schedule set, show, list and clear against a tenant's verified
+// integration; a pattern the server refuses is a usage error; an unknown
+// integration is refused.
+func TestScheduleCommands(t *testing.T) {
+	tf := registrytest.Tenant(t)
+	ctx := context.Background()
+	url := tf.JS.Conn().ConnectedUrl()
+	cli, _ := cliJSON(t, ctx, url)
+	base := []string{"--org", tf.Org.ID, "--collection", "docs"}
+	set := append([]string{"schedule", "set", "--integration", tf.In.ID, "--bucket", "acme-docs", "--prefix", "reports/", "--every", "6h"}, base...)
+	out := cli(set...)
+	sc := out["schedule"].(map[string]any)
+	if sc["every"] != "6h" || sc["job"].(map[string]any)["prefix"] != "reports/" || sc["job"].(map[string]any)["delete_missing"] != true {
+		t.Fatalf("set %v", out)
+	}
+	if s := cli(append([]string{"schedule", "show"}, base...)...); s["schedule"].(map[string]any)["collection"] != "docs" {
+		t.Fatalf("show %v", s)
+	}
+	if l := cli("schedule", "list", "--org", tf.Org.ID); len(l["schedules"].([]any)) != 1 {
+		t.Fatalf("list %v", l)
+	}
+	bad := append([]string{"schedule", "set", "--integration", tf.In.ID, "--bucket", "acme-docs", "--cron", "whenever", "--nats-url", url}, base...)
+	if err := run(ctx, bad); exitCode(err) != exitUsage {
+		t.Fatalf("bad cron: %v (exit %d)", err, exitCode(err))
+	}
+	other := append([]string{"schedule", "set", "--integration", "int_nope", "--bucket", "acme-docs", "--every", "1h", "--nats-url", url}, base...)
+	if err := run(ctx, other); err == nil {
+		t.Fatal("a schedule through an unknown integration was set")
+	}
+	cli(append([]string{"schedule", "clear"}, base...)...)
+	if err := run(ctx, append([]string{"schedule", "show", "--nats-url", url}, base...)); err == nil {
+		t.Fatal("a cleared schedule shown")
 	}
 }

@@ -50,6 +50,10 @@ Operator commands (talk to NATS at --nats-url, env STEVEDORE_NATS_URL):
   job show --org ID --id JOB [--wait]
                                    a job; --wait follows it (a progress bar on a terminal, a line per change otherwise)
   job cancel --org ID --id JOB     cancel: no more pages planned, unclaimed tasks skipped
+  schedule set --org ID --collection C --integration INT --bucket B [--prefix P] (--every 6h | --cron EXPR)
+                                   the collection syncs the bucket (or prefix) on a schedule
+  schedule show|clear --org ID --collection C
+  schedule list [--org ID]         schedules, their last successful sync, STALE ones marked
   route add --org ID --collection C --bucket B [--prefix P] [--integration INT]
                                    send S3 notifications for s3://B/P to a collection
   route list | route delete --org ID --id R
@@ -164,6 +168,8 @@ func run(ctx context.Context, args []string) error {
 		return runIAMPolicy(ctx, rest)
 	case "job":
 		return runJob(ctx, rest)
+	case "schedule":
+		return runSchedule(ctx, rest)
 	case "apikey":
 		return runAPIKey(ctx, rest)
 	case "audit":

@@ -1,0 +1,156 @@
+package producer
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/schedules"
+)
+
+// MinScheduleEvery is the shortest interval a schedule set over the API
+// may have: a sync lists the whole scope, so more often is a cost, not
+// freshness (S3 notifications are the way to minutes).
+const MinScheduleEvery = 15 * time.Minute
+
+// scheduleRequest is PUT /v2/collections/{name}/schedule: what to sync (an
+// index request of a bucket, or of a directory with directory_path) and
+// when.
+type scheduleRequest struct {
+	indexRequest
+	Every      string `json:"every"`
+	Cron       string `json:"cron"`
+	TimeZone   string `json:"time_zone"`
+	StaleAfter string `json:"stale_after"`
+}
+
+// indexRequestOf is the index request inside a request body type.
+func indexRequestOf(v any) *indexRequest {
+	switch r := v.(type) {
+	case *indexRequest:
+		return r
+	case *scheduleRequest:
+		return &r.indexRequest
+	}
+	panic(fmt.Sprintf("producer: no index request in %T", v))
+}
+
+func scheduleNotFound(collection string) error {
+	return &apiError{http.StatusNotFound, "schedule_not_found", "collection " + collection + " has no schedule", "set one: PUT /v2/collections/" + collection + "/schedule"}
+}
+
+// setSchedule is PUT /v2/collections/{name}/schedule: the collection syncs
+// its bucket or directory on the schedule (replacing one it had; the last
+// sync's record stays). The request is checked as an index request is.
+func (a *API) setSchedule(w http.ResponseWriter, r *http.Request) error {
+	var req scheduleRequest
+	org, job, _, _, err := a.jobRequest(w, r, &req, func() schema.JobKind {
+		if req.DirectoryPath != "" {
+			return schema.JobDirectory
+		}
+		return schema.JobBucket
+	})
+	if err != nil {
+		return err
+	}
+	if req.FileURI != "" {
+		return badRequest("invalid_option", "a schedule syncs a bucket or a directory, not a file", "drop file_uri; give directory_path for a prefix")
+	}
+	sc := &schedules.Schedule{Org: org.ID, Collection: job.Collection, Every: req.Every, Cron: req.Cron, TimeZone: req.TimeZone, Job: job}
+	if err := checkScheduleTimes(sc, req.StaleAfter); err != nil {
+		return err
+	}
+	saved, err := a.schedules.Set(r.Context(), sc)
+	var invalid *schedules.InvalidError
+	if errors.As(err, &invalid) {
+		return badRequest("invalid_schedule", invalid.Err.Error(), `every: a duration ("6h"); or cron: six fields, seconds first ("0 0 3 * * *"), or @hourly, @daily, @weekly, @monthly, with time_zone (IANA)`)
+	}
+	if err != nil {
+		return err
+	}
+	a.audit(r.Context(), org.ID, "schedule.set", "ok", job.Collection+" "+req.Every+req.Cron)
+	writeJSON(w, http.StatusOK, saved.View())
+	return nil
+}
+
+// checkScheduleTimes checks the API's own bounds of a schedule: every at
+// least MinScheduleEvery, stale_after a duration of at least the interval.
+func checkScheduleTimes(sc *schedules.Schedule, staleAfter string) error {
+	if sc.Every != "" {
+		d, err := time.ParseDuration(sc.Every)
+		if err != nil || d < MinScheduleEvery {
+			return badRequest("invalid_schedule", fmt.Sprintf("every %q: want a duration of at least %s", sc.Every, MinScheduleEvery),
+				"for changes within minutes, set up S3 notifications")
+		}
+	}
+	if staleAfter == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(staleAfter)
+	if every, _ := time.ParseDuration(sc.Every); err != nil || d <= 0 || d < every {
+		return badRequest("invalid_stale_after", fmt.Sprintf("stale_after %q: want a duration of at least the interval", staleAfter), `e.g. "12h" for every 6h`)
+	}
+	sc.StaleAfterSeconds, sc.StaleGiven = d.Seconds(), true
+	return nil
+}
+
+// getSchedule is GET /v2/collections/{name}/schedule.
+func (a *API) getSchedule(w http.ResponseWriter, r *http.Request) error {
+	org, err := a.authenticate(r)
+	if err != nil {
+		return err
+	}
+	collection := r.PathValue("name")
+	sc, _, err := a.schedules.Get(r.Context(), org.ID, collection)
+	if errors.Is(err, schedules.ErrNotFound) || !schema.ValidID(collection) {
+		return scheduleNotFound(collection)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, sc.View())
+	return nil
+}
+
+// clearSchedule is DELETE /v2/collections/{name}/schedule: no more syncs
+// start (one running finishes).
+func (a *API) clearSchedule(w http.ResponseWriter, r *http.Request) error {
+	org, err := a.authenticate(r)
+	if err != nil {
+		return err
+	}
+	collection := r.PathValue("name")
+	if !schema.ValidID(collection) {
+		return scheduleNotFound(collection)
+	}
+	err = a.schedules.Clear(r.Context(), org.ID, collection)
+	if errors.Is(err, schedules.ErrNotFound) {
+		return scheduleNotFound(collection)
+	}
+	if err != nil {
+		return err
+	}
+	a.audit(r.Context(), org.ID, "schedule.clear", "ok", collection)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// listSchedules is GET /v2/schedules: the org's schedules.
+func (a *API) listSchedules(w http.ResponseWriter, r *http.Request) error {
+	org, err := a.authenticate(r)
+	if err != nil {
+		return err
+	}
+	list, err := a.schedules.List(r.Context(), org.ID)
+	if err != nil {
+		return err
+	}
+	out := make([]*schedules.Schedule, len(list))
+	for i, sc := range list {
+		out[i] = sc.View()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"schedules": out})
+	return nil
+}
