@@ -145,7 +145,7 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 		a.limited.WithLabelValues(l)
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(a.reqs, a.latency, a.limited)
+		cfg.Registerer.MustRegister(a.reqs, a.latency, a.limited, newStaleness(sched, cfg.Now))
 	}
 	a.routes()
 	return a, nil

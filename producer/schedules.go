@@ -1,11 +1,13 @@
 package producer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/schedules"
 )
@@ -153,4 +155,60 @@ func (a *API) listSchedules(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"schedules": out})
 	return nil
+}
+
+// scheduleClasses are the values of the class label (schedules.Schedule.Class).
+var scheduleClasses = []string{"hourly", "daily", "weekly", "monthly"}
+
+// staleness exports, at each scrape, how the schedules keep up: how many
+// there are, the age of the oldest successful sync, and how many are
+// stale (no successful sync within their threshold), by class. Every
+// producer exports the same numbers: alert on max, not sum.
+type staleness struct {
+	store                *schedules.Store
+	now                  func() time.Time
+	count, oldest, stale *prometheus.Desc
+}
+
+func newStaleness(store *schedules.Store, now func() time.Time) *staleness {
+	return &staleness{store: store, now: now,
+		count: prometheus.NewDesc("stevedore_schedules", "Collections with a sync schedule, by class (hourly, daily, weekly, monthly: the interval).", []string{"class"}, nil),
+		oldest: prometheus.NewDesc("stevedore_schedule_oldest_sync_age_seconds",
+			"The longest any schedule of the class has gone without a successful sync (since it was set, if it never had one).", []string{"class"}, nil),
+		stale: prometheus.NewDesc("stevedore_schedules_stale",
+			"Schedules of the class whose last successful sync is older than their stale threshold (default 2 × the interval).", []string{"class"}, nil)}
+}
+
+func (s *staleness) Describe(ch chan<- *prometheus.Desc) {
+	ch <- s.count
+	ch <- s.oldest
+	ch <- s.stale
+}
+
+func (s *staleness) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err := s.store.List(ctx, "")
+	if err != nil {
+		// A scrape that cannot read the schedules fails loudly, rather
+		// than reporting none stale.
+		ch <- prometheus.NewInvalidMetric(s.stale, err)
+		return
+	}
+	count, oldest, stale := map[string]float64{}, map[string]float64{}, map[string]float64{}
+	now := s.now()
+	for _, sc := range list {
+		class := sc.Class()
+		age, isStale := sc.Age(now)
+		count[class]++
+		oldest[class] = max(oldest[class], age.Seconds())
+		if isStale {
+			stale[class]++
+		}
+	}
+	for _, c := range scheduleClasses {
+		ch <- prometheus.MustNewConstMetric(s.count, prometheus.GaugeValue, count[c], c)
+		ch <- prometheus.MustNewConstMetric(s.oldest, prometheus.GaugeValue, oldest[c], c)
+		ch <- prometheus.MustNewConstMetric(s.stale, prometheus.GaugeValue, stale[c], c)
+	}
 }

@@ -1,6 +1,12 @@
 package producer
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
 
 // A schedule over the API: checked as an index request is, plus its own
 // bounds; set, shown (without the credential reference), listed, replaced
@@ -44,5 +50,31 @@ func TestSchedules(t *testing.T) {
 	}
 	if code, out := f.do(t, "DELETE", path, "", nil); code != 404 || errCode(out) != "schedule_not_found" {
 		t.Fatalf("clear again: %d %v", code, out)
+	}
+}
+
+// The staleness metrics: a 6h schedule that never synced is fresh for 12
+// hours, then stale; its class is daily.
+func TestScheduleStaleness(t *testing.T) {
+	f := setup(t)
+	if code, out := f.do(t, "PUT", "/v2/collections/docs/schedule", f.body(`,"every":"6h"`), nil); code != 200 {
+		t.Fatalf("set: %d %v", code, out)
+	}
+	for _, tc := range []struct {
+		after time.Duration
+		stale string
+	}{{11 * time.Hour, "0"}, {13 * time.Hour, "1"}} {
+		s := newStaleness(f.api.schedules, func() time.Time { return time.Now().Add(tc.after) })
+		want := `
+# HELP stevedore_schedules_stale Schedules of the class whose last successful sync is older than their stale threshold (default 2 × the interval).
+# TYPE stevedore_schedules_stale gauge
+stevedore_schedules_stale{class="daily"} ` + tc.stale + `
+stevedore_schedules_stale{class="hourly"} 0
+stevedore_schedules_stale{class="monthly"} 0
+stevedore_schedules_stale{class="weekly"} 0
+`
+		if err := testutil.CollectAndCompare(s, strings.NewReader(want), "stevedore_schedules_stale"); err != nil {
+			t.Errorf("%s after: %v", tc.after, err)
+		}
 	}
 }
