@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -52,7 +53,10 @@ func (e *env) runWorker(t *testing.T, name string) (stop func()) {
 // starts none (the stream keeps one tick per collection), nor does one that
 // comes while the last sync still runs: counted, not asserted away.
 func TestScheduleStartsOneSyncPerTick(t *testing.T) {
-	e := setup(t, map[string]string{"docs/a.txt": "A scheduled document.", "docs/b.txt": "Another one."})
+	// A short AckWait: what the stopped worker had claimed (or a pull it
+	// had asked for) comes back within seconds, not a minute.
+	e := setup(t, map[string]string{"docs/a.txt": "A scheduled document.", "docs/b.txt": "Another one."},
+		func(c *Config) { c.Topology = schema.Topology{AckWait: 2 * time.Second} })
 	stopSecond := e.runWorker(t, "second")
 	e.runWorker(t, "third")
 	ctx := context.Background()

@@ -28,7 +28,10 @@ type Route struct {
 	// (also when empty) or advanced, as in an index request.
 	ProcessingType string    `json:"processing_type,omitempty"`
 	Encoding       string    `json:"encoding,omitempty"` // the tokenizer; empty: cl100k_base
-	CreatedAt      time.Time `json:"created_at"`
+	// CustomMetadata is put on every chunk of the route's objects, as an
+	// index request's is (a JSON object, at most 16 KiB).
+	CustomMetadata json.RawMessage `json:"custom_metadata,omitempty"`
+	CreatedAt      time.Time       `json:"created_at"`
 }
 
 // routeKey: bucket names hold only [A-Za-z0-9._-] (schema.ValidBucket), so
@@ -76,6 +79,8 @@ func (r *Registry) checkRoute(ctx context.Context, rt *Route) (refused, err erro
 		return fmt.Errorf("processing type %q must be basic or advanced", rt.ProcessingType), nil
 	case !schema.ValidEncoding(rt.Encoding):
 		return fmt.Errorf("encoding %q must be cl100k_base or o200k_base", rt.Encoding), nil
+	case len(rt.CustomMetadata) > 16<<10 || len(rt.CustomMetadata) > 0 && !json.Valid(rt.CustomMetadata):
+		return errors.New("custom metadata must be a JSON object of at most 16 KiB"), nil
 	}
 	if rt.IntegrationID == "" {
 		ins, err := r.Integrations(ctx, rt.Org)
