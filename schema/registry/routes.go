@@ -26,8 +26,8 @@ type Route struct {
 	IntegrationID string `json:"integration_id"`
 	// ProcessingType is how the route's objects are extracted: basic
 	// (also when empty) or advanced, as in an index request.
-	ProcessingType string    `json:"processing_type,omitempty"`
-	Encoding       string    `json:"encoding,omitempty"` // the tokenizer; empty: cl100k_base
+	ProcessingType string `json:"processing_type,omitempty"`
+	Encoding       string `json:"encoding,omitempty"` // the tokenizer; empty: cl100k_base
 	// CustomMetadata is put on every chunk of the route's objects, as an
 	// index request's is (a JSON object, at most 16 KiB).
 	CustomMetadata json.RawMessage `json:"custom_metadata,omitempty"`
