@@ -164,6 +164,13 @@ func (a *API) routes() {
 	a.route("GET /v2/collections/{name}/schedule", "schedule_get", a.getSchedule)
 	a.route("DELETE /v2/collections/{name}/schedule", "schedule_clear", a.clearSchedule)
 	a.route("GET /v2/schedules", "schedule_list", a.listSchedules)
+	a.route("POST /v2/notifications/queues", "queue_attach", a.attachQueue)
+	a.route("GET /v2/notifications/queues", "queue_list", a.listQueues)
+	a.route("GET /v2/notifications/queues/{id}", "queue_get", a.getQueue)
+	a.route("DELETE /v2/notifications/queues/{id}", "queue_detach", a.detachQueue)
+	a.route("POST /v2/collections/{name}/routes", "route_add", a.addRoute)
+	a.route("GET /v2/collections/{name}/routes", "route_list", a.listRoutes)
+	a.route("DELETE /v2/collections/{name}/routes/{id}", "route_delete", a.deleteRoute)
 	a.route("GET /v2/organization", "organization", a.organization)
 	a.route("GET /v2/audit", "audit", a.auditTrail)
 	a.mux.HandleFunc("GET /v2/openapi.json", func(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +46,8 @@ type Queue struct {
 	// records may be routed to (the queue policy admits those customers'
 	// buckets); empty admits every org.
 	AllowOrgs []string
+	// health, for a queue attached over the API, is what the bridge saw.
+	health *health
 }
 
 // admits reports whether a record routed to org may come through q.
@@ -60,7 +63,14 @@ func (q Queue) admits(org string) bool {
 type BridgeConfig struct {
 	JS       jetstream.JetStream // required
 	Registry *registry.Registry  // required
-	Queues   []Queue             // required
+	// Queues are the queues given at start (--sqs-queue-url).
+	Queues []Queue
+	// Attach makes the Queue of a queue a customer attached over the API
+	// (read through their integration's role); nil: attached queues are
+	// not read. Queues or Attach is required.
+	Attach func(*registry.NotificationQueue) (Queue, error)
+	// HealthEvery is how often attached queues' health is written; default 5 s.
+	HealthEvery time.Duration
 	// Pollers per queue; default 2.
 	Pollers int
 	// WaitTime of each long poll; default 20 s (the SQS maximum).
@@ -89,11 +99,13 @@ type BridgeConfig struct {
 // from it; until then its visibility is extended. Task message IDs come from
 // bucket, key, version and sequencer, so redeliveries publish nothing twice.
 type Bridge struct {
-	cfg    BridgeConfig
-	log    *slog.Logger
-	routes *registry.RouteTable
-	m      *bridgeMetrics
-	pause  pauser
+	cfg      BridgeConfig
+	log      *slog.Logger
+	routes   *registry.RouteTable
+	attached *registry.QueueSet // nil without cfg.Attach
+	running  running            // the attached queues polled (attached.go)
+	m        *bridgeMetrics
+	pause    pauser
 }
 
 // bridgeMetrics are labelled by queue: the queue's name (the last part of
@@ -120,9 +132,10 @@ const (
 
 // NewBridge validates cfg and loads the route table (followed live until ctx ends).
 func NewBridge(ctx context.Context, cfg BridgeConfig) (*Bridge, error) {
-	if cfg.JS == nil || cfg.Registry == nil || len(cfg.Queues) == 0 {
-		return nil, errors.New("bridge: JS, Registry and Queues are required")
+	if cfg.JS == nil || cfg.Registry == nil || (len(cfg.Queues) == 0 && cfg.Attach == nil) {
+		return nil, errors.New("bridge: JS, Registry, and Queues or Attach are required")
 	}
+	cfg.HealthEvery = cmp.Or(cfg.HealthEvery, HealthEveryDefault)
 	if cfg.Pollers == 0 {
 		cfg.Pollers = 2
 	}
@@ -164,24 +177,40 @@ func NewBridge(ctx context.Context, cfg BridgeConfig) (*Bridge, error) {
 		paused: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_sqs_backpressure_pauses_total",
 			Help: "Times receiving paused because JetStream refused work."}),
 	}
-	for _, q := range cfg.Queues { // from zero, so alerts see the series before the first record
-		ql := queueLabel(q.URL)
-		for _, o := range []string{RecordRouted, RecordIgnored, RecordUnroutable, RecordInvalid, RecordForeign} {
-			m.records.WithLabelValues(ql, o)
-		}
-		for _, c := range []*prometheus.CounterVec{m.received, m.deleted, m.extended, m.deleteFailed, m.receiveErrors, m.sequencersIgnored} {
-			c.WithLabelValues(ql)
-		}
+	for _, q := range cfg.Queues {
+		m.zero(q.URL)
 	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(m.received, m.deleted, m.extended, m.deleteFailed, m.receiveErrors, m.records, m.sequencersIgnored, m.paused)
 	}
-	return &Bridge{cfg: cfg, log: cfg.Logger, routes: routes, m: m}, nil
+	b := &Bridge{cfg: cfg, log: cfg.Logger, routes: routes, m: m}
+	if cfg.Attach != nil {
+		if b.attached, err = cfg.Registry.WatchQueues(ctx); err != nil {
+			return nil, fmt.Errorf("bridge: %w", err)
+		}
+	}
+	return b, nil
 }
 
-// Run polls every queue with cfg.Pollers pollers until ctx ends.
+// zero starts a queue's series at zero, so alerts see them before the
+// first record.
+func (m *bridgeMetrics) zero(url string) {
+	ql := queueLabel(url)
+	for _, o := range []string{RecordRouted, RecordIgnored, RecordUnroutable, RecordInvalid, RecordForeign} {
+		m.records.WithLabelValues(ql, o)
+	}
+	for _, c := range []*prometheus.CounterVec{m.received, m.deleted, m.extended, m.deleteFailed, m.receiveErrors, m.sequencersIgnored} {
+		c.WithLabelValues(ql)
+	}
+}
+
+// Run polls every queue with cfg.Pollers pollers until ctx ends: those
+// given at start, and those attached over the API as they come and go.
 func (b *Bridge) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
+	if b.attached != nil {
+		g.Go(func() error { b.follow(gctx); return nil })
+	}
 	for _, q := range b.cfg.Queues {
 		for i := 0; i < b.cfg.Pollers; i++ {
 			g.Go(func() error { b.poll(gctx, q); return nil })
@@ -220,12 +249,14 @@ func (b *Bridge) poll(ctx context.Context, q Queue) {
 				return
 			}
 			b.m.receiveErrors.WithLabelValues(queueLabel(q.URL)).Inc()
+			q.health.failed(err)
 			b.log.Warn("sqs receive failed", "queue", q.URL, "error", err, "retry_in", errDelay)
 			sleep(ctx, errDelay)
 			errDelay = min(2*errDelay, 30*time.Second)
 			continue
 		}
 		errDelay = time.Second
+		q.health.received()
 		if len(out.Messages) > 0 {
 			b.handleBatch(ctx, q, out.Messages)
 		}
@@ -415,16 +446,20 @@ func (b *Bridge) handle(ctx context.Context, q Queue, m sqstypes.Message) error 
 // for (once per message, not per record, so a tenant cannot multiply AUDIT
 // writes by packing records).
 func (b *Bridge) account(ctx context.Context, q Queue, id string, recs []notify.Record, outcomes []string) {
-	foreign := 0
+	foreign, routed := 0, 0
 	for i, o := range outcomes {
 		b.m.records.WithLabelValues(queueLabel(q.URL), o).Inc()
-		if o == RecordForeign {
+		switch o {
+		case RecordForeign:
 			foreign++
+		case RecordRouted:
+			routed++
 		}
 		if o == RecordRouted && recs[i].SequencerIgnored {
 			b.m.sequencersIgnored.WithLabelValues(queueLabel(q.URL)).Inc()
 		}
 	}
+	q.health.routed(routed)
 	if foreign > 0 {
 		b.cfg.Registry.Audit(ctx, q.Org, "sqs", "notification.refused", RecordForeign,
 			fmt.Sprintf("%d record(s) of message %s on %s name buckets the queue may not speak for", foreign, id, q.URL))

@@ -584,3 +584,68 @@ func TestHostileQueueMessageIsOneDeadLetter(t *testing.T) {
 		t.Fatalf("sequencers ignored: %v", n)
 	}
 }
+
+// A queue attached over the registry is read without a restart: its
+// records become tasks carrying the route's settings (custom metadata
+// included), its health is written back, and once it is detached the
+// bridge stops reading it (a record sent then stays in the queue).
+func TestAttachedQueueIsReadWithoutARestart(t *testing.T) {
+	e := newBridgeEnv(t, 30*time.Second)
+	ctx := context.Background()
+	reg := e.tf.Registry
+	if _, err := reg.AddRoute(ctx, "test", registry.Route{Org: e.tf.Org.ID, Collection: "legal", Bucket: "acme-docs", Prefix: "legal/",
+		ProcessingType: schema.ProcessingAdvanced, CustomMetadata: json.RawMessage(`{"team":"legal"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	attach := func(rec *registry.NotificationQueue) (Queue, error) {
+		return Queue{URL: rec.URL, Client: e.client, Org: rec.Org}, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b, err := NewBridge(ctx, BridgeConfig{JS: e.tf.JS, Registry: reg, Attach: attach, WaitTime: time.Second, HealthEvery: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	until := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 60 s", what)
+			}
+		}
+	}
+	q, err := reg.AddQueue(ctx, "test", e.tf.Org.ID, e.url, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	until("reading the attached queue", func() bool { return len(b.Reading()) == 1 })
+	e.send(t, `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-12-07T10:00:00Z","eventName":"ObjectCreated:Put",`+
+		`"s3":{"bucket":{"name":"acme-docs"},"object":{"key":"legal/contract.txt","eTag":"x","sequencer":"0055AED6DCD90281E5"}}}]}`)
+	e.drained(t)
+	tasks := streamMsgs(t, e.tf.JS, schema.StreamTasks)
+	if len(tasks) != 1 {
+		t.Fatalf("%d tasks", len(tasks))
+	}
+	task, _ := schema.DecodeTask(tasks[0])
+	if task.Collection != "legal" || string(task.CustomMetadata) != `{"team":"legal"}` || task.ProcessingType != schema.ProcessingAdvanced {
+		t.Fatalf("task %+v", task)
+	}
+	until("health written", func() bool {
+		_, h, err := reg.Queue(ctx, e.tf.Org.ID, q.ID)
+		return err == nil && h.LastRecordAt != nil && h.Records == 1 && h.LastReceiveAt != nil
+	})
+	if err := reg.RemoveQueue(ctx, "test", e.tf.Org.ID, q.ID); err != nil {
+		t.Fatal(err)
+	}
+	until("pollers stopped", func() bool { return len(b.Reading()) == 0 })
+	e.send(t, `{"Records":[]}`)
+	time.Sleep(2 * time.Second) // two long polls, had a poller been left
+	out, err := e.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(e.url),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	if err != nil || out.Attributes["ApproximateNumberOfMessages"] != "1" {
+		t.Fatalf("a detached queue was read: %v %v", out.Attributes, err)
+	}
+}

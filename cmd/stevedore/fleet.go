@@ -511,23 +511,28 @@ func (p *process) startAPI() error {
 	return serve(p.gctx, p.g, "api", *c.listen, api, p.log)
 }
 
-// startSQS runs the SQS bridge, with --sqs-queue-url.
+// startSQS runs the SQS bridge: the queues of --sqs-queue-url, and those
+// customers attach over the API, picked up and dropped as they come and go.
 func (p *process) startSQS() error {
 	c := p.c
-	if c.sqs == nil || len(c.sqs.queues.values) == 0 {
+	if c.sqs == nil {
 		return nil
 	}
-	queues, err := c.sqs.build(p.awsCfg, p.regy, p.getBroker, sessionNaming{*c.sessionPrefix, *c.sessionTemplate})
+	names := sessionNaming{*c.sessionPrefix, *c.sessionTemplate}
+	queues, err := c.sqs.build(p.awsCfg, p.regy, p.getBroker, names)
 	if err != nil {
 		return err
 	}
-	bridge, err := producer.NewBridge(p.gctx, producer.BridgeConfig{JS: p.js, Registry: p.regy, Queues: queues, Pollers: *c.sqs.pollers,
+	attach := func(rec *registry.NotificationQueue) (producer.Queue, error) {
+		return c.sqs.attached(p.awsCfg, p.regy, p.getBroker, names, rec)
+	}
+	bridge, err := producer.NewBridge(p.gctx, producer.BridgeConfig{JS: p.js, Registry: p.regy, Queues: queues, Attach: attach, Pollers: *c.sqs.pollers,
 		Visibility: *c.sqs.visibility, MaxReceives: *c.sqs.maxReceives, Registerer: p.reg, Logger: p.log.With("component", "sqs")})
 	if err != nil {
 		return err
 	}
 	p.g.Go(func() error { return bridge.Run(p.gctx) })
-	p.log.Info("SQS bridge running", "queues", len(queues), "pollers_per_queue", *c.sqs.pollers)
+	p.log.Info("SQS bridge running", "queues", len(queues), "attached_queues", "followed", "pollers_per_queue", *c.sqs.pollers)
 	return nil
 }
 

@@ -65,20 +65,35 @@ func (c *sqsFlags) build(awsCfg aws.Config, reg *registry.Registry, broker func(
 		if !ok || !ok2 {
 			return nil, fmt.Errorf("--sqs-queue-url %q: want URL, URL,orgs=ORG1+ORG2 or URL,integration=ORG/INTEGRATION", spec)
 		}
-		arn, err := creds.QueueARN(url, awsCfg.Region)
+		q, err := c.customerQueue(awsCfg, reg, broker, names, url, org, in)
 		if err != nil {
 			return nil, err
 		}
-		b, err := broker()
-		if err != nil {
-			return nil, err
-		}
-		res := &creds.Resolver{Registry: reg, Broker: b, SessionPrefix: names.prefix, SessionTemplate: names.template}
-		qc := res.QueueCredentials(org, in, arn, *c.sessionDuration)
-		// The customer can write to their own queue: it speaks for their org only.
-		out = append(out, producer.Queue{URL: url, Client: sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.Credentials = qc }), Org: org})
+		out = append(out, q)
 	}
 	return out, nil
+}
+
+// attached is the Queue of a queue a customer attached over the API.
+func (c *sqsFlags) attached(awsCfg aws.Config, reg *registry.Registry, broker func() (*creds.Broker, error), names sessionNaming, rec *registry.NotificationQueue) (producer.Queue, error) {
+	return c.customerQueue(awsCfg, reg, broker, names, rec.URL, rec.Org, rec.IntegrationID)
+}
+
+// customerQueue is a queue in a customer's account, read through their
+// integration's role with a session scoped to the queue. The customer can
+// write to their own queue: it speaks for their org only.
+func (c *sqsFlags) customerQueue(awsCfg aws.Config, reg *registry.Registry, broker func() (*creds.Broker, error), names sessionNaming, url, org, in string) (producer.Queue, error) {
+	arn, err := creds.QueueARN(url, awsCfg.Region)
+	if err != nil {
+		return producer.Queue{}, err
+	}
+	b, err := broker()
+	if err != nil {
+		return producer.Queue{}, err
+	}
+	res := &creds.Resolver{Registry: reg, Broker: b, SessionPrefix: names.prefix, SessionTemplate: names.template}
+	qc := res.QueueCredentials(org, in, arn, *c.sessionDuration)
+	return producer.Queue{URL: url, Client: sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.Credentials = qc }), Org: org}, nil
 }
 
 func runRoute(ctx context.Context, args []string) error {

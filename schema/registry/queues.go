@@ -48,15 +48,15 @@ func healthKey(org, id string) string { return "queuehealth." + org + "." + id }
 func checkQueueURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return fmt.Errorf("queue_url %s: not a URL", schema.Quote(raw))
+		return fmt.Errorf("queue_url %s: not a URL: %w", schema.Quote(raw), ErrInvalid)
 	}
 	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
 	if len(parts) != 2 || len(parts[0]) != 12 || parts[1] == "" || len(raw) > 1024 {
-		return fmt.Errorf("queue_url %s: want https://sqs.<region>.amazonaws.com/<12-digit account>/<queue name>", schema.Quote(raw))
+		return fmt.Errorf("queue_url %s: want https://sqs.<region>.amazonaws.com/<12-digit account>/<queue name>: %w", schema.Quote(raw), ErrInvalid)
 	}
 	loopback := u.Hostname() == "127.0.0.1" || u.Hostname() == "localhost" || u.Hostname() == "::1"
 	if u.Scheme != "https" && !(u.Scheme == "http" && loopback) {
-		return fmt.Errorf("queue_url %s: must be https", schema.Quote(raw))
+		return fmt.Errorf("queue_url %s: must be https: %w", schema.Quote(raw), ErrInvalid)
 	}
 	return nil
 }
@@ -119,6 +119,9 @@ func (r *Registry) queueIntegration(ctx context.Context, org, id string) (*Integ
 // ErrNotUsable: the request names something that exists but cannot be
 // used for it.
 var ErrNotUsable = errors.New("not usable")
+
+// ErrInvalid: a value that is not of the shape asked for.
+var ErrInvalid = errors.New("invalid")
 
 // Queues lists the org's attached queues ("": every org's).
 func (r *Registry) Queues(ctx context.Context, org string) ([]*NotificationQueue, error) {
