@@ -519,6 +519,7 @@ func (p *process) startSQS() error {
 		return nil
 	}
 	names := sessionNaming{*c.sessionPrefix, *c.sessionTemplate}
+	c.sqs.devEmulatorSTS = c.devEmulatorSTS != nil && *c.devEmulatorSTS
 	queues, err := c.sqs.build(p.awsCfg, p.regy, p.getBroker, names)
 	if err != nil {
 		return err

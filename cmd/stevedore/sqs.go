@@ -23,6 +23,9 @@ type sqsFlags struct {
 	visibility      *time.Duration
 	maxReceives     *int
 	sessionDuration *time.Duration
+	// devEmulatorSTS: --dev-emulator-sts (queue sessions without their
+	// session policy, which MinIO's STS refuses); set by startSQS.
+	devEmulatorSTS bool
 }
 
 func addSQSFlags(f *flags) *sqsFlags {
@@ -91,7 +94,7 @@ func (c *sqsFlags) customerQueue(awsCfg aws.Config, reg *registry.Registry, brok
 	if err != nil {
 		return producer.Queue{}, err
 	}
-	res := &creds.Resolver{Registry: reg, Broker: b, SessionPrefix: names.prefix, SessionTemplate: names.template}
+	res := &creds.Resolver{Registry: reg, Broker: b, SessionPrefix: names.prefix, SessionTemplate: names.template, DevEmulatorSTS: c.devEmulatorSTS}
 	qc := res.QueueCredentials(org, in, arn, *c.sessionDuration)
 	return producer.Queue{URL: url, Client: sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.Credentials = qc }), Org: org}, nil
 }

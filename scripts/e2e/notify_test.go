@@ -169,3 +169,85 @@ func TestNotificationsEndToEnd(t *testing.T) {
 		_ = os.WriteFile(out, []byte(summary+"\n"), 0o644)
 	}
 }
+
+// TestQueueAttachedOverTheAPI: on a running `stevedore dev` (not
+// restarted), a customer attaches a queue of their own (moto) over the API,
+// routes a prefix to a collection with custom metadata, and the first
+// notification on that queue is indexed with the metadata on its chunks;
+// the queue's health shows the record.
+func TestQueueAttachedOverTheAPI(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s, err := stack.Start(ctx, t.TempDir(), t.Logf, stack.WithSQS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	org, _, err := s.Onboard(ctx, "Attach", roleARN, "demo-docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, err := s.SQS.CreateQueue(ctx, "customer-notifications", 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q struct {
+		ID    string         `json:"id"`
+		Paste map[string]any `json:"paste"`
+	}
+	if code, err := s.Call(ctx, org, "POST", "/v2/notifications/queues", map[string]any{"queue_url": url}, &q); err != nil || code != 201 || q.Paste["queue_policy"] == nil {
+		t.Fatalf("attach: %d %v %+v", code, err, q)
+	}
+	var rt map[string]any
+	body := map[string]any{"bucket_name": "demo-docs", "prefix": "attached/", "custom_metadata": map[string]any{"source": "attached-queue"}}
+	if code, err := s.Call(ctx, org, "POST", "/v2/collections/attached/routes", body, &rt); err != nil || code != 201 {
+		t.Fatalf("route: %d %v %v", code, err, rt)
+	}
+	env := map[string]string{}
+	for _, kv := range s.Env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	s3c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(env["AWS_ENDPOINT_URL_S3"]), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider("stevedore-root", "stevedore-root-secret", "")})
+	key := "attached/first.txt"
+	put, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("demo-docs"), Key: aws.String(key), Body: strings.NewReader("The first object of a queue attached over the API.")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SQS.Client().SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url),
+		MessageBody: aws.String(notification("ObjectCreated:Put", "demo-docs", key, strings.Trim(aws.ToString(put.ETag), `"`), "0060F00000000000A1", time.Now()))}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		chunks, _, err := s.Chunks(ctx, org.OrgID, "attached")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(chunks) > 0 {
+			if chunks[0].Key != key || !strings.Contains(string(chunks[0].CustomMetadata), `"source":"attached-queue"`) {
+				t.Fatalf("chunk %+v", chunks[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			var v map[string]any
+			s.Call(ctx, org, "GET", "/v2/notifications/queues/"+q.ID, nil, &v)
+			t.Fatalf("no chunks from the attached queue; the queue: %v", v)
+		}
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		var v struct {
+			Health struct {
+				Records int `json:"records"`
+			} `json:"health"`
+		}
+		if code, err := s.Call(ctx, org, "GET", "/v2/notifications/queues/"+q.ID, nil, &v); err == nil && code == 200 && v.Health.Records == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the queue's health does not show the record: %+v", v)
+		}
+	}
+}

@@ -45,6 +45,10 @@ type Resolver struct {
 	// OnStaleRetry is called when a stale-token answer made WithS3 retry
 	// with fresh credentials (a metric); nil ignores it.
 	OnStaleRetry func()
+	// DevEmulatorSTS (development only, --dev-emulator-sts): queue sessions
+	// are asked for without their session policy, which MinIO's STS refuses
+	// (it accepts S3 resources only). The role's own policy still applies.
+	DevEmulatorSTS bool
 
 	clientsOnce sync.Once
 	clients     *lru.Cache[clientKey, *s3.Client]
@@ -250,7 +254,11 @@ func (r *Resolver) s3Client(provider aws.CredentialsProvider, region string) *s3
 // to the queue (QueueSessionPolicy), and the broker caches it and refreshes
 // it before expiry. Only active role integrations of enabled orgs are used.
 func (r *Resolver) QueueCredentials(orgID, integrationID, queueARN string, d time.Duration) aws.CredentialsProvider {
-	return queueProvider{r: r, org: orgID, integration: integrationID, policy: QueueSessionPolicy(queueARN), duration: d}
+	policy := QueueSessionPolicy(queueARN)
+	if r.DevEmulatorSTS {
+		policy = ""
+	}
+	return queueProvider{r: r, org: orgID, integration: integrationID, policy: policy, duration: d}
 }
 
 type queueProvider struct {
