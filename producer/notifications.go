@@ -136,20 +136,31 @@ func (a *API) listQueues(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []*queueView{}
-	for _, q := range qs {
+	out, err := each(qs, func(q *registry.NotificationQueue) (*queueView, error) {
 		_, h, err := a.cfg.Registry.Queue(r.Context(), org.ID, q.ID)
 		if err != nil {
-			continue // removed meanwhile
+			h = nil // removed meanwhile: shown without health
 		}
-		v, err := a.queueView(r.Context(), q, h)
-		if err != nil {
-			return err
-		}
-		out = append(out, v)
+		return a.queueView(r.Context(), q, h)
+	})
+	if err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"queues": out})
 	return nil
+}
+
+// each maps list with view, stopping at the first error; never nil.
+func each[T, V any](list []T, view func(T) (V, error)) ([]V, error) {
+	out := make([]V, 0, len(list))
+	for _, x := range list {
+		v, err := view(x)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // getQueue is GET /v2/notifications/queues/{id}: the queue and its health.
@@ -282,13 +293,9 @@ func (a *API) listRoutes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []*routeView{}
-	for _, rt := range routes {
-		v, err := a.routeView(r.Context(), rt)
-		if err != nil {
-			return err
-		}
-		out = append(out, v)
+	out, err := each(routes, func(rt *registry.Route) (*routeView, error) { return a.routeView(r.Context(), rt) })
+	if err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"routes": out})
 	return nil

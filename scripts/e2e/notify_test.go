@@ -55,15 +55,7 @@ func TestNotificationsEndToEnd(t *testing.T) {
 	if err := s.CLI(ctx, &rt, "route", "add", "--org", org.OrgID, "--collection", "live", "--bucket", "demo-docs", "--prefix", "incoming/"); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{}
-	for _, kv := range s.Env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
-	// Writes go through MinIO's root user, like a customer's application.
-	s3c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(env["AWS_ENDPOINT_URL_S3"]), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider("stevedore-root", "stevedore-root-secret", "")})
+	s3c := customerS3(s)
 	q := s.SQS.Client()
 	send := func(body string) {
 		if _, err := q.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(s.QueueURL), MessageBody: aws.String(body)}); err != nil {
@@ -170,6 +162,19 @@ func TestNotificationsEndToEnd(t *testing.T) {
 	}
 }
 
+// customerS3 writes to the stack's MinIO as a customer's application does
+// (through MinIO's root user).
+func customerS3(s *stack.Stack) *s3.Client {
+	env := map[string]string{}
+	for _, kv := range s.Env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(env["AWS_ENDPOINT_URL_S3"]), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider("stevedore-root", "stevedore-root-secret", "")})
+}
+
 // TestQueueAttachedOverTheAPI: on a running `stevedore dev` (not
 // restarted), a customer attaches a queue of their own (moto) over the API,
 // routes a prefix to a collection with custom metadata, and the first
@@ -203,14 +208,7 @@ func TestQueueAttachedOverTheAPI(t *testing.T) {
 	if code, err := s.Call(ctx, org, "POST", "/v2/collections/attached/routes", body, &rt); err != nil || code != 201 {
 		t.Fatalf("route: %d %v %v", code, err, rt)
 	}
-	env := map[string]string{}
-	for _, kv := range s.Env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
-	s3c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(env["AWS_ENDPOINT_URL_S3"]), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider("stevedore-root", "stevedore-root-secret", "")})
+	s3c := customerS3(s)
 	key := "attached/first.txt"
 	put, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("demo-docs"), Key: aws.String(key), Body: strings.NewReader("The first object of a queue attached over the API.")})
 	if err != nil {
