@@ -4,10 +4,24 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// PublishAckTimeout bounds the wait for one asynchronous publish's
+// acknowledgement; every JetStream context of ours is made with it
+// (NewJetStream). Without it nats.go waits for ever: an acknowledgement
+// lost while a stream's leader changes held a handler for its whole
+// deadline (an hour for a sweep). Past it the publish fails, the work is
+// retried, and the stream's duplicate window drops what had been stored.
+const PublishAckTimeout = 15 * time.Second
+
+// NewJetStream is jetstream.New with PublishAckTimeout.
+func NewJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	return jetstream.New(nc, jetstream.WithPublishAsyncTimeout(PublishAckTimeout))
+}
 
 // Out is one message to publish with its deterministic Nats-Msg-Id.
 type Out struct {

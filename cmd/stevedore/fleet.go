@@ -265,7 +265,7 @@ func connect(ctx context.Context, t natsTarget, log *slog.Logger) (*nats.Conn, j
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(t.url), err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := schema.NewJetStream(nc)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

@@ -50,7 +50,7 @@ func Run(dir string) (srv *server.Server, nc *nats.Conn, js jetstream.JetStream,
 		srv.Shutdown()
 		return nil, nil, nil, nil, err
 	}
-	if js, err = jetstream.New(nc); err != nil {
+	if js, err = schema.NewJetStream(nc); err != nil {
 		nc.Close()
 		srv.Shutdown()
 		return nil, nil, nil, nil, err

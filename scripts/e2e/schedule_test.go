@@ -4,6 +4,9 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +21,164 @@ import (
 	"github.com/stevedore-dev/stevedore/scripts/stack"
 	"github.com/stevedore-dev/stevedore/worker/tick"
 )
+
+// scheduled follows one collection's schedule from outside: the ticks the
+// server stores (as the job IDs they name) and the sync jobs started.
+type scheduled struct {
+	t          *testing.T
+	ctx        context.Context
+	s          *stack.Stack
+	org        *stack.Org
+	collection string
+	store      *jobs.Store
+	mu         sync.Mutex
+	ticks      map[string]bool
+}
+
+func followSchedule(t *testing.T, ctx context.Context, s *stack.Stack, org *stack.Org, collection string) *scheduled {
+	t.Helper()
+	nc, err := nats.Connect(s.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	f := &scheduled{t: t, ctx: ctx, s: s, org: org, collection: collection, ticks: map[string]bool{}}
+	if f.store, err = jobs.Open(ctx, js, nil); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, schema.StreamSchedules, jetstream.OrderedConsumerConfig{FilterSubjects: []string{schema.TickSubject(org.OrgID, collection)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		md, _ := m.Metadata()
+		name, _ := tick.Name(m, md.Sequence.Stream)
+		f.mu.Lock()
+		f.ticks[tick.JobID(org.OrgID, collection, name)] = true
+		f.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	return f
+}
+
+// syncs is the sync jobs the schedule started. Each read has its own
+// deadline and is retried: a request lost while the client reconnects
+// (a NATS node killed) is asked again, not waited on.
+func (f *scheduled) syncs() map[string]*schema.JobStatus {
+	var page *jobs.Page
+	var err error
+	for range 20 {
+		ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
+		page, err = f.store.List(ctx, f.org.OrgID, jobs.Filter{Collection: f.collection, Limit: 100})
+		cancel()
+		if err == nil {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	out := map[string]*schema.JobStatus{}
+	for _, v := range page.Jobs {
+		if strings.HasPrefix(v.JobID, "sync_") {
+			out[v.JobID] = v.JobStatus
+		}
+	}
+	return out
+}
+
+// waitSyncs waits until the schedule started n syncs.
+func (f *scheduled) waitSyncs(n int) {
+	f.t.Helper()
+	for deadline := time.Now().Add(3 * time.Minute); len(f.syncs()) < n; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			var sc map[string]any
+			err := f.s.CLI(f.ctx, &sc, "schedule", "show", "--org", f.org.OrgID, "--collection", f.collection)
+			for id, st := range f.syncs() {
+				f.t.Logf("sync %s: %s, pages %d/%d, files %d/%d, sweep %+v", id, st.Status, st.PagesPlanned, st.LastPage+1,
+					st.FilesIndexed+st.FilesSkipped+st.FilesFailed, st.FilesTotal, st.Sweep)
+			}
+			f.queues()
+			f.t.Fatalf("%d syncs, waiting for %d; the schedule: %v %v", len(f.syncs()), n, sc, err)
+		}
+	}
+}
+
+// queues logs what JOBS, TASKS, EVENTS and SCHEDULES hold and what each
+// consumer has pending, for a failure's message.
+func (f *scheduled) queues() {
+	nc, err := nats.Connect(f.s.NATSURL)
+	if err != nil {
+		return
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+	defer cancel()
+	for _, name := range []string{schema.StreamJobs, schema.StreamTasks, schema.StreamEvents, schema.StreamSchedules} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			continue
+		}
+		info, _ := st.Info(ctx, jetstream.WithSubjectFilter(">"))
+		if info != nil {
+			f.t.Logf("%s: %d messages %v", name, info.State.Msgs, info.State.Subjects)
+		}
+		for c := range st.ListConsumers(ctx).Info() {
+			f.t.Logf("  %s: pending %d, ack pending %d, redelivered %d, waiting %d, delivered %d, ack floor %d", c.Name, c.NumPending, c.NumAckPending,
+				c.NumRedelivered, c.NumWaiting, c.Delivered.Stream, c.AckFloor.Stream)
+		}
+	}
+}
+
+// clearAndCheck clears the schedule, waits for every sync to end, and
+// checks that each is one tick's and completed.
+func (f *scheduled) clearAndCheck() {
+	f.t.Helper()
+	var cleared map[string]any
+	if err := f.s.CLI(f.ctx, &cleared, "schedule", "clear", "--org", f.org.OrgID, "--collection", f.collection); err != nil {
+		f.t.Fatal(err)
+	}
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		final := true
+		for _, st := range f.syncs() {
+			final = final && st.Final()
+		}
+		if final {
+			break
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("syncs not final: %+v", f.syncs())
+		}
+	}
+	all := f.syncs()
+	f.mu.Lock()
+	ticks := maps.Clone(f.ticks)
+	f.mu.Unlock()
+	for id, st := range all {
+		if !ticks[id] {
+			f.t.Errorf("sync %s is no tick's", id)
+		}
+		if st.Status != schema.JobStatusCompleted {
+			f.t.Errorf("sync %s: %s %+v", id, st.Status, st.Error)
+		}
+	}
+	f.t.Logf("%d ticks, %d syncs (a tick while a sync runs, or replaced by the next before a worker took it, starts none)", len(ticks), len(all))
+}
+
+func (f *scheduled) set(integration string) {
+	f.t.Helper()
+	var set map[string]any
+	if err := f.s.CLI(f.ctx, &set, "schedule", "set", "--org", f.org.OrgID, "--collection", f.collection, "--integration", integration,
+		"--bucket", "demo-docs", "--prefix", "licenses/", "--every", "2s"); err != nil {
+		f.t.Fatal(err)
+	}
+}
 
 // TestScheduleSurvivesAWorkerKilled: a schedule set with the CLI fires
 // every 2 s on a fleet of three worker processes; one is killed with
@@ -42,88 +203,82 @@ func TestScheduleSurvivesAWorkerKilled(t *testing.T) {
 		w, _ := workerProc(t, s, dir, name, "--ack-wait", "3s")
 		workers = append(workers, w)
 	}
-	nc, err := nats.Connect(s.NATSURL)
+	f := followSchedule(t, ctx, s, org, "nightly")
+	f.set(in.IntegrationID)
+	f.waitSyncs(3)
+	workers[0].Signal(syscall.SIGKILL, true)
+	f.waitSyncs(len(f.syncs()) + 3)
+	f.clearAndCheck()
+}
+
+// TestScheduleSurvivesLeaderLoss: on a 3-node NATS cluster (R3 streams),
+// the node leading SCHEDULES — the one that fires the ticks — is killed
+// with SIGKILL and restarted: another node goes on firing, and still every
+// sync is one tick's (a tick fired twice around the change would name the
+// same next tick, so the same job) and completes.
+func TestScheduleSurvivesLeaderLoss(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir, _ := os.MkdirTemp("", "leaderdebug")
+	t.Logf("DIR %s", dir)
+	s, err := stack.Start(ctx, dir, t.Logf, stack.WithoutDev())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	natsBin, err := stack.NATSServer(ctx, s.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := stack.StartCluster(ctx, dir, natsBin, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Stop()
+	s.NATSURL = cluster.URLs
+	s.Env = append(s.Env, "STEVEDORE_NATS_URL="+cluster.URLs, "STEVEDORE_REPLICAS=3", "STEVEDORE_ACK_WAIT=3s", "STEVEDORE_LOG_LEVEL=info")
+	port := freePort(t)
+	producer, err := stack.StartProc("producer", dir, s.Bin, s.Env, "producer", "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Stop()
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
+	workerProc(t, s, dir, "worker")
+	org, in, err := s.Onboard(ctx, "Leaderless", roleARN, "demo-docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := followSchedule(t, ctx, s, org, "nightly")
+	f.set(in.IntegrationID)
+	f.waitSyncs(2)
+
+	nc, err := nats.Connect(cluster.URLs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	var mu sync.Mutex
-	ticks := map[string]bool{}
-	cons, err := js.OrderedConsumer(ctx, schema.StreamSchedules, jetstream.OrderedConsumerConfig{FilterSubjects: []string{schema.TickSubject(org.OrgID, "nightly")}})
+	stream, err := js.Stream(ctx, schema.StreamSchedules)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		md, _ := m.Metadata()
-		name, _ := tick.Name(m, md.Sequence.Stream)
-		mu.Lock()
-		ticks[tick.JobID(org.OrgID, "nightly", name)] = true
-		mu.Unlock()
-	})
-	if err != nil {
+	info, err := stream.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("SCHEDULES info: %v %+v", err, info)
+	}
+	leader := info.Cluster.Leader
+	node := cluster.Nodes[int(leader[len(leader)-1]-'0')] // nats-<i>
+	node.Signal(syscall.SIGKILL, true)
+	before := len(f.syncs())
+	f.waitSyncs(before + 2) // ticks from another leader
+	if err := node.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cc.Stop()
-	var set map[string]any
-	if err := s.CLI(ctx, &set, "schedule", "set", "--org", org.OrgID, "--collection", "nightly", "--integration", in.IntegrationID,
-		"--bucket", "demo-docs", "--prefix", "licenses/", "--every", "2s"); err != nil {
-		t.Fatal(err)
+	f.waitSyncs(len(f.syncs()) + 2)
+	if info, err := stream.Info(ctx); err == nil && info.Cluster != nil {
+		t.Logf("SCHEDULES led by %s, then %s", leader, info.Cluster.Leader)
 	}
-	store, err := jobs.Open(ctx, js, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	syncs := func() map[string]*schema.JobStatus {
-		page, err := store.List(ctx, org.OrgID, jobs.Filter{Collection: "nightly", Limit: 100})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]*schema.JobStatus{}
-		for _, v := range page.Jobs {
-			if strings.HasPrefix(v.JobID, "sync_") {
-				out[v.JobID] = v.JobStatus
-			}
-		}
-		return out
-	}
-	waitSyncs := func(n int) {
-		t.Helper()
-		for deadline := time.Now().Add(3 * time.Minute); len(syncs()) < n; time.Sleep(200 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d syncs, waiting for %d", len(syncs()), n)
-			}
-		}
-	}
-	waitSyncs(3)
-	workers[0].Signal(syscall.SIGKILL, true)
-	waitSyncs(len(syncs()) + 3)
-	var cleared map[string]any
-	if err := s.CLI(ctx, &cleared, "schedule", "clear", "--org", org.OrgID, "--collection", "nightly"); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
-		final := true
-		for _, st := range syncs() {
-			final = final && st.Final()
-		}
-		if final {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("syncs not final: %+v", syncs())
-		}
-	}
-	all := syncs()
-	mu.Lock()
-	defer mu.Unlock()
-	for id, st := range all {
-		if !ticks[id] {
-			t.Errorf("sync %s is no tick's", id)
-		}
-		if st.Status != schema.JobStatusCompleted {
-			t.Errorf("sync %s: %s %+v", id, st.Status, st.Error)
-		}
-	}
-	t.Logf("%d ticks, %d syncs (a tick while a sync runs, or replaced by the next before a worker took it, starts none)", len(ticks), len(all))
+	f.clearAndCheck()
 }

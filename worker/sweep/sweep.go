@@ -32,6 +32,10 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/meter"
 )
 
+// watchStall is how long a pass over the object states may go without
+// one before it is given up as stalled.
+var watchStall = 30 * time.Second
+
 // Defaults of Config.
 const (
 	MaxShareDefault    = 0.5
@@ -199,11 +203,19 @@ func (h *Handler) each(ctx context.Context, job *schema.Job, fn func(jetstream.K
 		return fmt.Errorf("sweep: watch object states: %w", err)
 	}
 	defer w.Stop()
+	// A watch whose consumer was lost (a NATS node gone) can stop without
+	// closing: no state for watchStall ends the pass with an error, and the
+	// sweep is tried again, rather than holding its job for SweepTimeout.
+	stall := time.NewTimer(watchStall)
+	defer stall.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-stall.C:
+			return schema.Errorf(schema.ClassTransient, "sweep: the object-state watch stalled (nothing for %s)", watchStall)
 		case e, ok := <-w.Updates():
+			stall.Reset(watchStall)
 			if !ok {
 				return errors.New("sweep: the object-state watch ended early")
 			}
