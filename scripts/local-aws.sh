@@ -31,19 +31,22 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 build() {
   # One build at a time: .ci/run starts one in the background while the unit
   # tier runs, and the e2e tier's own call then waits for it here.
+  # The lock is held by a subshell only: a MinIO started afterwards must not
+  # inherit it (it would hold it for as long as it runs).
   mkdir -p "$CACHE"
-  if command -v flock >/dev/null; then
-    exec 9>"$CACHE/local-aws.build.lock"
-    flock 9
-  fi
-  if [ ! -x "$MINIO_BIN" ]; then
-    echo "building minio $MINIO_VERSION (first time only, a few minutes)..." >&2
-    GOBIN="$(dirname "$MINIO_BIN")" GOFLAGS=-buildvcs=false go install "github.com/minio/minio@$MINIO_VERSION"
-  fi
-  if [ ! -x "$MC_BIN" ]; then
-    echo "building mc $MC_VERSION (first time only)..." >&2
-    GOBIN="$(dirname "$MC_BIN")" GOFLAGS=-buildvcs=false go install "github.com/minio/mc@$MC_VERSION"
-  fi
+  (
+    if command -v flock >/dev/null; then
+      flock 9
+    fi
+    if [ ! -x "$MINIO_BIN" ]; then
+      echo "building minio $MINIO_VERSION (first time only, a few minutes)..." >&2
+      GOBIN="$(dirname "$MINIO_BIN")" GOFLAGS=-buildvcs=false go install "github.com/minio/minio@$MINIO_VERSION"
+    fi
+    if [ ! -x "$MC_BIN" ]; then
+      echo "building mc $MC_VERSION (first time only)..." >&2
+      GOBIN="$(dirname "$MC_BIN")" GOFLAGS=-buildvcs=false go install "github.com/minio/mc@$MC_VERSION"
+    fi
+  ) 9>"$CACHE/local-aws.build.lock"
 }
 
 mc() { "$MC_BIN" --config-dir "$DIR/mc" --quiet "$@"; }
