@@ -245,7 +245,12 @@ func TestScheduleSurvivesLeaderLoss(t *testing.T) {
 	}
 	defer producer.Stop()
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
-	workerProc(t, s, dir, "worker")
+	w, _ := workerProc(t, s, dir, "worker")
+	t.Cleanup(func() {
+		if t.Failed() {
+			w.Signal(syscall.SIGQUIT, true) // its goroutines, into its log
+		}
+	})
 	org, in, err := s.Onboard(ctx, "Leaderless", roleARN, "demo-docs")
 	if err != nil {
 		t.Fatal(err)

@@ -126,7 +126,11 @@ func (p *pass) delete(ctx context.Context, key string, rev uint64, st *schema.Ob
 	if err != nil {
 		return false, err
 	}
-	if _, err := p.h.objects.Update(ctx, key, data, rev); err != nil {
+	// Its own deadline: an answer lost while the bucket's leader changes
+	// must not hold the sweep for its hour.
+	uctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	if _, err := p.h.objects.Update(uctx, key, data, rev); err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 			return false, nil
 		}

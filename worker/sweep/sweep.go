@@ -36,6 +36,10 @@ import (
 // one before it is given up as stalled.
 var watchStall = 30 * time.Second
 
+// requestTimeout bounds each JetStream request of a sweep (the sweep's own
+// deadline is an hour).
+const requestTimeout = 10 * time.Second
+
 // Defaults of Config.
 const (
 	MaxShareDefault    = 0.5
@@ -120,7 +124,10 @@ func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
 // sweep counts the scope, refuses a mass delete, then deletes what S3
 // confirms gone.
 func (h *Handler) sweep(ctx context.Context, job *schema.Job) (*schema.Sweep, error) {
-	if h.cfg.Jobs.Cancelled(ctx, job.JobID) {
+	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	cancelled := h.cfg.Jobs.Cancelled(cctx, job.JobID)
+	cancel()
+	if cancelled {
 		return &schema.Sweep{Status: schema.SweepSkipped, Reason: "the job was cancelled: nothing was swept"}, nil
 	}
 	t, err := h.cfg.Resolver.Tenant(ctx, job.Org, job.IntegrationID, job.Bucket, job.Prefix)
@@ -194,13 +201,41 @@ func (h *Handler) count(ctx context.Context, job *schema.Job) (held, candidates 
 	return held, candidates, err
 }
 
+// watch starts a watch of the collection's object states. Making it is a
+// request to JetStream whose answer can be lost while a stream's leader
+// changes, and nothing else would end the wait before ctx (the sweep's
+// hour): past watchStall it is given up (ctx must be the watch's own, to
+// cancel).
+func (h *Handler) watch(ctx context.Context, job *schema.Job) (jetstream.KeyWatcher, error) {
+	type made struct {
+		w   jetstream.KeyWatcher
+		err error
+	}
+	ch := make(chan made, 1)
+	go func() {
+		w, err := h.objects.WatchFiltered(ctx, []string{schema.ObjectKeyPrefix(job.Org, job.Collection) + "*"}, jetstream.IgnoreDeletes())
+		ch <- made{w, err}
+	}()
+	select {
+	case m := <-ch:
+		if m.err != nil {
+			return nil, fmt.Errorf("sweep: watch object states: %w", m.err)
+		}
+		return m.w, nil
+	case <-time.After(watchStall):
+		return nil, schema.Errorf(schema.ClassTransient, "sweep: no watch of the object states within %s", watchStall)
+	}
+}
+
 // each calls fn for every object state held in job's scope (indexed or
 // skipped, in its bucket, under its prefix), streaming: the collection's
 // states are never all in memory.
 func (h *Handler) each(ctx context.Context, job *schema.Job, fn func(jetstream.KeyValueEntry, *schema.ObjectState) error) error {
-	w, err := h.objects.WatchFiltered(ctx, []string{schema.ObjectKeyPrefix(job.Org, job.Collection) + "*"}, jetstream.IgnoreDeletes())
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := h.watch(wctx, job)
 	if err != nil {
-		return fmt.Errorf("sweep: watch object states: %w", err)
+		return err
 	}
 	defer w.Stop()
 	// A watch whose consumer was lost (a NATS node gone) can stop without
