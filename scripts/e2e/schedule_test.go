@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"fmt"
 	"maps"
 	"strings"
@@ -219,8 +220,7 @@ func TestScheduleSurvivesAWorkerKilled(t *testing.T) {
 func TestScheduleSurvivesLeaderLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	dir, _ := os.MkdirTemp("", "leaderdebug")
-	t.Logf("DIR %s", dir)
+	dir := t.TempDir()
 	s, err := stack.Start(ctx, dir, t.Logf, stack.WithoutDev())
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +236,7 @@ func TestScheduleSurvivesLeaderLoss(t *testing.T) {
 	}
 	defer cluster.Stop()
 	s.NATSURL = cluster.URLs
-	s.Env = append(s.Env, "STEVEDORE_NATS_URL="+cluster.URLs, "STEVEDORE_REPLICAS=3", "STEVEDORE_ACK_WAIT=3s", "STEVEDORE_LOG_LEVEL=info")
+	s.Env = append(s.Env, "STEVEDORE_NATS_URL="+cluster.URLs, "STEVEDORE_REPLICAS=3", "STEVEDORE_ACK_WAIT=3s", "STEVEDORE_LOG_LEVEL=warn")
 	port := freePort(t)
 	producer, err := stack.StartProc("producer", dir, s.Bin, s.Env, "producer", "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", port))
@@ -249,6 +249,9 @@ func TestScheduleSurvivesLeaderLoss(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			w.Signal(syscall.SIGQUIT, true) // its goroutines, into its log
+			if b, err := os.ReadFile(filepath.Join(dir, "worker.log")); err == nil {
+				t.Logf("worker.log (last 64 KiB):\n%s", b[max(0, len(b)-64<<10):])
+			}
 		}
 	})
 	org, in, err := s.Onboard(ctx, "Leaderless", roleARN, "demo-docs")
