@@ -4,10 +4,10 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
