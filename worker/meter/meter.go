@@ -87,8 +87,16 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "From an S3 event's eventTime to its chunks (or tombstone) being durable in CHUNKS, by outcome.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}, []string{"outcome"}),
 	}
-	// Every known label value starts at zero: a series exists before its
-	// first event, so rates, alerts and dashboards see it.
+	m.zero()
+	if reg != nil {
+		reg.MustRegister(m.ChunksFull, m.ChunksWaits, m.Stage, m.s3Requests, m.Bytes, m.Objects, m.skips, m.Chunks, m.Tokens, m.publish, m.StaleRetries, m.Lag, m.duplicates, m.Unconfirmed, m.JobsFinished, m.JobDuration, m.SweepObjects, m.Sweeps, m.ScheduleUpdatesFailed, m.Ticks)
+	}
+	return m
+}
+
+// zero starts every known label value at zero: a series exists before its
+// first event, so rates, alerts and dashboards see it.
+func (m *Metrics) zero() {
 	for _, o := range []schema.Outcome{schema.OutcomeIndexed, schema.OutcomeSkipped, schema.OutcomeFailed, schema.OutcomeDeleted} {
 		m.Objects.WithLabelValues(string(o))
 	}
@@ -110,10 +118,6 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, st := range []string{schema.SweepDone, schema.SweepIncomplete, schema.SweepRefused, schema.SweepSkipped, schema.SweepFailed} {
 		m.Sweeps.WithLabelValues(st)
 	}
-	if reg != nil {
-		reg.MustRegister(m.ChunksFull, m.ChunksWaits, m.Stage, m.s3Requests, m.Bytes, m.Objects, m.skips, m.Chunks, m.Tokens, m.publish, m.StaleRetries, m.Lag, m.duplicates, m.Unconfirmed, m.JobsFinished, m.JobDuration, m.SweepObjects, m.Sweeps, m.ScheduleUpdatesFailed, m.Ticks)
-	}
-	return m
 }
 
 // S3 counts one S3 request of op by its result.
