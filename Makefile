@@ -11,10 +11,14 @@ test: unit e2e
 # SQS tests run on moto_server; make test requires it (pip install 'moto[server]').
 export STEVEDORE_REQUIRE_MOTO ?= 1
 
+# The tests of worker/faults_test.go, by name.
+FAULT_TESTS = $(shell grep -o '^func Test[A-Za-z0-9_]*' worker/faults_test.go | sed 's/^func //' | paste -sd'|' -)
+
 unit:
 	scripts/tools.sh build
 	go test -race -count=1 ./...
-	go test -tags faults -race -count=1 ./worker/
+	# The fault tests (worker/faults_test.go, built only with -tags faults); the rest of ./worker ran above.
+	go test -tags faults -race -count=1 -run '^($(FAULT_TESTS))$$' ./worker/
 	# A smoke of the benchmarks (one iteration each), so they keep working; `make bench` measures.
 	go test -run '^$$' -bench . -benchtime 1x ./worker/token/ ./worker/chunk/ ./worker/extract/
 	# A small smoke of the scale-out simulation; `make sim` measures.
