@@ -79,7 +79,7 @@ func (a *API) attachQueue(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return registryError(err, "queue")
 	}
-	v, err := a.queueView(r.Context(), q, nil)
+	v, err := a.oneQueueView(r.Context(), q, &registry.QueueHealth{})
 	if err != nil {
 		return err
 	}
@@ -88,18 +88,14 @@ func (a *API) attachQueue(w http.ResponseWriter, r *http.Request) error {
 }
 
 // queueView completes a queue for the API: its ARN, health and what to
-// paste (the queue policy names the buckets of the org's routes, or the
+// paste (the queue policy names the buckets of routes, the org's, or the
 // integration's buckets while there are none).
-func (a *API) queueView(ctx context.Context, q *registry.NotificationQueue, h *registry.QueueHealth) (*queueView, error) {
+func (a *API) queueView(ctx context.Context, q *registry.NotificationQueue, h *registry.QueueHealth, routes []*registry.Route) (*queueView, error) {
 	arn, err := creds.QueueARN(q.URL, "us-east-1")
 	if err != nil {
 		return nil, err
 	}
 	in, err := a.cfg.Registry.Integration(ctx, q.Org, q.IntegrationID)
-	if err != nil {
-		return nil, err
-	}
-	routes, err := a.orgRoutes(ctx, q.Org, "")
 	if err != nil {
 		return nil, err
 	}
@@ -114,6 +110,15 @@ func (a *API) queueView(ctx context.Context, q *registry.NotificationQueue, h *r
 			"Action": []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}},
 		"note": "Add role_policy_statement to the role " + in.RoleARN + " and set queue_policy as the queue's access policy; then route buckets: POST /v2/collections/{name}/routes.",
 	}}, nil
+}
+
+// oneQueueView is queueView of one queue, with the org's routes.
+func (a *API) oneQueueView(ctx context.Context, q *registry.NotificationQueue, h *registry.QueueHealth) (*queueView, error) {
+	routes, err := a.orgRoutes(ctx, q.Org, "")
+	if err != nil {
+		return nil, err
+	}
+	return a.queueView(ctx, q, h, routes)
 }
 
 func bucketsOf(routes []*registry.Route) []string {
@@ -136,12 +141,16 @@ func (a *API) listQueues(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	routes, err := a.orgRoutes(r.Context(), org.ID, "")
+	if err != nil {
+		return err
+	}
 	out, err := each(qs, func(q *registry.NotificationQueue) (*queueView, error) {
-		_, h, err := a.cfg.Registry.Queue(r.Context(), org.ID, q.ID)
+		h, err := a.cfg.Registry.QueueHealth(r.Context(), q)
 		if err != nil {
-			h = nil // removed meanwhile: shown without health
+			return nil, err
 		}
-		return a.queueView(r.Context(), q, h)
+		return a.queueView(r.Context(), q, h, routes)
 	})
 	if err != nil {
 		return err
@@ -173,7 +182,7 @@ func (a *API) getQueue(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return registryError(err, "queue")
 	}
-	v, err := a.queueView(r.Context(), q, h)
+	v, err := a.oneQueueView(r.Context(), q, h)
 	if err != nil {
 		return err
 	}

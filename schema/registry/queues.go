@@ -157,11 +157,20 @@ func (r *Registry) Queue(ctx context.Context, org, id string) (*NotificationQueu
 	if _, err := r.get(ctx, queueKey(org, id), &q); err != nil {
 		return nil, nil, err
 	}
-	var h QueueHealth
-	if _, err := r.get(ctx, healthKey(org, id), &h); err != nil && !errors.Is(err, ErrNotFound) {
+	h, err := r.QueueHealth(ctx, &q)
+	if err != nil {
 		return nil, nil, err
 	}
-	return &q, &h, nil
+	return &q, h, nil
+}
+
+// QueueHealth is what the bridges last saw of q (empty before they wrote).
+func (r *Registry) QueueHealth(ctx context.Context, q *NotificationQueue) (*QueueHealth, error) {
+	var h QueueHealth
+	if _, err := r.get(ctx, healthKey(q.Org, q.ID), &h); err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	return &h, nil
 }
 
 // RemoveQueue detaches one of the org's queues: bridges stop reading it.
