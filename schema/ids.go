@@ -44,10 +44,45 @@ const (
 // e ("" is the default).
 func ValidEncoding(e string) bool { return e == "" || e == DefaultEncoding || e == EncodingO200k }
 
-// ObjectKey is the object-state KV key for one object of a collection.
+// ObjectKey is the object-state KV key for one object of a collection: its
+// document's ID under the collection's prefix.
 func ObjectKey(org, collection, bucket, key string) string {
-	return ObjectKeyPrefix(org, collection) + hashID(bucket, key)
+	return ObjectKeyPrefix(org, collection) + DocumentID(bucket, key)
 }
+
+// DocumentID is the stable ID of the document an object is in every
+// collection: derived from bucket and key only, so that notifications, jobs
+// and the API name it alike without a lookup, and the object-state key of a
+// document is ObjectKeyPrefix + its ID.
+func DocumentID(bucket, key string) string { return hashID(bucket, key) }
+
+// ValidDocumentID reports whether s is shaped like a DocumentID (32
+// lowercase hex digits).
+func ValidDocumentID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// EraseEventID is the ID of the deleted outcome of one document an erase
+// job (a document delete, a wipe, a collection delete) removed: the state
+// revision that marked it is part of it, so a document indexed again and
+// erased again by the same job is counted again.
+func EraseEventID(jobID, bucket, key string, rev uint64) string {
+	return ObjectEventID(jobID, OpDelete, bucket, key, "erase@"+strconv.FormatUint(rev, 10))
+}
+
+// ErasedEventID is the ID of the event that ends an erase job.
+func ErasedEventID(jobID string) string { return "erased:" + jobID }
+
+// EraseMsgID is the Nats-Msg-Id of an erase job's message.
+func EraseMsgID(jobID string) string { return "erase:" + jobID }
 
 // ObjectKeyPrefix starts the object-state keys of one collection.
 func ObjectKeyPrefix(org, collection string) string { return org + "." + collection + "." }

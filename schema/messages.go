@@ -23,7 +23,18 @@ const (
 	JobBucket    JobKind = "bucket"    // every object in the bucket
 	JobDirectory JobKind = "directory" // every object under Prefix
 	JobFile      JobKind = "file"      // the single object Key
+	// Erase jobs remove documents from a collection: their chunks are
+	// tombstoned and their states removed (worker/sweep, erase.go). They
+	// read nothing from S3.
+	JobDeleteDocument   JobKind = "delete_document"   // the one document Document
+	JobWipe             JobKind = "wipe"              // every document of the collection (IntegrationID: only those read with it)
+	JobDeleteCollection JobKind = "delete_collection" // every document, then the collection itself
 )
+
+// Erases reports whether k is an erase job's kind.
+func (k JobKind) Erases() bool {
+	return k == JobDeleteDocument || k == JobWipe || k == JobDeleteCollection
+}
 
 // Job asks a worker to plan one page of an index request: list up to one page
 // of keys, publish a Task per object and a continuation Job for the next page.
@@ -64,16 +75,32 @@ type Job struct {
 	Schedule string `json:"schedule,omitempty"`
 	// Sweep marks the message that sweeps the job's scope (SweepSubject),
 	// published when the job's last object has an outcome.
-	Sweep     bool      `json:"sweep,omitempty"`
+	Sweep bool `json:"sweep,omitempty"`
+	// Document is the document a delete_document job erases (DocumentID).
+	Document  string    `json:"document_id,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
 // Validate reports the first missing or invalid field.
 func (j *Job) Validate() error {
-	for _, f := range []struct{ kind, v string }{{"job_id", j.JobID}, {"org", j.Org}, {"collection", j.Collection}, {"integration_id", j.IntegrationID}} {
+	for _, f := range []struct{ kind, v string }{{"job_id", j.JobID}, {"org", j.Org}, {"collection", j.Collection}} {
 		if err := mustID(f.kind, f.v); err != nil {
 			return err
 		}
+	}
+	if j.Kind.Erases() {
+		if j.IntegrationID != "" {
+			if err := mustID("integration_id", j.IntegrationID); err != nil {
+				return err
+			}
+		}
+		if j.Kind == JobDeleteDocument && !ValidDocumentID(j.Document) {
+			return fmt.Errorf("document_id %q: must be 32 hex digits", j.Document)
+		}
+		return nil
+	}
+	if err := mustID("integration_id", j.IntegrationID); err != nil {
+		return err
 	}
 	if j.Bucket == "" {
 		return errMissing("bucket")

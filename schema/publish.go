@@ -27,6 +27,10 @@ func NewJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
 type Out struct {
 	Subject, MsgID string
 	Msg            any
+	// Seq, when set, receives the stream sequence JetStream stored the
+	// message at (the first copy's for a duplicate): object states record
+	// where their chunks are, so a document is read back without a scan.
+	Seq *uint64
 }
 
 // PublishAll encodes and publishes msgs asynchronously and waits until
@@ -49,11 +53,14 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []Out) (duplic
 		}
 		futures = append(futures, f)
 	}
-	for _, f := range futures {
+	for i, f := range futures {
 		select {
 		case ack := <-f.Ok():
 			if ack.Duplicate {
 				duplicates++
+			}
+			if seq := msgs[i].Seq; seq != nil {
+				*seq = ack.Sequence
 			}
 		case err := <-f.Err():
 			return duplicates, fmt.Errorf("publish %s: %w", f.Msg().Subject, err)

@@ -66,13 +66,15 @@ type JobStatus struct {
 	Bucket          string      `json:"bucket"`
 	Prefix          string      `json:"prefix,omitempty"`
 	Key             string      `json:"key,omitempty"`
+	Document        string      `json:"document_id,omitempty"` // delete_document jobs
 	IntegrationID   string      `json:"integration_id"`
 	Status          string      `json:"status"`
 	FilesTotal      int64       `json:"files_total"`
 	FilesIndexed    int64       `json:"files_indexed"`
 	FilesSkipped    int64       `json:"files_skipped"`
 	FilesFailed     int64       `json:"files_failed"`
-	FilesDeleted    int64       `json:"files_deleted"` // indexed before, gone from the bucket now: their chunks were tombstoned
+	FilesDeleted    int64       `json:"files_deleted"`            // indexed before, gone from the bucket now (or erased by an erase job): their chunks were tombstoned
+	ChunksDeleted   int64       `json:"chunks_deleted,omitempty"` // erase jobs: chunks tombstoned
 	ChunksProcessed int64       `json:"chunks_processed"`
 	TokensUsed      int64       `json:"tokens_used"`
 	BytesProcessed  int64       `json:"bytes_processed"`
@@ -167,6 +169,10 @@ const (
 	ObjectIndexed ObjectStatus = "indexed" // its chunks are published and committed
 	ObjectSkipped ObjectStatus = "skipped" // unsupported or unreadable content: nothing published
 	ObjectDeleted ObjectStatus = "deleted" // deleted in S3: its chunks are tombstoned
+	// ObjectErasing marks a document an erase job (JobID: a document
+	// delete, a wipe, a collection delete) is removing: its chunks are being
+	// tombstoned and the state is removed next. Index tasks wait for it.
+	ObjectErasing ObjectStatus = "erasing"
 )
 
 // ObjectState is one object's record in BucketObjects (key: ObjectKey).
@@ -187,8 +193,58 @@ type ObjectState struct {
 	JobID            string       `json:"job_id,omitempty"`
 	// SeenBy is the last sync (a job with delete_missing) whose listing
 	// held the object: its sweep leaves the object alone.
-	SeenBy    string    `json:"seen_by,omitempty"`
+	SeenBy string `json:"seen_by,omitempty"`
+	// IntegrationID is the integration the object was read with (empty in
+	// states of earlier versions): an integration revoked with its data is
+	// erased by it.
+	IntegrationID string `json:"integration_id,omitempty"`
+	// ChunkSeqs are the CHUNKS stream sequences of the indexed version's
+	// chunks, in chunk order, as runs: a document's chunks are read back
+	// by sequence, at a cost that does not grow with its collection. Absent
+	// in states of earlier versions, and when the chunks were stored too
+	// scattered to record in MaxSeqRuns runs.
+	ChunkSeqs []SeqRun  `json:"chunk_seqs,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// SeqRun is a run of consecutive stream sequences: [first, count].
+type SeqRun [2]uint64
+
+// MaxSeqRuns bounds the runs an object state records (about 20 KB of JSON):
+// chunks published by one worker are stored in runs of up to a batch, so a
+// 10,000-chunk document needs about 160; beyond the bound none is recorded.
+const MaxSeqRuns = 1024
+
+// AppendSeq adds seq, the next chunk's sequence, to runs.
+func AppendSeq(runs []SeqRun, seq uint64) []SeqRun {
+	if n := len(runs); n > 0 && runs[n-1][0]+runs[n-1][1] == seq {
+		runs[n-1][1]++
+		return runs
+	}
+	return append(runs, SeqRun{seq, 1})
+}
+
+// SeqCount is how many sequences runs hold.
+func SeqCount(runs []SeqRun) int {
+	n := 0
+	for _, r := range runs {
+		n += int(r[1])
+	}
+	return n
+}
+
+// Seqs returns the sequences of runs in order (at most limit when limit > 0).
+func Seqs(runs []SeqRun, limit int) []uint64 {
+	var out []uint64
+	for _, r := range runs {
+		for i := uint64(0); i < r[1]; i++ {
+			if limit > 0 && len(out) == limit {
+				return out
+			}
+			out = append(out, r[0]+i)
+		}
+	}
+	return out
 }
 
 // ChunkIDs returns the IDs of the chunks this state says were published.
@@ -229,10 +285,10 @@ func ValidJobStatus(s string) bool {
 // planned (LastPage -1), no errors.
 func NewJobStatus(job *Job) *JobStatus {
 	st := &JobStatus{JobID: job.JobID, Org: job.Org, Collection: job.Collection, Kind: job.Kind, Bucket: job.Bucket,
-		Prefix: job.Prefix, Key: job.Key, IntegrationID: job.IntegrationID, Status: JobStatusPending, LastPage: -1,
+		Prefix: job.Prefix, Key: job.Key, Document: job.Document, IntegrationID: job.IntegrationID, Status: JobStatusPending, LastPage: -1,
 		Errors: []FileError{}, CreatedAt: job.CreatedAt, CustomMetadata: job.CustomMetadata,
 		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete, Schedule: job.Schedule}
-	if job.DeleteMissing && job.Kind != JobFile {
+	if job.DeleteMissing && (job.Kind == JobBucket || job.Kind == JobDirectory) {
 		st.Sweep = &Sweep{Status: SweepPending}
 	}
 	return st
@@ -303,6 +359,15 @@ func (s *JobStatus) sweepClean() bool {
 // sweep found missing from the listing and S3 confirmed gone.
 const ReasonSwept = "missing_from_listing"
 
+// ReasonCollectionDeleted is the skip reason of a task whose collection
+// is being deleted.
+const ReasonCollectionDeleted = "collection_deleted"
+
+// ReasonErased is the reason of the deleted outcome of a document an erase
+// job removed. An erase job learns its total as it goes: each such outcome
+// counts in FilesTotal too, and its JobPlanned event (Last) ends it.
+const ReasonErased = "erased"
+
 // Skip reasons that are not problems: the object was already indexed.
 const (
 	ReasonAlreadyIndexed        = "already_indexed"
@@ -331,9 +396,13 @@ func (s *JobStatus) applyObject(ev *ObjectEvent) {
 		s.FilesFailed++
 	case OutcomeDeleted:
 		s.FilesDeleted++
+		if ev.Reason == ReasonErased {
+			s.FilesTotal++
+			s.ChunksDeleted += int64(ev.Chunks)
+		}
 		return
 	}
-	if ev.Outcome == OutcomeFailed || (ev.Outcome == OutcomeSkipped && ev.Reason != ReasonAlreadyIndexed && ev.Reason != ReasonUnchangedSinceSkipped && ev.Reason != ReasonCancelled) {
+	if ev.Outcome == OutcomeFailed || (ev.Outcome == OutcomeSkipped && ev.Reason != ReasonAlreadyIndexed && ev.Reason != ReasonUnchangedSinceSkipped && ev.Reason != ReasonCancelled && ev.Reason != ReasonCollectionDeleted) {
 		if len(s.Errors) < MaxJobFileErrors {
 			s.Errors = append(s.Errors, FileError{Key: ev.Key, Outcome: ev.Outcome, Reason: ev.Reason, ErrorClass: ev.ErrorClass, ErrorCode: ev.ErrorCode})
 		} else {

@@ -22,12 +22,13 @@ const (
 
 // KV bucket names.
 const (
-	BucketRegistry  = "stevedore_registry"  // orgs, API key hashes, integrations
-	BucketJobs      = "stevedore_jobs"      // job status folded from EVENTS
-	BucketObjects   = "stevedore_objects"   // per-object index state
-	BucketWorkers   = "stevedore_workers"   // live workers' leases (tenant affinity)
-	BucketVerdicts  = "stevedore_verdicts"  // roles STS refused for the tenant's reasons, shared by the fleet
-	BucketSchedules = "stevedore_schedules" // each schedule's definition and its last syncs, as the API shows them
+	BucketRegistry    = "stevedore_registry"    // orgs, API key hashes, integrations
+	BucketJobs        = "stevedore_jobs"        // job status folded from EVENTS
+	BucketObjects     = "stevedore_objects"     // per-object index state
+	BucketWorkers     = "stevedore_workers"     // live workers' leases (tenant affinity)
+	BucketVerdicts    = "stevedore_verdicts"    // roles STS refused for the tenant's reasons, shared by the fleet
+	BucketSchedules   = "stevedore_schedules"   // each schedule's definition and its last syncs, as the API shows them
+	BucketCollections = "stevedore_collections" // collection records: settings, status (see schema/collections)
 )
 
 // Durable consumer names.

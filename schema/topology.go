@@ -251,6 +251,7 @@ func (t Topology) KeyValues() []jetstream.KeyValueConfig {
 		{Bucket: BucketVerdicts, Description: "AssumeRole refusals shared by the fleet", History: 1, TTL: time.Hour,
 			Storage: jetstream.MemoryStorage, Replicas: t.Replicas},
 		{Bucket: BucketSchedules, Description: "sync schedules and their last syncs", History: 1, Storage: storage, Replicas: t.Replicas},
+		{Bucket: BucketCollections, Description: "collections: settings and status", History: 1, Storage: storage, Replicas: t.Replicas},
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/collections"
 	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/schema/schedules"
@@ -189,9 +190,13 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	cache := store.Cache()
+	colls, err := collections.Open(ctx, cfg.JS, nil)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
 	w.gate = index.NewGate(cfg.JS, m, w.log)
 	w.index, err = index.New(ctx, index.Config{JS: cfg.JS, Publish: pub.Publish, Metrics: m, Resolver: w.res, Registry: cfg.Registry, Jobs: cache,
-		Encoding: cfg.Encoding, ChunkTokens: cfg.ChunkTokens, MaxObjectBytes: cfg.MaxObjectBytes, MaxDecompressedBytes: cfg.MaxDecompressedBytes,
+		Collections: colls.Cache(), Encoding: cfg.Encoding, ChunkTokens: cfg.ChunkTokens, MaxObjectBytes: cfg.MaxObjectBytes, MaxDecompressedBytes: cfg.MaxDecompressedBytes,
 		PDF: cfg.PDF, Gate: w.gate, Logger: w.log})
 	if err != nil {
 		return nil, err
@@ -201,7 +206,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	sweeper, err := sweep.New(ctx, sweep.Config{JS: cfg.JS, Publish: pub.Publish, Metrics: m, Resolver: w.res, Registry: cfg.Registry, Jobs: cache,
-		MaxShare: cfg.SweepMaxShare, Logger: w.log})
+		Collections: colls, MaxShare: cfg.SweepMaxShare, Logger: w.log})
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stevedore-dev/stevedore/schema/collections"
 	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/registry/registrytest"
 	"github.com/stevedore-dev/stevedore/worker/creds"
@@ -24,9 +25,10 @@ const Bucket = "acme-docs"
 // S3, and a resolver and job records on them.
 type Env struct {
 	*registrytest.Fixture
-	S3       *awstest.S3
-	Resolver *creds.Resolver
-	Jobs     *jobs.Store
+	S3          *awstest.S3
+	Resolver    *creds.Resolver
+	Jobs        *jobs.Store
+	Collections *collections.Store
 }
 
 // Start sets up an Env.
@@ -43,7 +45,11 @@ func Start(t testing.TB) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{Fixture: tf, S3: s3, Jobs: store, Resolver: &creds.Resolver{Registry: tf.Registry, Broker: broker, AWS: s3.Config(), S3PathStyle: true}}
+	colls, err := collections.Open(context.Background(), tf.JS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Env{Fixture: tf, S3: s3, Jobs: store, Collections: colls, Resolver: &creds.Resolver{Registry: tf.Registry, Broker: broker, AWS: s3.Config(), S3PathStyle: true}}
 }
 
 // Msg is a claimed message with data as its payload; its other methods

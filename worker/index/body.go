@@ -44,6 +44,9 @@ type indexResult struct {
 	skip        *extract.Skip
 	extractor   string // the extractor's version, with the tokenizer's (part of chunk IDs)
 	contentType string // as detected
+	// seqs are where CHUNKS stored the chunks (schema.ObjectState.ChunkSeqs);
+	// incomplete when a publish function does not report sequences.
+	seqs []schema.SeqRun
 }
 
 // skipOr records err as the skip it is (the content cannot be indexed) and
@@ -183,13 +186,20 @@ func (s *sink) flush(total int) error {
 	if len(s.batch) == 0 {
 		return nil
 	}
-	for _, m := range s.batch {
-		m.Msg.(*schema.Chunk).Total = total
+	seqs := make([]uint64, len(s.batch))
+	for i := range s.batch {
+		s.batch[i].Msg.(*schema.Chunk).Total = total
+		s.batch[i].Seq = &seqs[i]
 	}
 	start := time.Now()
 	err := s.h.publishChunks(s.ctx, s.batch)
 	s.h.m.Stage.WithLabelValues("publish").Observe(time.Since(start).Seconds())
 	s.batch, s.published = s.batch[:0], true
+	for _, seq := range seqs {
+		if seq != 0 && len(s.res.seqs) <= schema.MaxSeqRuns {
+			s.res.seqs = schema.AppendSeq(s.res.seqs, seq)
+		}
+	}
 	return err
 }
 
@@ -199,6 +209,11 @@ func (s *sink) flush(total int) error {
 // (the redelivered task completes it), never both versions visible.
 func (h *Handler) commit(ctx context.Context, v objectVersion, res *indexResult) error {
 	task := v.task
+	if deleting, err := h.cfg.Collections.Deleting(ctx, task.Org, task.Collection); err != nil {
+		return schema.Errorf(schema.ClassTransient, "read the collection record: %w", err)
+	} else if deleting {
+		return errCollectionDeleted
+	}
 	subject := schema.ChunkSubject(task.Org, task.Collection)
 	if ts := v.replaced(res); ts != nil {
 		if err := h.publishChunks(ctx, ts.Msgs(schema.TombstoneID(ts.ChunkIDs[0]), v.gen)); err != nil {
@@ -215,6 +230,10 @@ func (h *Handler) commit(ctx context.Context, v objectVersion, res *indexResult)
 	h.m.Tokens.Add(float64(res.tokens))
 	return nil
 }
+
+// errCollectionDeleted: the collection was marked deleting while the task
+// ran; its chunks are left uncommitted.
+var errCollectionDeleted = errors.New("the collection is being deleted")
 
 // replaced is the tombstone of the previous version's chunks that the new
 // version (res) does not reuse, or nil when there are none.

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/collections"
 	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/worker/chunk"
@@ -42,6 +43,9 @@ type Config struct {
 	// bear out.
 	Registry *registry.Registry
 	Jobs     *jobs.Cache
+	// Collections says which collections are being deleted: their tasks
+	// are skipped, and no commit is published into them.
+	Collections *collections.Cache
 	// Encoding and ChunkTokens: the default tokenizer and the tokens per chunk.
 	Encoding    *token.Encoding
 	ChunkTokens int
@@ -69,8 +73,8 @@ type Handler struct {
 
 // New returns a Handler bound to the object-state bucket.
 func New(ctx context.Context, cfg Config) (*Handler, error) {
-	if cfg.JS == nil || cfg.Publish == nil || cfg.Metrics == nil || cfg.Resolver == nil || cfg.Registry == nil || cfg.Jobs == nil || cfg.Encoding == nil || cfg.Gate == nil {
-		return nil, errors.New("index: JS, Publish, Metrics, Resolver, Registry, Jobs, Encoding and Gate are required")
+	if cfg.JS == nil || cfg.Publish == nil || cfg.Metrics == nil || cfg.Resolver == nil || cfg.Registry == nil || cfg.Jobs == nil || cfg.Collections == nil || cfg.Encoding == nil || cfg.Gate == nil {
+		return nil, errors.New("index: JS, Publish, Metrics, Resolver, Registry, Jobs, Collections, Encoding and Gate are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -35,7 +35,7 @@ func newIndexer(t *testing.T) *indexer {
 	x := &indexer{s3: e.S3, task: schema.Task{Op: schema.OpIndex, JobID: "job_i", Org: e.Org.ID, Collection: "docs", IntegrationID: e.In.ID,
 		Bucket: bucket, Region: "us-east-1", SkipExisting: true}}
 	m := meter.New(nil)
-	x.h, err = New(context.Background(), Config{JS: e.JS, Metrics: m, Registry: e.Registry, Jobs: e.Jobs.Cache(), Encoding: enc, ChunkTokens: 16,
+	x.h, err = New(context.Background(), Config{JS: e.JS, Metrics: m, Registry: e.Registry, Jobs: e.Jobs.Cache(), Collections: e.Collections.Cache(), Encoding: enc, ChunkTokens: 16,
 		Resolver: e.Resolver, MaxObjectBytes: 1 << 20, MaxDecompressedBytes: 1 << 20, Gate: NewGate(e.JS, m, nil), Publish: x.publish})
 	if err != nil {
 		t.Fatal(err)

@@ -39,9 +39,17 @@ func (h *Handler) runTask(ctx context.Context, task *schema.Task) (*schema.Objec
 		ev.Reason = schema.ReasonCancelled
 		return ev, nil
 	}
+	if ev, err := h.collectionDeleted(ctx, task); ev != nil || err != nil {
+		return ev, err
+	}
 	o, err := h.load(ctx, task)
 	if err != nil {
 		return nil, err
+	}
+	if o.state != nil && o.state.Status == schema.ObjectErasing {
+		// An erase job is removing the document: once it has, this task
+		// indexes the object anew.
+		return nil, schema.Errorf(schema.ClassTransient, "s3://%s/%s is being erased by job %s: retried once it is", task.Bucket, task.Key, o.state.JobID)
 	}
 	d := decide(task, o.state)
 	switch d.now {
@@ -56,6 +64,21 @@ func (h *Handler) runTask(ctx context.Context, task *schema.Task) (*schema.Objec
 		return h.deleteObject(ctx, o)
 	}
 	return h.fetchAndIndex(ctx, o, d)
+}
+
+// collectionDeleted returns the skipped outcome of a task whose collection
+// is being deleted (nil when it is not).
+func (h *Handler) collectionDeleted(ctx context.Context, task *schema.Task) (*schema.ObjectEvent, error) {
+	deleting, err := h.cfg.Collections.Deleting(ctx, task.Org, task.Collection)
+	if err != nil {
+		return nil, schema.Errorf(schema.ClassTransient, "read the collection record: %w", err)
+	}
+	if !deleting {
+		return nil, nil
+	}
+	ev := event(task, schema.OutcomeSkipped)
+	ev.Reason = schema.ReasonCollectionDeleted
+	return ev, nil
 }
 
 // load resolves the task's tenant and reads its object's stored state.
@@ -125,6 +148,11 @@ func (h *Handler) fetchAndIndex(ctx context.Context, o *object, d decision) (*sc
 	res, err := h.indexBody(ctx, v, obj)
 	ev.Bytes = res.bytes
 	h.m.Bytes.Add(float64(res.bytes))
+	if errors.Is(err, errCollectionDeleted) {
+		// Its chunks were published but never committed: invisible.
+		ev.Reason = schema.ReasonCollectionDeleted
+		return ev, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +189,7 @@ func (h *Handler) record(ctx context.Context, o *object, v objectVersion, res in
 	task := o.task
 	st := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Sequencer: seq, ExtractorVersion: res.extractor,
 		ContentType: res.contentType, ProcessingType: processingType(task), Encoding: encodingOf(task), JobID: task.JobID, SeenBy: seenBy(task, o.state),
-		UpdatedAt: time.Now().UTC()}
+		IntegrationID: task.IntegrationID, UpdatedAt: time.Now().UTC()}
 	if res.skip != nil {
 		ev.Reason = res.skip.Error() // bounded: a detail can carry the tenant's bytes
 		h.m.Skipped(res.skip.Reason)
@@ -177,6 +205,9 @@ func (h *Handler) record(ctx context.Context, o *object, v objectVersion, res in
 		return ev, h.saveState(ctx, o.key, st, o.rev)
 	}
 	st.Status, st.Chunks, st.Tokens = schema.ObjectIndexed, res.chunks, res.tokens
+	if len(res.seqs) <= schema.MaxSeqRuns && schema.SeqCount(res.seqs) == res.chunks {
+		st.ChunkSeqs = res.seqs
+	}
 	if err := h.saveState(ctx, o.key, st, o.rev); err != nil {
 		return nil, err
 	}

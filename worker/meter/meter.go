@@ -37,6 +37,9 @@ type Metrics struct {
 	SweepObjects *prometheus.CounterVec
 	// Sweeps counts ended sweeps by status (schema.Sweep*).
 	Sweeps *prometheus.CounterVec
+	// Erased counts documents erase jobs removed, Erases the erase jobs
+	// that ended, by kind (delete_document, wipe, delete_collection).
+	Erased, Erases *prometheus.CounterVec
 	// ScheduleUpdatesFailed counts scheduled syncs whose end could not be
 	// recorded on their schedule by the tracker (the next tick does).
 	ScheduleUpdatesFailed prometheus.Counter
@@ -79,6 +82,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Objects sweeps of syncs looked at, by result: candidate (held in the scope, not in the complete listing), deleted (S3 confirmed it gone: tombstoned), kept (S3 still has it), unconfirmed (S3 did not answer a clean 404: kept)."}, []string{"result"}),
 		Sweeps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sweeps_total",
 			Help: "Sweeps of syncs that ended, by status: done, incomplete (some candidates unconfirmed), refused (over the mass-delete share), skipped (cancelled), failed."}, []string{"status"}),
+		Erased: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_erased_documents_total",
+			Help: "Documents erase jobs removed (chunks tombstoned, state removed), by job kind: delete_document, wipe, delete_collection."}, []string{"kind"}),
+		Erases: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_erase_jobs_total",
+			Help: "Erase jobs that ended, by kind: delete_document, wipe, delete_collection."}, []string{"kind"}),
 		ScheduleUpdatesFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_schedule_updates_failed_total",
 			Help: "Scheduled syncs whose end the tracker could not record on their schedule (the schedule's next tick records it)."}),
 		Ticks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_schedule_ticks_total",
@@ -89,7 +96,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	m.zero()
 	if reg != nil {
-		reg.MustRegister(m.ChunksFull, m.ChunksWaits, m.Stage, m.s3Requests, m.Bytes, m.Objects, m.skips, m.Chunks, m.Tokens, m.publish, m.StaleRetries, m.Lag, m.duplicates, m.Unconfirmed, m.JobsFinished, m.JobDuration, m.SweepObjects, m.Sweeps, m.ScheduleUpdatesFailed, m.Ticks)
+		reg.MustRegister(m.ChunksFull, m.ChunksWaits, m.Stage, m.s3Requests, m.Bytes, m.Objects, m.skips, m.Chunks, m.Tokens, m.publish, m.StaleRetries, m.Lag, m.duplicates, m.Unconfirmed, m.JobsFinished, m.JobDuration, m.SweepObjects, m.Sweeps, m.Erased, m.Erases, m.ScheduleUpdatesFailed, m.Ticks)
 	}
 	return m
 }
@@ -111,6 +118,10 @@ func (m *Metrics) zero() {
 	}
 	for _, r := range []string{"candidate", "deleted", "kept", "unconfirmed"} {
 		m.SweepObjects.WithLabelValues(r)
+	}
+	for _, k := range []schema.JobKind{schema.JobDeleteDocument, schema.JobWipe, schema.JobDeleteCollection} {
+		m.Erased.WithLabelValues(string(k))
+		m.Erases.WithLabelValues(string(k))
 	}
 	for _, o := range []string{"started", "duplicate", "overlap", "cleared"} {
 		m.Ticks.WithLabelValues(o)

@@ -138,13 +138,3 @@ func (p *pass) delete(ctx context.Context, key string, rev uint64, st *schema.Ob
 	}
 	return true, nil
 }
-
-// decodeState is an entry's object state; false when unreadable (the
-// sweep leaves it; the next index of the object replaces it).
-func decodeState(e jetstream.KeyValueEntry) (*schema.ObjectState, bool) {
-	var st schema.ObjectState
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return nil, false
-	}
-	return &st, true
-}

@@ -26,15 +26,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/collections"
 	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/meter"
 )
-
-// watchStall is how long a pass over the object states may go without
-// one before it is given up as stalled.
-var watchStall = 30 * time.Second
 
 // requestTimeout bounds each JetStream request of a sweep (the sweep's own
 // deadline is an hour).
@@ -56,6 +53,8 @@ type Config struct {
 	Resolver *creds.Resolver
 	Registry *registry.Registry // the AUDIT of refused sweeps
 	Jobs     *jobs.Cache
+	// Collections removes a deleted collection's record (erase jobs).
+	Collections *collections.Store
 	// MaxShare is the largest share of the scope's held objects a sweep
 	// deletes without the job's allow_mass_delete; default 0.5; 1 turns
 	// the check off.
@@ -74,8 +73,8 @@ type Handler struct {
 
 // New returns a Handler bound to the object states.
 func New(ctx context.Context, cfg Config) (*Handler, error) {
-	if cfg.JS == nil || cfg.Publish == nil || cfg.Metrics == nil || cfg.Resolver == nil || cfg.Registry == nil || cfg.Jobs == nil {
-		return nil, errors.New("sweep: JS, Publish, Metrics, Resolver, Registry and Jobs are required")
+	if cfg.JS == nil || cfg.Publish == nil || cfg.Metrics == nil || cfg.Resolver == nil || cfg.Registry == nil || cfg.Jobs == nil || cfg.Collections == nil {
+		return nil, errors.New("sweep: JS, Publish, Metrics, Resolver, Registry, Jobs and Collections are required")
 	}
 	cfg.MaxShare = cmp.Or(cfg.MaxShare, MaxShareDefault)
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, ConcurrencyDefault)
@@ -92,13 +91,17 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 // Name is the stage label of the handler's metrics and logs.
 func (h *Handler) Name() string { return "sweep" }
 
-// Handle sweeps one sync's scope and publishes how it ended (JobSwept).
-// Redelivered after a crash it starts again: what was deleted is no longer
-// a candidate, and every publish has a deterministic ID.
+// Handle sweeps one sync's scope and publishes how it ended (JobSwept),
+// or runs an erase job (erase.go). Redelivered after a crash it starts
+// again: what was deleted is no longer a candidate, and every publish has a
+// deterministic ID.
 func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 	job, err := schema.DecodeJob(msg.Data())
 	if err != nil {
 		return err
+	}
+	if job.Kind.Erases() {
+		return h.erase(ctx, job)
 	}
 	if !job.Sweep || job.Kind == schema.JobFile {
 		return schema.Errorf(schema.ClassPermanent, "sweep: job %s page %d is not a sweep", job.JobID, job.Page)
@@ -116,6 +119,12 @@ func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
 	job, err := schema.DecodeJob(data)
 	if err != nil {
 		return nil
+	}
+	if job.Kind.Erases() {
+		ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
+			Type: schema.JobFailed, Reason: schema.Bound("the erase could not finish: " + creds.PublicMessage(f.Err)), ErrorClass: string(f.Class),
+			ErrorCode: f.Code, At: time.Now().UTC()}
+		return []schema.Out{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}
 	}
 	h.cfg.Metrics.Sweeps.WithLabelValues(schema.SweepFailed).Inc()
 	return []schema.Out{swept(job, &schema.Sweep{Status: schema.SweepFailed, Reason: schema.Bound(creds.PublicMessage(f.Err))})}
@@ -201,70 +210,18 @@ func (h *Handler) count(ctx context.Context, job *schema.Job) (held, candidates 
 	return held, candidates, err
 }
 
-// watch starts a watch of the collection's object states. Making it is a
-// request to JetStream whose answer can be lost while a stream's leader
-// changes, and nothing else would end the wait before ctx (the sweep's
-// hour): past watchStall it is given up (ctx must be the watch's own, to
-// cancel).
-func (h *Handler) watch(ctx context.Context, job *schema.Job) (jetstream.KeyWatcher, error) {
-	type made struct {
-		w   jetstream.KeyWatcher
-		err error
-	}
-	ch := make(chan made, 1)
-	go func() {
-		w, err := h.objects.WatchFiltered(ctx, []string{schema.ObjectKeyPrefix(job.Org, job.Collection) + "*"}, jetstream.IgnoreDeletes())
-		ch <- made{w, err}
-	}()
-	select {
-	case m := <-ch:
-		if m.err != nil {
-			return nil, fmt.Errorf("sweep: watch object states: %w", m.err)
-		}
-		return m.w, nil
-	case <-time.After(watchStall):
-		return nil, schema.Errorf(schema.ClassTransient, "sweep: no watch of the object states within %s", watchStall)
-	}
-}
-
 // each calls fn for every object state held in job's scope (indexed or
-// skipped, in its bucket, under its prefix), streaming: the collection's
-// states are never all in memory.
+// skipped, in its bucket, under its prefix), streaming
+// (collections.Each).
 func (h *Handler) each(ctx context.Context, job *schema.Job, fn func(jetstream.KeyValueEntry, *schema.ObjectState) error) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := h.watch(wctx, job)
-	if err != nil {
-		return err
-	}
-	defer w.Stop()
-	// A watch whose consumer was lost (a NATS node gone) can stop without
-	// closing: no state for watchStall ends the pass with an error, and the
-	// sweep is tried again, rather than holding its job for SweepTimeout.
-	stall := time.NewTimer(watchStall)
-	defer stall.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-stall.C:
-			return schema.Errorf(schema.ClassTransient, "sweep: the object-state watch stalled (nothing for %s)", watchStall)
-		case e, ok := <-w.Updates():
-			stall.Reset(watchStall)
-			if !ok {
-				return errors.New("sweep: the object-state watch ended early")
-			}
-			if e == nil {
-				return nil // every state as of the watch's start
-			}
-			st, ok := decodeState(e)
-			if !ok || st.Bucket != job.Bucket || !strings.HasPrefix(st.Key, job.Prefix) ||
-				(st.Status != schema.ObjectIndexed && st.Status != schema.ObjectSkipped) {
-				continue
-			}
-			if err := fn(e, st); err != nil {
-				return err
-			}
+	err := collections.Each(ctx, h.objects, job.Org, job.Collection, func(e jetstream.KeyValueEntry, st *schema.ObjectState) error {
+		if st.Bucket != job.Bucket || !strings.HasPrefix(st.Key, job.Prefix) || (st.Status != schema.ObjectIndexed && st.Status != schema.ObjectSkipped) {
+			return nil
 		}
+		return fn(e, st)
+	})
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
 	}
+	return nil
 }

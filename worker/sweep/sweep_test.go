@@ -38,7 +38,7 @@ func newSweeper(t *testing.T, maxShare float64) *sweeper {
 	x := &sweeper{env: e, m: meter.New(nil), job: schema.Job{JobID: "job_sync", Org: e.Org.ID, Collection: "docs", IntegrationID: e.In.ID,
 		Kind: schema.JobDirectory, Bucket: bucket, Region: "us-east-1", Prefix: "dir/", Page: 1, DeleteMissing: true, Sweep: true}}
 	var err error
-	x.h, err = New(context.Background(), Config{JS: e.JS, Publish: x.publish, Metrics: x.m, Resolver: e.Resolver, Registry: e.Registry,
+	x.h, err = New(context.Background(), Config{JS: e.JS, Publish: x.publish, Metrics: x.m, Resolver: e.Resolver, Registry: e.Registry, Collections: e.Collections,
 		Jobs: e.Jobs.Cache(), MaxShare: maxShare})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,200 @@
+package sweep
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/collections"
+)
+
+// An erase job (a document delete, a wipe, a collection delete) removes
+// documents: for each, in this order,
+//
+//  1. its state is marked erasing by the job (compare-and-set), so that a
+//     redelivered erase finds what it was doing and index tasks wait;
+//  2. its chunks are tombstoned and its deleted outcome (ReasonErased) is
+//     published, both with IDs derived from the job and the object — the
+//     tracker counts each document once, however often this runs;
+//  3. the marked state is deleted by its exact revision (the stream
+//     message itself: no delete marker is left).
+//
+// Killed anywhere, the job is redelivered and starts again: states already
+// removed are not seen, marked ones are finished. Its last event (JobPlanned,
+// Last) ends the job once every outcome before it was folded.
+
+// erasePassGap is how long a collection delete waits before its second
+// pass: longer than collections.CacheTTL, so that a task that saw the
+// collection active before the delete has saved its state by then, or will
+// see it deleting before its commit.
+var erasePassGap = 2*collections.CacheTTL + 500*time.Millisecond
+
+// eraser is one erase job's run.
+type eraser struct {
+	h      *Handler
+	job    *schema.Job
+	states jetstream.Stream // the object-state bucket's stream
+
+	erased, chunks atomic.Int64
+}
+
+// erase runs an erase job and publishes its end.
+func (h *Handler) erase(ctx context.Context, job *schema.Job) error {
+	states, err := h.cfg.JS.Stream(ctx, "KV_"+schema.BucketObjects)
+	if err != nil {
+		return fmt.Errorf("erase: %w", err)
+	}
+	e := &eraser{h: h, job: job, states: states}
+	switch job.Kind {
+	case schema.JobDeleteDocument:
+		err = e.document(ctx)
+	case schema.JobDeleteCollection:
+		// Two passes: the second erases what tasks claimed before the
+		// collection was marked saved after the first had passed it.
+		if err = e.pass(ctx); err == nil {
+			time.Sleep(erasePassGap)
+			err = e.pass(ctx)
+		}
+		if err == nil {
+			err = h.cfg.Collections.Remove(ctx, job.Org, job.Collection, job.JobID)
+		}
+	default:
+		err = e.pass(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	ev := &schema.JobEvent{EventID: schema.ErasedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
+		Type: schema.JobPlanned, Page: 0, Last: true, At: time.Now().UTC()}
+	if err := h.cfg.Publish(ctx, []schema.Out{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}); err != nil {
+		return err
+	}
+	h.cfg.Metrics.Erases.WithLabelValues(string(job.Kind)).Inc()
+	h.log.Info("erase ended", "org", job.Org, "collection", job.Collection, "job_id", job.JobID, "kind", string(job.Kind),
+		"erased_this_run", e.erased.Load(), "chunks_this_run", e.chunks.Load())
+	return nil
+}
+
+// document erases the job's one document, if the collection holds it.
+func (e *eraser) document(ctx context.Context) error {
+	key := schema.ObjectKeyPrefix(e.job.Org, e.job.Collection) + e.job.Document
+	entry, err := e.h.objects.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("erase: read the document's state: %w", err)
+	}
+	st, ok := collections.DecodeState(entry)
+	if !ok {
+		return e.remove(ctx, entry.Revision())
+	}
+	return e.one(ctx, key, entry.Revision(), st)
+}
+
+// pass erases every document of the job's scope that the collection holds
+// as of its start, up to Concurrency at once.
+func (e *eraser) pass(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.h.cfg.Concurrency)
+	err := collections.Each(gctx, e.h.objects, e.job.Org, e.job.Collection, func(entry jetstream.KeyValueEntry, st *schema.ObjectState) error {
+		if e.job.IntegrationID != "" && st.IntegrationID != e.job.IntegrationID {
+			return nil
+		}
+		key, rev := entry.Key(), entry.Revision()
+		g.Go(func() error { return e.one(gctx, key, rev, st) })
+		return nil
+	})
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return fmt.Errorf("erase: %w", err)
+	}
+	return nil
+}
+
+// one erases the document whose state (at rev) is st.
+func (e *eraser) one(ctx context.Context, key string, rev uint64, st *schema.ObjectState) error {
+	switch {
+	case st.Status == schema.ObjectDeleted:
+		// Gone from S3 before: nothing downstream; only the record goes.
+		return e.remove(ctx, rev)
+	case st.Status == schema.ObjectErasing && st.JobID != e.job.JobID:
+		return nil // another erase job has it, and counts it
+	case st.Status != schema.ObjectErasing:
+		marked := *st
+		marked.Status, marked.JobID, marked.UpdatedAt = schema.ObjectErasing, e.job.JobID, time.Now().UTC()
+		data, err := json.Marshal(&marked)
+		if err != nil {
+			return err
+		}
+		uctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		rev, err = e.h.objects.Update(uctx, key, data, rev)
+		cancel()
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return e.again(ctx, key)
+		}
+		if err != nil {
+			return fmt.Errorf("mark the state erasing: %w", err)
+		}
+		st = &marked
+	}
+	if err := e.h.cfg.Publish(ctx, e.outs(st, rev)); err != nil {
+		return err
+	}
+	e.erased.Add(1)
+	e.chunks.Add(int64(st.Chunks))
+	e.h.cfg.Metrics.Erased.WithLabelValues(string(e.job.Kind)).Inc()
+	return e.remove(ctx, rev)
+}
+
+// again erases key as it is now: it was written since it was read.
+func (e *eraser) again(ctx context.Context, key string) error {
+	entry, err := e.h.objects.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the state again: %w", err)
+	}
+	st, ok := collections.DecodeState(entry)
+	if !ok {
+		return e.remove(ctx, entry.Revision())
+	}
+	return e.one(ctx, key, entry.Revision(), st)
+}
+
+// outs are the tombstones of a marked document's chunks and its outcome.
+func (e *eraser) outs(st *schema.ObjectState, rev uint64) []schema.Out {
+	job, now := e.job, time.Now().UTC()
+	var out []schema.Out
+	if st.Chunks > 0 {
+		ts := &schema.Tombstone{Org: job.Org, Collection: job.Collection, Bucket: st.Bucket, Key: st.Key, VersionID: st.VersionID,
+			ETag: st.ETag, ChunkIDs: st.ChunkIDs(job.Org, job.Collection), Reason: "deleted", At: now}
+		out = ts.Msgs(schema.TombstoneIDPrefix+schema.EraseEventID(job.JobID, st.Bucket, st.Key, rev), rev)
+	}
+	ev := &schema.ObjectEvent{EventID: schema.EraseEventID(job.JobID, st.Bucket, st.Key, rev), JobID: job.JobID, Org: job.Org,
+		Collection: job.Collection, Bucket: st.Bucket, Key: st.Key, ETag: st.ETag, Outcome: schema.OutcomeDeleted,
+		Reason: schema.ReasonErased, Chunks: st.Chunks, Tokens: st.Tokens, At: now}
+	return append(out, schema.Out{Subject: schema.ObjectEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev})
+}
+
+// remove deletes the state message at rev; one gone already (removed, or
+// written again since) is left alone.
+func (e *eraser) remove(ctx context.Context, rev uint64) error {
+	uctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	err := e.states.DeleteMsg(uctx, rev)
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("remove the state: %w", err)
+	}
+	return nil
+}
