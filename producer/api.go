@@ -28,6 +28,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/collections"
 	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/registry"
 	"github.com/stevedore-dev/stevedore/schema/schedules"
@@ -92,6 +93,8 @@ type API struct {
 	log       *slog.Logger
 	jobs      *jobs.Store
 	schedules *schedules.Store
+	colls     *collections.Store
+	eraser    *collections.Eraser
 	mux       *http.ServeMux
 	reqs      *prometheus.CounterVec
 	limited   *prometheus.CounterVec
@@ -120,6 +123,10 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
+	colls, err := collections.Open(ctx, cfg.JS, cfg.Now)
+	if err != nil {
+		return nil, fmt.Errorf("producer: %w", err)
+	}
 	cfg.VerifyEvery = cmp.Or(cfg.VerifyEvery, VerifyEveryDefault)
 	cfg.VerifyBurst = cmp.Or(cfg.VerifyBurst, VerifyBurstDefault)
 	cfg.IdempotencyWindow = cmp.Or(cfg.IdempotencyWindow, IdempotencyWindowDefault)
@@ -134,7 +141,8 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &API{cfg: cfg, log: cfg.Logger, jobs: store, schedules: sched, mux: http.NewServeMux(), verifies: verifies, requests: requests,
+	a := &API{cfg: cfg, log: cfg.Logger, jobs: store, schedules: sched, colls: colls,
+		eraser: &collections.Eraser{JS: cfg.JS, Store: colls, Jobs: store, Schedules: sched, Registry: cfg.Registry}, mux: http.NewServeMux(), verifies: verifies, requests: requests,
 		reqs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_http_requests_total",
 			Help: "API requests by route and status code."}, []string{"route", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_http_request_duration_seconds",
@@ -157,6 +165,14 @@ func (a *API) routes() {
 	a.route("POST /v2/collections/{name}/index/s3", "index_bucket", a.index(schema.JobBucket))
 	a.route("POST /v2/collections/{name}/index/s3/directory", "index_directory", a.index(schema.JobDirectory))
 	a.route("POST /v2/collections/{name}/index/s3/file", "index_file", a.index(schema.JobFile))
+	a.route("GET /v2/collections", "collection_list", a.listCollections)
+	a.route("PUT /v2/collections/{name}", "collection_put", a.putCollection)
+	a.route("GET /v2/collections/{name}", "collection_get", a.getCollection)
+	a.route("DELETE /v2/collections/{name}", "collection_delete", a.deleteCollection)
+	a.route("GET /v2/collections/{name}/documents", "document_list", a.listDocuments)
+	a.route("DELETE /v2/collections/{name}/documents", "document_wipe", a.wipeDocuments)
+	a.route("GET /v2/collections/{name}/documents/{document_id}", "document_get", a.getDocument)
+	a.route("DELETE /v2/collections/{name}/documents/{document_id}", "document_delete", a.deleteDocument)
 	a.route("GET /v2/jobs/{job_id}", "job", a.job)
 	a.route("GET /v2/jobs", "job_list", a.listJobs)
 	a.route("POST /v2/jobs/{job_id}/cancel", "job_cancel", a.cancelJob)
@@ -389,6 +405,9 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 	if err := a.checkAuth(ctx, org, req); err != nil {
 		return nil, err
 	}
+	if err := a.collectionDefaults(ctx, org.ID, collection, req); err != nil {
+		return nil, err
+	}
 	skip, err := checkOptions(req)
 	if err != nil {
 		return nil, err
@@ -536,6 +555,9 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 		b := make([]byte, 10)
 		_, _ = rand.Read(b)
 		job.JobID = "job_" + hex.EncodeToString(b)
+	}
+	if err := a.ensureCollection(ctx, org.ID, job.Collection); err != nil {
+		return err
 	}
 	var status *schema.JobStatus
 	for attempt := 0; ; attempt++ {

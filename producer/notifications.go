@@ -239,6 +239,9 @@ func (a *API) addRoute(w http.ResponseWriter, r *http.Request) error {
 	if req.Encoding == schema.DefaultEncoding {
 		req.Encoding = ""
 	}
+	if err := a.ensureCollection(r.Context(), org.ID, collection); err != nil {
+		return err
+	}
 	rt, err := a.cfg.Registry.AddRoute(r.Context(), "api", registry.Route{Org: org.ID, Collection: collection, Bucket: req.BucketName, Prefix: req.Prefix,
 		IntegrationID: req.IntegrationID, ProcessingType: req.ProcessingType, Encoding: req.Encoding, CustomMetadata: req.CustomMetadata})
 	if err != nil {

@@ -60,6 +60,9 @@ func (a *API) setSchedule(w http.ResponseWriter, r *http.Request) error {
 	if req.FileURI != "" {
 		return badRequest("invalid_option", "a schedule syncs a bucket or a directory, not a file", "drop file_uri; give directory_path for a prefix")
 	}
+	if err := a.ensureCollection(r.Context(), org.ID, job.Collection); err != nil {
+		return err
+	}
 	sc := &schedules.Schedule{Org: org.ID, Collection: job.Collection, Every: req.Every, Cron: req.Cron, TimeZone: req.TimeZone, Job: job}
 	if err := checkScheduleTimes(sc, req.StaleAfter); err != nil {
 		return err

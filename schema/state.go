@@ -203,7 +203,9 @@ type ObjectState struct {
 	// by sequence, at a cost that does not grow with its collection. Absent
 	// in states of earlier versions, and when the chunks were stored too
 	// scattered to record in MaxSeqRuns runs.
-	ChunkSeqs []SeqRun  `json:"chunk_seqs,omitempty"`
+	ChunkSeqs []SeqRun `json:"chunk_seqs,omitempty"`
+	// Size is the object's size in bytes, as S3 gave it.
+	Size      int64     `json:"size,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
 

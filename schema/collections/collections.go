@@ -140,23 +140,26 @@ func (s *Store) Put(ctx context.Context, org, name string, set Settings) (*Colle
 }
 
 // Ensure returns org's collection name, creating it with no settings when
-// there is none (the first index job, route or schedule that names it). A
-// collection being deleted is ErrDeleting, with its record.
-func (s *Store) Ensure(ctx context.Context, org, name string) (*Collection, error) {
+// there is none (the first index job, route or schedule that names it),
+// and whether it did. A collection being deleted is ErrDeleting, with its
+// record.
+func (s *Store) Ensure(ctx context.Context, org, name string) (*Collection, bool, error) {
 	for attempt := 0; attempt < 5; attempt++ {
 		c, _, err := s.Get(ctx, org, name)
+		created := false
 		if errors.Is(err, ErrNotFound) {
 			c, err = s.create(ctx, org, name, Settings{})
 			if errors.Is(err, jetstream.ErrKeyExists) {
 				continue
 			}
+			created = err == nil
 		}
 		if err == nil && c.Status == StatusDeleting {
 			err = ErrDeleting
 		}
-		return c, err
+		return c, created, err
 	}
-	return nil, fmt.Errorf("collection %s/%s: too many concurrent writes", org, name)
+	return nil, false, fmt.Errorf("collection %s/%s: too many concurrent writes", org, name)
 }
 
 func (s *Store) create(ctx context.Context, org, name string, set Settings) (*Collection, error) {
@@ -188,15 +191,15 @@ func (s *Store) update(ctx context.Context, c *Collection, rev uint64) error {
 }
 
 // MarkDeleting marks org's collection name deleting by jobID, unless it is
-// already being deleted: then it returns the record with the job that is
-// (DeleteJob), and marked false.
-func (s *Store) MarkDeleting(ctx context.Context, org, name, jobID string) (c *Collection, marked bool, err error) {
+// already being deleted by a job that is not failed(job): then it returns
+// the record with the job that is (DeleteJob), and marked false.
+func (s *Store) MarkDeleting(ctx context.Context, org, name, jobID string, failed func(job string) bool) (c *Collection, marked bool, err error) {
 	for attempt := 0; attempt < 5; attempt++ {
 		c, rev, err := s.Get(ctx, org, name)
 		if err != nil {
 			return nil, false, err
 		}
-		if c.Status == StatusDeleting {
+		if c.Status == StatusDeleting && !failed(c.DeleteJob) {
 			return c, false, nil
 		}
 		c.Status, c.DeleteJob, c.UpdatedAt = StatusDeleting, jobID, s.now().UTC()

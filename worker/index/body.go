@@ -25,6 +25,7 @@ import (
 type objectVersion struct {
 	task          *schema.Task
 	etag, version string
+	size          int64               // as S3 gave it
 	state         *schema.ObjectState // before this task
 	gen           uint64              // the state's revision read before this task (0: none): see schema.GenMsgID
 }

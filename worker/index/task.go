@@ -124,7 +124,7 @@ func (h *Handler) fetchAndIndex(ctx context.Context, o *object, d decision) (*sc
 		return h.goneSinceIndexed(ctx, o, err)
 	}
 	defer obj.Body.Close()
-	v := objectVersion{task: task, etag: aws.ToString(obj.ETag), version: aws.ToString(obj.VersionId), state: o.state, gen: o.rev}
+	v := objectVersion{task: task, etag: aws.ToString(obj.ETag), version: aws.ToString(obj.VersionId), size: aws.ToInt64(obj.ContentLength), state: o.state, gen: o.rev}
 	ev := event(task, schema.OutcomeSkipped)
 	ev.ETag = v.etag
 	if size := aws.ToInt64(obj.ContentLength); size > h.cfg.MaxObjectBytes {
@@ -189,7 +189,7 @@ func (h *Handler) record(ctx context.Context, o *object, v objectVersion, res in
 	task := o.task
 	st := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Sequencer: seq, ExtractorVersion: res.extractor,
 		ContentType: res.contentType, ProcessingType: processingType(task), Encoding: encodingOf(task), JobID: task.JobID, SeenBy: seenBy(task, o.state),
-		IntegrationID: task.IntegrationID, UpdatedAt: time.Now().UTC()}
+		IntegrationID: task.IntegrationID, Size: v.size, UpdatedAt: time.Now().UTC()}
 	if res.skip != nil {
 		ev.Reason = res.skip.Error() // bounded: a detail can carry the tenant's bytes
 		h.m.Skipped(res.skip.Reason)
