@@ -100,3 +100,59 @@ func TestSyncSweepsOnlyAfterACompleteListing(t *testing.T) {
 		t.Fatal("a file job has a sweep")
 	}
 }
+
+// An erase job learns its total as it goes: each erased document counts in
+// the total and as deleted, with its chunks; a redelivered batch counts
+// nothing twice; its end (JobPlanned, Last) completes it; an erase of
+// nothing completes at once.
+func TestEraseJobFold(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	s := NewJobStatus(&Job{JobID: "job_w", Org: "org_1", Collection: "docs", Kind: JobWipe, CreatedAt: now})
+	if s.Sweep != nil {
+		t.Fatal("an erase job is not a sync")
+	}
+	for i := range 3 {
+		s.Apply(uint64(i+1), &ObjectEvent{Key: fmt.Sprintf("k%d", i), Outcome: OutcomeDeleted, Reason: ReasonErased, Chunks: 2}, now)
+	}
+	s.Apply(2, &ObjectEvent{Key: "k1", Outcome: OutcomeDeleted, Reason: ReasonErased, Chunks: 2}, now) // redelivered
+	if s.Status != JobStatusRunning || s.FilesTotal != 3 || s.FilesDeleted != 3 || s.ChunksDeleted != 6 {
+		t.Fatalf("before the end: %+v", s)
+	}
+	s.Apply(4, &JobEvent{Type: JobPlanned, Page: 0, Last: true}, now)
+	if s.Status != JobStatusCompleted || s.FilesTotal != 3 || len(s.Errors) != 0 {
+		t.Fatalf("ended: %+v", s)
+	}
+	empty := NewJobStatus(&Job{JobID: "job_e", Org: "org_1", Collection: "docs", Kind: JobDeleteDocument, Document: DocumentID("b", "k"), CreatedAt: now})
+	empty.Apply(1, &JobEvent{Type: JobPlanned, Page: 0, Last: true}, now)
+	if empty.Status != JobStatusCompleted || empty.FilesTotal != 0 || empty.Document == "" {
+		t.Fatalf("nothing to erase: %+v", empty)
+	}
+}
+
+func TestEraseJobValidate(t *testing.T) {
+	ok := &Job{JobID: "job_w", Org: "org_1", Collection: "docs", Kind: JobWipe}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("a wipe needs no bucket or integration: %v", err)
+	}
+	bad := &Job{JobID: "job_d", Org: "org_1", Collection: "docs", Kind: JobDeleteDocument, Document: "../x"}
+	if err := bad.Validate(); err == nil {
+		t.Fatal("a delete of a malformed document ID is valid")
+	}
+	noInt := &Job{JobID: "job_i", Org: "org_1", Collection: "docs", Kind: JobBucket, Bucket: "b"}
+	if err := noInt.Validate(); err == nil {
+		t.Fatal("an index job without an integration is valid")
+	}
+}
+
+func TestSeqRuns(t *testing.T) {
+	var runs []SeqRun
+	for _, s := range []uint64{10, 11, 12, 20, 21, 30} {
+		runs = AppendSeq(runs, s)
+	}
+	if fmt.Sprint(runs) != "[[10 3] [20 2] [30 1]]" || SeqCount(runs) != 6 {
+		t.Fatalf("runs %v", runs)
+	}
+	if got := fmt.Sprint(Seqs(runs, 4)); got != "[10 11 12 20]" {
+		t.Fatalf("seqs %s", got)
+	}
+}

@@ -230,6 +230,11 @@ func ConsumerDrift(live, want jetstream.ConsumerConfig) error {
 	return nil
 }
 
+// ErasedMarkerTTL is how long the purge marker of an erased document's
+// object state stays (watches and gets already skip it); then the server
+// removes it, so erased collections leave nothing behind.
+const ErasedMarkerTTL = time.Hour
+
 // KeyValues returns the KV bucket configurations.
 func (t Topology) KeyValues() []jetstream.KeyValueConfig {
 	t = t.WithDefaults()
@@ -240,7 +245,9 @@ func (t Topology) KeyValues() []jetstream.KeyValueConfig {
 	return []jetstream.KeyValueConfig{
 		{Bucket: BucketRegistry, Description: "orgs, API key hashes, integrations", History: 5, Storage: storage, Replicas: t.Replicas},
 		{Bucket: BucketJobs, Description: "job status", History: 1, Storage: storage, Replicas: t.Replicas},
-		{Bucket: BucketObjects, Description: "per-object index state", History: 1, Storage: storage, Replicas: t.Replicas},
+		// An erased document's state is purged with a marker that expires
+		// after ErasedMarkerTTL (per-message TTLs, nats-server ≥ 2.11).
+		{Bucket: BucketObjects, Description: "per-object index state", History: 1, Storage: storage, Replicas: t.Replicas, LimitMarkerTTL: ErasedMarkerTTL},
 		// A lease per live worker, renewed every WorkerLeaseEvery; a lease
 		// not renewed for WorkerLeaseTTL expires with a delete marker that
 		// the other workers' watches see (nats-server ≥ 2.11).

@@ -131,3 +131,33 @@ func TestManyOrgConsumers(t *testing.T) {
 		t.Fatalf("JOBS allows %d consumers, want %d", got, schema.MaxOrgConsumers)
 	}
 }
+
+// The object-state bucket of an earlier version (no per-message TTLs) is
+// updated in place to allow the expiring purge markers of erased documents.
+func TestObjectsBucketUpgradedForErasedMarkers(t *testing.T) {
+	_, _, js := natstest.Start(t)
+	ctx := context.Background()
+	if err := js.DeleteKeyValue(ctx, schema.BucketObjects); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: schema.BucketObjects, History: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := (schema.Topology{}).Ensure(ctx, js); err != nil {
+		t.Fatalf("ensure over the earlier bucket: %v", err)
+	}
+	kv, err := js.KeyValue(ctx, schema.BucketObjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.Put(ctx, "o.c.k", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(ctx, "o.c.k", jetstream.LastRevision(rev), jetstream.PurgeTTL(schema.ErasedMarkerTTL)); err != nil {
+		t.Fatalf("purge with a marker TTL: %v", err)
+	}
+	if _, err := kv.Get(ctx, "o.c.k"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("get after purge: %v", err)
+	}
+}

@@ -19,10 +19,12 @@ const bucket = handlertest.Bucket
 // object-state bucket, whose publishes are collected instead of sent.
 type indexer struct {
 	h    *Handler
+	env  *handlertest.Env
 	s3   *awstest.S3
 	task schema.Task
 	mu   sync.Mutex
 	out  []schema.Out
+	seq  uint64 // the stream sequence the fake publish gives the next message
 }
 
 func newIndexer(t *testing.T) *indexer {
@@ -32,7 +34,7 @@ func newIndexer(t *testing.T) *indexer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := &indexer{s3: e.S3, task: schema.Task{Op: schema.OpIndex, JobID: "job_i", Org: e.Org.ID, Collection: "docs", IntegrationID: e.In.ID,
+	x := &indexer{env: e, s3: e.S3, task: schema.Task{Op: schema.OpIndex, JobID: "job_i", Org: e.Org.ID, Collection: "docs", IntegrationID: e.In.ID,
 		Bucket: bucket, Region: "us-east-1", SkipExisting: true}}
 	m := meter.New(nil)
 	x.h, err = New(context.Background(), Config{JS: e.JS, Metrics: m, Registry: e.Registry, Jobs: e.Jobs.Cache(), Collections: e.Collections.Cache(), Encoding: enc, ChunkTokens: 16,
@@ -46,6 +48,12 @@ func newIndexer(t *testing.T) *indexer {
 func (x *indexer) publish(ctx context.Context, msgs []schema.Out) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	for _, m := range msgs {
+		x.seq++
+		if m.Seq != nil {
+			*m.Seq = x.seq
+		}
+	}
 	x.out = append(x.out, msgs...)
 	return nil
 }

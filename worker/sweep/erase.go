@@ -23,8 +23,8 @@ import (
 //  2. its chunks are tombstoned and its deleted outcome (ReasonErased) is
 //     published, both with IDs derived from the job and the object — the
 //     tracker counts each document once, however often this runs;
-//  3. the marked state is deleted by its exact revision (the stream
-//     message itself: no delete marker is left).
+//  3. the marked state is purged if it is still that revision (a marker
+//     that expires is left: schema.ErasedMarkerTTL).
 //
 // Killed anywhere, the job is redelivered and starts again: states already
 // removed are not seen, marked ones are finished. Its last event (JobPlanned,
@@ -39,19 +39,15 @@ var erasePassGap = 2*collections.CacheTTL + 500*time.Millisecond
 // eraser is one erase job's run.
 type eraser struct {
 	h      *Handler
-	job    *schema.Job
-	states jetstream.Stream // the object-state bucket's stream
+	job *schema.Job
 
 	erased, chunks atomic.Int64
 }
 
 // erase runs an erase job and publishes its end.
 func (h *Handler) erase(ctx context.Context, job *schema.Job) error {
-	states, err := h.cfg.JS.Stream(ctx, "KV_"+schema.BucketObjects)
-	if err != nil {
-		return fmt.Errorf("erase: %w", err)
-	}
-	e := &eraser{h: h, job: job, states: states}
+	e := &eraser{h: h, job: job}
+	var err error
 	switch job.Kind {
 	case schema.JobDeleteDocument:
 		err = e.document(ctx)
@@ -94,7 +90,7 @@ func (e *eraser) document(ctx context.Context) error {
 	}
 	st, ok := collections.DecodeState(entry)
 	if !ok {
-		return e.remove(ctx, entry.Revision())
+		return e.remove(ctx, key, entry.Revision())
 	}
 	return e.one(ctx, key, entry.Revision(), st)
 }
@@ -126,7 +122,7 @@ func (e *eraser) one(ctx context.Context, key string, rev uint64, st *schema.Obj
 	switch {
 	case st.Status == schema.ObjectDeleted:
 		// Gone from S3 before: nothing downstream; only the record goes.
-		return e.remove(ctx, rev)
+		return e.remove(ctx, key, rev)
 	case st.Status == schema.ObjectErasing && st.JobID != e.job.JobID:
 		return nil // another erase job has it, and counts it
 	case st.Status != schema.ObjectErasing:
@@ -153,7 +149,7 @@ func (e *eraser) one(ctx context.Context, key string, rev uint64, st *schema.Obj
 	e.erased.Add(1)
 	e.chunks.Add(int64(st.Chunks))
 	e.h.cfg.Metrics.Erased.WithLabelValues(string(e.job.Kind)).Inc()
-	return e.remove(ctx, rev)
+	return e.remove(ctx, key, rev)
 }
 
 // again erases key as it is now: it was written since it was read.
@@ -167,7 +163,7 @@ func (e *eraser) again(ctx context.Context, key string) error {
 	}
 	st, ok := collections.DecodeState(entry)
 	if !ok {
-		return e.remove(ctx, entry.Revision())
+		return e.remove(ctx, key, entry.Revision())
 	}
 	return e.one(ctx, key, entry.Revision(), st)
 }
@@ -187,13 +183,14 @@ func (e *eraser) outs(st *schema.ObjectState, rev uint64) []schema.Out {
 	return append(out, schema.Out{Subject: schema.ObjectEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev})
 }
 
-// remove deletes the state message at rev; one gone already (removed, or
-// written again since) is left alone.
-func (e *eraser) remove(ctx context.Context, rev uint64) error {
+// remove purges key's state if it is still revision rev (one written
+// since is left alone), leaving a marker that expires after
+// schema.ErasedMarkerTTL.
+func (e *eraser) remove(ctx context.Context, key string, rev uint64) error {
 	uctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	err := e.states.DeleteMsg(uctx, rev)
-	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	err := e.h.objects.Purge(uctx, key, jetstream.LastRevision(rev), jetstream.PurgeTTL(schema.ErasedMarkerTTL))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return fmt.Errorf("remove the state: %w", err)
 	}
 	return nil

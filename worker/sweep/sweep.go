@@ -122,7 +122,7 @@ func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
 	}
 	if job.Kind.Erases() {
 		ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
-			Type: schema.JobFailed, Reason: schema.Bound("the erase could not finish: " + creds.PublicMessage(f.Err)), ErrorClass: string(f.Class),
+			Type: schema.JobFailed, Reason: schema.Bound("the erase could not finish: " + f.Err.Error()), // NATS's errors: no AWS detail to keep private ErrorClass: string(f.Class),
 			ErrorCode: f.Code, At: time.Now().UTC()}
 		return []schema.Out{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}
 	}

@@ -1,0 +1,96 @@
+package index
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/worker/handlertest"
+)
+
+func (x *indexer) state(t *testing.T, key string) *schema.ObjectState {
+	t.Helper()
+	kv, err := x.env.JS.KeyValue(context.Background(), schema.BucketObjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(context.Background(), schema.ObjectKey(x.task.Org, x.task.Collection, bucket, key))
+	if err != nil {
+		t.Fatalf("state of %s: %v", key, err)
+	}
+	var st schema.ObjectState
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		t.Fatal(err)
+	}
+	return &st
+}
+
+// The state of an indexed object records where CHUNKS stored its chunks
+// (the sequences of their acknowledgements, as runs), the integration it
+// was read with and its size: GET of a document reads its chunks by them.
+func TestStateRecordsWhereTheChunksAre(t *testing.T) {
+	x := newIndexer(t)
+	body := strings.Repeat("A document long enough for several chunks of sixteen tokens. ", 10)
+	x.s3.Put(bucket, "a.txt", body)
+	chunks, _, _, _ := x.handle(t, "a.txt")
+	st := x.state(t, "a.txt")
+	if len(chunks) < 3 || st.Chunks != len(chunks) || schema.SeqCount(st.ChunkSeqs) != len(chunks) || st.IntegrationID != x.task.IntegrationID ||
+		st.Size != int64(len(body)) {
+		t.Fatalf("%d chunks; state %+v", len(chunks), st)
+	}
+	seqs := schema.Seqs(st.ChunkSeqs, 0)
+	for i := range chunks {
+		if i > 0 && seqs[i] <= seqs[i-1] {
+			t.Fatalf("sequences out of chunk order: %v", seqs)
+		}
+	}
+}
+
+// A collection being deleted takes no new documents: its tasks are
+// skipped (collection_deleted), nothing published, no state written.
+func TestTasksOfADeletedCollectionAreSkipped(t *testing.T) {
+	x := newIndexer(t)
+	ctx := context.Background()
+	store := x.env.Collections
+	if _, _, err := store.Ensure(ctx, x.task.Org, x.task.Collection); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.MarkDeleting(ctx, x.task.Org, x.task.Collection, "job_del", func(string) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	x.s3.Put(bucket, "a.txt", "A document.")
+	chunks, commits, _, ev := x.handle(t, "a.txt")
+	if len(chunks) != 0 || len(commits) != 0 || ev.Outcome != schema.OutcomeSkipped || ev.Reason != schema.ReasonCollectionDeleted {
+		t.Fatalf("%d chunks, %d commits, %+v", len(chunks), len(commits), ev)
+	}
+	kv, _ := x.env.JS.KeyValue(ctx, schema.BucketObjects)
+	if _, err := kv.Get(ctx, schema.ObjectKey(x.task.Org, x.task.Collection, bucket, "a.txt")); err == nil {
+		t.Fatal("a state was written into a collection being deleted")
+	}
+}
+
+// A document an erase job is removing is not indexed over it: the task
+// is retried (transient) until the erase has removed it.
+func TestErasingDocumentIsWaitedFor(t *testing.T) {
+	x := newIndexer(t)
+	x.s3.Put(bucket, "a.txt", "A document.")
+	x.handle(t, "a.txt")
+	st := x.state(t, "a.txt")
+	st.Status, st.JobID = schema.ObjectErasing, "job_wipe"
+	data, _ := json.Marshal(st)
+	kv, _ := x.env.JS.KeyValue(context.Background(), schema.BucketObjects)
+	if _, err := kv.Put(context.Background(), schema.ObjectKey(x.task.Org, x.task.Collection, bucket, "a.txt"), data); err != nil {
+		t.Fatal(err)
+	}
+	task := x.task
+	task.Key, task.JobID = "a.txt", "job_k"
+	msg, _ := schema.Encode(&task)
+	err := x.h.Handle(context.Background(), handlertest.Msg{Body: msg})
+	var ce *schema.ClassError
+	if !errors.As(err, &ce) || ce.Class != schema.ClassTransient || !strings.Contains(err.Error(), "being erased") {
+		t.Fatalf("want a transient error, got %v", err)
+	}
+}
