@@ -26,6 +26,7 @@ type fixture struct {
 	api *API
 	js  jetstream.JetStream
 	org *registry.Org
+	in  *registry.Integration
 	key string
 }
 
@@ -36,7 +37,7 @@ func setup(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{api: api, js: tf.JS, org: tf.Org, key: tf.APIKey.Reveal()}
+	return &fixture{api: api, js: tf.JS, org: tf.Org, in: tf.In, key: tf.APIKey.Reveal()}
 }
 
 func (f *fixture) do(t *testing.T, method, path, body string, hdr map[string]string) (int, map[string]any) {

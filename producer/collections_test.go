@@ -205,3 +205,27 @@ func (f *fixture) lastMsg(t *testing.T, subject string) *schema.Job {
 	}
 	return job
 }
+
+// Revoking an integration with data=delete wipes, in each collection, the
+// documents read with it; retain (the default) keeps them.
+func TestRevokeWithItsData(t *testing.T) {
+	f := setup(t)
+	for _, c := range []string{"docs", "more"} {
+		if code, _ := f.do(t, "PUT", "/v2/collections/"+c, "", nil); code != 201 {
+			t.Fatalf("create %s: %d", c, code)
+		}
+	}
+	path := "/v2/integrations/" + f.in.ID
+	if code, out := f.do(t, "DELETE", path+"?data=shred", "", nil); code != 400 || errCode(out) != "invalid_data_policy" {
+		t.Fatalf("bad policy: %d %v", code, out)
+	}
+	code, out := f.do(t, "DELETE", path+"?data=delete", "", nil)
+	jobs, _ := out["wipe_jobs"].([]any)
+	if code != 200 || out["status"] != "revoked" || len(jobs) != 2 {
+		t.Fatalf("revoke: %d %v", code, out)
+	}
+	job := f.lastMsg(t, schema.SweepSubject(f.org.ID, "docs"))
+	if job.Kind != schema.JobWipe || job.IntegrationID != f.in.ID {
+		t.Fatalf("wipe message %+v", job)
+	}
+}

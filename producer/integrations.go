@@ -259,15 +259,37 @@ func firstOr(s []string) string {
 	return s[0]
 }
 
+// ?data=delete also erases what the integration indexed (a wipe job per
+// collection, of the documents read with it); retain (the default) keeps it.
 func (a *API) revokeIntegration(w http.ResponseWriter, r *http.Request) error {
 	org, in, err := a.orgIntegration(r)
 	if err != nil {
 		return err
 	}
+	data := r.URL.Query().Get("data")
+	if data != "" && data != "retain" && data != "delete" {
+		return badRequest("invalid_data_policy", "data must be retain or delete", "retain keeps what the integration indexed; delete erases it")
+	}
 	in, err = a.cfg.Registry.Revoke(r.Context(), "api", org.ID, in.ID, "revoked by the customer through the API")
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, integrationView(in))
+	v := struct {
+		*registry.Integration
+		WipeJobs []string `json:"wipe_jobs,omitempty"`
+	}{Integration: integrationView(in)}
+	if data == "delete" {
+		sts, err := a.eraser.EraseIntegration(r.Context(), org.ID, in.ID)
+		if err != nil {
+			return err
+		}
+		ids := make([]string, 0, len(sts))
+		for _, st := range sts {
+			ids = append(ids, st.JobID)
+		}
+		v.WipeJobs = ids
+		a.audit(r.Context(), org.ID, "integration.erase", "started", fmt.Sprintf("%s: %d wipe jobs", in.ID, len(ids)))
+	}
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }

@@ -1,8 +1,11 @@
 package schema
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // View is the reference implementation of the CHUNKS contract for
@@ -14,6 +17,7 @@ type View struct {
 	pending   map[viewVersion][]*Chunk
 	committed map[viewVersion]int // chunk count of committed versions
 	visible   map[string]bool
+	kept      map[string]*Chunk // the visible chunks themselves (KeepChunks)
 	// Chunks and Commits count the chunk and commit messages applied.
 	Chunks, Commits int
 }
@@ -33,6 +37,18 @@ func NewView() *View {
 	return &View{pending: map[viewVersion][]*Chunk{}, committed: map[viewVersion]int{}, visible: map[string]bool{}}
 }
 
+// KeepChunks makes v keep the visible chunks themselves, for
+// VisibleChunks (a consumer that exports them: memory grows with them).
+func (v *View) KeepChunks() { v.kept = map[string]*Chunk{} }
+
+// show makes ch visible.
+func (v *View) show(ch *Chunk) {
+	v.visible[ch.ChunkID] = true
+	if v.kept != nil {
+		v.kept[ch.ChunkID] = ch
+	}
+}
+
 // Apply folds one CHUNKS message (chunk, commit or tombstone) into the view.
 func (v *View) Apply(data []byte) error {
 	var kind struct{ Commit, Tombstone bool }
@@ -50,7 +66,7 @@ func (v *View) Apply(data []byte) error {
 		v.committed[k] = c.Chunks
 		for _, ch := range v.pending[k] {
 			if ch.Index < c.Chunks {
-				v.visible[ch.ChunkID] = true
+				v.show(ch)
 			}
 		}
 		delete(v.pending, k)
@@ -61,6 +77,7 @@ func (v *View) Apply(data []byte) error {
 		}
 		for _, id := range ts.ChunkIDs {
 			delete(v.visible, id)
+			delete(v.kept, id)
 		}
 	default:
 		c, err := DecodeChunk(data)
@@ -71,7 +88,7 @@ func (v *View) Apply(data []byte) error {
 		k := versionOf(c.Bucket, c.Key, c.VersionID, c.ETag, c.ExtractorVersion)
 		if n, ok := v.committed[k]; ok {
 			if c.Index < n {
-				v.visible[c.ChunkID] = true
+				v.show(c)
 			}
 			return nil
 		}
@@ -82,3 +99,16 @@ func (v *View) Apply(data []byte) error {
 
 // Visible returns the IDs of the visible chunks.
 func (v *View) Visible() map[string]bool { return v.visible }
+
+// VisibleChunks returns the visible chunks (KeepChunks) in (bucket, key,
+// index) order.
+func (v *View) VisibleChunks() []*Chunk {
+	out := make([]*Chunk, 0, len(v.kept))
+	for _, c := range v.kept {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b *Chunk) int {
+		return cmp.Or(strings.Compare(a.Bucket, b.Bucket), strings.Compare(a.Key, b.Key), cmp.Compare(a.Index, b.Index))
+	})
+	return out
+}

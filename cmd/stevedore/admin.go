@@ -31,14 +31,27 @@ func orgAdmin(ctx context.Context) map[string]func([]string) error {
 	setDisabled := func(name string, disabled bool) func([]string) error {
 		return func(args []string) error {
 			var id *string
+			deleteData := new(bool)
 			return operatorCommand(ctx, "org "+name, args, func(f *flags) {
 				id = f.FlagSet.String("org", "", "organization ID")
+				if disabled {
+					deleteData = f.FlagSet.Bool("delete-data", false, "offboard: also delete every collection of the org with its chunks (delete_collection jobs; AUDIT is kept)")
+				}
 			}, func(r *registry.Registry) (map[string]any, string, error) {
 				org, err := r.SetDisabled(ctx, cliActor, *id, disabled)
 				if err != nil {
 					return nil, "", err
 				}
-				return orgView(org), orgLine(org), nil
+				v, human := orgView(org), orgLine(org)
+				if *deleteData {
+					jobs, err := offboard(ctx, r, org.ID)
+					if err != nil {
+						return nil, "", err
+					}
+					v["delete_jobs"] = jobs
+					human += fmt.Sprintf("Deleting %d collections: jobs %s\n", len(jobs), strings.Join(jobs, " "))
+				}
+				return v, human, nil
 			})
 		}
 	}

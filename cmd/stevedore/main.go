@@ -31,6 +31,8 @@ Operator commands (talk to NATS at --nats-url, env STEVEDORE_NATS_URL):
   org rotate-external-id --org ID  mint a new ExternalId; the old one stops working at once
   org list | org show --org ID     organizations; one with its API keys
   org disable|enable --org ID      a disabled org's API keys are refused and its messages not processed
+  org disable --org ID --delete-data
+                                   offboard: disable, then delete every collection with its chunks (audit kept)
   apikey create|list --org ID      another API key (shown once) | the org's keys with created/last-used times
   apikey revoke --org ID --id KEY  the next request with that key is refused (401)
   audit tail [--org ID] [--since 24h] [--limit N]
@@ -40,8 +42,8 @@ Operator commands (talk to NATS at --nats-url, env STEVEDORE_NATS_URL):
   integration verify --org ID --id INT [--bucket B] [--s3-path-style] [--dev-emulator-sts]
                                    verify with this machine's AWS identity: active or failed, step by step
   integration list --org ID        list integrations with status and health
-  integration revoke --org ID --id INT [--reason R]
-                                   revoke; the role is never assumed again
+  integration revoke --org ID --id INT [--reason R] [--data retain|delete]
+                                   revoke; the role is never assumed again; delete: erase what it indexed
   iam-policy --org ID [--bucket B]... [--prefix P]... [--kms-key-arn K] [--principal-arn ARN] [--queue-arn ARN --account ID]
                                    print the trust policy, permissions policy and CloudFormation template
                                    (and the notification queue's access policy)
@@ -54,6 +56,14 @@ Operator commands (talk to NATS at --nats-url, env STEVEDORE_NATS_URL):
                                    the collection syncs the bucket (or prefix) on a schedule
   schedule show|clear --org ID --collection C
   schedule list [--org ID]         schedules, their last successful sync, STALE ones marked
+  collection list --org ID | collection show|delete --org ID --collection C
+                                   collections with what they hold | delete one with every chunk (a job)
+  collection create --org ID --collection C [--processing-type T] [--encoding E] [--description D]
+  document list --org ID --collection C [--status S] [--prefix P] [--limit N] [--offset N]
+  document show --org ID --collection C --id DOC [--chunks] | document delete … --id DOC
+                                   a document with its visible chunks | erase it (a job)
+  chunks export --org ID --collection C
+                                   the visible chunks as JSON lines: what a consumer folding CHUNKS sees
   route add --org ID --collection C --bucket B [--prefix P] [--integration INT]
                                    send S3 notifications for s3://B/P to a collection
   route list | route delete --org ID --id R
@@ -170,6 +180,12 @@ func run(ctx context.Context, args []string) error {
 		return runJob(ctx, rest)
 	case "schedule":
 		return runSchedule(ctx, rest)
+	case "collection":
+		return runCollection(ctx, rest)
+	case "document":
+		return runDocument(ctx, rest)
+	case "chunks":
+		return runChunks(ctx, rest)
 	case "apikey":
 		return runAPIKey(ctx, rest)
 	case "audit":

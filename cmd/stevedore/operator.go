@@ -256,18 +256,31 @@ func integrationList(ctx context.Context, args []string) error {
 
 // integrationRevoke is `integration revoke`.
 func integrationRevoke(ctx context.Context, args []string) error {
-	var org, id, reason *string
+	var org, id, reason, data *string
 	return operatorCommand(ctx, "integration revoke", args, func(f *flags) {
 		org = f.FlagSet.String("org", "", "organization ID")
 		id = f.FlagSet.String("id", "", "integration ID")
 		reason = f.FlagSet.String("reason", "", "why (recorded in AUDIT)")
+		data = f.FlagSet.String("data", "retain", "what it indexed: retain, or delete (a wipe job per collection erases the documents read with it)")
 	}, func(r *registry.Registry) (map[string]any, string, error) {
+		if *data != "retain" && *data != "delete" {
+			return nil, "", usageError(fmt.Errorf("integration revoke: --data %q: retain or delete", *data))
+		}
 		in, err := r.Revoke(ctx, cliActor, *org, *id, *reason)
 		if err != nil {
 			return nil, "", err
 		}
-		return map[string]any{"integration_id": in.ID, "status": in.Status, "status_reason": in.StatusReason},
-			fmt.Sprintf("Integration %s revoked: %s\n", in.ID, in.StatusReason), nil
+		v := map[string]any{"integration_id": in.ID, "status": in.Status, "status_reason": in.StatusReason}
+		human := fmt.Sprintf("Integration %s revoked: %s\n", in.ID, in.StatusReason)
+		if *data == "delete" {
+			jobs, err := eraseIntegration(ctx, r, *org, in.ID)
+			if err != nil {
+				return nil, "", err
+			}
+			v["wipe_jobs"] = jobs
+			human += fmt.Sprintf("Erasing what it indexed: %d wipe jobs %s\n", len(jobs), strings.Join(jobs, " "))
+		}
+		return v, human, nil
 	})
 }
 

@@ -112,6 +112,9 @@ func runRoute(ctx context.Context, args []string) error {
 				processing = f.FlagSet.String("processing-type", "basic", "basic (plain text) or advanced (headings, pages, Markdown tables; see docs/architecture.md)")
 				encoding = f.FlagSet.String("encoding", "cl100k_base", "tokenizer: cl100k_base or o200k_base")
 			}, func(r *registry.Registry) (map[string]any, string, error) {
+				if err := ensureCollection(ctx, r, *org, *collection); err != nil {
+					return nil, "", err
+				}
 				rt, err := r.AddRoute(ctx, cliActor, registry.Route{Org: *org, Collection: *collection, Bucket: *bucket, Prefix: *prefix, IntegrationID: *integration, ProcessingType: *processing, Encoding: *encoding})
 				if err != nil {
 					return nil, "", err

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/collections"
 	"github.com/stevedore-dev/stevedore/scripts/stack"
 	"github.com/stevedore-dev/stevedore/worker/extract"
 )
@@ -50,33 +51,9 @@ func waitHTTP(t *testing.T, url string) {
 // chunk messages and the number of commits.
 func committedChunks(t *testing.T, js jetstream.JetStream, org, collection string) (visible map[string]bool, raw, commits int) {
 	t.Helper()
-	ctx := context.Background()
-	subject := schema.ChunkSubject(org, collection)
-	stream, err := js.Stream(ctx, schema.StreamChunks)
+	view, err := collections.Fold(context.Background(), js, org, collection, false)
 	if err != nil {
 		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := int(info.State.Subjects[subject])
-	cons, err := js.OrderedConsumer(ctx, schema.StreamChunks, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	view := schema.NewView()
-	for read := 0; read < total; {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range batch.Messages() {
-			read++
-			if err := view.Apply(m.Data()); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 	return view.Visible(), view.Chunks, view.Commits
 }
