@@ -81,8 +81,14 @@ func EraseEventID(jobID, bucket, key string, rev uint64) string {
 // ErasedEventID is the ID of the event that ends an erase job.
 func ErasedEventID(jobID string) string { return "erased:" + jobID }
 
-// EraseMsgID is the Nats-Msg-Id of an erase job's message.
-func EraseMsgID(jobID string) string { return "erase:" + jobID }
+// EraseMsgID is the Nats-Msg-Id of page n of an erase job (a page erases
+// up to a bound, then publishes the next).
+func EraseMsgID(jobID string, page int) string {
+	if page == 0 {
+		return "erase:" + jobID
+	}
+	return "erase:" + jobID + ":" + strconv.Itoa(page)
+}
 
 // ObjectKeyPrefix starts the object-state keys of one collection.
 func ObjectKeyPrefix(org, collection string) string { return org + "." + collection + "." }

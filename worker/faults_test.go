@@ -14,6 +14,7 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker/extract"
 	"github.com/stevedore-dev/stevedore/worker/faults"
+	"github.com/stevedore-dev/stevedore/worker/sweep"
 )
 
 // TestCrashAtEveryPointLosesNothingAndDoublesNothing crashes the worker once
@@ -165,4 +166,54 @@ func TestTrackerCrashCostsSecondsNotAckWait(t *testing.T) {
 		t.Fatalf("%d tracker crashes, want 1", crashes)
 	}
 	t.Logf("job completed %s after submission with one tracker crash (tracker ack wait %s, fleet's 10m)", time.Since(start).Round(100*time.Millisecond), schema.TrackerAckWait)
+}
+
+// TestWipeCrashedLosesNothingAndDoublesNothing crashes the worker in the
+// middle of erasing (after a document's state is marked, and after its
+// tombstone and outcome are published) for a third of the documents, over
+// pages of 7: the redelivered pages finish; the job counts every document
+// once, and a consumer folding CHUNKS sees none of them.
+func TestWipeCrashedLosesNothingAndDoublesNothing(t *testing.T) {
+	objects := map[string]string{}
+	for i := 0; i < 30; i++ {
+		objects[fmt.Sprintf("docs/%02d.txt", i)] = strings.Repeat(fmt.Sprintf("Sentence %d of a document. ", i), 20)
+	}
+	e := setup(t, objects, func(c *Config) { c.Topology = schema.Topology{AckWait: time.Second} })
+	e.submitJob(t, e.syncJob("job_fill"))
+	if st := e.wait(t, "job_fill"); st.FilesIndexed != 30 {
+		t.Fatalf("fill: %+v", st)
+	}
+	sweep.ErasePageSize = 7
+	t.Cleanup(func() { sweep.ErasePageSize = 10_000 })
+	var mu sync.Mutex
+	crashed := map[string]int{}
+	t.Cleanup(faults.Inject(map[string]float64{"erase_marked": 1, "erase_published": 1}, func(point, key string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		i := -1
+		if _, err := fmt.Sscanf(key, "docs/%02d.txt", &i); err != nil || crashed[point+key] > 0 {
+			return nil
+		}
+		if (point == "erase_marked" && i%3 == 0) || (point == "erase_published" && i%3 == 1) {
+			crashed[point+key]++
+			crashed[point]++
+			return faults.ErrCrashed
+		}
+		return nil
+	}))
+	st, err := e.eraser(t).Wipe(context.Background(), e.org.ID, "docs", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := e.wait(t, st.JobID)
+	if end.Status != schema.JobStatusCompleted || end.FilesDeleted != 30 || end.FilesTotal != 30 {
+		t.Fatalf("wipe: %+v", end)
+	}
+	if got := visibleIn(t, e, "docs"); got != 0 {
+		t.Fatalf("%d chunks visible after the wipe", got)
+	}
+	if crashed["erase_marked"] == 0 || crashed["erase_published"] == 0 {
+		t.Fatalf("no crash: %v", crashed)
+	}
+	t.Logf("crashes: %d after marking, %d after publishing", crashed["erase_marked"], crashed["erase_published"])
 }

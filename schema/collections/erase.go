@@ -46,7 +46,7 @@ func (e *Eraser) start(ctx context.Context, job *schema.Job) (*schema.JobStatus,
 	if err := e.Jobs.Create(ctx, st); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, fmt.Errorf("create the erase job: %w", err)
 	}
-	out := schema.Out{Subject: schema.SweepSubject(job.Org, job.Collection), MsgID: schema.EraseMsgID(job.JobID), Msg: job}
+	out := schema.Out{Subject: schema.SweepSubject(job.Org, job.Collection), MsgID: schema.EraseMsgID(job.JobID, 0), Msg: job}
 	if _, err := schema.PublishAll(ctx, e.JS, []schema.Out{out}); err != nil {
 		return nil, fmt.Errorf("publish the erase job: %w", err)
 	}
@@ -75,11 +75,9 @@ func (e *Eraser) DeleteDocument(ctx context.Context, org, collection, documentID
 
 // Wipe starts the erase of every document of org's collection; with
 // integrationID, only of those read with that integration. The collection
-// stays, and may be indexed into meanwhile.
+// stays, and may be indexed into meanwhile. (It needs no record: documents
+// of collections from before records existed are wiped alike.)
 func (e *Eraser) Wipe(ctx context.Context, org, collection, integrationID string) (*schema.JobStatus, error) {
-	if _, _, err := e.Store.Get(ctx, org, collection); err != nil {
-		return nil, err
-	}
 	job := e.job(org, collection, schema.JobWipe)
 	job.IntegrationID = integrationID
 	return e.start(ctx, job)

@@ -16,6 +16,9 @@ type Record struct {
 	// CustomMetadata is the request's custom metadata: kept on the record,
 	// not in every task.
 	CustomMetadata json.RawMessage
+	// FilesDeleted is how many objects the job deleted (erase jobs: the
+	// documents erased so far).
+	FilesDeleted int64
 }
 
 // Cache reads Records for a job's tasks, each kept for a second: a cancel
@@ -44,14 +47,15 @@ func (c *Cache) Get(ctx context.Context, jobID string) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	var st struct { // the record's two fields tasks read, not its error list
+	var st struct { // the record's fields its tasks read, not its error list
 		Status         string          `json:"status"`
 		CustomMetadata json.RawMessage `json:"custom_metadata"`
+		FilesDeleted   int64           `json:"files_deleted"`
 	}
 	if err := json.Unmarshal(e.Value(), &st); err != nil {
 		return Record{}, err
 	}
-	r := Record{Cancelled: st.Status == schema.JobStatusCancelled, CustomMetadata: st.CustomMetadata}
+	r := Record{Cancelled: st.Status == schema.JobStatusCancelled, CustomMetadata: st.CustomMetadata, FilesDeleted: st.FilesDeleted}
 	c.lru.Add(jobID, r)
 	return r, nil
 }

@@ -57,8 +57,15 @@ func Start(t testing.TB) *Env {
 type Msg struct {
 	jetstream.Msg
 	Body []byte
+	// Delivered is the delivery count Metadata reports (0 is 1: the first).
+	Delivered uint64
 }
 
 func (m Msg) Data() []byte         { return m.Body }
 func (m Msg) Subject() string      { return "test" }
 func (m Msg) Headers() nats.Header { return nil }
+
+// Metadata reports the delivery count, and nothing else.
+func (m Msg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{NumDelivered: max(m.Delivered, 1)}, nil
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/collections"
+	"github.com/stevedore-dev/stevedore/worker/faults"
 )
 
 // An erase job (a document delete, a wipe, a collection delete) removes
@@ -38,34 +38,45 @@ var erasePassGap = 2*collections.CacheTTL + 500*time.Millisecond
 
 // eraser is one erase job's run.
 type eraser struct {
-	h      *Handler
+	h   *Handler
 	job *schema.Job
-
-	erased, chunks atomic.Int64
 }
 
-// erase runs an erase job and publishes its end.
+// ErasePageSize is how many documents one message of an erase job erases
+// before it hands the rest to the next page (a new message, with its own
+// deliveries): a wipe of millions is never one message redelivered until
+// MaxDeliver gives it up.
+var ErasePageSize = 10_000
+
+// errPageFull stops a pass that has erased a page's worth.
+var errPageFull = errors.New("erase: page full")
+
+// erase runs one page of an erase job: the next page when there is more,
+// else the job's end.
 func (h *Handler) erase(ctx context.Context, job *schema.Job) error {
 	e := &eraser{h: h, job: job}
-	var err error
+	done, err := true, error(nil)
 	switch job.Kind {
 	case schema.JobDeleteDocument:
 		err = e.document(ctx)
 	case schema.JobDeleteCollection:
 		// Two passes: the second erases what tasks claimed before the
 		// collection was marked saved after the first had passed it.
-		if err = e.pass(ctx); err == nil {
+		if done, err = e.pass(ctx); err == nil && done {
 			time.Sleep(erasePassGap)
-			err = e.pass(ctx)
+			done, err = e.pass(ctx)
 		}
-		if err == nil {
+		if err == nil && done {
 			err = h.cfg.Collections.Remove(ctx, job.Org, job.Collection, job.JobID)
 		}
 	default:
-		err = e.pass(ctx)
+		done, err = e.pass(ctx)
 	}
 	if err != nil {
 		return err
+	}
+	if !done {
+		return h.nextPage(ctx, job, job.Planned+ErasePageSize)
 	}
 	ev := &schema.JobEvent{EventID: schema.ErasedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
 		Type: schema.JobPlanned, Page: 0, Last: true, At: time.Now().UTC()}
@@ -73,9 +84,35 @@ func (h *Handler) erase(ctx context.Context, job *schema.Job) error {
 		return err
 	}
 	h.cfg.Metrics.Erases.WithLabelValues(string(job.Kind)).Inc()
-	h.log.Info("erase ended", "org", job.Org, "collection", job.Collection, "job_id", job.JobID, "kind", string(job.Kind),
-		"erased_this_run", e.erased.Load(), "chunks_this_run", e.chunks.Load())
+	h.log.Info("erase ended", "org", job.Org, "collection", job.Collection, "job_id", job.JobID, "kind", string(job.Kind), "pages", job.Page+1)
 	return nil
+}
+
+// nextPage publishes the job's next page; erased is how many documents
+// the job has erased so far, as far as this page knows.
+func (h *Handler) nextPage(ctx context.Context, job *schema.Job, erased int) error {
+	next := *job
+	next.Page++
+	next.Planned = erased
+	return h.cfg.Publish(ctx, []schema.Out{{Subject: schema.SweepSubject(job.Org, job.Collection), MsgID: schema.EraseMsgID(job.JobID, next.Page), Msg: &next}})
+}
+
+// handOver handles a redelivered page: when the job erased documents
+// since the page started (its record counts more than the page's
+// Planned), the page made progress before it was interrupted, and the rest
+// goes to the next page (moved) — a new message, its deliveries counted
+// afresh — rather than this one counting towards MaxDeliver for work that
+// got done. A page that made no progress is retried as it is, and given
+// up after MaxDeliver deliveries.
+func (h *Handler) handOver(ctx context.Context, job *schema.Job) (moved bool, err error) {
+	rec, err := h.cfg.Jobs.Get(ctx, job.JobID)
+	if err != nil {
+		return false, schema.Errorf(schema.ClassTransient, "erase: read the job record: %w", err)
+	}
+	if rec.FilesDeleted <= int64(job.Planned) {
+		return false, nil
+	}
+	return true, h.nextPage(ctx, job, int(rec.FilesDeleted))
 }
 
 // document erases the job's one document, if the collection holds it.
@@ -95,26 +132,35 @@ func (e *eraser) document(ctx context.Context) error {
 	return e.one(ctx, key, entry.Revision(), st)
 }
 
-// pass erases every document of the job's scope that the collection holds
-// as of its start, up to Concurrency at once.
-func (e *eraser) pass(ctx context.Context) error {
+// pass erases the documents of the job's scope that the collection holds
+// as of its start, up to Concurrency at once; done is false when it
+// stopped at ErasePageSize.
+func (e *eraser) pass(ctx context.Context) (done bool, err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.h.cfg.Concurrency)
-	err := collections.Each(gctx, e.h.objects, e.job.Org, e.job.Collection, func(entry jetstream.KeyValueEntry, st *schema.ObjectState) error {
+	n := 0
+	err = collections.Each(gctx, e.h.objects, e.job.Org, e.job.Collection, func(entry jetstream.KeyValueEntry, st *schema.ObjectState) error {
 		if e.job.IntegrationID != "" && st.IntegrationID != e.job.IntegrationID {
 			return nil
 		}
+		if n == ErasePageSize {
+			return errPageFull
+		}
+		n++
 		key, rev := entry.Key(), entry.Revision()
 		g.Go(func() error { return e.one(gctx, key, rev, st) })
 		return nil
 	})
-	if werr := g.Wait(); err == nil {
-		err = werr
+	if werr := g.Wait(); werr != nil {
+		err = werr // the first failure, rather than the cancel it caused
+	}
+	if errors.Is(err, errPageFull) {
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("erase: %w", err)
+		return false, fmt.Errorf("erase: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
 // one erases the document whose state (at rev) is st.
@@ -143,11 +189,15 @@ func (e *eraser) one(ctx context.Context, key string, rev uint64, st *schema.Obj
 		}
 		st = &marked
 	}
+	if err := faults.At("erase_marked", st.Key); err != nil {
+		return err
+	}
 	if err := e.h.cfg.Publish(ctx, e.outs(st, rev)); err != nil {
 		return err
 	}
-	e.erased.Add(1)
-	e.chunks.Add(int64(st.Chunks))
+	if err := faults.At("erase_published", st.Key); err != nil {
+		return err
+	}
 	e.h.cfg.Metrics.Erased.WithLabelValues(string(e.job.Kind)).Inc()
 	return e.remove(ctx, key, rev)
 }

@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -23,7 +24,7 @@ type erased struct {
 	keys       []string // of the deleted outcomes, sorted
 	ids        []string // every message ID, in order
 	ended      bool
-	failed     *schema.JobEvent
+	next       *schema.Job // the next page
 }
 
 // erase runs job and returns what it published (and its error).
@@ -43,6 +44,8 @@ func (x *sweeper) erase(t *testing.T, job schema.Job) (erased, error) {
 				t.Fatalf("object event %+v", m)
 			}
 			e.keys = append(e.keys, m.Key)
+		case *schema.Job:
+			e.next = m
 		case *schema.JobEvent:
 			if m.Type == schema.JobPlanned && m.Last && m.EventID == schema.ErasedEventID(job.JobID) {
 				e.ended = true
@@ -223,5 +226,80 @@ func TestEraseGivenUpFailsTheJob(t *testing.T) {
 	ev, _ := out[0].Msg.(*schema.JobEvent)
 	if len(out) != 1 || ev == nil || ev.Type != schema.JobFailed || !strings.Contains(ev.Reason, "NATS was away") {
 		t.Fatalf("%+v", ev)
+	}
+}
+
+// A wipe larger than a page erases a page per message and hands on the
+// rest: each page its own message (its own deliveries), the last one ends
+// the job; every document erased once.
+func TestWipeInPages(t *testing.T) {
+	x := newSweeper(t, 0.5)
+	ErasePageSize = 2
+	t.Cleanup(func() { ErasePageSize = 10_000 })
+	for i := range 5 {
+		x.hold(t, bucket, fmt.Sprintf("%d.txt", i), schema.ObjectIndexed, false, true)
+	}
+	job := eraseJob(x, "job_pages", schema.JobWipe)
+	var keys []string
+	for page := 0; ; page++ {
+		e, err := x.erase(t, job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, e.keys...)
+		if e.ended {
+			if page != 2 || e.next != nil {
+				t.Fatalf("ended on page %d (next %+v)", page, e.next)
+			}
+			break
+		}
+		if e.next == nil || e.next.Page != page+1 || len(e.keys) != 2 || e.ids[len(e.ids)-1] != schema.EraseMsgID(job.JobID, page+1) {
+			t.Fatalf("page %d: %+v", page, e)
+		}
+		job = *e.next
+	}
+	slices.Sort(keys)
+	if strings.Join(keys, ",") != "0.txt,1.txt,2.txt,3.txt,4.txt" {
+		t.Fatalf("erased %v", keys)
+	}
+}
+
+// A redelivered page whose job erased documents since the page started
+// hands the rest to the next page (its deliveries counted afresh) instead
+// of counting towards MaxDeliver; one that made no progress is retried.
+func TestRedeliveredPageHandsOver(t *testing.T) {
+	x := newSweeper(t, 0.5)
+	x.hold(t, bucket, "a.txt", schema.ObjectIndexed, false, true)
+	job := eraseJob(x, "job_handover", schema.JobWipe)
+	job.Page, job.Planned = 3, 10
+	st := schema.NewJobStatus(&job)
+	st.FilesDeleted = 10
+	if err := x.env.Jobs.Create(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	run := func() erased {
+		x.out = nil
+		data, _ := schema.Encode(&job)
+		if err := x.h.Handle(context.Background(), handlertest.Msg{Body: data, Delivered: 2}); err != nil {
+			t.Fatal(err)
+		}
+		var e erased
+		for _, o := range x.out {
+			if j, ok := o.Msg.(*schema.Job); ok {
+				e.next = j
+			}
+			if ev, ok := o.Msg.(*schema.ObjectEvent); ok {
+				e.keys = append(e.keys, ev.Key)
+			}
+		}
+		return e
+	}
+	if e := run(); e.next != nil || len(e.keys) != 1 {
+		t.Fatalf("no progress since the page started: want it retried as it is, got %+v", e)
+	}
+	job.Planned = 7 // the page started when 7 were erased; 10 are now
+	x.hold(t, bucket, "b.txt", schema.ObjectIndexed, false, true)
+	if e := run(); e.next == nil || e.next.Page != 4 || e.next.Planned != 10 || len(e.keys) != 0 {
+		t.Fatalf("progress since the page started: want the next page, got %+v", e)
 	}
 }

@@ -101,6 +101,11 @@ func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 		return err
 	}
 	if job.Kind.Erases() {
+		if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
+			if moved, err := h.handOver(ctx, job); err != nil || moved {
+				return err
+			}
+		}
 		return h.erase(ctx, job)
 	}
 	if !job.Sweep || job.Kind == schema.JobFile {
