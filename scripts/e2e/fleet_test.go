@@ -108,7 +108,7 @@ func TestFleetLosesNothingUnderFaults(t *testing.T) {
 	defer producer.Stop()
 	s.API, s.Metric = fmt.Sprintf("http://127.0.0.1:%d", apiPort), fmt.Sprintf("http://127.0.0.1:%d", metricsPort)
 	waitHTTP(t, s.Metric+"/readyz")
-	faults := "STEVEDORE_FAULTS=after_download=0.002,after_chunks=0.002,after_state=0.002,before_ack=0.002"
+	faults := "STEVEDORE_FAULTS=after_download=0.002,after_chunks=0.002,after_state=0.002,before_ack=0.002,erase_marked=0.0003,erase_published=0.0003"
 	var workers []*stack.Proc
 	var workerMetrics []string
 	for i := 0; i < 3; i++ {
@@ -183,61 +183,64 @@ func TestFleetLosesNothingUnderFaults(t *testing.T) {
 
 	// Chaos until the job is done.
 	var kills, faultCrashes, natsRestarts atomic.Int64
-	chaosCtx, stopChaos := context.WithCancel(ctx)
-	var chaos sync.WaitGroup
-	chaos.Add(1)
-	go func() {
-		defer chaos.Done()
-		rng := rand.New(rand.NewPCG(42, 7))
-		tick := time.NewTicker(500 * time.Millisecond)
-		defer tick.Stop()
-		next := time.Now().Add(3 * time.Second)
-		natsAt := time.Now().Add(8 * time.Second)
-		for {
-			select {
-			case <-chaosCtx.Done():
-				return
-			case <-tick.C:
-			}
-			for i, w := range workers { // a fault hook crashed it: restart
-				if w.Exited() {
-					faultCrashes.Add(1)
+	startChaos := func(restartNATS bool) (stop func()) {
+		chaosCtx, stopChaos := context.WithCancel(ctx)
+		var chaos sync.WaitGroup
+		chaos.Add(1)
+		go func() {
+			defer chaos.Done()
+			rng := rand.New(rand.NewPCG(42, 7))
+			tick := time.NewTicker(500 * time.Millisecond)
+			defer tick.Stop()
+			next := time.Now().Add(3 * time.Second)
+			natsAt := time.Now().Add(8 * time.Second)
+			for {
+				select {
+				case <-chaosCtx.Done():
+					return
+				case <-tick.C:
+				}
+				for i, w := range workers { // a fault hook crashed it: restart
+					if w.Exited() {
+						faultCrashes.Add(1)
+						restarted(i)
+						if err := w.Start(); err != nil {
+							t.Error(err)
+						}
+					} else {
+						scrape(i)
+					}
+				}
+				if time.Now().After(next) {
+					i := rng.IntN(len(workers))
+					w := workers[i]
+					scrape(i)
+					w.Signal(syscall.SIGKILL, true)
 					restarted(i)
+					kills.Add(1)
 					if err := w.Start(); err != nil {
 						t.Error(err)
 					}
-				} else {
-					scrape(i)
+					next = time.Now().Add(3 * time.Second)
+				}
+				if restartNATS && natsRestarts.Load() == 0 && time.Now().After(natsAt) {
+					node := cluster.Nodes[1]
+					node.Signal(syscall.SIGKILL, true)
+					time.Sleep(time.Second)
+					if err := node.Start(); err != nil {
+						t.Error(err)
+					}
+					natsRestarts.Add(1)
 				}
 			}
-			if time.Now().After(next) {
-				i := rng.IntN(len(workers))
-				w := workers[i]
-				scrape(i)
-				w.Signal(syscall.SIGKILL, true)
-				restarted(i)
-				kills.Add(1)
-				if err := w.Start(); err != nil {
-					t.Error(err)
-				}
-				next = time.Now().Add(3 * time.Second)
-			}
-			if natsRestarts.Load() == 0 && time.Now().After(natsAt) {
-				node := cluster.Nodes[1]
-				node.Signal(syscall.SIGKILL, true)
-				time.Sleep(time.Second)
-				if err := node.Start(); err != nil {
-					t.Error(err)
-				}
-				natsRestarts.Add(1)
-			}
-		}
-	}()
+		}()
+		return func() { stopChaos(); chaos.Wait() }
+	}
+	stopChaos := startChaos(true)
 	wctx, wcancel := context.WithTimeout(ctx, budget)
 	defer wcancel()
 	st, err := s.WaitJob(wctx, org, created.JobID, nil)
 	stopChaos()
-	chaos.Wait()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,6 +316,35 @@ func TestFleetLosesNothingUnderFaults(t *testing.T) {
 	report := fmt.Sprintf("fault-injection run: %d objects + %d poisonous in %s; %d workers killed with SIGKILL and restarted, %d fault-hook crashes restarted, %d NATS node restarted; "+
 		"job: %d indexed, %d failed (the poisonous), exact; %.0f redelivered claims and %.0f duplicate publishes seen and removed by Msg-Id; CHUNKS: %d chunk messages raw, %d visible after commits, %d commit records; DEAD: %d",
 		objects, poison, took.Round(time.Second), kills.Load(), faultCrashes.Load(), natsRestarts.Load(), st.FilesIndexed, st.FilesFailed, total.redelivered, total.dup, raw, len(visible), commits, len(dead))
+	t.Log(report)
+	appendReport(report)
+
+	// Wipe the collection under the same SIGKILLs (and erase fault-hook
+	// crashes): every document erased once, no chunk visible.
+	killsBefore, crashesBefore := kills.Load(), faultCrashes.Load()
+	start = time.Now()
+	stopChaos = startChaos(false)
+	if code, err := s.Call(ctx, org, "DELETE", "/v2/collections/chaos/documents", nil, &created); err != nil || code != 202 {
+		stopChaos()
+		t.Fatalf("wipe request: %d %v", code, err)
+	}
+	wctx, wcancel = context.WithTimeout(ctx, budget)
+	defer wcancel()
+	wiped, err := s.WaitJob(wctx, org, created.JobID, nil)
+	stopChaos()
+	if err != nil {
+		t.Fatal(err)
+	}
+	took = time.Since(start)
+	if wiped.Status != schema.JobStatusCompleted || wiped.FilesDeleted != int64(objects) || wiped.FilesTotal != int64(objects) || wiped.ChunksDeleted != int64(objects) {
+		t.Fatalf("wipe %+v", wiped)
+	}
+	visible, raw, commits = committedChunks(t, js, org.OrgID, "chaos")
+	if len(visible) != 0 {
+		t.Fatalf("%d chunks visible after the wipe", len(visible))
+	}
+	report = fmt.Sprintf("wipe under faults: %d documents erased in %s (%.0f documents/s), exact; %d workers killed with SIGKILL and %d fault-hook crashes meanwhile; 0 chunks visible after it",
+		wiped.FilesDeleted, took.Round(time.Second), float64(wiped.FilesDeleted)/took.Seconds(), kills.Load()-killsBefore, faultCrashes.Load()-crashesBefore)
 	t.Log(report)
 	appendReport(report)
 }
