@@ -49,10 +49,11 @@ sim:
 	mkdir -p .stevedore
 	go test -tags sim -count=1 -v -timeout 120m ./scripts/sim/ > .stevedore/sim.log 2>&1; status=$$?; grep -v '^=== RUN' .stevedore/sim.log; exit $$status
 
-# A sync's sweep over 100,000 held objects: its time and memory (make test sweeps 2,000).
+# At 100,000 documents: a sync's sweep (time, memory), a wipe (rate), reading one 1,000-chunk document (make test: 2,000).
 sweep-scale:
 	mkdir -p .stevedore
-	STEVEDORE_SWEEP_OBJECTS=100000 go test -count=1 -v -timeout 20m -run TestSweepAtScale ./worker/sweep/ > .stevedore/sweep.log 2>&1; status=$$?; grep -E 'sweep of|^(ok|FAIL|---)' .stevedore/sweep.log; exit $$status
+	STEVEDORE_SWEEP_OBJECTS=100000 STEVEDORE_SCALE_DOCUMENTS=100000 go test -count=1 -v -timeout 20m -run 'TestSweepAtScale|TestEraseAtScale|TestDocumentReadAtScale' \
+		./worker/sweep/ ./schema/collections/ > .stevedore/sweep.log 2>&1; status=$$?; grep -E 'sweep of|wipe of|document of|^(ok|FAIL|---)' .stevedore/sweep.log; exit $$status
 
 # Micro-benchmarks: tokenizer, chunker, extractors.
 bench-micro:

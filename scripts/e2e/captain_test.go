@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stevedore-dev/stevedore/schema/collections"
+	"github.com/stevedore-dev/stevedore/scripts/stack"
 )
 
 // TestCaptainExampleClient runs Captain's own example client (seed 000,
@@ -48,4 +54,90 @@ func TestCaptainExampleClient(t *testing.T) {
 		t.Fatalf("want the bucket, directory and file jobs completed")
 	}
 	appendReport("Captain's example client against stevedore dev:\n" + strings.TrimSpace(text))
+}
+
+// TestCaptainCollections runs Captain's collection and document calls
+// (scripts/captain_collections.py) against `stevedore dev` with the demo
+// bucket: the collection listed with its documents, one document shown with
+// its chunks in order and deleted — a consumer folding CHUNKS then sees none
+// of its chunks and all the others' — then the collection wiped and
+// deleted: none at all. Another organization gets 404 for every call.
+func TestCaptainCollections(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s, org, _ := startOnboarded(t, ctx, "Captain collections")
+	var other stack.Org
+	if err := s.CLI(ctx, &other, "org", "create", "--name", "Someone else"); err != nil {
+		t.Fatal(err)
+	}
+	run := func(phase string) string {
+		cmd := exec.CommandContext(ctx, "python3", filepath.Join(s.Root, "scripts", "captain_collections.py"), phase)
+		cmd.Env = append(os.Environ(), "STEVEDORE_URL="+s.API, "STEVEDORE_API_KEY="+org.APIKey, "STEVEDORE_ORG_ID="+org.OrgID,
+			"STEVEDORE_BUCKET=demo-docs", "STEVEDORE_ROLE_ARN="+roleARN, "STEVEDORE_EXTERNAL_ID="+org.ExternalID,
+			"OTHER_API_KEY="+other.APIKey, "OTHER_ORG_ID="+other.OrgID)
+		out, err := cmd.CombinedOutput()
+		t.Logf("captain_collections.py %s:\n%s", phase, out)
+		if err != nil {
+			t.Fatalf("python3 scripts/captain_collections.py %s: %v (needs Python 3 with requests)", phase, err)
+		}
+		return string(out)
+	}
+	nc, err := nats.Connect(s.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	fold := func() map[string]int {
+		view, err := collections.Fold(ctx, js, org.OrgID, "demo_docs", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := map[string]int{}
+		for _, c := range view.VisibleChunks() {
+			keys[c.Key]++
+		}
+		return keys
+	}
+
+	first := run("index")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^Create collection: 201 demo_docs$`),
+		regexp.MustCompile(`(?m)^Index job: completed, \d+ indexed`),
+		regexp.MustCompile(`(?m)^Collection demo_docs \(col_\w+\): \d+ documents, \d+ chunks, \d+ tokens$`),
+		regexp.MustCompile(`(?m)^Document \w{32} s3://demo-docs/\S+: \d+ chunks shown in order`),
+		regexp.MustCompile(`(?m)^Another organization: 404 for every call`),
+		regexp.MustCompile(`(?m)^Delete document \w{32}: completed, 1 deleted, \d+ chunks tombstoned$`),
+		regexp.MustCompile(`(?m)^Get the deleted document: 404$`),
+	} {
+		if !want.MatchString(first) {
+			t.Fatalf("output lacks %s", want)
+		}
+	}
+	deleted := regexp.MustCompile(`(?m)^DELETED (.+)$`).FindStringSubmatch(first)[1]
+	keys := fold()
+	if keys[deleted] != 0 || len(keys) == 0 {
+		t.Fatalf("after the document delete a consumer sees %d chunks of %s (and %d documents)", keys[deleted], deleted, len(keys))
+	}
+	docs := len(keys)
+
+	second := run("delete")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^Wipe: completed, (\d+) of (\d+) documents deleted$`),
+		regexp.MustCompile(`(?m)^After the wipe: 0 documents, 0 chunks; collection active$`),
+		regexp.MustCompile(`(?m)^Delete collection: completed, 0 deleted$`),
+		regexp.MustCompile(`(?m)^Get the deleted collection: 404$`),
+	} {
+		if !want.MatchString(second) {
+			t.Fatalf("output lacks %s", want)
+		}
+	}
+	if m := regexp.MustCompile(`Wipe: completed, (\d+) of (\d+)`).FindStringSubmatch(second); m[1] != m[2] {
+		t.Fatalf("the wipe deleted %s of %s", m[1], m[2])
+	}
+	if left := fold(); len(left) != 0 {
+		t.Fatalf("after the wipe and delete a consumer sees chunks of %d documents", len(left))
+	}
+	appendReport(fmt.Sprintf("Captain's collection and document calls against stevedore dev (%d documents with visible chunks before the wipe):\n%s%s",
+		docs, strings.TrimSpace(first), "\n"+strings.TrimSpace(second)))
 }
