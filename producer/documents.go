@@ -34,8 +34,8 @@ func (a *API) listDocuments(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	f := collections.DocFilter{Status: q.Get("status"), Prefix: q.Get("prefix"), Bucket: q.Get("bucket")}
-	if f.Status != "" && f.Status != collections.DocIndexed && f.Status != collections.DocSkipped && f.Status != collections.DocDeleting {
-		return badRequest("invalid_status", "status must be indexed, skipped or deleting", "")
+	if f.Status != "" && !collections.ValidDocStatus(f.Status) {
+		return badRequest("invalid_status", "status must be indexed, skipped, failed or deleting", "")
 	}
 	docs, total, err := a.colls.Documents(r.Context(), org.ID, c.Name, f, limit, offset)
 	if err != nil {

@@ -169,6 +169,10 @@ const (
 	ObjectIndexed ObjectStatus = "indexed" // its chunks are published and committed
 	ObjectSkipped ObjectStatus = "skipped" // unsupported or unreadable content: nothing published
 	ObjectDeleted ObjectStatus = "deleted" // deleted in S3: its chunks are tombstoned
+	// ObjectFailed records an object whose task was given up (Reason,
+	// ErrorCode) and that has no indexed version: nothing published. The
+	// next task of it tries again.
+	ObjectFailed ObjectStatus = "failed"
 	// ObjectErasing marks a document an erase job (JobID: a document
 	// delete, a wipe, a collection delete) is removing: its chunks are being
 	// tombstoned and the state is removed next. Index tasks wait for it.
@@ -189,7 +193,8 @@ type ObjectState struct {
 	ProcessingType   string       `json:"processing_type,omitempty"` // "advanced", or empty for basic
 	Encoding         string       `json:"encoding,omitempty"`        // the tokenizer, when not cl100k_base
 	Status           ObjectStatus `json:"status"`
-	Reason           string       `json:"reason,omitempty"` // why skipped
+	Reason           string       `json:"reason,omitempty"`     // why skipped or failed
+	ErrorCode        string       `json:"error_code,omitempty"` // failed: the stable code (see ErrorCode)
 	JobID            string       `json:"job_id,omitempty"`
 	// SeenBy is the last sync (a job with delete_missing) whose listing
 	// held the object: its sweep leaves the object alone.

@@ -207,7 +207,7 @@ func documentList(ctx context.Context, args []string) error {
 	return operatorCommand(ctx, "document list", args, func(f *flags) {
 		org = f.FlagSet.String("org", "", "organization ID")
 		name = f.FlagSet.String("collection", "", "collection")
-		status = f.FlagSet.String("status", "", "only indexed, skipped or deleting documents")
+		status = f.FlagSet.String("status", "", "only indexed, skipped, failed or deleting documents")
 		prefix = f.FlagSet.String("prefix", "", "only keys that start with it")
 		limit = f.FlagSet.Int("limit", 50, "documents per page (1-1000)")
 		offset = f.FlagSet.Int("offset", 0, "documents to skip, in (bucket, key) order")
@@ -215,8 +215,8 @@ func documentList(ctx context.Context, args []string) error {
 		switch {
 		case *limit < 1 || *limit > 1000 || *offset < 0:
 			return nil, "", usageError(errors.New("document list: --limit is 1-1000, --offset not negative"))
-		case *status != "" && *status != collections.DocIndexed && *status != collections.DocSkipped && *status != collections.DocDeleting:
-			return nil, "", usageError(fmt.Errorf("document list: --status %q: indexed, skipped or deleting", *status))
+		case *status != "" && !collections.ValidDocStatus(*status):
+			return nil, "", usageError(fmt.Errorf("document list: --status %q: indexed, skipped, failed or deleting", *status))
 		}
 		e, err := eraser(ctx, r)
 		if err != nil {

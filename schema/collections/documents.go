@@ -19,6 +19,7 @@ const (
 	DocIndexed  = "indexed"  // its chunks are published and committed
 	DocSkipped  = "skipped"  // known, not indexed (Reason): nothing downstream
 	DocDeleting = "deleting" // an erase job is removing it
+	DocFailed   = "failed"   // its last task was given up (Reason, ErrorCode): nothing downstream
 )
 
 // DocStatus is the document status of an object state ("" for states that
@@ -31,8 +32,15 @@ func DocStatus(st *schema.ObjectState) string {
 		return DocSkipped
 	case schema.ObjectErasing:
 		return DocDeleting
+	case schema.ObjectFailed:
+		return DocFailed
 	}
 	return ""
+}
+
+// ValidDocStatus reports whether s is a document status.
+func ValidDocStatus(s string) bool {
+	return s == DocIndexed || s == DocSkipped || s == DocFailed || s == DocDeleting
 }
 
 // DocFilter selects documents: by status, key prefix and bucket ("" for any).

@@ -88,9 +88,10 @@ func watch(ctx context.Context, objects jetstream.KeyValue, filter string) (jets
 
 // Stats is what a collection holds, counted from its object states.
 type Stats struct {
-	Documents int64 `json:"document_count"` // indexed or skipped (a document stevedore knows of)
+	Documents int64 `json:"document_count"` // indexed, skipped or failed (a document stevedore knows of)
 	Indexed   int64 `json:"indexed_count"`
 	Skipped   int64 `json:"skipped_count"`
+	Failed    int64 `json:"failed_count"`
 	Erasing   int64 `json:"erasing_count,omitempty"`
 	Chunks    int64 `json:"chunk_count"`
 	Tokens    int64 `json:"token_count"`
@@ -109,6 +110,9 @@ func (s *Stats) Count(st *schema.ObjectState) {
 	case schema.ObjectSkipped:
 		s.Documents++
 		s.Skipped++
+	case schema.ObjectFailed:
+		s.Documents++
+		s.Failed++
 	case schema.ObjectErasing:
 		s.Erasing++
 		return

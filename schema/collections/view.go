@@ -17,6 +17,7 @@ type DocumentView struct {
 	CollectionName string       `json:"collection_name"`
 	Status         string       `json:"status"`
 	Reason         string       `json:"reason,omitempty"`
+	ErrorCode      string       `json:"error_code,omitempty"`
 	ChunkCount     int          `json:"chunk_count"`
 	TokenCount     int64        `json:"token_count"`
 	Metadata       DocumentMeta `json:"metadata"`
@@ -42,7 +43,7 @@ type DocumentMeta struct {
 // View is st as a document of collection.
 func View(collection string, st *schema.ObjectState) *DocumentView {
 	return &DocumentView{DocumentID: schema.DocumentID(st.Bucket, st.Key), CollectionName: collection, Status: DocStatus(st),
-		Reason: st.Reason, ChunkCount: st.Chunks, TokenCount: st.Tokens, JobID: st.JobID, UpdatedAt: st.UpdatedAt,
+		Reason: st.Reason, ErrorCode: st.ErrorCode, ChunkCount: st.Chunks, TokenCount: st.Tokens, JobID: st.JobID, UpdatedAt: st.UpdatedAt,
 		Metadata: DocumentMeta{Filename: path.Base(st.Key), FileType: strings.TrimPrefix(path.Ext(st.Key), "."), FileSize: st.Size,
 			MimeType: st.ContentType, URI: "s3://" + st.Bucket + "/" + st.Key, Bucket: st.Bucket, Key: st.Key, ETag: st.ETag,
 			VersionID: st.VersionID, ExtractorVersion: st.ExtractorVersion, ProcessingType: cmp.Or(st.ProcessingType, schema.ProcessingBasic)}}

@@ -94,3 +94,34 @@ func TestErasingDocumentIsWaitedFor(t *testing.T) {
 		t.Fatalf("want a transient error, got %v", err)
 	}
 }
+
+// A task given up leaves its document's status: failed, with the reason
+// and the stable code — unless an indexed version stands, which keeps its
+// state (its chunks stay visible).
+func TestGivenUpTaskRecordsAFailedDocument(t *testing.T) {
+	x := newIndexer(t)
+	task := x.task
+	task.Key = "denied.txt"
+	data, _ := schema.Encode(&task)
+	out := x.h.GiveUp(data, &schema.ClassError{Class: schema.ClassTenantPermission, Code: schema.CodeAccessDenied, Err: errors.New("GetObject: AccessDenied")})
+	if len(out) != 1 {
+		t.Fatalf("%+v", out)
+	}
+	st := x.state(t, "denied.txt")
+	if st.Status != schema.ObjectFailed || st.ErrorCode != schema.CodeAccessDenied || st.Reason == "" || st.Chunks != 0 {
+		t.Fatalf("failed state %+v", st)
+	}
+	x.s3.Put(bucket, "a.txt", "A document.")
+	x.handle(t, "a.txt")
+	task.Key = "a.txt"
+	data, _ = schema.Encode(&task)
+	x.h.GiveUp(data, &schema.ClassError{Class: schema.ClassTransient, Err: errors.New("later")})
+	if st := x.state(t, "a.txt"); st.Status != schema.ObjectIndexed {
+		t.Fatalf("an indexed document was marked failed: %+v", st)
+	}
+	// The next task of the failed one tries again, and indexes it.
+	x.s3.Put(bucket, "denied.txt", "Readable now.")
+	if _, _, _, ev := x.handle(t, "denied.txt"); ev.Outcome != schema.OutcomeIndexed {
+		t.Fatalf("retry after a failure: %+v", ev)
+	}
+}

@@ -11,6 +11,7 @@
 package index
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -130,7 +131,36 @@ func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
 	}
 	ev := event(task, schema.OutcomeFailed)
 	ev.Reason, ev.ErrorClass, ev.ErrorCode = PublicReason(f), string(f.Class), f.Code
+	h.recordFailure(task, ev)
 	return []schema.Out{eventMsg(ev)}
+}
+
+// recordFailure records, as its document's status, that an object's index
+// task was given up — unless an indexed version of it stands (its chunks
+// stay valid and visible) or an erase has it. A record that cannot be
+// written is logged: the failed outcome still reaches the job.
+func (h *Handler) recordFailure(task *schema.Task, ev *schema.ObjectEvent) {
+	if task.Op != schema.OpIndex {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	key := schema.ObjectKey(task.Org, task.Collection, task.Bucket, task.Key)
+	st, rev, err := h.loadState(ctx, key)
+	if err == nil && st != nil && (st.Status == schema.ObjectIndexed || st.Status == schema.ObjectErasing) {
+		return
+	}
+	if err == nil {
+		failed := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: task.ETag, VersionID: task.VersionID, Status: schema.ObjectFailed,
+			Reason: ev.Reason, ErrorCode: cmp.Or(ev.ErrorCode, ev.ErrorClass), JobID: task.JobID, IntegrationID: task.IntegrationID, UpdatedAt: time.Now().UTC()}
+		if st != nil {
+			failed.Sequencer, failed.SeenBy = st.Sequencer, st.SeenBy
+		}
+		err = h.saveState(ctx, key, failed, rev)
+	}
+	if err != nil {
+		h.log.Warn("the failed object's status could not be recorded", "org", task.Org, "bucket", task.Bucket, "key", task.Key, "error", err)
+	}
 }
 
 // GaveUp counts the failed object once its outcome is durable.

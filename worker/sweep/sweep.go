@@ -215,12 +215,13 @@ func (h *Handler) count(ctx context.Context, job *schema.Job) (held, candidates 
 	return held, candidates, err
 }
 
-// each calls fn for every object state held in job's scope (indexed or
-// skipped, in its bucket, under its prefix), streaming
+// each calls fn for every object state held in job's scope (indexed,
+// skipped or failed, in its bucket, under its prefix), streaming
 // (collections.Each).
 func (h *Handler) each(ctx context.Context, job *schema.Job, fn func(jetstream.KeyValueEntry, *schema.ObjectState) error) error {
 	err := collections.Each(ctx, h.objects, job.Org, job.Collection, func(e jetstream.KeyValueEntry, st *schema.ObjectState) error {
-		if st.Bucket != job.Bucket || !strings.HasPrefix(st.Key, job.Prefix) || (st.Status != schema.ObjectIndexed && st.Status != schema.ObjectSkipped) {
+		if st.Bucket != job.Bucket || !strings.HasPrefix(st.Key, job.Prefix) ||
+			(st.Status != schema.ObjectIndexed && st.Status != schema.ObjectSkipped && st.Status != schema.ObjectFailed) {
 			return nil
 		}
 		return fn(e, st)
