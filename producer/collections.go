@@ -14,6 +14,7 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/collections"
 	"github.com/stevedore-dev/stevedore/schema/jobs"
+	"github.com/stevedore-dev/stevedore/schema/registry"
 )
 
 func collectionNotFound(name string) error {
@@ -219,23 +220,24 @@ func checkSettings(req *collectionRequest) (collections.Settings, error) {
 	return collections.Settings{Description: req.Description, ProcessingType: ir.ProcessingType, Encoding: ir.Encoding, CustomMetadata: req.CustomMetadata}, nil
 }
 
-// collection reads the org's collection named in the path (404 when none).
-func (a *API) collection(r *http.Request, org string) (*collections.Collection, error) {
-	name := r.PathValue("name")
-	c, _, err := a.colls.Get(r.Context(), org, name)
-	if errors.Is(err, collections.ErrNotFound) {
-		return nil, collectionNotFound(name)
+// collection authenticates the caller and reads its collection named in
+// the path (404 when it has none).
+func (a *API) collection(r *http.Request) (*registry.Org, *collections.Collection, error) {
+	org, err := a.authenticate(r)
+	if err != nil {
+		return nil, nil, err
 	}
-	return c, err
+	name := r.PathValue("name")
+	c, _, err := a.colls.Get(r.Context(), org.ID, name)
+	if errors.Is(err, collections.ErrNotFound) {
+		return nil, nil, collectionNotFound(name)
+	}
+	return org, c, err
 }
 
 // getCollection is GET /v2/collections/{name}.
 func (a *API) getCollection(w http.ResponseWriter, r *http.Request) error {
-	org, err := a.authenticate(r)
-	if err != nil {
-		return err
-	}
-	c, err := a.collection(r, org.ID)
+	_, c, err := a.collection(r)
 	if err != nil {
 		return err
 	}
@@ -256,11 +258,8 @@ func erasing(w http.ResponseWriter, st *schema.JobStatus) {
 // deleteCollection is DELETE /v2/collections/{name}: 202 with the
 // delete_collection job; asked again while it runs, the same job.
 func (a *API) deleteCollection(w http.ResponseWriter, r *http.Request) error {
-	org, err := a.authenticate(r)
+	org, _, err := a.collection(r)
 	if err != nil {
-		return err
-	}
-	if _, err := a.collection(r, org.ID); err != nil {
 		return err
 	}
 	st, _, err := a.eraser.DeleteCollection(r.Context(), "api", org.ID, r.PathValue("name"))
@@ -277,11 +276,7 @@ func (a *API) deleteCollection(w http.ResponseWriter, r *http.Request) error {
 // wipeDocuments is DELETE /v2/collections/{name}/documents: 202 with the
 // wipe job; the collection stays.
 func (a *API) wipeDocuments(w http.ResponseWriter, r *http.Request) error {
-	org, err := a.authenticate(r)
-	if err != nil {
-		return err
-	}
-	c, err := a.collection(r, org.ID)
+	org, c, err := a.collection(r)
 	if err != nil {
 		return err
 	}
@@ -306,11 +301,7 @@ func documentNotFound(collection, id string) error {
 // 202 with the delete_document job (an erasure request). A later sync of
 // a bucket that still has the object indexes it again.
 func (a *API) deleteDocument(w http.ResponseWriter, r *http.Request) error {
-	org, err := a.authenticate(r)
-	if err != nil {
-		return err
-	}
-	c, err := a.collection(r, org.ID)
+	org, c, err := a.collection(r)
 	if err != nil {
 		return err
 	}

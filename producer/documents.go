@@ -17,11 +17,7 @@ const MaxDocumentWindow = 100_000
 // listDocuments is GET /v2/collections/{name}/documents?limit&offset&status&prefix&bucket:
 // the collection's documents in (bucket, key) order.
 func (a *API) listDocuments(w http.ResponseWriter, r *http.Request) error {
-	org, err := a.authenticate(r)
-	if err != nil {
-		return err
-	}
-	c, err := a.collection(r, org.ID)
+	org, c, err := a.collection(r)
 	if err != nil {
 		return err
 	}
@@ -64,11 +60,7 @@ type documentWithChunks struct {
 // chunks in order, read from CHUNKS by the sequences its state recorded
 // (one read per chunk, whatever the collection's size).
 func (a *API) getDocument(w http.ResponseWriter, r *http.Request) error {
-	org, err := a.authenticate(r)
-	if err != nil {
-		return err
-	}
-	c, err := a.collection(r, org.ID)
+	org, c, err := a.collection(r)
 	if err != nil {
 		return err
 	}

@@ -49,6 +49,27 @@ func ensureCollection(ctx context.Context, r *registry.Registry, org, name strin
 	return nil
 }
 
+// collectionCommand is an operator command on one of an org's
+// collections: --org and --collection (and define's flags), then act with
+// the stores (e).
+func collectionCommand(ctx context.Context, name string, args []string, define func(*flags),
+	act func(e *collections.Eraser, org, collection string) (map[string]any, string, error)) error {
+	var org, coll *string
+	return operatorCommand(ctx, name, args, func(f *flags) {
+		org = f.FlagSet.String("org", "", "organization ID")
+		coll = f.FlagSet.String("collection", "", "collection")
+		if define != nil {
+			define(f)
+		}
+	}, func(r *registry.Registry) (map[string]any, string, error) {
+		e, err := eraser(ctx, r)
+		if err != nil {
+			return nil, "", err
+		}
+		return act(e, *org, *coll)
+	})
+}
+
 // notFound makes the store's not-found errors name what was asked for.
 func notFound(err error, what string) error {
 	if errors.Is(err, collections.ErrNotFound) {
@@ -102,18 +123,10 @@ func collectionList(ctx context.Context, args []string) error {
 
 // collectionShow is `collection show`.
 func collectionShow(ctx context.Context, args []string) error {
-	var org, name *string
-	return operatorCommand(ctx, "collection show", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		name = f.FlagSet.String("collection", "", "collection")
-	}, func(r *registry.Registry) (map[string]any, string, error) {
-		e, err := eraser(ctx, r)
+	return collectionCommand(ctx, "collection show", args, nil, func(e *collections.Eraser, org, name string) (map[string]any, string, error) {
+		c, _, err := e.Store.Get(ctx, org, name)
 		if err != nil {
-			return nil, "", err
-		}
-		c, _, err := e.Store.Get(ctx, *org, *name)
-		if err != nil {
-			return nil, "", notFound(err, "collection "+*name)
+			return nil, "", notFound(err, "collection "+name)
 		}
 		s, err := e.Store.Stats(ctx, c.Org, c.Name)
 		if err != nil {
@@ -130,25 +143,19 @@ func collectionShow(ctx context.Context, args []string) error {
 // collectionCreate is `collection create`: creates the collection, or
 // replaces its settings.
 func collectionCreate(ctx context.Context, args []string) error {
-	var org, name, processing, encoding, description *string
-	return operatorCommand(ctx, "collection create", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		name = f.FlagSet.String("collection", "", "collection")
+	var processing, encoding, description *string
+	return collectionCommand(ctx, "collection create", args, func(f *flags) {
 		processing = f.FlagSet.String("processing-type", "", "what index jobs default to: basic or advanced")
 		encoding = f.FlagSet.String("encoding", "", "what index jobs default to: cl100k_base or o200k_base")
 		description = f.FlagSet.String("description", "", "a description")
-	}, func(r *registry.Registry) (map[string]any, string, error) {
-		if _, err := r.Org(ctx, *org); err != nil {
+	}, func(e *collections.Eraser, org, name string) (map[string]any, string, error) {
+		if _, err := e.Registry.Org(ctx, org); err != nil {
 			return nil, "", err
 		}
 		if !schema.ValidProcessingType(*processing) || !schema.ValidEncoding(*encoding) {
 			return nil, "", usageError(errors.New("collection create: --processing-type is basic or advanced, --encoding cl100k_base or o200k_base"))
 		}
-		e, err := eraser(ctx, r)
-		if err != nil {
-			return nil, "", err
-		}
-		c, created, err := e.Store.Put(ctx, *org, *name, collections.Settings{Description: *description, ProcessingType: *processing, Encoding: *encoding})
+		c, created, err := e.Store.Put(ctx, org, name, collections.Settings{Description: *description, ProcessingType: *processing, Encoding: *encoding})
 		if err != nil {
 			return nil, "", err
 		}
@@ -162,25 +169,17 @@ func collectionCreate(ctx context.Context, args []string) error {
 
 // collectionDelete is `collection delete`: starts the delete_collection job.
 func collectionDelete(ctx context.Context, args []string) error {
-	var org, name *string
-	return operatorCommand(ctx, "collection delete", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		name = f.FlagSet.String("collection", "", "collection")
-	}, func(r *registry.Registry) (map[string]any, string, error) {
-		e, err := eraser(ctx, r)
+	return collectionCommand(ctx, "collection delete", args, nil, func(e *collections.Eraser, org, name string) (map[string]any, string, error) {
+		st, started, err := e.DeleteCollection(ctx, cliActor, org, name)
 		if err != nil {
-			return nil, "", err
-		}
-		st, started, err := e.DeleteCollection(ctx, cliActor, *org, *name)
-		if err != nil {
-			return nil, "", notFound(err, "collection "+*name)
+			return nil, "", notFound(err, "collection "+name)
 		}
 		verb := "started"
 		if !started {
 			verb = "already running"
 		}
 		return map[string]any{"job_id": st.JobID, "started": started}, fmt.Sprintf("Deleting collection %s: job %s %s; follow it with: stevedore job show --org %s --id %s --wait\n",
-			*name, st.JobID, verb, *org, st.JobID), nil
+			name, st.JobID, verb, org, st.JobID), nil
 	})
 }
 
@@ -202,37 +201,31 @@ func documentLine(v *collections.DocumentView) string {
 
 // documentList is `document list`.
 func documentList(ctx context.Context, args []string) error {
-	var org, name, status, prefix *string
+	var status, prefix *string
 	var limit, offset *int
-	return operatorCommand(ctx, "document list", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		name = f.FlagSet.String("collection", "", "collection")
+	return collectionCommand(ctx, "document list", args, func(f *flags) {
 		status = f.FlagSet.String("status", "", "only indexed, skipped, failed or deleting documents")
 		prefix = f.FlagSet.String("prefix", "", "only keys that start with it")
 		limit = f.FlagSet.Int("limit", 50, "documents per page (1-1000)")
 		offset = f.FlagSet.Int("offset", 0, "documents to skip, in (bucket, key) order")
-	}, func(r *registry.Registry) (map[string]any, string, error) {
+	}, func(e *collections.Eraser, org, name string) (map[string]any, string, error) {
 		switch {
 		case *limit < 1 || *limit > 1000 || *offset < 0:
 			return nil, "", usageError(errors.New("document list: --limit is 1-1000, --offset not negative"))
 		case *status != "" && !collections.ValidDocStatus(*status):
 			return nil, "", usageError(fmt.Errorf("document list: --status %q: indexed, skipped, failed or deleting", *status))
 		}
-		e, err := eraser(ctx, r)
-		if err != nil {
-			return nil, "", err
+		if _, _, err := e.Store.Get(ctx, org, name); err != nil {
+			return nil, "", notFound(err, "collection "+name)
 		}
-		if _, _, err := e.Store.Get(ctx, *org, *name); err != nil {
-			return nil, "", notFound(err, "collection "+*name)
-		}
-		docs, total, err := e.Store.Documents(ctx, *org, *name, collections.DocFilter{Status: *status, Prefix: *prefix}, *limit, *offset)
+		docs, total, err := e.Store.Documents(ctx, org, name, collections.DocFilter{Status: *status, Prefix: *prefix}, *limit, *offset)
 		if err != nil {
 			return nil, "", err
 		}
 		var b strings.Builder
 		views := make([]*collections.DocumentView, 0, len(docs))
 		for _, st := range docs {
-			v := collections.View(*name, st)
+			v := collections.View(name, st)
 			views = append(views, v)
 			b.WriteString(documentLine(v))
 		}
@@ -244,27 +237,21 @@ func documentList(ctx context.Context, args []string) error {
 // documentShow is `document show`: the document and, with --chunks, its
 // visible chunks.
 func documentShow(ctx context.Context, args []string) error {
-	var org, name, id *string
+	var id *string
 	var chunks *bool
-	return operatorCommand(ctx, "document show", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		name = f.FlagSet.String("collection", "", "collection")
+	return collectionCommand(ctx, "document show", args, func(f *flags) {
 		id = f.FlagSet.String("id", "", "document ID")
 		chunks = f.FlagSet.Bool("chunks", false, "also its visible chunks, read from CHUNKS")
-	}, func(r *registry.Registry) (map[string]any, string, error) {
-		e, err := eraser(ctx, r)
+	}, func(e *collections.Eraser, org, name string) (map[string]any, string, error) {
+		st, err := e.Store.Document(ctx, org, name, *id)
 		if err != nil {
-			return nil, "", err
+			return nil, "", notFound(err, "document "+*id+" of collection "+name)
 		}
-		st, err := e.Store.Document(ctx, *org, *name, *id)
-		if err != nil {
-			return nil, "", notFound(err, "document "+*id+" of collection "+*name)
-		}
-		v := collections.View(*name, st)
+		v := collections.View(name, st)
 		out := map[string]any{"document": v}
 		human := documentLine(v)
 		if *chunks {
-			list, unavailable, err := collections.Chunks(ctx, r.JetStream(), *org, *name, st, 0, st.Chunks)
+			list, unavailable, err := collections.Chunks(ctx, e.JS, org, name, st, 0, st.Chunks)
 			if err != nil {
 				return nil, "", err
 			}
@@ -284,21 +271,15 @@ func documentShow(ctx context.Context, args []string) error {
 
 // documentDelete is `document delete`: starts the delete_document job.
 func documentDelete(ctx context.Context, args []string) error {
-	var org, name, id *string
-	return operatorCommand(ctx, "document delete", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		name = f.FlagSet.String("collection", "", "collection")
+	var id *string
+	return collectionCommand(ctx, "document delete", args, func(f *flags) {
 		id = f.FlagSet.String("id", "", "document ID")
-	}, func(r *registry.Registry) (map[string]any, string, error) {
-		e, err := eraser(ctx, r)
+	}, func(e *collections.Eraser, org, name string) (map[string]any, string, error) {
+		st, err := e.DeleteDocument(ctx, org, name, *id)
 		if err != nil {
-			return nil, "", err
+			return nil, "", notFound(err, "document "+*id+" of collection "+name)
 		}
-		st, err := e.DeleteDocument(ctx, *org, *name, *id)
-		if err != nil {
-			return nil, "", notFound(err, "document "+*id+" of collection "+*name)
-		}
-		r.Audit(ctx, *org, cliActor, "document.delete", "started", *name+"/"+*id+" job "+st.JobID)
+		e.Registry.Audit(ctx, org, cliActor, "document.delete", "started", name+"/"+*id+" job "+st.JobID)
 		return map[string]any{"job_id": st.JobID}, fmt.Sprintf("Deleting document %s: job %s\n", *id, st.JobID), nil
 	})
 }
@@ -313,15 +294,11 @@ func runChunks(ctx context.Context, args []string) error {
 // consumer folding CHUNKS sees them (the commit and tombstone rules), one
 // JSON object per line in (bucket, key, index) order.
 func chunksExport(ctx context.Context, args []string) error {
-	var org, name *string
-	return operatorCommand(ctx, "chunks export", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		name = f.FlagSet.String("collection", "", "collection")
-	}, func(r *registry.Registry) (map[string]any, string, error) {
-		if !schema.ValidID(*org) || !schema.ValidID(*name) {
+	return collectionCommand(ctx, "chunks export", args, nil, func(e *collections.Eraser, org, name string) (map[string]any, string, error) {
+		if !schema.ValidID(org) || !schema.ValidID(name) {
 			return nil, "", usageError(errors.New("chunks export: --org and --collection are required"))
 		}
-		view, err := collections.Fold(ctx, r.JetStream(), *org, *name, true)
+		view, err := collections.Fold(ctx, e.JS, org, name, true)
 		if err != nil {
 			return nil, "", err
 		}
