@@ -26,13 +26,7 @@ import (
 // messages, the watch, decoding) at about 17 MB of that. It checks the
 // counts, not the time.
 func TestSweepAtScale(t *testing.T) {
-	n := 2000
-	if v := os.Getenv("STEVEDORE_SWEEP_OBJECTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 20 {
-			t.Fatalf("STEVEDORE_SWEEP_OBJECTS=%q: want a number ≥ 20", v)
-		}
-	}
+	n := scale(t)
 	x := newSweeper(t, 0.5)
 	const gone = 10
 	stateBytes := x.holdMany(t, n, gone)
@@ -126,13 +120,7 @@ func (x *sweeper) holdMany(t *testing.T, n, gone int) int64 {
 // acknowledged, every state purged — in pages, and reports the rate. It
 // checks the counts, not the time.
 func TestEraseAtScale(t *testing.T) {
-	n := 2000
-	if v := os.Getenv("STEVEDORE_SWEEP_OBJECTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 20 {
-			t.Fatalf("STEVEDORE_SWEEP_OBJECTS=%q: want a number ≥ 20", v)
-		}
-	}
+	n := scale(t)
 	x := newSweeper(t, 0.5)
 	x.holdMany(t, n, 0)
 	var published atomic.Int64
@@ -167,4 +155,19 @@ func TestEraseAtScale(t *testing.T) {
 	}
 	t.Logf("wipe of %d documents: %s in %d pages (%.0f documents/s; %d messages published and acknowledged, every state purged)",
 		n, took.Round(time.Millisecond), pages, float64(n)/took.Seconds(), published.Load())
+}
+
+// scale is how many objects a scale test holds: 2,000, or
+// STEVEDORE_SWEEP_OBJECTS (make sweep-scale: 100,000).
+func scale(t *testing.T) int {
+	t.Helper()
+	v := os.Getenv("STEVEDORE_SWEEP_OBJECTS")
+	if v == "" {
+		return 2000
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 20 {
+		t.Fatalf("STEVEDORE_SWEEP_OBJECTS=%q: want a number ≥ 20", v)
+	}
+	return n
 }
