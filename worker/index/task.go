@@ -253,8 +253,8 @@ func seenBy(task *schema.Task, state *schema.ObjectState) string {
 // same outcome). A key stevedore never held is err: the caller named a key
 // that does not exist. Anything else is err, for the runner to decide.
 func (h *Handler) goneSinceIndexed(ctx context.Context, o *object, err error) (*schema.ObjectEvent, error) {
-	if creds.Classify(err).Class != schema.ClassNotFound || o.state == nil {
-		return nil, err
+	if creds.Classify(err).Class != schema.ClassNotFound || o.state == nil || o.state.Status == schema.ObjectFailed {
+		return nil, err // never held (a failed state held nothing): the caller named a key that is not there
 	}
 	now, herr := h.headObject(ctx, o.tenant, o.task)
 	if herr != nil {
