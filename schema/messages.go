@@ -237,6 +237,23 @@ type Chunk struct {
 	// names.
 	HeaderRow      string          `json:"header_row,omitempty"`
 	CustomMetadata json.RawMessage `json:"custom_metadata,omitempty"`
+	// Source is what S3 answered for the object version the chunk is from
+	// (not what an event claimed).
+	Source *Source `json:"source,omitempty"`
+	// Metadata is the document's metadata, for filtering and citing: the
+	// job's (collection's, route's) custom_metadata overlaid by the
+	// object's own S3 user metadata (names normalised, values bounded).
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+}
+
+// Source is where a chunk's text comes from, as S3 answered the GET.
+type Source struct {
+	URI          string     `json:"uri"` // s3://bucket/key
+	VersionID    string     `json:"version_id,omitempty"`
+	ETag         string     `json:"etag,omitempty"`
+	LastModified *time.Time `json:"last_modified,omitempty"`
+	Size         int64      `json:"size"`
+	ContentType  string     `json:"content_type,omitempty"` // as S3 stores it (Chunk.ContentType is as detected)
 }
 
 // Validate reports the first missing or invalid field.

@@ -29,12 +29,16 @@ func samples() map[string]any {
 			Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", JobID: "job_0123456789abcdef", Bucket: "acme-docs", Key: "a.txt", ETag: `"etag"`,
 			Index: 0, Total: 3, ByteOffset: 0, Text: "Hello, world.\n\n", TokenCount: 5, Encoding: "cl100k_base", ExtractorVersion: "text/1"},
 		// A chunk of a document read with processing_type advanced: pages,
-		// heading path, detected type and the request's metadata.
+		// heading path, detected type, the request's metadata, what S3 said
+		// of the object, and the document's metadata (the request's
+		// overlaid by the object's S3 user metadata).
 		"chunk_document": &Chunk{ChunkID: ChunkID("org_1a2b3c4d5e6f7a8b", "my_documents", "acme-docs", "handbook.pdf", `"etag"`, "pdf/1+structured", 4),
 			Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", JobID: "job_0123456789abcdef", Bucket: "acme-docs", Key: "handbook.pdf", ETag: `"etag"`,
 			Index: 4, ByteOffset: 9120, Text: "## Crane Productivity\nThe terminal measures productivity in moves per crane hour.\n", TokenCount: 16,
 			Encoding: "cl100k_base", ExtractorVersion: "pdf/1+structured", ContentType: "application/pdf", PageStart: 3, PageEnd: 4,
-			HeadingPath: []string{"Cargo Handling", "Crane Productivity"}, CustomMetadata: json.RawMessage(`{"team":"legal"}`)},
+			HeadingPath: []string{"Cargo Handling", "Crane Productivity"}, CustomMetadata: json.RawMessage(`{"team":"legal"}`),
+			Source: &Source{URI: "s3://acme-docs/handbook.pdf", ETag: `"etag"`, LastModified: &at, Size: 482133, ContentType: "application/pdf"},
+			Metadata: json.RawMessage(`{"department":"legal","team":"legal"}`)},
 		// A CSV chunk after the first: the header row repeated.
 		"chunk_csv": &Chunk{ChunkID: ChunkID("org_1a2b3c4d5e6f7a8b", "my_documents", "acme-docs", "suppliers.csv", `"etag"`, "text-legacy/1@o200k_base", 1),
 			Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", Bucket: "acme-docs", Key: "suppliers.csv", ETag: `"etag"`,

@@ -35,6 +35,10 @@ import (
 // pipeline's own CPU per object; this path is a tenth of that. Other S3
 // calls (List, Head) stay on the SDK.
 //
+// What it keeps of the answer: ETag, version, Content-Type,
+// Content-Encoding, length, Last-Modified and the user metadata
+// (x-amz-meta-*, names lowercased as the SDK gives them).
+//
 // Not done here, said plainly: the response checksum is not validated
 // (the SDK validates it only when S3 sends one; TLS protects the bytes in
 // transit), and transient failures are retried twice in-call (network
@@ -222,6 +226,17 @@ func (l *leanS3) send(ctx context.Context, ep leanEndpoint, target string, in *s
 	}
 	if resp.ContentLength >= 0 {
 		out.ContentLength = aws.Int64(resp.ContentLength)
+	}
+	if t, err := http.ParseTime(h.Get("Last-Modified")); err == nil {
+		out.LastModified = aws.Time(t.UTC())
+	}
+	for name, values := range h {
+		if k, ok := strings.CutPrefix(name, "X-Amz-Meta-"); ok && len(values) > 0 {
+			if out.Metadata == nil {
+				out.Metadata = map[string]string{}
+			}
+			out.Metadata[strings.ToLower(k)] = values[0]
+		}
 	}
 	return out, nil
 }

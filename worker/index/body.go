@@ -26,6 +26,8 @@ type objectVersion struct {
 	task          *schema.Task
 	etag, version string
 	size          int64               // as S3 gave it
+	source        *schema.Source      // what S3 answered: on every chunk
+	userMeta      map[string]string   // the object's S3 user metadata, normalised (userMetadata)
 	state         *schema.ObjectState // before this task
 	gen           uint64              // the state's revision read before this task (0: none): see schema.GenMsgID
 }
@@ -110,7 +112,8 @@ type sink struct {
 	v         objectVersion
 	res       *indexResult
 	subject   string
-	meta      json.RawMessage
+	meta      json.RawMessage // the custom metadata
+	docMeta   json.RawMessage // the document's metadata (documentMetadata)
 	lab       *labeler
 	encoding  string
 	stream    *chunk.Stream
@@ -125,12 +128,16 @@ func (h *Handler) newSink(ctx context.Context, v objectVersion, extractor string
 	if err != nil {
 		return nil, err
 	}
+	docMeta, err := documentMetadata(meta, v.userMeta)
+	if err != nil {
+		return nil, err
+	}
 	splitter, err := h.Splitter(v.task.Encoding)
 	if err != nil {
 		return nil, schema.Errorf(schema.ClassPermanent, "%w", err)
 	}
 	res.extractor = schema.IDExtractor(extractor, v.task.Encoding)
-	s := &sink{h: h, ctx: ctx, v: v, res: res, subject: schema.ChunkSubject(v.task.Org, v.task.Collection), meta: meta,
+	s := &sink{h: h, ctx: ctx, v: v, res: res, subject: schema.ChunkSubject(v.task.Org, v.task.Collection), meta: meta, docMeta: docMeta,
 		lab: &labeler{headings: v.task.Structured(), csv: isTable(res.contentType)}, encoding: splitter.Encoding(), batch: make([]schema.Out, 0, publishBatch)}
 	s.stream = splitter.Stream(s.add)
 	return s, nil
@@ -171,7 +178,7 @@ func (s *sink) add(p chunk.Chunk) error {
 	id := schema.ChunkID(task.Org, task.Collection, task.Bucket, task.Key, s.v.idVersion(), res.extractor, res.chunks)
 	c := &schema.Chunk{ChunkID: id, Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key,
 		VersionID: s.v.version, ETag: s.v.etag, Index: res.chunks, ByteOffset: int64(p.Offset), Text: p.Text, TokenCount: p.Tokens,
-		Encoding: s.encoding, ExtractorVersion: res.extractor, ContentType: res.contentType, CustomMetadata: s.meta}
+		Encoding: s.encoding, ExtractorVersion: res.extractor, ContentType: res.contentType, CustomMetadata: s.meta, Source: s.v.source, Metadata: s.docMeta}
 	s.lab.label(c)
 	s.batch = append(s.batch, schema.Out{Subject: s.subject, MsgID: schema.GenMsgID(id, s.v.gen), Msg: c})
 	res.chunks++

@@ -124,7 +124,8 @@ func (h *Handler) fetchAndIndex(ctx context.Context, o *object, d decision) (*sc
 		return h.goneSinceIndexed(ctx, o, err)
 	}
 	defer obj.Body.Close()
-	v := objectVersion{task: task, etag: aws.ToString(obj.ETag), version: aws.ToString(obj.VersionId), size: aws.ToInt64(obj.ContentLength), state: o.state, gen: o.rev}
+	v := objectVersion{task: task, etag: aws.ToString(obj.ETag), version: aws.ToString(obj.VersionId), size: aws.ToInt64(obj.ContentLength), state: o.state, gen: o.rev,
+		source: source(task, obj), userMeta: userMetadata(obj.Metadata)}
 	ev := event(task, schema.OutcomeSkipped)
 	ev.ETag = v.etag
 	if size := aws.ToInt64(obj.ContentLength); size > h.cfg.MaxObjectBytes {

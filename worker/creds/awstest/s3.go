@@ -39,6 +39,9 @@ type S3 struct {
 	secrets map[string]string   // static access key ID → secret, when signatures are checked
 
 	gone map[string]bool // bucket/key listed but answering NoSuchKey
+	// meta and modified: bucket/key → user metadata, last write
+	meta     map[string]map[string]string
+	modified map[string]time.Time
 
 	// ExpireNext answers ExpiredToken to the next n requests (a session
 	// that expired while a download was under way).
@@ -57,7 +60,7 @@ type S3 struct {
 
 // NewS3 starts a fake S3 whose buckets belong to account owner.
 func NewS3(t testing.TB, sts *STS, owner string) *S3 {
-	s := &S3{sts: sts, owner: owner, objects: map[string]map[string]string{}, sorted: map[string][]string{}, gone: map[string]bool{}, static: map[string][]string{}, secrets: map[string]string{}}
+	s := &S3{sts: sts, owner: owner, objects: map[string]map[string]string{}, sorted: map[string][]string{}, gone: map[string]bool{}, meta: map[string]map[string]string{}, modified: map[string]time.Time{}, static: map[string][]string{}, secrets: map[string]string{}}
 	s.Server = httptest.NewServer(s)
 	t.Cleanup(s.Close)
 	return s
@@ -75,6 +78,16 @@ func (s *S3) Put(bucket, key, body string) {
 	}
 	s.objects[bucket][key] = body
 	delete(s.gone, bucket+"/"+key)
+	delete(s.meta, bucket+"/"+key)
+	s.modified[bucket+"/"+key] = time.Now().UTC().Truncate(time.Second)
+}
+
+// PutMeta stores an object with user metadata (x-amz-meta-<name>).
+func (s *S3) PutMeta(bucket, key, body string, meta map[string]string) {
+	s.Put(bucket, key, body)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.meta[bucket+"/"+key] = meta
 }
 
 // Delete removes an object, as DeleteObject does.
@@ -187,6 +200,7 @@ func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	objs, ok := s.objects[bucket]
 	body, found := objs[key]
 	found = found && !s.gone[bucket+"/"+key]
+	meta, modified := s.meta[bucket+"/"+key], s.modified[bucket+"/"+key]
 	s.mu.Unlock()
 	if !ok {
 		s3Error(w, 404, "NoSuchBucket", "The specified bucket does not exist")
@@ -206,6 +220,10 @@ func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("ETag", etag(body))
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Header().Set("Last-Modified", modified.Format(http.TimeFormat))
+	for k, v := range meta {
+		w.Header().Set("X-Amz-Meta-"+k, v)
+	}
 	_, _ = w.Write([]byte(body))
 }
 
