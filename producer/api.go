@@ -325,6 +325,20 @@ type indexRequest struct {
 	// confirmed gone and deleted. AllowMassDelete lifts the share limit.
 	DeleteMissing   *bool `json:"delete_missing"`
 	AllowMassDelete bool  `json:"allow_mass_delete"`
+	// Filters (bucket and directory jobs; default: the collection's).
+	IncludePatterns []string   `json:"include_patterns"`
+	ExcludePatterns []string   `json:"exclude_patterns"`
+	MaxFileSize     int64      `json:"max_file_size"`
+	ModifiedAfter   *time.Time `json:"modified_after"`
+}
+
+// filters are the request's filters (nil when it gives none).
+func (req *indexRequest) filters() *schema.Filters {
+	f := &schema.Filters{Include: req.IncludePatterns, Exclude: req.ExcludePatterns, MaxFileSize: req.MaxFileSize, ModifiedAfter: req.ModifiedAfter}
+	if f.Empty() {
+		return nil
+	}
+	return f
 }
 
 func badRequest(code, msg, hint string) error {
@@ -405,7 +419,7 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 	if err := a.checkAuth(ctx, org, req); err != nil {
 		return nil, err
 	}
-	if err := a.collectionDefaults(ctx, org.ID, collection, req); err != nil {
+	if err := a.collectionDefaults(ctx, org.ID, collection, kind, req); err != nil {
 		return nil, err
 	}
 	skip, err := checkOptions(req)
@@ -417,6 +431,14 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 		Encoding: req.Encoding, CustomMetadata: req.CustomMetadata, CreatedAt: a.cfg.Now().UTC()}
 	if err := checkTarget(job, req); err != nil {
 		return nil, err
+	}
+	if job.Filters = req.filters(); job.Filters != nil {
+		if job.Kind == schema.JobFile {
+			return nil, badRequest("invalid_option", "filters apply to bucket and directory jobs, not to a file", "drop include_patterns, exclude_patterns, max_file_size and modified_after")
+		}
+		if err := job.Filters.Validate(); err != nil {
+			return nil, badRequest("invalid_filters", err.Error(), `e.g. "exclude_patterns": ["*.log", "tmp/**"]`)
+		}
 	}
 	if err := checkSync(job, req); err != nil {
 		return nil, err

@@ -30,7 +30,7 @@ func collectionDeleting(name string) error {
 // collectionDefaults fills what an index request into org's collection
 // does not say from the collection's settings (processing type, tokenizer,
 // custom metadata); a collection being deleted is refused.
-func (a *API) collectionDefaults(ctx context.Context, org, name string, req *indexRequest) error {
+func (a *API) collectionDefaults(ctx context.Context, org, name string, kind schema.JobKind, req *indexRequest) error {
 	c, _, err := a.colls.Get(ctx, org, name)
 	if errors.Is(err, collections.ErrNotFound) {
 		return nil
@@ -49,6 +49,9 @@ func (a *API) collectionDefaults(ctx context.Context, org, name string, req *ind
 	}
 	if len(req.CustomMetadata) == 0 {
 		req.CustomMetadata = c.CustomMetadata
+	}
+	if f := c.Filters; req.filters() == nil && f != nil && kind != schema.JobFile {
+		req.IncludePatterns, req.ExcludePatterns, req.MaxFileSize, req.ModifiedAfter = f.Include, f.Exclude, f.MaxFileSize, f.ModifiedAfter
 	}
 	return nil
 }
@@ -148,10 +151,14 @@ func (a *API) listCollections(w http.ResponseWriter, r *http.Request) error {
 
 // collectionRequest is the body of PUT /v2/collections/{name}.
 type collectionRequest struct {
-	Description    string          `json:"description"`
-	ProcessingType string          `json:"processing_type"`
-	Encoding       string          `json:"encoding"`
-	CustomMetadata json.RawMessage `json:"custom_metadata"`
+	Description     string          `json:"description"`
+	ProcessingType  string          `json:"processing_type"`
+	Encoding        string          `json:"encoding"`
+	CustomMetadata  json.RawMessage `json:"custom_metadata"`
+	IncludePatterns []string        `json:"include_patterns"`
+	ExcludePatterns []string        `json:"exclude_patterns"`
+	MaxFileSize     int64           `json:"max_file_size"`
+	ModifiedAfter   *time.Time      `json:"modified_after"`
 }
 
 // putCollection is PUT /v2/collections/{name}: creates the collection (201)
@@ -206,7 +213,8 @@ func (a *API) putCollection(w http.ResponseWriter, r *http.Request) error {
 // checkSettings checks a collection's settings as an index request's
 // options are checked.
 func checkSettings(req *collectionRequest) (collections.Settings, error) {
-	ir := indexRequest{ProcessingType: req.ProcessingType, Encoding: req.Encoding, CustomMetadata: req.CustomMetadata}
+	ir := indexRequest{ProcessingType: req.ProcessingType, Encoding: req.Encoding, CustomMetadata: req.CustomMetadata,
+		IncludePatterns: req.IncludePatterns, ExcludePatterns: req.ExcludePatterns, MaxFileSize: req.MaxFileSize, ModifiedAfter: req.ModifiedAfter}
 	pt := req.ProcessingType
 	if _, err := checkOptions(&ir); err != nil {
 		return collections.Settings{}, err
@@ -217,7 +225,12 @@ func checkSettings(req *collectionRequest) (collections.Settings, error) {
 	if pt == "" {
 		ir.ProcessingType = "" // not set: index requests decide
 	}
-	return collections.Settings{Description: req.Description, ProcessingType: ir.ProcessingType, Encoding: ir.Encoding, CustomMetadata: req.CustomMetadata}, nil
+	filters := ir.filters()
+	if err := filters.Validate(); err != nil {
+		return collections.Settings{}, badRequest("invalid_filters", err.Error(), `e.g. "exclude_patterns": ["*.log", "tmp/**"]`)
+	}
+	return collections.Settings{Description: req.Description, ProcessingType: ir.ProcessingType, Encoding: ir.Encoding, CustomMetadata: req.CustomMetadata,
+		Filters: filters}, nil
 }
 
 // collection authenticates the caller and reads its collection named in

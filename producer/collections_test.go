@@ -229,3 +229,31 @@ func TestRevokeWithItsData(t *testing.T) {
 		t.Fatalf("wipe message %+v", job)
 	}
 }
+
+// Filters: given on an index request they ride on the job; a collection's
+// are what its jobs default to; bad patterns and filters on a file job are
+// 400.
+func TestIndexFilters(t *testing.T) {
+	f := setup(t)
+	if code, out := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(`,"exclude_patterns":["[bad"]`), nil); code != 400 || errCode(out) != "invalid_filters" {
+		t.Fatalf("bad pattern: %d %v", code, out)
+	}
+	if code, out := f.do(t, "POST", "/v2/collections/docs/index/s3/file", f.body(`,"file_uri":"s3://acme-docs/a.txt","exclude_patterns":["*.log"]`), nil); code != 400 || errCode(out) != "invalid_option" {
+		t.Fatalf("filters on a file job: %d %v", code, out)
+	}
+	if code, out := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(`,"exclude_patterns":["*.log"],"max_file_size":1048576,"modified_after":"2026-01-01T00:00:00Z"`), nil); code != 201 {
+		t.Fatalf("index: %d %v", code, out)
+	}
+	if job := f.lastMsg(t, schema.JobSubject(f.org.ID, "docs")); job.Filters == nil || job.Filters.Exclude[0] != "*.log" || job.Filters.MaxFileSize != 1<<20 || job.Filters.ModifiedAfter == nil {
+		t.Fatalf("job filters %+v", job.Filters)
+	}
+	if code, out := f.do(t, "PUT", "/v2/collections/logs", `{"include_patterns":["**/*.pdf"]}`, nil); code != 201 || out["filters"] == nil {
+		t.Fatalf("collection filters: %d %v", code, out)
+	}
+	if code, _ := f.do(t, "POST", "/v2/collections/logs/index/s3", f.body(""), nil); code != 201 {
+		t.Fatal("index")
+	}
+	if job := f.lastMsg(t, schema.JobSubject(f.org.ID, "logs")); job.Filters == nil || job.Filters.Include[0] != "**/*.pdf" {
+		t.Fatalf("the collection's filters were not the job's default: %+v", job.Filters)
+	}
+}

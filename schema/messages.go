@@ -76,6 +76,10 @@ type Job struct {
 	// Sweep marks the message that sweeps the job's scope (SweepSubject),
 	// published when the job's last object has an outcome.
 	Sweep bool `json:"sweep,omitempty"`
+	// Filters leave objects of a bucket or directory job out of its
+	// listing (counted, not listed one by one), and its sweep removes what
+	// they now exclude.
+	Filters *Filters `json:"filters,omitempty"`
 	// Document is the document a delete_document job erases (DocumentID).
 	Document  string    `json:"document_id,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
@@ -87,6 +91,9 @@ func (j *Job) Validate() error {
 		if err := mustID(f.kind, f.v); err != nil {
 			return err
 		}
+	}
+	if err := j.Filters.Validate(); err != nil {
+		return err
 	}
 	if j.Kind.Erases() {
 		if j.IntegrationID != "" {
@@ -462,6 +469,7 @@ type JobEvent struct {
 	Type       JobEventType `json:"type"`
 	Page       int          `json:"page"`
 	Tasks      int          `json:"tasks"`
+	Excluded   int          `json:"excluded,omitempty"` // listed objects the job's filters left out
 	Last       bool         `json:"last"`
 	// Cut is set on the last page of a listing that max_files stopped
 	// with keys left: the listing is incomplete, so nothing is swept.

@@ -37,7 +37,7 @@ func samples() map[string]any {
 			Index: 4, ByteOffset: 9120, Text: "## Crane Productivity\nThe terminal measures productivity in moves per crane hour.\n", TokenCount: 16,
 			Encoding: "cl100k_base", ExtractorVersion: "pdf/1+structured", ContentType: "application/pdf", PageStart: 3, PageEnd: 4,
 			HeadingPath: []string{"Cargo Handling", "Crane Productivity"}, CustomMetadata: json.RawMessage(`{"team":"legal"}`),
-			Source: &Source{URI: "s3://acme-docs/handbook.pdf", ETag: `"etag"`, LastModified: &at, Size: 482133, ContentType: "application/pdf"},
+			Source:   &Source{URI: "s3://acme-docs/handbook.pdf", ETag: `"etag"`, LastModified: &at, Size: 482133, ContentType: "application/pdf"},
 			Metadata: json.RawMessage(`{"department":"legal","team":"legal"}`)},
 		// A CSV chunk after the first: the header row repeated.
 		"chunk_csv": &Chunk{ChunkID: ChunkID("org_1a2b3c4d5e6f7a8b", "my_documents", "acme-docs", "suppliers.csv", `"etag"`, "text-legacy/1@o200k_base", 1),

@@ -73,6 +73,7 @@ type JobStatus struct {
 	FilesIndexed    int64       `json:"files_indexed"`
 	FilesSkipped    int64       `json:"files_skipped"`
 	FilesFailed     int64       `json:"files_failed"`
+	FilesExcluded   int64       `json:"files_excluded,omitempty"` // listed, left out by the job's filters (not in files_total)
 	FilesDeleted    int64       `json:"files_deleted"`            // indexed before, gone from the bucket now (or erased by an erase job): their chunks were tombstoned
 	ChunksDeleted   int64       `json:"chunks_deleted,omitempty"` // erase jobs: chunks tombstoned
 	ChunksProcessed int64       `json:"chunks_processed"`
@@ -103,6 +104,8 @@ type JobStatus struct {
 	Sweep *Sweep `json:"sweep,omitempty"`
 	// Schedule: the job was started by its collection's schedule.
 	Schedule string `json:"schedule,omitempty"`
+	// Filters are the job's (see Job).
+	Filters *Filters `json:"filters,omitempty"`
 }
 
 // Sweep statuses: pending until every listed object has an outcome, then
@@ -126,7 +129,8 @@ type Sweep struct {
 	Reason      string  `json:"reason,omitempty"`
 	Held        int64   `json:"held"`        // objects held in the scope
 	Candidates  int64   `json:"candidates"`  // held, not in the listing
-	Deleted     int64   `json:"deleted"`     // confirmed gone: chunks tombstoned
+	Deleted     int64   `json:"deleted"`     // confirmed gone, or excluded by the filters: chunks tombstoned
+	Excluded    int64   `json:"excluded"`    // of Deleted: excluded by the job's filters (no HEAD asked)
 	Kept        int64   `json:"kept"`        // S3 still has them (written after the listing, or their task failed)
 	Unconfirmed int64   `json:"unconfirmed"` // S3 did not answer cleanly: kept
 	MaxShare    float64 `json:"max_share,omitempty"`
@@ -158,7 +162,7 @@ func (s *JobStatus) Sweeping() bool {
 func (s *JobStatus) SweepJob() *Job {
 	return &Job{JobID: s.JobID, Org: s.Org, Collection: s.Collection, IntegrationID: s.IntegrationID, CredentialRef: s.CredentialRef,
 		Kind: s.Kind, Bucket: s.Bucket, Region: s.Region, Prefix: s.Prefix, Page: s.LastPage + 1, DeleteMissing: true,
-		AllowMassDelete: s.AllowMassDelete, Sweep: true, CreatedAt: s.CreatedAt}
+		AllowMassDelete: s.AllowMassDelete, Filters: s.Filters, Sweep: true, CreatedAt: s.CreatedAt}
 }
 
 // ObjectStatus is what an object's state records about it.
@@ -209,9 +213,10 @@ type ObjectState struct {
 	// in states of earlier versions, and when the chunks were stored too
 	// scattered to record in MaxSeqRuns runs.
 	ChunkSeqs []SeqRun `json:"chunk_seqs,omitempty"`
-	// Size is the object's size in bytes, as S3 gave it.
-	Size      int64     `json:"size,omitempty"`
-	UpdatedAt time.Time `json:"updated_at"`
+	// Size and LastModified are the object's, as S3 gave them.
+	Size         int64      `json:"size,omitempty"`
+	LastModified *time.Time `json:"last_modified,omitempty"`
+	UpdatedAt    time.Time  `json:"updated_at"`
 }
 
 // SeqRun is a run of consecutive stream sequences: [first, count].
@@ -294,7 +299,7 @@ func NewJobStatus(job *Job) *JobStatus {
 	st := &JobStatus{JobID: job.JobID, Org: job.Org, Collection: job.Collection, Kind: job.Kind, Bucket: job.Bucket,
 		Prefix: job.Prefix, Key: job.Key, Document: job.Document, IntegrationID: job.IntegrationID, Status: JobStatusPending, LastPage: -1,
 		Errors: []FileError{}, CreatedAt: job.CreatedAt, CustomMetadata: job.CustomMetadata,
-		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete, Schedule: job.Schedule}
+		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete, Schedule: job.Schedule, Filters: job.Filters}
 	if job.DeleteMissing && (job.Kind == JobBucket || job.Kind == JobDirectory) {
 		st.Sweep = &Sweep{Status: SweepPending}
 	}
@@ -387,7 +392,7 @@ func (s *JobStatus) settled() int64 {
 }
 
 func (s *JobStatus) applyObject(ev *ObjectEvent) {
-	if ev.Reason == ReasonSwept {
+	if ev.Reason == ReasonSwept || (ev.Reason == ReasonExcluded && ev.Outcome == OutcomeDeleted) {
 		return // counted by the sweep's JobSwept event, once
 	}
 	switch ev.Outcome {
@@ -423,6 +428,7 @@ func (s *JobStatus) applyJob(ev *JobEvent, now time.Time) {
 	case JobPlanned:
 		s.PagesPlanned++
 		s.FilesTotal += int64(ev.Tasks)
+		s.FilesExcluded += int64(ev.Excluded)
 		if ev.Last {
 			s.LastPage = ev.Page
 			if ev.Cut && s.Sweep != nil {

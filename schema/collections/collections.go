@@ -49,6 +49,9 @@ type Settings struct {
 	ProcessingType string          `json:"processing_type,omitempty"`
 	Encoding       string          `json:"encoding,omitempty"`
 	CustomMetadata json.RawMessage `json:"custom_metadata,omitempty"`
+	// Filters are what the collection's jobs default to, and what its S3
+	// notifications' objects must pass.
+	Filters *schema.Filters `json:"filters,omitempty"`
 }
 
 // Errors of the store.
@@ -262,11 +265,11 @@ func (s *Store) List(ctx context.Context, org string) ([]*Collection, error) {
 	return out, nil
 }
 
-// Cache answers whether a collection is being deleted, for the index
-// tasks that must not write into it; each answer is kept a second.
+// Cache reads collection records for the index tasks (is it being
+// deleted, what do its filters exclude); each answer is kept a second.
 type Cache struct {
 	s       *Store
-	answers *lru.LRU[string, bool]
+	answers *lru.LRU[string, *Collection]
 }
 
 // CacheTTL is how long a Cache keeps an answer: a task claimed within it
@@ -275,12 +278,12 @@ const CacheTTL = time.Second
 
 // Cache returns a Cache on the store.
 func (s *Store) Cache() *Cache {
-	return &Cache{s: s, answers: lru.NewLRU[string, bool](10_000, nil, CacheTTL)}
+	return &Cache{s: s, answers: lru.NewLRU[string, *Collection](10_000, nil, CacheTTL)}
 }
 
-// Deleting reports whether org's collection name is being deleted. A
+// Get returns org's collection name (an empty record when it has none). A
 // record that cannot be read is an error (the task is retried).
-func (c *Cache) Deleting(ctx context.Context, org, name string) (bool, error) {
+func (c *Cache) Get(ctx context.Context, org, name string) (*Collection, error) {
 	k := key(org, name)
 	if v, ok := c.answers.Get(k); ok {
 		return v, nil
@@ -290,9 +293,17 @@ func (c *Cache) Deleting(ctx context.Context, org, name string) (bool, error) {
 		err, rec = nil, &Collection{}
 	}
 	if err != nil {
+		return nil, err
+	}
+	c.answers.Add(k, rec)
+	return rec, nil
+}
+
+// Deleting reports whether org's collection name is being deleted.
+func (c *Cache) Deleting(ctx context.Context, org, name string) (bool, error) {
+	rec, err := c.Get(ctx, org, name)
+	if err != nil {
 		return false, err
 	}
-	deleting := rec.Status == StatusDeleting
-	c.answers.Add(k, deleting)
-	return deleting, nil
+	return rec.Status == StatusDeleting, nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/collections"
 	"github.com/stevedore-dev/stevedore/worker/handlertest"
 )
 
@@ -123,5 +124,26 @@ func TestGivenUpTaskRecordsAFailedDocument(t *testing.T) {
 	x.s3.Put(bucket, "denied.txt", "Readable now.")
 	if _, _, _, ev := x.handle(t, "denied.txt"); ev.Outcome != schema.OutcomeIndexed {
 		t.Fatalf("retry after a failure: %+v", ev)
+	}
+}
+
+// A notification's object its collection's filters exclude is skipped,
+// nothing fetched; a job's tasks were filtered when planned.
+func TestNotificationsPassTheCollectionsFilters(t *testing.T) {
+	x := newIndexer(t)
+	ctx := context.Background()
+	if _, _, err := x.env.Collections.Put(ctx, x.task.Org, x.task.Collection, collections.Settings{Filters: &schema.Filters{Exclude: []string{"*.log"}}}); err != nil {
+		t.Fatal(err)
+	}
+	x.s3.Put(bucket, "app.log", "a log line")
+	x.task.JobID, x.task.Sequencer = "", "00A1"
+	gets := x.s3.Gets.Load()
+	chunks, _, _, ev := x.handle(t, "app.log")
+	if len(chunks) != 0 || ev.Outcome != schema.OutcomeSkipped || !strings.HasPrefix(ev.Reason, schema.ReasonExcluded) || x.s3.Gets.Load() != gets {
+		t.Fatalf("%d chunks, %+v, %d GETs", len(chunks), ev, x.s3.Gets.Load()-gets)
+	}
+	x.s3.Put(bucket, "a.txt", "A document.")
+	if _, _, _, ev := x.handle(t, "a.txt"); ev.Outcome != schema.OutcomeIndexed {
+		t.Fatalf("%+v", ev)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/schema/collections"
 	"github.com/stevedore-dev/stevedore/worker/creds"
 	"github.com/stevedore-dev/stevedore/worker/extract"
 	"github.com/stevedore-dev/stevedore/worker/faults"
@@ -67,17 +68,31 @@ func (h *Handler) runTask(ctx context.Context, task *schema.Task) (*schema.Objec
 }
 
 // collectionDeleted returns the skipped outcome of a task whose collection
-// is being deleted (nil when it is not).
+// is being deleted, or of a notification's object the collection's filters
+// exclude (nil when neither). A job's tasks were filtered when planned.
 func (h *Handler) collectionDeleted(ctx context.Context, task *schema.Task) (*schema.ObjectEvent, error) {
-	deleting, err := h.cfg.Collections.Deleting(ctx, task.Org, task.Collection)
+	c, err := h.cfg.Collections.Get(ctx, task.Org, task.Collection)
 	if err != nil {
 		return nil, schema.Errorf(schema.ClassTransient, "read the collection record: %w", err)
 	}
-	if !deleting {
+	reason := ""
+	switch {
+	case c.Status == collections.StatusDeleting:
+		reason = schema.ReasonCollectionDeleted
+	case task.JobID == "" && task.Op == schema.OpIndex:
+		var modified time.Time
+		if task.EventTime != nil {
+			modified = *task.EventTime
+		}
+		if why := c.Filters.Excludes(task.Key, task.Size, modified); why != "" {
+			reason = schema.ReasonExcluded + ": " + why
+		}
+	}
+	if reason == "" {
 		return nil, nil
 	}
 	ev := event(task, schema.OutcomeSkipped)
-	ev.Reason = schema.ReasonCollectionDeleted
+	ev.Reason = reason
 	return ev, nil
 }
 
@@ -190,7 +205,7 @@ func (h *Handler) record(ctx context.Context, o *object, v objectVersion, res in
 	task := o.task
 	st := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Sequencer: seq, ExtractorVersion: res.extractor,
 		ContentType: res.contentType, ProcessingType: processingType(task), Encoding: encodingOf(task), JobID: task.JobID, SeenBy: seenBy(task, o.state),
-		IntegrationID: task.IntegrationID, Size: v.size, UpdatedAt: time.Now().UTC()}
+		IntegrationID: task.IntegrationID, Size: v.size, LastModified: v.source.LastModified, UpdatedAt: time.Now().UTC()}
 	if res.skip != nil {
 		ev.Reason = res.skip.Error() // bounded: a detail can carry the tenant's bytes
 		h.m.Skipped(res.skip.Reason)

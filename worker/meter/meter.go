@@ -79,7 +79,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_publish_duplicates_total",
 			Help: "Publishes JetStream recognised as duplicates by Nats-Msg-Id (redone work that changed nothing)."}),
 		SweepObjects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sweep_objects_total",
-			Help: "Objects sweeps of syncs looked at, by result: candidate (held in the scope, not in the complete listing), deleted (S3 confirmed it gone: tombstoned), kept (S3 still has it), unconfirmed (S3 did not answer a clean 404: kept)."}, []string{"result"}),
+			Help: "Objects sweeps of syncs looked at, by result: candidate (held in the scope, not in the complete listing), deleted (S3 confirmed it gone: tombstoned), excluded (the job's filters now leave it out: tombstoned without asking S3), kept (S3 still has it), unconfirmed (S3 did not answer a clean 404: kept)."}, []string{"result"}),
 		Sweeps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sweeps_total",
 			Help: "Sweeps of syncs that ended, by status: done, incomplete (some candidates unconfirmed), refused (over the mass-delete share), skipped (cancelled), failed."}, []string{"status"}),
 		Erased: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_erased_documents_total",
@@ -116,7 +116,7 @@ func (m *Metrics) zero() {
 	for _, o := range []schema.Outcome{schema.OutcomeIndexed, schema.OutcomeDeleted} {
 		m.Lag.WithLabelValues(string(o))
 	}
-	for _, r := range []string{"candidate", "deleted", "kept", "unconfirmed"} {
+	for _, r := range []string{"candidate", "deleted", "excluded", "kept", "unconfirmed"} {
 		m.SweepObjects.WithLabelValues(r)
 	}
 	for _, k := range []schema.JobKind{schema.JobDeleteDocument, schema.JobWipe, schema.JobDeleteCollection} {

@@ -100,11 +100,12 @@ func (h *Handler) planPage(ctx context.Context, job *schema.Job) error {
 	var out []schema.Out
 	var next *schema.Job
 	var cut bool
+	excluded := 0
 	if job.Kind == schema.JobFile {
 		task := baseTask(job)
 		task.Key, task.ScopePrefix = job.Key, job.Key
 		out = append(out, taskMsg(&task))
-	} else if out, next, cut, err = h.listPage(ctx, t, job); err != nil {
+	} else if out, next, cut, excluded, err = h.listPage(ctx, t, job); err != nil {
 		return err
 	}
 	tasks := len(out)
@@ -112,22 +113,23 @@ func (h *Handler) planPage(ctx context.Context, job *schema.Job) error {
 		out = append(out, schema.Out{Subject: schema.JobSubject(job.Org, job.Collection), MsgID: schema.JobPageMsgID(job.JobID, next.Page), Msg: next})
 	}
 	ev := &schema.JobEvent{EventID: schema.PlannedEventID(job.JobID, job.Page), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
-		Type: schema.JobPlanned, Page: job.Page, Tasks: tasks, Last: next == nil, Cut: cut, At: time.Now().UTC()}
+		Type: schema.JobPlanned, Page: job.Page, Tasks: tasks, Excluded: excluded, Last: next == nil, Cut: cut, At: time.Now().UTC()}
 	out = append(out, schema.Out{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev})
 	if err := h.cfg.Publish(ctx, out); err != nil {
 		return err
 	}
-	h.log.Info("page planned", "org", job.Org, "collection", job.Collection, "job_id", job.JobID, "page", job.Page, "tasks", tasks, "last", next == nil)
+	h.log.Info("page planned", "org", job.Org, "collection", job.Collection, "job_id", job.JobID, "page", job.Page, "tasks", tasks, "excluded", excluded, "last", next == nil)
 	return nil
 }
 
 // listPage lists one page of a bucket or directory job: a task per object
-// (directory markers left out), and the job's next page unless this one was
-// the last (the listing ended, or max_files is reached: cut).
-func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job) (tasks []schema.Out, next *schema.Job, cut bool, err error) {
+// (directory markers and what the job's filters exclude left out, the
+// latter counted), and the job's next page unless this one was the last
+// (the listing ended, or max_files is reached: cut).
+func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job) (tasks []schema.Out, next *schema.Job, cut bool, excluded int, err error) {
 	req, err := h.cfg.Resolver.Request(t, job.JobID, job.Bucket, job.Prefix)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, false, 0, err
 	}
 	maxKeys := h.cfg.PageSize
 	if job.MaxFiles > 0 && int32(job.MaxFiles-job.Planned) < maxKeys {
@@ -148,12 +150,16 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 		return err
 	})
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, false, 0, err
 	}
 	for _, o := range page.Contents {
 		key := aws.ToString(o.Key)
 		if strings.HasSuffix(key, "/") && aws.ToInt64(o.Size) == 0 {
 			continue // a "directory" marker, not a document
+		}
+		if job.Filters.Excludes(key, aws.ToInt64(o.Size), aws.ToTime(o.LastModified)) != "" {
+			excluded++
+			continue
 		}
 		task := baseTask(job)
 		task.Key, task.ScopePrefix, task.ETag, task.Size = key, job.Prefix, aws.ToString(o.ETag), aws.ToInt64(o.Size)
@@ -166,7 +172,7 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 		cont.ContinuationToken, cont.Page, cont.Planned = *page.NextContinuationToken, job.Page+1, planned
 		next = &cont
 	}
-	return tasks, next, more && next == nil, nil
+	return tasks, next, more && next == nil, excluded, nil
 }
 
 // baseTask is what every task of job carries.

@@ -132,3 +132,26 @@ func TestPlanGiveUpFailsTheJob(t *testing.T) {
 		t.Fatalf("an undecodable page has no job to fail: %+v", out)
 	}
 }
+
+// A job's filters leave objects out of its listing: counted on the planned
+// event (excluded), no task for them.
+func TestPlanFilters(t *testing.T) {
+	p := newPlanner(t, "a.txt", "app.log", "logs/b.log", "reports/q3.pdf", "reports/tmp/x.pdf", "reports/a-much-longer-name.txt")
+	job := p.job
+	job.Filters = &schema.Filters{Exclude: []string{"*.log", "reports/tmp/**"}, MaxFileSize: 22}
+	var all []string
+	excluded := 0
+	for {
+		keys, next, ev := p.page(t, &job)
+		all = append(all, keys...)
+		excluded += ev.Excluded
+		if next == nil {
+			break
+		}
+		job = *next
+	}
+	// "body of reports/q3.pdf" is 22 bytes; the long name's body is over.
+	if strings.Join(all, ",") != "a.txt,reports/q3.pdf" || excluded != 4 {
+		t.Fatalf("tasks %v, %d excluded", all, excluded)
+	}
+}

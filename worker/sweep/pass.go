@@ -24,7 +24,7 @@ type pass struct {
 	job    *schema.Job
 	tenant *creds.Tenant
 
-	deleted, kept, unconfirmed atomic.Int64
+	deleted, excluded, kept, unconfirmed atomic.Int64
 }
 
 // run streams the scope's candidates to up to Concurrency HEADs at once.
@@ -51,6 +51,17 @@ func (p *pass) run(ctx context.Context) error {
 func (p *pass) candidate(ctx context.Context, key string, rev uint64, st *schema.ObjectState) error {
 	m := p.h.cfg.Metrics.SweepObjects
 	m.WithLabelValues("candidate").Inc()
+	if p.job.Filters.Excludes(st.Key, st.Size, modified(st)) != "" {
+		// Out of the job's scope now: removed like a gone object, without
+		// asking S3 (it may well still have it).
+		deleted, err := p.delete(ctx, key, rev, st, schema.ReasonExcluded)
+		if err == nil && deleted {
+			p.excluded.Add(1)
+			p.deleted.Add(1)
+			m.WithLabelValues("excluded").Inc()
+		}
+		return err
+	}
 	gone, err := p.gone(ctx, st)
 	switch {
 	case err != nil:
@@ -64,7 +75,7 @@ func (p *pass) candidate(ctx context.Context, key string, rev uint64, st *schema
 		m.WithLabelValues("kept").Inc()
 		return nil
 	}
-	deleted, err := p.delete(ctx, key, rev, st)
+	deleted, err := p.delete(ctx, key, rev, st, schema.ReasonSwept)
 	if err != nil {
 		return err
 	}
@@ -104,7 +115,7 @@ func (p *pass) gone(ctx context.Context, st *schema.ObjectState) (bool, error) {
 // delete tombstones the object's chunks (an indexed one's), publishes its
 // outcome, then marks its state deleted with compare-and-set against rev:
 // false when the state was written since (the object came back).
-func (p *pass) delete(ctx context.Context, key string, rev uint64, st *schema.ObjectState) (bool, error) {
+func (p *pass) delete(ctx context.Context, key string, rev uint64, st *schema.ObjectState, reason string) (bool, error) {
 	job := p.job
 	now := time.Now().UTC()
 	var out []schema.Out
@@ -115,7 +126,7 @@ func (p *pass) delete(ctx context.Context, key string, rev uint64, st *schema.Ob
 	}
 	ev := &schema.ObjectEvent{EventID: schema.ObjectEventID(job.JobID, schema.OpDelete, st.Bucket, st.Key, "sweep"), JobID: job.JobID,
 		Org: job.Org, Collection: job.Collection, Bucket: st.Bucket, Key: st.Key, ETag: st.ETag, Outcome: schema.OutcomeDeleted,
-		Reason: schema.ReasonSwept, At: now}
+		Reason: reason, At: now}
 	out = append(out, schema.Out{Subject: schema.ObjectEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev})
 	if err := p.h.cfg.Publish(ctx, out); err != nil {
 		return false, err
@@ -137,4 +148,13 @@ func (p *pass) delete(ctx context.Context, key string, rev uint64, st *schema.Ob
 		return false, fmt.Errorf("sweep: save object state: %w", err)
 	}
 	return true, nil
+}
+
+// modified is when the object was last modified, as its state recorded
+// (zero when it did not: then modified_after excludes nothing).
+func modified(st *schema.ObjectState) time.Time {
+	if st.LastModified == nil {
+		return time.Time{}
+	}
+	return *st.LastModified
 }

@@ -161,7 +161,7 @@ func (h *Handler) sweep(ctx context.Context, job *schema.Job) (*schema.Sweep, er
 	if err := s.run(ctx); err != nil {
 		return nil, err
 	}
-	res.Deleted, res.Kept, res.Unconfirmed = s.deleted.Load(), s.kept.Load(), s.unconfirmed.Load()
+	res.Deleted, res.Excluded, res.Kept, res.Unconfirmed = s.deleted.Load(), s.excluded.Load(), s.kept.Load(), s.unconfirmed.Load()
 	if res.Unconfirmed > 0 {
 		res.Status = schema.SweepIncomplete
 		res.Reason = fmt.Sprintf("%d candidates could not be confirmed gone (S3 did not answer a clean 404): kept, for the next sync", res.Unconfirmed)

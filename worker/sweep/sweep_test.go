@@ -235,3 +235,35 @@ func TestSweepSkipsACancelledJob(t *testing.T) {
 		t.Fatalf("sweep %+v", res)
 	}
 }
+
+// A sync whose filters now exclude objects it holds removes them (without
+// asking S3, which still has them): counted in deleted and excluded, their
+// outcomes reason excluded_by_filter.
+func TestSweepRemovesWhatFiltersNowExclude(t *testing.T) {
+	x := newSweeper(t, 1)
+	x.hold(t, bucket, "dir/keep.txt", schema.ObjectIndexed, true, true)
+	x.hold(t, bucket, "dir/app.log", schema.ObjectIndexed, false, true)
+	x.job.Filters = &schema.Filters{Exclude: []string{"*.log"}}
+	heads := x.env.S3.Heads.Load()
+	x.out = nil
+	data, _ := schema.Encode(&x.job)
+	if err := x.h.Handle(context.Background(), handlertest.Msg{Body: data}); err != nil {
+		t.Fatal(err)
+	}
+	var res *schema.Sweep
+	var reasons []string
+	for _, o := range x.out {
+		switch m := o.Msg.(type) {
+		case *schema.JobEvent:
+			res = m.Sweep
+		case *schema.ObjectEvent:
+			reasons = append(reasons, m.Key+" "+m.Reason)
+		}
+	}
+	if res == nil || res.Deleted != 1 || res.Excluded != 1 || x.env.S3.Heads.Load() != heads || strings.Join(reasons, ",") != "dir/app.log "+schema.ReasonExcluded {
+		t.Fatalf("sweep %+v, outcomes %v, %d HEADs", res, reasons, x.env.S3.Heads.Load()-heads)
+	}
+	if got := x.status(t, bucket, "dir/app.log"); got != schema.ObjectDeleted {
+		t.Fatalf("state %s", got)
+	}
+}
