@@ -147,3 +147,18 @@ func TestNotificationsPassTheCollectionsFilters(t *testing.T) {
 		t.Fatalf("%+v", ev)
 	}
 }
+
+// A notification whose route gives no custom metadata carries its
+// collection's.
+func TestNotificationsCarryTheCollectionsMetadata(t *testing.T) {
+	x := newIndexer(t)
+	if _, _, err := x.env.Collections.Put(context.Background(), x.task.Org, x.task.Collection, collections.Settings{CustomMetadata: json.RawMessage(`{"team":"quay"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	x.s3.Put(bucket, "a.txt", "A document.")
+	x.task.JobID, x.task.Sequencer = "", "00A1"
+	chunks, _, _, _ := x.handle(t, "a.txt")
+	if len(chunks) != 1 || string(chunks[0].CustomMetadata) != `{"team":"quay"}` {
+		t.Fatalf("%+v", chunks)
+	}
+}
