@@ -7,7 +7,6 @@ package producer
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -176,6 +175,7 @@ func (a *API) routes() {
 	a.route("GET /v2/jobs/{job_id}", "job", a.job)
 	a.route("GET /v2/jobs", "job_list", a.listJobs)
 	a.route("POST /v2/jobs/{job_id}/cancel", "job_cancel", a.cancelJob)
+	a.route("POST /v2/jobs/{job_id}/retry", "job_retry", a.retryJob)
 	a.route("PUT /v2/collections/{name}/schedule", "schedule_set", a.setSchedule)
 	a.route("GET /v2/collections/{name}/schedule", "schedule_get", a.getSchedule)
 	a.route("DELETE /v2/collections/{name}/schedule", "schedule_clear", a.clearSchedule)
@@ -574,9 +574,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, org *registry.Org, 
 	if keyed {
 		job.JobID = derivedJobID(org.ID, key)
 	} else {
-		b := make([]byte, 10)
-		_, _ = rand.Read(b)
-		job.JobID = "job_" + hex.EncodeToString(b)
+		job.JobID = jobs.NewID()
 	}
 	if err := a.ensureCollection(ctx, org.ID, job.Collection); err != nil {
 		return err
@@ -712,6 +710,40 @@ func (a *API) cancelJob(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.audit(r.Context(), org.ID, "job.cancel", "ok", id)
 	writeJSON(w, http.StatusOK, s.View(a.cfg.Now()))
+	return nil
+}
+
+// retryJob is POST /v2/jobs/{job_id}/retry: a new job (kind retry) that
+// re-runs only the objects the job failed on or timed out extracting; 409
+// while the job runs.
+func (a *API) retryJob(w http.ResponseWriter, r *http.Request) error {
+	org, err := a.authenticate(r)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("job_id")
+	prev, _, err := a.jobs.Get(r.Context(), org.ID, id)
+	if errors.Is(err, jobs.ErrNotFound) {
+		return jobNotFound(id)
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case prev.Kind != schema.JobBucket && prev.Kind != schema.JobDirectory && prev.Kind != schema.JobFile && prev.Kind != schema.JobRetry:
+		return badRequest("invalid_option", "only index jobs are retried; job "+id+" is a "+string(prev.Kind)+" job", "")
+	case !prev.Final():
+		return &apiError{http.StatusConflict, "job_running", "job " + id + " is still " + prev.Status, "retry once it is final"}
+	}
+	if err := a.ensureCollection(r.Context(), org.ID, prev.Collection); err != nil {
+		return err
+	}
+	st, err := a.jobs.Retry(r.Context(), prev, jobs.NewID())
+	if err != nil {
+		return err
+	}
+	a.audit(r.Context(), org.ID, "job.retry", "ok", id+" → "+st.JobID)
+	writeJSON(w, http.StatusCreated, map[string]any{"job_id": st.JobID, "status": st.Status, "retry_of": id})
 	return nil
 }
 

@@ -257,3 +257,34 @@ func TestIndexFilters(t *testing.T) {
 		t.Fatalf("the collection's filters were not the job's default: %+v", job.Filters)
 	}
 }
+
+// POST /v2/jobs/{id}/retry: 409 while the job runs; once it is final, a
+// retry job published to the sweepers; 404 for another org's job.
+func TestRetryJob(t *testing.T) {
+	f := setup(t)
+	code, out := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(`,"processing_type":"advanced"`), nil)
+	if code != 201 {
+		t.Fatalf("index: %d %v", code, out)
+	}
+	id := out["job_id"].(string)
+	if code, out := f.do(t, "POST", "/v2/jobs/"+id+"/retry", "", nil); code != 409 || errCode(out) != "job_running" {
+		t.Fatalf("retry of a pending job: %d %v", code, out)
+	}
+	if code, _ := f.do(t, "POST", "/v2/jobs/"+id+"/cancel", "", nil); code != 200 {
+		t.Fatal("cancel")
+	}
+	code, out = f.do(t, "POST", "/v2/jobs/"+id+"/retry", "", nil)
+	if code != 201 || out["retry_of"] != id {
+		t.Fatalf("retry: %d %v", code, out)
+	}
+	job := f.lastMsg(t, schema.SweepSubject(f.org.ID, "docs"))
+	if job.Kind != schema.JobRetry || job.RetryOf != id || job.ProcessingType != schema.ProcessingAdvanced || job.IntegrationID != f.in.ID {
+		t.Fatalf("retry message %+v", job)
+	}
+	if code, st := f.do(t, "GET", "/v2/jobs/"+out["job_id"].(string), "", nil); code != 200 || st["kind"] != "retry" || st["retry_of"] != id {
+		t.Fatalf("retry job: %d %v", code, st)
+	}
+	if code, _ := f.do(t, "POST", "/v2/jobs/job_nope/retry", "", nil); code != 404 {
+		t.Fatalf("unknown job: %d", code)
+	}
+}

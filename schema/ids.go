@@ -78,6 +78,13 @@ func EraseEventID(jobID, bucket, key string, rev uint64) string {
 	return ObjectEventID(jobID, OpDelete, bucket, key, "erase@"+strconv.FormatUint(rev, 10))
 }
 
+// QueuedEventID is the ID of the event that queues document documentID
+// for retry job jobID: once per object, however often the job is planned.
+func QueuedEventID(jobID, documentID string) string { return "queued:" + jobID + ":" + documentID }
+
+// RetryMsgID is the Nats-Msg-Id of page n of a retry job (see EraseMsgID).
+func RetryMsgID(jobID string, page int) string { return "re" + EraseMsgID(jobID, page) }
+
 // ErasedEventID is the ID of the event that ends an erase job.
 func ErasedEventID(jobID string) string { return "erased:" + jobID }
 

@@ -29,6 +29,10 @@ const (
 	JobDeleteDocument   JobKind = "delete_document"   // the one document Document
 	JobWipe             JobKind = "wipe"              // every document of the collection (IntegrationID: only those read with it)
 	JobDeleteCollection JobKind = "delete_collection" // every document, then the collection itself
+	// JobRetry re-runs the objects job RetryOf failed on, or whose
+	// extraction timed out (worker/sweep, retry.go): planned from the
+	// collection's object states, not a listing.
+	JobRetry JobKind = "retry"
 )
 
 // Erases reports whether k is an erase job's kind.
@@ -80,6 +84,8 @@ type Job struct {
 	// listing (counted, not listed one by one), and its sweep removes what
 	// they now exclude.
 	Filters *Filters `json:"filters,omitempty"`
+	// RetryOf is the job a retry job re-runs the failures of.
+	RetryOf string `json:"retry_of,omitempty"`
 	// Document is the document a delete_document job erases (DocumentID).
 	Document  string    `json:"document_id,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
@@ -95,7 +101,12 @@ func (j *Job) Validate() error {
 	if err := j.Filters.Validate(); err != nil {
 		return err
 	}
-	if j.Kind.Erases() {
+	if j.Kind == JobRetry {
+		if err := mustID("retry_of", j.RetryOf); err != nil {
+			return err
+		}
+	}
+	if j.Kind.Erases() || j.Kind == JobRetry {
 		if j.IntegrationID != "" {
 			if err := mustID("integration_id", j.IntegrationID); err != nil {
 				return err
@@ -457,6 +468,7 @@ const (
 	JobPlanned JobEventType = "planned" // one page planned: Tasks tasks published; Last when no page follows
 	JobFailed  JobEventType = "failed"  // the job cannot proceed (Reason, ErrorClass)
 	JobSwept   JobEventType = "swept"   // the sweep of a sync ended (Sweep)
+	JobQueued  JobEventType = "queued"  // one object queued by a retry job (counts in the total)
 )
 
 // JobEvent records job lifecycle progress.
@@ -491,7 +503,7 @@ func (e *JobEvent) Validate() error {
 		return err
 	}
 	switch e.Type {
-	case JobPlanned, JobFailed:
+	case JobPlanned, JobFailed, JobQueued:
 	case JobSwept:
 		if e.Sweep == nil {
 			return errMissing("sweep")

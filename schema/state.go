@@ -67,6 +67,7 @@ type JobStatus struct {
 	Prefix          string      `json:"prefix,omitempty"`
 	Key             string      `json:"key,omitempty"`
 	Document        string      `json:"document_id,omitempty"` // delete_document jobs
+	RetryOf         string      `json:"retry_of,omitempty"`    // retry jobs
 	IntegrationID   string      `json:"integration_id"`
 	Status          string      `json:"status"`
 	FilesTotal      int64       `json:"files_total"`
@@ -106,6 +107,9 @@ type JobStatus struct {
 	Schedule string `json:"schedule,omitempty"`
 	// Filters are the job's (see Job).
 	Filters *Filters `json:"filters,omitempty"`
+	// How its objects are read (a retry reads them the same way).
+	ProcessingType string `json:"processing_type,omitempty"`
+	Encoding       string `json:"encoding,omitempty"`
 }
 
 // Sweep statuses: pending until every listed object has an outcome, then
@@ -299,7 +303,8 @@ func NewJobStatus(job *Job) *JobStatus {
 	st := &JobStatus{JobID: job.JobID, Org: job.Org, Collection: job.Collection, Kind: job.Kind, Bucket: job.Bucket,
 		Prefix: job.Prefix, Key: job.Key, Document: job.Document, IntegrationID: job.IntegrationID, Status: JobStatusPending, LastPage: -1,
 		Errors: []FileError{}, CreatedAt: job.CreatedAt, CustomMetadata: job.CustomMetadata,
-		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete, Schedule: job.Schedule, Filters: job.Filters}
+		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete, Schedule: job.Schedule, Filters: job.Filters,
+		ProcessingType: job.ProcessingType, Encoding: job.Encoding, RetryOf: job.RetryOf}
 	if job.DeleteMissing && (job.Kind == JobBucket || job.Kind == JobDirectory) {
 		st.Sweep = &Sweep{Status: SweepPending}
 	}
@@ -435,6 +440,8 @@ func (s *JobStatus) applyJob(ev *JobEvent, now time.Time) {
 				s.Sweep.Status, s.Sweep.Reason = SweepSkipped, "max_files stopped the listing before its end: nothing was swept"
 			}
 		}
+	case JobQueued:
+		s.FilesTotal += int64(ev.Tasks)
 	case JobFailed:
 		if s.Status == JobStatusCancelled {
 			return // a page given up on after the cancel: the job stays cancelled

@@ -129,3 +129,32 @@ func TestEraseJobsThroughTheWorker(t *testing.T) {
 	}
 	waitFor(t, func() bool { return e.metric(t, "stevedore_erase_jobs_total", "kind", "delete_collection") == 1 })
 }
+
+// A retry re-runs only what its job failed on: an object gone when the job
+// ran (NoSuchKey) is back; the retry fetches that one object and nothing
+// else, and counts exactly it.
+func TestRetryTouchesOnlyWhatFailed(t *testing.T) {
+	e := setup(t, corpus())
+	e.s3.Gone(bucket, "e/gone.txt")
+	e.submit(t, "job_1", true)
+	if st := e.wait(t, "job_1"); st.FilesFailed != 1 || st.FilesIndexed != 4 {
+		t.Fatalf("job %+v", st)
+	}
+	if st := e.state(t, "e/gone.txt"); st.Status != schema.ObjectFailed || st.ErrorCode != schema.CodeNoSuchKey {
+		t.Fatalf("failed state %+v", st)
+	}
+	e.s3.Put(bucket, "e/gone.txt", "Back again.")
+	store, _ := jobs.Open(context.Background(), e.js, nil)
+	prev := e.status(t, "job_1")
+	gets := e.s3.Gets.Load()
+	if _, err := store.Retry(context.Background(), prev, "job_retry"); err != nil {
+		t.Fatal(err)
+	}
+	st := e.wait(t, "job_retry")
+	if st.Status != schema.JobStatusCompleted || st.FilesTotal != 1 || st.FilesIndexed != 1 || st.Kind != schema.JobRetry || e.s3.Gets.Load()-gets != 1 {
+		t.Fatalf("retry %+v, %d GETs", st, e.s3.Gets.Load()-gets)
+	}
+	if st := e.state(t, "e/gone.txt"); st.Status != schema.ObjectIndexed || st.JobID != "job_retry" {
+		t.Fatalf("state %+v", st)
+	}
+}

@@ -19,7 +19,8 @@ func runJob(ctx context.Context, args []string) error {
 		"list":   func(args []string) error { return jobList(ctx, args) },
 		"show":   func(args []string) error { return jobShow(ctx, args) },
 		"cancel": func(args []string) error { return jobCancel(ctx, args) },
-	}, "list --org ID [--collection C] [--status S] [--limit N] [--cursor C] | show --org ID --id JOB [--wait] | cancel --org ID --id JOB")
+		"retry":  func(args []string) error { return jobRetry(ctx, args) },
+	}, "list --org ID [--collection C] [--status S] [--limit N] [--cursor C] | show --org ID --id JOB [--wait] | cancel --org ID --id JOB | retry --org ID --id JOB")
 }
 
 // jobList is `job list`.
@@ -110,6 +111,33 @@ func jobCancel(ctx context.Context, args []string) error {
 		}
 		r.Audit(ctx, *org, cliActor, "job.cancel", "ok", *id)
 		return map[string]any{"job": st.View(time.Now())}, fmt.Sprintf("Job %s %s\n", st.JobID, st.Status), nil
+	})
+}
+
+// jobRetry is `job retry`: a retry job re-running what the job failed on.
+func jobRetry(ctx context.Context, args []string) error {
+	var org, id *string
+	return operatorCommand(ctx, "job retry", args, func(f *flags) {
+		org = f.FlagSet.String("org", "", "organization ID")
+		id = f.FlagSet.String("id", "", "job ID (final)")
+	}, func(r *registry.Registry) (map[string]any, string, error) {
+		j, err := jobs.Open(ctx, r.JetStream(), nil)
+		if err != nil {
+			return nil, "", err
+		}
+		prev, _, err := j.Get(ctx, *org, *id)
+		if err != nil {
+			return nil, "", fmt.Errorf("job %s: %w", *id, err)
+		}
+		if !prev.Final() {
+			return nil, "", fmt.Errorf("job %s is still %s: retry it once it is final", *id, prev.Status)
+		}
+		st, err := j.Retry(ctx, prev, jobs.NewID())
+		if err != nil {
+			return nil, "", err
+		}
+		r.Audit(ctx, *org, cliActor, "job.retry", "ok", *id+" → "+st.JobID)
+		return map[string]any{"job_id": st.JobID, "retry_of": *id}, fmt.Sprintf("Retrying what job %s failed on: job %s\n", *id, st.JobID), nil
 	})
 }
 

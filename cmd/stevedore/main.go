@@ -52,6 +52,7 @@ Operator commands (talk to NATS at --nats-url, env STEVEDORE_NATS_URL):
   job show --org ID --id JOB [--wait]
                                    a job; --wait follows it (a progress bar on a terminal, a line per change otherwise)
   job cancel --org ID --id JOB     cancel: no more pages planned, unclaimed tasks skipped
+  job retry --org ID --id JOB      a new job re-running only what the job failed on (or timed out extracting)
   schedule set --org ID --collection C --integration INT --bucket B [--prefix P] (--every 6h | --cron EXPR)
                                    the collection syncs the bucket (or prefix) on a schedule
   schedule show|clear --org ID --collection C

@@ -2,8 +2,6 @@ package collections
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -28,33 +26,13 @@ type Eraser struct {
 	Registry  *registry.Registry
 }
 
-// NewJobID is a new random job ID.
-func NewJobID() string {
-	b := make([]byte, 10)
-	_, _ = rand.Read(b)
-	return "job_" + hex.EncodeToString(b)
-}
-
-// start records job and publishes it; both steps are idempotent (a record
-// that exists is kept, the message has a deterministic ID), so a start
-// interrupted midway is completed by the next.
+// start records job and publishes it (jobs.Store.SubmitSweeper).
 func (e *Eraser) start(ctx context.Context, job *schema.Job) (*schema.JobStatus, error) {
-	if err := job.Validate(); err != nil {
-		return nil, err
-	}
-	st := schema.NewJobStatus(job)
-	if err := e.Jobs.Create(ctx, st); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, fmt.Errorf("create the erase job: %w", err)
-	}
-	out := schema.Out{Subject: schema.SweepSubject(job.Org, job.Collection), MsgID: schema.EraseMsgID(job.JobID, 0), Msg: job}
-	if _, err := schema.PublishAll(ctx, e.JS, []schema.Out{out}); err != nil {
-		return nil, fmt.Errorf("publish the erase job: %w", err)
-	}
-	return st, nil
+	return e.Jobs.SubmitSweeper(ctx, job, schema.EraseMsgID(job.JobID, 0))
 }
 
 func (e *Eraser) job(org, collection string, kind schema.JobKind) *schema.Job {
-	return &schema.Job{JobID: NewJobID(), Org: org, Collection: collection, Kind: kind, CreatedAt: e.Store.now().UTC()}
+	return &schema.Job{JobID: jobs.NewID(), Org: org, Collection: collection, Kind: kind, CreatedAt: e.Store.now().UTC()}
 }
 
 // DeleteDocument starts the erase of one document of org's collection

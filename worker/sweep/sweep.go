@@ -100,6 +100,9 @@ func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
+	if job.Kind == schema.JobRetry {
+		return h.retry(ctx, job)
+	}
 	if job.Kind.Erases() {
 		if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
 			if moved, err := h.handOver(ctx, job); err != nil || moved {
@@ -125,9 +128,9 @@ func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
 	if err != nil {
 		return nil
 	}
-	if job.Kind.Erases() {
+	if job.Kind.Erases() || job.Kind == schema.JobRetry {
 		ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
-			Type: schema.JobFailed, Reason: schema.Bound("the erase could not finish: " + f.Err.Error()), // NATS's errors: no AWS detail to keep private ErrorClass: string(f.Class),
+			Type: schema.JobFailed, Reason: schema.Bound(string(job.Kind) + " could not finish: " + f.Err.Error()), // NATS's errors: no AWS detail to keep private ErrorClass: string(f.Class),
 			ErrorCode: f.Code, At: time.Now().UTC()}
 		return []schema.Out{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}
 	}
