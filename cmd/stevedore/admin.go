@@ -26,35 +26,38 @@ func orgLine(o *registry.Org) string {
 	return fmt.Sprintf("%s  %-30s %s  created %s\n", o.ID, o.Name, state, o.CreatedAt.Format(time.RFC3339))
 }
 
-// orgAdmin are the org verbs besides create and rotate-external-id.
-func orgAdmin(ctx context.Context) map[string]func([]string) error {
-	setDisabled := func(name string, disabled bool) func([]string) error {
-		return func(args []string) error {
-			var id *string
-			deleteData := new(bool)
-			return operatorCommand(ctx, "org "+name, args, func(f *flags) {
-				id = f.FlagSet.String("org", "", "organization ID")
-				if disabled {
-					deleteData = f.FlagSet.Bool("delete-data", false, "offboard: also delete every collection of the org with its chunks (delete_collection jobs; AUDIT is kept)")
-				}
-			}, func(r *registry.Registry) (map[string]any, string, error) {
-				org, err := r.SetDisabled(ctx, cliActor, *id, disabled)
+// orgSetDisabled is `org disable` (with --delete-data: offboarding) or
+// `org enable`.
+func orgSetDisabled(ctx context.Context, name string, disabled bool) func([]string) error {
+	return func(args []string) error {
+		var id *string
+		deleteData := new(bool)
+		return operatorCommand(ctx, "org "+name, args, func(f *flags) {
+			id = f.FlagSet.String("org", "", "organization ID")
+			if disabled {
+				deleteData = f.FlagSet.Bool("delete-data", false, "offboard: also delete every collection of the org with its chunks (delete_collection jobs; AUDIT is kept)")
+			}
+		}, func(r *registry.Registry) (map[string]any, string, error) {
+			org, err := r.SetDisabled(ctx, cliActor, *id, disabled)
+			if err != nil {
+				return nil, "", err
+			}
+			v, human := orgView(org), orgLine(org)
+			if *deleteData {
+				jobs, err := offboard(ctx, r, org.ID)
 				if err != nil {
 					return nil, "", err
 				}
-				v, human := orgView(org), orgLine(org)
-				if *deleteData {
-					jobs, err := offboard(ctx, r, org.ID)
-					if err != nil {
-						return nil, "", err
-					}
-					v["delete_jobs"] = jobs
-					human += fmt.Sprintf("Deleting %d collections: jobs %s\n", len(jobs), strings.Join(jobs, " "))
-				}
-				return v, human, nil
-			})
-		}
+				v["delete_jobs"] = jobs
+				human += fmt.Sprintf("Deleting %d collections: jobs %s\n", len(jobs), strings.Join(jobs, " "))
+			}
+			return v, human, nil
+		})
 	}
+}
+
+// orgAdmin are the org verbs besides create and rotate-external-id.
+func orgAdmin(ctx context.Context) map[string]func([]string) error {
 	return map[string]func([]string) error{
 		"list": func(args []string) error {
 			return operatorCommand(ctx, "org list", args, func(*flags) {}, func(r *registry.Registry) (map[string]any, string, error) {
@@ -89,8 +92,8 @@ func orgAdmin(ctx context.Context) map[string]func([]string) error {
 				return v, orgLine(org) + fmt.Sprintf("  external_id: %s\n  api keys: %d\n", org.ExternalID, len(keys)), nil
 			})
 		},
-		"disable": setDisabled("disable", true),
-		"enable":  setDisabled("enable", false),
+		"disable": orgSetDisabled(ctx, "disable", true),
+		"enable":  orgSetDisabled(ctx, "enable", false),
 	}
 }
 

@@ -210,6 +210,11 @@ func (l *leanS3) send(ctx context.Context, ep leanEndpoint, target string, in *s
 		defer resp.Body.Close()
 		return nil, s3Error(resp)
 	}
+	return getOutput(resp), nil
+}
+
+// getOutput is what a lean GET keeps of S3's answer.
+func getOutput(resp *http.Response) *s3.GetObjectOutput {
 	out := &s3.GetObjectOutput{Body: resp.Body}
 	h := resp.Header
 	if v := h.Get("ETag"); v != "" {
@@ -238,7 +243,7 @@ func (l *leanS3) send(ctx context.Context, ep leanEndpoint, target string, in *s
 			out.Metadata[strings.ToLower(k)] = values[0]
 		}
 	}
-	return out, nil
+	return out
 }
 
 // s3ErrorBody is S3's XML error document.
