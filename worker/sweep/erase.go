@@ -117,19 +117,7 @@ func (h *Handler) handOver(ctx context.Context, job *schema.Job) (moved bool, er
 
 // document erases the job's one document, if the collection holds it.
 func (e *eraser) document(ctx context.Context) error {
-	key := schema.ObjectKeyPrefix(e.job.Org, e.job.Collection) + e.job.Document
-	entry, err := e.h.objects.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("erase: read the document's state: %w", err)
-	}
-	st, ok := collections.DecodeState(entry)
-	if !ok {
-		return e.remove(ctx, key, entry.Revision())
-	}
-	return e.one(ctx, key, entry.Revision(), st)
+	return e.fromKey(ctx, schema.ObjectKeyPrefix(e.job.Org, e.job.Collection)+e.job.Document, 0)
 }
 
 // pass erases the documents of the job's scope that the collection holds
@@ -165,6 +153,15 @@ func (e *eraser) pass(ctx context.Context) (done bool, err error) {
 
 // one erases the document whose state (at rev) is st.
 func (e *eraser) one(ctx context.Context, key string, rev uint64, st *schema.ObjectState) error {
+	return e.oneTry(ctx, key, rev, st, 0)
+}
+
+// maxMarkTries bounds how often marking a state loses to another writer
+// before the erase is retried as a whole (a transient error).
+const maxMarkTries = 5
+
+// oneTry is one with tries failed marks behind it.
+func (e *eraser) oneTry(ctx context.Context, key string, rev uint64, st *schema.ObjectState, tries int) error {
 	switch {
 	case st.Status == schema.ObjectDeleted:
 		// Gone from S3 before: nothing downstream; only the record goes.
@@ -182,7 +179,10 @@ func (e *eraser) one(ctx context.Context, key string, rev uint64, st *schema.Obj
 		rev, err = e.h.objects.Update(uctx, key, data, rev)
 		cancel()
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return e.again(ctx, key)
+			if tries+1 == maxMarkTries {
+				return schema.Errorf(schema.ClassTransient, "erase: the state of %s kept changing while it was marked", key)
+			}
+			return e.fromKey(ctx, key, tries+1)
 		}
 		if err != nil {
 			return fmt.Errorf("mark the state erasing: %w", err)
@@ -202,20 +202,21 @@ func (e *eraser) one(ctx context.Context, key string, rev uint64, st *schema.Obj
 	return e.remove(ctx, key, rev)
 }
 
-// again erases key as it is now: it was written since it was read.
-func (e *eraser) again(ctx context.Context, key string) error {
+// fromKey erases key as its state is now (read again after tries lost
+// marks), if there is one.
+func (e *eraser) fromKey(ctx context.Context, key string, tries int) error {
 	entry, err := e.h.objects.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("read the state again: %w", err)
+		return fmt.Errorf("erase: read the state: %w", err)
 	}
 	st, ok := collections.DecodeState(entry)
 	if !ok {
 		return e.remove(ctx, key, entry.Revision())
 	}
-	return e.one(ctx, key, entry.Revision(), st)
+	return e.oneTry(ctx, key, entry.Revision(), st, tries)
 }
 
 // outs are the tombstones of a marked document's chunks and its outcome.
