@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stevedore-dev/stevedore/schema/collections"
 	"github.com/stevedore-dev/stevedore/scripts/stack"
 )
@@ -82,12 +80,7 @@ func TestCaptainCollections(t *testing.T) {
 		}
 		return string(out)
 	}
-	nc, err := nats.Connect(s.NATSURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := jetStream(t, s.NATSURL)
 	fold := func() map[string]int {
 		view, err := collections.Fold(ctx, js, org.OrgID, "demo_docs", true)
 		if err != nil {

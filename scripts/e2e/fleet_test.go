@@ -39,6 +39,21 @@ func freePort(t *testing.T) int {
 // rootS3 is MinIO's root user, standing in for the customer's own writes.
 func rootS3(s *stack.Stack) *s3.Client { return s.RootS3() }
 
+// jetStream connects to url for the rest of the test.
+func jetStream(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 func waitHTTP(t *testing.T, url string) {
 	t.Helper()
 	if err := stack.WaitOK(url, 90*time.Second); err != nil {

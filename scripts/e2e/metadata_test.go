@@ -10,8 +10,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema/collections"
 )
@@ -48,12 +46,7 @@ func TestMetadataAndFilters(t *testing.T) {
 	if st.FilesIndexed != 1 || st.FilesExcluded != 1 || st.FilesTotal != 1 {
 		t.Fatalf("job %+v", st)
 	}
-	nc, err := nats.Connect(s.NATSURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := jetStream(t, s.NATSURL)
 	view, err := collections.Fold(ctx, js, org.OrgID, "meta", true)
 	if err != nil {
 		t.Fatal(err)
