@@ -10,6 +10,13 @@ import (
 	"github.com/stevedore-dev/stevedore/schema"
 )
 
+// How often Fold tries a fetch that fails, and how many empty fetches in
+// a row end it.
+const (
+	foldTries   = 10
+	foldEmpties = 3
+)
+
 // Fold reads org's collection's CHUNKS subject from its first message to
 // its last as of the call, and folds it with schema.View — the commit and
 // tombstone rules every downstream consumer applies: what the view holds
@@ -37,10 +44,19 @@ func Fold(ctx context.Context, js jetstream.JetStream, org, collection string, k
 	if err != nil {
 		return nil, err
 	}
-	for read := 0; read < total; {
+	// A fetch can fail or come back empty while a cluster settles (a node
+	// restarted, a leader moving): tried again, up to foldTries times in a
+	// row; several empty fetches in a row mean the rest aged out since the
+	// count.
+	failures, empties := 0, 0
+	for read := 0; read < total && empties < foldEmpties; {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", subject, err)
+			if failures++; failures == foldTries {
+				return nil, fmt.Errorf("read %s: %w", subject, err)
+			}
+			time.Sleep(time.Second)
+			continue
 		}
 		n := 0
 		for m := range batch.Messages() {
@@ -49,13 +65,15 @@ func Fold(ctx context.Context, js jetstream.JetStream, org, collection string, k
 				return nil, err
 			}
 		}
-		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("read %s: %w", subject, err)
-		}
 		if n == 0 {
-			break // nothing for FetchMaxWait: the rest aged out since the count
+			empties++
+			continue
 		}
 		read += n
+		failures, empties = 0, 0
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	return view, nil
 }
