@@ -325,6 +325,9 @@ type indexRequest struct {
 	// confirmed gone and deleted. AllowMassDelete lifts the share limit.
 	DeleteMissing   *bool `json:"delete_missing"`
 	AllowMassDelete bool  `json:"allow_mass_delete"`
+	// Chunking (default: the collection's, else the worker's).
+	ChunkTokens  int `json:"chunk_size_tokens"`
+	ChunkOverlap int `json:"chunk_overlap_tokens"`
 	// Filters (bucket and directory jobs; default: the collection's).
 	IncludePatterns []string   `json:"include_patterns"`
 	ExcludePatterns []string   `json:"exclude_patterns"`
@@ -428,7 +431,7 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 	}
 	job := &schema.Job{Org: org.ID, Collection: collection, Kind: kind, Bucket: req.BucketName, Region: cmp.Or(req.BucketRegion, "us-east-1"),
 		MaxFiles: req.MaxFiles, SkipExisting: skip, OverwriteExisting: req.OverwriteExisting, ProcessingType: req.ProcessingType,
-		Encoding: req.Encoding, CustomMetadata: req.CustomMetadata, CreatedAt: a.cfg.Now().UTC()}
+		Encoding: req.Encoding, CustomMetadata: req.CustomMetadata, ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap, CreatedAt: a.cfg.Now().UTC()}
 	if err := checkTarget(job, req); err != nil {
 		return nil, err
 	}
@@ -524,6 +527,9 @@ func checkOptions(req *indexRequest) (skip bool, err error) {
 	}
 	if len(req.CustomMetadata) > 16<<10 {
 		return false, badRequest("invalid_custom_metadata", "custom_metadata is over 16 KiB", "keep metadata small; it is copied into every chunk")
+	}
+	if err := schema.ValidChunking(req.ChunkTokens, req.ChunkOverlap); err != nil {
+		return false, badRequest("invalid_chunking", err.Error(), fmt.Sprintf("e.g. \"chunk_size_tokens\": 512, \"chunk_overlap_tokens\": 64 (%d to %d tokens; overlap at most half)", schema.MinChunkTokens, schema.MaxChunkTokens))
 	}
 	return skip, nil
 }

@@ -50,6 +50,9 @@ func (a *API) collectionDefaults(ctx context.Context, org, name string, kind sch
 	if len(req.CustomMetadata) == 0 {
 		req.CustomMetadata = c.CustomMetadata
 	}
+	if req.ChunkTokens == 0 && req.ChunkOverlap == 0 {
+		req.ChunkTokens, req.ChunkOverlap = c.ChunkTokens, c.ChunkOverlap
+	}
 	if f := c.Filters; req.filters() == nil && f != nil && kind != schema.JobFile {
 		req.IncludePatterns, req.ExcludePatterns, req.MaxFileSize, req.ModifiedAfter = f.Include, f.Exclude, f.MaxFileSize, f.ModifiedAfter
 	}
@@ -159,6 +162,8 @@ type collectionRequest struct {
 	ExcludePatterns []string        `json:"exclude_patterns"`
 	MaxFileSize     int64           `json:"max_file_size"`
 	ModifiedAfter   *time.Time      `json:"modified_after"`
+	ChunkTokens     int             `json:"chunk_size_tokens"`
+	ChunkOverlap    int             `json:"chunk_overlap_tokens"`
 }
 
 // putCollection is PUT /v2/collections/{name}: creates the collection (201)
@@ -214,7 +219,8 @@ func (a *API) putCollection(w http.ResponseWriter, r *http.Request) error {
 // options are checked.
 func checkSettings(req *collectionRequest) (collections.Settings, error) {
 	ir := indexRequest{ProcessingType: req.ProcessingType, Encoding: req.Encoding, CustomMetadata: req.CustomMetadata,
-		IncludePatterns: req.IncludePatterns, ExcludePatterns: req.ExcludePatterns, MaxFileSize: req.MaxFileSize, ModifiedAfter: req.ModifiedAfter}
+		IncludePatterns: req.IncludePatterns, ExcludePatterns: req.ExcludePatterns, MaxFileSize: req.MaxFileSize, ModifiedAfter: req.ModifiedAfter,
+		ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap}
 	pt := req.ProcessingType
 	if _, err := checkOptions(&ir); err != nil {
 		return collections.Settings{}, err
@@ -230,7 +236,7 @@ func checkSettings(req *collectionRequest) (collections.Settings, error) {
 		return collections.Settings{}, badRequest("invalid_filters", err.Error(), `e.g. "exclude_patterns": ["*.log", "tmp/**"]`)
 	}
 	return collections.Settings{Description: req.Description, ProcessingType: ir.ProcessingType, Encoding: ir.Encoding, CustomMetadata: req.CustomMetadata,
-		Filters: filters}, nil
+		Filters: filters, ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap}, nil
 }
 
 // collection authenticates the caller and reads its collection named in

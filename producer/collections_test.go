@@ -288,3 +288,23 @@ func TestRetryJob(t *testing.T) {
 		t.Fatalf("unknown job: %d", code)
 	}
 }
+
+// Chunking asked for: validated (size 64-8192, overlap at most half, only
+// with a size); a collection's is what its jobs default to.
+func TestIndexChunking(t *testing.T) {
+	f := setup(t)
+	for _, bad := range []string{`,"chunk_size_tokens":10`, `,"chunk_overlap_tokens":10`, `,"chunk_size_tokens":100,"chunk_overlap_tokens":60`} {
+		if code, out := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(bad), nil); code != 400 || errCode(out) != "invalid_chunking" {
+			t.Fatalf("%s: %d %v", bad, code, out)
+		}
+	}
+	if code, _ := f.do(t, "PUT", "/v2/collections/docs", `{"chunk_size_tokens":256,"chunk_overlap_tokens":32}`, nil); code != 201 {
+		t.Fatal("collection")
+	}
+	if code, _ := f.do(t, "POST", "/v2/collections/docs/index/s3", f.body(""), nil); code != 201 {
+		t.Fatal("index")
+	}
+	if job := f.lastMsg(t, schema.JobSubject(f.org.ID, "docs")); job.ChunkTokens != 256 || job.ChunkOverlap != 32 {
+		t.Fatalf("job chunking %d/%d", job.ChunkTokens, job.ChunkOverlap)
+	}
+}

@@ -3,6 +3,7 @@ package schema
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -32,6 +33,51 @@ func IDExtractor(extractorVersion, encoding string) string {
 		return extractorVersion
 	}
 	return extractorVersion + "@" + encoding
+}
+
+// Bounds of a request's chunking.
+const (
+	MinChunkTokens = 64
+	MaxChunkTokens = 8192
+)
+
+// ValidChunking reports whether a chunk size (0: the default) and overlap
+// may be asked for: a size of MinChunkTokens to MaxChunkTokens, an overlap
+// below half of it (and only with a size).
+func ValidChunking(size, overlap int) error {
+	switch {
+	case size != 0 && (size < MinChunkTokens || size > MaxChunkTokens):
+		return fmt.Errorf("chunk_size_tokens %d: want %d to %d", size, MinChunkTokens, MaxChunkTokens)
+	case overlap < 0 || (overlap > 0 && size == 0):
+		return fmt.Errorf("chunk_overlap_tokens %d: give it with chunk_size_tokens, not negative", overlap)
+	case overlap > 0 && overlap*2 > size:
+		return fmt.Errorf("chunk_overlap_tokens %d: want at most half of chunk_size_tokens (%d)", overlap, size)
+	}
+	return nil
+}
+
+// IDChunking is the extractor version (IDExtractor's) of chunks cut to a
+// requested size and overlap: "/t<size>" and "o<overlap>" appended, so a
+// change of either re-indexes and never reuses a chunk ID for other text.
+// The default chunking leaves it as it was.
+func IDChunking(extractor string, size, overlap int) string {
+	if c := Chunking(size, overlap); c != "" {
+		return extractor + "/" + c
+	}
+	return extractor
+}
+
+// Chunking names a requested chunk size and overlap ("t256", "t256o32";
+// "" for the default), as object states record it.
+func Chunking(size, overlap int) string {
+	if size == 0 {
+		return ""
+	}
+	s := "t" + strconv.Itoa(size)
+	if overlap > 0 {
+		s += "o" + strconv.Itoa(overlap)
+	}
+	return s
 }
 
 // Tokenizers a request may name; DefaultEncoding when it names none.

@@ -84,6 +84,9 @@ type Job struct {
 	// listing (counted, not listed one by one), and its sweep removes what
 	// they now exclude.
 	Filters *Filters `json:"filters,omitempty"`
+	// ChunkTokens and ChunkOverlap: see Task.
+	ChunkTokens  int `json:"chunk_size_tokens,omitempty"`
+	ChunkOverlap int `json:"chunk_overlap_tokens,omitempty"`
 	// RetryOf is the job a retry job re-runs the failures of.
 	RetryOf string `json:"retry_of,omitempty"`
 	// Document is the document a delete_document job erases (DocumentID).
@@ -99,6 +102,9 @@ func (j *Job) Validate() error {
 		}
 	}
 	if err := j.Filters.Validate(); err != nil {
+		return err
+	}
+	if err := ValidChunking(j.ChunkTokens, j.ChunkOverlap); err != nil {
 		return err
 	}
 	if j.Kind == JobRetry {
@@ -173,6 +179,12 @@ type Task struct {
 	ProcessingType    string          `json:"processing_type,omitempty"` // basic (also when empty) or advanced
 	Encoding          string          `json:"encoding,omitempty"`        // the tokenizer; empty: cl100k_base
 	CustomMetadata    json.RawMessage `json:"custom_metadata,omitempty"`
+	// ChunkTokens is the most tokens a chunk holds (0: the worker's
+	// default); ChunkOverlap how many of them, at most, repeat the end of
+	// the chunk before (never splitting a token). Both are part of the
+	// chunks' extractor version (IDChunking).
+	ChunkTokens  int `json:"chunk_size_tokens,omitempty"`
+	ChunkOverlap int `json:"chunk_overlap_tokens,omitempty"`
 	// Sync is set on the tasks of a sync (a job with DeleteMissing): the
 	// object's state records that the job saw it (ObjectState.SeenBy), so
 	// the sweep does not take it for a deleted object.

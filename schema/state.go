@@ -110,6 +110,8 @@ type JobStatus struct {
 	// How its objects are read (a retry reads them the same way).
 	ProcessingType string `json:"processing_type,omitempty"`
 	Encoding       string `json:"encoding,omitempty"`
+	ChunkTokens    int    `json:"chunk_size_tokens,omitempty"`
+	ChunkOverlap   int    `json:"chunk_overlap_tokens,omitempty"`
 }
 
 // Sweep statuses: pending until every listed object has an outcome, then
@@ -200,6 +202,7 @@ type ObjectState struct {
 	ContentType      string       `json:"content_type,omitempty"`    // as detected from the content
 	ProcessingType   string       `json:"processing_type,omitempty"` // "advanced", or empty for basic
 	Encoding         string       `json:"encoding,omitempty"`        // the tokenizer, when not cl100k_base
+	Chunking         string       `json:"chunking,omitempty"`        // a requested chunk size and overlap ("t256o32"), when not the default
 	Status           ObjectStatus `json:"status"`
 	Reason           string       `json:"reason,omitempty"`     // why skipped or failed
 	ErrorCode        string       `json:"error_code,omitempty"` // failed: the stable code (see ErrorCode)
@@ -304,7 +307,7 @@ func NewJobStatus(job *Job) *JobStatus {
 		Prefix: job.Prefix, Key: job.Key, Document: job.Document, IntegrationID: job.IntegrationID, Status: JobStatusPending, LastPage: -1,
 		Errors: []FileError{}, CreatedAt: job.CreatedAt, CustomMetadata: job.CustomMetadata,
 		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete, Schedule: job.Schedule, Filters: job.Filters,
-		ProcessingType: job.ProcessingType, Encoding: job.Encoding, RetryOf: job.RetryOf}
+		ProcessingType: job.ProcessingType, Encoding: job.Encoding, ChunkTokens: job.ChunkTokens, ChunkOverlap: job.ChunkOverlap, RetryOf: job.RetryOf}
 	if job.DeleteMissing && (job.Kind == JobBucket || job.Kind == JobDirectory) {
 		st.Sweep = &Sweep{Status: SweepPending}
 	}

@@ -52,6 +52,10 @@ type Settings struct {
 	// Filters are what the collection's jobs default to, and what its S3
 	// notifications' objects must pass.
 	Filters *schema.Filters `json:"filters,omitempty"`
+	// ChunkTokens and ChunkOverlap: the chunking of its jobs and
+	// notifications when they do not say (see schema.Task).
+	ChunkTokens  int `json:"chunk_size_tokens,omitempty"`
+	ChunkOverlap int `json:"chunk_overlap_tokens,omitempty"`
 }
 
 // Errors of the store.

@@ -413,3 +413,27 @@ func (st *Stream) Close() error {
 	st.carry = ""
 	return nil
 }
+
+// Count is the exact token count of text.
+func (s *Splitter) Count(text string) int { return s.enc.Count(text) }
+
+// Tail is the end of text made of whole pre-tokens whose counts sum to at
+// most max tokens ("" when the last pre-token alone is more): what a chunk
+// repeats of the one before it when chunks overlap. It never splits a
+// token.
+func (s *Splitter) Tail(text string, max int) string {
+	type piece struct{ start, tokens int }
+	var pieces []piece
+	pos := 0
+	s.enc.Pieces(text, func(p string) bool {
+		pieces = append(pieces, piece{pos, s.enc.CountPiece(p)})
+		pos += len(p)
+		return true
+	})
+	start, sum := len(text), 0
+	for i := len(pieces) - 1; i >= 0 && sum+pieces[i].tokens <= max; i-- {
+		sum += pieces[i].tokens
+		start = pieces[i].start
+	}
+	return text[start:]
+}

@@ -2,11 +2,13 @@ package index
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"time"
 
@@ -117,6 +119,8 @@ type sink struct {
 	lab       *labeler
 	encoding  string
 	stream    *chunk.Stream
+	splitter  *chunk.Splitter
+	prev      string // the last chunk's own text (its overlap comes from it)
 	batch     []schema.Out
 	published bool // a batch was published before the last
 }
@@ -132,13 +136,15 @@ func (h *Handler) newSink(ctx context.Context, v objectVersion, extractor string
 	if err != nil {
 		return nil, err
 	}
-	splitter, err := h.Splitter(v.task.Encoding)
+	// With an overlap, a chunk's own text leaves room for the overlap.
+	splitter, err := h.splitterFor(v.task.Encoding, v.task.ChunkTokens-v.task.ChunkOverlap)
 	if err != nil {
 		return nil, schema.Errorf(schema.ClassPermanent, "%w", err)
 	}
-	res.extractor = schema.IDExtractor(extractor, v.task.Encoding)
+	res.extractor = schema.IDChunking(schema.IDExtractor(extractor, v.task.Encoding), v.task.ChunkTokens, v.task.ChunkOverlap)
 	s := &sink{h: h, ctx: ctx, v: v, res: res, subject: schema.ChunkSubject(v.task.Org, v.task.Collection), meta: meta, docMeta: docMeta,
 		lab: &labeler{headings: v.task.Structured(), csv: isTable(res.contentType)}, encoding: splitter.Encoding(), batch: make([]schema.Out, 0, publishBatch)}
+	s.splitter = splitter
 	s.stream = splitter.Stream(s.add)
 	return s, nil
 }
@@ -175,6 +181,9 @@ func (s *sink) read(x *extract.Reader) error {
 // add takes one chunk the splitter made final.
 func (s *sink) add(p chunk.Chunk) error {
 	task, res := s.v.task, s.res
+	own := p.Text
+	p = s.overlap(p)
+	s.prev = own
 	id := schema.ChunkID(task.Org, task.Collection, task.Bucket, task.Key, s.v.idVersion(), res.extractor, res.chunks)
 	c := &schema.Chunk{ChunkID: id, Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key,
 		VersionID: s.v.version, ETag: s.v.etag, Index: res.chunks, ByteOffset: int64(p.Offset), Text: p.Text, TokenCount: p.Tokens,
@@ -187,6 +196,28 @@ func (s *sink) add(p chunk.Chunk) error {
 		return s.flush(0) // the total is not known yet: the commit carries it
 	}
 	return nil
+}
+
+// overlap is p preceded by the end of the chunk before it — at most
+// ChunkOverlap tokens of whole pre-tokens, fewer when the two together would
+// exceed ChunkTokens — with its exact token count.
+func (s *sink) overlap(p chunk.Chunk) chunk.Chunk {
+	task := s.v.task
+	if task.ChunkOverlap == 0 || s.prev == "" {
+		return p
+	}
+	for max := task.ChunkOverlap; max > 0; {
+		tail := s.splitter.Tail(s.prev, max)
+		if tail == "" {
+			break
+		}
+		text := tail + p.Text
+		if n := s.splitter.Count(text); n <= task.ChunkTokens {
+			return chunk.Chunk{Offset: p.Offset - len(tail), Text: text, Tokens: n}
+		}
+		max = s.splitter.Count(tail) - 1
+	}
+	return p
 }
 
 // flush publishes the batch; total, when not 0, is the object's chunk count.
@@ -290,22 +321,32 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // Splitter returns the splitter for a tokenizer (its name; "" is the
-// handler's default).
+// handler's default) at the handler's chunk size.
 func (h *Handler) Splitter(encoding string) (*chunk.Splitter, error) {
+	return h.splitterFor(encoding, 0)
+}
+
+// splitterFor returns the splitter for a tokenizer and chunk size (0: the
+// handler's), made on first use.
+func (h *Handler) splitterFor(encoding string, maxTokens int) (*chunk.Splitter, error) {
+	key := encoding
+	if maxTokens > 0 {
+		key += "/" + strconv.Itoa(maxTokens)
+	}
 	h.splitMu.Lock()
 	defer h.splitMu.Unlock()
-	if sp := h.splitters[encoding]; sp != nil {
+	if sp := h.splitters[key]; sp != nil {
 		return sp, nil
 	}
 	enc, err := token.Get(encoding)
 	if err != nil {
 		return nil, err
 	}
-	sp, err := chunk.New(enc, h.cfg.ChunkTokens)
+	sp, err := chunk.New(enc, cmp.Or(maxTokens, h.cfg.ChunkTokens))
 	if err != nil {
 		return nil, err
 	}
-	h.splitters[encoding] = sp
+	h.splitters[key] = sp
 	return sp, nil
 }
 

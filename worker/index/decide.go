@@ -51,8 +51,10 @@ func decide(task *schema.Task, state *schema.ObjectState) decision {
 	// saving the state: its chunks are durable, report the same outcome.
 	sameTask := (task.JobID != "" && state.JobID == task.JobID) || (task.JobID == "" && task.Sequencer != "" && state.Sequencer == task.Sequencer)
 	// Unchanged only if read the same way: a basic index does not stand in
-	// for an advanced one, nor the other way round.
-	skips := task.SkipExisting && !task.OverwriteExisting && state.ProcessingType == processingType(task) && state.Encoding == encodingOf(task)
+	// for an advanced one, nor the other way round, nor one chunked to
+	// another size or overlap.
+	skips := task.SkipExisting && !task.OverwriteExisting && state.ProcessingType == processingType(task) && state.Encoding == encodingOf(task) &&
+		state.Chunking == schema.Chunking(task.ChunkTokens, task.ChunkOverlap)
 	switch {
 	case !saved:
 		return decision{now: proceed}

@@ -40,7 +40,7 @@ func (h *Handler) runTask(ctx context.Context, task *schema.Task) (*schema.Objec
 		ev.Reason = schema.ReasonCancelled
 		return ev, nil
 	}
-	if ev, err := h.collectionDeleted(ctx, task); ev != nil || err != nil {
+	if ev, err := h.collectionGate(ctx, task); ev != nil || err != nil {
 		return ev, err
 	}
 	o, err := h.load(ctx, task)
@@ -67,13 +67,17 @@ func (h *Handler) runTask(ctx context.Context, task *schema.Task) (*schema.Objec
 	return h.fetchAndIndex(ctx, o, d)
 }
 
-// collectionDeleted returns the skipped outcome of a task whose collection
+// collectionGate returns the skipped outcome of a task whose collection
 // is being deleted, or of a notification's object the collection's filters
-// exclude (nil when neither). A job's tasks were filtered when planned.
-func (h *Handler) collectionDeleted(ctx context.Context, task *schema.Task) (*schema.ObjectEvent, error) {
+// exclude (nil when neither); a notification's task takes the collection's
+// chunking. A job's tasks were filtered and set when planned.
+func (h *Handler) collectionGate(ctx context.Context, task *schema.Task) (*schema.ObjectEvent, error) {
 	c, err := h.cfg.Collections.Get(ctx, task.Org, task.Collection)
 	if err != nil {
 		return nil, schema.Errorf(schema.ClassTransient, "read the collection record: %w", err)
+	}
+	if task.JobID == "" && task.ChunkTokens == 0 {
+		task.ChunkTokens, task.ChunkOverlap = c.ChunkTokens, c.ChunkOverlap
 	}
 	reason := ""
 	switch {
@@ -205,7 +209,8 @@ func (h *Handler) record(ctx context.Context, o *object, v objectVersion, res in
 	task := o.task
 	st := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Sequencer: seq, ExtractorVersion: res.extractor,
 		ContentType: res.contentType, ProcessingType: processingType(task), Encoding: encodingOf(task), JobID: task.JobID, SeenBy: seenBy(task, o.state),
-		IntegrationID: task.IntegrationID, Size: v.size, LastModified: v.source.LastModified, UpdatedAt: time.Now().UTC()}
+		IntegrationID: task.IntegrationID, Size: v.size, LastModified: v.source.LastModified, Chunking: schema.Chunking(task.ChunkTokens, task.ChunkOverlap),
+		UpdatedAt: time.Now().UTC()}
 	if res.skip != nil {
 		ev.Reason = res.skip.Error() // bounded: a detail can carry the tenant's bytes
 		h.m.Skipped(res.skip.Reason)
