@@ -44,7 +44,7 @@ func TestChunkOverlapOnTheCorpus(t *testing.T) {
 				continue
 			}
 			prev := chunks[i-1]
-			overlap := int(prev.ByteOffset+int64(len(prev.Text)) - c.ByteOffset)
+			overlap := int(prev.ByteOffset + int64(len(prev.Text)) - c.ByteOffset)
 			if overlap <= 0 || overlap > len(c.Text) || !strings.HasSuffix(prev.Text, c.Text[:overlap]) {
 				t.Fatalf("%s chunk %d does not begin with the end of chunk %d (overlap %d bytes)", key, i, i-1, overlap)
 			}
