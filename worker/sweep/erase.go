@@ -84,6 +84,7 @@ func (h *Handler) erase(ctx context.Context, job *schema.Job) error {
 		return err
 	}
 	h.cfg.Metrics.Erases.WithLabelValues(string(job.Kind)).Inc()
+	h.cfg.Registry.Audit(ctx, job.Org, "worker", "erase.done", string(job.Kind), "collection "+job.Collection+" job "+job.JobID+" (its counts: GET /v2/jobs/"+job.JobID+")")
 	h.log.Info("erase ended", "org", job.Org, "collection", job.Collection, "job_id", job.JobID, "kind", string(job.Kind), "pages", job.Page+1)
 	return nil
 }

@@ -107,6 +107,10 @@ func TestWipeErasesEveryDocument(t *testing.T) {
 	if got := testutil.ToFloat64(x.m.Erased.WithLabelValues("wipe")); got != 2 {
 		t.Fatalf("erased metric %v", got)
 	}
+	trail, err := x.env.Registry.AuditTrail(context.Background(), x.job.Org, time.Time{}, 100)
+	if err != nil || len(trail) == 0 || trail[len(trail)-1].Action != "erase.done" {
+		t.Fatalf("audit %+v %v", trail, err)
+	}
 	again, err := x.erase(t, eraseJob(x, "job_wipe", schema.JobWipe))
 	if err != nil || !again.ended || len(again.keys) != 0 || len(again.tombstones) != 0 {
 		t.Fatalf("again: %+v %v", again, err)
