@@ -169,11 +169,11 @@ func Bound(s string) string {
 	if len(s) <= MaxReasonBytes {
 		return s
 	}
-	return strings.ToValidUTF8(prefix(s, MaxReasonBytes-len("…")), "") + "…"
+	return strings.ToValidUTF8(Prefix(s, MaxReasonBytes-len("…")), "") + "…"
 }
 
-// prefix is s cut to at most n bytes, at a rune start.
-func prefix(s string, n int) string {
+// Prefix is s cut to at most n bytes, at a rune start.
+func Prefix(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
@@ -188,7 +188,7 @@ func prefix(s string, n int) string {
 // it.
 func Quote(s string) string {
 	if len(s) > 64 {
-		return strconv.Quote(prefix(s, 64)) + "…"
+		return strconv.Quote(Prefix(s, 64)) + "…"
 	}
 	return strconv.Quote(s)
 }

@@ -55,7 +55,7 @@ func userMetadata(meta map[string]string) map[string]string {
 		if d, err := dec.DecodeHeader(v); err == nil {
 			v = d
 		}
-		out[metaName(name)] = truncate(strings.ToValidUTF8(v, "\uFFFD"), MaxMetaValueBytes)
+		out[metaName(name)] = schema.Prefix(strings.ToValidUTF8(v, "\uFFFD"), MaxMetaValueBytes)
 	}
 	return out
 }
@@ -67,21 +67,8 @@ func metaName(name string) string {
 			b[i] = '_'
 		}
 	}
-	return truncate(string(b), MaxMetaNameBytes)
+	return schema.Prefix(string(b), MaxMetaNameBytes)
 }
-
-// truncate cuts s to at most n bytes at a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8Start(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
 
 // documentMetadata merges what a chunk's metadata holds, later winning:
 // the job's custom metadata (a JSON object), then the object's own
