@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2/expirable"
@@ -121,29 +122,10 @@ func (s *Store) Get(ctx context.Context, org, name string) (*Collection, uint64,
 // settings of the existing one; it reports whether it created it. A
 // collection being deleted is ErrDeleting.
 func (s *Store) Put(ctx context.Context, org, name string, set Settings) (*Collection, bool, error) {
-	for attempt := 0; attempt < 5; attempt++ {
-		c, rev, err := s.Get(ctx, org, name)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			c, err = s.create(ctx, org, name, set)
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				continue
-			}
-			return c, err == nil, err
-		case err != nil:
-			return nil, false, err
-		case c.Status == StatusDeleting:
-			return c, false, ErrDeleting
-		}
-		c.Settings, c.UpdatedAt = set, s.now().UTC()
-		if err := s.update(ctx, c, rev); errors.Is(err, jetstream.ErrKeyExists) {
-			continue
-		} else if err != nil {
-			return nil, false, err
-		}
-		return c, false, nil
-	}
-	return nil, false, fmt.Errorf("collection %s/%s: too many concurrent writes", org, name)
+	return s.write(ctx, org, name, set, func(c *Collection) bool {
+		c.Settings = set
+		return true
+	})
 }
 
 // Ensure returns org's collection name, creating it with no settings when
@@ -151,20 +133,36 @@ func (s *Store) Put(ctx context.Context, org, name string, set Settings) (*Colle
 // and whether it did. A collection being deleted is ErrDeleting, with its
 // record.
 func (s *Store) Ensure(ctx context.Context, org, name string) (*Collection, bool, error) {
+	return s.write(ctx, org, name, Settings{}, func(*Collection) bool { return false })
+}
+
+// write creates org's collection name with set when it has none, or else
+// applies change to its record, saved with compare-and-set when change
+// reports a change; it reports whether it created the collection. One
+// being deleted is ErrDeleting, with its record, unchanged.
+func (s *Store) write(ctx context.Context, org, name string, set Settings, change func(*Collection) bool) (*Collection, bool, error) {
 	for attempt := 0; attempt < 5; attempt++ {
-		c, _, err := s.Get(ctx, org, name)
-		created := false
-		if errors.Is(err, ErrNotFound) {
-			c, err = s.create(ctx, org, name, Settings{})
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				continue
+		c, rev, err := s.Get(ctx, org, name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			if c, err = s.create(ctx, org, name, set); errors.Is(err, jetstream.ErrKeyExists) {
+				continue // made meanwhile
 			}
-			created = err == nil
+			return c, err == nil, err
+		case err != nil:
+			return nil, false, err
+		case c.Status == StatusDeleting:
+			return c, false, ErrDeleting
+		case !change(c):
+			return c, false, nil
 		}
-		if err == nil && c.Status == StatusDeleting {
-			err = ErrDeleting
+		c.UpdatedAt = s.now().UTC()
+		if err := s.update(ctx, c, rev); errors.Is(err, jetstream.ErrKeyExists) {
+			continue
+		} else if err != nil {
+			return nil, false, err
 		}
-		return c, created, err
+		return c, false, nil
 	}
 	return nil, false, fmt.Errorf("collection %s/%s: too many concurrent writes", org, name)
 }
@@ -257,15 +255,7 @@ func (s *Store) List(ctx context.Context, org string) ([]*Collection, error) {
 		}
 		out = append(out, c)
 	}
-	slices.SortFunc(out, func(a, b *Collection) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b *Collection) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
