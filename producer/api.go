@@ -303,13 +303,12 @@ func (a *API) audit(ctx context.Context, org, action, outcome, detail string) {
 
 // indexRequest is the body of the three index endpoints (Captain API shape).
 type indexRequest struct {
-	BucketName     string `json:"bucket_name"`
-	BucketRegion   string `json:"bucket_region"`
-	DirectoryPath  string `json:"directory_path"`
-	FileURI        string `json:"file_uri"`
-	ProcessingType string `json:"processing_type"`
-	Encoding       string `json:"encoding"`
-	Auth           *struct {
+	BucketName    string `json:"bucket_name"`
+	BucketRegion  string `json:"bucket_region"`
+	DirectoryPath string `json:"directory_path"`
+	FileURI       string `json:"file_uri"`
+	settingsRequest
+	Auth *struct {
 		Type       string `json:"type"`
 		RoleARN    string `json:"role_arn"`
 		ExternalID string `json:"external_id"`
@@ -319,12 +318,20 @@ type indexRequest struct {
 	SkipExisting      *bool           `json:"skip_existing"`
 	OverwriteExisting bool            `json:"overwrite_existing"`
 	MaxFiles          int             `json:"max_files"`
-	CustomMetadata    json.RawMessage `json:"custom_metadata"`
 	// DeleteMissing (bucket and directory jobs; default true) makes the job
 	// a sync: objects it held that the complete listing no longer has are
 	// confirmed gone and deleted. AllowMassDelete lifts the share limit.
 	DeleteMissing   *bool `json:"delete_missing"`
 	AllowMassDelete bool  `json:"allow_mass_delete"`
+}
+
+// settingsRequest is how objects are to be read: what an index request
+// says, and what a collection's settings (PUT /v2/collections/{name})
+// default it to. checkOptions checks it for both.
+type settingsRequest struct {
+	ProcessingType string          `json:"processing_type"`
+	Encoding       string          `json:"encoding"`
+	CustomMetadata json.RawMessage `json:"custom_metadata"`
 	// Chunking (default: the collection's, else the worker's).
 	ChunkTokens  int `json:"chunk_size_tokens"`
 	ChunkOverlap int `json:"chunk_overlap_tokens"`
@@ -336,7 +343,7 @@ type indexRequest struct {
 }
 
 // filters are the request's filters (nil when it gives none).
-func (req *indexRequest) filters() *schema.Filters {
+func (req *settingsRequest) filters() *schema.Filters {
 	f := &schema.Filters{Include: req.IncludePatterns, Exclude: req.ExcludePatterns, MaxFileSize: req.MaxFileSize, ModifiedAfter: req.ModifiedAfter}
 	if f.Empty() {
 		return nil
@@ -435,13 +442,8 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 	if err := checkTarget(job, req); err != nil {
 		return nil, err
 	}
-	if job.Filters = req.filters(); job.Filters != nil {
-		if job.Kind == schema.JobFile {
-			return nil, badRequest("invalid_option", "filters apply to bucket and directory jobs, not to a file", "drop include_patterns, exclude_patterns, max_file_size and modified_after")
-		}
-		if err := job.Filters.Validate(); err != nil {
-			return nil, badRequest("invalid_filters", err.Error(), `e.g. "exclude_patterns": ["*.log", "tmp/**"]`)
-		}
+	if job.Filters = req.filters(); job.Filters != nil && job.Kind == schema.JobFile {
+		return nil, badRequest("invalid_option", "filters apply to bucket and directory jobs, not to a file", "drop include_patterns, exclude_patterns, max_file_size and modified_after")
 	}
 	if err := checkSync(job, req); err != nil {
 		return nil, err
@@ -527,6 +529,9 @@ func checkOptions(req *indexRequest) (skip bool, err error) {
 	}
 	if len(req.CustomMetadata) > 16<<10 {
 		return false, badRequest("invalid_custom_metadata", "custom_metadata is over 16 KiB", "keep metadata small; it is copied into every chunk")
+	}
+	if err := req.filters().Validate(); err != nil {
+		return false, badRequest("invalid_filters", err.Error(), `e.g. "exclude_patterns": ["*.log", "tmp/**"]`)
 	}
 	if err := schema.ValidChunking(req.ChunkTokens, req.ChunkOverlap); err != nil {
 		return false, badRequest("invalid_chunking", err.Error(), fmt.Sprintf("e.g. \"chunk_size_tokens\": 512, \"chunk_overlap_tokens\": 64 (%d to %d tokens; overlap at most half)", schema.MinChunkTokens, schema.MaxChunkTokens))

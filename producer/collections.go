@@ -154,16 +154,8 @@ func (a *API) listCollections(w http.ResponseWriter, r *http.Request) error {
 
 // collectionRequest is the body of PUT /v2/collections/{name}.
 type collectionRequest struct {
-	Description     string          `json:"description"`
-	ProcessingType  string          `json:"processing_type"`
-	Encoding        string          `json:"encoding"`
-	CustomMetadata  json.RawMessage `json:"custom_metadata"`
-	IncludePatterns []string        `json:"include_patterns"`
-	ExcludePatterns []string        `json:"exclude_patterns"`
-	MaxFileSize     int64           `json:"max_file_size"`
-	ModifiedAfter   *time.Time      `json:"modified_after"`
-	ChunkTokens     int             `json:"chunk_size_tokens"`
-	ChunkOverlap    int             `json:"chunk_overlap_tokens"`
+	Description string `json:"description"`
+	settingsRequest
 }
 
 // putCollection is PUT /v2/collections/{name}: creates the collection (201)
@@ -218,25 +210,18 @@ func (a *API) putCollection(w http.ResponseWriter, r *http.Request) error {
 // checkSettings checks a collection's settings as an index request's
 // options are checked.
 func checkSettings(req *collectionRequest) (collections.Settings, error) {
-	ir := indexRequest{ProcessingType: req.ProcessingType, Encoding: req.Encoding, CustomMetadata: req.CustomMetadata,
-		IncludePatterns: req.IncludePatterns, ExcludePatterns: req.ExcludePatterns, MaxFileSize: req.MaxFileSize, ModifiedAfter: req.ModifiedAfter,
-		ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap}
-	pt := req.ProcessingType
+	ir := indexRequest{settingsRequest: req.settingsRequest}
 	if _, err := checkOptions(&ir); err != nil {
 		return collections.Settings{}, err
 	}
 	if len(req.Description) > 1024 {
 		return collections.Settings{}, badRequest("invalid_description", "description is over 1024 bytes", "")
 	}
-	if pt == "" {
-		ir.ProcessingType = "" // not set: index requests decide
-	}
-	filters := ir.filters()
-	if err := filters.Validate(); err != nil {
-		return collections.Settings{}, badRequest("invalid_filters", err.Error(), `e.g. "exclude_patterns": ["*.log", "tmp/**"]`)
+	if req.ProcessingType == "" {
+		ir.ProcessingType = "" // not set (checkOptions made it basic): index requests decide
 	}
 	return collections.Settings{Description: req.Description, ProcessingType: ir.ProcessingType, Encoding: ir.Encoding, CustomMetadata: req.CustomMetadata,
-		Filters: filters, ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap}, nil
+		Filters: ir.filters(), ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap}, nil
 }
 
 // collection authenticates the caller and reads its collection named in
