@@ -136,6 +136,3 @@ func (s *Store) Stats(ctx context.Context, org, name string) (*Stats, error) {
 	})
 	return &out, err
 }
-
-// Objects is the object-state bucket the store reads.
-func (s *Store) Objects() jetstream.KeyValue { return s.objects }
