@@ -340,6 +340,9 @@ type settingsRequest struct {
 	ExcludePatterns []string   `json:"exclude_patterns"`
 	MaxFileSize     int64      `json:"max_file_size"`
 	ModifiedAfter   *time.Time `json:"modified_after"`
+	// ObjectTags puts the objects' S3 tags in their metadata (default: the
+	// collection's, else false).
+	ObjectTags *bool `json:"include_object_tags"`
 }
 
 // filters are the request's filters (nil when it gives none).
@@ -438,7 +441,8 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 	}
 	job := &schema.Job{Org: org.ID, Collection: collection, Kind: kind, Bucket: req.BucketName, Region: cmp.Or(req.BucketRegion, "us-east-1"),
 		MaxFiles: req.MaxFiles, SkipExisting: skip, OverwriteExisting: req.OverwriteExisting, ProcessingType: req.ProcessingType,
-		Encoding: req.Encoding, CustomMetadata: req.CustomMetadata, ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap, CreatedAt: a.cfg.Now().UTC()}
+		Encoding: req.Encoding, CustomMetadata: req.CustomMetadata, ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap, ObjectTags: req.ObjectTags != nil && *req.ObjectTags,
+		CreatedAt: a.cfg.Now().UTC()}
 	if err := checkTarget(job, req); err != nil {
 		return nil, err
 	}

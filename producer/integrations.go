@@ -96,6 +96,9 @@ type Policies struct {
 	TrustPolicy       map[string]any `json:"trust_policy"`
 	PermissionsPolicy map[string]any `json:"permissions_policy"`
 	CloudFormation    map[string]any `json:"cloudformation_template"`
+	// ObjectTagsStatement is added to the permissions policy to index with
+	// include_object_tags.
+	ObjectTagsStatement map[string]any `json:"object_tags_statement"`
 }
 
 // PoliciesFor builds the trust policy (principal: our role; condition: the
@@ -103,9 +106,10 @@ type Policies struct {
 // CloudFormation template creating the role.
 func PoliciesFor(principalARN string, org *registry.Org, in *registry.Integration) Policies {
 	return Policies{
-		TrustPolicy:       creds.TrustPolicy(principalARN, org.ExternalID, in.SourceIdentity, in.SessionTags),
-		PermissionsPolicy: creds.PermissionsPolicy(in.Buckets, in.Prefixes, in.KMSKeyARN),
-		CloudFormation:    creds.CloudFormation(principalARN, org.ExternalID, in.Buckets, in.Prefixes, in.KMSKeyARN, in.SourceIdentity, in.SessionTags),
+		TrustPolicy:         creds.TrustPolicy(principalARN, org.ExternalID, in.SourceIdentity, in.SessionTags),
+		PermissionsPolicy:   creds.PermissionsPolicy(in.Buckets, in.Prefixes, in.KMSKeyARN),
+		CloudFormation:      creds.CloudFormation(principalARN, org.ExternalID, in.Buckets, in.Prefixes, in.KMSKeyARN, in.SourceIdentity, in.SessionTags),
+		ObjectTagsStatement: creds.TagsStatement(in.Buckets, in.Prefixes),
 	}
 }
 
@@ -145,7 +149,8 @@ func (a *API) createIntegration(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"integration": integrationView(in), "external_id": org.ExternalID,
 		"trust_policy": pol.TrustPolicy, "permissions_policy": pol.PermissionsPolicy, "cloudformation_template": pol.CloudFormation,
-		"next": "create the role with these policies (or the CloudFormation template), then POST /v2/integrations/" + in.ID + "/verify",
+		"object_tags_statement": pol.ObjectTagsStatement,
+		"next":                  "create the role with these policies (or the CloudFormation template), then POST /v2/integrations/" + in.ID + "/verify",
 	})
 	return nil
 }

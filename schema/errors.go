@@ -139,6 +139,8 @@ const (
 	CodeMaxDeliveries    = "max_deliveries"       // the worker crashed or timed out on every attempt
 	CodeInternal         = "internal"             // anything else
 	CodeInternalLimit    = "internal_limit"       // a message or record stevedore built is over a NATS limit: our failure, not the customer's
+	CodeSidecarInvalid   = "sidecar_invalid"      // the document's metadata file cannot be read as metadata
+	CodeTagsDenied       = "tags_denied"          // include_object_tags, and the role may not read the object's tags
 )
 
 // jsErrMessageTooLarge is JetStream's "message size exceeds maximum

@@ -87,6 +87,8 @@ type Job struct {
 	// ChunkTokens and ChunkOverlap: see Task.
 	ChunkTokens  int `json:"chunk_size_tokens,omitempty"`
 	ChunkOverlap int `json:"chunk_overlap_tokens,omitempty"`
+	// ObjectTags: see Task.
+	ObjectTags bool `json:"include_object_tags,omitempty"`
 	// RetryOf is the job a retry job re-runs the failures of.
 	RetryOf string `json:"retry_of,omitempty"`
 	// Document is the document a delete_document job erases (DocumentID).
@@ -189,6 +191,21 @@ type Task struct {
 	// object's state records that the job saw it (ObjectState.SeenBy), so
 	// the sweep does not take it for a deleted object.
 	Sync bool `json:"sync,omitempty"`
+	// LastModified is the listing's time for the object (jobs' tasks): with
+	// the ETag it tells an unchanged object from one whose metadata alone
+	// changed (a copy in place keeps the ETag, not the time).
+	LastModified *time.Time `json:"last_modified,omitempty"`
+	// SidecarKnown is set when the listing settled whether the object has
+	// a sidecar (SidecarETag, "" for none); otherwise the worker asks S3.
+	SidecarKnown bool   `json:"sidecar_known,omitempty"`
+	SidecarETag  string `json:"sidecar_etag,omitempty"`
+	// ObjectTags asks for the object's S3 tags in its metadata
+	// (include_object_tags; the role needs s3:GetObjectTagging).
+	ObjectTags bool `json:"include_object_tags,omitempty"`
+	// ViaSidecar is the notification (its version and sequencer) of the
+	// sidecar whose change this task applies to its document: it keeps the
+	// outcome's ID apart from the document's own notifications.
+	ViaSidecar string `json:"-"`
 }
 
 // Processing types.

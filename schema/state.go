@@ -59,36 +59,39 @@ type JobError struct {
 // EVENTS stream sequence of the last event folded in: folding is in stream
 // order, so an event at or below it was already counted.
 type JobStatus struct {
-	JobID           string      `json:"job_id"`
-	Org             string      `json:"org"`
-	Collection      string      `json:"collection"`
-	Kind            JobKind     `json:"kind"`
-	Bucket          string      `json:"bucket"`
-	Prefix          string      `json:"prefix,omitempty"`
-	Key             string      `json:"key,omitempty"`
-	Document        string      `json:"document_id,omitempty"` // delete_document jobs
-	RetryOf         string      `json:"retry_of,omitempty"`    // retry jobs
-	IntegrationID   string      `json:"integration_id"`
-	Status          string      `json:"status"`
-	FilesTotal      int64       `json:"files_total"`
-	FilesIndexed    int64       `json:"files_indexed"`
-	FilesSkipped    int64       `json:"files_skipped"`
-	FilesFailed     int64       `json:"files_failed"`
-	FilesExcluded   int64       `json:"files_excluded,omitempty"` // listed, left out by the job's filters (not in files_total)
-	FilesDeleted    int64       `json:"files_deleted"`            // indexed before, gone from the bucket now (or erased by an erase job): their chunks were tombstoned
-	ChunksDeleted   int64       `json:"chunks_deleted,omitempty"` // erase jobs: chunks tombstoned
-	ChunksProcessed int64       `json:"chunks_processed"`
-	TokensUsed      int64       `json:"tokens_used"`
-	BytesProcessed  int64       `json:"bytes_processed"`
-	PagesPlanned    int         `json:"pages_planned"`
-	LastPage        int         `json:"last_page"` // -1 until the last page is planned
-	Errors          []FileError `json:"errors"`
-	ErrorsDropped   int64       `json:"errors_dropped,omitempty"`
-	Error           *JobError   `json:"error,omitempty"`
-	CreatedAt       time.Time   `json:"created_at"`
-	StartedAt       *time.Time  `json:"started_at,omitempty"`
-	CompletedAt     *time.Time  `json:"completed_at,omitempty"`
-	LastEventSeq    uint64      `json:"last_event_seq"`
+	JobID         string  `json:"job_id"`
+	Org           string  `json:"org"`
+	Collection    string  `json:"collection"`
+	Kind          JobKind `json:"kind"`
+	Bucket        string  `json:"bucket"`
+	Prefix        string  `json:"prefix,omitempty"`
+	Key           string  `json:"key,omitempty"`
+	Document      string  `json:"document_id,omitempty"` // delete_document jobs
+	RetryOf       string  `json:"retry_of,omitempty"`    // retry jobs
+	IntegrationID string  `json:"integration_id"`
+	Status        string  `json:"status"`
+	FilesTotal    int64   `json:"files_total"`
+	FilesIndexed  int64   `json:"files_indexed"`
+	FilesSkipped  int64   `json:"files_skipped"`
+	FilesFailed   int64   `json:"files_failed"`
+	FilesExcluded int64   `json:"files_excluded,omitempty"` // listed, left out by the job's filters (not in files_total)
+	// FilesMetadataUpdated: of files_indexed, those whose chunks were
+	// published again for a metadata-only change, without extracting.
+	FilesMetadataUpdated int64       `json:"files_metadata_updated,omitempty"`
+	FilesDeleted         int64       `json:"files_deleted"`            // indexed before, gone from the bucket now (or erased by an erase job): their chunks were tombstoned
+	ChunksDeleted        int64       `json:"chunks_deleted,omitempty"` // erase jobs: chunks tombstoned
+	ChunksProcessed      int64       `json:"chunks_processed"`
+	TokensUsed           int64       `json:"tokens_used"`
+	BytesProcessed       int64       `json:"bytes_processed"`
+	PagesPlanned         int         `json:"pages_planned"`
+	LastPage             int         `json:"last_page"` // -1 until the last page is planned
+	Errors               []FileError `json:"errors"`
+	ErrorsDropped        int64       `json:"errors_dropped,omitempty"`
+	Error                *JobError   `json:"error,omitempty"`
+	CreatedAt            time.Time   `json:"created_at"`
+	StartedAt            *time.Time  `json:"started_at,omitempty"`
+	CompletedAt          *time.Time  `json:"completed_at,omitempty"`
+	LastEventSeq         uint64      `json:"last_event_seq"`
 	// RequestHash binds an Idempotency-Key to the request that created the
 	// job (a hash of endpoint and body): a retry must match it.
 	RequestHash string `json:"request_hash,omitempty"`
@@ -112,6 +115,7 @@ type JobStatus struct {
 	Encoding       string `json:"encoding,omitempty"`
 	ChunkTokens    int    `json:"chunk_size_tokens,omitempty"`
 	ChunkOverlap   int    `json:"chunk_overlap_tokens,omitempty"`
+	ObjectTags     bool   `json:"include_object_tags,omitempty"`
 }
 
 // Sweep statuses: pending until every listed object has an outcome, then
@@ -223,7 +227,15 @@ type ObjectState struct {
 	// Size and LastModified are the object's, as S3 gave them.
 	Size         int64      `json:"size,omitempty"`
 	LastModified *time.Time `json:"last_modified,omitempty"`
-	UpdatedAt    time.Time  `json:"updated_at"`
+	// SidecarETag is the ETag of the sidecar read with the version ("":
+	// none); MetaHash the fingerprint of what its chunks carry besides
+	// their text (source, custom and document metadata); CustomHash that of
+	// the custom metadata alone. A task whose object kept its ETag but not
+	// these re-publishes the chunks' metadata without extracting again.
+	SidecarETag string    `json:"sidecar_etag,omitempty"`
+	MetaHash    string    `json:"meta_hash,omitempty"`
+	CustomHash  string    `json:"custom_hash,omitempty"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 // SeqRun is a run of consecutive stream sequences: [first, count].
@@ -307,7 +319,7 @@ func NewJobStatus(job *Job) *JobStatus {
 		Prefix: job.Prefix, Key: job.Key, Document: job.Document, IntegrationID: job.IntegrationID, Status: JobStatusPending, LastPage: -1,
 		Errors: []FileError{}, CreatedAt: job.CreatedAt, CustomMetadata: job.CustomMetadata,
 		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete, Schedule: job.Schedule, Filters: job.Filters,
-		ProcessingType: job.ProcessingType, Encoding: job.Encoding, ChunkTokens: job.ChunkTokens, ChunkOverlap: job.ChunkOverlap, RetryOf: job.RetryOf}
+		ProcessingType: job.ProcessingType, Encoding: job.Encoding, ChunkTokens: job.ChunkTokens, ChunkOverlap: job.ChunkOverlap, ObjectTags: job.ObjectTags, RetryOf: job.RetryOf}
 	if job.DeleteMissing && (job.Kind == JobBucket || job.Kind == JobDirectory) {
 		st.Sweep = &Sweep{Status: SweepPending}
 	}
@@ -388,6 +400,14 @@ const ReasonCollectionDeleted = "collection_deleted"
 // counts in FilesTotal too, and its JobPlanned event (Last) ends it.
 const ReasonErased = "erased"
 
+// ReasonMetadataUpdated is the reason of the indexed outcome of a document
+// whose chunks were published again for a metadata-only change.
+const ReasonMetadataUpdated = "metadata_updated"
+
+// ReasonSidecarWithoutDocument is the skip reason of a sidecar's change
+// whose document does not exist (yet: its own upload indexes it).
+const ReasonSidecarWithoutDocument = "sidecar_without_document"
+
 // Skip reasons that are not problems: the object was already indexed.
 const (
 	ReasonAlreadyIndexed        = "already_indexed"
@@ -406,6 +426,9 @@ func (s *JobStatus) applyObject(ev *ObjectEvent) {
 	switch ev.Outcome {
 	case OutcomeIndexed:
 		s.FilesIndexed++
+		if ev.Reason == ReasonMetadataUpdated {
+			s.FilesMetadataUpdated++
+		}
 		s.ChunksProcessed += int64(ev.Chunks)
 		s.TokensUsed += ev.Tokens
 		s.BytesProcessed += ev.Bytes

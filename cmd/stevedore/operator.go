@@ -173,10 +173,13 @@ func (c *integrationFlags) policies(org *registry.Org, in *registry.Integration)
 		principal = "<STEVEDORE_PRINCIPAL_ARN>"
 	}
 	p := producer.PoliciesFor(principal, org, in)
-	v := map[string]any{"trust_policy": p.TrustPolicy, "permissions_policy": p.PermissionsPolicy, "cloudformation_template": p.CloudFormation}
+	v := map[string]any{"trust_policy": p.TrustPolicy, "permissions_policy": p.PermissionsPolicy, "cloudformation_template": p.CloudFormation,
+		"object_tags_statement": p.ObjectTagsStatement}
 	trust, _ := json.MarshalIndent(p.TrustPolicy, "  ", "  ")
 	perms, _ := json.MarshalIndent(p.PermissionsPolicy, "  ", "  ")
-	return v, fmt.Sprintf("Trust policy:\n  %s\nPermissions policy:\n  %s\n(stevedore iam-policy --json also prints a CloudFormation template.)\n", trust, perms)
+	tags, _ := json.MarshalIndent(p.ObjectTagsStatement, "  ", "  ")
+	return v, fmt.Sprintf("Trust policy:\n  %s\nPermissions policy:\n  %s\nOnly to index with include_object_tags, add to the permissions policy:\n  %s\n"+
+		"(stevedore iam-policy --json also prints a CloudFormation template.)\n", trust, perms, tags)
 }
 
 func runIntegration(ctx context.Context, args []string) error {

@@ -57,6 +57,9 @@ type Settings struct {
 	// notifications when they do not say (see schema.Task).
 	ChunkTokens  int `json:"chunk_size_tokens,omitempty"`
 	ChunkOverlap int `json:"chunk_overlap_tokens,omitempty"`
+	// ObjectTags: its jobs and notifications put the objects' S3 tags in
+	// their metadata (see schema.Task).
+	ObjectTags bool `json:"include_object_tags,omitempty"`
 }
 
 // Errors of the store.

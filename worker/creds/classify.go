@@ -140,8 +140,8 @@ func errorCode(err error, class schema.ErrorClass, awsCode string) string {
 		switch {
 		case ce.Class == schema.ClassMaxDeliver:
 			return schema.CodeMaxDeliveries
-		case ce.Code == CodeOrgDisabled:
-			return CodeOrgDisabled
+		case ce.Code == CodeOrgDisabled, ce.Code == schema.CodeSidecarInvalid, ce.Code == schema.CodeTagsDenied:
+			return ce.Code
 		case ce.Code == CodeIntegrationNotActive || ce.Code == CodeBucketNotAllowed || ce.Code == CodeIntegrationNotFound:
 			return schema.CodeIntegration
 		}

@@ -45,19 +45,7 @@ func TrustPolicy(principalARN, externalID string, sourceIdentity, sessionTags bo
 // KMS key when the objects are encrypted with one. With no buckets it names
 // "*", and the response says so.
 func PermissionsPolicy(buckets, prefixes []string, kmsKeyARN string) map[string]any {
-	bucketARNs, objectARNs := []string{}, []string{}
-	if len(buckets) == 0 {
-		bucketARNs, objectARNs = []string{"arn:aws:s3:::*"}, []string{"arn:aws:s3:::*/*"}
-	}
-	for _, b := range slices.Sorted(slices.Values(buckets)) {
-		bucketARNs = append(bucketARNs, "arn:aws:s3:::"+b)
-		if len(prefixes) == 0 {
-			objectARNs = append(objectARNs, "arn:aws:s3:::"+b+"/*")
-		}
-		for _, p := range prefixes {
-			objectARNs = append(objectARNs, "arn:aws:s3:::"+b+"/"+p+"*")
-		}
-	}
+	bucketARNs, objectARNs := arns(buckets, prefixes)
 	list := statement{Sid: "StevedoreList", Effect: "Allow", Action: []string{"s3:ListBucket", "s3:GetBucketLocation"}, Resource: bucketARNs}
 	if len(prefixes) > 0 {
 		like := []string{}
@@ -72,6 +60,32 @@ func PermissionsPolicy(buckets, prefixes []string, kmsKeyARN string) map[string]
 		doc.Statement = append(doc.Statement, statement{Sid: "StevedoreDecrypt", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: []string{kmsKeyARN}})
 	}
 	return toMap(doc)
+}
+
+// arns are the ARNs of the buckets, and of their objects under the
+// prefixes ("*" for no buckets).
+func arns(buckets, prefixes []string) (bucketARNs, objectARNs []string) {
+	if len(buckets) == 0 {
+		return []string{"arn:aws:s3:::*"}, []string{"arn:aws:s3:::*/*"}
+	}
+	for _, b := range slices.Sorted(slices.Values(buckets)) {
+		bucketARNs = append(bucketARNs, "arn:aws:s3:::"+b)
+		if len(prefixes) == 0 {
+			objectARNs = append(objectARNs, "arn:aws:s3:::"+b+"/*")
+		}
+		for _, p := range prefixes {
+			objectARNs = append(objectARNs, "arn:aws:s3:::"+b+"/"+p+"*")
+		}
+	}
+	return bucketARNs, objectARNs
+}
+
+// TagsStatement is the statement to add to the permissions policy for
+// collections or jobs with include_object_tags: reading the objects' tags.
+// It is not in the least privilege: tags are read only when asked for.
+func TagsStatement(buckets, prefixes []string) map[string]any {
+	_, objectARNs := arns(buckets, prefixes)
+	return toMap(statement{Sid: "StevedoreReadTags", Effect: "Allow", Action: []string{"s3:GetObjectTagging", "s3:GetObjectVersionTagging"}, Resource: objectARNs})
 }
 
 // CloudFormation is a template that creates the role with both policies and

@@ -46,7 +46,7 @@ func sessionPolicy(bucket, prefix string) (string, error) {
 	if prefix != "" {
 		list.Condition = map[string]any{"StringLike": map[string]any{"s3:prefix": []string{prefix + "*"}}}
 	}
-	get := stmt{Effect: "Allow", Action: []string{"s3:GetObject", "s3:GetObjectVersion"},
+	get := stmt{Effect: "Allow", Action: []string{"s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"},
 		Resource: []string{"arn:aws:s3:::" + bucket + "/" + prefix + "*"}}
 	doc := map[string]any{"Version": "2012-10-17", "Statement": []stmt{list, get}}
 	b, err := json.Marshal(doc)

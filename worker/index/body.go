@@ -28,8 +28,7 @@ type objectVersion struct {
 	task          *schema.Task
 	etag, version string
 	size          int64               // as S3 gave it
-	source        *schema.Source      // what S3 answered: on every chunk
-	userMeta      map[string]string   // the object's S3 user metadata, normalised (userMetadata)
+	desc          *described          // what every chunk carries besides its text
 	state         *schema.ObjectState // before this task
 	gen           uint64              // the state's revision read before this task (0: none): see schema.GenMsgID
 }
@@ -114,8 +113,6 @@ type sink struct {
 	v         objectVersion
 	res       *indexResult
 	subject   string
-	meta      json.RawMessage // the custom metadata
-	docMeta   json.RawMessage // the document's metadata (documentMetadata)
 	lab       *labeler
 	encoding  string
 	stream    *chunk.Stream
@@ -128,21 +125,13 @@ type sink struct {
 // newSink prepares the chunk stream of v: its tokenizer's splitter, the
 // labels, the custom metadata every chunk carries.
 func (h *Handler) newSink(ctx context.Context, v objectVersion, extractor string, res *indexResult) (*sink, error) {
-	meta, err := h.customMetadata(ctx, v.task)
-	if err != nil {
-		return nil, err
-	}
-	docMeta, err := documentMetadata(meta, v.userMeta)
-	if err != nil {
-		return nil, err
-	}
 	// With an overlap, a chunk's own text leaves room for the overlap.
 	splitter, err := h.splitterFor(v.task.Encoding, v.task.ChunkTokens-v.task.ChunkOverlap)
 	if err != nil {
 		return nil, schema.Errorf(schema.ClassPermanent, "%w", err)
 	}
 	res.extractor = schema.IDChunking(schema.IDExtractor(extractor, v.task.Encoding), v.task.ChunkTokens, v.task.ChunkOverlap)
-	s := &sink{h: h, ctx: ctx, v: v, res: res, subject: schema.ChunkSubject(v.task.Org, v.task.Collection), meta: meta, docMeta: docMeta,
+	s := &sink{h: h, ctx: ctx, v: v, res: res, subject: schema.ChunkSubject(v.task.Org, v.task.Collection),
 		lab: &labeler{headings: v.task.Structured(), csv: isTable(res.contentType)}, encoding: splitter.Encoding(), batch: make([]schema.Out, 0, publishBatch)}
 	s.splitter = splitter
 	s.stream = splitter.Stream(s.add)
@@ -187,7 +176,7 @@ func (s *sink) add(p chunk.Chunk) error {
 	id := schema.ChunkID(task.Org, task.Collection, task.Bucket, task.Key, s.v.idVersion(), res.extractor, res.chunks)
 	c := &schema.Chunk{ChunkID: id, Org: task.Org, Collection: task.Collection, JobID: task.JobID, Bucket: task.Bucket, Key: task.Key,
 		VersionID: s.v.version, ETag: s.v.etag, Index: res.chunks, ByteOffset: int64(p.Offset), Text: p.Text, TokenCount: p.Tokens,
-		Encoding: s.encoding, ExtractorVersion: res.extractor, ContentType: res.contentType, CustomMetadata: s.meta, Source: s.v.source, Metadata: s.docMeta}
+		Encoding: s.encoding, ExtractorVersion: res.extractor, ContentType: res.contentType, CustomMetadata: s.v.desc.custom, Source: s.v.desc.source, Metadata: s.v.desc.meta}
 	s.lab.label(c)
 	s.batch = append(s.batch, schema.Out{Subject: s.subject, MsgID: schema.GenMsgID(id, s.v.gen), Msg: c})
 	res.chunks++
@@ -234,12 +223,26 @@ func (s *sink) flush(total int) error {
 	err := s.h.publishChunks(s.ctx, s.batch)
 	s.h.m.Stage.WithLabelValues("publish").Observe(time.Since(start).Seconds())
 	s.batch, s.published = s.batch[:0], true
+	s.res.appendSeqs(seqs)
+	return err
+}
+
+// appendSeqs records where CHUNKS stored the next chunks (0: not reported).
+func (res *indexResult) appendSeqs(seqs []uint64) {
 	for _, seq := range seqs {
-		if seq != 0 && len(s.res.seqs) <= schema.MaxSeqRuns {
-			s.res.seqs = schema.AppendSeq(s.res.seqs, seq)
+		if seq != 0 && len(res.seqs) <= schema.MaxSeqRuns {
+			res.seqs = schema.AppendSeq(res.seqs, seq)
 		}
 	}
-	return err
+}
+
+// completeSeqs is res.seqs when they record every chunk in at most
+// schema.MaxSeqRuns runs, else nil.
+func (res *indexResult) completeSeqs() []schema.SeqRun {
+	if len(res.seqs) <= schema.MaxSeqRuns && schema.SeqCount(res.seqs) == res.chunks {
+		return res.seqs
+	}
+	return nil
 }
 
 // commit makes the version's chunks visible. The replaced version's chunks

@@ -44,6 +44,7 @@ func sameETag(a, b string) bool { return strings.Trim(a, `"`) == strings.Trim(b,
 type s3Now struct {
 	gone bool   // no such key or version, or a delete marker is current
 	etag string // when it exists
+	hdr  header // when it exists
 }
 
 // agreesWithStale reports whether S3 bears out what the stored sequencer
@@ -86,7 +87,7 @@ func (h *Handler) headObject(ctx context.Context, t *creds.Tenant, task *schema.
 	if aws.ToBool(out.DeleteMarker) {
 		return &s3Now{gone: true}, nil
 	}
-	return &s3Now{etag: aws.ToString(out.ETag)}, nil
+	return &s3Now{etag: aws.ToString(out.ETag), hdr: headHeader(out)}, nil
 }
 
 // unconfirmed records a notification claim S3 did not bear out: a metric

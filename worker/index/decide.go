@@ -12,6 +12,7 @@ const (
 	stale                      // an event with a later sequencer for this key was applied: skip
 	alreadySaved               // a redelivery whose first attempt saved the state: report that outcome again
 	unchanged                  // skip_existing, and the state covers this ETag: skip without fetching
+	refresh                    // skip_existing, the same ETag, but what the chunks carry may have changed: check it (refresh.go)
 )
 
 // decision is decide's answer: what to do now, and, when that is to
@@ -34,7 +35,7 @@ func (d decision) onFetch(etag string) course {
 // decide is the pure decision a task's stored state makes, before any
 // work: the task's ETag (the listing's or the notification's; "" when
 // unknown) stands for the object until S3 is asked.
-func decide(task *schema.Task, state *schema.ObjectState) decision {
+func decide(task *schema.Task, state *schema.ObjectState, customHash string) decision {
 	if state == nil {
 		return decision{now: proceed}
 	}
@@ -62,12 +63,27 @@ func decide(task *schema.Task, state *schema.ObjectState) decision {
 		return decision{now: alreadySaved}
 	case sameTask:
 		return decision{now: proceed, covered: alreadySaved, etag: state.ETag}
-	case skips && task.ETag != "" && state.ETag == task.ETag:
+	case skips && task.ViaSidecar != "" && state.Status == schema.ObjectIndexed:
+		return decision{now: refresh} // its sidecar changed: the document's metadata may have
+	case skips && task.ETag != "" && state.ETag == task.ETag && (state.Status != schema.ObjectIndexed || sameMeta(task, state, customHash)):
 		return decision{now: unchanged}
+	case skips && task.ETag != "" && state.ETag == task.ETag:
+		return decision{now: refresh}
 	case skips:
 		return decision{now: proceed, covered: unchanged, etag: state.ETag}
 	}
 	return decision{now: proceed}
+}
+
+// sameMeta reports whether the listing shows that what an indexed
+// object's chunks carry besides their text is as task would make it: the
+// same last-modified time (a copy in place that changed the user metadata
+// keeps the ETag, not the time), the same sidecar, the same custom
+// metadata (customHash), and no tags asked for (S3 changes no listed
+// field when tags change).
+func sameMeta(task *schema.Task, state *schema.ObjectState, customHash string) bool {
+	return task.LastModified != nil && state.LastModified != nil && task.LastModified.Equal(*state.LastModified) &&
+		task.SidecarKnown && sameETag(task.SidecarETag, state.SidecarETag) && !task.ObjectTags && customHash == state.CustomHash
 }
 
 // processingType is what the object state records of the task's

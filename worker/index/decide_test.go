@@ -2,6 +2,7 @@ package index
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stevedore-dev/stevedore/schema"
 )
@@ -11,15 +12,17 @@ import (
 // the object; and, when it says proceed, what S3 returning another ETag
 // (fetched) turns it into.
 func TestDecide(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	t1 := t0.Add(time.Hour)
 	indexed := func(mod func(*schema.ObjectState)) *schema.ObjectState {
-		s := &schema.ObjectState{ETag: `"e1"`, Status: schema.ObjectIndexed, JobID: "job_a", Sequencer: "0A"}
+		s := &schema.ObjectState{ETag: `"e1"`, Status: schema.ObjectIndexed, JobID: "job_a", Sequencer: "0A", LastModified: &t0, CustomHash: "c1"}
 		if mod != nil {
 			mod(s)
 		}
 		return s
 	}
 	job := func(mod func(*schema.Task)) *schema.Task {
-		t := &schema.Task{Op: schema.OpIndex, JobID: "job_b", SkipExisting: true}
+		t := &schema.Task{Op: schema.OpIndex, JobID: "job_b", SkipExisting: true, LastModified: &t0, SidecarKnown: true}
 		if mod != nil {
 			mod(t)
 		}
@@ -43,6 +46,17 @@ func TestDecide(t *testing.T) {
 		{"same job, object changed since", job(func(t *schema.Task) { t.JobID, t.SkipExisting = "job_a", false }), indexed(nil), `"e2"`, proceed},
 		{"same notification saved it", job(func(t *schema.Task) { t.JobID, t.Sequencer = "", "0A" }), indexed(nil), `"e1"`, alreadySaved},
 		{"skip_existing, same etag", job(nil), indexed(nil), `"e1"`, unchanged},
+		{"skip_existing, same etag, new time (a copy in place)", job(func(t *schema.Task) { t.LastModified = &t1 }), indexed(nil), `"e1"`, refresh},
+		{"skip_existing, same etag, no time listed", job(func(t *schema.Task) { t.LastModified = nil }), indexed(nil), `"e1"`, refresh},
+		{"skip_existing, same etag, a sidecar appeared", job(func(t *schema.Task) { t.SidecarETag = `"s1"` }), indexed(nil), `"e1"`, refresh},
+		{"skip_existing, same etag, sidecar changed", job(func(t *schema.Task) { t.SidecarETag = `"s2"` }), indexed(func(s *schema.ObjectState) { s.SidecarETag = `"s1"` }), `"e1"`, refresh},
+		{"skip_existing, same etag, same sidecar", job(func(t *schema.Task) { t.SidecarETag = `"s1"` }), indexed(func(s *schema.ObjectState) { s.SidecarETag = "s1" }), `"e1"`, unchanged},
+		{"skip_existing, same etag, sidecar not settled by the listing", job(func(t *schema.Task) { t.SidecarKnown = false }), indexed(nil), `"e1"`, refresh},
+		{"skip_existing, same etag, tags asked for", job(func(t *schema.Task) { t.ObjectTags = true }), indexed(nil), `"e1"`, refresh},
+		{"skip_existing, same etag, other custom metadata", job(nil), indexed(func(s *schema.ObjectState) { s.CustomHash = "c0" }), `"e1"`, refresh},
+		{"a sidecar's change", job(func(t *schema.Task) { t.ViaSidecar = "sidecar:0C" }), indexed(nil), "", refresh},
+		{"a sidecar's change, no document indexed", job(func(t *schema.Task) { t.ViaSidecar = "sidecar:0C" }), nil, "", proceed},
+		{"skip_existing, skipped before, new time", job(func(t *schema.Task) { t.LastModified = &t1 }), indexed(func(s *schema.ObjectState) { s.Status = schema.ObjectSkipped }), `"e1"`, unchanged},
 		{"skip_existing, skipped before", job(nil), indexed(func(s *schema.ObjectState) { s.Status = schema.ObjectSkipped }), `"e1"`, unchanged},
 		{"skip_existing, etag unknown", job(nil), indexed(nil), "", proceed},
 		{"skip_existing, changed", job(nil), indexed(nil), `"e2"`, proceed},
@@ -53,7 +67,7 @@ func TestDecide(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.task.ETag = tt.etag
-			if got := decide(tt.task, tt.state).now; got != tt.want {
+			if got := decide(tt.task, tt.state, "c1").now; got != tt.want {
 				t.Fatalf("decide = %d, want %d", got, tt.want)
 			}
 		})
@@ -79,7 +93,7 @@ func TestDecideOnFetch(t *testing.T) {
 		{"advanced does not stand in for basic", &schema.Task{JobID: "job_b", SkipExisting: true, ProcessingType: schema.ProcessingAdvanced}, `"e1"`, proceed},
 	}
 	for _, tt := range tests {
-		d := decide(tt.task, state)
+		d := decide(tt.task, state, "")
 		if d.now != proceed {
 			t.Fatalf("%s: decide = %d before the fetch, want proceed", tt.name, d.now)
 		}

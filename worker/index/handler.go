@@ -104,7 +104,7 @@ func (h *Handler) Name() string { return "task" }
 // gets a "failed" outcome (GiveUp), so the job's counters stay exact and
 // the job completes.
 func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
-	task, err := schema.DecodeTask(msg.Data())
+	task, err := decodeTask(msg.Data())
 	if err != nil {
 		return err
 	}
@@ -122,10 +122,28 @@ func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 	return nil
 }
 
+// decodeTask decodes a task. A task on a sidecar (a notification of its
+// change, or a job naming it) becomes its document's: a sidecar is never
+// a document, and its change re-reads its document's metadata — the
+// sidecar's version, ETag and sequencer say nothing of the document's, so
+// only the outcome's ID keeps them (ViaSidecar).
+func decodeTask(data []byte) (*schema.Task, error) {
+	task, err := schema.DecodeTask(data)
+	if err != nil || !schema.IsSidecar(task.Key) {
+		return task, err
+	}
+	task.ViaSidecar = "sidecar:" + task.VersionID + task.Sequencer
+	task.Key, task.Op = schema.SidecarDocument(task.Key), schema.OpIndex
+	task.VersionID, task.ETag, task.Sequencer, task.Size, task.LastModified = "", "", "", 0, nil
+	task.SidecarKnown, task.SidecarETag = false, ""
+	task.SkipExisting, task.OverwriteExisting = true, false
+	return task, nil
+}
+
 // GiveUp is the indexer's give-up outcome: the object failed, with the
 // reason and hint.
 func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
-	task, err := schema.DecodeTask(data)
+	task, err := decodeTask(data)
 	if err != nil {
 		return nil // undecodable: no job to tell
 	}
@@ -180,7 +198,7 @@ func PublicReason(f *schema.ClassError) string {
 
 // event is task's outcome o, without details.
 func event(t *schema.Task, o schema.Outcome) *schema.ObjectEvent {
-	return &schema.ObjectEvent{EventID: schema.ObjectEventID(t.JobID, t.Op, t.Bucket, t.Key, t.VersionID+t.Sequencer), JobID: t.JobID,
+	return &schema.ObjectEvent{EventID: schema.ObjectEventID(t.JobID, t.Op, t.Bucket, t.Key, t.VersionID+t.Sequencer+t.ViaSidecar), JobID: t.JobID,
 		Org: t.Org, Collection: t.Collection, Bucket: t.Bucket, Key: t.Key, ETag: t.ETag, Outcome: o, At: time.Now().UTC()}
 }
 

@@ -25,6 +25,9 @@ type indexer struct {
 	mu   sync.Mutex
 	out  []schema.Out
 	seq  uint64 // the stream sequence the fake publish gives the next message
+	// stream makes publishes go to JetStream too (CHUNKS then holds what
+	// was published, at the sequences recorded).
+	stream bool
 }
 
 func newIndexer(t *testing.T) *indexer {
@@ -48,6 +51,11 @@ func newIndexer(t *testing.T) *indexer {
 func (x *indexer) publish(ctx context.Context, msgs []schema.Out) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if x.stream {
+		x.out = append(x.out, msgs...)
+		_, err := schema.PublishAll(ctx, x.env.JS, msgs)
+		return err
+	}
 	for _, m := range msgs {
 		x.seq++
 		if m.Seq != nil {

@@ -1,6 +1,9 @@
 package index
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"maps"
 	"mime"
@@ -12,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
 // Bounds of the S3 user metadata a chunk carries (tenant input; S3 itself
@@ -22,10 +26,81 @@ const (
 	MaxMetaValueBytes = 1024
 )
 
-// source is what S3 answered for the version being indexed.
-func source(task *schema.Task, obj *s3.GetObjectOutput) *schema.Source {
-	return &schema.Source{URI: "s3://" + task.Bucket + "/" + task.Key, VersionID: aws.ToString(obj.VersionId), ETag: aws.ToString(obj.ETag),
-		LastModified: utc(obj.LastModified), Size: aws.ToInt64(obj.ContentLength), ContentType: aws.ToString(obj.ContentType)}
+// header is what S3 answered of the version being indexed (GET or HEAD).
+type header struct {
+	etag, version string
+	size          int64
+	lastModified  *time.Time
+	contentType   string
+	userMeta      map[string]string // normalised (userMetadata)
+}
+
+func getHeader(obj *s3.GetObjectOutput) header {
+	return header{etag: aws.ToString(obj.ETag), version: aws.ToString(obj.VersionId), size: aws.ToInt64(obj.ContentLength),
+		lastModified: utc(obj.LastModified), contentType: aws.ToString(obj.ContentType), userMeta: userMetadata(obj.Metadata)}
+}
+
+func headHeader(out *s3.HeadObjectOutput) header {
+	return header{etag: aws.ToString(out.ETag), version: aws.ToString(out.VersionId), size: aws.ToInt64(out.ContentLength),
+		lastModified: utc(out.LastModified), contentType: aws.ToString(out.ContentType), userMeta: userMetadata(out.Metadata)}
+}
+
+// described is what a version's chunks carry besides their text, and
+// its fingerprints (schema.ObjectState.MetaHash, CustomHash).
+type described struct {
+	source      *schema.Source
+	custom      json.RawMessage // the job's or collection's custom metadata
+	meta        json.RawMessage // the document's metadata (documentMetadata)
+	sidecarETag string
+	hash        string
+	customHash  string
+}
+
+// describe reads what o's version carries besides its text: its custom
+// metadata, its sidecar, its tags when asked for, with what S3 answered
+// (hdr). Kendra's _source_uri replaces the s3:// URI.
+func (h *Handler) describe(ctx context.Context, o *object, hdr header) (*described, error) {
+	task := o.task
+	custom, err := h.customMetadata(ctx, task)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := h.readSidecar(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := h.objectTags(ctx, o, hdr.version)
+	if err != nil {
+		return nil, err
+	}
+	d := &described{custom: custom, customHash: fingerprint(custom),
+		source: &schema.Source{URI: "s3://" + task.Bucket + "/" + task.Key, VersionID: hdr.version, ETag: hdr.etag, LastModified: hdr.lastModified,
+			Size: hdr.size, ContentType: hdr.contentType}}
+	var attrs map[string]any
+	if sc != nil {
+		d.sidecarETag, attrs = sc.etag, sc.attrs
+		if sc.sourceURI != "" {
+			d.source.URI = sc.sourceURI
+		}
+	}
+	if d.meta, err = documentMetadata(custom, hdr.userMeta, tags, attrs); err != nil {
+		return nil, err
+	}
+	all, err := json.Marshal([]any{d.source, d.custom, d.meta})
+	if err != nil {
+		return nil, err
+	}
+	d.hash = fingerprint(all)
+	return d, nil
+}
+
+// fingerprint is a short hash of b ("" for none).
+func fingerprint(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 func utc(t *time.Time) *time.Time {
@@ -71,10 +146,11 @@ func metaName(name string) string {
 }
 
 // documentMetadata merges what a chunk's metadata holds, later winning:
-// the job's custom metadata (a JSON object), then the object's own
-// (userMetadata). nil when both are empty.
-func documentMetadata(custom json.RawMessage, own map[string]string) (json.RawMessage, error) {
-	if len(own) == 0 {
+// the job's custom metadata (a JSON object), the object's S3 user metadata
+// (userMetadata), its tags, its sidecar's attributes — the most specific
+// and deliberate last. nil when all are empty.
+func documentMetadata(custom json.RawMessage, own, tags map[string]string, attrs map[string]any) (json.RawMessage, error) {
+	if len(own) == 0 && len(tags) == 0 && len(attrs) == 0 {
 		if len(custom) == 0 {
 			return nil, nil
 		}
@@ -89,5 +165,49 @@ func documentMetadata(custom json.RawMessage, own map[string]string) (json.RawMe
 	for k, v := range own {
 		merged[k] = v
 	}
+	for k, v := range tags {
+		merged[k] = v
+	}
+	for k, v := range attrs {
+		merged[k] = v
+	}
 	return json.Marshal(merged)
+}
+
+// objectTags are the S3 tags of o's object at version (nil unless the
+// task asks for them), names normalised and values bounded like user
+// metadata. A role that may not read them fails the task with code
+// tags_denied: the tenant asked for tags, and is told what to grant.
+func (h *Handler) objectTags(ctx context.Context, o *object, version string) (map[string]string, error) {
+	task := o.task
+	if !task.ObjectTags {
+		return nil, nil
+	}
+	req, err := h.cfg.Resolver.Request(o.tenant, scopeOf(task), task.Bucket, task.ScopePrefix)
+	if err != nil {
+		return nil, err
+	}
+	var out *s3.GetObjectTaggingOutput
+	err = h.cfg.Resolver.WithS3(ctx, o.tenant, req, task.Region, func(c *s3.Client) error {
+		in := &s3.GetObjectTaggingInput{Bucket: aws.String(task.Bucket), Key: aws.String(task.Key), ExpectedBucketOwner: o.tenant.Owner()}
+		if version != "" {
+			in.VersionId = aws.String(version)
+		}
+		var err error
+		out, err = c.GetObjectTagging(ctx, in)
+		h.m.S3("tagging", err)
+		return err
+	})
+	if err != nil {
+		if creds.Classify(err).Class == schema.ClassTenantPermission {
+			return nil, &schema.ClassError{Class: schema.ClassTenantPermission, Code: schema.CodeTagsDenied,
+				Hint: "grant the role s3:GetObjectTagging and s3:GetObjectVersionTagging on the objects, or index without include_object_tags", Err: err}
+		}
+		return nil, err
+	}
+	tags := make(map[string]string, len(out.TagSet))
+	for _, t := range out.TagSet {
+		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return userMetadata(tags), nil
 }

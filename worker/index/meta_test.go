@@ -31,13 +31,15 @@ func TestUserMetadataIsNormalisedAndBounded(t *testing.T) {
 	}
 }
 
-// The document's own metadata wins over the job's custom metadata.
+// Later wins: the job's custom metadata, the object's user metadata, its
+// tags, its sidecar's attributes.
 func TestDocumentMetadataPrecedence(t *testing.T) {
-	m, err := documentMetadata(json.RawMessage(`{"team":"a","department":"ops"}`), map[string]string{"department": "legal"})
-	if err != nil || string(m) != `{"department":"legal","team":"a"}` {
+	m, err := documentMetadata(json.RawMessage(`{"team":"a","department":"ops","year":"x","owner":"c"}`), map[string]string{"department": "legal", "year": "u", "owner": "u"},
+		map[string]string{"year": "t", "owner": "t"}, map[string]any{"owner": "sidecar"})
+	if err != nil || string(m) != `{"department":"legal","owner":"sidecar","team":"a","year":"t"}` {
 		t.Fatalf("%s %v", m, err)
 	}
-	if m, _ := documentMetadata(nil, nil); m != nil {
+	if m, _ := documentMetadata(nil, nil, nil, nil); m != nil {
 		t.Fatalf("%s", m)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -52,7 +51,11 @@ func (h *Handler) runTask(ctx context.Context, task *schema.Task) (*schema.Objec
 		// indexes the object anew.
 		return nil, schema.Errorf(schema.ClassTransient, "s3://%s/%s is being erased by job %s: retried once it is", task.Bucket, task.Key, o.state.JobID)
 	}
-	d := decide(task, o.state)
+	custom, err := h.customMetadata(ctx, task)
+	if err != nil {
+		return nil, err
+	}
+	d := decide(task, o.state, fingerprint(custom))
 	switch d.now {
 	case stale:
 		if ev, err := h.checkStale(ctx, o); ev != nil || err != nil {
@@ -60,6 +63,8 @@ func (h *Handler) runTask(ctx context.Context, task *schema.Task) (*schema.Objec
 		}
 	case alreadySaved, unchanged:
 		return h.seen(ctx, o, report(d.now, task, o.state))
+	case refresh:
+		return h.refresh(ctx, o)
 	}
 	if task.Op == schema.OpDelete {
 		return h.deleteObject(ctx, o)
@@ -78,6 +83,9 @@ func (h *Handler) collectionGate(ctx context.Context, task *schema.Task) (*schem
 	}
 	if task.JobID == "" && task.ChunkTokens == 0 {
 		task.ChunkTokens, task.ChunkOverlap = c.ChunkTokens, c.ChunkOverlap
+	}
+	if task.JobID == "" {
+		task.ObjectTags = task.ObjectTags || c.ObjectTags
 	}
 	reason := ""
 	switch {
@@ -143,17 +151,24 @@ func (h *Handler) fetchAndIndex(ctx context.Context, o *object, d decision) (*sc
 		return h.goneSinceIndexed(ctx, o, err)
 	}
 	defer obj.Body.Close()
-	v := objectVersion{task: task, etag: aws.ToString(obj.ETag), version: aws.ToString(obj.VersionId), size: aws.ToInt64(obj.ContentLength), state: o.state, gen: o.rev,
-		source: source(task, obj), userMeta: userMetadata(obj.Metadata)}
+	hdr := getHeader(obj)
+	v := objectVersion{task: task, etag: hdr.etag, version: hdr.version, size: hdr.size, state: o.state, gen: o.rev}
 	ev := event(task, schema.OutcomeSkipped)
 	ev.ETag = v.etag
-	if size := aws.ToInt64(obj.ContentLength); size > h.cfg.MaxObjectBytes {
-		ev.Reason = fmt.Sprintf("%s: object is %d bytes, over the %d-byte cap", extract.ReasonTooLarge, size, h.cfg.MaxObjectBytes)
+	if v.size > h.cfg.MaxObjectBytes {
+		ev.Reason = fmt.Sprintf("%s: object is %d bytes, over the %d-byte cap", extract.ReasonTooLarge, v.size, h.cfg.MaxObjectBytes)
 		h.m.Skipped(extract.ReasonTooLarge)
 		return h.seen(ctx, o, ev)
 	}
-	if got := d.onFetch(v.etag); got != proceed {
+	got := d.onFetch(v.etag)
+	if got == alreadySaved {
 		return h.seen(ctx, o, report(got, task, o.state))
+	}
+	if v.desc, err = h.describe(ctx, o, hdr); err != nil {
+		return nil, err
+	}
+	if got == unchanged {
+		return h.applyMeta(ctx, o, v.desc)
 	}
 	if err := faults.At("after_download", task.Key); err != nil {
 		return nil, err
@@ -182,21 +197,8 @@ func (h *Handler) fetchAndIndex(ctx context.Context, o *object, d decision) (*sc
 // get is GetObject of the task's object (its version, when it names one)
 // with the tenant's role.
 func (h *Handler) get(ctx context.Context, o *object) (*s3.GetObjectOutput, error) {
-	task := o.task
-	scope := task.JobID
-	if scope == "" {
-		scope = "events"
-	}
-	req, err := h.cfg.Resolver.Request(o.tenant, scope, task.Bucket, task.ScopePrefix)
-	if err != nil {
-		return nil, err
-	}
 	start := time.Now()
-	in := &s3.GetObjectInput{Bucket: aws.String(task.Bucket), Key: aws.String(task.Key), ExpectedBucketOwner: o.tenant.Owner()}
-	if task.VersionID != "" {
-		in.VersionId = aws.String(task.VersionID)
-	}
-	obj, err := h.cfg.Resolver.GetObject(ctx, o.tenant, req, task.Region, in)
+	obj, err := h.getObject(ctx, o, o.task.Key, o.task.VersionID)
 	h.m.S3("get", err)
 	h.m.Stage.WithLabelValues("get").Observe(time.Since(start).Seconds())
 	return obj, err
@@ -209,8 +211,8 @@ func (h *Handler) record(ctx context.Context, o *object, v objectVersion, res in
 	task := o.task
 	st := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Sequencer: seq, ExtractorVersion: res.extractor,
 		ContentType: res.contentType, ProcessingType: processingType(task), Encoding: encodingOf(task), JobID: task.JobID, SeenBy: seenBy(task, o.state),
-		IntegrationID: task.IntegrationID, Size: v.size, LastModified: v.source.LastModified, Chunking: schema.Chunking(task.ChunkTokens, task.ChunkOverlap),
-		UpdatedAt: time.Now().UTC()}
+		IntegrationID: task.IntegrationID, Size: v.size, LastModified: v.desc.source.LastModified, Chunking: schema.Chunking(task.ChunkTokens, task.ChunkOverlap),
+		SidecarETag: v.desc.sidecarETag, MetaHash: v.desc.hash, CustomHash: v.desc.customHash, UpdatedAt: time.Now().UTC()}
 	if res.skip != nil {
 		ev.Reason = res.skip.Error() // bounded: a detail can carry the tenant's bytes
 		h.m.Skipped(res.skip.Reason)
@@ -226,9 +228,7 @@ func (h *Handler) record(ctx context.Context, o *object, v objectVersion, res in
 		return ev, h.saveState(ctx, o.key, st, o.rev)
 	}
 	st.Status, st.Chunks, st.Tokens = schema.ObjectIndexed, res.chunks, res.tokens
-	if len(res.seqs) <= schema.MaxSeqRuns && schema.SeqCount(res.seqs) == res.chunks {
-		st.ChunkSeqs = res.seqs
-	}
+	st.ChunkSeqs = res.completeSeqs()
 	if err := h.saveState(ctx, o.key, st, o.rev); err != nil {
 		return nil, err
 	}
@@ -274,7 +274,13 @@ func seenBy(task *schema.Task, state *schema.ObjectState) string {
 // same outcome). A key stevedore never held is err: the caller named a key
 // that does not exist. Anything else is err, for the runner to decide.
 func (h *Handler) goneSinceIndexed(ctx context.Context, o *object, err error) (*schema.ObjectEvent, error) {
-	if creds.Classify(err).Class != schema.ClassNotFound || o.state == nil || o.state.Status == schema.ObjectFailed {
+	notFound := creds.Classify(err).Class == schema.ClassNotFound
+	if notFound && o.task.ViaSidecar != "" && (o.state == nil || o.state.Status == schema.ObjectFailed) {
+		ev := event(o.task, schema.OutcomeSkipped)
+		ev.Reason = schema.ReasonSidecarWithoutDocument
+		return ev, nil
+	}
+	if !notFound || o.state == nil || o.state.Status == schema.ObjectFailed {
 		return nil, err // never held (a failed state held nothing): the caller named a key that is not there
 	}
 	now, herr := h.headObject(ctx, o.tenant, o.task)

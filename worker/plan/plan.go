@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema"
@@ -152,21 +153,23 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 	if err != nil {
 		return nil, nil, false, 0, err
 	}
+	more := aws.ToBool(page.IsTruncated) && page.NextContinuationToken != nil
+	sidecars := pageSidecars(page.Contents, more)
 	for _, o := range page.Contents {
 		key := aws.ToString(o.Key)
-		if strings.HasSuffix(key, "/") && aws.ToInt64(o.Size) == 0 {
-			continue // a "directory" marker, not a document
+		if strings.HasSuffix(key, "/") && aws.ToInt64(o.Size) == 0 || schema.IsSidecar(key) {
+			continue // a "directory" marker or a sidecar, not a document
 		}
 		if job.Filters.Excludes(key, aws.ToInt64(o.Size), aws.ToTime(o.LastModified)) != "" {
 			excluded++
 			continue
 		}
 		task := baseTask(job)
-		task.Key, task.ScopePrefix, task.ETag, task.Size = key, job.Prefix, aws.ToString(o.ETag), aws.ToInt64(o.Size)
+		task.Key, task.ScopePrefix, task.ETag, task.Size, task.LastModified = key, job.Prefix, aws.ToString(o.ETag), aws.ToInt64(o.Size), o.LastModified
+		task.SidecarETag, task.SidecarKnown = sidecars.of(key)
 		tasks = append(tasks, taskMsg(&task))
 	}
 	planned := job.Planned + len(tasks)
-	more := aws.ToBool(page.IsTruncated) && page.NextContinuationToken != nil
 	if more && (job.MaxFiles == 0 || planned < job.MaxFiles) {
 		cont := *job
 		cont.ContinuationToken, cont.Page, cont.Planned = *page.NextContinuationToken, job.Page+1, planned
@@ -180,9 +183,40 @@ func baseTask(job *schema.Job) schema.Task {
 	return schema.Task{Op: schema.OpIndex, JobID: job.JobID, Org: job.Org, Collection: job.Collection, IntegrationID: job.IntegrationID,
 		CredentialRef: job.CredentialRef, Bucket: job.Bucket, Region: job.Region, SkipExisting: job.SkipExisting,
 		OverwriteExisting: job.OverwriteExisting, ProcessingType: job.ProcessingType, Encoding: job.Encoding,
-		ChunkTokens: job.ChunkTokens, ChunkOverlap: job.ChunkOverlap, Sync: job.DeleteMissing && job.Kind != schema.JobFile}
+		ChunkTokens: job.ChunkTokens, ChunkOverlap: job.ChunkOverlap, ObjectTags: job.ObjectTags, Sync: job.DeleteMissing && job.Kind != schema.JobFile}
 }
 
 func taskMsg(t *schema.Task) schema.Out {
 	return schema.Out{Subject: schema.TaskSubject(t.Org, t.Collection), MsgID: schema.TaskMsgID(t.JobID, t.Bucket, t.Key, t.VersionID, t.Sequencer), Msg: t}
+}
+
+// listedSidecars is what one listing page says of its keys' sidecars.
+type listedSidecars struct {
+	etags map[string]string // the page's sidecars by key
+	last  string            // the page's last key
+	more  bool              // later pages follow
+}
+
+func pageSidecars(contents []types.Object, more bool) listedSidecars {
+	l := listedSidecars{etags: map[string]string{}, more: more}
+	for _, o := range contents {
+		key := aws.ToString(o.Key)
+		if schema.IsSidecar(key) {
+			l.etags[key] = aws.ToString(o.ETag)
+		}
+		l.last = key
+	}
+	return l
+}
+
+// of returns the ETag of key's sidecar ("": none) and whether the page
+// settles it. A listing is in key order and a sidecar's key follows its
+// document's: it is on the same page unless it sorts after the page's
+// last key; then only a later page can tell, and the worker asks S3.
+func (l listedSidecars) of(key string) (etag string, known bool) {
+	sk := schema.SidecarKey(key)
+	if etag, ok := l.etags[sk]; ok {
+		return etag, true
+	}
+	return "", !l.more || sk <= l.last
 }

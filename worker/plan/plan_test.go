@@ -9,6 +9,7 @@ import (
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/jobs"
+	"github.com/stevedore-dev/stevedore/worker/creds/awstest"
 	"github.com/stevedore-dev/stevedore/worker/handlertest"
 	"github.com/stevedore-dev/stevedore/worker/meter"
 )
@@ -153,5 +154,54 @@ func TestPlanFilters(t *testing.T) {
 	// "body of reports/q3.pdf" is 22 bytes; the long name's body is over.
 	if strings.Join(all, ",") != "a.txt,reports/q3.pdf" || excluded != 4 {
 		t.Fatalf("tasks %v, %d excluded", all, excluded)
+	}
+}
+
+// Sidecars are not documents: no task of their own. A task says what the
+// listing settled of its document's sidecar — its ETag, or that it has
+// none — and leaves it open when the sidecar would sort after the page's
+// last key (the worker asks S3 then). Pages of 2: [a.txt a.txt.metadata.json]
+// [b.txt c.txt] [c.txt.metadata.json d.txt] [d.txt.metadata.json].
+func TestPlanSettlesSidecars(t *testing.T) {
+	p := newPlanner(t, "a.txt", "a.txt.metadata.json", "b.txt", "c.txt", "c.txt.metadata.json", "d.txt", "d.txt.metadata.json")
+	job := p.job
+	type seen struct {
+		known bool
+		etag  string
+	}
+	got := map[string]seen{}
+	for {
+		_, next, _ := p.page(t, &job)
+		for _, o := range p.out[len(p.out)-1] {
+			if task, ok := o.Msg.(*schema.Task); ok {
+				got[task.Key] = seen{task.SidecarKnown, task.SidecarETag}
+			}
+		}
+		if next == nil {
+			break
+		}
+		job = *next
+	}
+	want := map[string]seen{
+		"a.txt": {true, awstest.ETag("body of a.txt.metadata.json")},
+		"b.txt": {true, ""},  // b.txt.metadata.json < c.txt, the page's last key
+		"c.txt": {false, ""}, // c.txt.metadata.json sorts after the page: unknown
+		"d.txt": {false, ""}, // and so does d.txt's
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("tasks %v, want %v", got, want)
+	}
+}
+
+func TestListedSidecars(t *testing.T) {
+	l := listedSidecars{etags: map[string]string{"a.metadata.json": `"e"`}, last: "m", more: true}
+	for key, want := range map[string]bool{"a": true, "b": true, "m": false, "z": false} {
+		if _, known := l.of(key); known != want {
+			t.Errorf("%s: known %v", key, known)
+		}
+	}
+	l.more = false
+	if _, known := l.of("z"); !known {
+		t.Error("the last page settles every key")
 	}
 }

@@ -39,15 +39,21 @@ type S3 struct {
 	secrets map[string]string   // static access key ID → secret, when signatures are checked
 
 	gone map[string]bool // bucket/key listed but answering NoSuchKey
-	// meta and modified: bucket/key → user metadata, last write
-	meta     map[string]map[string]string
-	modified map[string]time.Time
+	// meta, tags and modified: bucket/key → user metadata, tags, last write
+	meta, tags map[string]map[string]string
+	modified   map[string]time.Time
 
 	// ExpireNext answers ExpiredToken to the next n requests (a session
 	// that expired while a download was under way).
 	ExpireNext atomic.Int64
 
-	Gets, Heads, Lists, Denied atomic.Int64
+	// Gets counts GetObject of documents, SidecarGets of sidecars
+	// (schema.SidecarSuffix), Taggings GetObjectTagging.
+	Gets, SidecarGets, Taggings, Heads, Lists, Denied atomic.Int64
+
+	// DenyTagging answers AccessDenied to GetObjectTagging (a role
+	// without s3:GetObjectTagging).
+	DenyTagging atomic.Bool
 
 	// FailHeads and FailLists make every HeadObject or ListObjectsV2
 	// answer 503 SlowDown (an S3 in trouble) while set.
@@ -60,7 +66,7 @@ type S3 struct {
 
 // NewS3 starts a fake S3 whose buckets belong to account owner.
 func NewS3(t testing.TB, sts *STS, owner string) *S3 {
-	s := &S3{sts: sts, owner: owner, objects: map[string]map[string]string{}, sorted: map[string][]string{}, gone: map[string]bool{}, meta: map[string]map[string]string{}, modified: map[string]time.Time{}, static: map[string][]string{}, secrets: map[string]string{}}
+	s := &S3{sts: sts, owner: owner, objects: map[string]map[string]string{}, sorted: map[string][]string{}, gone: map[string]bool{}, meta: map[string]map[string]string{}, tags: map[string]map[string]string{}, modified: map[string]time.Time{}, static: map[string][]string{}, secrets: map[string]string{}}
 	s.Server = httptest.NewServer(s)
 	t.Cleanup(s.Close)
 	return s
@@ -79,7 +85,23 @@ func (s *S3) Put(bucket, key, body string) {
 	s.objects[bucket][key] = body
 	delete(s.gone, bucket+"/"+key)
 	delete(s.meta, bucket+"/"+key)
+	delete(s.tags, bucket+"/"+key)
 	s.modified[bucket+"/"+key] = time.Now().UTC().Truncate(time.Second)
+}
+
+// PutTags replaces an object's tags, as PutObjectTagging does: its ETag and
+// last-modified time stay.
+func (s *S3) PutTags(bucket, key string, tags map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tags[bucket+"/"+key] = tags
+}
+
+// Touch sets an object's last-modified time, as a copy in place does.
+func (s *S3) Touch(bucket, key string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.modified[bucket+"/"+key] = at.UTC().Truncate(time.Second)
 }
 
 // PutMeta stores an object with user metadata (x-amz-meta-<name>).
@@ -210,11 +232,19 @@ func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.list(w, r, bucket)
 		return
 	}
+	sidecar := r.Method == http.MethodGet && strings.HasSuffix(key, ".metadata.json")
+	if sidecar {
+		s.SidecarGets.Add(1) // found or not
+	}
 	if !found {
 		s3Error(w, 404, "NoSuchKey", "The specified key does not exist.")
 		return
 	}
-	if r.Method != http.MethodHead {
+	if _, ok := r.URL.Query()["tagging"]; ok {
+		s.tagging(w, bucket+"/"+key)
+		return
+	}
+	if r.Method != http.MethodHead && !sidecar {
 		s.Gets.Add(1)
 		time.Sleep(time.Duration(s.GetLatency.Load()))
 	}
@@ -225,6 +255,30 @@ func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Amz-Meta-"+k, v)
 	}
 	_, _ = w.Write([]byte(body))
+}
+
+// tagging answers GetObjectTagging of object (bucket/key).
+func (s *S3) tagging(w http.ResponseWriter, object string) {
+	s.Taggings.Add(1)
+	if s.DenyTagging.Load() {
+		s3Error(w, 403, "AccessDenied", "Access Denied")
+		return
+	}
+	s.mu.Lock()
+	tags := s.tags[object]
+	s.mu.Unlock()
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><TagSet>`)
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		b.WriteString("<Tag><Key>")
+		_ = xml.EscapeText(&b, []byte(k))
+		b.WriteString("</Key><Value>")
+		_ = xml.EscapeText(&b, []byte(tags[k]))
+		b.WriteString("</Value></Tag>")
+	}
+	b.WriteString("</TagSet></Tagging>")
+	w.Header().Set("Content-Type", "application/xml")
+	_, _ = w.Write([]byte(b.String()))
 }
 
 // authorize returns an S3 error code when the request may not touch resource.
@@ -365,7 +419,10 @@ func (s *S3) list(w http.ResponseWriter, r *http.Request, bucket string) {
 	// The bucket's keys are sorted once per change (a 100,000-key bucket
 	// listed page by page would otherwise be sorted for every page); the
 	// prefix's keys are a run of them.
-	type entry struct{ key, body string }
+	type entry struct {
+		key, body string
+		modified  time.Time
+	}
 	var page []entry
 	s.mu.Lock()
 	keys, ok := s.sorted[bucket]
@@ -382,7 +439,7 @@ func (s *S3) list(w http.ResponseWriter, r *http.Request, bucket string) {
 	start = min(max(start, 0), len(matching))
 	end := min(start+maxKeys, len(matching))
 	for _, k := range matching[start:end] {
-		page = append(page, entry{k, s.objects[bucket][k]})
+		page = append(page, entry{k, s.objects[bucket][k], s.modified[bucket+"/"+k]})
 	}
 	s.mu.Unlock()
 	var b strings.Builder
@@ -394,7 +451,8 @@ func (s *S3) list(w http.ResponseWriter, r *http.Request, bucket string) {
 	for _, e := range page {
 		b.WriteString("<Contents><Key>")
 		_ = xml.EscapeText(&b, []byte(e.key))
-		fmt.Fprintf(&b, "</Key><ETag>%s</ETag><Size>%d</Size></Contents>", strings.ReplaceAll(etag(e.body), `"`, "&quot;"), len(e.body))
+		fmt.Fprintf(&b, "</Key><LastModified>%s</LastModified><ETag>%s</ETag><Size>%d</Size></Contents>", e.modified.Format("2006-01-02T15:04:05.000Z"),
+			strings.ReplaceAll(etag(e.body), `"`, "&quot;"), len(e.body))
 	}
 	b.WriteString("</ListBucketResult>")
 	w.Header().Set("Content-Type", "application/xml")
