@@ -204,18 +204,7 @@ func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if key != "" {
 		resource += "/" + key
 	}
-	if code, msg := s.authorize(r, bucket, resource); code != "" {
-		s.Denied.Add(1)
-		status := 403
-		if code == "ExpiredToken" {
-			status = 400
-		}
-		s3Error(w, status, code, msg)
-		return
-	}
-	if o := r.Header.Get("X-Amz-Expected-Bucket-Owner"); o != "" && o != s.owner {
-		s.Denied.Add(1)
-		s3Error(w, 403, "AccessDenied", "Access Denied")
+	if s.refuse(w, r, bucket, resource) {
 		return
 	}
 	s.mu.Lock()
@@ -255,6 +244,26 @@ func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Amz-Meta-"+k, v)
 	}
 	_, _ = w.Write([]byte(body))
+}
+
+// refuse answers the error of a request that may not touch resource, and
+// reports whether it did.
+func (s *S3) refuse(w http.ResponseWriter, r *http.Request, bucket, resource string) bool {
+	if code, msg := s.authorize(r, bucket, resource); code != "" {
+		s.Denied.Add(1)
+		status := 403
+		if code == "ExpiredToken" {
+			status = 400
+		}
+		s3Error(w, status, code, msg)
+		return true
+	}
+	if o := r.Header.Get("X-Amz-Expected-Bucket-Owner"); o != "" && o != s.owner {
+		s.Denied.Add(1)
+		s3Error(w, 403, "AccessDenied", "Access Denied")
+		return true
+	}
+	return false
 }
 
 // tagging answers GetObjectTagging of object (bucket/key).
