@@ -683,22 +683,32 @@ const xlsxType = "application/vnd.openxmlformats-officedocument.spreadsheetml.sh
 // held in memory while the sheets are read).
 const maxSharedStrings = 32 << 20
 
-// writeXLSX writes each sheet, in workbook order, as its name on a line and
-// then one line per row, cells joined by " | ": shared strings, inline
-// strings and values as stored (numbers unformatted).
+// writeXLSX writes each visible sheet, in workbook order, as its name on a
+// line and then one line per visible row, cells joined by " | ": shared
+// strings, inline strings, booleans as TRUE/FALSE, formulas by their cached
+// value, numbers as their number format shows them (numfmt.go). Hidden
+// sheets and rows are left out, as a reader does not see them.
 func (c *container) writeXLSX(w *docWriter, structured bool) error {
 	raw, err := c.read("xl/workbook.xml")
 	if err != nil {
 		return err
 	}
 	var wb struct {
+		Pr struct {
+			Date1904 string `xml:"date1904,attr"`
+		} `xml:"workbookPr"`
 		Sheets []struct {
-			Name string `xml:"name,attr"`
-			ID   string `xml:"http://schemas.openxmlformats.org/officeDocument/2006/relationships id,attr"`
+			Name  string `xml:"name,attr"`
+			State string `xml:"state,attr"`
+			ID    string `xml:"http://schemas.openxmlformats.org/officeDocument/2006/relationships id,attr"`
 		} `xml:"sheets>sheet"`
 	}
 	if err := xml.Unmarshal(raw, &wb); err != nil {
 		return &Skip{ReasonCorrupt, "workbook: " + err.Error()}
+	}
+	formats := &cellFormats{date1904: wb.Pr.Date1904 == "1" || wb.Pr.Date1904 == "true"}
+	if styles, err := c.read("xl/styles.xml"); err == nil {
+		formats.codes = parseStyles(styles)
 	}
 	target := c.workbookTargets()
 	shared := &sharedTable{}
@@ -710,12 +720,13 @@ func (c *container) writeXLSX(w *docWriter, structured bool) error {
 			return err
 		}
 	}
-	for i, sh := range wb.Sheets {
+	written := 0
+	for _, sh := range wb.Sheets {
 		name := target[sh.ID]
-		if name == "" || c.files[name] == nil {
+		if name == "" || c.files[name] == nil || sh.State == "hidden" || sh.State == "veryHidden" {
 			continue
 		}
-		if i > 0 {
+		if written++; written > 1 {
 			w.WriteByte('\n')
 		}
 		w.log.atHeading(w.offset(), 1, sh.Name)
@@ -728,7 +739,7 @@ func (c *container) writeXLSX(w *docWriter, structured bool) error {
 		if err != nil {
 			return err
 		}
-		err = writeSheet(w, rc, shared, structured)
+		err = writeSheet(w, rc, shared, formats, structured)
 		rc.Close()
 		if err != nil {
 			return err
@@ -818,8 +829,8 @@ func (c *container) sharedStrings() (*sharedTable, error) {
 }
 
 // writeSheet streams one worksheet's rows.
-func writeSheet(w *docWriter, r io.Reader, shared *sharedTable, structured bool) error {
-	sw := &sheetWriter{w: w, shared: shared, structured: structured}
+func writeSheet(w *docWriter, r io.Reader, shared *sharedTable, formats *cellFormats, structured bool) error {
+	sw := &sheetWriter{w: w, shared: shared, formats: formats, structured: structured}
 	return walkXML(r, "worksheet", sw.token)
 }
 
@@ -828,7 +839,10 @@ func writeSheet(w *docWriter, r io.Reader, shared *sharedTable, structured bool)
 type sheetWriter struct {
 	w           *docWriter
 	shared      *sharedTable
+	formats     *cellFormats
 	structured  bool
+	hiddenRow   bool
+	style       int // the cell's style index (its number format)
 	cellType    string
 	val         strings.Builder
 	inV         bool
@@ -841,8 +855,10 @@ func (sw *sheetWriter) token(tok xml.Token) {
 		switch t.Name.Local {
 		case "row":
 			sw.cells = 0
+			sw.hiddenRow = attr(t, "hidden") == "1" || attr(t, "hidden") == "true"
 		case "c":
 			sw.cellType = attr(t, "t")
+			sw.style, _ = strconv.Atoi(attr(t, "s"))
 			sw.val.Reset()
 		case "v", "t":
 			sw.inV = true
@@ -852,7 +868,9 @@ func (sw *sheetWriter) token(tok xml.Token) {
 		case "v", "t":
 			sw.inV = false
 		case "c":
-			sw.endCell()
+			if !sw.hiddenRow {
+				sw.endCell()
+			}
 		case "row":
 			sw.endRow()
 		}
@@ -868,9 +886,16 @@ var cellEscaper = strings.NewReplacer("|", `\|`, "\n", " ")
 // endCell writes the cell's value (a shared string by its index).
 func (sw *sheetWriter) endCell() {
 	text := sw.val.String()
-	if sw.cellType == "s" {
+	switch sw.cellType {
+	case "s":
 		if i, err := strconv.Atoi(strings.TrimSpace(text)); err == nil && i >= 0 && i < sw.shared.len() {
 			text = sw.shared.at(i)
+		}
+	case "b":
+		text = map[string]string{"1": "TRUE", "0": "FALSE"}[strings.TrimSpace(text)]
+	case "", "n":
+		if text != "" {
+			text = sw.formats.display(text, sw.style)
 		}
 	}
 	if text == "" {
