@@ -290,16 +290,10 @@ func dateTokens(code string) []dateToken {
 			}
 			i += 2
 		case c == '[':
-			j := strings.IndexByte(code[i:], ']')
-			if j < 0 {
-				j = len(code) - i - 1
+			var tk *dateToken
+			if tk, i = bracket(code, i); tk != nil {
+				toks = append(toks, *tk)
 			}
-			if in := strings.ToLower(code[i+1 : i+j]); in != "" && strings.Trim(in, "h") == "" {
-				toks = append(toks, dateToken{kind: 'H', n: len(in)})
-			} else if in != "" && strings.Trim(in, "ms") == "" {
-				toks = append(toks, dateToken{kind: in[0], n: len(in)})
-			}
-			i += j + 1
 		case strings.HasPrefix(strings.ToUpper(code[i:]), "AM/PM"):
 			toks = append(toks, dateToken{kind: 'a', text: "AM/PM"})
 			i += 5
@@ -330,6 +324,24 @@ func dateTokens(code string) []dateToken {
 	}
 	minutes(toks)
 	return toks
+}
+
+// bracket reads the bracket at code[i]: an elapsed time ([h], [mm], [ss])
+// is a token; colours, conditions and locales are not shown.
+func bracket(code string, i int) (*dateToken, int) {
+	j := strings.IndexByte(code[i:], ']')
+	if j < 0 {
+		j = len(code) - i - 1
+	}
+	next := i + j + 1
+	switch in := strings.ToLower(code[i+1 : i+j]); {
+	case in == "":
+	case strings.Trim(in, "h") == "":
+		return &dateToken{kind: 'H', n: len(in)}, next
+	case strings.Trim(in, "ms") == "":
+		return &dateToken{kind: in[0], n: len(in)}, next
+	}
+	return nil, next
 }
 
 // minutes makes an m that follows an hour or precedes a second minutes.
@@ -382,7 +394,9 @@ func formatNumber(code string, x float64) string {
 	if dot := strings.IndexByte(digits, '.'); dot >= 0 {
 		decimals = strings.Count(digits[dot:], "0") + strings.Count(digits[dot:], "#")
 	}
-	num := strconv.FormatFloat(math.Abs(x), 'f', decimals, 64)
+	// Excel rounds half away from zero (0.925 at 0% is 93%).
+	pow := math.Pow10(decimals)
+	num := strconv.FormatFloat(math.Round(math.Abs(x)*pow*(1+1e-15))/pow, 'f', decimals, 64)
 	if strings.Contains(digits, ",") {
 		num = group(num)
 	}

@@ -22,7 +22,7 @@ import (
 // XML parts are read with caps on each entry and on the whole, so a zip bomb
 // ends as a skip, not as memory.
 const (
-	OfficeVersion = "office/1" // DOCX, PPTX, OpenDocument
+	OfficeVersion = "office/2" // DOCX, PPTX, OpenDocument, XLSX (2: Word notes, headers and footers; spreadsheet cells as displayed)
 	EPUBVersion   = "epub/1"   // EPUB (its XHTML through the HTML extractor)
 
 	MaxContainerBytes = 512 << 20 // larger containers are skipped (too_large)
@@ -174,10 +174,10 @@ func (c *container) kind() (string, string, error) {
 }
 
 // parts lists the XML parts to read, in reading order, for kind.
-func (c *container) parts(kind string) ([]string, error) {
+func (c *container) parts(kind string, structured bool) ([]string, error) {
 	switch {
 	case strings.HasSuffix(kind, "wordprocessingml.document"):
-		return []string{"word/document.xml"}, nil
+		return c.wordParts(structured), nil
 	case strings.HasSuffix(kind, "presentationml.presentation"):
 		return c.slides(), nil
 	case strings.HasPrefix(kind, "application/vnd.oasis.opendocument."):
@@ -188,6 +188,33 @@ func (c *container) parts(kind string) ([]string, error) {
 		return []string{"xl/workbook.xml"}, nil // writeXLSX walks the sheets itself
 	}
 	return nil, &Skip{ReasonBinary, kind}
+}
+
+// wordParts are a Word document's parts in the order a reader takes them
+// in: its headers (each once, however many pages repeat it), the body, its
+// footers, footnotes and endnotes, and with structured processing its
+// comments — each found through the body's relationships.
+func (c *container) wordParts(structured bool) []string {
+	rels, _ := c.read("word/_rels/document.xml.rels")
+	kinds := [][]string{{"header"}, nil, {"footer"}, {"footnotes"}, {"endnotes"}}
+	if structured {
+		kinds = append(kinds, []string{"comments"})
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, k := range kinds {
+		if k == nil {
+			out = append(out, "word/document.xml")
+			continue
+		}
+		for _, target := range relTargets(rels, k[0]) {
+			if p := path.Clean(path.Join("word", target)); c.files[p] != nil && !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // slides are ppt/slides/slideN.xml in slide order, each followed by its
@@ -302,6 +329,7 @@ type officeText struct {
 	cellSpace  bool // a paragraph ended in this cell: a space before more text
 	headLevel  int  // the paragraph being read is a heading of this level
 	head       strings.Builder
+	skip       int // depth inside an element whose text a reader does not see (Word's moved-from text, note separators)
 }
 
 func (o *officeText) out(s string) {
@@ -369,14 +397,52 @@ func (o *officeText) endHeading() {
 func (o *officeText) token(tok xml.Token) {
 	switch t := tok.(type) {
 	case xml.StartElement:
-		o.start(t)
+		if !o.startWord(t) {
+			o.start(t)
+		}
 	case xml.EndElement:
+		if o.skip > 0 {
+			o.skip--
+			return
+		}
 		o.end(t)
 	case xml.CharData:
-		if o.inText > 0 {
+		if o.inText > 0 && o.skip == 0 {
 			o.out(string(t))
 		}
 	}
+}
+
+// startWord handles what only Word documents hold, and reports whether the
+// element is done with: text moved elsewhere is read where it went (a
+// tracked move's old place is skipped, as deletions are: their text is
+// w:delText), a note reference is written as [id] where it stands and a
+// note starts with its [id], a comment with its author; separator notes
+// hold no text.
+func (o *officeText) startWord(t xml.StartElement) bool {
+	if o.skip > 0 {
+		o.skip++
+		return true
+	}
+	if !strings.Contains(t.Name.Space, "wordprocessingml") {
+		return false
+	}
+	switch t.Name.Local {
+	case "moveFrom":
+		o.skip = 1
+		return true
+	case "footnote", "endnote":
+		if typ := attr(t, "type"); typ != "" && typ != "normal" {
+			o.skip = 1
+			return true
+		}
+		o.out("[" + attr(t, "id") + "] ")
+	case "footnoteReference", "endnoteReference":
+		o.out("[" + attr(t, "id") + "]")
+	case "comment":
+		o.out("Comment (" + attr(t, "author") + "): ")
+	}
+	return false
 }
 
 // start handles an element's start tag.
@@ -610,7 +676,7 @@ func openContainer(br io.Reader, structured bool, log *sectionLog) (*bufio.Reade
 	kind, version, err := c.kind()
 	if err == nil {
 		var names []string
-		if names, err = c.parts(kind); err == nil {
+		if names, err = c.parts(kind, structured); err == nil {
 			pr, pw := io.Pipe()
 			go func() {
 				pw.CloseWithError(c.writeAll(newDocWriter(pw, log), kind, names, structured))

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -162,4 +163,23 @@ func FuzzContainer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A Word file's comments are read with structured processing only; a
+// spreadsheet's hidden sheet and hidden row are never read.
+func TestCommentsAndHiddenCells(t *testing.T) {
+	doc := filepath.Join(fixtures, "berths.docx")
+	basic, _, _ := extractAll(t, doc, Options{})
+	adv, _, _ := extractAll(t, doc, Options{Structured: true})
+	const comment = "Comment (Reviewer): Check the pilotage figures against the tide tables."
+	if strings.Contains(basic, "pilotage figures") || !strings.Contains(adv, comment) {
+		t.Errorf("basic:\n%s\nadvanced:\n%s", basic, adv)
+	}
+	if strings.Contains(basic, "without any exception") {
+		t.Errorf("a tracked deletion was read: %s", basic)
+	}
+	sheet, _, _ := extractAll(t, filepath.Join(fixtures, "arrivals.xlsx"), Options{})
+	if strings.Contains(sheet, "Hidden Row Vessel") || strings.Contains(sheet, "Scratch") || strings.Contains(sheet, "scratch notes") {
+		t.Errorf("hidden cells read:\n%s", sheet)
+	}
 }

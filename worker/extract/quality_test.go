@@ -131,6 +131,13 @@ func TestDocumentQuality(t *testing.T) {
 		{"cranes.xlsx", read("cranes.csv"), xlsxType, OfficeVersion, false, 1},
 		{"cranes.ods", read("cranes.csv"), "application/vnd.oasis.opendocument.spreadsheet", OfficeVersion, false, 1},
 		{"suppliers-cp1252.csv", read("suppliers.csv"), "text/csv; charset=windows-1252", LegacyVersion, false, 1},
+		// Made by the JavaScript libraries web applications embed (docx, exceljs;
+		// scripts/fidelity/make-fidelity.mjs): a Word file's header, footer,
+		// footnote, endnote and tracked changes as a reader sees them; a
+		// spreadsheet's dates, times, percentages, decimals, booleans and
+		// formulas as displayed, its hidden sheet and row left out.
+		{"berths.docx", read("berths.txt"), "application/vnd.openxmlformats-officedocument.wordprocessingml.document", OfficeVersion, false, 1},
+		{"arrivals.xlsx", read("arrivals.csv"), xlsxType, OfficeVersion, false, 1},
 	}
 	t.Logf("%-22s %-6s %-6s %-8s %-8s %s", "file", "words", "bigram", "headings", "pages", "version (advanced)")
 	for _, c := range cases {
