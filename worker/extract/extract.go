@@ -28,6 +28,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,7 +71,7 @@ const (
 // Reasons lists every skip reason, for metrics that start each at zero and
 // keep their labels bounded.
 var Reasons = []string{ReasonBinary, ReasonNotUTF8, ReasonTooLarge, ReasonDecompressedTooLarge, ReasonCorrupt, ReasonDirectory,
-	ReasonUnsplittable, ReasonEncrypted, ReasonTextTooLarge, ReasonNoTextLayer, ReasonTimeout}
+	ReasonUnsplittable, ReasonEncrypted, ReasonTextTooLarge, ReasonNoTextLayer, ReasonTimeout, ReasonOCRFailed}
 
 // Skip is an error meaning the object is skipped, with a reason; no retry
 // can change it.
@@ -107,6 +108,12 @@ type Options struct {
 	Structured bool
 	// PDF reads PDFs; nil skips them as unsupported_type.
 	PDF *PDF
+	// OCR reads scanned PDF pages and image files; nil skips scans as
+	// no_text_layer and images as unsupported_type, saying OCR is not
+	// available. OCRLanguages are the languages to read ("+"-joined
+	// Tesseract names; "" is OCR's default).
+	OCR          *OCR
+	OCRLanguages string
 }
 
 // structuredSuffix marks the extractor version of structured output.
@@ -274,12 +281,27 @@ func (o Options) openDocument(x *Reader, br *bufio.Reader, head []byte, sniffed 
 		if o.PDF == nil {
 			return true, &Skip{ReasonBinary, "application/pdf (no PDF extractor configured)"}
 		}
+		ocr, err := o.OCR.newJob(o.OCRLanguages)
+		if err != nil {
+			return true, err
+		}
 		x.log = &sectionLog{}
-		src, closer, err := o.PDF.open(br, o.Structured, x.log)
+		src, closer, err := o.PDF.open(br, o.Structured, x.log, ocr)
 		if err != nil {
 			return true, err
 		}
 		x.src, x.closer, x.kind, x.version = bufio.NewReaderSize(src, sniffBytes), closer, "application/pdf", PDFVersion
+		return true, nil
+	case slices.ContainsFunc(imageTypes, sniffed.Is):
+		if o.OCR == nil {
+			return true, &Skip{ReasonBinary, sniffed.String() + " (OCR is not available on this worker: install tesseract-ocr)"}
+		}
+		x.log = &sectionLog{}
+		src, closer, err := o.OCR.openImage(br, sniffed.String(), o.OCRLanguages, x.log)
+		if err != nil {
+			return true, err
+		}
+		x.src, x.closer, x.kind, x.version = bufio.NewReaderSize(src, sniffBytes), closer, sniffed.String(), OCRVersion
 		return true, nil
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
 		x.log = &sectionLog{}

@@ -29,7 +29,7 @@ import (
 const (
 	PDFVersion = "pdf/1" // the text layer of a PDF, page by page
 
-	ReasonNoTextLayer = "no_text_layer" // a scanned PDF: pages without text (there is no OCR)
+	ReasonNoTextLayer = "no_text_layer" // a scanned PDF: pages without text, and no OCR found any
 	ReasonTimeout     = "extract_timeout"
 )
 
@@ -135,7 +135,7 @@ func (p *PDF) Close() error {
 
 // openPDF spools a PDF and returns a reader of its text, written page by
 // page by a goroutine holding one PDFium instance.
-func (p *PDF) open(br io.Reader, structured bool, log *sectionLog) (io.Reader, io.Closer, error) {
+func (p *PDF) open(br io.Reader, structured bool, log *sectionLog, ocr *ocrJob) (io.Reader, io.Closer, error) {
 	f, n, err := spoolFile(br, "PDF")
 	if err != nil {
 		return nil, nil, err
@@ -148,7 +148,8 @@ func (p *PDF) open(br io.Reader, structured bool, log *sectionLog) (io.Reader, i
 	pr, pw := io.Pipe()
 	go func() {
 		defer f.Close()
-		pw.CloseWithError(p.extract(ctx, f, n, newDocWriter(pw, log), structured))
+		job := &pdfJob{w: newDocWriter(pw, log), structured: structured, ocr: ocr}
+		pw.CloseWithError(p.extract(ctx, f, n, job))
 	}()
 	return pr, closerFunc(func() error { cancel(); return pr.Close() }), nil
 }
@@ -157,8 +158,19 @@ type closerFunc func() error
 
 func (c closerFunc) Close() error { return c() }
 
+// pdfJob is one document's extraction: where its text goes, how it is read,
+// what of its outline is still to place.
+type pdfJob struct {
+	w          *docWriter
+	structured bool
+	outline    []bookmark
+	ocr        *ocrJob // nil: this worker has no OCR
+}
+
 // extract writes the text of every page, each page beginning a section.
-func (p *PDF) extract(ctx context.Context, f io.ReadSeeker, size int64, w *docWriter, structured bool) (err error) {
+// The time cap is PDFium's: it stands still while a page is recognised by
+// OCR, which has its own caps.
+func (p *PDF) extract(ctx context.Context, f io.ReadSeeker, size int64, job *pdfJob) (err error) {
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -175,6 +187,16 @@ func (p *PDF) extract(ctx context.Context, f io.ReadSeeker, size int64, w *docWr
 	var timedOut atomic.Bool
 	kill := func() { killed.Do(func() { _ = closingUnderCalls(inst.Kill) }) }
 	timer := time.AfterFunc(p.cfg.Timeout, func() { timedOut.Store(true); kill() })
+	deadline := time.Now().Add(p.cfg.Timeout)
+	if job.ocr != nil {
+		job.ocr.pause = func() func() {
+			if !timer.Stop() {
+				return func() {} // fired: the instance is being killed
+			}
+			left := time.Until(deadline)
+			return func() { deadline = time.Now().Add(left); timer.Reset(left) }
+		}
+	}
 	stop := context.AfterFunc(ctx, kill)
 	defer func() {
 		timer.Stop()
@@ -187,11 +209,11 @@ func (p *PDF) extract(ctx context.Context, f io.ReadSeeker, size int64, w *docWr
 			err = &Skip{ReasonCorrupt, fmt.Sprintf("PDFium failed: %v", r)}
 		}
 	}()
-	return p.read(ctx, inst, f, size, w, structured)
+	return p.read(ctx, inst, f, size, job)
 }
 
 // read opens the document on inst and writes its pages' text to w.
-func (p *PDF) read(ctx context.Context, inst pdfium.Pdfium, f io.ReadSeeker, size int64, w *docWriter, structured bool) error {
+func (p *PDF) read(ctx context.Context, inst pdfium.Pdfium, f io.ReadSeeker, size int64, job *pdfJob) error {
 	doc, err := inst.OpenDocument(&requests.OpenDocument{FileReader: f, FileReaderSize: size})
 	switch {
 	case errors.Is(err, pdferrors.ErrPassword):
@@ -209,30 +231,34 @@ func (p *PDF) read(ctx context.Context, inst pdfium.Pdfium, f io.ReadSeeker, siz
 	if count.PageCount > p.cfg.MaxPages {
 		return &Skip{ReasonTooLarge, fmt.Sprintf("a PDF of %d pages, over the %d-page cap", count.PageCount, p.cfg.MaxPages)}
 	}
-	var outline []bookmark
-	if structured {
-		outline = readOutline(inst, doc.Document)
+	if job.structured {
+		job.outline = readOutline(inst, doc.Document)
 	}
 	chars := 0
 	for i := 0; i < count.PageCount; i++ {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		n, err := p.page(inst, doc.Document, i, w, &outline, structured)
+		n, err := p.page(ctx, inst, doc.Document, i, job)
 		if err != nil {
 			return err
 		}
 		chars += n
 	}
 	if chars == 0 && count.PageCount > 0 {
-		return &Skip{ReasonNoTextLayer, fmt.Sprintf("%d pages without a text layer (scanned? stevedore does no OCR)", count.PageCount)}
+		why := "OCR is not available on this worker: install tesseract-ocr"
+		if job.ocr != nil {
+			why = "OCR found no text on them either"
+		}
+		return &Skip{ReasonNoTextLayer, fmt.Sprintf("%d pages without a text layer (%s)", count.PageCount, why)}
 	}
-	return w.Flush()
+	return job.w.Flush()
 }
 
 // page writes page i's text with the outline's entries that start on
-// it (taken off outline), and returns how many characters it has.
-func (p *PDF) page(inst pdfium.Pdfium, doc references.FPDF_DOCUMENT, i int, w *docWriter, outline *[]bookmark, structured bool) (int, error) {
+// it (taken off the job's outline), and returns how many characters it
+// has. A page with no usable text layer is read by OCR (ocr.go).
+func (p *PDF) page(ctx context.Context, inst pdfium.Pdfium, doc references.FPDF_DOCUMENT, i int, job *pdfJob) (int, error) {
 	text, err := pageText(inst, doc, i)
 	if err != nil && strings.Contains(err.Error(), "wasm error") {
 		// PDFium aborts (a trap) when an allocation fails: almost always
@@ -243,12 +269,27 @@ func (p *PDF) page(inst pdfium.Pdfium, doc references.FPDF_DOCUMENT, i int, w *d
 	if err != nil {
 		return 0, &Skip{ReasonCorrupt, fmt.Sprintf("PDF page %d: %v", i+1, err)}
 	}
-	w.log.atPage(w.offset(), i+1)
-	var here []bookmark
-	for len(*outline) > 0 && (*outline)[0].page <= i {
-		here, *outline = append(here, (*outline)[0]), (*outline)[1:]
+	w := job.w
+	n := len(strings.TrimSpace(text))
+	if job.ocr.wants(n, job.structured) {
+		read, conf, err := job.ocr.page(ctx, inst, doc, i)
+		if err != nil {
+			return 0, err
+		}
+		if len(strings.Fields(read)) > len(strings.Fields(text)) {
+			text, n = read, len(strings.TrimSpace(read))
+			w.log.atOCRPage(w.offset(), i+1, conf)
+		} else {
+			w.log.atPage(w.offset(), i+1)
+		}
+	} else {
+		w.log.atPage(w.offset(), i+1)
 	}
-	return len(strings.TrimSpace(text)), writePage(w, text, here, structured)
+	var here []bookmark
+	for len(job.outline) > 0 && job.outline[0].page <= i {
+		here, job.outline = append(here, job.outline[0]), job.outline[1:]
+	}
+	return n, writePage(w, text, here, job.structured)
 }
 
 // pageText is the text of page i: lines end in "\n" (PDFium says "\r\n"),

@@ -15,6 +15,10 @@ type Section struct {
 	Offset   int64    // byte offset in the extracted text where it begins
 	Page     int      // 1-based page or slide number; 0 when the format has none
 	Headings []string // outermost first; empty before the first heading
+	// OCR is set when the text was read from an image by OCR, with
+	// Confidence, Tesseract's mean word confidence (0–1).
+	OCR        bool
+	Confidence float64
 }
 
 // maxHeadingBytes caps a heading's text on the path (a heading element that
@@ -30,6 +34,8 @@ type sectionLog struct {
 	list     []Section
 	page     int
 	headings []string
+	ocr      bool    // the current page was read by OCR
+	conf     float64 // with this mean confidence
 }
 
 // atPage records that page n begins at offset.
@@ -39,7 +45,19 @@ func (l *sectionLog) atPage(offset int64, n int) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.page = n
+	l.page, l.ocr, l.conf = n, false, 0
+	l.add(offset)
+}
+
+// atOCRPage records that page n, read by OCR with mean word confidence
+// conf, begins at offset.
+func (l *sectionLog) atOCRPage(offset int64, n int, conf float64) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.page, l.ocr, l.conf = n, true, conf
 	l.add(offset)
 }
 
@@ -77,7 +95,7 @@ func (l *sectionLog) atHeading(offset int64, level int, text string) {
 }
 
 func (l *sectionLog) add(offset int64) {
-	s := Section{Offset: offset, Page: l.page, Headings: slices.Clone(l.headings)}
+	s := Section{Offset: offset, Page: l.page, Headings: slices.Clone(l.headings), OCR: l.ocr, Confidence: l.conf}
 	if n := len(l.list); n > 0 && l.list[n-1].Offset == offset {
 		l.list[n-1] = s // nothing between them: the later one describes the text
 		return
