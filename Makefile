@@ -10,6 +10,8 @@ test: unit e2e
 
 # SQS tests run on moto_server; make test requires it (pip install 'moto[server]').
 export STEVEDORE_REQUIRE_MOTO ?= 1
+# OCR tests run Tesseract; make test requires it (apt-get install tesseract-ocr; .ci/run installs it).
+export STEVEDORE_REQUIRE_OCR ?= 1
 
 # The tests of worker/faults_test.go, by name.
 FAULT_TESTS = $(shell grep -o '^func Test[A-Za-z0-9_]*' worker/faults_test.go | sed 's/^func //' | paste -sd'|' -)

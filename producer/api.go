@@ -343,6 +343,9 @@ type settingsRequest struct {
 	// ObjectTags puts the objects' S3 tags in their metadata (default: the
 	// collection's, else false).
 	ObjectTags *bool `json:"include_object_tags"`
+	// OCRLanguages: Tesseract language names, "+"-joined (default: the
+	// collection's, else the workers').
+	OCRLanguages string `json:"ocr_languages"`
 }
 
 // filters are the request's filters (nil when it gives none).
@@ -442,7 +445,7 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 	job := &schema.Job{Org: org.ID, Collection: collection, Kind: kind, Bucket: req.BucketName, Region: cmp.Or(req.BucketRegion, "us-east-1"),
 		MaxFiles: req.MaxFiles, SkipExisting: skip, OverwriteExisting: req.OverwriteExisting, ProcessingType: req.ProcessingType,
 		Encoding: req.Encoding, CustomMetadata: req.CustomMetadata, ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap, ObjectTags: req.ObjectTags != nil && *req.ObjectTags,
-		CreatedAt: a.cfg.Now().UTC()}
+		OCRLanguages: req.OCRLanguages, CreatedAt: a.cfg.Now().UTC()}
 	if err := checkTarget(job, req); err != nil {
 		return nil, err
 	}
@@ -536,6 +539,10 @@ func checkOptions(req *indexRequest) (skip bool, err error) {
 	}
 	if err := req.filters().Validate(); err != nil {
 		return false, badRequest("invalid_filters", err.Error(), `e.g. "exclude_patterns": ["*.log", "tmp/**"]`)
+	}
+	if !schema.ValidOCRLanguages(req.OCRLanguages) {
+		return false, badRequest("invalid_ocr_languages", fmt.Sprintf("ocr_languages %q: Tesseract language names joined by +, e.g. eng+deu", schema.Prefix(req.OCRLanguages, 64)),
+			"a language a worker does not have installed skips the scans it would read, saying so")
 	}
 	if err := schema.ValidChunking(req.ChunkTokens, req.ChunkOverlap); err != nil {
 		return false, badRequest("invalid_chunking", err.Error(), fmt.Sprintf("e.g. \"chunk_size_tokens\": 512, \"chunk_overlap_tokens\": 64 (%d to %d tokens; overlap at most half)", schema.MinChunkTokens, schema.MaxChunkTokens))

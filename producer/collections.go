@@ -56,6 +56,9 @@ func (a *API) collectionDefaults(ctx context.Context, org, name string, kind sch
 	if req.ObjectTags == nil {
 		req.ObjectTags = &c.ObjectTags
 	}
+	if req.OCRLanguages == "" {
+		req.OCRLanguages = c.OCRLanguages
+	}
 	if f := c.Filters; req.filters() == nil && f != nil && kind != schema.JobFile {
 		req.IncludePatterns, req.ExcludePatterns, req.MaxFileSize, req.ModifiedAfter = f.Include, f.Exclude, f.MaxFileSize, f.ModifiedAfter
 	}
@@ -224,7 +227,8 @@ func checkSettings(req *collectionRequest) (collections.Settings, error) {
 		ir.ProcessingType = "" // not set (checkOptions made it basic): index requests decide
 	}
 	return collections.Settings{Description: req.Description, ProcessingType: ir.ProcessingType, Encoding: ir.Encoding, CustomMetadata: req.CustomMetadata,
-		Filters: ir.filters(), ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap, ObjectTags: req.ObjectTags != nil && *req.ObjectTags}, nil
+		Filters: ir.filters(), ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap, ObjectTags: req.ObjectTags != nil && *req.ObjectTags,
+		OCRLanguages: req.OCRLanguages}, nil
 }
 
 // collection authenticates the caller and reads its collection named in

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"time"
 )
@@ -87,8 +88,9 @@ type Job struct {
 	// ChunkTokens and ChunkOverlap: see Task.
 	ChunkTokens  int `json:"chunk_size_tokens,omitempty"`
 	ChunkOverlap int `json:"chunk_overlap_tokens,omitempty"`
-	// ObjectTags: see Task.
-	ObjectTags bool `json:"include_object_tags,omitempty"`
+	// ObjectTags and OCRLanguages: see Task.
+	ObjectTags   bool   `json:"include_object_tags,omitempty"`
+	OCRLanguages string `json:"ocr_languages,omitempty"`
 	// RetryOf is the job a retry job re-runs the failures of.
 	RetryOf string `json:"retry_of,omitempty"`
 	// Document is the document a delete_document job erases (DocumentID).
@@ -202,6 +204,9 @@ type Task struct {
 	// ObjectTags asks for the object's S3 tags in its metadata
 	// (include_object_tags; the role needs s3:GetObjectTagging).
 	ObjectTags bool `json:"include_object_tags,omitempty"`
+	// OCRLanguages are the languages scans and images are read in
+	// (Tesseract's names, "+"-joined; empty: the worker's default).
+	OCRLanguages string `json:"ocr_languages,omitempty"`
 	// ViaSidecar is the notification (its version and sequencer) of the
 	// sidecar whose change this task applies to its document: it keeps the
 	// outcome's ID apart from the document's own notifications.
@@ -219,6 +224,14 @@ const (
 func ValidProcessingType(p string) bool {
 	return p == "" || p == ProcessingBasic || p == ProcessingAdvanced
 }
+
+// ocrLanguages: up to 8 Tesseract language names (eng, deu, chi_sim,
+// deu_latf …) joined by "+".
+var ocrLanguages = regexp.MustCompile(`^[a-z]{3}(_[a-z]{2,8})?(\+[a-z]{3}(_[a-z]{2,8})?){0,7}$`)
+
+// ValidOCRLanguages reports whether a request may name langs ("" is the
+// default).
+func ValidOCRLanguages(langs string) bool { return langs == "" || ocrLanguages.MatchString(langs) }
 
 // Structured reports whether the task asks for structured extraction
 // (processing_type advanced).
@@ -279,6 +292,11 @@ type Chunk struct {
 	// first (or the slide title, or the sheet name); processing_type
 	// advanced only.
 	HeadingPath []string `json:"heading_path,omitempty"`
+	// OCR is set when some of the chunk's text was read from an image
+	// (a scanned page, an image file) by OCR; OCRConfidence is the mean
+	// word confidence (0–1) of those pages, for downstream to weigh it.
+	OCR           bool    `json:"ocr,omitempty"`
+	OCRConfidence float64 `json:"ocr_confidence,omitempty"`
 	// HeaderRow is a CSV or TSV file's first line, on every chunk but the
 	// first (which holds it), so that each chunk's rows keep their column
 	// names.

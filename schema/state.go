@@ -116,6 +116,7 @@ type JobStatus struct {
 	ChunkTokens    int    `json:"chunk_size_tokens,omitempty"`
 	ChunkOverlap   int    `json:"chunk_overlap_tokens,omitempty"`
 	ObjectTags     bool   `json:"include_object_tags,omitempty"`
+	OCRLanguages   string `json:"ocr_languages,omitempty"`
 }
 
 // Sweep statuses: pending until every listed object has an outcome, then
@@ -319,7 +320,7 @@ func NewJobStatus(job *Job) *JobStatus {
 		Prefix: job.Prefix, Key: job.Key, Document: job.Document, IntegrationID: job.IntegrationID, Status: JobStatusPending, LastPage: -1,
 		Errors: []FileError{}, CreatedAt: job.CreatedAt, CustomMetadata: job.CustomMetadata,
 		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete, Schedule: job.Schedule, Filters: job.Filters,
-		ProcessingType: job.ProcessingType, Encoding: job.Encoding, ChunkTokens: job.ChunkTokens, ChunkOverlap: job.ChunkOverlap, ObjectTags: job.ObjectTags, RetryOf: job.RetryOf}
+		ProcessingType: job.ProcessingType, Encoding: job.Encoding, ChunkTokens: job.ChunkTokens, ChunkOverlap: job.ChunkOverlap, ObjectTags: job.ObjectTags, OCRLanguages: job.OCRLanguages, RetryOf: job.RetryOf}
 	if job.DeleteMissing && (job.Kind == JobBucket || job.Kind == JobDirectory) {
 		st.Sweep = &Sweep{Status: SweepPending}
 	}

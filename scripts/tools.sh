@@ -11,8 +11,10 @@
 #   scripts/tools.sh build        fetch or build promtool and prometheus
 #   scripts/tools.sh promtool     print promtool's path
 #   scripts/tools.sh prometheus   print prometheus's path
+#   scripts/tools.sh ocr          install Debian's Tesseract and its language data (root)
 set -euo pipefail
 
+OCR_PACKAGES="tesseract-ocr tesseract-ocr-eng tesseract-ocr-deu tesseract-ocr-fra tesseract-ocr-spa tesseract-ocr-osd"
 PROMETHEUS_VERSION=v0.316.0 # Prometheus 3.x's Go module version, for machines without apt
 CACHE="${STEVEDORE_CACHE:-${HOME:-/tmp}/.cache/stevedore}"
 if command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
@@ -58,11 +60,17 @@ case "${1:-}" in
   prometheus)
     echo "$PROMETHEUS"
     ;;
+  ocr)
+    echo "installing Debian's tesseract-ocr (eng, deu, fra, spa, osd)..." >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $OCR_PACKAGES >/dev/null
+    tesseract --version 2>&1 | head -1 >&2
+    ;;
   promtool)
     echo "$PROMTOOL"
     ;;
   *)
-    echo "usage: $0 build|promtool|prometheus" >&2
+    echo "usage: $0 build|promtool|prometheus|ocr" >&2
     exit 2
     ;;
 esac

@@ -133,6 +133,9 @@ type Config struct {
 	// PDF reads PDFs (a bounded pool of PDFium instances, shared by the
 	// task slots); nil skips PDFs as unsupported_type.
 	PDF *extract.PDF
+	// OCR reads scans and images (Tesseract subprocesses, bounded); nil
+	// skips them, saying OCR is not available.
+	OCR *extract.OCR
 	// PageSize is ListObjectsV2 MaxKeys per job page; default 1000.
 	PageSize int32
 	// SweepMaxShare is the largest share of a sync's scope its sweep
@@ -197,7 +200,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	w.gate = index.NewGate(cfg.JS, m, w.log)
 	w.index, err = index.New(ctx, index.Config{JS: cfg.JS, Publish: pub.Publish, Metrics: m, Resolver: w.res, Registry: cfg.Registry, Jobs: cache,
 		Collections: colls.Cache(), Encoding: cfg.Encoding, ChunkTokens: cfg.ChunkTokens, MaxObjectBytes: cfg.MaxObjectBytes, MaxDecompressedBytes: cfg.MaxDecompressedBytes,
-		PDF: cfg.PDF, Gate: w.gate, Logger: w.log})
+		PDF: cfg.PDF, OCR: cfg.OCR, Gate: w.gate, Logger: w.log})
 	if err != nil {
 		return nil, err
 	}

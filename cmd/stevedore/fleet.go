@@ -47,6 +47,7 @@ type fleetConfig struct {
 	maxObjectMiB, maxDecompressedMiB                                          *int
 	pdfInstances, pdfMaxPages, pdfMemoryMiB                                   *int
 	pdfTimeout                                                                *time.Duration
+	ocr                                                                       ocrFlags
 	cacheDir                                                                  *string
 	shutdownGrace, sessionDuration, ackWait                                   *time.Duration
 	tenantConcurrency, spillEvery, stealAbove, orgTaskShare                   *int
@@ -109,6 +110,7 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		c.pdfMaxPages = f.Int("pdf-max-pages", extract.DefaultPDFMaxPages, "PDFs with more pages are skipped (too_large)")
 		c.pdfTimeout = f.Duration("pdf-timeout", extract.DefaultPDFTimeout, "time cap per PDF; past it the instance is killed and the object skipped (extract_timeout)")
 		c.cacheDir, c.pdfMemoryMiB = pdfModuleFlags(f)
+		c.ocr = addOCRFlags(f)
 		c.sessionDuration = f.Duration("session-duration", time.Hour, "assumed-role session duration (15m-12h; 1h max when our identity is itself a role session)")
 	}
 	return c
@@ -557,13 +559,18 @@ func (p *process) startWorkers() (stop func(), err error) {
 		return nil, fmt.Errorf("PDF extractor (--cache-dir, --pdf-memory-mib): %w", err)
 	}
 	p.log.Info("PDF extractor ready", "instances", instances, "took", time.Since(warmStart).Round(time.Millisecond))
+	ocr, err := c.ocr.start(p.log, p.reg)
+	if err != nil {
+		pdf.Close()
+		return nil, err
+	}
 	for i := 0; i < *c.workers; i++ {
 		w, err := worker.New(p.setup, worker.Config{
 			JS: p.js, Registry: p.regy, Broker: broker, AWS: p.awsCfg, S3PathStyle: *c.s3PathStyle, Topology: p.topo,
 			TaskConcurrency: *c.taskConcurrency, TenantConcurrency: *c.tenantConcurrency, Heartbeat: *c.ackWait / 4, PlanConcurrency: *c.planConcurrency, ChunkTokens: *c.chunkTokens,
 			SpillEvery: *c.spillEvery, StealAbove: *c.stealAbove, NoAffinity: *c.noAffinity, OrgTaskShare: *c.orgTaskShare,
 			SweepMaxShare: *c.sweepMaxShare, SweepTimeout: *c.sweepTimeout,
-			MaxObjectBytes: int64(*c.maxObjectMiB) << 20, MaxDecompressedBytes: int64(*c.maxDecompressedMiB) << 20, PDF: pdf, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix, SessionTemplate: *c.sessionTemplate,
+			MaxObjectBytes: int64(*c.maxObjectMiB) << 20, MaxDecompressedBytes: int64(*c.maxDecompressedMiB) << 20, PDF: pdf, OCR: ocr, ShutdownGrace: *c.shutdownGrace, SessionPrefix: *c.sessionPrefix, SessionTemplate: *c.sessionTemplate,
 			Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, p.reg),
 			Logger:     p.log.With("component", "worker"), Name: "worker-" + strconv.Itoa(i),
 		})

@@ -60,6 +60,8 @@ type Settings struct {
 	// ObjectTags: its jobs and notifications put the objects' S3 tags in
 	// their metadata (see schema.Task).
 	ObjectTags bool `json:"include_object_tags,omitempty"`
+	// OCRLanguages: the languages its scans and images are read in.
+	OCRLanguages string `json:"ocr_languages,omitempty"`
 }
 
 // Errors of the store.

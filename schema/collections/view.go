@@ -51,20 +51,26 @@ func View(collection string, st *schema.ObjectState) *DocumentView {
 
 // ChunkView is one visible chunk of a document, as the API and the CLI show it.
 type ChunkView struct {
-	ChunkIndex  int             `json:"chunk_index"`
-	ChunkID     string          `json:"chunk_id"`
-	Content     string          `json:"content"`
-	TokenCount  int             `json:"token_count"`
-	ByteOffset  int64           `json:"byte_offset"`
-	PageStart   int             `json:"page_start,omitempty"`
-	PageEnd     int             `json:"page_end,omitempty"`
-	HeadingPath []string        `json:"heading_path,omitempty"`
-	HeaderRow   string          `json:"header_row,omitempty"`
-	Metadata    json.RawMessage `json:"metadata,omitempty"` // the custom metadata the chunk carries
+	ChunkIndex    int             `json:"chunk_index"`
+	ChunkID       string          `json:"chunk_id"`
+	Content       string          `json:"content"`
+	TokenCount    int             `json:"token_count"`
+	ByteOffset    int64           `json:"byte_offset"`
+	PageStart     int             `json:"page_start,omitempty"`
+	PageEnd       int             `json:"page_end,omitempty"`
+	HeadingPath   []string        `json:"heading_path,omitempty"`
+	HeaderRow     string          `json:"header_row,omitempty"`
+	Metadata      json.RawMessage `json:"metadata,omitempty"` // the document's metadata the chunk carries (its custom metadata in chunks of earlier versions)
+	OCR           bool            `json:"ocr,omitempty"`
+	OCRConfidence float64         `json:"ocr_confidence,omitempty"`
 }
 
 // ChunkViewOf is ch as shown.
 func ChunkViewOf(ch *schema.Chunk) ChunkView {
+	meta := ch.Metadata
+	if len(meta) == 0 {
+		meta = ch.CustomMetadata
+	}
 	return ChunkView{ChunkIndex: ch.Index, ChunkID: ch.ChunkID, Content: ch.Text, TokenCount: ch.TokenCount, ByteOffset: ch.ByteOffset,
-		PageStart: ch.PageStart, PageEnd: ch.PageEnd, HeadingPath: ch.HeadingPath, HeaderRow: ch.HeaderRow, Metadata: ch.CustomMetadata}
+		PageStart: ch.PageStart, PageEnd: ch.PageEnd, HeadingPath: ch.HeadingPath, HeaderRow: ch.HeaderRow, Metadata: meta, OCR: ch.OCR, OCRConfidence: ch.OCRConfidence}
 }

@@ -75,40 +75,53 @@ func countCorpus(t *testing.T, root string) corpus {
 	// The documents (PDF, Office, EPUB, HTML, a windows-1252 CSV) count the
 	// tokens of their extracted text: the extractors' quality is proved by
 	// worker/extract's tests, the counts here by the tokenizer's golden file.
-	docs, err := os.ReadDir(filepath.Join(dir, "documents"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	cache, _ := os.UserCacheDir() // where stevedore dev caches PDFium's compiled module too
 	pdf := extract.NewPDF(extract.PDFConfig{CacheDir: filepath.Join(cache, "stevedore", "wazero")})
 	defer pdf.Close()
-	enc, _ := token.Get(token.Cl100kBase)
-	for _, d := range docs {
-		f, err := os.Open(filepath.Join(dir, "documents", d.Name()))
+	// The scans and images are read by OCR (the same Tesseract, one thread:
+	// the same text stevedore dev reads).
+	ocr, err := extract.NewOCR(extract.OCRConfig{})
+	if err != nil {
+		t.Fatalf("the demo corpus has scans: %v", err)
+	}
+	for _, sub := range []string{"documents", "scans"} {
+		docs, err := os.ReadDir(filepath.Join(dir, sub))
 		if err != nil {
 			t.Fatal(err)
 		}
-		x, err := extract.Options{PDF: pdf}.Open(f, d.Name(), "")
-		if err != nil {
-			t.Fatalf("%s: %v", d.Name(), err)
+		for _, d := range docs {
+			c.tokens += documentTokens(t, filepath.Join(dir, sub, d.Name()), extract.Options{PDF: pdf, OCR: ocr})
+			c.text++
 		}
-		var text strings.Builder
-		for {
-			part, err := x.Next(1 << 20)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", d.Name(), err)
-			}
-			text.WriteString(part)
-		}
-		x.Close()
-		f.Close()
-		c.text++
-		c.tokens += int64(enc.Count(text.String()))
 	}
 	return c
+}
+
+// documentTokens is the token count of a document's extracted text.
+func documentTokens(t *testing.T, path string, opts extract.Options) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	x, err := opts.Open(f, filepath.Base(path), "")
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	defer x.Close()
+	var text strings.Builder
+	for {
+		part, err := x.Next(1 << 20)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		text.WriteString(part)
+	}
+	enc, _ := token.Get(token.Cl100kBase)
+	return int64(enc.Count(text.String()))
 }
 
 func TestIndexBucketEndToEnd(t *testing.T) {

@@ -84,7 +84,7 @@ func (h *Handler) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObj
 	if err != nil {
 		return res, res.skipOr(err)
 	}
-	opts := extract.Options{Structured: v.task.Structured(), PDF: h.cfg.PDF}
+	opts := extract.Options{Structured: v.task.Structured(), PDF: h.cfg.PDF, OCR: h.cfg.OCR, OCRLanguages: v.task.OCRLanguages}
 	x, err := opts.Open(r, v.task.Key, aws.ToString(obj.ContentType))
 	if err != nil {
 		return res, res.skipOr(err)
@@ -96,7 +96,9 @@ func (h *Handler) indexBody(ctx context.Context, v objectVersion, obj *s3.GetObj
 		return res, err
 	}
 	start := time.Now()
-	if err := s.read(x); err != nil || res.skip != nil {
+	err = s.read(x)
+	h.m.OCRPages.Add(float64(s.lab.ocrPages))
+	if err != nil || res.skip != nil {
 		return res, err
 	}
 	h.m.Stage.WithLabelValues("chunk").Observe(time.Since(start).Seconds())

@@ -56,6 +56,8 @@ type Config struct {
 	MaxDecompressedBytes int64
 	// PDF reads PDFs; nil skips them as unsupported_type.
 	PDF *extract.PDF
+	// OCR reads scans and images; nil skips them as OCR unavailable.
+	OCR *extract.OCR
 	// Gate pauses claiming while CHUNKS is full (see Gate).
 	Gate   *Gate
 	Logger *slog.Logger

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"math"
 	"strings"
 	"unicode"
 
@@ -20,6 +21,8 @@ type labeler struct {
 	written  int64             // text written to the stream so far
 	header   string            // a CSV's first line
 	headerOK bool              // the header is complete (its line ended)
+	ocrPages int               // pages read by OCR so far
+	ocrLast  int               // the last of them
 }
 
 // maxHeaderRow caps the CSV header repeated on chunks.
@@ -42,6 +45,11 @@ func (l *labeler) write(st *chunk.Stream, part string, secs []extract.Section) e
 		}
 	}
 	l.sections = append(l.sections, secs...)
+	for _, s := range secs {
+		if s.OCR && s.Page != l.ocrLast {
+			l.ocrPages, l.ocrLast = l.ocrPages+1, s.Page
+		}
+	}
 	end := l.written + int64(len(part))
 	for _, s := range secs {
 		if !l.headings || s.Offset < l.written || s.Offset >= end {
@@ -56,6 +64,21 @@ func (l *labeler) write(st *chunk.Stream, part string, secs []extract.Section) e
 	}
 	l.written += int64(len(part))
 	return st.Write(part)
+}
+
+// ocrOf says whether any of the sections a chunk spans was read by OCR,
+// and their mean confidence (two decimals).
+func ocrOf(secs []extract.Section) (bool, float64) {
+	n, sum := 0, 0.0
+	for _, s := range secs {
+		if s.OCR {
+			n, sum = n+1, sum+s.Confidence
+		}
+	}
+	if n == 0 {
+		return false, 0
+	}
+	return true, math.Round(sum/float64(n)*100) / 100
 }
 
 // label sets the chunk's pages, heading path and header row.
@@ -77,12 +100,15 @@ func (l *labeler) label(c *schema.Chunk) {
 		return // text before the first section
 	}
 	c.PageStart, c.PageEnd = cur.Page, cur.Page
+	spanned := []extract.Section{cur}
 	for _, s := range l.sections[1:] {
 		if s.Offset >= end {
 			break
 		}
 		c.PageEnd = max(c.PageEnd, s.Page)
+		spanned = append(spanned, s)
 	}
+	c.OCR, c.OCRConfidence = ocrOf(spanned)
 	if l.headings && len(cur.Headings) > 0 {
 		c.HeadingPath = cur.Headings
 	}

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -86,6 +87,7 @@ func (h *Handler) collectionGate(ctx context.Context, task *schema.Task) (*schem
 	}
 	if task.JobID == "" {
 		task.ObjectTags = task.ObjectTags || c.ObjectTags
+		task.OCRLanguages = cmp.Or(task.OCRLanguages, c.OCRLanguages)
 	}
 	reason := ""
 	switch {

@@ -50,6 +50,8 @@ type Metrics struct {
 	// MetadataUpdates counts documents whose chunks were published again
 	// for a metadata-only change (no extraction).
 	MetadataUpdates prometheus.Counter
+	// OCRPages counts pages (scanned PDF pages, image files' pages) read by OCR.
+	OCRPages prometheus.Counter
 }
 
 // New makes the metrics, registered with reg (nil: none).
@@ -94,13 +96,14 @@ func New(reg prometheus.Registerer) *Metrics {
 		Ticks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_schedule_ticks_total",
 			Help: "Schedule ticks by outcome: started (a sync job), duplicate (a tick handled before: no second job), overlap (the schedule's last sync was still running: no second one), cleared (the schedule was gone)."}, []string{"outcome"}),
 		MetadataUpdates: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_metadata_updates_total", Help: "Documents whose chunks were published again with new metadata (user metadata, sidecar, tags or custom metadata changed; the same bytes), without extracting."}),
+		OCRPages:        prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_ocr_pages_total", Help: "Pages read by OCR (Tesseract): scanned PDF pages and the pages of image files."}),
 		Lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stevedore_notification_lag_seconds",
 			Help:    "From an S3 event's eventTime to its chunks (or tombstone) being durable in CHUNKS, by outcome.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}, []string{"outcome"}),
 	}
 	m.zero()
 	if reg != nil {
-		reg.MustRegister(m.ChunksFull, m.ChunksWaits, m.Stage, m.s3Requests, m.Bytes, m.Objects, m.skips, m.Chunks, m.Tokens, m.publish, m.StaleRetries, m.Lag, m.duplicates, m.Unconfirmed, m.JobsFinished, m.JobDuration, m.SweepObjects, m.Sweeps, m.Erased, m.Erases, m.ScheduleUpdatesFailed, m.Ticks, m.MetadataUpdates)
+		reg.MustRegister(m.ChunksFull, m.ChunksWaits, m.Stage, m.s3Requests, m.Bytes, m.Objects, m.skips, m.Chunks, m.Tokens, m.publish, m.StaleRetries, m.Lag, m.duplicates, m.Unconfirmed, m.JobsFinished, m.JobDuration, m.SweepObjects, m.Sweeps, m.Erased, m.Erases, m.ScheduleUpdatesFailed, m.Ticks, m.MetadataUpdates, m.OCRPages)
 	}
 	return m
 }
