@@ -240,6 +240,15 @@ func (o Options) openCounted(r io.Reader, key, contentType string) (*Reader, err
 		}
 		return x, nil
 	}
+	if isEmail(sniffed, key, contentType) {
+		x.log = &sectionLog{}
+		src, closer, err := o.openEmail(br, x.log)
+		if err != nil {
+			return nil, err
+		}
+		x.src, x.closer, x.kind, x.version = bufio.NewReaderSize(src, sniffBytes), closer, "message/rfc822", EmailVersion
+		return x, nil
+	}
 	if err := x.openText(br, head, sniffed, key, contentType, o.Structured); err != nil {
 		return nil, err
 	}

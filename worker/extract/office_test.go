@@ -3,6 +3,7 @@ package extract
 import (
 	"archive/zip"
 	"bytes"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -181,5 +182,55 @@ func TestCommentsAndHiddenCells(t *testing.T) {
 	sheet, _, _ := extractAll(t, filepath.Join(fixtures, "arrivals.xlsx"), Options{})
 	if strings.Contains(sheet, "Hidden Row Vessel") || strings.Contains(sheet, "Scratch") || strings.Contains(sheet, "scratch notes") {
 		t.Errorf("hidden cells read:\n%s", sheet)
+	}
+}
+
+// An e-mail's alternative is read once (its plain text), a forwarded
+// message with its headers, and an attachment no extractor reads is named
+// with why — never dropped silently.
+func TestEmailParts(t *testing.T) {
+	text, secs, _ := extractAll(t, filepath.Join(fixtures, "forwarded.eml"), Options{})
+	for _, want := range []string{"Subject: Fwd: Tug availability", "Please plan the large arrivals around this.", "Subject: Tug availability",
+		"Two tugs are in dry dock", "Attachment: empty.zip\n(not read: unsupported_type"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("%q missing:\n%s", want, text)
+		}
+	}
+	if strings.Count(text, "large arrivals") != 1 {
+		t.Errorf("both alternatives read:\n%s", text)
+	}
+	headings := map[string]bool{}
+	for _, s := range secs {
+		headings[strings.Join(s.Headings, " > ")] = true
+	}
+	if !headings["Fwd: Tug availability > Attachment: empty.zip"] {
+		t.Errorf("sections %+v", secs)
+	}
+}
+
+// Hostile e-mail: more parts than the cap is too_large; an .eml that is
+// not a message is corrupt_archive — each a skip, never a crash.
+func TestHostileEmail(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("Subject: many\nContent-Type: multipart/mixed; boundary=x\n\n")
+	for i := range maxEmailParts + 1 {
+		fmt.Fprintf(&b, "--x\nContent-Type: text/plain\n\npart %d\n", i)
+	}
+	b.WriteString("--x--\n")
+	for name, c := range map[string]struct{ body, reason string }{
+		"many.eml":    {b.String(), ReasonTooLarge},
+		"garbage.eml": {"\x01\x02 not a message at all", ReasonCorrupt},
+	} {
+		x, err := Options{}.Open(strings.NewReader(c.body), name, "")
+		if err == nil {
+			for err == nil {
+				_, err = x.Next(4096)
+			}
+			x.Close()
+		}
+		var s *Skip
+		if !errors.As(err, &s) || s.Reason != c.reason {
+			t.Errorf("%s: %v, want %s", name, err, c.reason)
+		}
 	}
 }

@@ -138,6 +138,10 @@ func TestDocumentQuality(t *testing.T) {
 		// formulas as displayed, its hidden sheet and row left out.
 		{"berths.docx", read("berths.txt"), "application/vnd.openxmlformats-officedocument.wordprocessingml.document", OfficeVersion, false, 1},
 		{"arrivals.xlsx", read("arrivals.csv"), xlsxType, OfficeVersion, false, 1},
+		// Python's email package: an HTML-only body in ISO-8859-1,
+		// quoted-printable, an RFC 2047 subject, a PDF attached
+		// (scripts/fidelity/make-email.py).
+		{"berth-notice.eml", read("berth-notice.txt"), "message/rfc822", EmailVersion, true, 0.98},
 	}
 	t.Logf("%-22s %-6s %-6s %-8s %-8s %s", "file", "words", "bigram", "headings", "pages", "version (advanced)")
 	for _, c := range cases {
