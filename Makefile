@@ -1,5 +1,5 @@
 # The two commands the README promises, and a few helpers.
-.PHONY: demo test unit e2e bench bench-micro fault-run sim sweep-scale build fuzz golden clean
+.PHONY: demo test unit e2e bench bench-micro fault-run sim sweep-scale ocr-scale build fuzz golden clean
 
 # Run the main job on the embedded default: MinIO + stevedore dev, one index request, a summary.
 demo:
@@ -74,3 +74,9 @@ golden:
 
 clean:
 	rm -rf bin .stevedore
+
+# OCR at scale: every task slot of one worker on a 50-page scanned PDF (make test runs 3 pages):
+# pages per second per core, the worker's peak RSS and its Tesseract processes'.
+ocr-scale:
+	scripts/local-aws.sh build
+	STEVEDORE_SCAN_PAGES=50 go test -tags e2e -count=1 -v -timeout 90m -run TestWorkerMemoryWithScans ./scripts/e2e/
