@@ -113,7 +113,7 @@ func TestNoOCRSaysSo(t *testing.T) {
 // Hostile images: one whose header claims more pixels than the cap is
 // skipped too_large without being decoded; a language that is not
 // installed is named, with those that are; a page that takes too long is
-// extract_timeout.
+// extract_timeout; a Tesseract past its memory cap is ocr_failed.
 func TestOCRCaps(t *testing.T) {
 	ocr := testOCR(t)
 	huge := pngHeader(100_000, 100_000)
@@ -131,6 +131,13 @@ func TestOCRCaps(t *testing.T) {
 	err = extractErr(t, filepath.Join(scans, "sideways.png"), Options{OCR: &slow})
 	if !errors.As(err, &s) || s.Reason != ReasonTimeout {
 		t.Errorf("past the time cap: %v", err)
+	}
+	small := *ocr
+	small.cfg.MemoryBytes = 16 << 20
+	small.sem = make(chan struct{}, 1)
+	err = extractErr(t, filepath.Join(scans, "sideways.png"), Options{OCR: &small})
+	if !errors.As(err, &s) || s.Reason != ReasonOCRFailed {
+		t.Errorf("past the memory cap: %v", err)
 	}
 	if _, err := NewOCR(OCRConfig{Command: "no-such-tesseract"}); err == nil || !strings.Contains(err.Error(), "install Debian's tesseract-ocr") {
 		t.Errorf("no tesseract: %v", err)
