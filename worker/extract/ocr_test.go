@@ -148,24 +148,8 @@ func TestOCRCaps(t *testing.T) {
 // opening or reading it ended with.
 func extractErr(t *testing.T, path string, opts Options) error {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	x, err := opts.Open(f, filepath.Base(path), "")
-	if err != nil {
-		return err
-	}
-	defer x.Close()
-	for {
-		if _, err := x.Next(4096); err != nil {
-			if err.Error() == "EOF" {
-				return nil
-			}
-			return err
-		}
-	}
+	_, _, _, err := readAll(t, path, opts)
+	return err
 }
 
 // pngHeader is the start of a PNG claiming w×h grey pixels.

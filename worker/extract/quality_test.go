@@ -42,6 +42,17 @@ func testPDF(t testing.TB) *PDF {
 // text, the sections and the reader's version and type.
 func extractAll(t testing.TB, path string, opts Options) (string, []Section, *Reader) {
 	t.Helper()
+	text, secs, x, err := readAll(t, path, opts)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return text, secs, x
+}
+
+// readAll reads a file through the extractor with opts: its text, sections
+// and Reader, or the error opening or reading it ended with.
+func readAll(t testing.TB, path string, opts Options) (string, []Section, *Reader, error) {
+	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +60,7 @@ func extractAll(t testing.TB, path string, opts Options) (string, []Section, *Re
 	defer f.Close()
 	x, err := opts.Open(f, filepath.Base(path), "")
 	if err != nil {
-		t.Fatalf("%s: %v", path, err)
+		return "", nil, nil, err
 	}
 	defer x.Close()
 	var b strings.Builder
@@ -57,15 +68,14 @@ func extractAll(t testing.TB, path string, opts Options) (string, []Section, *Re
 	for {
 		part, err := x.Next(4096)
 		if err == io.EOF {
-			break
+			return b.String(), secs, x, nil
 		}
 		if err != nil {
-			t.Fatalf("%s: %v", path, err)
+			return "", nil, x, err
 		}
 		b.WriteString(part)
 		secs = append(secs, x.Sections()...)
 	}
-	return b.String(), secs, x
 }
 
 var wordRE = regexp.MustCompile(`[\p{L}\p{N}]+`)

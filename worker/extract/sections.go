@@ -39,25 +39,17 @@ type sectionLog struct {
 }
 
 // atPage records that page n begins at offset.
-func (l *sectionLog) atPage(offset int64, n int) {
-	if l == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.page, l.ocr, l.conf = n, false, 0
-	l.add(offset)
-}
+func (l *sectionLog) atPage(offset int64, n int) { l.atOCRPage(offset, n, -1) }
 
 // atOCRPage records that page n, read by OCR with mean word confidence
-// conf, begins at offset.
+// conf (-1: not read by OCR), begins at offset.
 func (l *sectionLog) atOCRPage(offset int64, n int, conf float64) {
 	if l == nil {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.page, l.ocr, l.conf = n, true, conf
+	l.page, l.ocr, l.conf = n, conf >= 0, max(conf, 0)
 	l.add(offset)
 }
 

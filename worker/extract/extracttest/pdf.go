@@ -49,12 +49,18 @@ func PDFWith(n int, text func(i int) []string, catalog string, extra ...string) 
 	for _, body := range extra {
 		obj(body)
 	}
+	return finishPDF(&b, offsets)
+}
+
+// finishPDF ends a PDF whose objects b holds (at offsets, numbered from 1,
+// the catalog first) with its cross-reference table and trailer.
+func finishPDF(b *bytes.Buffer, offsets []int) []byte {
 	xref := b.Len()
-	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(offsets)+1)
+	fmt.Fprintf(b, "xref\n0 %d\n0000000000 65535 f \n", len(offsets)+1)
 	for _, o := range offsets {
-		fmt.Fprintf(&b, "%010d 00000 n \n", o)
+		fmt.Fprintf(b, "%010d 00000 n \n", o)
 	}
-	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(offsets)+1, xref)
+	fmt.Fprintf(b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(offsets)+1, xref)
 	return b.Bytes()
 }
 
