@@ -266,6 +266,20 @@ type handlers struct {
 	track *track.Handler
 }
 
+// taskTimeout bounds one task. With OCR a task may wait for the OCR of
+// the documents ahead of it (the slots share the Tesseract processes) and
+// then take its own document's OCR budget: the bound leaves room for a
+// full budget per turn it may wait. Claims are kept alive by heartbeats
+// meanwhile; a crashed worker's tasks are redelivered after the ack wait.
+func taskTimeout(cfg Config) time.Duration {
+	d := cmp.Or(cfg.MessageTimeout, runner.MessageTimeoutDefault)
+	if cfg.OCR == nil {
+		return d
+	}
+	turns := (cfg.TaskConcurrency + cfg.OCR.Processes() - 1) / cfg.OCR.Processes()
+	return d + time.Duration(turns)*cfg.OCR.DocTimeout()
+}
+
 func (w *Worker) runnerConfig(h handlers, pub *meter.Publisher) runner.Config {
 	cfg := w.cfg
 	topo := cfg.Topology
@@ -277,7 +291,7 @@ func (w *Worker) runnerConfig(h handlers, pub *meter.Publisher) runner.Config {
 				HoldOn: "tasks", HoldAbove: cfg.OrgTaskShare, Handler: h.plan},
 			{Kind: "tasks", Stream: schema.StreamTasks, Filter: schema.AllTasks, OrgOf: schema.OrgOfTaskSubject, Consumer: topo.IndexerConfig,
 				PerOrg: cfg.TenantConcurrency, Slots: cfg.TaskConcurrency, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update,
-				Report: true, Handler: h.index},
+				Report: true, Timeout: taskTimeout(cfg), Handler: h.index},
 			{Kind: "sweeps", Stream: schema.StreamJobs, Filter: schema.AllSweeps, OrgOf: schema.OrgOfSweepSubject, Consumer: topo.SweeperConfig,
 				PerOrg: 1, Slots: sweepSlots, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update, Timeout: cfg.SweepTimeout, Handler: h.sweep},
 			{Kind: "ticks", Stream: schema.StreamSchedules, Filter: schema.AllTicks, OrgOf: orgOfTick, Consumer: topo.TickerConfig,

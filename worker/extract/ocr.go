@@ -126,6 +126,11 @@ func cmpOr[T comparable](v, def T) T {
 	return v
 }
 
+// Processes is how many recognitions run at once; DocTimeout the OCR
+// time cap of one document.
+func (o *OCR) Processes() int            { return o.cfg.Processes }
+func (o *OCR) DocTimeout() time.Duration { return o.cfg.DocTimeout }
+
 // Languages are the installed languages.
 func (o *OCR) Languages() []string { return o.langs }
 
@@ -151,14 +156,17 @@ type ocrPage struct {
 }
 
 // recognize reads the pages of one image (PNM, PNG, JPEG, TIFF …) within
-// timeout; dpi, when not 0, is its resolution (a rendered page's).
-func (o *OCR) recognize(ctx context.Context, img []byte, langs string, dpi int, timeout time.Duration) ([]ocrPage, error) {
+// timeout, which starts once a process slot is free; dpi, when not 0, is
+// its resolution (a rendered page's). ran is set to how long it ran.
+func (o *OCR) recognize(ctx context.Context, img []byte, langs string, dpi int, timeout time.Duration, ran *time.Duration) ([]ocrPage, error) {
 	select {
 	case o.sem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	defer func() { <-o.sem }()
+	start := time.Now()
+	defer func() { *ran = time.Since(start) }()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	// The shell sets the limits and execs Tesseract: no argument is
@@ -321,9 +329,9 @@ func (j *ocrJob) page(ctx context.Context, inst pdfium.Pdfium, doc references.FP
 	if j.pause != nil {
 		resume = j.pause()
 	}
-	start := time.Now()
-	pages, err := j.ocr.recognize(ctx, img, j.langs, dpi, timeout)
-	j.spent += time.Since(start)
+	var ran time.Duration
+	pages, err := j.ocr.recognize(ctx, img, j.langs, dpi, timeout, &ran)
+	j.spent += ran
 	resume()
 	if err != nil || len(pages) == 0 {
 		return "", 0, err
@@ -424,7 +432,8 @@ func (o *OCR) openImage(br io.Reader, kind, langs string, log *sectionLog) (io.R
 
 // image recognises an image file's pages and writes their text.
 func (j *ocrJob) image(ctx context.Context, img []byte, w *docWriter) error {
-	pages, err := j.ocr.recognize(ctx, img, j.langs, 0, j.ocr.cfg.DocTimeout)
+	var ran time.Duration
+	pages, err := j.ocr.recognize(ctx, img, j.langs, 0, j.ocr.cfg.DocTimeout, &ran)
 	if err != nil {
 		return err
 	}
