@@ -210,7 +210,16 @@ func TestKubernetesManifests(t *testing.T) {
 				*so.Spec.MaxReplicaCount < *so.Spec.MinReplicaCount || len(so.Spec.Triggers) == 0 || m.deployment(so.Spec.ScaleTargetRef.Name) == nil {
 				t.Errorf("scaled object %+v", so.Spec)
 			}
+			if so.Spec.Fallback == nil || so.Spec.Fallback.Replicas < 1 {
+				t.Errorf("scaled object without a fallback for when Prometheus is down: %+v", so.Spec.Fallback)
+			}
+			if w := m.deployment("stevedore-worker"); w == nil || w.Spec.Replicas != nil {
+				t.Errorf("the worker Deployment sets replicas: every kubectl apply would reset KEDA's count")
+			}
 			for _, tr := range so.Spec.Triggers {
+				if ns := map[string]string{"dev": "stevedore-dev", "prod": "stevedore"}[overlay]; !strings.Contains(tr.Metadata["query"], `namespace="`+ns+`"`) {
+					t.Errorf("trigger query %q is not scoped to the namespace %s", tr.Metadata["query"], ns)
+				}
 				for _, metric := range metricRE.FindAllString(tr.Metadata["query"], -1) {
 					if !have[metric] {
 						t.Errorf("the scaler's query names %s, which the code does not register", metric)
@@ -297,7 +306,7 @@ func checkDeployment(t *testing.T, d appsv1.Deployment, cm corev1.ConfigMap, acc
 		env[e.Name] = e.Value
 	}
 	for name := range env {
-		if strings.HasPrefix(name, "AWS_") {
+		if strings.HasPrefix(name, "AWS_") || name == "STEVEDORE_KEK" { // the KEK itself is read from the environment, never a flag
 			continue
 		}
 		if !known[name] {
@@ -339,7 +348,7 @@ func checkDeployment(t *testing.T, d appsv1.Deployment, cm corev1.ConfigMap, acc
 		}
 	}
 	// Files the environment points at are mounted.
-	for _, name := range []string{"STEVEDORE_NATS_CREDS", "STEVEDORE_KEK_FILE", "STEVEDORE_CACHE_DIR"} {
+	for _, name := range []string{"STEVEDORE_NATS_CREDS", "STEVEDORE_NATS_NKEY", "STEVEDORE_NATS_TLS_CA", "STEVEDORE_KEK_FILE", "STEVEDORE_CACHE_DIR"} {
 		path, ok := env[name]
 		if !ok {
 			continue
@@ -407,44 +416,72 @@ func checkPDFCache(t *testing.T, d appsv1.Deployment, worker corev1.Container, w
 	}
 }
 
+// natsValues is what the test reads of nats-values.yaml (decoded strictly:
+// an unknown key is an error).
+type natsValues struct {
+	Config struct {
+		Cluster struct {
+			Enabled  bool    `json:"enabled"`
+			Replicas int     `json:"replicas"`
+			TLS      natsTLS `json:"tls"`
+		} `json:"cluster"`
+		Nats struct {
+			TLS natsTLS `json:"tls"`
+		} `json:"nats"`
+		JetStream struct {
+			Enabled   bool `json:"enabled"`
+			FileStore struct {
+				Enabled bool   `json:"enabled"`
+				Dir     string `json:"dir"`
+				PVC     struct {
+					Enabled bool   `json:"enabled"`
+					Size    string `json:"size"`
+				} `json:"pvc"`
+			} `json:"fileStore"`
+			MemoryStore struct {
+				Enabled bool `json:"enabled"`
+			} `json:"memoryStore"`
+		} `json:"jetstream"`
+		Monitor struct {
+			Enabled bool `json:"enabled"`
+		} `json:"monitor"`
+		Merge map[string]string `json:"merge"`
+	} `json:"config"`
+	Container struct {
+		Image struct {
+			Tag string `json:"tag"`
+		} `json:"image"`
+		Env   map[string]corev1.EnvVar `json:"env"`
+		Patch []jsonPatch              `json:"patch"`
+	} `json:"container"`
+	PodTemplate struct {
+		TopologySpreadConstraints map[string]any `json:"topologySpreadConstraints"`
+		Patch                     []jsonPatch    `json:"patch"`
+	} `json:"podTemplate"`
+}
+
+type natsTLS struct {
+	Enabled    bool   `json:"enabled"`
+	SecretName string `json:"secretName"`
+}
+
+type jsonPatch struct {
+	Op    string         `json:"op"`
+	Path  string         `json:"path"`
+	Value map[string]any `json:"value"`
+}
+
 // TestNATSHelmValues: the NATS chart's values run a 3-node JetStream cluster
-// on persistent volumes with the nats-server version the tests use.
+// on persistent volumes with the nats-server version the tests use, TLS on
+// clients and routes with the certificate kubernetes/nats makes, and the
+// accounts file mounted where the config includes it, with every variable
+// it reads in the container's environment.
 func TestNATSHelmValues(t *testing.T) {
 	raw, err := os.ReadFile("kubernetes/nats-values.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v struct {
-		Config struct {
-			Cluster struct {
-				Enabled  bool `json:"enabled"`
-				Replicas int  `json:"replicas"`
-			} `json:"cluster"`
-			JetStream struct {
-				Enabled   bool `json:"enabled"`
-				FileStore struct {
-					Enabled bool   `json:"enabled"`
-					Dir     string `json:"dir"`
-					PVC     struct {
-						Enabled bool   `json:"enabled"`
-						Size    string `json:"size"`
-					} `json:"pvc"`
-				} `json:"fileStore"`
-				MemoryStore struct {
-					Enabled bool `json:"enabled"`
-				} `json:"memoryStore"`
-			} `json:"jetstream"`
-			Monitor struct {
-				Enabled bool `json:"enabled"`
-			} `json:"monitor"`
-		} `json:"config"`
-		Container struct {
-			Image struct {
-				Tag string `json:"tag"`
-			} `json:"image"`
-		} `json:"container"`
-		PodTemplate map[string]any `json:"podTemplate"`
-	}
+	var v natsValues
 	if err := yaml.UnmarshalStrict(raw, &v); err != nil {
 		t.Fatal(err)
 	}
@@ -462,5 +499,155 @@ func TestNATSHelmValues(t *testing.T) {
 	}
 	if !strings.HasPrefix(v.Container.Image.Tag, string(pinned[1])) {
 		t.Errorf("nats image %s, go.mod pins %s", v.Container.Image.Tag, pinned[1])
+	}
+	nats := buildNATS(t)
+	for _, tls := range []natsTLS{v.Config.Nats.TLS, v.Config.Cluster.TLS} {
+		if !tls.Enabled || !nats.certificates[tls.SecretName] {
+			t.Errorf("TLS %+v: not enabled with a certificate kubernetes/nats makes (%v)", tls, nats.certificates)
+		}
+	}
+	// The include resolves (from /etc/nats-config) to the mounted ConfigMap's auth.conf.
+	mount, volume := "", ""
+	for _, p := range v.Container.Patch {
+		if p.Path == "/volumeMounts/-" {
+			mount = fmt.Sprint(p.Value["mountPath"])
+		}
+	}
+	for _, p := range v.PodTemplate.Patch {
+		if cm, ok := p.Value["configMap"].(map[string]any); ok && p.Path == "/spec/volumes/-" {
+			volume = fmt.Sprint(cm["name"])
+		}
+	}
+	if inc := filepath.Join("/etc/nats-config", v.Config.Merge["$include"]); inc != mount+"/auth.conf" || !nats.configMaps[volume] {
+		t.Errorf("include %s, mount %s of config map %q (kubernetes/nats makes %v)", inc, mount, volume, nats.configMaps)
+	}
+	conf, _ := os.ReadFile("kubernetes/nats/auth.conf")
+	for _, ref := range regexp.MustCompile(`\$([A-Z_]+)`).FindAllStringSubmatch(string(conf), -1) {
+		if e, ok := v.Container.Env[ref[1]]; !ok || e.ValueFrom == nil {
+			t.Errorf("auth.conf reads $%s, which the NATS container's environment does not take from a ConfigMap or Secret", ref[1])
+		}
+	}
+}
+
+// natsObjects is what kubernetes/nats makes.
+type natsObjects struct {
+	certificates, configMaps map[string]bool // by the Secret or ConfigMap name they fill
+	policy                   *networkingv1.NetworkPolicy
+}
+
+// buildNATS builds kubernetes/nats: the accounts ConfigMap holds auth.conf
+// as it is; the NetworkPolicy admits only stevedore's pods to the client
+// port.
+func buildNATS(t *testing.T) natsObjects {
+	t.Helper()
+	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join("kubernetes", "nats"))
+	if err != nil {
+		t.Fatalf("kustomize build nats: %v", err)
+	}
+	o := natsObjects{certificates: map[string]bool{}, configMaps: map[string]bool{}}
+	conf, _ := os.ReadFile("kubernetes/nats/auth.conf")
+	for _, r := range res.Resources() {
+		data, _ := r.AsYAML()
+		switch r.GetKind() {
+		case "Certificate":
+			var c struct {
+				Spec struct {
+					SecretName string `json:"secretName"`
+				} `json:"spec"`
+			}
+			_ = yaml.Unmarshal(data, &c)
+			o.certificates[c.Spec.SecretName] = true
+		case "ConfigMap":
+			var cm corev1.ConfigMap
+			if err := yaml.UnmarshalStrict(data, &cm); err != nil {
+				t.Fatal(err)
+			}
+			o.configMaps[cm.Name] = cm.Data["auth.conf"] == string(conf)
+		case "NetworkPolicy":
+			o.policy = &networkingv1.NetworkPolicy{}
+			if err := yaml.UnmarshalStrict(data, o.policy); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if o.policy == nil || o.policy.Spec.PodSelector.MatchLabels["app.kubernetes.io/name"] != "nats" {
+		t.Fatalf("no NetworkPolicy for the NATS pods: %+v", o.policy)
+	}
+	for _, rule := range o.policy.Spec.Ingress {
+		for _, port := range rule.Ports {
+			if port.Port.IntValue() == 4222 && (len(rule.From) != 1 || rule.From[0].PodSelector == nil ||
+				rule.From[0].PodSelector.MatchLabels["app.kubernetes.io/name"] != "stevedore") {
+				t.Errorf("the NATS client port admits %+v, not only stevedore's pods", rule.From)
+			}
+		}
+	}
+	return o
+}
+
+// TestEverySecretIsMadeOrDocumented: every Secret and ConfigMap a pod of
+// the overlays or the NATS chart reads is made by kustomize (the
+// overlays, kubernetes/nats) or listed, with where it comes from, in
+// deploy/README.md's "Secrets" table.
+func TestEverySecretIsMadeOrDocumented(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := func(name string) bool { return strings.Contains(string(readme), "\n| `"+name+"` |") }
+	nats := buildNATS(t)
+	made := map[string]bool{}
+	for name := range nats.configMaps {
+		made[name] = true
+	}
+	for name := range nats.certificates {
+		made[name] = true
+	}
+	need := map[string]string{}
+	for _, overlay := range []string{"dev", "prod"} {
+		m := build(t, overlay)
+		for _, cm := range m.configMaps {
+			made[cm.Name] = true
+		}
+		for _, d := range m.deployments {
+			spec := d.Spec.Template.Spec
+			for _, v := range spec.Volumes {
+				if v.Secret != nil {
+					need[v.Secret.SecretName] = d.Name
+				}
+				if v.ConfigMap != nil {
+					need[v.ConfigMap.Name] = d.Name
+				}
+			}
+			for _, c := range append(spec.InitContainers, spec.Containers...) {
+				for _, e := range c.Env {
+					if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+						need[e.ValueFrom.SecretKeyRef.Name] = d.Name
+					}
+				}
+				for _, from := range c.EnvFrom {
+					if from.ConfigMapRef != nil {
+						need[from.ConfigMapRef.Name] = d.Name
+					}
+				}
+			}
+		}
+	}
+	raw, _ := os.ReadFile("kubernetes/nats-values.yaml")
+	var v natsValues
+	if err := yaml.UnmarshalStrict(raw, &v); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range v.Container.Env {
+		switch {
+		case e.ValueFrom.SecretKeyRef != nil:
+			need[e.ValueFrom.SecretKeyRef.Name] = "nats"
+		case e.ValueFrom.ConfigMapKeyRef != nil:
+			need[e.ValueFrom.ConfigMapKeyRef.Name] = "nats"
+		}
+	}
+	for name, by := range need {
+		if !made[name] && !documented(name) {
+			t.Errorf("%s reads %s, which nothing makes and deploy/README.md's Secrets table does not list", by, name)
+		}
 	}
 }
