@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -35,11 +36,13 @@ type manifests struct {
 	policies      []networkingv1.NetworkPolicy
 	scaledObjects []kedav1alpha1.ScaledObject
 	podMonitors   []monitoringv1.PodMonitor
+	rules         []monitoringv1.PrometheusRule
+	namespaces    []corev1.Namespace
 }
 
 func (m *manifests) count() int {
 	return len(m.deployments) + len(m.services) + len(m.configMaps) + len(m.accounts) + len(m.pdbs) + len(m.policies) +
-		len(m.scaledObjects) + len(m.podMonitors)
+		len(m.scaledObjects) + len(m.podMonitors) + len(m.rules) + len(m.namespaces)
 }
 
 // build runs kustomize on an overlay and decodes every object strictly into
@@ -79,6 +82,10 @@ func build(t *testing.T, overlay string) *manifests {
 			into = grow(&m.scaledObjects)
 		case "PodMonitor":
 			into = grow(&m.podMonitors)
+		case "PrometheusRule":
+			into = grow(&m.rules)
+		case "Namespace":
+			into = grow(&m.namespaces)
 		default:
 			t.Fatalf("%s: a %s, which the test does not know", overlay, r.GetKind())
 		}
@@ -151,6 +158,11 @@ func TestKubernetesManifests(t *testing.T) {
 				len(m.policies) != 1 || len(m.accounts) != 1 || len(m.configMaps) != 1 {
 				t.Fatalf("objects: %d deployments, %d services, %d PDBs, %d scaled objects, %d pod monitors, %d network policies, %d accounts, %d config maps",
 					len(m.deployments), len(m.services), len(m.pdbs), len(m.scaledObjects), len(m.podMonitors), len(m.policies), len(m.accounts), len(m.configMaps))
+			}
+			checkPrometheusRule(t, m)
+			if ns := map[string]string{"dev": "stevedore-dev", "prod": "stevedore"}[overlay]; len(m.namespaces) != 1 || m.namespaces[0].Name != ns ||
+				m.deployments[0].Namespace != ns {
+				t.Errorf("namespace objects %+v, deployments in %q: want the overlay to make %s and put everything in it", m.namespaces, m.deployments[0].Namespace, ns)
 			}
 			cm := m.configMaps[0]
 			wantReplicas := map[string]string{"dev": "1", "prod": "3"}[overlay]
@@ -649,5 +661,21 @@ func TestEverySecretIsMadeOrDocumented(t *testing.T) {
 		if !made[name] && !documented(name) {
 			t.Errorf("%s reads %s, which nothing makes and deploy/README.md's Secrets table does not list", by, name)
 		}
+	}
+}
+
+// checkPrometheusRule: the PrometheusRule's groups are the rules file's.
+func checkPrometheusRule(t *testing.T, m *manifests) {
+	t.Helper()
+	raw, err := os.ReadFile("prometheus/stevedore-rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file monitoringv1.PrometheusRuleSpec
+	if err := yaml.UnmarshalStrict(raw, &file); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.rules) != 1 || !reflect.DeepEqual(m.rules[0].Spec, file) {
+		t.Errorf("the PrometheusRule is not the rules file's groups: copy deploy/prometheus/stevedore-rules.yml's groups into kubernetes/base/prometheusrule.yaml")
 	}
 }
