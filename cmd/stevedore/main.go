@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 )
@@ -157,8 +159,7 @@ func run(ctx context.Context, args []string) error {
 		fmt.Print(usage)
 		return nil
 	case "version", "--version":
-		fmt.Fprintln(stdout, "stevedore", version())
-		return nil
+		return printVersion(rest)
 	case "dev":
 		return runDev(ctx, rest)
 	case "producer":
@@ -196,25 +197,69 @@ func run(ctx context.Context, args []string) error {
 	return errUsage
 }
 
-// version is the build's module version and VCS revision (from the Go
-// build information), e.g. "(devel) 3923e0e 2026-12-01T22:03:38Z".
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			v += " " + s.Value[:min(12, len(s.Value))]
-		case "vcs.time":
-			v += " " + s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				v += " (modified)"
+// Set by a release build (make release, the Dockerfile):
+//
+//	-ldflags "-X main.buildVersion=v1.2.3 -X main.buildCommit=<sha> -X main.buildDate=<commit time>"
+//
+// Without them the Go build information stands in.
+var buildVersion, buildCommit, buildDate string
+
+// buildInfo is what this binary says of itself.
+type buildInfo struct {
+	Version  string `json:"version"`
+	Commit   string `json:"commit"`
+	Date     string `json:"date"` // the commit's time, so a rebuild of the same commit is the same binary
+	Modified bool   `json:"modified,omitempty"`
+	Go       string `json:"go"`
+}
+
+// build is the release's stamped information, else the module version
+// and VCS revision from the Go build information ("(devel)" for go run).
+func build() buildInfo {
+	b := buildInfo{Version: buildVersion, Commit: buildCommit, Date: buildDate, Go: runtime.Version()}
+	if bi, ok := debug.ReadBuildInfo(); ok && b.Version == "" {
+		b.Version = bi.Main.Version
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				b.Commit = s.Value
+			case "vcs.time":
+				b.Date = s.Value
+			case "vcs.modified":
+				b.Modified = s.Value == "true"
 			}
 		}
 	}
+	b.Version = cmp.Or(b.Version, "unknown")
+	return b
+}
+
+// version is the build on one line, e.g. "v1.2.3 3923e0e4c1a2 2026-12-01T22:03:38Z".
+func version() string {
+	b := build()
+	v := b.Version
+	if b.Commit != "" {
+		v += " " + b.Commit[:min(12, len(b.Commit))]
+	}
+	if b.Date != "" {
+		v += " " + b.Date
+	}
+	if b.Modified {
+		v += " (modified)"
+	}
 	return v
+}
+
+// printVersion is `stevedore version [--json]`.
+func printVersion(args []string) error {
+	f := newFlags("version")
+	asJSON := f.Bool("json", false, "print {version, commit, date, go} as JSON")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(build())
+	}
+	fmt.Fprintln(stdout, "stevedore", version())
+	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"runtime"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,9 +15,10 @@ import (
 // component: build information, the NATS connection state and the backlog
 // of the work queues (read from JetStream at scrape time).
 func processMetrics(reg prometheus.Registerer, nc *nats.Conn, js jetstream.JetStream) {
-	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "stevedore_build_info",
-		Help: "1, labelled with the build's version and Go version."}, []string{"version", "go_version"})
-	build.WithLabelValues(version(), runtime.Version()).Set(1)
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "stevedore_build_info",
+		Help: "1, labelled with the build's version, commit and Go version."}, []string{"version", "commit", "go_version"})
+	b := build()
+	info.WithLabelValues(b.Version, b.Commit, b.Go).Set(1)
 	connected := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stevedore_nats_connected",
 		Help: "1 while the process is connected to NATS, 0 while it is not (reconnecting)."}, func() float64 {
 		if nc.IsConnected() {
@@ -26,7 +26,7 @@ func processMetrics(reg prometheus.Registerer, nc *nats.Conn, js jetstream.JetSt
 		}
 		return 0
 	})
-	reg.MustRegister(build, connected, &backlog{js: js})
+	reg.MustRegister(info, connected, &backlog{js: js})
 }
 
 // backlog reports the work queues' pending messages and the age of the
