@@ -78,6 +78,9 @@ type Job struct {
 	// Schedule is set on a job a collection's schedule started (the
 	// collection's name): its end updates the schedule's last sync.
 	Schedule string `json:"schedule,omitempty"`
+	// Tick names the schedule tick that started the job (tick.Name): its
+	// ID is derived from it, so one tick starts one job.
+	Tick string `json:"tick,omitempty"`
 	// Sweep marks the message that sweeps the job's scope (SweepSubject),
 	// published when the job's last object has an outcome.
 	Sweep bool `json:"sweep,omitempty"`

@@ -106,8 +106,10 @@ type JobStatus struct {
 	// Sweep is the sweep of a sync (a job with delete_missing): nil for
 	// other jobs.
 	Sweep *Sweep `json:"sweep,omitempty"`
-	// Schedule: the job was started by its collection's schedule.
+	// Schedule: the job was started by its collection's schedule; Tick
+	// names the tick that started it (its ID is derived from it).
 	Schedule string `json:"schedule,omitempty"`
+	Tick     string `json:"tick,omitempty"`
 	// Filters are the job's (see Job).
 	Filters *Filters `json:"filters,omitempty"`
 	// How its objects are read (a retry reads them the same way).
@@ -319,7 +321,7 @@ func NewJobStatus(job *Job) *JobStatus {
 	st := &JobStatus{JobID: job.JobID, Org: job.Org, Collection: job.Collection, Kind: job.Kind, Bucket: job.Bucket,
 		Prefix: job.Prefix, Key: job.Key, Document: job.Document, IntegrationID: job.IntegrationID, Status: JobStatusPending, LastPage: -1,
 		Errors: []FileError{}, CreatedAt: job.CreatedAt, CustomMetadata: job.CustomMetadata,
-		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete, Schedule: job.Schedule, Filters: job.Filters,
+		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete, Schedule: job.Schedule, Tick: job.Tick, Filters: job.Filters,
 		ProcessingType: job.ProcessingType, Encoding: job.Encoding, ChunkTokens: job.ChunkTokens, ChunkOverlap: job.ChunkOverlap, ObjectTags: job.ObjectTags, OCRLanguages: job.OCRLanguages, RetryOf: job.RetryOf}
 	if job.DeleteMissing && (job.Kind == JobBucket || job.Kind == JobDirectory) {
 		st.Sweep = &Sweep{Status: SweepPending}

@@ -161,15 +161,24 @@ func (f *scheduled) clearAndCheck() {
 	f.mu.Lock()
 	ticks := maps.Clone(f.ticks)
 	f.mu.Unlock()
+	// Each sync names the tick that started it, and its ID is that tick's:
+	// one tick starts at most one sync, whether or not this observer saw
+	// the tick (SCHEDULES keeps one message per subject, so an observer
+	// reconnecting while a node is killed can miss one the fleet took).
+	unseen := 0
 	for id, st := range all {
+		if !strings.HasPrefix(st.Tick, "next:") || tick.JobID(f.org.OrgID, f.collection, st.Tick) != id {
+			f.t.Errorf("sync %s is no tick's (tick %q)", id, st.Tick)
+		}
 		if !ticks[id] {
-			f.t.Errorf("sync %s is no tick's", id)
+			unseen++
 		}
 		if st.Status != schema.JobStatusCompleted {
 			f.t.Errorf("sync %s: %s %+v", id, st.Status, st.Error)
 		}
 	}
-	f.t.Logf("%d ticks, %d syncs (a tick while a sync runs, or replaced by the next before a worker took it, starts none)", len(ticks), len(all))
+	f.t.Logf("%d ticks seen, %d syncs, %d of them of ticks this observer missed (a tick while a sync runs, or replaced by the next before a worker took it, starts none)",
+		len(ticks), len(all), unseen)
 }
 
 func (f *scheduled) set(integration string) {

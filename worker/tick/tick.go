@@ -92,7 +92,7 @@ func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 		return nil
 	}
 	job := *sc.Job
-	job.V, job.JobID, job.Org, job.Collection, job.Schedule = schema.Version, id, org, collection, collection
+	job.V, job.JobID, job.Org, job.Collection, job.Schedule, job.Tick = schema.Version, id, org, collection, collection, name
 	job.Page, job.Planned, job.ContinuationToken, job.CreatedAt = 0, 0, "", md.Timestamp.UTC()
 	created, err := h.start(ctx, &job)
 	if err != nil {
