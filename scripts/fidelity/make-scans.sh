@@ -40,4 +40,7 @@ convert "$tmp/p2.png" -background white -rotate 3 -blur 0x0.6 -quality 60 "$out/
 # Page 1 scanned sideways (turned 90 degrees), 200 dpi PNG.
 "${gs[@]}" -sDEVICE=pnggray -r200 -dFirstPage=1 -dLastPage=1 -sOutputFile="$tmp/p1.png" "$pdf"
 convert "$tmp/p1.png" -rotate 90 "$out/sideways.png"
+
+# Page 1 as a lossy WebP (quality 50), as web uploads come.
+convert "$tmp/p1.png" -quality 50 "$out/page.webp"
 ls -l "$out" "$ref"

@@ -56,7 +56,7 @@ func pageRef(t testing.TB, pages ...string) []string {
 // TestOCRQuality: word recall of scans against the text of the pages they
 // were made from — a clean 300 dpi scan in a PDF without a text layer, a
 // two-page 200 dpi G4 fax, a skewed JPEG photo of a page, a page scanned
-// sideways — with every page marked OCR and its confidence.
+// sideways, a lossy WebP — with every page marked OCR and its confidence.
 func TestOCRQuality(t *testing.T) {
 	ocr := testOCR(t)
 	cases := []struct {
@@ -68,6 +68,7 @@ func TestOCRQuality(t *testing.T) {
 		{"fax-200dpi-g4.tiff", "image/tiff", OCRVersion, []string{"1", "2"}, 0.90},
 		{"photo-skewed.jpg", "image/jpeg", OCRVersion, []string{"2"}, 0.85},
 		{"sideways.png", "image/png", OCRVersion, []string{"1"}, 0.90},
+		{"page.webp", "image/webp", OCRVersion, []string{"1"}, 0.90},
 	}
 	t.Logf("%-20s %-6s %-6s %-6s %s", "file", "words", "pages", "conf", "seconds")
 	for _, c := range cases {
