@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -275,6 +276,49 @@ func connect(ctx context.Context, t natsTarget, log *slog.Logger) (*nats.Conn, j
 	return nc, js, nil
 }
 
+// connectWaiting connects to NATS, waiting for it (with backoff, up to 10
+// s between tries, each logged) while it cannot be reached: a fleet
+// started before its NATS, or during a NATS restart, comes up when NATS
+// does. Errors no wait can fix (credentials that do not parse, a
+// certificate without its key, a refused authorization) are returned at
+// once, as is ctx's end.
+func connectWaiting(ctx context.Context, t natsTarget, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	wait := 500 * time.Millisecond
+	for {
+		nc, js, err := connect(ctx, t, log)
+		if err == nil || !errors.Is(err, nats.ErrNoServers) {
+			return nc, js, err
+		}
+		log.Warn("waiting for NATS", "url", redactURL(t.url), "retry_in", wait.String(), "error", err)
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("NATS at %s not reached before the process was stopped: %w", redactURL(t.url), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// switchHandler serves whichever handler was set last.
+type switchHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (s *switchHandler) set(h http.Handler) { s.h.Store(&h) }
+
+func (s *switchHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
+}
+
+// waitingMux is the metrics listener before the process is up: alive, not
+// ready.
+func waitingMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "starting: waiting for NATS", http.StatusServiceUnavailable)
+	})
+	return mux
+}
+
 // target is where the process connects: --nats-url, or in dev the embedded
 // server in-process (dev has pointed --nats-url at it too).
 func (c *fleetConfig) target() natsTarget {
@@ -363,14 +407,24 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	}
 	limit, source := applyMemoryLimit(*c.memoryLimitMiB, cgroupMemoryFiles)
 	logMemoryLimit(log, limit, source)
-	nc, js, err := connect(ctx, c.target(), log)
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	g, gctx := errgroup.WithContext(ctx)
+	// The metrics listener answers from the start — alive, not ready — so a
+	// process started before NATS waits for it instead of crash-looping.
+	health := &switchHandler{}
+	health.set(waitingMux())
+	if err := serve(gctx, g, "metrics", *c.metricsListen, health, log); err != nil {
+		return err
+	}
+	nc, js, err := connectWaiting(ctx, c.target(), log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	p := &process{c: c, log: log, setup: setup, nc: nc, js: js, reg: prometheus.NewRegistry(),
+	p := &process{c: c, log: log, setup: setup, nc: nc, js: js, reg: prometheus.NewRegistry(), g: g, gctx: gctx,
 		topo: schema.Topology{Replicas: *c.replicas, AckWait: *c.ackWait, Update: *c.updateTopology}}
 	if err := p.topo.Ensure(setup, js); err != nil {
 		return err
@@ -380,7 +434,6 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	if err := p.open(); err != nil {
 		return err
 	}
-	p.g, p.gctx = errgroup.WithContext(ctx)
 	if err := p.startAPI(); err != nil {
 		return err
 	}
@@ -393,9 +446,7 @@ func runFleet(ctx context.Context, c *fleetConfig, log *slog.Logger) error {
 	}
 	defer stopPDF()
 	// Last, so that /readyz answering means the API accepts connections too.
-	if err := serve(p.gctx, p.g, "metrics", *c.metricsListen, p.metricsMux(), log); err != nil {
-		return err
-	}
+	health.set(p.metricsMux())
 	log.Info("stevedore running", "nats_url", redactURL(*c.natsURL), "metrics", *c.metricsListen, "api", deref(c.listen), "workers", deref(c.workers))
 	err = p.g.Wait()
 	if errors.Is(err, context.Canceled) {

@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stevedore-dev/stevedore/schema/natstest"
 )
 
@@ -88,6 +93,64 @@ func TestPDFCache(t *testing.T) {
 	for _, args := range [][]string{{"--pdf-memory-mib", "8"}, {"--cache-dir", ""}} {
 		if err := run(context.Background(), append([]string{"pdf-cache"}, args...)); err == nil {
 			t.Errorf("pdf-cache %v: no error", args)
+		}
+	}
+}
+
+// A worker started before NATS waits for it: its metrics listener says it
+// is alive and not ready meanwhile (no crash loop), and it becomes ready
+// once NATS comes up.
+func TestWorkerWaitsForNATS(t *testing.T) {
+	natsPort, metricsPort := freeTCPPort(t), freeTCPPort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"worker", "--workers", "0", "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
+			"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--log-level", "error"})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	}()
+	get := func(path string) int {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", metricsPort, path))
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitFor(t, func() bool { return get("/healthz") == http.StatusOK })
+	if code := get("/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz %d before NATS is up", code)
+	}
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: natsPort, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer srv.Shutdown()
+	waitFor(t, func() bool { return get("/readyz") == http.StatusOK })
+}
+
+func freeTCPPort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// waitFor polls cond until it holds (a minute at most: the worker backs
+// off up to 10 s between tries).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within a minute")
 		}
 	}
 }
