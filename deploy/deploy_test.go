@@ -74,7 +74,7 @@ func dashboardQueries(t *testing.T) map[string]string {
 
 // grafanaVars replaces Grafana's range variables by durations, as Grafana
 // does before it sends a query.
-var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$__range", "1h", "$__interval", "1m")
+var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$__range", "1h", "$__interval", "1m", "$namespace", ".*", "$cluster", ".*")
 
 // TestDashboardQueries parses every dashboard query with Prometheus's own
 // parser: each becomes a recording rule of a file promtool checks.
@@ -188,6 +188,21 @@ func TestRunbookCoversEveryAlert(t *testing.T) {
 		}
 		if !strings.Contains(string(rules), "deploy/RUNBOOK.md#"+strings.ToLower(name)) {
 			t.Errorf("alert %s does not link its runbook section", name)
+		}
+	}
+}
+
+// TestDashboardIsScoped: every series a dashboard query selects is
+// filtered by the dashboard's namespace and cluster variables, so one
+// Grafana shows one deployment at a time (both default to all, which also
+// matches series without the label, as docker compose's have).
+func TestDashboardIsScoped(t *testing.T) {
+	selector := regexp.MustCompile(`stevedore_[a-z0-9_]+(\{[^}]*\})?`)
+	for name, q := range dashboardQueries(t) {
+		for _, sel := range selector.FindAllString(q, -1) {
+			if !strings.Contains(sel, `namespace=~"$namespace"`) || !strings.Contains(sel, `cluster=~"$cluster"`) {
+				t.Errorf("%s: %s is not scoped by $namespace and $cluster", name, sel)
+			}
 		}
 	}
 }
