@@ -2,11 +2,13 @@ package producer
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,5 +108,32 @@ func TestOpenAPIDocumentServed(t *testing.T) {
 	rec := serve(t, f.api, httptest.NewRequest("GET", "/v2/openapi.json", nil))
 	if rec.Code != 200 || !bytes.Equal(rec.Body.Bytes(), schema.OpenAPI) || !strings.Contains(rec.Body.String(), `"openapi": "3.1.0"`) {
 		t.Fatalf("%d %.100s", rec.Code, rec.Body)
+	}
+}
+
+// Every operation has an operationId, unique and camelCase: generated
+// clients get readable method names (listJobs, not GetV2Jobs).
+func TestOpenAPIOperationIDs(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]struct {
+			OperationID string `json:"operationId"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(schema.OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	camel := regexp.MustCompile(`^[a-z][A-Za-z0-9]+$`)
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			where := strings.ToUpper(method) + " " + path
+			if !camel.MatchString(op.OperationID) {
+				t.Errorf("%s: operationId %q", where, op.OperationID)
+			}
+			if other, ok := seen[op.OperationID]; ok {
+				t.Errorf("%s and %s share operationId %s", where, other, op.OperationID)
+			}
+			seen[op.OperationID] = where
+		}
 	}
 }
