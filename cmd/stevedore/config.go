@@ -135,10 +135,22 @@ func loadAWSConfig(ctx context.Context, log *slog.Logger) (aws.Config, error) {
 	return config.LoadDefaultConfig(ctx, config.WithLogger(sdkLogger{log}))
 }
 
-func newLogger(level string) *slog.Logger {
+// newLogger logs at level (debug, info, warn, error) in format: "json"
+// (one object per line, for collectors) or "text" (key=value, for people).
+// Durations read as durations in both ("took":"566ms", not 566000000).
+func newLogger(level, format string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(logOutput, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration {
+			return slog.String(a.Key, a.Value.Duration().String())
+		}
+		return a
+	}}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(logOutput, opts))
+	}
+	return slog.New(slog.NewJSONHandler(logOutput, opts))
 }

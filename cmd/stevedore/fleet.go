@@ -38,27 +38,27 @@ import (
 
 // fleetConfig is what dev, producer and worker share.
 type fleetConfig struct {
-	natsURL, listen, metricsListen, logLevel, sessionPrefix, externalIDPrefix *string
-	pprof                                                                     *bool
-	principalARN, kekFile, sessionTemplate                                    *string
-	s3PathStyle, devEmulatorSTS                                               *bool
-	stsRate, memoryLimitMiB                                                   *int
-	sqs                                                                       *sqsFlags
-	chunkTokens, taskConcurrency, planConcurrency, replicas, workers          *int
-	maxObjectMiB, maxDecompressedMiB                                          *int
-	pdfInstances, pdfMaxPages, pdfMemoryMiB                                   *int
-	pdfTimeout                                                                *time.Duration
-	ocr                                                                       ocrFlags
-	cacheDir                                                                  *string
-	shutdownGrace, sessionDuration, ackWait                                   *time.Duration
-	tenantConcurrency, spillEvery, stealAbove, orgTaskShare                   *int
-	sweepMaxShare                                                             *float64
-	sweepTimeout                                                              *time.Duration
-	noAffinity                                                                *bool
-	apiRate, apiBurst, maxQueuedJobs                                          *int
-	updateTopology                                                            *bool
-	nats                                                                      *natsFlags
-	embedded                                                                  *server.Server // dev: its own processes connect in-process
+	natsURL, listen, metricsListen, logLevel, logFormat, sessionPrefix, externalIDPrefix *string
+	pprof                                                                                *bool
+	principalARN, kekFile, sessionTemplate                                               *string
+	s3PathStyle, devEmulatorSTS                                                          *bool
+	stsRate, memoryLimitMiB                                                              *int
+	sqs                                                                                  *sqsFlags
+	chunkTokens, taskConcurrency, planConcurrency, replicas, workers                     *int
+	maxObjectMiB, maxDecompressedMiB                                                     *int
+	pdfInstances, pdfMaxPages, pdfMemoryMiB                                              *int
+	pdfTimeout                                                                           *time.Duration
+	ocr                                                                                  ocrFlags
+	cacheDir                                                                             *string
+	shutdownGrace, sessionDuration, ackWait                                              *time.Duration
+	tenantConcurrency, spillEvery, stealAbove, orgTaskShare                              *int
+	sweepMaxShare                                                                        *float64
+	sweepTimeout                                                                         *time.Duration
+	noAffinity                                                                           *bool
+	apiRate, apiBurst, maxQueuedJobs                                                     *int
+	updateTopology                                                                       *bool
+	nats                                                                                 *natsFlags
+	embedded                                                                             *server.Server // dev: its own processes connect in-process
 }
 
 func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
@@ -67,7 +67,8 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		metricsListen: f.String("metrics-listen", "127.0.0.1:9090", "address for /healthz, /readyz and /metrics"),
 		pprof: f.Bool("pprof", false, "serve Go's profiles at /debug/pprof/ on the metrics listener (CPU, heap, goroutines; block and mutex profiling "+
 			"sampled): for diagnosis, keep the listener private"),
-		logLevel: f.String("log-level", "info", "debug, info, warn or error"),
+		logLevel:  f.String("log-level", "info", "debug, info, warn or error"),
+		logFormat: f.String("log-format", "json", "json (one object per line, for log collectors) or text (key=value, for people)"),
 		memoryLimitMiB: f.Int("memory-limit-mib", 0, "soft memory limit of the process (Go's GOMEMLIMIT: the garbage collector works harder near it); "+
 			"0: GOMEMLIMIT if set, else 90% of the container's (cgroup) memory limit, else none"),
 		replicas: f.Int("replicas", 1, "stream and KV replicas (3 in production)"),
@@ -128,7 +129,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err := c.validate(); err != nil {
 		return err // before the embedded server starts
 	}
-	log := newLogger(*c.logLevel)
+	log := newLogger(*c.logLevel, *c.logFormat)
 	host, portStr, err := net.SplitHostPort(*natsListen)
 	if err != nil {
 		return fmt.Errorf("--nats-listen: %w", err)
@@ -166,7 +167,7 @@ func runProducer(ctx context.Context, args []string) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	return runFleet(ctx, c, newLogger(*c.logLevel))
+	return runFleet(ctx, c, newLogger(*c.logLevel, *c.logFormat))
 }
 
 func runWorker(ctx context.Context, args []string) error {
@@ -175,7 +176,7 @@ func runWorker(ctx context.Context, args []string) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	return runFleet(ctx, c, newLogger(*c.logLevel))
+	return runFleet(ctx, c, newLogger(*c.logLevel, *c.logFormat))
 }
 
 // redactURL hides the credentials of NATS server URLs (a comma-separated
@@ -391,6 +392,9 @@ func (c *fleetConfig) validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		checks = append(checks, fmt.Errorf("--log-level %q: must be debug, info, warn or error", *c.logLevel))
+	}
+	if *c.logFormat != "json" && *c.logFormat != "text" {
+		checks = append(checks, fmt.Errorf("--log-format %q: must be json or text", *c.logFormat))
 	}
 	if err := errors.Join(checks...); err != nil {
 		return usageError(err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -152,5 +153,23 @@ func waitFor(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not met within a minute")
 		}
+	}
+}
+
+// Logs read as durations, in JSON for collectors and text for people; an
+// unknown format is a usage error before anything starts.
+func TestLogFormats(t *testing.T) {
+	var b bytes.Buffer
+	logOutput = &b
+	t.Cleanup(func() { logOutput = os.Stderr })
+	newLogger("info", "json").Info("page planned", "took", 566*time.Millisecond)
+	newLogger("info", "text").Info("page planned", "took", 566*time.Millisecond)
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"took":"566ms"`) || !strings.Contains(lines[1], "took=566ms") || !strings.Contains(lines[1], `msg="page planned"`) {
+		t.Fatalf("%q", lines)
+	}
+	err := run(context.Background(), []string{"worker", "--log-format", "xml"})
+	if exitCode(err) != exitUsage || !strings.Contains(fmt.Sprint(err), "--log-format") {
+		t.Fatalf("--log-format xml: %v", err)
 	}
 }

@@ -40,7 +40,7 @@ func operator(ctx context.Context, url natsTarget) (*registry.Registry, func(), 
 		return nil, nil, err
 	}
 	r, err := registry.Open(cctx, js, registry.Config{ExternalIDPrefix: os.Getenv("STEVEDORE_EXTERNAL_ID_PREFIX"), KEK: kek,
-		Logger: newLogger("warn")})
+		Logger: newLogger("warn", "json")})
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -304,7 +304,7 @@ func verifyIntegration(ctx context.Context, r *registry.Registry, orgID, id, buc
 	if bucket == "" {
 		return nil, "", fmt.Errorf("integration %s names no bucket: pass --bucket", id)
 	}
-	log := newLogger("warn")
+	log := newLogger("warn", "json")
 	cfg, err := loadAWSConfig(ctx, log)
 	if err != nil {
 		return nil, "", fmt.Errorf("load AWS configuration: %w", err)
