@@ -189,23 +189,23 @@ func (a *API) routes() {
 	a.route("DELETE /v2/collections/{name}/routes/{id}", "route_delete", a.deleteRoute)
 	a.route("GET /v2/organization", "organization", a.organization)
 	a.route("GET /v2/audit", "audit", a.auditTrail)
-	a.mux.HandleFunc("GET /v2/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+	a.mux.HandleFunc("GET /v2/openapi.json", a.answered("openapi", func(w http.ResponseWriter, r *http.Request, _ string) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(schema.OpenAPI)
-	})
+	}))
 	a.route("POST /v2/integrations/aws", "integration_create", a.createIntegration)
 	a.route("GET /v2/integrations", "integration_list", a.listIntegrations)
 	a.route("GET /v2/integrations/{id}", "integration_get", a.getIntegration)
 	a.route("POST /v2/integrations/{id}/verify", "integration_verify", a.verifyIntegration)
 	a.route("DELETE /v2/integrations/{id}", "integration_revoke", a.revokeIntegration)
-	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	a.mux.HandleFunc("/", a.answered("unrouted", func(w http.ResponseWriter, r *http.Request, _ string) {
 		if allowed := a.methodsFor(r); len(allowed) > 0 {
 			w.Header().Set("Allow", strings.Join(allowed, ", "))
 			writeError(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + r.URL.Path, "use " + strings.Join(allowed, " or ")})
 			return
 		}
 		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such endpoint: " + r.Method + " " + r.URL.Path, "see the OpenAPI document: GET /v2/openapi.json"})
-	})
+	}))
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
@@ -225,12 +225,23 @@ type statusWriter struct {
 
 func (s *statusWriter) WriteHeader(code int) { s.code = code; s.ResponseWriter.WriteHeader(code) }
 
-func (a *API) route(pattern, name string, h func(http.ResponseWriter, *http.Request) error) {
-	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+// answered wraps a handler with what every answer gets: its X-Request-Id,
+// the request metrics and the access-log line.
+func (a *API) answered(name string, h func(w http.ResponseWriter, r *http.Request, id string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := requestID(r)
 		w.Header().Set("X-Request-Id", id)
 		sw := &statusWriter{ResponseWriter: w, code: 200}
+		h(sw, r, id)
+		a.reqs.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+		a.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		a.log.Info("request", "route", name, "method", r.Method, "status", sw.code, "request_id", id, "duration_ms", time.Since(start).Milliseconds())
+	}
+}
+
+func (a *API) route(pattern, name string, h func(http.ResponseWriter, *http.Request) error) {
+	a.mux.HandleFunc(pattern, a.answered(name, func(sw http.ResponseWriter, r *http.Request, id string) {
 		handle := h
 		if nc := a.cfg.JS.Conn(); nc != nil && !nc.IsConnected() {
 			// Answer at once instead of waiting out a request timeout.
@@ -249,10 +260,7 @@ func (a *API) route(pattern, name string, h func(http.ResponseWriter, *http.Requ
 			}
 			writeError(sw, ae)
 		}
-		a.reqs.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
-		a.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
-		a.log.Info("request", "route", name, "method", r.Method, "status", sw.code, "request_id", id, "duration_ms", time.Since(start).Milliseconds())
-	})
+	}))
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {

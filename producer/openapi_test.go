@@ -137,3 +137,45 @@ func TestOpenAPIOperationIDs(t *testing.T) {
 		}
 	}
 }
+
+// Every answer declares X-Request-Id, and every 429 and 503 Retry-After: the
+// headers the API sends (the middleware's), declared where clients look.
+func TestOpenAPIDeclaresHeaders(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]struct {
+				Headers map[string]any `json:"headers"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(schema.OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			for code, resp := range op.Responses {
+				where := strings.ToUpper(method) + " " + path + " " + code
+				if resp.Headers["X-Request-Id"] == nil {
+					t.Errorf("%s: no X-Request-Id", where)
+				}
+				if (code == "429" || code == "503") && resp.Headers["Retry-After"] == nil {
+					t.Errorf("%s: no Retry-After", where)
+				}
+			}
+		}
+	}
+}
+
+// Answers no route serves (404, 405) and the OpenAPI document carry an
+// X-Request-Id like every other answer.
+func TestEveryAnswerHasARequestID(t *testing.T) {
+	f := setup(t)
+	for _, req := range []*http.Request{httptest.NewRequest("GET", "/v2/nope", nil), httptest.NewRequest("PATCH", "/v2/jobs", nil),
+		httptest.NewRequest("GET", "/v2/openapi.json", nil)} {
+		rec := httptest.NewRecorder() // not serve: these paths are not in the document by design
+		f.api.ServeHTTP(rec, req)
+		if rec.Header().Get("X-Request-Id") == "" {
+			t.Errorf("%s %s: %d without X-Request-Id", req.Method, req.URL.Path, rec.Code)
+		}
+	}
+}
