@@ -3,6 +3,7 @@ package extract
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -85,7 +86,7 @@ func (e *emailText) message(h mail.Header, body io.Reader, depth int) error {
 	e.level++
 	defer func() { e.level-- }()
 	subject := decodeHeader(h.Get("Subject"))
-	e.w.log.atHeading(e.w.offset(), e.level, cmpOr(subject, "(no subject)"))
+	e.w.log.atHeading(e.w.offset(), e.level, cmp.Or(subject, "(no subject)"))
 	for _, name := range []string{"From", "To", "Cc", "Date", "Subject"} {
 		if v := decodeHeader(h.Get(name)); v != "" {
 			e.w.WriteString(name + ": " + v + "\n")
@@ -112,7 +113,7 @@ func (e *emailText) part(h map[string][]string, body io.Reader, depth int) error
 		ct, params = "text/plain", map[string]string{}
 	}
 	disposition, dparams, _ := mime.ParseMediaType(first(h, "Content-Disposition"))
-	name := decodeHeader(cmpOr(dparams["filename"], params["name"]))
+	name := decodeHeader(cmp.Or(dparams["filename"], params["name"]))
 	if strings.HasPrefix(ct, "multipart/") {
 		return e.multipart(body, params["boundary"], ct == "multipart/alternative", depth)
 	}
@@ -121,7 +122,7 @@ func (e *emailText) part(h map[string][]string, body io.Reader, depth int) error
 		e.body = true
 		return e.text(decoded, ct, params["charset"])
 	}
-	return e.attachment(decoded, cmpOr(name, ct), ct, depth)
+	return e.attachment(decoded, cmp.Or(name, ct), ct, depth)
 }
 
 // multipart writes a multipart's parts; of an alternative, only one.
@@ -187,7 +188,7 @@ func (e *emailText) alternative(mr *multipart.Reader, depth int) error {
 
 // text writes a body part in its charset; HTML through the HTML extractor.
 func (e *emailText) text(r io.Reader, ct, cs string) error {
-	dec, err := charset.NewReaderLabel(cmpOr(cs, "utf-8"), r)
+	dec, err := charset.NewReaderLabel(cmp.Or(cs, "utf-8"), r)
 	if err != nil {
 		dec = r // an unknown charset: read as UTF-8, invalid bytes replaced downstream
 	}

@@ -2,6 +2,7 @@ package extract
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -86,15 +87,15 @@ const (
 // to install: a worker without OCR reads everything else, and skips scans
 // and images with a reason that says OCR is unavailable.
 func NewOCR(cfg OCRConfig) (*OCR, error) {
-	cfg.Command = cmpOr(cfg.Command, "tesseract")
-	cfg.Languages = cmpOr(cfg.Languages, DefaultOCRLanguages)
-	cfg.Processes = cmpOr(cfg.Processes, runtime.NumCPU())
-	cfg.PageTimeout = cmpOr(cfg.PageTimeout, DefaultOCRPageTimeout)
-	cfg.DocTimeout = cmpOr(cfg.DocTimeout, DefaultOCRDocTimeout)
-	cfg.MaxPages = cmpOr(cfg.MaxPages, DefaultOCRMaxPages)
-	cfg.MemoryBytes = cmpOr(cfg.MemoryBytes, DefaultOCRMemoryBytes)
-	cfg.DPI = cmpOr(cfg.DPI, DefaultOCRDPI)
-	cfg.MaxPixels = cmpOr(cfg.MaxPixels, DefaultOCRMaxPixels)
+	cfg.Command = cmp.Or(cfg.Command, "tesseract")
+	cfg.Languages = cmp.Or(cfg.Languages, DefaultOCRLanguages)
+	cfg.Processes = cmp.Or(cfg.Processes, runtime.NumCPU())
+	cfg.PageTimeout = cmp.Or(cfg.PageTimeout, DefaultOCRPageTimeout)
+	cfg.DocTimeout = cmp.Or(cfg.DocTimeout, DefaultOCRDocTimeout)
+	cfg.MaxPages = cmp.Or(cfg.MaxPages, DefaultOCRMaxPages)
+	cfg.MemoryBytes = cmp.Or(cfg.MemoryBytes, DefaultOCRMemoryBytes)
+	cfg.DPI = cmp.Or(cfg.DPI, DefaultOCRDPI)
+	cfg.MaxPixels = cmp.Or(cfg.MaxPixels, DefaultOCRMaxPixels)
 	bin, err := exec.LookPath(cfg.Command)
 	if err != nil {
 		return nil, fmt.Errorf("ocr: %s not found (install Debian's tesseract-ocr and the language packages, e.g. tesseract-ocr-eng tesseract-ocr-deu): %w", cfg.Command, err)
@@ -116,14 +117,6 @@ func NewOCR(cfg OCRConfig) (*OCR, error) {
 		return nil, err
 	}
 	return o, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Processes is how many recognitions run at once; DocTimeout the OCR
