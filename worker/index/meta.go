@@ -57,14 +57,10 @@ type described struct {
 }
 
 // describe reads what o's version carries besides its text: its custom
-// metadata, its sidecar, its tags when asked for, with what S3 answered
-// (hdr). Kendra's _source_uri replaces the s3:// URI.
+// metadata (read with the task), its sidecar, its tags when asked for, with
+// what S3 answered (hdr). Kendra's _source_uri replaces the s3:// URI.
 func (h *Handler) describe(ctx context.Context, o *object, hdr header) (*described, error) {
-	task := o.task
-	custom, err := h.customMetadata(ctx, task)
-	if err != nil {
-		return nil, err
-	}
+	task, custom := o.task, o.custom
 	sc, err := h.readSidecar(ctx, o)
 	if err != nil {
 		return nil, err

@@ -28,6 +28,7 @@ type object struct {
 	state  *schema.ObjectState // before this task (nil: none)
 	rev    uint64              // the state's revision (0: none): see schema.GenMsgID
 	now    *s3Now              // what S3 said of the object, once asked
+	custom json.RawMessage     // the custom metadata its chunks carry (customMetadata), read once
 	// overrides is set when S3 showed the stored sequencer to be wrong (a
 	// later genuine event judged stale by it).
 	overrides bool
@@ -52,11 +53,10 @@ func (h *Handler) runTask(ctx context.Context, task *schema.Task) (*schema.Objec
 		// indexes the object anew.
 		return nil, schema.Errorf(schema.ClassTransient, "s3://%s/%s is being erased by job %s: retried once it is", task.Bucket, task.Key, o.state.JobID)
 	}
-	custom, err := h.customMetadata(ctx, task)
-	if err != nil {
+	if o.custom, err = h.customMetadata(ctx, task); err != nil {
 		return nil, err
 	}
-	d := decide(task, o.state, fingerprint(custom))
+	d := decide(task, o.state, fingerprint(o.custom))
 	switch d.now {
 	case stale:
 		if ev, err := h.checkStale(ctx, o); ev != nil || err != nil {
