@@ -24,14 +24,19 @@ const republishPage = 1024
 
 // refresh settles an indexed object whose listing (or sidecar's change)
 // says its metadata may have changed: a HEAD tells whether S3 still holds
-// the version the state records; if so its metadata is checked (applyMeta),
-// else it is indexed as it is now.
+// the version the state records; if so its metadata is checked (applyMeta);
+// if it is gone its chunks are tombstoned as a confirmed delete's; else it
+// is indexed as it is now.
 func (h *Handler) refresh(ctx context.Context, o *object) (*schema.ObjectEvent, error) {
 	now, err := h.headObject(ctx, o.tenant, o.task)
 	if err != nil {
 		return nil, err
 	}
-	if now.gone || !sameETag(now.etag, o.state.ETag) {
+	if now.gone {
+		o.now = now
+		return h.deleteObject(ctx, o)
+	}
+	if !sameETag(now.etag, o.state.ETag) {
 		return h.fetchAndIndex(ctx, o, decision{now: proceed})
 	}
 	desc, err := h.describe(ctx, o, now.hdr)

@@ -250,3 +250,24 @@ func TestMetadataChangeWithoutStoredChunksIndexesAgain(t *testing.T) {
 func readChunks(x *indexer, st *schema.ObjectState) ([]*schema.Chunk, string, error) {
 	return collections.Chunks(context.Background(), x.env.JS, x.task.Org, x.task.Collection, st, 0, st.Chunks)
 }
+
+// An object a listing showed with its stored ETag but new metadata, gone
+// by the time its metadata is checked, is deleted as a confirmed delete is
+// on that one HEAD's word (no GET and second HEAD to learn it again).
+func TestRefreshOfAGoneObjectDeletesIt(t *testing.T) {
+	x := newIndexer(t)
+	x.s3.PutMeta(bucket, "a.txt", "A document.", map[string]string{"v": "1"})
+	x.handle(t, "a.txt")
+	st := x.state(t, "a.txt")
+	later := st.LastModified.Add(time.Minute)
+	x.s3.Delete(bucket, "a.txt")
+	heads := x.s3.Heads.Load()
+	x.task.JobID, x.task.ETag, x.task.LastModified, x.task.SidecarKnown = "job_j", st.ETag, &later, true
+	chunks, _, tombstones, ev := x.handle(t, "a.txt")
+	if ev.Outcome != schema.OutcomeDeleted || len(chunks) != 0 || len(tombstones) != 1 || len(tombstones[0].ChunkIDs) != st.Chunks || x.s3.Heads.Load()-heads != 1 {
+		t.Fatalf("%+v, %d chunks, tombstones %+v, %d HEADs", ev, len(chunks), tombstones, x.s3.Heads.Load()-heads)
+	}
+	if got := x.state(t, "a.txt"); got.Status != schema.ObjectDeleted {
+		t.Fatalf("state %+v", got)
+	}
+}
