@@ -43,8 +43,7 @@ func sameETag(a, b string) bool { return strings.Trim(a, `"`) == strings.Trim(b,
 // s3Now is what S3 says of an object right now, asked with the tenant's role.
 type s3Now struct {
 	gone bool   // no such key or version, or a delete marker is current
-	etag string // when it exists
-	hdr  header // when it exists
+	hdr  header // what HEAD answered, when it exists
 }
 
 // agreesWithStale reports whether S3 bears out what the stored sequencer
@@ -54,7 +53,7 @@ func (n *s3Now) agreesWithStale(task *schema.Task, state *schema.ObjectState) bo
 	if task.Op == schema.OpDelete {
 		return !n.gone
 	}
-	return n.gone || state.Status != schema.ObjectDeleted && sameETag(n.etag, state.ETag)
+	return n.gone || state.Status != schema.ObjectDeleted && sameETag(n.hdr.etag, state.ETag)
 }
 
 // headObject asks S3 about task's object (its version, when the task names
@@ -87,7 +86,7 @@ func (h *Handler) headObject(ctx context.Context, t *creds.Tenant, task *schema.
 	if aws.ToBool(out.DeleteMarker) {
 		return &s3Now{gone: true}, nil
 	}
-	return &s3Now{etag: aws.ToString(out.ETag), hdr: headHeader(out)}, nil
+	return &s3Now{hdr: headHeader(out)}, nil
 }
 
 // unconfirmed records a notification claim S3 did not bear out: a metric

@@ -36,7 +36,7 @@ func (h *Handler) refresh(ctx context.Context, o *object) (*schema.ObjectEvent, 
 		o.now = now
 		return h.deleteObject(ctx, o)
 	}
-	if !sameETag(now.etag, o.state.ETag) {
+	if !sameETag(now.hdr.etag, o.state.ETag) {
 		return h.fetchAndIndex(ctx, o, decision{now: proceed})
 	}
 	desc, err := h.describe(ctx, o, now.hdr)
