@@ -164,7 +164,8 @@ func unquoted(code string) string {
 
 // isDateFormat reports whether a format code shows a date or a time.
 func isDateFormat(code string) bool {
-	return strings.ContainsAny(strings.ToLower(unquoted(code)), "ydhs") || strings.Contains(strings.ToLower(unquoted(code)), "m") && !strings.ContainsAny(unquoted(code), "0#?")
+	plain := strings.ToLower(unquoted(code))
+	return strings.ContainsAny(plain, "ydhs") || strings.Contains(plain, "m") && !strings.ContainsAny(plain, "0#?")
 }
 
 // serialTime is a date serial number as a time: days since the workbook's
