@@ -284,7 +284,7 @@ type ocrJob struct {
 	pause func() func()
 }
 
-// newOCRJob is the OCR of one document with a request's languages (""
+// newJob is the OCR of one document with a request's languages (""
 // for the default); nil when there is no OCR.
 func (o *OCR) newJob(langs string) (*ocrJob, error) {
 	if o == nil {
@@ -310,13 +310,13 @@ func (j *ocrJob) page(ctx context.Context, inst pdfium.Pdfium, doc references.FP
 	if j.pages++; j.pages > cfg.MaxPages {
 		return "", 0, &Skip{ReasonTooLarge, fmt.Sprintf("more than %d pages need OCR (the per-document cap)", cfg.MaxPages)}
 	}
-	img, dpi, err := renderGray(inst, doc, i, cfg.DPI, cfg.MaxPixels)
-	if err != nil {
-		return "", 0, err
-	}
 	timeout := min(cfg.PageTimeout, cfg.DocTimeout-j.spent)
 	if timeout <= 0 {
 		return "", 0, &Skip{ReasonTimeout, fmt.Sprintf("OCR of the document took over %s", cfg.DocTimeout)}
+	}
+	img, dpi, err := renderGray(inst, doc, i, cfg.DPI, cfg.MaxPixels)
+	if err != nil {
+		return "", 0, err
 	}
 	resume := func() {}
 	if j.pause != nil {
