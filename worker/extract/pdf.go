@@ -270,21 +270,17 @@ func (p *PDF) page(ctx context.Context, inst pdfium.Pdfium, doc references.FPDF_
 		return 0, &Skip{ReasonCorrupt, fmt.Sprintf("PDF page %d: %v", i+1, err)}
 	}
 	w := job.w
-	n := len(strings.TrimSpace(text))
+	n, conf := len(strings.TrimSpace(text)), -1.0 // -1: not read by OCR
 	if job.ocr.wants(n, job.structured) {
-		read, conf, err := job.ocr.page(ctx, inst, doc, i)
+		read, c, err := job.ocr.page(ctx, inst, doc, i)
 		if err != nil {
 			return 0, err
 		}
 		if len(strings.Fields(read)) > len(strings.Fields(text)) {
-			text, n = read, len(strings.TrimSpace(read))
-			w.log.atOCRPage(w.offset(), i+1, conf)
-		} else {
-			w.log.atPage(w.offset(), i+1)
+			text, n, conf = read, len(strings.TrimSpace(read)), c
 		}
-	} else {
-		w.log.atPage(w.offset(), i+1)
 	}
+	w.log.atOCRPage(w.offset(), i+1, conf)
 	var here []bookmark
 	for len(job.outline) > 0 && job.outline[0].page <= i {
 		here, job.outline = append(here, job.outline[0]), job.outline[1:]
