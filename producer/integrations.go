@@ -101,6 +101,13 @@ type Policies struct {
 	ObjectTagsStatement map[string]any `json:"object_tags_statement"`
 }
 
+// Map is the policies as the API answer and the CLI's --json carry them,
+// for the caller to add its own fields to.
+func (p Policies) Map() map[string]any {
+	return map[string]any{"trust_policy": p.TrustPolicy, "permissions_policy": p.PermissionsPolicy, "cloudformation_template": p.CloudFormation,
+		"object_tags_statement": p.ObjectTagsStatement}
+}
+
 // PoliciesFor builds the trust policy (principal: our role; condition: the
 // org's ExternalId), the least-privilege permissions policy and a
 // CloudFormation template creating the role.
@@ -145,13 +152,10 @@ func (a *API) createIntegration(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("invalid_integration", err.Error(), "role_arn is arn:aws:iam::<12-digit account>:role/<name>")
 	}
-	pol := PoliciesFor(a.cfg.PrincipalARN, org, in)
-	writeJSON(w, http.StatusCreated, map[string]any{
-		"integration": integrationView(in), "external_id": org.ExternalID,
-		"trust_policy": pol.TrustPolicy, "permissions_policy": pol.PermissionsPolicy, "cloudformation_template": pol.CloudFormation,
-		"object_tags_statement": pol.ObjectTagsStatement,
-		"next":                  "create the role with these policies (or the CloudFormation template), then POST /v2/integrations/" + in.ID + "/verify",
-	})
+	answer := PoliciesFor(a.cfg.PrincipalARN, org, in).Map()
+	answer["integration"], answer["external_id"] = integrationView(in), org.ExternalID
+	answer["next"] = "create the role with these policies (or the CloudFormation template), then POST /v2/integrations/" + in.ID + "/verify"
+	writeJSON(w, http.StatusCreated, answer)
 	return nil
 }
 

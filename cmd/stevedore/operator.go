@@ -173,8 +173,7 @@ func (c *integrationFlags) policies(org *registry.Org, in *registry.Integration)
 		principal = "<STEVEDORE_PRINCIPAL_ARN>"
 	}
 	p := producer.PoliciesFor(principal, org, in)
-	v := map[string]any{"trust_policy": p.TrustPolicy, "permissions_policy": p.PermissionsPolicy, "cloudformation_template": p.CloudFormation,
-		"object_tags_statement": p.ObjectTagsStatement}
+	v := p.Map()
 	trust, _ := json.MarshalIndent(p.TrustPolicy, "  ", "  ")
 	perms, _ := json.MarshalIndent(p.PermissionsPolicy, "  ", "  ")
 	tags, _ := json.MarshalIndent(p.ObjectTagsStatement, "  ", "  ")
