@@ -355,21 +355,13 @@ func (h *Handler) splitterFor(encoding string, maxTokens int) (*chunk.Splitter, 
 	return sp, nil
 }
 
-// customMetadata is what a task's chunks carry: the task's own (a route's,
-// or a task of an earlier version), else its job record's, or for a
-// notification its collection's. A record that cannot
-// be read now is retried, not indexed without its metadata.
+// customMetadata is what a task's chunks carry: the task's own (a route's
+// or, for a notification, its collection's: collectionGate), else its job
+// record's. A record that cannot be read now is retried, not indexed
+// without its metadata.
 func (h *Handler) customMetadata(ctx context.Context, task *schema.Task) (json.RawMessage, error) {
-	if len(task.CustomMetadata) > 0 {
+	if len(task.CustomMetadata) > 0 || task.JobID == "" {
 		return task.CustomMetadata, nil
-	}
-	if task.JobID == "" {
-		// A notification's route gave none: its collection's, if any.
-		c, err := h.cfg.Collections.Get(ctx, task.Org, task.Collection)
-		if err != nil {
-			return nil, schema.Errorf(schema.ClassTransient, "read the collection record for its custom metadata: %w", err)
-		}
-		return c.CustomMetadata, nil
 	}
 	rec, err := h.cfg.Jobs.Get(ctx, task.JobID)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {

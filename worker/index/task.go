@@ -76,16 +76,22 @@ func (h *Handler) runTask(ctx context.Context, task *schema.Task) (*schema.Objec
 // collectionGate returns the skipped outcome of a task whose collection
 // is being deleted, or of a notification's object the collection's filters
 // exclude (nil when neither); a notification's task takes the collection's
-// chunking. A job's tasks were filtered and set when planned.
+// settings (chunking, custom metadata, tags, OCR languages). A job's tasks
+// were filtered and set when planned.
 func (h *Handler) collectionGate(ctx context.Context, task *schema.Task) (*schema.ObjectEvent, error) {
 	c, err := h.cfg.Collections.Get(ctx, task.Org, task.Collection)
 	if err != nil {
 		return nil, schema.Errorf(schema.ClassTransient, "read the collection record: %w", err)
 	}
-	if task.JobID == "" && task.ChunkTokens == 0 {
-		task.ChunkTokens, task.ChunkOverlap = c.ChunkTokens, c.ChunkOverlap
-	}
 	if task.JobID == "" {
+		// A notification takes its collection's settings where its route
+		// gave none.
+		if task.ChunkTokens == 0 {
+			task.ChunkTokens, task.ChunkOverlap = c.ChunkTokens, c.ChunkOverlap
+		}
+		if len(task.CustomMetadata) == 0 {
+			task.CustomMetadata = c.CustomMetadata
+		}
 		task.ObjectTags = task.ObjectTags || c.ObjectTags
 		task.OCRLanguages = cmp.Or(task.OCRLanguages, c.OCRLanguages)
 	}
