@@ -4,11 +4,19 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +26,7 @@ import (
 	validator "github.com/pb33f/libopenapi-validator"
 
 	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/worker/creds"
 )
 
 // The OpenAPI document is enforced: every request the API tests send
@@ -178,4 +187,184 @@ func TestEveryAnswerHasARequestID(t *testing.T) {
 			t.Errorf("%s %s: %d without X-Request-Id", req.Method, req.URL.Path, rec.Code)
 		}
 	}
+}
+
+// The document passes Redocly CLI's lint (its recommended rules, every
+// warning an error; schema/redocly.yaml justifies each rule turned off).
+func TestOpenAPILint(t *testing.T) {
+	out, err := exec.Command("../scripts/tools.sh", "redocly").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	redocly := strings.TrimSpace(string(out))
+	if _, err := os.Stat(redocly); err != nil {
+		t.Fatalf("Redocly CLI is not installed (%v): run scripts/tools.sh build (make test does)", err)
+	}
+	cmd := exec.Command(redocly, "lint", "--format", "stylish", "--config", "../schema/redocly.yaml", "../schema/openapi.json")
+	cmd.Env = append(os.Environ(), "REDOCLY_TELEMETRY=off", "REDOCLY_SUPPRESS_UPDATE_NOTICE=true", "NO_COLOR=1")
+	if lint, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("redocly lint: %v\n%s", err, lint)
+	}
+}
+
+// examplePath is path with each {parameter} replaced by a value shaped
+// like the real ones.
+func examplePath(path string) string {
+	return strings.NewReplacer("{name}", "contracts", "{job_id}", "job_4be1f0c29a7d63e58f10", "{id}", "int_8d21c0f4a9b3e7d2",
+		"{document_id}", "9f86d081884c7d659a2feaa0c55ad015").Replace(path)
+}
+
+// Every request body and every JSON response has an example, and each
+// example is what the API could send or accept: it validates against its
+// operation as a real exchange would.
+func TestOpenAPIExamples(t *testing.T) {
+	type media struct {
+		Example json.RawMessage `json:"example"`
+	}
+	var doc struct {
+		Paths map[string]map[string]struct {
+			RequestBody *struct {
+				Content map[string]media `json:"content"`
+			} `json:"requestBody"`
+			Responses map[string]struct {
+				Content map[string]media `json:"content"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(schema.OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	v := openAPI(t)
+	n := 0
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			where := strings.ToUpper(method) + " " + path
+			request := func() *http.Request {
+				req := httptest.NewRequest(strings.ToUpper(method), "http://stevedore.example"+examplePath(path), nil)
+				req.Header.Set("Authorization", "Bearer stv_example")
+				req.Header.Set("X-Organization-ID", "org_3f9c2a71d04e8b56")
+				if op.RequestBody != nil {
+					req.Body = io.NopCloser(bytes.NewReader(op.RequestBody.Content["application/json"].Example))
+					req.Header.Set("Content-Type", "application/json")
+				}
+				return req
+			}
+			if op.RequestBody != nil {
+				if len(op.RequestBody.Content["application/json"].Example) == 0 {
+					t.Errorf("%s: the request body has no example", where)
+				} else if ok, errs := v.ValidateHttpRequest(request()); !ok {
+					t.Errorf("%s: the request example does not validate: %s", where, describe(errs))
+				}
+			}
+			for code, resp := range op.Responses {
+				m, ok := resp.Content["application/json"]
+				if !ok || path == "/v2/openapi.json" && code == "200" { // the document is its own example
+					continue
+				}
+				if len(m.Example) == 0 {
+					t.Errorf("%s %s: no example", where, code)
+					continue
+				}
+				status, _ := strconv.Atoi(code)
+				answer := &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}, "X-Request-Id": {"req_9a0c4e1b7d2f"}},
+					Body: io.NopCloser(bytes.NewReader(m.Example))}
+				if status == 429 || status == 503 {
+					answer.Header.Set("Retry-After", "5")
+				}
+				if ok, errs := v.ValidateHttpResponse(request(), answer); !ok {
+					t.Errorf("%s %s: the example does not validate: %s", where, code, describe(errs))
+				}
+				n++
+			}
+		}
+	}
+	t.Logf("%d response examples validated", n)
+}
+
+// The error codes the document lists (Error.code's enum) are exactly the
+// codes the producer's code can answer with: every apiError literal, every
+// badRequest and every registryError (found by reading the source), so
+// neither a new code nor a stale one goes unnoticed.
+func TestOpenAPIErrorCodes(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				Error struct {
+					Properties struct {
+						Error struct {
+							Properties struct {
+								Code struct {
+									Enum []string `json:"enum"`
+								} `json:"code"`
+							} `json:"properties"`
+						} `json:"error"`
+					} `json:"properties"`
+				} `json:"Error"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(schema.OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	documented := doc.Components.Schemas.Error.Properties.Error.Properties.Code.Enum
+	used := answeredCodes(t)
+	slices.Sort(documented)
+	if !slices.Equal(documented, used) {
+		t.Fatalf("Error.code's enum differs from the codes the producer answers with:\ndocumented %v\nanswered   %v", documented, used)
+	}
+}
+
+// answeredCodes reads the producer's source for the error codes it can
+// answer with, sorted.
+func answeredCodes(t *testing.T) []string {
+	t.Helper()
+	fset := token.NewFileSet()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := map[string]bool{creds.CodeBucketNotAllowed: true}
+	literal := func(e ast.Expr) (string, bool) {
+		if l, ok := e.(*ast.BasicLit); ok && l.Kind == token.STRING {
+			s, err := strconv.Unquote(l.Value)
+			return s, err == nil
+		}
+		return "", false
+	}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.CompositeLit:
+				if id, ok := n.Type.(*ast.Ident); ok && id.Name == "apiError" && len(n.Elts) == 4 {
+					if code, ok := literal(n.Elts[1]); ok {
+						codes[code] = true
+					}
+				}
+			case *ast.CallExpr:
+				id, ok := n.Fun.(*ast.Ident)
+				if !ok || len(n.Args) < 2 {
+					return true
+				}
+				switch id.Name {
+				case "badRequest":
+					if code, ok := literal(n.Args[0]); ok {
+						codes[code] = true
+					}
+				case "registryError": // what + "_not_found" or "_exists"
+					if what, ok := literal(n.Args[1]); ok {
+						codes[what+"_not_found"], codes[what+"_exists"] = true, true
+					}
+				}
+			}
+			return true
+		})
+	}
+	return slices.Sorted(maps.Keys(codes))
 }

@@ -525,6 +525,14 @@ func JobIndexPrefix(org string) string { return "idx." + org + "." }
 // what follows from it at the time of the request.
 type JobView struct {
 	*JobStatus
+	// The record's bookkeeping, not the caller's business: these shadow the
+	// embedded fields (encoding/json takes the shallower field) and, nil,
+	// are omitted.
+	PagesPlanned  hidden `json:"pages_planned,omitempty"`
+	LastPage      hidden `json:"last_page,omitempty"`
+	LastEventSeq  hidden `json:"last_event_seq,omitempty"`
+	RequestHash   hidden `json:"request_hash,omitempty"`
+	CredentialRef hidden `json:"credential_ref,omitempty"`
 	// Progress is the share of planned objects that have an outcome, 0–1;
 	// while pages are still being planned it counts only what is known.
 	Progress float64 `json:"progress"`
@@ -533,11 +541,12 @@ type JobView struct {
 	EstimatedTimeRemainingSeconds *float64 `json:"estimated_time_remaining_seconds,omitempty"`
 }
 
+// hidden is a field JobView leaves out.
+type hidden *struct{}
+
 // View returns the job as seen at now.
 func (s *JobStatus) View(now time.Time) JobView {
-	shown := *s
-	shown.CredentialRef = "" // which sealed secret signs the job's requests is not the caller's business
-	v := JobView{JobStatus: &shown}
+	v := JobView{JobStatus: s}
 	settled := s.settled()
 	switch {
 	case s.Final():

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -70,8 +71,15 @@ func TestSyncSweepsOnlyAfterACompleteListing(t *testing.T) {
 	if j := s.SweepJob(); !j.Sweep || j.Page != 1 || j.Region != "eu-west-1" || j.CredentialRef != "ref_1" || j.Bucket != "b" {
 		t.Fatalf("sweep job %+v", j)
 	}
-	if v := s.View(now); v.CredentialRef != "" || s.CredentialRef != "ref_1" {
-		t.Fatalf("the view shows the credential ref, or the record lost it")
+	s.RequestHash, s.LastEventSeq = "h_1", 3
+	shown, _ := json.Marshal(s.View(now))
+	for _, internal := range []string{"credential_ref", "request_hash", "last_event_seq", "pages_planned", "last_page", "ref_1"} {
+		if strings.Contains(string(shown), internal) {
+			t.Errorf("the view shows %s: %s", internal, shown)
+		}
+	}
+	if s.CredentialRef != "ref_1" || s.LastPage != 0 || s.PagesPlanned != 1 {
+		t.Fatalf("the record lost its bookkeeping: %+v", s)
 	}
 	s.Apply(4, &ObjectEvent{Key: "gone", Outcome: OutcomeDeleted, Reason: ReasonSwept}, now)
 	s.Apply(5, &JobEvent{Type: JobSwept, Sweep: &Sweep{Status: SweepDone, Held: 3, Candidates: 1, Deleted: 1}}, now)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tools the test suite runs that are not Go packages of ours: promtool (rule
-# checks and rule unit tests) and prometheus (the e2e tier scrapes stevedore
-# dev with it), put in the cache only when absent.
+# checks and rule unit tests), prometheus (the e2e tier scrapes stevedore
+# dev with it) and Redocly CLI (the OpenAPI linter, from the npm registry with
+# the machine's Node.js), put in the cache only when absent.
 #
 # Where Debian's apt is available (CI and this machine image), they come from
 # Debian's prometheus package, unpacked into the cache with dpkg-deb (not
@@ -11,6 +12,7 @@
 #   scripts/tools.sh build        fetch or build promtool and prometheus
 #   scripts/tools.sh promtool     print promtool's path
 #   scripts/tools.sh prometheus   print prometheus's path
+#   scripts/tools.sh redocly      print Redocly CLI's path
 #   scripts/tools.sh ocr          install Debian's Tesseract and its language data (root)
 set -euo pipefail
 
@@ -26,6 +28,8 @@ else
 fi
 PROMTOOL="$DIR/promtool"
 PROMETHEUS="$DIR/prometheus"
+REDOCLY_VERSION=2.77.0 # @redocly/cli, one package with its dependencies bundled
+REDOCLY="$CACHE/npm/redocly-$REDOCLY_VERSION/node_modules/.bin/redocly"
 
 from_debian() {
   echo "fetching Debian's prometheus package (promtool and prometheus)..." >&2
@@ -56,6 +60,17 @@ case "${1:-}" in
     if [ ! -x "$PROMTOOL" ] || [ ! -x "$PROMETHEUS" ]; then
       "from_$FROM"
     fi
+    if [ ! -x "$REDOCLY" ]; then
+      if ! command -v npm >/dev/null; then
+        echo "npm not found: the OpenAPI lint test needs Node.js 20+ with npm (Debian: apt-get install nodejs npm)" >&2
+        exit 1
+      fi
+      echo "installing @redocly/cli@$REDOCLY_VERSION from the npm registry..." >&2
+      npm install --silent --no-audit --no-fund --prefix "$CACHE/npm/redocly-$REDOCLY_VERSION" "@redocly/cli@$REDOCLY_VERSION" >&2
+    fi
+    ;;
+  redocly)
+    echo "$REDOCLY"
     ;;
   prometheus)
     echo "$PROMETHEUS"
@@ -70,7 +85,7 @@ case "${1:-}" in
     echo "$PROMTOOL"
     ;;
   *)
-    echo "usage: $0 build|promtool|prometheus|ocr" >&2
+    echo "usage: $0 build|promtool|prometheus|redocly|ocr" >&2
     exit 2
     ;;
 esac

@@ -101,7 +101,7 @@ func (f *scheduled) waitSyncs(n int) {
 			var sc map[string]any
 			err := f.s.CLI(f.ctx, &sc, "schedule", "show", "--org", f.org.OrgID, "--collection", f.collection)
 			for id, st := range f.syncs() {
-				f.t.Logf("sync %s: %s, pages %d/%d, files %d/%d, sweep %+v", id, st.Status, st.PagesPlanned, st.LastPage+1,
+				f.t.Logf("sync %s: %s, files %d/%d, sweep %+v", id, st.Status,
 					st.FilesIndexed+st.FilesSkipped+st.FilesFailed, st.FilesTotal, st.Sweep)
 			}
 			f.queues()
