@@ -255,7 +255,7 @@ func checkArgs(t *testing.T, where string, args []string) {
 			continue
 		}
 		name, _, _ = strings.Cut(name, "=")
-		if !strings.Contains(helpText[args[0]], "\n  -"+name+" ") && !strings.Contains(helpText[args[0]], "\n  -"+name+"\n") {
+		if !strings.Contains(helpText[args[0]], "\n  --"+name+" ") && !strings.Contains(helpText[args[0]], "\n  --"+name+"\n") {
 			t.Errorf("%s: --%s is not a flag of `stevedore %s`", where, name, args[0])
 		}
 	}

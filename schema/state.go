@@ -162,7 +162,13 @@ func (s *JobStatus) Done() bool {
 
 // listed reports whether every planned object has an outcome.
 func (s *JobStatus) listed() bool {
-	return s.LastPage >= 0 && s.PagesPlanned == s.LastPage+1 && s.settled() >= s.FilesTotal
+	return s.Planned() && s.Settled() >= s.FilesTotal
+}
+
+// Planned reports whether every page of the job's listing is planned: its
+// FilesTotal is final.
+func (s *JobStatus) Planned() bool {
+	return s.LastPage >= 0 && s.PagesPlanned == s.LastPage+1
 }
 
 // Sweeping reports whether the sweep is due or under way: every listed
@@ -417,8 +423,8 @@ const (
 	ReasonUnchangedSinceSkipped = "unchanged_since_skipped"
 )
 
-// settled is how many planned objects have an outcome.
-func (s *JobStatus) settled() int64 {
+// Settled is how many planned objects have an outcome.
+func (s *JobStatus) Settled() int64 {
 	return s.FilesIndexed + s.FilesSkipped + s.FilesFailed + s.FilesDeleted
 }
 
@@ -547,7 +553,7 @@ type hidden *struct{}
 // View returns the job as seen at now.
 func (s *JobStatus) View(now time.Time) JobView {
 	v := JobView{JobStatus: s}
-	settled := s.settled()
+	settled := s.Settled()
 	switch {
 	case s.Final():
 		v.Progress = 1

@@ -33,7 +33,7 @@ func orgSetDisabled(ctx context.Context, name string, disabled bool) func([]stri
 		var id *string
 		deleteData := new(bool)
 		return operatorCommand(ctx, "org "+name, args, func(f *flags) {
-			id = f.FlagSet.String("org", "", "organization ID")
+			id = f.Need("org", "organization ID")
 			if disabled {
 				deleteData = f.FlagSet.Bool("delete-data", false, "offboard: also delete every collection of the org with its chunks (delete_collection jobs; AUDIT is kept)")
 			}
@@ -77,7 +77,7 @@ func orgAdmin(ctx context.Context) map[string]func([]string) error {
 		"show": func(args []string) error {
 			var id *string
 			return operatorCommand(ctx, "org show", args, func(f *flags) {
-				id = f.FlagSet.String("org", "", "organization ID")
+				id = f.Need("org", "organization ID")
 			}, func(r *registry.Registry) (map[string]any, string, error) {
 				org, err := r.Org(ctx, *id)
 				if err != nil {
@@ -98,7 +98,7 @@ func orgAdmin(ctx context.Context) map[string]func([]string) error {
 }
 
 func runAPIKey(ctx context.Context, args []string) error {
-	orgFlag := func(f *flags) *string { return f.FlagSet.String("org", "", "organization ID") }
+	orgFlag := func(f *flags) *string { return f.Need("org", "organization ID") }
 	return subcommands("apikey", args, map[string]func([]string) error{
 		"create": func(args []string) error {
 			var org *string
@@ -136,7 +136,7 @@ func runAPIKey(ctx context.Context, args []string) error {
 			var org, id *string
 			return operatorCommand(ctx, "apikey revoke", args, func(f *flags) {
 				org = orgFlag(f)
-				id = f.FlagSet.String("id", "", "API key ID (key_…)")
+				id = f.Need("id", "API key ID (key_…)")
 			}, func(r *registry.Registry) (map[string]any, string, error) {
 				if err := r.RevokeAPIKey(ctx, cliActor, *org, *id); err != nil {
 					return nil, "", err

@@ -56,8 +56,8 @@ func collectionCommand(ctx context.Context, name string, args []string, define f
 	act func(e *collections.Eraser, org, collection string) (map[string]any, string, error)) error {
 	var org, coll *string
 	return operatorCommand(ctx, name, args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		coll = f.FlagSet.String("collection", "", "collection")
+		org = f.Need("org", "organization ID")
+		coll = f.Need("collection", "collection")
 		if define != nil {
 			define(f)
 		}
@@ -97,7 +97,7 @@ func collectionLine(c *collections.Collection, s *collections.Stats) string {
 func collectionList(ctx context.Context, args []string) error {
 	var org *string
 	return operatorCommand(ctx, "collection list", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
+		org = f.Need("org", "organization ID")
 	}, func(r *registry.Registry) (map[string]any, string, error) {
 		e, err := eraser(ctx, r)
 		if err != nil {
@@ -240,7 +240,7 @@ func documentShow(ctx context.Context, args []string) error {
 	var id *string
 	var chunks *bool
 	return collectionCommand(ctx, "document show", args, func(f *flags) {
-		id = f.FlagSet.String("id", "", "document ID")
+		id = f.Need("id", "document ID")
 		chunks = f.FlagSet.Bool("chunks", false, "also its visible chunks, read from CHUNKS")
 	}, func(e *collections.Eraser, org, name string) (map[string]any, string, error) {
 		st, err := e.Store.Document(ctx, org, name, *id)
@@ -273,7 +273,7 @@ func documentShow(ctx context.Context, args []string) error {
 func documentDelete(ctx context.Context, args []string) error {
 	var id *string
 	return collectionCommand(ctx, "document delete", args, func(f *flags) {
-		id = f.FlagSet.String("id", "", "document ID")
+		id = f.Need("id", "document ID")
 	}, func(e *collections.Eraser, org, name string) (map[string]any, string, error) {
 		st, err := e.DeleteDocument(ctx, org, name, *id)
 		if err != nil {

@@ -21,11 +21,22 @@ import (
 // environment (flag > env > default).
 type flags struct {
 	*flag.FlagSet
-	envErr error
+	envErr   error
+	required []string
 }
 
 func newFlags(name string) *flags {
-	return &flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
+	f := &flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
+	f.FlagSet.SetOutput(helpOutput)
+	f.FlagSet.Usage = func() { printUsage(f.Output(), f) }
+	return f
+}
+
+// Need defines a string flag the command cannot run without: parse refuses
+// the command (exit 2) before it connects to anything when it is empty.
+func (f *flags) Need(name, usage string) *string {
+	f.required = append(f.required, name)
+	return f.FlagSet.String(name, "", usage+" (required)")
 }
 
 func envName(name string) string {
@@ -103,13 +114,19 @@ func (f *flags) parse(args []string) error {
 	if f.NArg() > 0 { // no command takes arguments: a forgotten -- or a typo
 		return usageError(fmt.Errorf("%s: unexpected argument %q (flags come as --name value)", f.Name(), f.Arg(0)))
 	}
+	for _, name := range f.required {
+		if f.Lookup(name).Value.String() == "" {
+			return usageError(fmt.Errorf("%s: --%s is required (stevedore %s -h shows every flag)", f.Name(), name, f.Name()))
+		}
+	}
 	return nil
 }
 
-// Where logs and command results go; tests capture them.
+// Where logs, command results and -h go; tests capture them.
 var (
-	logOutput io.Writer = os.Stderr
-	stdout    io.Writer = os.Stdout
+	logOutput  io.Writer = os.Stderr
+	stdout     io.Writer = os.Stdout
+	helpOutput io.Writer = os.Stderr
 )
 
 // multi is a repeatable string flag.

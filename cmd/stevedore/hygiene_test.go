@@ -5,27 +5,47 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/aws/smithy-go/logging"
+	"github.com/nats-io/nats.go"
+
+	"github.com/stevedore-dev/stevedore/schema/registry"
 )
 
 // TestErrorsAreJSONUnderJSON: a command run with --json reports its failure
-// as JSON on stderr; without it, as a line of text.
+// as JSON on stderr in the API's shape ({"error": {code, message, hint}});
+// without it, as text with the hint on its own line.
 func TestErrorsAreJSONUnderJSON(t *testing.T) {
 	var b bytes.Buffer
-	reportError(&b, []string{"org", "show", "--org", "org_x", "--json"}, errors.New(`org org_x: not found`))
-	var got struct{ Error string }
-	if err := json.Unmarshal(b.Bytes(), &got); err != nil || got.Error != "org org_x: not found" {
+	reportError(&b, []string{"org", "show", "--org", "org_x", "--json"}, fmt.Errorf("org org_x: %w", registry.ErrNotFound))
+	var got struct{ Error failure }
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil || got.Error.Code != "not_found" || got.Error.Message != "org org_x: not found" || got.Error.Hint == "" {
 		t.Fatalf("%q: %v", b.String(), err)
 	}
 	b.Reset()
 	reportError(&b, []string{"org", "show", "--org", "org_x"}, errors.New("boom"))
 	if b.String() != "stevedore: boom\n" {
 		t.Fatalf("%q", b.String())
+	}
+	for _, c := range []struct {
+		err  error
+		code string
+	}{
+		{usageError(errors.New("org create: --name is required")), "usage"},
+		{fmt.Errorf("connect to NATS at nats://127.0.0.1:1: %w", nats.ErrNoServers), "nats_unreachable"},
+		{fmt.Errorf("connect: %w", nats.ErrAuthorization), "nats_unauthorized"},
+		{fmt.Errorf("job j is still running after --timeout 1s: %w", context.DeadlineExceeded), "timeout"},
+	} {
+		if f := describeFailure(c.err); f.Code != c.code || f.Hint == "" {
+			t.Errorf("%v: %+v, want code %s with a hint", c.err, f, c.code)
+		}
 	}
 }
 
@@ -51,5 +71,48 @@ func TestDevNamesAPortInUse(t *testing.T) {
 	err = run(context.Background(), []string{"dev", "--data", t.TempDir(), "--nats-listen", ln.Addr().String()})
 	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "--nats-listen") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestHelpGroupsEveryFlag: -h lists each flag once, under a heading, with
+// two dashes; required flags come first and say so; examples and the exit
+// codes are there.
+func TestHelpGroupsEveryFlag(t *testing.T) {
+	f := newFlags("org create")
+	f.FlagSet.Bool("json", false, "print one JSON object")
+	f.Need("name", "organization name")
+	f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL(s)")
+	f.Bool("ocr", true, "OCR")
+	f.Int("ocr-max-pages", 50, "pages")
+	var b bytes.Buffer
+	printUsage(&b, f)
+	want := "Usage: stevedore org create [flags]\n\nExamples:\n  stevedore org create --name 'Acme Corp.'\n"
+	for _, part := range []string{want, "\nFlags:\n  --name string\n      organization name (required)\n  --json\n",
+		"\nNATS:\n  --nats-url string\n", "\nOCR (Tesseract):\n  --ocr\n", "  --ocr-max-pages int\n", "Exit codes: 0 done, 1 runtime error, 2 usage error, 3 "} {
+		if !strings.Contains(b.String(), part) {
+			t.Errorf("no %q in\n%s", part, b.String())
+		}
+	}
+	for _, cmd := range [][]string{{"worker"}, {"dev"}, {"producer"}, {"job", "show"}} {
+		b.Reset()
+		helpOutput = &b
+		err := run(context.Background(), append(cmd, "-h"))
+		helpOutput = os.Stderr
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("%v -h: %v", cmd, err)
+		}
+		seen := map[string]bool{}
+		for _, line := range strings.Split(b.String(), "\n") {
+			if name, ok := strings.CutPrefix(line, "  --"); ok {
+				name, _, _ = strings.Cut(name, " ")
+				if seen[name] {
+					t.Errorf("%v -h lists --%s twice", cmd, name)
+				}
+				seen[name] = true
+			}
+		}
+		if len(seen) < 5 || !strings.Contains(b.String(), "\nNATS:\n") {
+			t.Errorf("%v -h: %d flags, not grouped:\n%s", cmd, len(seen), b.String())
+		}
 	}
 }

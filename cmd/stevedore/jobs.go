@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
+
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/jobs"
 	"github.com/stevedore-dev/stevedore/schema/registry"
@@ -28,7 +30,7 @@ func jobList(ctx context.Context, args []string) error {
 	var org, collection, status, cursor *string
 	var limit *int
 	return operatorCommand(ctx, "job list", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
+		org = f.Need("org", "organization ID")
 		collection = f.FlagSet.String("collection", "", "only this collection's jobs")
 		status = f.FlagSet.String("status", "", "only jobs with this status")
 		limit = f.FlagSet.Int("limit", 20, "jobs per page (1-100)")
@@ -63,8 +65,8 @@ func jobShow(ctx context.Context, args []string) error {
 	var wait *bool
 	var timeout *time.Duration
 	return operatorCommand(ctx, "job show", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		id = f.FlagSet.String("id", "", "job ID")
+		org = f.Need("org", "organization ID")
+		id = f.Need("id", "job ID")
 		wait = f.FlagSet.Bool("wait", false, "follow the job until it is final (a progress bar on a terminal, a line per change otherwise); exit 3 if it ends failed or cancelled")
 		timeout = f.FlagSet.Duration("timeout", 0, "with --wait: give up after this long (exit 1); 0 waits for ever")
 	}, func(r *registry.Registry) (map[string]any, string, error) {
@@ -81,7 +83,7 @@ func jobShow(ctx context.Context, args []string) error {
 		// Progress goes to stderr, so --json output stays one object.
 		st, err := showJob(wctx, j, *org, *id, *wait, progressWriter())
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return nil, "", fmt.Errorf("job %s is still %s after --timeout %s", *id, st.Status, *timeout)
+			return nil, "", fmt.Errorf("job %s is still %s after --timeout %s: %w", *id, st.Status, *timeout, context.DeadlineExceeded)
 		}
 		if err != nil {
 			return nil, "", err
@@ -98,8 +100,8 @@ func jobShow(ctx context.Context, args []string) error {
 func jobCancel(ctx context.Context, args []string) error {
 	var org, id *string
 	return operatorCommand(ctx, "job cancel", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		id = f.FlagSet.String("id", "", "job ID")
+		org = f.Need("org", "organization ID")
+		id = f.Need("id", "job ID")
 	}, func(r *registry.Registry) (map[string]any, string, error) {
 		j, err := jobs.Open(ctx, r.JetStream(), nil)
 		if err != nil {
@@ -118,8 +120,8 @@ func jobCancel(ctx context.Context, args []string) error {
 func jobRetry(ctx context.Context, args []string) error {
 	var org, id *string
 	return operatorCommand(ctx, "job retry", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		id = f.FlagSet.String("id", "", "job ID (final)")
+		org = f.Need("org", "organization ID")
+		id = f.Need("id", "job ID (final)")
 	}, func(r *registry.Registry) (map[string]any, string, error) {
 		j, err := jobs.Open(ctx, r.JetStream(), nil)
 		if err != nil {
@@ -154,31 +156,32 @@ func progressWriter() progress {
 }
 
 // showJob reads a job and, with wait, follows it until it is final, drawing
-// its progress on p.
+// its progress on p: a bar on a terminal, a line per change otherwise.
 func showJob(ctx context.Context, j *jobs.Store, org, id string, wait bool, p progress) (*schema.JobStatus, error) {
 	last := ""
+	var bar *progressbar.ProgressBar
 	for {
 		st, _, err := j.Get(ctx, org, id)
 		if errors.Is(err, jobs.ErrNotFound) {
-			return nil, fmt.Errorf("job %s: not found in %s", id, org)
+			return nil, fmt.Errorf("job %s: not found in %s: %w", id, org, err)
 		}
 		if err != nil {
 			return nil, err
 		}
+		if wait && p.tty {
+			bar = drawBar(bar, p.w, st, time.Now())
+		}
 		if !wait || st.Final() {
-			if wait && p.tty {
+			if bar != nil {
+				_ = bar.Finish()
 				fmt.Fprintln(p.w)
 			}
 			return st, nil
 		}
-		line := progressLine(st.View(time.Now()))
-		switch {
-		case p.tty:
-			fmt.Fprintf(p.w, "\r%s", line)
-		case line != last:
+		if line := progressLine(st.View(time.Now()), st.Planned()); !p.tty && line != last {
 			fmt.Fprintln(p.w, line)
+			last = line
 		}
-		last = line
 		select {
 		case <-ctx.Done():
 			return st, ctx.Err()
@@ -187,16 +190,50 @@ func showJob(ctx context.Context, j *jobs.Store, org, id string, wait bool, p pr
 	}
 }
 
-// progressLine is one line of progress: a bar, counts and the estimate.
-func progressLine(v schema.JobView) string {
-	const width = 30
-	filled := int(v.Progress * width)
+// drawBar brings the terminal's bar (schollz/progressbar, cut to the
+// terminal's width) up to st, making it when needed: a spinner counting
+// files while the bucket is still being listed ("listing…"), then a bar
+// over the files the listing found. The rate and estimate are the job's own
+// (since it started, as the API computes them), not the bar's, which would
+// count the files done before the command started as done at once.
+func drawBar(bar *progressbar.ProgressBar, w io.Writer, st *schema.JobStatus, now time.Time) *progressbar.ProgressBar {
+	planned := st.Planned() || st.Final()
+	if bar == nil || planned && bar.GetMax64() != max(st.FilesTotal, 1) {
+		size := int64(-1)
+		if planned {
+			size = max(st.FilesTotal, 1)
+		}
+		bar = progressbar.NewOptions64(size, progressbar.OptionSetWriter(w), progressbar.OptionSetWidth(30),
+			progressbar.OptionShowCount(), progressbar.OptionSpinnerType(14), progressbar.OptionSetPredictTime(false))
+	}
+	what := "listing…"
+	if planned {
+		what = st.Status
+	}
+	v := st.View(now)
+	if st.StartedAt != nil && st.Settled() > 0 {
+		what += fmt.Sprintf(" %.1f files/s", float64(st.Settled())/max(now.Sub(*st.StartedAt).Seconds(), 0.001))
+	}
+	if planned && v.EstimatedTimeRemainingSeconds != nil && !st.Final() {
+		what += fmt.Sprintf(", %s left", (time.Duration(*v.EstimatedTimeRemainingSeconds) * time.Second).Round(time.Second))
+	}
+	bar.Describe(what)
+	_ = bar.Set64(st.Settled())
+	return bar
+}
+
+// progressLine is one line of progress where there is no terminal: counts,
+// and the estimate once the listing is planned ("listing…" before).
+func progressLine(v schema.JobView, planned bool) string {
+	if !planned {
+		return fmt.Sprintf("listing…  %s: %d files so far (%d indexed, %d skipped, %d failed)", v.Status, v.FilesTotal, v.FilesIndexed, v.FilesSkipped, v.FilesFailed)
+	}
 	eta := ""
 	if v.EstimatedTimeRemainingSeconds != nil {
 		eta = fmt.Sprintf(", about %s left", (time.Duration(*v.EstimatedTimeRemainingSeconds) * time.Second).Round(time.Second))
 	}
-	return fmt.Sprintf("[%s%s] %3.0f%%  %s: %d/%d files (%d indexed, %d skipped, %d failed)%s", strings.Repeat("#", filled), strings.Repeat("-", width-filled),
-		v.Progress*100, v.Status, v.FilesIndexed+v.FilesSkipped+v.FilesFailed+v.FilesDeleted, v.FilesTotal, v.FilesIndexed, v.FilesSkipped, v.FilesFailed, eta)
+	return fmt.Sprintf("%3.0f%%  %s: %d/%d files (%d indexed, %d skipped, %d failed)%s",
+		v.Progress*100, v.Status, v.Settled(), v.FilesTotal, v.FilesIndexed, v.FilesSkipped, v.FilesFailed, eta)
 }
 
 func describeJob(v schema.JobView) string {

@@ -70,16 +70,33 @@ func TestJobListShowCancel(t *testing.T) {
 func TestProgressLines(t *testing.T) {
 	eta := 12.0
 	v := schema.JobView{JobStatus: &schema.JobStatus{Status: schema.JobStatusRunning, FilesTotal: 10, FilesIndexed: 4, FilesSkipped: 1}, Progress: 0.5, EstimatedTimeRemainingSeconds: &eta}
-	line := progressLine(v)
-	if !strings.HasPrefix(line, "[###############---------------]  50%") || !strings.Contains(line, "5/10 files") || !strings.Contains(line, "about 12s left") {
+	if line := progressLine(v, true); !strings.HasPrefix(line, " 50%  running: 5/10 files") || !strings.Contains(line, "about 12s left") {
 		t.Fatalf("line %q", line)
+	}
+	if line := progressLine(v, false); !strings.HasPrefix(line, "listing…  running: 10 files so far") {
+		t.Fatalf("while listing: %q", line)
+	}
+	// The terminal's bar: "listing…" with a count until the listing is
+	// planned, then a bar with the rate; never wider than the terminal.
+	var b bytes.Buffer
+	started := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	st := &schema.JobStatus{Status: schema.JobStatusRunning, FilesTotal: 400, FilesIndexed: 120, LastPage: -1, PagesPlanned: 3, StartedAt: &started}
+	bar := drawBar(nil, &b, st, started.Add(10*time.Second))
+	if !strings.Contains(b.String(), "listing… 12.0 files/s") || !strings.Contains(b.String(), "(120/-)") {
+		t.Fatalf("listing: %q", b.String())
+	}
+	st.LastPage, st.PagesPlanned, st.FilesIndexed = 3, 4, 300
+	b.Reset()
+	drawBar(bar, &b, st, started.Add(20*time.Second))
+	if out := b.String(); !strings.Contains(out, "running 15.0 files/s, 6s left") || !strings.Contains(out, " 75% |") || !strings.Contains(out, "(300/400)") {
+		t.Fatalf("planned: %q", out)
 	}
 	// Not a terminal: one line per change, no carriage returns; it returns
 	// once the job is final.
 	_, _, js := natstest.Start(t)
 	ctx := context.Background()
 	store, _ := jobs.Open(ctx, js, nil)
-	st := schema.NewJobStatus(&schema.Job{JobID: "job_run", Org: "org_1", Collection: "docs", CreatedAt: time.Now()})
+	st = schema.NewJobStatus(&schema.Job{JobID: "job_run", Org: "org_1", Collection: "docs", CreatedAt: time.Now()})
 	st.Status, st.FilesTotal = schema.JobStatusRunning, 2
 	if err := store.Create(ctx, st); err != nil {
 		t.Fatal(err)
@@ -88,13 +105,13 @@ func TestProgressLines(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		_, _ = store.Cancel(ctx, "org_1", "job_run")
 	}()
-	var b bytes.Buffer
-	final, err := showJob(ctx, store, "org_1", "job_run", true, progress{w: &b, tty: false})
+	var lines bytes.Buffer
+	final, err := showJob(ctx, store, "org_1", "job_run", true, progress{w: &lines, tty: false})
 	if err != nil || final.Status != schema.JobStatusCancelled {
 		t.Fatalf("%v %+v", err, final)
 	}
-	if strings.Contains(b.String(), "\r") || !strings.Contains(b.String(), "running: 0/2 files") {
-		t.Fatalf("progress output %q", b.String())
+	if strings.Contains(lines.String(), "\r") || !strings.Contains(lines.String(), "listing…  running: 2 files so far") {
+		t.Fatalf("progress output %q", lines.String())
 	}
 }
 
@@ -198,6 +215,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"job", "show", "--timeout", "soon"}, exitUsage},
 		{[]string{"job", "show", "--org", "o", "extra"}, exitUsage},
 		{[]string{"worker", "--log-level", "verbose"}, exitUsage},
+		// A required flag is missing: refused before connecting (this NATS URL is dead).
+		{[]string{"org", "create", "--nats-url", "nats://127.0.0.1:1"}, exitUsage},
+		{[]string{"integration", "add", "--org", "o", "--nats-url", "nats://127.0.0.1:1"}, exitUsage},
 		{[]string{"job", "show", "--org", "o", "--id", "j", "--nats-url", "nats://127.0.0.1:1"}, exitRuntime},
 	} {
 		err := run(ctx, c.args)

@@ -16,6 +16,13 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stevedore-dev/stevedore/schema/collections"
+	"github.com/stevedore-dev/stevedore/schema/jobs"
+	"github.com/stevedore-dev/stevedore/schema/registry"
 )
 
 const usage = `stevedore indexes customers' S3 buckets through cross-account IAM roles.
@@ -136,16 +143,48 @@ func exitCode(err error) int {
 	return exitRuntime
 }
 
-// reportError writes a failed command's error: as {"error": "..."} when the
-// command was asked for --json (scripts parse stderr too), else as text.
+// failure is how a failed command reports, in the API's shape: a stable
+// code for programs, a message and a hint for people.
+type failure struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Hint    string `json:"hint"`
+}
+
+// describeFailure names err's code and what to do about it.
+func describeFailure(err error) failure {
+	f := failure{Code: "error", Message: err.Error()}
+	var e *exitError
+	switch {
+	case errors.As(err, &e) && e.code == exitUsage:
+		f.Code, f.Hint = "usage", "stevedore help lists the commands; stevedore <command> -h a command's flags"
+	case errors.Is(err, nats.ErrNoServers):
+		f.Code, f.Hint = "nats_unreachable", "is NATS running at --nats-url (env STEVEDORE_NATS_URL)? stevedore dev runs one embedded on 127.0.0.1:4222"
+	case errors.Is(err, nats.ErrAuthorization):
+		f.Code, f.Hint = "nats_unauthorized", "NATS refused the credentials: check --nats-nkey or --nats-creds (deploy/README.md, \"Secrets\")"
+	case errors.Is(err, context.DeadlineExceeded):
+		f.Code, f.Hint = "timeout", "raise --timeout, or follow it again later"
+	case errors.Is(err, registry.ErrNotFound), errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, collections.ErrNotFound), errors.Is(err, jobs.ErrNotFound):
+		f.Code, f.Hint = "not_found", "the list commands (org list, job list --org …, collection list --org …) show what exists"
+	}
+	return f
+}
+
+// reportError writes a failed command's error: as {"error": {"code",
+// "message", "hint"}} when the command was asked for --json (scripts parse
+// stderr too), else as text with the hint on a second line.
 func reportError(w io.Writer, args []string, err error) {
+	f := describeFailure(err)
 	for _, a := range args {
 		if a == "--json" || a == "-json" || a == "--json=true" || a == "-json=true" {
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			_ = json.NewEncoder(w).Encode(map[string]failure{"error": f})
 			return
 		}
 	}
-	fmt.Fprintln(w, "stevedore:", err)
+	fmt.Fprintln(w, "stevedore:", f.Message)
+	if f.Hint != "" {
+		fmt.Fprintln(w, "  hint:", f.Hint)
+	}
 }
 
 func run(ctx context.Context, args []string) error {

@@ -115,7 +115,7 @@ func runOrg(ctx context.Context, args []string) error {
 		"create": func(args []string) error {
 			var name *string
 			return operatorCommand(ctx, "org create", args, func(f *flags) {
-				name = f.FlagSet.String("name", "", "organization name")
+				name = f.Need("name", "organization name")
 			}, func(r *registry.Registry) (map[string]any, string, error) {
 				org, key, err := r.CreateOrg(ctx, cliActor, *name)
 				if err != nil {
@@ -129,7 +129,7 @@ func runOrg(ctx context.Context, args []string) error {
 		"rotate-external-id": func(args []string) error {
 			var id *string
 			return operatorCommand(ctx, "org rotate-external-id", args, func(f *flags) {
-				id = f.FlagSet.String("org", "", "organization ID")
+				id = f.Need("org", "organization ID")
 			}, func(r *registry.Registry) (map[string]any, string, error) {
 				org, err := r.RotateExternalID(ctx, cliActor, *id)
 				if err != nil {
@@ -152,9 +152,9 @@ type integrationFlags struct {
 }
 
 func defineIntegrationFlags(f *flags, withRole bool) *integrationFlags {
-	c := &integrationFlags{org: f.FlagSet.String("org", "", "organization ID")}
+	c := &integrationFlags{org: f.Need("org", "organization ID")}
 	if withRole {
-		c.role = f.FlagSet.String("role-arn", "", "the customer's IAM role ARN")
+		c.role = f.Need("role-arn", "the customer's IAM role ARN")
 		c.region = f.FlagSet.String("region", "", "the buckets' region")
 		c.duration = f.FlagSet.Duration("session-duration", 0, "requested session duration (15m-12h; default: the fleet's)")
 	}
@@ -216,8 +216,8 @@ func integrationVerify(ctx context.Context, args []string) error {
 	var org, id, bucket, prefix, template *string
 	var pathStyle, devEmulator *bool
 	return operatorCommand(ctx, "integration verify", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		id = f.FlagSet.String("id", "", "integration ID")
+		org = f.Need("org", "organization ID")
+		id = f.Need("id", "integration ID")
 		bucket = f.FlagSet.String("bucket", "", "bucket to probe (default: the integration's first)")
 		pathStyle = f.Bool("s3-path-style", false, "path-style S3 addressing (MinIO)")
 		devEmulator = f.Bool("dev-emulator-sts", false, "DEVELOPMENT ONLY: accept an STS that ignores ExternalId (MinIO)")
@@ -231,7 +231,7 @@ func integrationVerify(ctx context.Context, args []string) error {
 // integrationList is `integration list`.
 func integrationList(ctx context.Context, args []string) error {
 	var org *string
-	return operatorCommand(ctx, "integration list", args, func(f *flags) { org = f.FlagSet.String("org", "", "organization ID") },
+	return operatorCommand(ctx, "integration list", args, func(f *flags) { org = f.Need("org", "organization ID") },
 		func(r *registry.Registry) (map[string]any, string, error) {
 			ins, err := r.Integrations(ctx, *org)
 			if err != nil {
@@ -260,8 +260,8 @@ func integrationList(ctx context.Context, args []string) error {
 func integrationRevoke(ctx context.Context, args []string) error {
 	var org, id, reason, data *string
 	return operatorCommand(ctx, "integration revoke", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		id = f.FlagSet.String("id", "", "integration ID")
+		org = f.Need("org", "organization ID")
+		id = f.Need("id", "integration ID")
 		reason = f.FlagSet.String("reason", "", "why (recorded in AUDIT)")
 		data = f.FlagSet.String("data", "retain", "what it indexed: retain, or delete (a wipe job per collection erases the documents read with it)")
 	}, func(r *registry.Registry) (map[string]any, string, error) {

@@ -29,8 +29,8 @@ func scheduleSet(ctx context.Context, args []string) error {
 	var staleAfter *time.Duration
 	var keep *bool
 	return operatorCommand(ctx, "schedule set", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		collection = f.FlagSet.String("collection", "", "collection")
+		org = f.Need("org", "organization ID")
+		collection = f.Need("collection", "collection")
 		integration = f.FlagSet.String("integration", "", "integration ID whose role reads the bucket")
 		bucket = f.FlagSet.String("bucket", "", "bucket to sync")
 		prefix = f.FlagSet.String("prefix", "", "sync only this prefix (a directory)")
@@ -80,8 +80,8 @@ func scheduleSet(ctx context.Context, args []string) error {
 func scheduleShow(ctx context.Context, args []string) error {
 	var org, collection *string
 	return operatorCommand(ctx, "schedule show", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		collection = f.FlagSet.String("collection", "", "collection")
+		org = f.Need("org", "organization ID")
+		collection = f.Need("collection", "collection")
 	}, func(r *registry.Registry) (map[string]any, string, error) {
 		s, err := schedules.Open(ctx, r.JetStream(), nil)
 		if err != nil {
@@ -129,8 +129,8 @@ func scheduleList(ctx context.Context, args []string) error {
 func scheduleClear(ctx context.Context, args []string) error {
 	var org, collection *string
 	return operatorCommand(ctx, "schedule clear", args, func(f *flags) {
-		org = f.FlagSet.String("org", "", "organization ID")
-		collection = f.FlagSet.String("collection", "", "collection")
+		org = f.Need("org", "organization ID")
+		collection = f.Need("collection", "collection")
 	}, func(r *registry.Registry) (map[string]any, string, error) {
 		s, err := schedules.Open(ctx, r.JetStream(), nil)
 		if err != nil {

@@ -104,8 +104,8 @@ func runRoute(ctx context.Context, args []string) error {
 		"add": func(args []string) error {
 			var org, collection, bucket, prefix, integration, processing, encoding *string
 			return operatorCommand(ctx, "route add", args, func(f *flags) {
-				org = f.FlagSet.String("org", "", "organization ID")
-				collection = f.FlagSet.String("collection", "", "collection the bucket's objects are indexed into")
+				org = f.Need("org", "organization ID")
+				collection = f.Need("collection", "collection the bucket's objects are indexed into")
 				bucket = f.FlagSet.String("bucket", "", "bucket whose notifications this route takes")
 				prefix = f.FlagSet.String("prefix", "", "only keys under this prefix (the longest matching prefix wins)")
 				integration = f.FlagSet.String("integration", "", "integration to read the objects with (default: the org's only one covering the bucket)")
@@ -139,8 +139,8 @@ func runRoute(ctx context.Context, args []string) error {
 		"delete": func(args []string) error {
 			var org, id *string
 			return operatorCommand(ctx, "route delete", args, func(f *flags) {
-				org = f.FlagSet.String("org", "", "organization ID")
-				id = f.FlagSet.String("id", "", "route ID")
+				org = f.Need("org", "organization ID")
+				id = f.Need("id", "route ID")
 			}, func(r *registry.Registry) (map[string]any, string, error) {
 				if err := r.DeleteRoute(ctx, cliActor, *org, *id); err != nil {
 					return nil, "", err
