@@ -29,7 +29,7 @@ var flagGroups = []struct {
 var examples = map[string][]string{
 	"dev":                    {"stevedore dev", "stevedore dev --data /var/lib/stevedore --log-format text"},
 	"producer":               {"stevedore producer --nats-url tls://nats:4222 --nats-nkey /etc/stevedore/nats/producer.nk --nats-tls-ca /etc/stevedore/nats/ca.crt"},
-	"worker":                 {"stevedore worker --nats-url tls://nats:4222 --nats-nkey /etc/stevedore/nats/worker.nk --workers 8", "STEVEDORE_OCR=off stevedore worker   # every flag also reads STEVEDORE_<NAME>"},
+	"worker":                 {"stevedore worker --nats-url tls://nats:4222 --nats-nkey /etc/stevedore/nats/worker.nk --workers 8", "STEVEDORE_OCR=false stevedore worker   # every flag also reads STEVEDORE_<NAME>"},
 	"org create":             {"stevedore org create --name 'Acme Corp.'", "stevedore org create --name Acme --json | jq -r .api_key"},
 	"org show":               {"stevedore org show --org org_3f9c2a71d04e8b56"},
 	"integration add":        {"stevedore integration add --org org_3f9c… --role-arn arn:aws:iam::123456789012:role/stevedore-reader --bucket acme-contracts"},
