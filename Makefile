@@ -1,5 +1,5 @@
 # The two commands the README promises, and a few helpers.
-.PHONY: demo test unit e2e bench bench-micro fault-run sim sweep-scale ocr-scale build release fuzz golden clean
+.PHONY: demo test unit e2e bench bench-micro fault-run sim sweep-scale ocr-scale build release image fuzz golden clean
 
 # Run the main job on the embedded default: MinIO + stevedore dev, one index request, a summary.
 demo:
@@ -90,6 +90,16 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unkn
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 DATE    ?= $(shell git log -1 --format=%cI 2>/dev/null)
 LDFLAGS  = -s -w -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT) -X main.buildDate=$(DATE)
+# The image (needs a Docker engine): built with the release's stamp, pushed to $(REGISTRY), and its
+# digest printed with the command that pins the overlays to it.
+REGISTRY ?= ghcr.io/stevedore-dev
+image:
+	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) \
+		-t $(REGISTRY)/stevedore:$(VERSION) .
+	docker push $(REGISTRY)/stevedore:$(VERSION)
+	@digest=$$(docker inspect --format '{{index .RepoDigests 0}}' $(REGISTRY)/stevedore:$(VERSION)); echo "$$digest"; \
+		echo "pin it: (cd deploy/kubernetes/overlays/prod && kustomize edit set image stevedore=$$digest)"
+
 release:
 	rm -rf dist && mkdir -p dist
 	for arch in amd64 arm64; do \

@@ -49,7 +49,7 @@ type fleetConfig struct {
 	pdfInstances, pdfMaxPages, pdfMemoryMiB                                              *int
 	pdfTimeout                                                                           *time.Duration
 	ocr                                                                                  ocrFlags
-	cacheDir                                                                             *string
+	cacheDir, cacheSeed                                                                  *string
 	shutdownGrace, sessionDuration, ackWait                                              *time.Duration
 	tenantConcurrency, spillEvery, stealAbove, orgTaskShare                              *int
 	sweepMaxShare                                                                        *float64
@@ -112,6 +112,7 @@ func addFleetFlags(f *flags, api bool, workers int) *fleetConfig {
 		c.pdfMaxPages = f.Int("pdf-max-pages", extract.DefaultPDFMaxPages, "PDFs with more pages are skipped (too_large)")
 		c.pdfTimeout = f.Duration("pdf-timeout", extract.DefaultPDFTimeout, "time cap per PDF; past it the instance is killed and the object skipped (extract_timeout)")
 		c.cacheDir, c.pdfMemoryMiB = pdfModuleFlags(f)
+		c.cacheSeed = f.String("pdf-cache-seed", "", "a read-only PDFium cache compiled ahead (the container image's: /opt/stevedore/pdfium), copied into --cache-dir where that lacks its files")
 		c.ocr = addOCRFlags(f)
 		c.sessionDuration = f.Duration("session-duration", time.Hour, "assumed-role session duration (15m-12h; 1h max when our identity is itself a role session)")
 	}
@@ -607,7 +608,7 @@ func (p *process) startWorkers() (stop func(), err error) {
 	}
 	instances := min(*c.pdfInstances, *c.workers**c.taskConcurrency)
 	pdf := extract.NewPDF(extract.PDFConfig{Instances: instances, MaxPages: *c.pdfMaxPages, Timeout: *c.pdfTimeout,
-		MemoryBytes: int64(*c.pdfMemoryMiB) << 20, CacheDir: *c.cacheDir})
+		MemoryBytes: int64(*c.pdfMemoryMiB) << 20, CacheDir: *c.cacheDir, SeedDir: *c.cacheSeed})
 	warmStart := time.Now()
 	if err := pdf.Warm(); err != nil {
 		pdf.Close()

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -40,6 +43,12 @@ type PDFConfig struct {
 	Timeout     time.Duration // per document; past it the instance is killed and the object skipped (default 2 min)
 	MemoryBytes int64         // WebAssembly memory per instance (default 256 MiB)
 	CacheDir    string        // wazero's compilation cache ("" = compile in memory at every start)
+	// SeedDir is a read-only compilation cache made ahead (the container
+	// image's, compiled at build), copied into CacheDir where CacheDir
+	// lacks its files. wazero keys a compiled module by the CPU's features:
+	// on a machine like the builder's the seed is used as it is; on
+	// another, the module is compiled once and cached in CacheDir beside it.
+	SeedDir string
 }
 
 // PDF defaults.
@@ -85,6 +94,12 @@ func (p *PDF) start() error {
 			WithMemoryLimitPages(uint32(p.cfg.MemoryBytes >> 16)).
 			WithCloseOnContextDone(true)
 		if p.cfg.CacheDir != "" {
+			if p.cfg.SeedDir != "" {
+				if err := seedCache(p.cfg.SeedDir, p.cfg.CacheDir); err != nil {
+					p.err = fmt.Errorf("pdf: seed the compilation cache from %s: %w", p.cfg.SeedDir, err)
+					return
+				}
+			}
 			cache, err := wazero.NewCompilationCacheWithDir(p.cfg.CacheDir)
 			if err != nil {
 				p.err = fmt.Errorf("pdf: compilation cache %s: %w", p.cfg.CacheDir, err)
@@ -427,4 +442,34 @@ func outlinePage(inst pdfium.Pdfium, doc references.FPDF_DOCUMENT, item referenc
 		return -1
 	}
 	return idx.Index
+}
+
+// seedCache copies the files of seed that dir lacks into dir (wazero's
+// cache is a tree of files named by their content's key).
+func seedCache(seed, dir string) error {
+	return filepath.WalkDir(seed, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(seed, path)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dir, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o755)
+		}
+		if _, err := os.Stat(to); err == nil {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		tmp := to + ".seeding"
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			return err
+		}
+		return os.Rename(tmp, to) // whole or not at all: another process may be starting from the same directory
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -253,4 +254,38 @@ func TestPDFOutlineCycles(t *testing.T) {
 		t.Fatalf("heading path %d deep", deepest)
 	}
 	t.Logf("a self-referencing outline: %d bytes of text, heading paths at most %d deep", text.Len(), deepest)
+}
+
+// A worker whose cache directory is empty starts from the seed (the
+// image's cache, compiled at build): the seed's files are copied in whole,
+// and the extractor works from them.
+func TestPDFCacheSeed(t *testing.T) {
+	seed := testPDF(t).cfg.CacheDir
+	dir := t.TempDir()
+	p := NewPDF(PDFConfig{Instances: 1, CacheDir: dir, SeedDir: seed})
+	defer p.Close()
+	if err := p.Warm(); err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	err := filepath.WalkDir(seed, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(seed, path)
+		want, _ := os.ReadFile(path)
+		got, err := os.ReadFile(filepath.Join(dir, rel))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: not seeded (%v)", rel, err)
+		}
+		files++
+		return nil
+	})
+	if err != nil || files == 0 {
+		t.Fatalf("the seed has %d files (%v)", files, err)
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(dir, "*", "*.seeding"))
+	if len(leftovers) > 0 {
+		t.Errorf("half-copied files left: %v", leftovers)
+	}
 }
