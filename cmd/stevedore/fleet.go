@@ -610,11 +610,11 @@ func (p *process) startWorkers() (stop func(), err error) {
 	pdf := extract.NewPDF(extract.PDFConfig{Instances: instances, MaxPages: *c.pdfMaxPages, Timeout: *c.pdfTimeout,
 		MemoryBytes: int64(*c.pdfMemoryMiB) << 20, CacheDir: *c.cacheDir, SeedDir: *c.cacheSeed})
 	warmStart := time.Now()
-	if err := pdf.Warm(); err != nil {
+	if err := pdf.Check(); err != nil {
 		pdf.Close()
 		return nil, fmt.Errorf("PDF extractor (--cache-dir, --pdf-memory-mib): %w", err)
 	}
-	p.log.Info("PDF extractor ready", "instances", instances, "took", time.Since(warmStart).Round(time.Millisecond))
+	p.log.Info("PDF extractor checked; it starts on the first PDF", "instances", instances, "took", time.Since(warmStart).Round(time.Millisecond))
 	ocr, err := c.ocr.start(p.log, p.reg)
 	if err != nil {
 		pdf.Close()

@@ -141,13 +141,25 @@ type Result struct {
 	// separate processes (production's shape) instead of `stevedore dev`
 	// with its embedded server; stevedore's CPU is then its own.
 	Fleet bool `json:"fleet,omitempty"`
+	// Replicas: with Fleet, 3 is a 3-node NATS cluster with every stream
+	// (and the raw stages' scratch stream) at R3; 0 or 1 is one node, R1.
+	Replicas int `json:"replicas,omitempty"`
 }
 
 // procs are the processes whose CPU the bench reads.
 type procs struct {
 	stevedore []int // dev, or producer and worker
-	server    int   // the process storing JetStream messages: dev, or nats-server
+	servers   []int // the processes storing JetStream messages: dev, or the nats-server nodes
 	worker    int   // the process doing the tasks (its RSS is reported)
+}
+
+// serverCPU is the CPU time of the JetStream servers.
+func (p procs) serverCPU() time.Duration {
+	var d time.Duration
+	for _, pid := range p.servers {
+		d += cpu(pid)
+	}
+	return d
 }
 
 func (p procs) stevedoreCPU() time.Duration {
@@ -166,11 +178,16 @@ func main() {
 	workers := flag.String("workers", "2", "workers in stevedore dev (or in the worker process with -fleet)")
 	fleet := flag.Bool("fleet", false, "run nats-server, `stevedore producer` and `stevedore worker` as separate processes instead of `stevedore dev`")
 	more := flag.String("worker-args", "", "more flags for stevedore dev (or the worker process with -fleet), e.g. \"--task-concurrency 16\"")
+	replicas := flag.Int("replicas", 1, "with -fleet: 3 runs a 3-node NATS cluster with every stream at R3")
 	flag.Parse()
+	if *replicas != 1 && (*replicas != 3 || !*fleet) {
+		fmt.Fprintln(os.Stderr, "bench: -replicas is 1, or 3 with -fleet")
+		os.Exit(2)
+	}
 	args := append([]string{"--workers", *workers}, strings.Fields(*more)...)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *smoke, *shapesFlag, *out, *profile, args, *fleet); err != nil {
+	if err := run(ctx, *smoke, *shapesFlag, *out, *profile, args, *fleet, *replicas); err != nil {
 		fmt.Fprintln(os.Stderr, "bench failed:", err)
 		os.Exit(1)
 	}
@@ -214,7 +231,7 @@ func human(b int) string {
 	return fmt.Sprintf("%d B", b)
 }
 
-func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, workerArgs []string, fleet bool) error {
+func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, workerArgs []string, fleet bool, replicas int) error {
 	shapes, err := parseShapes(shapeSpec)
 	if err != nil {
 		return err
@@ -238,7 +255,7 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 	var ps procs
 	if fleet {
 		var stop func()
-		if s, ps, stop, err = startFleet(ctx, dir, logf, workerArgs); err != nil {
+		if s, ps, stop, err = startFleet(ctx, dir, logf, workerArgs, replicas); err != nil {
 			return err
 		}
 		defer stop()
@@ -247,7 +264,7 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 			return err
 		}
 		defer s.Stop()
-		ps = procs{stevedore: []int{s.DevPID()}, server: s.DevPID(), worker: s.DevPID()}
+		ps = procs{stevedore: []int{s.DevPID()}, servers: []int{s.DevPID()}, worker: s.DevPID()}
 	}
 	org, _, err := s.Onboard(ctx, "Bench", roleARN, "demo-docs")
 	if err != nil {
@@ -259,6 +276,9 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 	}
 	client := s.RootS3()
 	res := Result{At: time.Now().UTC(), Revision: revision(root), GoVersion: runtime.Version(), Smoke: smoke, Fleet: fleet}
+	if replicas > 1 {
+		res.Replicas = replicas
+	}
 	logf("uploading %d shapes", len(shapes))
 	for i, sh := range shapes {
 		if err := upload(ctx, client, fmt.Sprintf("bench/%d/", i), sh); err != nil {
@@ -317,7 +337,7 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 	if !filepath.IsAbs(out) {
 		out = filepath.Join(root, out)
 	}
-	prev := previous(out, fleet)
+	prev := previous(out, fleet, res.Replicas)
 	report(os.Stdout, res, prev)
 	if smoke {
 		return nil
@@ -334,10 +354,11 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 	return nil
 }
 
-// startFleet starts MinIO, one nats-server, `stevedore producer` and
-// `stevedore worker --workers n` as separate processes, as production runs
-// them, and points s at the producer's API and the worker's metrics.
-func startFleet(ctx context.Context, dir string, logf func(string, ...any), workerArgs []string) (*stack.Stack, procs, func(), error) {
+// startFleet starts MinIO, one nats-server (or a 3-node cluster, with
+// replicas 3), `stevedore producer` and `stevedore worker --workers n` as
+// separate processes, as production runs them, and points s at the
+// producer's API and the worker's metrics.
+func startFleet(ctx context.Context, dir string, logf func(string, ...any), workerArgs []string, replicas int) (*stack.Stack, procs, func(), error) {
 	s, err := stack.Start(ctx, dir, logf, stack.WithoutDev())
 	if err != nil {
 		return nil, procs{}, nil, err
@@ -354,13 +375,20 @@ func startFleet(ctx context.Context, dir string, logf func(string, ...any), work
 	if err != nil {
 		return fail(err)
 	}
-	node, err := stack.StartNATS(ctx, dir, natsBin)
+	var node *stack.Cluster
+	if replicas == 3 {
+		node, err = stack.StartCluster(ctx, dir, natsBin, 3)
+	} else {
+		node, err = stack.StartNATS(ctx, dir, natsBin)
+	}
+	if node != nil {
+		running = append(running, node.Nodes...)
+	}
 	if err != nil {
 		return fail(err)
 	}
-	running = append(running, node.Nodes...)
-	s.NATSURL = node.URLs
-	env := append(s.Env, "STEVEDORE_NATS_URL="+node.URLs, "STEVEDORE_LOG_LEVEL=warn")
+	s.NATSURL, s.Replicas = node.URLs, replicas
+	env := append(s.Env, "STEVEDORE_NATS_URL="+node.URLs, "STEVEDORE_LOG_LEVEL=warn", fmt.Sprintf("STEVEDORE_REPLICAS=%d", replicas))
 	var ports [3]int
 	for i := range ports {
 		if ports[i], err = stack.FreePort(); err != nil {
@@ -386,8 +414,12 @@ func startFleet(ctx context.Context, dir string, logf func(string, ...any), work
 	if err := stack.WaitOK(s.Metric+"/readyz", time.Minute); err != nil {
 		return fail(err)
 	}
-	logf("fleet: nats-server (pid %d), producer (pid %d), worker %s (pid %d)", node.Nodes[0].PID(), producer.PID(), strings.Join(workerArgs, " "), worker.PID())
-	return s, procs{stevedore: []int{producer.PID(), worker.PID()}, server: node.Nodes[0].PID(), worker: worker.PID()}, stop, nil
+	var servers []int
+	for _, n := range node.Nodes {
+		servers = append(servers, n.PID())
+	}
+	logf("fleet: nats-server %v (R%d), producer (pid %d), worker %s (pid %d)", servers, replicas, producer.PID(), strings.Join(workerArgs, " "), worker.PID())
+	return s, procs{stevedore: []int{producer.PID(), worker.PID()}, servers: servers, worker: worker.PID()}, stop, nil
 }
 
 // upload puts sh's objects under prefix.
@@ -622,7 +654,7 @@ func objectKeys(prefix string, n int) []string {
 // waiting for its acknowledgements as the worker does, and returns the
 // seconds it took and the CPU per object of this process and the server.
 func publishEach(ctx context.Context, js jetstream.JetStream, ps procs, n int, msgs func(i int) []schema.Out) (secs, cpuMs float64, err error) {
-	c0, s0, t0 := selfCPU(), cpu(ps.server), time.Now()
+	c0, s0, t0 := selfCPU(), ps.serverCPU(), time.Now()
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	for w := 0; w < 8; w++ {
@@ -641,7 +673,7 @@ func publishEach(ctx context.Context, js jetstream.JetStream, ps procs, n int, m
 	if err := g.Wait(); err != nil {
 		return 0, 0, err
 	}
-	return time.Since(t0).Seconds(), ms(selfCPU()-c0+cpu(ps.server)-s0, n), nil
+	return time.Since(t0).Seconds(), ms(selfCPU()-c0+ps.serverCPU()-s0, n), nil
 }
 
 // perSec is the objects per second this machine's cores allow at cpuMs of
@@ -679,7 +711,7 @@ func scratchStream(ctx context.Context, s *stack.Stack) (jetstream.JetStream, fu
 	js, err := jetstream.New(nc)
 	if err == nil {
 		_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"bench.>"}, Storage: jetstream.FileStorage,
-			Duplicates: 2 * time.Minute})
+			Duplicates: 2 * time.Minute, Replicas: max(s.Replicas, 1)})
 	}
 	if err != nil {
 		nc.Close()
@@ -697,7 +729,7 @@ func pipeline(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, min
 	if err != nil {
 		return p, err
 	}
-	d0, m0, n0, t0 := ps.stevedoreCPU(), cpu(minio), cpu(ps.server), time.Now()
+	d0, m0, n0, t0 := ps.stevedoreCPU(), cpu(minio), ps.serverCPU(), time.Now()
 	body := map[string]any{"bucket_name": "demo-docs", "directory_path": prefix, "skip_existing": false,
 		"auth": map[string]string{"type": "assume_role", "role_arn": roleARN, "external_id": org.ExternalID}}
 	var job struct {
@@ -721,8 +753,8 @@ func pipeline(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, min
 	}
 	devCPU, minioCPU := ps.stevedoreCPU()-d0, cpu(minio)-m0
 	var natsCPU time.Duration
-	if !slices.Contains(ps.stevedore, ps.server) {
-		natsCPU = cpu(ps.server) - n0
+	if !slices.Contains(ps.stevedore, ps.servers[0]) {
+		natsCPU = ps.serverCPU() - n0
 	}
 	sts1, _ := s.MetricSum("stevedore_sts_assume_total")
 	h1, err := taskHistogram(s)
@@ -874,7 +906,7 @@ func revision(root string) string {
 }
 
 // previous is the newest earlier result, if any.
-func previous(dir string, fleet bool) *Result {
+func previous(dir string, fleet bool, replicas int) *Result {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	sort.Strings(files)
 	for i := len(files) - 1; i >= 0; i-- { // the latest run of the same shape of deployment
@@ -883,7 +915,7 @@ func previous(dir string, fleet bool) *Result {
 			continue
 		}
 		var r Result
-		if json.Unmarshal(data, &r) == nil && r.Fleet == fleet {
+		if json.Unmarshal(data, &r) == nil && r.Fleet == fleet && r.Replicas == replicas {
 			return &r
 		}
 	}
@@ -894,6 +926,9 @@ func report(w io.Writer, r Result, prev *Result) {
 	mode := "stevedore dev, NATS embedded"
 	if r.Fleet {
 		mode = "fleet: nats-server, producer, worker"
+	}
+	if r.Replicas == 3 {
+		mode = "fleet: 3-node NATS cluster with streams at R3, producer, worker"
 	}
 	fmt.Fprintf(w, "\nstevedore bench at %s (%s, %s, %d cores; %s)\n\n", r.Revision, r.At.Format(time.RFC3339), r.GoVersion, r.Raw.Cores, mode)
 	if r.Raw.CeilingPerSec > 0 {

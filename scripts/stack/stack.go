@@ -36,6 +36,9 @@ type Stack struct {
 	Root, Dir, Bin       string
 	NATSURL, API, Metric string
 	Env                  []string
+	// Replicas is the stream replication of the NATS the fleet runs on
+	// (0: `stevedore dev`'s single embedded server).
+	Replicas int
 	// SQS is moto_server and QueueURL the notification queue `stevedore dev`
 	// reads, when started WithSQS.
 	SQS      *sqstest.Server

@@ -140,6 +140,23 @@ func (p *PDF) Warm() error {
 	return inst.Close()
 }
 
+// Check proves PDFium compiles and starts under the memory cap, filling
+// CacheDir, and then lets it go: the pool itself starts on the first PDF,
+// from the cache in half a second. A worker that reads only text never
+// holds PDFium (its decoded module and compiled code, ≈ 25 MiB). Without a
+// CacheDir it is Warm (checking would compile twice).
+func (p *PDF) Check() error {
+	if p.cfg.CacheDir == "" {
+		return p.Warm()
+	}
+	probe := NewPDF(PDFConfig{Instances: 1, MemoryBytes: p.cfg.MemoryBytes, CacheDir: p.cfg.CacheDir, SeedDir: p.cfg.SeedDir})
+	err := probe.Warm()
+	if cerr := probe.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // Close stops the pool.
 func (p *PDF) Close() error {
 	if p == nil || p.pool == nil {

@@ -289,3 +289,23 @@ func TestPDFCacheSeed(t *testing.T) {
 		t.Errorf("half-copied files left: %v", leftovers)
 	}
 }
+
+// Check compiles PDFium into the cache and lets it go: the extractor holds
+// no pool until the first PDF, which starts it from the cache.
+func TestPDFCheckHoldsNothing(t *testing.T) {
+	p := NewPDF(PDFConfig{Instances: 1, CacheDir: t.TempDir(), SeedDir: testPDF(t).cfg.CacheDir})
+	defer p.Close()
+	if err := p.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if p.pool != nil {
+		t.Fatal("Check left a PDFium pool running")
+	}
+	entries, _ := os.ReadDir(p.cfg.CacheDir)
+	if len(entries) == 0 {
+		t.Fatal("the cache is empty after Check")
+	}
+	if err := p.Warm(); err != nil || p.pool == nil {
+		t.Fatalf("the first use does not start the pool: %v", err)
+	}
+}
