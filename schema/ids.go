@@ -155,6 +155,15 @@ func SweptEventID(jobID string) string { return "swept:" + jobID }
 // JobPageMsgID is the Nats-Msg-Id of page n of a job.
 func JobPageMsgID(jobID string, page int) string { return "job:" + jobID + ":" + strconv.Itoa(page) }
 
+// LanePageMsgID is the Nats-Msg-Id of page n of a job's lane (JobPageMsgID
+// for the first lane, "").
+func LanePageMsgID(jobID, lane string, page int) string {
+	if lane == "" {
+		return JobPageMsgID(jobID, page)
+	}
+	return "job:" + jobID + ":" + strconv.Itoa(page) + ":" + lane
+}
+
 // TaskMsgID is the Nats-Msg-Id of the task for one object of a job (tasks
 // from S3 notifications use EventTaskMsgID).
 func TaskMsgID(jobID, bucket, key, version, sequencer string) string {
@@ -205,6 +214,15 @@ func ReplayMsgID(deadSeq uint64) string { return ReplayIDPrefix + strconv.Format
 // PlannedEventID is the ID of the "planned" event of page n of a job.
 func PlannedEventID(jobID string, page int) string {
 	return "planned:" + jobID + ":" + strconv.Itoa(page)
+}
+
+// LanePlannedEventID is the ID of the "planned" event of page n of a job's
+// lane (PlannedEventID for the first lane, "").
+func LanePlannedEventID(jobID, lane string, page int) string {
+	if lane == "" {
+		return PlannedEventID(jobID, page)
+	}
+	return "planned:" + jobID + ":" + strconv.Itoa(page) + ":" + lane
 }
 
 // JobFailedEventID is the ID of the "failed" event of a job.

@@ -94,6 +94,15 @@ type Job struct {
 	// ObjectTags and OCRLanguages: see Task.
 	ObjectTags   bool   `json:"include_object_tags,omitempty"`
 	OCRLanguages string `json:"ocr_languages,omitempty"`
+	// Lane, StartAfter and Through place a page in the job's listing when
+	// the planner split it into lanes listed at once (see worker/plan):
+	// Lane is the lane's path ("" the first; a split of lane L makes L+"0"
+	// and L+"1"), its listing starts after StartAfter (a lane's first page;
+	// later pages use ContinuationToken) and ends at Through, inclusive ("":
+	// the end of the bucket).
+	Lane       string `json:"lane,omitempty"`
+	StartAfter string `json:"start_after,omitempty"`
+	Through    string `json:"through,omitempty"`
 	// RetryOf is the job a retry job re-runs the failures of.
 	RetryOf string `json:"retry_of,omitempty"`
 	// Document is the document a delete_document job erases (DocumentID).
@@ -535,7 +544,12 @@ type JobEvent struct {
 	Last       bool         `json:"last"`
 	// Cut is set on the last page of a listing that max_files stopped
 	// with keys left: the listing is incomplete, so nothing is swept.
-	Cut        bool      `json:"cut,omitempty"`
+	Cut bool `json:"cut,omitempty"`
+	// Lane is the page's lane (Job.Lane); Split, when the page split its
+	// lane, names the two lanes it published a first page of instead of
+	// its lane's next page (Last is then false).
+	Lane       string    `json:"lane,omitempty"`
+	Split      []string  `json:"split,omitempty"`
 	Sweep      *Sweep    `json:"sweep,omitempty"` // JobSwept
 	Reason     string    `json:"reason,omitempty"`
 	ErrorClass string    `json:"error_class,omitempty"`

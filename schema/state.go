@@ -77,21 +77,25 @@ type JobStatus struct {
 	FilesExcluded int64   `json:"files_excluded,omitempty"` // listed, left out by the job's filters (not in files_total)
 	// FilesMetadataUpdated: of files_indexed, those whose chunks were
 	// published again for a metadata-only change, without extracting.
-	FilesMetadataUpdated int64       `json:"files_metadata_updated,omitempty"`
-	FilesDeleted         int64       `json:"files_deleted"`            // indexed before, gone from the bucket now (or erased by an erase job): their chunks were tombstoned
-	ChunksDeleted        int64       `json:"chunks_deleted,omitempty"` // erase jobs: chunks tombstoned
-	ChunksProcessed      int64       `json:"chunks_processed"`
-	TokensUsed           int64       `json:"tokens_used"`
-	BytesProcessed       int64       `json:"bytes_processed"`
-	PagesPlanned         int         `json:"pages_planned"`
-	LastPage             int         `json:"last_page"` // -1 until the last page is planned
-	Errors               []FileError `json:"errors"`
-	ErrorsDropped        int64       `json:"errors_dropped,omitempty"`
-	Error                *JobError   `json:"error,omitempty"`
-	CreatedAt            time.Time   `json:"created_at"`
-	StartedAt            *time.Time  `json:"started_at,omitempty"`
-	CompletedAt          *time.Time  `json:"completed_at,omitempty"`
-	LastEventSeq         uint64      `json:"last_event_seq"`
+	FilesMetadataUpdated int64 `json:"files_metadata_updated,omitempty"`
+	FilesDeleted         int64 `json:"files_deleted"`            // indexed before, gone from the bucket now (or erased by an erase job): their chunks were tombstoned
+	ChunksDeleted        int64 `json:"chunks_deleted,omitempty"` // erase jobs: chunks tombstoned
+	ChunksProcessed      int64 `json:"chunks_processed"`
+	TokensUsed           int64 `json:"tokens_used"`
+	BytesProcessed       int64 `json:"bytes_processed"`
+	PagesPlanned         int   `json:"pages_planned"`
+	LastPage             int   `json:"last_page"` // -1 until the last page is planned
+	// Lanes is the bookkeeping of a listing the planner split into lanes,
+	// by lane (Job.Lane); nil on a record made before lanes, whose pages
+	// are one sequence ended by LastPage.
+	Lanes         map[string]*Lane `json:"lanes,omitempty"`
+	Errors        []FileError      `json:"errors"`
+	ErrorsDropped int64            `json:"errors_dropped,omitempty"`
+	Error         *JobError        `json:"error,omitempty"`
+	CreatedAt     time.Time        `json:"created_at"`
+	StartedAt     *time.Time       `json:"started_at,omitempty"`
+	CompletedAt   *time.Time       `json:"completed_at,omitempty"`
+	LastEventSeq  uint64           `json:"last_event_seq"`
 	// RequestHash binds an Idempotency-Key to the request that created the
 	// job (a hash of endpoint and body): a retry must match it.
 	RequestHash string `json:"request_hash,omitempty"`
@@ -168,7 +172,39 @@ func (s *JobStatus) listed() bool {
 // Planned reports whether every page of the job's listing is planned: its
 // FilesTotal is final.
 func (s *JobStatus) Planned() bool {
-	return s.LastPage >= 0 && s.PagesPlanned == s.LastPage+1
+	if s.Lanes == nil {
+		return s.LastPage >= 0 && s.PagesPlanned == s.LastPage+1
+	}
+	for _, l := range s.Lanes {
+		if !l.done() {
+			return false
+		}
+	}
+	return len(s.Lanes) > 0
+}
+
+// Lane is what the fold knows of one lane of a job's listing: a run of
+// pages numbered Start to Last. Events fold in stream order, but a lane's
+// pages may be planned (by other workers) before the event of the page
+// that split it off is stored; the lane is known to be whole only when its
+// first page (Start, told by that event) and its last are known and every
+// page between was folded.
+type Lane struct {
+	Start int `json:"start"` // -1 until the page that split the lane off is folded
+	Pages int `json:"pages"` // pages folded
+	Last  int `json:"last"`  // -1 until the lane's last page is folded
+}
+
+func (l *Lane) done() bool { return l.Start >= 0 && l.Last >= 0 && l.Pages == l.Last-l.Start+1 }
+
+// lane returns the job's lane name, made unknown when first heard of.
+func (s *JobStatus) lane(name string) *Lane {
+	l, ok := s.Lanes[name]
+	if !ok {
+		l = &Lane{Start: -1, Last: -1}
+		s.Lanes[name] = l
+	}
+	return l
 }
 
 // Sweeping reports whether the sweep is due or under way: every listed
@@ -332,6 +368,7 @@ func NewJobStatus(job *Job) *JobStatus {
 	if job.DeleteMissing && (job.Kind == JobBucket || job.Kind == JobDirectory) {
 		st.Sweep = &Sweep{Status: SweepPending}
 	}
+	st.Lanes = map[string]*Lane{"": {Start: 0, Last: -1}}
 	return st
 }
 
@@ -469,8 +506,18 @@ func (s *JobStatus) applyJob(ev *JobEvent, now time.Time) {
 		s.PagesPlanned++
 		s.FilesTotal += int64(ev.Tasks)
 		s.FilesExcluded += int64(ev.Excluded)
+		if s.Lanes != nil {
+			l := s.lane(ev.Lane)
+			l.Pages++
+			if ev.Last || len(ev.Split) > 0 { // a split ends the lane: its two halves go on
+				l.Last = ev.Page
+			}
+			for _, name := range ev.Split {
+				s.lane(name).Start = ev.Page + 1
+			}
+		}
 		if ev.Last {
-			s.LastPage = ev.Page
+			s.LastPage = max(s.LastPage, ev.Page)
 			if ev.Cut && s.Sweep != nil {
 				s.Sweep.Status, s.Sweep.Reason = SweepSkipped, "max_files stopped the listing before its end: nothing was swept"
 			}

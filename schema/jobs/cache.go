@@ -19,6 +19,9 @@ type Record struct {
 	// FilesDeleted is how many objects the job deleted (erase jobs: the
 	// documents erased so far).
 	FilesDeleted int64
+	// Lanes: the record keeps the bookkeeping of a listing in lanes
+	// (schema.JobStatus.Lanes), so the planner may split the job's listing.
+	Lanes bool
 }
 
 // Cache reads Records for a job's tasks, each kept for a second: a cancel
@@ -51,11 +54,13 @@ func (c *Cache) Get(ctx context.Context, jobID string) (Record, error) {
 		Status         string          `json:"status"`
 		CustomMetadata json.RawMessage `json:"custom_metadata"`
 		FilesDeleted   int64           `json:"files_deleted"`
+		Lanes          json.RawMessage `json:"lanes"`
 	}
 	if err := json.Unmarshal(e.Value(), &st); err != nil {
 		return Record{}, err
 	}
-	r := Record{Cancelled: st.Status == schema.JobStatusCancelled, CustomMetadata: st.CustomMetadata, FilesDeleted: st.FilesDeleted}
+	r := Record{Cancelled: st.Status == schema.JobStatusCancelled, CustomMetadata: st.CustomMetadata, FilesDeleted: st.FilesDeleted,
+		Lanes: len(st.Lanes) > 0 && string(st.Lanes) != "null"}
 	c.lru.Add(jobID, r)
 	return r, nil
 }

@@ -69,11 +69,12 @@ func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	if h.cfg.Jobs.Cancelled(ctx, job.JobID) {
+	rec, _ := h.cfg.Jobs.Get(ctx, job.JobID) // unreadable now: planned as not cancelled, in one lane
+	if rec.Cancelled {
 		h.log.Info("job cancelled: page not planned", "org", job.Org, "job_id", job.JobID, "page", job.Page)
 		return nil
 	}
-	return h.planPage(ctx, job)
+	return h.planPage(ctx, job, rec.Lanes)
 }
 
 // GiveUp is the planner's give-up outcome: the job failed, with why, so
@@ -88,7 +89,10 @@ func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
 	return []schema.Out{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}
 }
 
-func (h *Handler) planPage(ctx context.Context, job *schema.Job) error {
+// planPage plans one page; lanes: the job's record keeps lanes, so its
+// listing may split into them (a record from before lanes cannot count
+// them).
+func (h *Handler) planPage(ctx context.Context, job *schema.Job, lanes bool) error {
 	scopeKey := job.Prefix
 	if job.Kind == schema.JobFile {
 		scopeKey = job.Key
@@ -99,27 +103,31 @@ func (h *Handler) planPage(ctx context.Context, job *schema.Job) error {
 	}
 	t.CredentialRef = job.CredentialRef
 	var out []schema.Out
-	var next *schema.Job
+	var next []*schema.Job
 	var cut bool
 	excluded := 0
 	if job.Kind == schema.JobFile {
 		task := baseTask(job)
 		task.Key, task.ScopePrefix = job.Key, job.Key
 		out = append(out, taskMsg(&task))
-	} else if out, next, cut, excluded, err = h.listPage(ctx, t, job); err != nil {
+	} else if out, next, cut, excluded, err = h.listPage(ctx, t, job, lanes); err != nil {
 		return err
 	}
 	tasks := len(out)
-	if next != nil {
-		out = append(out, schema.Out{Subject: schema.JobSubject(job.Org, job.Collection), MsgID: schema.JobPageMsgID(job.JobID, next.Page), Msg: next})
+	ev := &schema.JobEvent{EventID: schema.LanePlannedEventID(job.JobID, job.Lane, job.Page), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
+		Type: schema.JobPlanned, Page: job.Page, Lane: job.Lane, Tasks: tasks, Excluded: excluded, Last: len(next) == 0, Cut: cut, At: time.Now().UTC()}
+	for _, n := range next {
+		out = append(out, schema.Out{Subject: schema.JobSubject(job.Org, job.Collection), MsgID: schema.LanePageMsgID(job.JobID, n.Lane, n.Page), Msg: n})
+		if n.Lane != job.Lane {
+			ev.Split = append(ev.Split, n.Lane)
+		}
 	}
-	ev := &schema.JobEvent{EventID: schema.PlannedEventID(job.JobID, job.Page), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
-		Type: schema.JobPlanned, Page: job.Page, Tasks: tasks, Excluded: excluded, Last: next == nil, Cut: cut, At: time.Now().UTC()}
 	out = append(out, schema.Out{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev})
 	if err := h.cfg.Publish(ctx, out); err != nil {
 		return err
 	}
-	h.log.Info("page planned", "org", job.Org, "collection", job.Collection, "job_id", job.JobID, "page", job.Page, "tasks", tasks, "excluded", excluded, "last", next == nil)
+	h.log.Info("page planned", "org", job.Org, "collection", job.Collection, "job_id", job.JobID, "lane", job.Lane, "page", job.Page, "tasks", tasks,
+		"excluded", excluded, "last", len(next) == 0, "split", ev.Split)
 	return nil
 }
 
@@ -127,7 +135,7 @@ func (h *Handler) planPage(ctx context.Context, job *schema.Job) error {
 // (directory markers and what the job's filters exclude left out, the
 // latter counted), and the job's next page unless this one was the last
 // (the listing ended, or max_files is reached: cut).
-func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job) (tasks []schema.Out, next *schema.Job, cut bool, excluded int, err error) {
+func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job, lanes bool) (tasks []schema.Out, next []*schema.Job, cut bool, excluded int, err error) {
 	req, err := h.cfg.Resolver.Request(t, job.JobID, job.Bucket, job.Prefix)
 	if err != nil {
 		return nil, nil, false, 0, err
@@ -142,6 +150,8 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 	}
 	if job.ContinuationToken != "" {
 		in.ContinuationToken = aws.String(job.ContinuationToken)
+	} else if job.StartAfter != "" {
+		in.StartAfter = aws.String(job.StartAfter)
 	}
 	var page *s3.ListObjectsV2Output
 	err = h.cfg.Resolver.WithS3(ctx, t, req, job.Region, func(c *s3.Client) error {
@@ -157,6 +167,10 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 	sidecars := pageSidecars(page.Contents, more)
 	for _, o := range page.Contents {
 		key := aws.ToString(o.Key)
+		if job.Through != "" && key > job.Through {
+			more = false // the rest is the next lane's: this lane ends here
+			break
+		}
 		if strings.HasSuffix(key, "/") && aws.ToInt64(o.Size) == 0 || schema.IsSidecar(key) {
 			continue // a "directory" marker or a sidecar, not a document
 		}
@@ -172,10 +186,31 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 	planned := job.Planned + len(tasks)
 	if more && (job.MaxFiles == 0 || planned < job.MaxFiles) {
 		cont := *job
-		cont.ContinuationToken, cont.Page, cont.Planned = *page.NextContinuationToken, job.Page+1, planned
-		next = &cont
+		cont.ContinuationToken, cont.StartAfter, cont.Page, cont.Planned = *page.NextContinuationToken, "", job.Page+1, planned
+		next = []*schema.Job{&cont}
+		if lanes && job.MaxFiles == 0 {
+			next = split(&cont, page.Contents)
+		}
 	}
 	return tasks, next, more && next == nil, excluded, nil
+}
+
+// split is the next page of a lane, cont, as the first pages of two lanes
+// when the lane splits (see lanes.go): one goes on from cont's
+// continuation token up to the split point, the other starts after it.
+func split(cont *schema.Job, listed []types.Object) []*schema.Job {
+	keys := make([]string, len(listed))
+	for i, o := range listed {
+		keys[i] = aws.ToString(o.Key)
+	}
+	point, ok := splitPoint(keys, cont.Through, len(cont.Lane))
+	if !ok {
+		return []*schema.Job{cont}
+	}
+	low, high := *cont, *cont
+	low.Lane, low.Through = cont.Lane+"0", point
+	high.Lane, high.ContinuationToken, high.StartAfter = cont.Lane+"1", "", point
+	return []*schema.Job{&low, &high}
 }
 
 // baseTask is what every task of job carries.

@@ -62,6 +62,9 @@ type S3 struct {
 	// GetLatency delays every GetObject answer (nanoseconds; the
 	// simulation's realistic S3, e.g. 30 ms).
 	GetLatency atomic.Int64
+	// ListLatency delays every ListObjectsV2 answer (nanoseconds), as
+	// GetLatency does GetObject's.
+	ListLatency atomic.Int64
 }
 
 // NewS3 starts a fake S3 whose buckets belong to account owner.
@@ -415,12 +418,15 @@ func etag(body string) string {
 }
 
 // list answers ListObjectsV2: the continuation token is the index of the
-// page's first key among the prefix's keys in order.
+// page's first key among the prefix's keys in order; without one, the
+// listing starts after start-after.
 func (s *S3) list(w http.ResponseWriter, r *http.Request, bucket string) {
 	s.Lists.Add(1)
+	time.Sleep(time.Duration(s.ListLatency.Load()))
 	q := r.URL.Query()
 	prefix := q.Get("prefix")
-	start, _ := strconv.Atoi(q.Get("continuation-token"))
+	token, startAfter := q.Get("continuation-token"), q.Get("start-after")
+	start, _ := strconv.Atoi(token)
 	maxKeys, _ := strconv.Atoi(q.Get("max-keys"))
 	if maxKeys <= 0 {
 		maxKeys = 1000
@@ -445,6 +451,12 @@ func (s *S3) list(w http.ResponseWriter, r *http.Request, bucket string) {
 		n++
 	}
 	matching := keys[from:n]
+	if token == "" && startAfter != "" {
+		start, _ = slices.BinarySearch(matching, startAfter)
+		if start < len(matching) && matching[start] == startAfter {
+			start++
+		}
+	}
 	start = min(max(start, 0), len(matching))
 	end := min(start+maxKeys, len(matching))
 	for _, k := range matching[start:end] {

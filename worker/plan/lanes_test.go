@@ -1,0 +1,117 @@
+package plan
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stevedore-dev/stevedore/schema"
+	"github.com/stevedore-dev/stevedore/worker/handlertest"
+)
+
+// Split points fall strictly inside what is left of a lane, placed by the
+// page's own keys (numbered keys split as numbers, hashes as hex); a lane
+// too deep, too small or without room does not split.
+func TestSplitPoint(t *testing.T) {
+	page := func(format string, from, to int) []string {
+		var keys []string
+		for i := from; i <= to; i++ {
+			keys = append(keys, fmt.Sprintf(format, i))
+		}
+		return keys
+	}
+	for _, c := range []struct {
+		page    []string
+		through string
+		depth   int
+		want    string // "": no split
+	}{
+		{page("obj-%06d", 0, 999), "", 0, "obj-053502"},                   // ~53 pages on: a bounded run split off the tail
+		{page("obj-%06d", 0, 999), "", 1, "obj-1"},                        // runs grow with depth
+		{page("bench/obj-%06d.txt", 0, 9), "", 0, "bench/obj-000492.txt"}, // structure kept
+		{page("%08x", 0x3f2a0000, 0x3f2a03e7), "", 0, "3f2c081d"},         // hex
+		{page("obj-%06d", 10000, 10999), "obj-050000", 1, "obj-0305"},     // a bounded lane: the middle of what is left
+		{page("obj-%06d", 10000, 10999), "obj-020000", 1, ""},             // 9 pages left: too few
+		{page("obj-%06d", 0, 999), "", MaxLaneDepth, ""},                  // deep enough
+		{[]string{"a"}, "", 0, ""},                                        // one key: no span
+		{page("~~~~~%d", 0, 9), "", 0, ""},                                // no room after the page
+	} {
+		got, ok := splitPoint(c.page, c.through, c.depth)
+		if ok != (c.want != "") || got != c.want {
+			t.Errorf("%q..%q through %q depth %d: %q %v, want %q", c.page[0], c.page[len(c.page)-1], c.through, c.depth, got, ok, c.want)
+		}
+		if ok && (got <= c.page[len(c.page)-1] || c.through != "" && got >= c.through || strings.ContainsFunc(got, func(r rune) bool { return r < 0x20 || r > 0x7e })) {
+			t.Errorf("%q: outside the lane's rest, or not printable ASCII", got)
+		}
+	}
+}
+
+// A big bucket planned in lanes, its pages handled in any order by any
+// planner, lists every key exactly once; folding the events in any order
+// (a lane's pages folded before the page that split it off) says planned
+// only once every page is folded, with the whole count.
+func TestLanesListEveryKeyOnce(t *testing.T) {
+	var keys []string
+	for i := range 1500 {
+		keys = append(keys, fmt.Sprintf("bench/obj-%06d.txt", i))
+	}
+	for i := range 400 {
+		keys = append(keys, fmt.Sprintf("hash/%08x", rand.Uint32()), fmt.Sprintf("z/%d/é-%d", i%7, i))
+	}
+	p := newPlanner(t, keys...)
+	p.h.cfg.PageSize = 10
+	rng := rand.New(rand.NewPCG(1, 2))
+	queue := []*schema.Job{&p.job}
+	seen := map[string]int{}
+	var events []*schema.JobEvent
+	lanes := map[string]bool{}
+	for len(queue) > 0 {
+		i := rng.IntN(len(queue))
+		job := queue[i]
+		queue = slices.Delete(queue, i, i+1)
+		data, _ := schema.Encode(job)
+		if err := p.h.Handle(context.Background(), handlertest.Msg{Body: data}); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range p.out[len(p.out)-1] {
+			switch m := o.Msg.(type) {
+			case *schema.Task:
+				seen[m.Key]++
+			case *schema.Job:
+				queue = append(queue, m)
+				lanes[m.Lane] = true
+			case *schema.JobEvent:
+				events = append(events, m)
+			}
+		}
+	}
+	for _, k := range keys {
+		if seen[k] != 1 {
+			t.Errorf("%s planned %d times", k, seen[k])
+		}
+	}
+	if len(seen) != len(keys) {
+		t.Errorf("%d keys planned, %d in the bucket", len(seen), len(keys))
+	}
+	if len(lanes) < 8 {
+		t.Errorf("only %d lanes for %d pages", len(lanes), len(events))
+	}
+	for round := range 20 {
+		rng.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+		st := schema.NewJobStatus(&p.job)
+		for i, ev := range events {
+			st.Apply(uint64(i+1), ev, time.Now())
+			if st.Planned() != (i == len(events)-1) {
+				t.Fatalf("round %d: planned %v after %d of %d events", round, st.Planned(), i+1, len(events))
+			}
+		}
+		if st.FilesTotal != int64(len(keys)) {
+			t.Fatalf("round %d: files_total %d, want %d", round, st.FilesTotal, len(keys))
+		}
+	}
+	t.Logf("%d keys in %d pages over %d lanes", len(keys), len(events), len(lanes))
+}
