@@ -60,6 +60,9 @@ func orgOfTick(subject string) (string, bool) {
 	return org, ok
 }
 
+// planPerOrg is how many of one org's job pages a worker plans at once.
+const planPerOrg = 2
+
 // sweepSlots is how many sweeps a worker runs at once (one per org): a
 // sweep is long and mostly waits on HEADs.
 const sweepSlots = 2
@@ -117,8 +120,9 @@ type Config struct {
 	NoAffinity bool
 	// TrackBatch is the most events folded per batch; default schema.TrackBatch.
 	TrackBatch int
-	// PlanConcurrency is the number of job pages planned at once (one per
-	// org); default 4.
+	// PlanConcurrency is the number of job pages planned at once (at most
+	// planPerOrg of one org's: a big bucket's lanes go on two at a time on
+	// every worker, and other orgs' pages still find a slot); default 4.
 	PlanConcurrency int
 	// ChunkTokens is the maximum tokens per chunk; default 512.
 	ChunkTokens int
@@ -287,7 +291,7 @@ func (w *Worker) runnerConfig(h handlers, pub *meter.Publisher) runner.Config {
 		JS: cfg.JS, Classify: creds.ClassifyError, Publish: pub.Publish, Gate: w.gate,
 		Queues: []runner.Queue{
 			{Kind: "jobs", Stream: schema.StreamJobs, Filter: schema.AllJobs, OrgOf: schema.OrgOfJobSubject, Consumer: topo.PlannerConfig,
-				PerOrg: 1, Slots: cfg.PlanConcurrency, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update,
+				PerOrg: planPerOrg, Slots: cfg.PlanConcurrency, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update,
 				HoldOn: "tasks", HoldAbove: cfg.OrgTaskShare, Handler: h.plan},
 			{Kind: "tasks", Stream: schema.StreamTasks, Filter: schema.AllTasks, OrgOf: schema.OrgOfTaskSubject, Consumer: topo.IndexerConfig,
 				PerOrg: cfg.TenantConcurrency, Slots: cfg.TaskConcurrency, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update,
