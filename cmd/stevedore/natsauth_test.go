@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,24 +136,7 @@ func TestLockedDownNATS(t *testing.T) {
 	sts.SetRole(awstest.Role{ARN: roleARN, Principal: awstest.Principal, ExternalID: org.ExternalID, Buckets: []string{"acme-docs"}})
 	waitReady(t, "http://"+apiAddr+"/v2/openapi.json")
 
-	call := func(method, path, body string, want int) map[string]any {
-		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+apiAddr+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+org.APIKey)
-		req.Header.Set("X-Organization-ID", org.OrgID)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-		}
-		var v map[string]any
-		_ = json.Unmarshal(b, &v)
-		return v
-	}
+	call := apiClient(t, apiAddr, org.OrgID, org.APIKey, nil)
 	final := func(job map[string]any) map[string]any {
 		t.Helper()
 		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {

@@ -123,25 +123,7 @@ func TestNoSecretInLogsBodiesMetricsOrMessages(t *testing.T) {
 	st.SetRole(awstest.Role{ARN: roleARN, Principal: awstest.Principal, ExternalID: org.ExternalID, Buckets: []string{"acme-docs"}})
 
 	var bodies strings.Builder
-	call := func(method, path, body string, want int) map[string]any {
-		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+apiAddr+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+org.APIKey)
-		req.Header.Set("X-Organization-ID", org.OrgID)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		bodies.Write(b)
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-		}
-		var v map[string]any
-		_ = json.Unmarshal(b, &v)
-		return v
-	}
+	call := apiClient(t, apiAddr, org.OrgID, org.APIKey, &bodies)
 	in := call("POST", "/v2/integrations/aws", `{"role_arn":"`+roleARN+`","buckets":["acme-docs"]}`, 201)["integration"].(map[string]any)
 	v := call("POST", "/v2/integrations/"+in["id"].(string)+"/verify", "", 200)
 	if v["integration"].(map[string]any)["status"] != "active" {
@@ -215,6 +197,33 @@ func TestNoSecretInLogsBodiesMetricsOrMessages(t *testing.T) {
 	}
 	t.Logf("scanned %d KiB of logs, %d KiB of API bodies, %d KiB of metrics and %d NATS messages for %d secrets: none found",
 		len(sources["logs"])>>10, len(sources["API bodies"])>>10, len(metrics)>>10, n, len(secrets))
+}
+
+// apiClient calls the API at addr as org with key and returns the decoded
+// answer; a transport error or another status than want fails t. Every
+// answer's body is kept in bodies, when given.
+func apiClient(t *testing.T, addr, orgID, key string, bodies *strings.Builder) func(method, path, body string, want int) map[string]any {
+	return func(method, path, body string, want int) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("X-Organization-ID", orgID)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if bodies != nil {
+			bodies.Write(b)
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+		}
+		var v map[string]any
+		_ = json.Unmarshal(b, &v)
+		return v
+	}
 }
 
 func waitReady(t *testing.T, url string) {

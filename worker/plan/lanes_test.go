@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/stevedore-dev/stevedore/schema"
-	"github.com/stevedore-dev/stevedore/worker/handlertest"
 )
 
 // Split points fall strictly inside what is left of a lane, placed by the
@@ -62,7 +60,11 @@ func TestLanesListEveryKeyOnce(t *testing.T) {
 	for i := range 400 {
 		keys = append(keys, fmt.Sprintf("hash/%08x", rand.Uint32()), fmt.Sprintf("z/%d/é-%d", i%7, i))
 	}
-	p := newPlanner(t, keys...)
+	var sidecars []string // every seventh document has one
+	for i := 0; i < len(keys); i += 7 {
+		sidecars = append(sidecars, schema.SidecarKey(keys[i]))
+	}
+	p := newPlanner(t, append(slices.Clone(keys), sidecars...)...)
 	p.h.cfg.PageSize = 10
 	rng := rand.New(rand.NewPCG(1, 2))
 	queue := []*schema.Job{&p.job}
@@ -73,21 +75,21 @@ func TestLanesListEveryKeyOnce(t *testing.T) {
 		i := rng.IntN(len(queue))
 		job := queue[i]
 		queue = slices.Delete(queue, i, i+1)
-		data, _ := schema.Encode(job)
-		if err := p.h.Handle(context.Background(), handlertest.Msg{Body: data}); err != nil {
-			t.Fatal(err)
+		planned, next, ev := p.pages(t, job)
+		for _, k := range planned {
+			seen[k]++
 		}
+		// What a task says it knows of its sidecar is true.
 		for _, o := range p.out[len(p.out)-1] {
-			switch m := o.Msg.(type) {
-			case *schema.Task:
-				seen[m.Key]++
-			case *schema.Job:
-				queue = append(queue, m)
-				lanes[m.Lane] = true
-			case *schema.JobEvent:
-				events = append(events, m)
+			if task, ok := o.Msg.(*schema.Task); ok && task.SidecarKnown && (task.SidecarETag != "") != slices.Contains(sidecars, schema.SidecarKey(task.Key)) {
+				t.Errorf("%s: the task says its sidecar is %q", task.Key, task.SidecarETag)
 			}
 		}
+		for _, n := range next {
+			lanes[n.Lane] = true
+		}
+		queue = append(queue, next...)
+		events = append(events, ev)
 	}
 	for _, k := range keys {
 		if seen[k] != 1 {

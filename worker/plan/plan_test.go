@@ -53,6 +53,17 @@ func newPlanner(t *testing.T, keys ...string) *planner {
 // and the planned event.
 func (p *planner) page(t *testing.T, job *schema.Job) (keys []string, next *schema.Job, ev *schema.JobEvent) {
 	t.Helper()
+	keys, pages, ev := p.pages(t, job)
+	if len(pages) > 0 {
+		next = pages[0]
+	}
+	return keys, next, ev
+}
+
+// pages plans job and returns its tasks' keys, the pages it published (two
+// when its lane split) and the planned event.
+func (p *planner) pages(t *testing.T, job *schema.Job) (keys []string, next []*schema.Job, ev *schema.JobEvent) {
+	t.Helper()
 	data, _ := schema.Encode(job)
 	if err := p.h.Handle(context.Background(), handlertest.Msg{Body: data}); err != nil {
 		t.Fatal(err)
@@ -62,7 +73,7 @@ func (p *planner) page(t *testing.T, job *schema.Job) (keys []string, next *sche
 		case *schema.Task:
 			keys = append(keys, m.Key)
 		case *schema.Job:
-			next = m
+			next = append(next, m)
 		case *schema.JobEvent:
 			ev = m
 		}
@@ -164,6 +175,15 @@ func TestPlanFilters(t *testing.T) {
 // [b.txt c.txt] [c.txt.metadata.json d.txt] [d.txt.metadata.json].
 func TestPlanSettlesSidecars(t *testing.T) {
 	p := newPlanner(t, "a.txt", "a.txt.metadata.json", "b.txt", "c.txt", "c.txt.metadata.json", "d.txt", "d.txt.metadata.json")
+	// A record without lanes (as made before them): one lane, so the pages
+	// are the listing's, two keys each. TestLanesListEveryKeyOnce checks
+	// sidecars across lanes.
+	p.job.JobID = "job_one_lane"
+	st := schema.NewJobStatus(&p.job)
+	st.Lanes = nil
+	if err := p.store.Create(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
 	job := p.job
 	type seen struct {
 		known bool
