@@ -438,11 +438,19 @@ func auditText(detail string) string {
 	return schema.Bound(detail)
 }
 
+// missing is a key the registry does not hold: it reads "not found" (not
+// the store's "nats: key not found" too, which operators read as a NATS
+// fault) and is both ErrNotFound and the store's error to errors.Is.
+type missing struct{ cause error }
+
+func (m missing) Error() string   { return ErrNotFound.Error() }
+func (m missing) Unwrap() []error { return []error{ErrNotFound, m.cause} }
+
 func (r *Registry) get(ctx context.Context, key string, v any) (uint64, error) {
 	e, err := r.kv.Get(ctx, key)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return 0, fmt.Errorf("%w: %w", ErrNotFound, err)
+			return 0, missing{err}
 		}
 		return 0, err
 	}

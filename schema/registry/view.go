@@ -129,7 +129,7 @@ func (v *View) lookup(ctx context.Context, key string) (viewEntry, error) {
 	v.mu.Unlock()
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return viewEntry{}, fmt.Errorf("%w: %w", ErrNotFound, err)
+			return viewEntry{}, missing{err}
 		}
 		return viewEntry{}, err
 	}

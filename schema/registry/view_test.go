@@ -3,9 +3,12 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stevedore-dev/stevedore/schema/natstest"
 	"github.com/stevedore-dev/stevedore/schema/registry"
@@ -71,8 +74,8 @@ func TestViewFollowsTheRegistry(t *testing.T) {
 	}
 
 	// Unknown keys are read (and stay not found); new ones are read once and kept.
-	if _, err := v.Org(ctx, "org_missing"); !errors.Is(err, registry.ErrNotFound) {
-		t.Fatalf("missing org: %v", err)
+	if _, err := v.Org(ctx, "org_missing"); !errors.Is(err, registry.ErrNotFound) || !errors.Is(err, jetstream.ErrKeyNotFound) || strings.Contains(err.Error(), "nats") {
+		t.Fatalf("missing org: %v (want \"not found\", both ErrNotFound and the store's error)", err)
 	}
 	other, _, _ := r.CreateOrg(ctx, "test", "Other")
 	if o, err := v.Org(ctx, other.ID); err != nil || o.ID != other.ID {
