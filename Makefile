@@ -46,7 +46,8 @@ fault-run:
 	STEVEDORE_FAULT_OBJECTS=100000 go test -tags e2e -count=1 -v -timeout 180m -run TestFleetLosesNothingUnderFaults ./scripts/e2e/
 
 # The scale-out simulation: 500 tenants x 3 jobs on 10 workers (STS calls), 1-8 workers (throughput),
-# 1,000 and 5,000 small tenants behind a 100,000-object backlog, B behind 40/400 jobs, wake fan-out.
+# 1,000 and 5,000 small tenants behind a 100,000-object backlog, B behind 40/400 jobs, wake fan-out,
+# planning a 1,000,000-key bucket in lanes behind 50 ms LISTs and the TASKS window.
 sim:
 	mkdir -p .stevedore
 	go test -tags sim -count=1 -v -timeout 120m ./scripts/sim/ > .stevedore/sim.log 2>&1; status=$$?; grep -v '^=== RUN' .stevedore/sim.log; exit $$status
