@@ -491,7 +491,7 @@ func TestOrgsWithWork(t *testing.T) {
 			e.submit(tn, id, "work/")
 			ids = append(ids, id)
 		}
-		planned := func(st *schema.JobStatus) bool { return st.LastPage >= 0 && st.PagesPlanned == st.LastPage+1 }
+		planned := func(st *schema.JobStatus) bool { return st.Planned() }
 		e.until(append(ids, "bulk"), planned, 20*time.Minute)
 		plannedIn := time.Since(start)
 
