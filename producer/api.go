@@ -357,6 +357,12 @@ type settingsRequest struct {
 }
 
 // filters are the request's filters (nil when it gives none).
+// readSettings are how the request's objects are read.
+func (req *settingsRequest) readSettings() schema.ReadSettings {
+	return schema.ReadSettings{ProcessingType: req.ProcessingType, Encoding: req.Encoding, ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap,
+		ObjectTags: req.ObjectTags != nil && *req.ObjectTags, OCRLanguages: req.OCRLanguages}
+}
+
 func (req *settingsRequest) filters() *schema.Filters {
 	f := &schema.Filters{Include: req.IncludePatterns, Exclude: req.ExcludePatterns, MaxFileSize: req.MaxFileSize, ModifiedAfter: req.ModifiedAfter}
 	if f.Empty() {
@@ -451,9 +457,8 @@ func (a *API) validate(ctx context.Context, org *registry.Org, collection string
 		return nil, err
 	}
 	job := &schema.Job{Org: org.ID, Collection: collection, Kind: kind, Bucket: req.BucketName, Region: cmp.Or(req.BucketRegion, "us-east-1"),
-		MaxFiles: req.MaxFiles, SkipExisting: skip, OverwriteExisting: req.OverwriteExisting, ProcessingType: req.ProcessingType,
-		Encoding: req.Encoding, CustomMetadata: req.CustomMetadata, ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap, ObjectTags: req.ObjectTags != nil && *req.ObjectTags,
-		OCRLanguages: req.OCRLanguages, CreatedAt: a.cfg.Now().UTC()}
+		MaxFiles: req.MaxFiles, SkipExisting: skip, OverwriteExisting: req.OverwriteExisting, ReadSettings: req.readSettings(),
+		CustomMetadata: req.CustomMetadata, CreatedAt: a.cfg.Now().UTC()}
 	if err := checkTarget(job, req); err != nil {
 		return nil, err
 	}

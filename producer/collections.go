@@ -226,9 +226,7 @@ func checkSettings(req *collectionRequest) (collections.Settings, error) {
 	if req.ProcessingType == "" {
 		ir.ProcessingType = "" // not set (checkOptions made it basic): index requests decide
 	}
-	return collections.Settings{Description: req.Description, ProcessingType: ir.ProcessingType, Encoding: ir.Encoding, CustomMetadata: req.CustomMetadata,
-		Filters: ir.filters(), ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap, ObjectTags: req.ObjectTags != nil && *req.ObjectTags,
-		OCRLanguages: req.OCRLanguages}, nil
+	return collections.Settings{Description: req.Description, ReadSettings: ir.readSettings(), CustomMetadata: req.CustomMetadata, Filters: ir.filters()}, nil
 }
 
 // collection authenticates the caller and reads its collection named in

@@ -514,8 +514,8 @@ func (b *Bridge) record(q Queue, rec notify.Record, out *[]outMsg) (outcome, rea
 	}
 	t := &schema.Task{Op: op, Org: rt.Org, Collection: rt.Collection, IntegrationID: rt.IntegrationID, Bucket: rec.Bucket,
 		Region: rec.Region, Key: rec.Key, ScopePrefix: rt.Prefix, VersionID: rec.VersionID, ETag: strings.Trim(rec.ETag, `"`),
-		Size: rec.Size, Sequencer: rec.Sequencer, SkipExisting: true, ProcessingType: rt.ProcessingType, Encoding: rt.Encoding,
-		CustomMetadata: rt.CustomMetadata}
+		Size: rec.Size, Sequencer: rec.Sequencer, SkipExisting: true, CustomMetadata: rt.CustomMetadata,
+		ReadSettings: schema.ReadSettings{ProcessingType: rt.ProcessingType, Encoding: rt.Encoding}}
 	if !rec.EventTime.IsZero() {
 		et := rec.EventTime
 		t.EventTime = &et

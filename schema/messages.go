@@ -63,8 +63,7 @@ type Job struct {
 	MaxFiles          int             `json:"max_files,omitempty"`          // 0 = no limit
 	SkipExisting      bool            `json:"skip_existing"`
 	OverwriteExisting bool            `json:"overwrite_existing"`
-	ProcessingType    string          `json:"processing_type,omitempty"`
-	Encoding          string          `json:"encoding,omitempty"` // the tokenizer; empty: cl100k_base
+	ReadSettings                      // how its objects are read (see Task)
 	CustomMetadata    json.RawMessage `json:"custom_metadata,omitempty"`
 	// DeleteMissing makes a bucket or directory job a sync: once its
 	// listing is complete and every listed object has an outcome, objects
@@ -88,12 +87,6 @@ type Job struct {
 	// listing (counted, not listed one by one), and its sweep removes what
 	// they now exclude.
 	Filters *Filters `json:"filters,omitempty"`
-	// ChunkTokens and ChunkOverlap: see Task.
-	ChunkTokens  int `json:"chunk_size_tokens,omitempty"`
-	ChunkOverlap int `json:"chunk_overlap_tokens,omitempty"`
-	// ObjectTags and OCRLanguages: see Task.
-	ObjectTags   bool   `json:"include_object_tags,omitempty"`
-	OCRLanguages string `json:"ocr_languages,omitempty"`
 	// Lane, StartAfter and Through place a page in the job's listing when
 	// the planner split it into lanes listed at once (see worker/plan):
 	// Lane is the lane's path ("" the first; a split of lane L makes L+"0"
@@ -180,27 +173,22 @@ type Task struct {
 	IntegrationID string `json:"integration_id"`
 	// CredentialRef names the sealed static-key secret this job was submitted
 	// with (static-key integrations only; see registry.StaticKeys).
-	CredentialRef     string          `json:"credential_ref,omitempty"`
-	Bucket            string          `json:"bucket"`
-	Region            string          `json:"region"`
-	Key               string          `json:"key"`
-	ScopePrefix       string          `json:"scope_prefix,omitempty"` // prefix the session policy is scoped to
-	VersionID         string          `json:"version_id,omitempty"`
-	ETag              string          `json:"etag,omitempty"`
-	Size              int64           `json:"size,omitempty"`
-	Sequencer         string          `json:"sequencer,omitempty"`
-	EventTime         *time.Time      `json:"event_time,omitempty"` // the S3 event's time, for tasks from notifications
-	SkipExisting      bool            `json:"skip_existing"`
-	OverwriteExisting bool            `json:"overwrite_existing"`
-	ProcessingType    string          `json:"processing_type,omitempty"` // basic (also when empty) or advanced
-	Encoding          string          `json:"encoding,omitempty"`        // the tokenizer; empty: cl100k_base
-	CustomMetadata    json.RawMessage `json:"custom_metadata,omitempty"`
-	// ChunkTokens is the most tokens a chunk holds (0: the worker's
-	// default); ChunkOverlap how many of them, at most, repeat the end of
-	// the chunk before (never splitting a token). Both are part of the
-	// chunks' extractor version (IDChunking).
-	ChunkTokens  int `json:"chunk_size_tokens,omitempty"`
-	ChunkOverlap int `json:"chunk_overlap_tokens,omitempty"`
+	CredentialRef     string     `json:"credential_ref,omitempty"`
+	Bucket            string     `json:"bucket"`
+	Region            string     `json:"region"`
+	Key               string     `json:"key"`
+	ScopePrefix       string     `json:"scope_prefix,omitempty"` // prefix the session policy is scoped to
+	VersionID         string     `json:"version_id,omitempty"`
+	ETag              string     `json:"etag,omitempty"`
+	Size              int64      `json:"size,omitempty"`
+	Sequencer         string     `json:"sequencer,omitempty"`
+	EventTime         *time.Time `json:"event_time,omitempty"` // the S3 event's time, for tasks from notifications
+	SkipExisting      bool       `json:"skip_existing"`
+	OverwriteExisting bool       `json:"overwrite_existing"`
+	// ReadSettings say how the object is read: extracted, chunked and
+	// tokenized.
+	ReadSettings
+	CustomMetadata json.RawMessage `json:"custom_metadata,omitempty"`
 	// Sync is set on the tasks of a sync (a job with DeleteMissing): the
 	// object's state records that the job saw it (ObjectState.SeenBy), so
 	// the sweep does not take it for a deleted object.
@@ -213,12 +201,6 @@ type Task struct {
 	// a sidecar (SidecarETag, "" for none); otherwise the worker asks S3.
 	SidecarKnown bool   `json:"sidecar_known,omitempty"`
 	SidecarETag  string `json:"sidecar_etag,omitempty"`
-	// ObjectTags asks for the object's S3 tags in its metadata
-	// (include_object_tags; the role needs s3:GetObjectTagging).
-	ObjectTags bool `json:"include_object_tags,omitempty"`
-	// OCRLanguages are the languages scans and images are read in
-	// (Tesseract's names, "+"-joined; empty: the worker's default).
-	OCRLanguages string `json:"ocr_languages,omitempty"`
 	// ViaSidecar is the notification (its version and sequencer) of the
 	// sidecar whose change this task applies to its document: it keeps the
 	// outcome's ID apart from the document's own notifications.
@@ -230,6 +212,27 @@ const (
 	ProcessingBasic    = "basic"
 	ProcessingAdvanced = "advanced"
 )
+
+// ReadSettings are how objects are read: extracted, chunked and tokenized.
+// Job, Task, JobStatus and a collection's settings embed them (their JSON
+// fields are the embedding message's own), so they pass from one to the
+// next whole.
+type ReadSettings struct {
+	ProcessingType string `json:"processing_type,omitempty"` // basic (also when empty) or advanced
+	Encoding       string `json:"encoding,omitempty"`        // the tokenizer; empty: cl100k_base
+	// ChunkTokens is the most tokens a chunk holds (0: the worker's
+	// default); ChunkOverlap how many of them, at most, repeat the end of
+	// the chunk before (never splitting a token). Both are part of the
+	// chunks' extractor version (IDChunking).
+	ChunkTokens  int `json:"chunk_size_tokens,omitempty"`
+	ChunkOverlap int `json:"chunk_overlap_tokens,omitempty"`
+	// ObjectTags asks for the objects' S3 tags in their metadata
+	// (include_object_tags; the role needs s3:GetObjectTagging).
+	ObjectTags bool `json:"include_object_tags,omitempty"`
+	// OCRLanguages are the languages scans and images are read in
+	// (Tesseract's names, "+"-joined; empty: the worker's default).
+	OCRLanguages string `json:"ocr_languages,omitempty"`
+}
 
 // ValidProcessingType reports whether a request or route may name p (""
 // is basic).

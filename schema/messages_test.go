@@ -20,11 +20,11 @@ func samples() map[string]any {
 	return map[string]any{
 		"job": &Job{JobID: "job_0123456789abcdef", Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", IntegrationID: "int_0011223344556677",
 			Kind: JobDirectory, Bucket: "acme-docs", Region: "us-east-1", Prefix: "reports/2026/", ContinuationToken: "1Sj3cbcKvs==",
-			Page: 2, Planned: 2000, MaxFiles: 5000, SkipExisting: true, ProcessingType: "advanced",
+			Page: 2, Planned: 2000, MaxFiles: 5000, SkipExisting: true, ReadSettings: ReadSettings{ProcessingType: "advanced"},
 			CustomMetadata: json.RawMessage(`{"team":"legal"}`), CreatedAt: at},
 		"task": &Task{Op: OpIndex, JobID: "job_0123456789abcdef", Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", IntegrationID: "int_0011223344556677",
 			Bucket: "acme-docs", Region: "us-east-1", Key: "reports/2026/q3 summary+final.txt", ScopePrefix: "reports/2026/", ETag: `"9b2cf535f27731c974343645a3985328"`, Size: 18234, SkipExisting: true,
-			ProcessingType: ProcessingAdvanced, Encoding: EncodingO200k},
+			ReadSettings: ReadSettings{ProcessingType: ProcessingAdvanced, Encoding: EncodingO200k}},
 		"chunk": &Chunk{ChunkID: ChunkID("org_1a2b3c4d5e6f7a8b", "my_documents", "acme-docs", "a.txt", `"etag"`, "text/1", 0),
 			Org: "org_1a2b3c4d5e6f7a8b", Collection: "my_documents", JobID: "job_0123456789abcdef", Bucket: "acme-docs", Key: "a.txt", ETag: `"etag"`,
 			Index: 0, Total: 3, ByteOffset: 0, Text: "Hello, world.\n\n", TokenCount: 5, Encoding: "cl100k_base", ExtractorVersion: "text/1"},

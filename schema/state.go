@@ -117,12 +117,7 @@ type JobStatus struct {
 	// Filters are the job's (see Job).
 	Filters *Filters `json:"filters,omitempty"`
 	// How its objects are read (a retry reads them the same way).
-	ProcessingType string `json:"processing_type,omitempty"`
-	Encoding       string `json:"encoding,omitempty"`
-	ChunkTokens    int    `json:"chunk_size_tokens,omitempty"`
-	ChunkOverlap   int    `json:"chunk_overlap_tokens,omitempty"`
-	ObjectTags     bool   `json:"include_object_tags,omitempty"`
-	OCRLanguages   string `json:"ocr_languages,omitempty"`
+	ReadSettings
 }
 
 // Sweep statuses: pending until every listed object has an outcome, then
@@ -364,7 +359,7 @@ func NewJobStatus(job *Job) *JobStatus {
 		Prefix: job.Prefix, Key: job.Key, Document: job.Document, IntegrationID: job.IntegrationID, Status: JobStatusPending, LastPage: -1,
 		Errors: []FileError{}, CreatedAt: job.CreatedAt, CustomMetadata: job.CustomMetadata,
 		Region: job.Region, CredentialRef: job.CredentialRef, AllowMassDelete: job.AllowMassDelete, Schedule: job.Schedule, Tick: job.Tick, Filters: job.Filters,
-		ProcessingType: job.ProcessingType, Encoding: job.Encoding, ChunkTokens: job.ChunkTokens, ChunkOverlap: job.ChunkOverlap, ObjectTags: job.ObjectTags, OCRLanguages: job.OCRLanguages, RetryOf: job.RetryOf}
+		ReadSettings: job.ReadSettings, RetryOf: job.RetryOf}
 	if job.DeleteMissing && (job.Kind == JobBucket || job.Kind == JobDirectory) {
 		st.Sweep = &Sweep{Status: SweepPending}
 	}

@@ -82,7 +82,7 @@ func TestStructuredDocumentsThroughTheWorker(t *testing.T) {
 		}
 	}
 	e.submitJob(t, &schema.Job{JobID: "job_advanced", Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Kind: schema.JobBucket, Bucket: bucket,
-		Region: "us-east-1", SkipExisting: true, ProcessingType: schema.ProcessingAdvanced, CreatedAt: time.Now()})
+		Region: "us-east-1", SkipExisting: true, ReadSettings: schema.ReadSettings{ProcessingType: schema.ProcessingAdvanced}, CreatedAt: time.Now()})
 	if st := e.wait(t, "job_advanced"); st.Status != schema.JobStatusCompleted || st.FilesIndexed != int64(len(objects)) {
 		t.Fatalf("advanced job did not re-index: %+v", st)
 	}
@@ -141,7 +141,7 @@ func TestO200kEncodingThroughTheWorker(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 	e.submitJob(t, &schema.Job{JobID: "job_o200k", Org: e.org.ID, Collection: "docs", IntegrationID: e.in.ID, Kind: schema.JobBucket, Bucket: bucket,
-		Region: "us-east-1", SkipExisting: true, Encoding: schema.EncodingO200k, CreatedAt: time.Now()})
+		Region: "us-east-1", SkipExisting: true, ReadSettings: schema.ReadSettings{Encoding: schema.EncodingO200k}, CreatedAt: time.Now()})
 	st := e.wait(t, "job_o200k")
 	if st.FilesIndexed != 1 {
 		t.Fatalf("o200k job did not index: %+v", st)

@@ -155,7 +155,7 @@ func collectionCreate(ctx context.Context, args []string) error {
 		if !schema.ValidProcessingType(*processing) || !schema.ValidEncoding(*encoding) {
 			return nil, "", usageError(errors.New("collection create: --processing-type is basic or advanced, --encoding cl100k_base or o200k_base"))
 		}
-		c, created, err := e.Store.Put(ctx, org, name, collections.Settings{Description: *description, ProcessingType: *processing, Encoding: *encoding})
+		c, created, err := e.Store.Put(ctx, org, name, collections.Settings{Description: *description, ReadSettings: schema.ReadSettings{ProcessingType: *processing, Encoding: *encoding}})
 		if err != nil {
 			return nil, "", err
 		}

@@ -54,7 +54,7 @@ func scheduleSet(ctx context.Context, args []string) error {
 			kind = schema.JobDirectory
 		}
 		job := &schema.Job{IntegrationID: in.ID, Kind: kind, Bucket: *bucket, Prefix: *prefix, Region: *region, SkipExisting: true,
-			ProcessingType: *processing, DeleteMissing: !*keep}
+			ReadSettings: schema.ReadSettings{ProcessingType: *processing}, DeleteMissing: !*keep}
 		sc := &schedules.Schedule{Org: *org, Collection: *collection, Every: *every, Cron: *cron, TimeZone: *zone, Job: job}
 		if *staleAfter > 0 {
 			sc.StaleAfterSeconds, sc.StaleGiven = staleAfter.Seconds(), true

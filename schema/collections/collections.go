@@ -46,22 +46,14 @@ type Collection struct {
 // Settings are what an index job into the collection defaults to when its
 // request does not say: processing type, tokenizer, custom metadata.
 type Settings struct {
-	Description    string          `json:"description,omitempty"`
-	ProcessingType string          `json:"processing_type,omitempty"`
-	Encoding       string          `json:"encoding,omitempty"`
+	Description string `json:"description,omitempty"`
+	// ReadSettings: how its jobs' and notifications' objects are read when
+	// they do not say (see schema.Task).
+	schema.ReadSettings
 	CustomMetadata json.RawMessage `json:"custom_metadata,omitempty"`
 	// Filters are what the collection's jobs default to, and what its S3
 	// notifications' objects must pass.
 	Filters *schema.Filters `json:"filters,omitempty"`
-	// ChunkTokens and ChunkOverlap: the chunking of its jobs and
-	// notifications when they do not say (see schema.Task).
-	ChunkTokens  int `json:"chunk_size_tokens,omitempty"`
-	ChunkOverlap int `json:"chunk_overlap_tokens,omitempty"`
-	// ObjectTags: its jobs and notifications put the objects' S3 tags in
-	// their metadata (see schema.Task).
-	ObjectTags bool `json:"include_object_tags,omitempty"`
-	// OCRLanguages: the languages its scans and images are read in.
-	OCRLanguages string `json:"ocr_languages,omitempty"`
 }
 
 // Errors of the store.

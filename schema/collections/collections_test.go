@@ -48,7 +48,7 @@ func TestCollectionLifecycle(t *testing.T) {
 	if _, created, _ := e.Store.Ensure(ctx, org, "docs"); created {
 		t.Fatal("created twice")
 	}
-	if c, created, err := e.Store.Put(ctx, org, "docs", collections.Settings{ProcessingType: "advanced"}); err != nil || created || c.ProcessingType != "advanced" {
+	if c, created, err := e.Store.Put(ctx, org, "docs", collections.Settings{ReadSettings: schema.ReadSettings{ProcessingType: "advanced"}}); err != nil || created || c.ProcessingType != "advanced" {
 		t.Fatalf("put: %+v %v %v", c, created, err)
 	}
 	if _, _, err := e.Store.Put(ctx, org, "a-first", collections.Settings{}); err != nil {

@@ -64,9 +64,8 @@ func (j *Store) SubmitSweeper(ctx context.Context, job *schema.Job, msgID string
 // custom metadata).
 func (j *Store) Retry(ctx context.Context, prev *schema.JobStatus, jobID string) (*schema.JobStatus, error) {
 	job := &schema.Job{JobID: jobID, Org: prev.Org, Collection: prev.Collection, IntegrationID: prev.IntegrationID, CredentialRef: prev.CredentialRef,
-		Kind: schema.JobRetry, Bucket: prev.Bucket, Region: prev.Region, Prefix: prev.Prefix, Key: prev.Key, ProcessingType: prev.ProcessingType,
-		Encoding: prev.Encoding, ChunkTokens: prev.ChunkTokens, ChunkOverlap: prev.ChunkOverlap, ObjectTags: prev.ObjectTags, OCRLanguages: prev.OCRLanguages, CustomMetadata: prev.CustomMetadata, RetryOf: prev.JobID,
-		CreatedAt: j.now().UTC()}
+		Kind: schema.JobRetry, Bucket: prev.Bucket, Region: prev.Region, Prefix: prev.Prefix, Key: prev.Key, ReadSettings: prev.ReadSettings,
+		CustomMetadata: prev.CustomMetadata, RetryOf: prev.JobID, CreatedAt: j.now().UTC()}
 	return j.SubmitSweeper(ctx, job, schema.RetryMsgID(jobID, 0))
 }
 

@@ -90,7 +90,7 @@ func TestDecideOnFetch(t *testing.T) {
 		{"skip_existing, etag unknown, S3 has the stored one", &schema.Task{JobID: "job_b", SkipExisting: true}, `"e1"`, unchanged},
 		{"skip_existing, etag unknown, S3 has a newer one", &schema.Task{JobID: "job_b", SkipExisting: true}, `"e2"`, proceed},
 		{"no skip_existing", &schema.Task{JobID: "job_b"}, `"e1"`, proceed},
-		{"advanced does not stand in for basic", &schema.Task{JobID: "job_b", SkipExisting: true, ProcessingType: schema.ProcessingAdvanced}, `"e1"`, proceed},
+		{"advanced does not stand in for basic", &schema.Task{JobID: "job_b", SkipExisting: true, ReadSettings: schema.ReadSettings{ProcessingType: schema.ProcessingAdvanced}}, `"e1"`, proceed},
 	}
 	for _, tt := range tests {
 		d := decide(tt.task, state, "")

@@ -217,8 +217,7 @@ func split(cont *schema.Job, listed []types.Object) []*schema.Job {
 func baseTask(job *schema.Job) schema.Task {
 	return schema.Task{Op: schema.OpIndex, JobID: job.JobID, Org: job.Org, Collection: job.Collection, IntegrationID: job.IntegrationID,
 		CredentialRef: job.CredentialRef, Bucket: job.Bucket, Region: job.Region, SkipExisting: job.SkipExisting,
-		OverwriteExisting: job.OverwriteExisting, ProcessingType: job.ProcessingType, Encoding: job.Encoding,
-		ChunkTokens: job.ChunkTokens, ChunkOverlap: job.ChunkOverlap, ObjectTags: job.ObjectTags, OCRLanguages: job.OCRLanguages, Sync: job.DeleteMissing && job.Kind != schema.JobFile}
+		OverwriteExisting: job.OverwriteExisting, ReadSettings: job.ReadSettings, Sync: job.DeleteMissing && job.Kind != schema.JobFile}
 }
 
 func taskMsg(t *schema.Task) schema.Out {

@@ -79,7 +79,7 @@ func retryMsgs(job *schema.Job, st *schema.ObjectState) []schema.Out {
 	}
 	task := &schema.Task{Op: schema.OpIndex, JobID: job.JobID, Org: job.Org, Collection: job.Collection, IntegrationID: job.IntegrationID,
 		CredentialRef: job.CredentialRef, Bucket: st.Bucket, Region: job.Region, Key: st.Key, ScopePrefix: scope, OverwriteExisting: true,
-		ProcessingType: job.ProcessingType, Encoding: job.Encoding, ChunkTokens: job.ChunkTokens, ChunkOverlap: job.ChunkOverlap, ObjectTags: job.ObjectTags, OCRLanguages: job.OCRLanguages}
+		ReadSettings: job.ReadSettings}
 	doc := schema.DocumentID(st.Bucket, st.Key)
 	ev := &schema.JobEvent{EventID: schema.QueuedEventID(job.JobID, doc), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
 		Type: schema.JobQueued, Tasks: 1, At: time.Now().UTC()}

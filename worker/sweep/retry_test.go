@@ -30,7 +30,7 @@ func TestRetryQueuesOnlyWhatFailed(t *testing.T) {
 	put("fine.txt", schema.ObjectIndexed, "job_orig", "")
 	put("other.txt", schema.ObjectFailed, "job_other", "GetObject: AccessDenied")
 	job := schema.Job{JobID: "job_retry", Org: x.job.Org, Collection: x.job.Collection, IntegrationID: x.job.IntegrationID, Kind: schema.JobDirectory,
-		Bucket: bucket, Region: "us-east-1", RetryOf: "job_orig", ProcessingType: schema.ProcessingAdvanced}
+		Bucket: bucket, Region: "us-east-1", RetryOf: "job_orig", ReadSettings: schema.ReadSettings{ProcessingType: schema.ProcessingAdvanced}}
 	job.Kind = schema.JobRetry
 	run := func() (tasks []string, queued int, ended bool) {
 		x.out = nil
