@@ -252,8 +252,11 @@ type ObjectState struct {
 	ErrorCode        string       `json:"error_code,omitempty"` // failed: the stable code (see ErrorCode)
 	JobID            string       `json:"job_id,omitempty"`
 	// SeenBy is the last sync (a job with delete_missing) whose listing
-	// held the object: its sweep leaves the object alone.
-	SeenBy string `json:"seen_by,omitempty"`
+	// held the object, and SeenAt when: its sweep leaves the object alone,
+	// and so does the sweep of any sync created before then (syncs over
+	// one scope may run at once; see SeenSince).
+	SeenBy string     `json:"seen_by,omitempty"`
+	SeenAt *time.Time `json:"seen_at,omitempty"`
 	// IntegrationID is the integration the object was read with (empty in
 	// states of earlier versions): an integration revoked with its data is
 	// erased by it.
@@ -426,6 +429,16 @@ func (s *JobStatus) finish(now time.Time) {
 // done, or skipped because the job's own options cut the listing.
 func (s *JobStatus) sweepClean() bool {
 	return s.Sweep == nil || s.Sweep.Status == SweepDone || s.Sweep.Status == SweepSkipped
+}
+
+// SeenSince reports whether the sync jobID, created at since, must leave
+// the object alone: its own listing held it, or another sync's did after
+// it was created (the object was there during the sync, though its own
+// listing did not say so: two syncs over one scope at once each mark the
+// object, and only the last mark stays). A zero since (a sweep message
+// from before SeenAt) counts the sync's own mark only.
+func (s *ObjectState) SeenSince(jobID string, since time.Time) bool {
+	return s.SeenBy == jobID || !since.IsZero() && s.SeenAt != nil && !s.SeenAt.Before(since)
 }
 
 // ReasonSwept is the reason of the deleted outcome of an object a sync's

@@ -173,7 +173,7 @@ func (h *Handler) recordFailure(task *schema.Task, ev *schema.ObjectEvent) {
 	if err == nil {
 		failed := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: task.ETag, VersionID: task.VersionID, Status: schema.ObjectFailed,
 			Reason: ev.Reason, ErrorCode: cmp.Or(ev.ErrorCode, ev.ErrorClass), JobID: task.JobID, IntegrationID: task.IntegrationID, UpdatedAt: time.Now().UTC()}
-		failed.SeenBy = seenBy(task, st) // a sync's listing held it: not a sweep candidate
+		markSeen(failed, task, st) // a sync's listing held it: not a sweep candidate
 		if st != nil {
 			failed.Sequencer = st.Sequencer
 		}

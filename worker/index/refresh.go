@@ -60,7 +60,8 @@ func (h *Handler) applyMeta(ctx context.Context, o *object, desc *described) (*s
 		return h.republish(ctx, o, desc)
 	}
 	next := *st
-	next.LastModified, next.SidecarETag, next.CustomHash, next.SeenBy = desc.source.LastModified, desc.sidecarETag, desc.customHash, seenBy(o.task, st)
+	next.LastModified, next.SidecarETag, next.CustomHash = desc.source.LastModified, desc.sidecarETag, desc.customHash
+	markSeen(&next, o.task, st)
 	if sameTime(next.LastModified, st.LastModified) && next.SidecarETag == st.SidecarETag && next.CustomHash == st.CustomHash && next.SeenBy == st.SeenBy {
 		return ev, nil
 	}
@@ -111,8 +112,9 @@ func (h *Handler) republish(ctx context.Context, o *object, desc *described) (*s
 		return nil, err
 	}
 	next := *st
-	next.JobID, next.SeenBy, next.LastModified, next.SidecarETag, next.MetaHash, next.CustomHash = task.JobID, seenBy(task, st), desc.source.LastModified,
+	next.JobID, next.LastModified, next.SidecarETag, next.MetaHash, next.CustomHash = task.JobID, desc.source.LastModified,
 		desc.sidecarETag, desc.hash, desc.customHash
+	markSeen(&next, task, st)
 	next.ChunkSeqs, next.UpdatedAt = res.completeSeqs(), time.Now().UTC()
 	if err := h.saveState(ctx, o.key, &next, o.rev); err != nil {
 		return nil, err

@@ -218,9 +218,10 @@ func (h *Handler) get(ctx context.Context, o *object) (*s3.GetObjectOutput, erro
 func (h *Handler) record(ctx context.Context, o *object, v objectVersion, res indexResult, ev *schema.ObjectEvent, seq string) (*schema.ObjectEvent, error) {
 	task := o.task
 	st := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: v.etag, VersionID: v.version, Sequencer: seq, ExtractorVersion: res.extractor,
-		ContentType: res.contentType, ProcessingType: processingType(task), Encoding: encodingOf(task), JobID: task.JobID, SeenBy: seenBy(task, o.state),
+		ContentType: res.contentType, ProcessingType: processingType(task), Encoding: encodingOf(task), JobID: task.JobID,
 		IntegrationID: task.IntegrationID, Size: v.size, LastModified: v.desc.source.LastModified, Chunking: schema.Chunking(task.ChunkTokens, task.ChunkOverlap),
 		SidecarETag: v.desc.sidecarETag, MetaHash: v.desc.hash, CustomHash: v.desc.customHash, UpdatedAt: time.Now().UTC()}
+	markSeen(st, task, o.state)
 	if res.skip != nil {
 		ev.Reason = res.skip.Error() // bounded: a detail can carry the tenant's bytes
 		h.m.Skipped(res.skip.Reason)
@@ -255,23 +256,26 @@ func (h *Handler) seen(ctx context.Context, o *object, ev *schema.ObjectEvent) (
 		return ev, nil
 	}
 	st := *o.state
-	st.SeenBy = o.task.JobID
+	markSeen(&st, o.task, o.state)
 	if err := h.saveState(ctx, o.key, &st, o.rev); err != nil {
 		return nil, err
 	}
 	return ev, nil
 }
 
-// seenBy is the SeenBy of the state task writes: its job if it is a sync's,
-// else what the state had (a notification's task does not undo a sync's mark).
-func seenBy(task *schema.Task, state *schema.ObjectState) string {
-	if task.Sync {
-		return task.JobID
+// markSeen sets the sync mark (SeenBy, SeenAt) of next, the state task
+// writes over state: its job's, now, if it is a sync's, else what state had
+// (a notification's task does not undo a sync's mark).
+func markSeen(next *schema.ObjectState, task *schema.Task, state *schema.ObjectState) {
+	switch {
+	case task.Sync:
+		now := time.Now().UTC()
+		next.SeenBy, next.SeenAt = task.JobID, &now
+	case state != nil:
+		next.SeenBy, next.SeenAt = state.SeenBy, state.SeenAt
+	default:
+		next.SeenBy, next.SeenAt = "", nil
 	}
-	if state != nil {
-		return state.SeenBy
-	}
-	return ""
 }
 
 // goneSinceIndexed handles a GetObject that failed with err. An object

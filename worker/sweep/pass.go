@@ -32,7 +32,7 @@ func (p *pass) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.h.cfg.Concurrency)
 	err := p.h.each(gctx, p.job, func(e jetstream.KeyValueEntry, st *schema.ObjectState) error {
-		if st.SeenBy == p.job.JobID {
+		if st.SeenSince(p.job.JobID, p.job.CreatedAt) {
 			return nil
 		}
 		key, rev := e.Key(), e.Revision()

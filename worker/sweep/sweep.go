@@ -206,11 +206,11 @@ func swept(job *schema.Job, res *schema.Sweep) schema.Out {
 }
 
 // count streams the collection's object states: how many the scope holds,
-// and how many of those the sync's listing did not see (candidates).
+// and how many of those no listing saw since the sync began (candidates).
 func (h *Handler) count(ctx context.Context, job *schema.Job) (held, candidates int64, err error) {
 	err = h.each(ctx, job, func(_ jetstream.KeyValueEntry, st *schema.ObjectState) error {
 		held++
-		if st.SeenBy != job.JobID {
+		if !st.SeenSince(job.JobID, job.CreatedAt) {
 			candidates++
 		}
 		return nil

@@ -267,3 +267,32 @@ func TestSweepRemovesWhatFiltersNowExclude(t *testing.T) {
 		t.Fatalf("state %s", got)
 	}
 }
+
+// Two syncs over one scope at once (a bucket sync and a directory sync of
+// one collection) each mark the objects their listings hold, and only the
+// last mark stays: an object another sync saw after this one was created
+// is not a candidate (it was there during this sync); one seen before it,
+// by another sync, still is.
+func TestSweepTrustsOverlappingSyncs(t *testing.T) {
+	x := newSweeper(t, 1)
+	x.job.CreatedAt = time.Now().Add(-time.Minute)
+	mark := func(key string, by string, at time.Time, inS3 bool) {
+		st := schema.ObjectState{Bucket: bucket, Key: key, ETag: `"e"`, Status: schema.ObjectIndexed, ExtractorVersion: "v1", Chunks: 1,
+			UpdatedAt: at, SeenBy: by, SeenAt: &at}
+		data, _ := json.Marshal(&st)
+		if _, err := x.objects.Put(context.Background(), schema.ObjectKey(x.job.Org, x.job.Collection, bucket, key), data); err != nil {
+			t.Fatal(err)
+		}
+		if inS3 {
+			x.env.S3.Put(bucket, key, "body of "+key)
+		}
+	}
+	for i := range 3 {
+		mark(fmt.Sprintf("dir/other-sync-%d.txt", i), "job_bucket_sync", time.Now(), true) // the other sync's mark, after this one began
+	}
+	mark("dir/gone.txt", "job_last_week", x.job.CreatedAt.Add(-24*time.Hour), false) // an older sync's mark: gone since
+	res, tombstones, deleted := x.sweep(t)
+	if res.Status != schema.SweepDone || res.Held != 4 || res.Candidates != 1 || res.Deleted != 1 || len(tombstones) != 1 || len(deleted) != 1 || deleted[0] != "dir/gone.txt" {
+		t.Fatalf("sweep %+v, deleted %v", res, deleted)
+	}
+}
