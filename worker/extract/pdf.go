@@ -483,10 +483,22 @@ func seedCache(seed, dir string) error {
 		if err != nil {
 			return err
 		}
-		tmp := to + ".seeding"
-		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		// Whole or not at all, under a name of its own: another process may
+		// be seeding the same directory at once.
+		tmp, err := os.CreateTemp(filepath.Dir(to), filepath.Base(to)+".seeding-*")
+		if err != nil {
 			return err
 		}
-		return os.Rename(tmp, to) // whole or not at all: another process may be starting from the same directory
+		_, err = tmp.Write(data)
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), to)
+		}
+		if err != nil {
+			_ = os.Remove(tmp.Name())
+		}
+		return err
 	})
 }

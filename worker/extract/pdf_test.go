@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -284,10 +285,36 @@ func TestPDFCacheSeed(t *testing.T) {
 	if err != nil || files == 0 {
 		t.Fatalf("the seed has %d files (%v)", files, err)
 	}
-	leftovers, _ := filepath.Glob(filepath.Join(dir, "*", "*.seeding"))
+	leftovers, _ := filepath.Glob(filepath.Join(dir, "*", "*.seeding-*"))
 	if len(leftovers) > 0 {
 		t.Errorf("half-copied files left: %v", leftovers)
 	}
+	// Workers starting at once seed one directory together: every file
+	// still arrives whole.
+	shared := t.TempDir()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() { errs <- seedCache(seed, shared) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = filepath.WalkDir(seed, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(seed, path)
+		want, _ := os.ReadFile(path)
+		if got, err := os.ReadFile(filepath.Join(shared, rel)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: not whole after seeding at once (%v)", rel, err)
+		}
+		return nil
+	})
 }
 
 // Check compiles PDFium into the cache and lets it go: the extractor holds
