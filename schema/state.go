@@ -616,11 +616,20 @@ func (s *JobStatus) View(now time.Time) JobView {
 		v.EstimatedTimeRemainingSeconds = &zero
 	case s.FilesTotal > 0:
 		v.Progress = min(1, float64(settled)/float64(s.FilesTotal))
-		if s.StartedAt != nil && settled > 0 {
-			rate := float64(settled) / max(now.Sub(*s.StartedAt).Seconds(), 0.001)
+		if rate := s.Rate(now); rate > 0 {
 			eta := float64(s.FilesTotal-settled) / rate
 			v.EstimatedTimeRemainingSeconds = &eta
 		}
 	}
 	return v
+}
+
+// Rate is how many objects a second got an outcome since the job started,
+// at now; 0 before there is one.
+func (s *JobStatus) Rate(now time.Time) float64 {
+	settled := s.Settled()
+	if s.StartedAt == nil || settled == 0 {
+		return 0
+	}
+	return float64(settled) / max(now.Sub(*s.StartedAt).Seconds(), 0.001)
 }

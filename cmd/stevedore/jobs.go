@@ -178,9 +178,11 @@ func showJob(ctx context.Context, j *jobs.Store, org, id string, wait bool, p pr
 			}
 			return st, nil
 		}
-		if line := progressLine(st.View(time.Now()), st.Planned()); !p.tty && line != last {
-			fmt.Fprintln(p.w, line)
-			last = line
+		if !p.tty {
+			if line := progressLine(st.View(time.Now())); line != last {
+				fmt.Fprintln(p.w, line)
+				last = line
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -210,11 +212,10 @@ func drawBar(bar *progressbar.ProgressBar, w io.Writer, st *schema.JobStatus, no
 	if planned {
 		what = st.Status
 	}
-	v := st.View(now)
-	if st.StartedAt != nil && st.Settled() > 0 {
-		what += fmt.Sprintf(" %.1f files/s", float64(st.Settled())/max(now.Sub(*st.StartedAt).Seconds(), 0.001))
+	if rate := st.Rate(now); rate > 0 {
+		what += fmt.Sprintf(" %.1f files/s", rate)
 	}
-	if planned && v.EstimatedTimeRemainingSeconds != nil && !st.Final() {
+	if v := st.View(now); planned && v.EstimatedTimeRemainingSeconds != nil && !st.Final() {
 		what += fmt.Sprintf(", %s left", (time.Duration(*v.EstimatedTimeRemainingSeconds) * time.Second).Round(time.Second))
 	}
 	bar.Describe(what)
@@ -224,8 +225,8 @@ func drawBar(bar *progressbar.ProgressBar, w io.Writer, st *schema.JobStatus, no
 
 // progressLine is one line of progress where there is no terminal: counts,
 // and the estimate once the listing is planned ("listing…" before).
-func progressLine(v schema.JobView, planned bool) string {
-	if !planned {
+func progressLine(v schema.JobView) string {
+	if !v.Planned() {
 		return fmt.Sprintf("listing…  %s: %d files so far (%d indexed, %d skipped, %d failed)", v.Status, v.FilesTotal, v.FilesIndexed, v.FilesSkipped, v.FilesFailed)
 	}
 	eta := ""

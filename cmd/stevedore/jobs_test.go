@@ -69,11 +69,14 @@ func TestJobListShowCancel(t *testing.T) {
 
 func TestProgressLines(t *testing.T) {
 	eta := 12.0
-	v := schema.JobView{JobStatus: &schema.JobStatus{Status: schema.JobStatusRunning, FilesTotal: 10, FilesIndexed: 4, FilesSkipped: 1}, Progress: 0.5, EstimatedTimeRemainingSeconds: &eta}
-	if line := progressLine(v, true); !strings.HasPrefix(line, " 50%  running: 5/10 files") || !strings.Contains(line, "about 12s left") {
+	listed := &schema.JobStatus{Status: schema.JobStatusRunning, FilesTotal: 10, FilesIndexed: 4, FilesSkipped: 1, LastPage: 0, PagesPlanned: 1}
+	v := schema.JobView{JobStatus: listed, Progress: 0.5, EstimatedTimeRemainingSeconds: &eta}
+	if line := progressLine(v); !strings.HasPrefix(line, " 50%  running: 5/10 files") || !strings.Contains(line, "about 12s left") {
 		t.Fatalf("line %q", line)
 	}
-	if line := progressLine(v, false); !strings.HasPrefix(line, "listing…  running: 10 files so far") {
+	listing := *listed
+	listing.LastPage = -1
+	if line := progressLine(schema.JobView{JobStatus: &listing}); !strings.HasPrefix(line, "listing…  running: 10 files so far") {
 		t.Fatalf("while listing: %q", line)
 	}
 	// The terminal's bar: "listing…" with a count until the listing is
