@@ -88,14 +88,14 @@ type JobStatus struct {
 	// Lanes is the bookkeeping of a listing the planner split into lanes,
 	// by lane (Job.Lane); nil on a record made before lanes, whose pages
 	// are one sequence ended by LastPage.
-	Lanes         map[string]*Lane `json:"lanes,omitempty"`
-	Errors        []FileError      `json:"errors"`
-	ErrorsDropped int64            `json:"errors_dropped,omitempty"`
-	Error         *JobError        `json:"error,omitempty"`
-	CreatedAt     time.Time        `json:"created_at"`
-	StartedAt     *time.Time       `json:"started_at,omitempty"`
-	CompletedAt   *time.Time       `json:"completed_at,omitempty"`
-	LastEventSeq  uint64           `json:"last_event_seq"`
+	Lanes         map[string]Lane `json:"lanes,omitempty"`
+	Errors        []FileError     `json:"errors"`
+	ErrorsDropped int64           `json:"errors_dropped,omitempty"`
+	Error         *JobError       `json:"error,omitempty"`
+	CreatedAt     time.Time       `json:"created_at"`
+	StartedAt     *time.Time      `json:"started_at,omitempty"`
+	CompletedAt   *time.Time      `json:"completed_at,omitempty"`
+	LastEventSeq  uint64          `json:"last_event_seq"`
 	// RequestHash binds an Idempotency-Key to the request that created the
 	// job (a hash of endpoint and body): a retry must match it.
 	RequestHash string `json:"request_hash,omitempty"`
@@ -190,16 +190,15 @@ type Lane struct {
 	Last  int `json:"last"`  // -1 until the lane's last page is folded
 }
 
-func (l *Lane) done() bool { return l.Start >= 0 && l.Last >= 0 && l.Pages == l.Last-l.Start+1 }
+func (l Lane) done() bool { return l.Start >= 0 && l.Last >= 0 && l.Pages == l.Last-l.Start+1 }
 
-// lane returns the job's lane name, made unknown when first heard of.
-func (s *JobStatus) lane(name string) *Lane {
-	l, ok := s.Lanes[name]
-	if !ok {
-		l = &Lane{Start: -1, Last: -1}
-		s.Lanes[name] = l
+// lane returns what the record knows of lane name: nothing (Start and Last
+// unknown) when it first hears of it.
+func (s *JobStatus) lane(name string) Lane {
+	if l, ok := s.Lanes[name]; ok {
+		return l
 	}
-	return l
+	return Lane{Start: -1, Last: -1}
 }
 
 // Sweeping reports whether the sweep is due or under way: every listed
@@ -366,7 +365,7 @@ func NewJobStatus(job *Job) *JobStatus {
 	if job.DeleteMissing && (job.Kind == JobBucket || job.Kind == JobDirectory) {
 		st.Sweep = &Sweep{Status: SweepPending}
 	}
-	st.Lanes = map[string]*Lane{"": {Start: 0, Last: -1}}
+	st.Lanes = map[string]Lane{"": {Start: 0, Last: -1}}
 	return st
 }
 
@@ -520,8 +519,11 @@ func (s *JobStatus) applyJob(ev *JobEvent, now time.Time) {
 			if ev.Last || len(ev.Split) > 0 { // a split ends the lane: its two halves go on
 				l.Last = ev.Page
 			}
+			s.Lanes[ev.Lane] = l
 			for _, name := range ev.Split {
-				s.lane(name).Start = ev.Page + 1
+				half := s.lane(name)
+				half.Start = ev.Page + 1
+				s.Lanes[name] = half
 			}
 		}
 		if ev.Last {

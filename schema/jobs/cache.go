@@ -60,7 +60,7 @@ func (c *Cache) Get(ctx context.Context, jobID string) (Record, error) {
 		return Record{}, err
 	}
 	r := Record{Cancelled: st.Status == schema.JobStatusCancelled, CustomMetadata: st.CustomMetadata, FilesDeleted: st.FilesDeleted,
-		Lanes: len(st.Lanes) > 0 && string(st.Lanes) != "null"}
+		Lanes: len(st.Lanes) > 0}
 	c.lru.Add(jobID, r)
 	return r, nil
 }
