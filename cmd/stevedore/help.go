@@ -79,24 +79,18 @@ func printUsage(w io.Writer, f *flags) {
 	byGroup := map[string][]*flag.Flag{}
 	f.VisitAll(func(fl *flag.Flag) { byGroup[groupOf(fl.Name)] = append(byGroup[groupOf(fl.Name)], fl) })
 	own := byGroup[""]
-	slices.SortStableFunc(own, func(a, b *flag.Flag) int {
-		return boolCmp(slices.Contains(f.required, b.Name), slices.Contains(f.required, a.Name))
-	})
+	optional := func(fl *flag.Flag) int { // required first
+		if slices.Contains(f.required, fl.Name) {
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(own, func(a, b *flag.Flag) int { return optional(a) - optional(b) })
 	printGroup(w, "Flags", own)
 	for _, g := range flagGroups {
 		printGroup(w, g.title, byGroup[g.title])
 	}
 	fmt.Fprintln(w, "\nExit codes: 0 done, 1 runtime error, 2 usage error, 3 a job followed with --wait failed or was cancelled.")
-}
-
-func boolCmp(a, b bool) int {
-	switch {
-	case a == b:
-		return 0
-	case a:
-		return 1
-	}
-	return -1
 }
 
 // printGroup lists flags under title, as the flag package would (type,

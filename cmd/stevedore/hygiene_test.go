@@ -116,3 +116,27 @@ func TestHelpGroupsEveryFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpExamplesAreReal: every command -h shows examples for exists, and
+// every flag its examples use is one of its flags.
+func TestHelpExamplesAreReal(t *testing.T) {
+	for name, lines := range examples {
+		var b bytes.Buffer
+		helpOutput = &b
+		err := run(context.Background(), append(strings.Fields(name), "-h"))
+		helpOutput = os.Stderr
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%s -h: %v (no such command?)", name, err)
+			continue
+		}
+		for _, line := range lines {
+			line, _, _ = strings.Cut(line, "#")
+			for _, word := range strings.Fields(line) {
+				if flagName, ok := strings.CutPrefix(word, "--"); ok && !strings.Contains(b.String(), "\n  --"+flagName+"\n") &&
+					!strings.Contains(b.String(), "\n  --"+flagName+" ") {
+					t.Errorf("%s: the example %q uses --%s, not one of its flags", name, line, flagName)
+				}
+			}
+		}
+	}
+}
