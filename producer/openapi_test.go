@@ -120,20 +120,41 @@ func TestOpenAPIDocumentServed(t *testing.T) {
 	}
 }
 
-// Every operation has an operationId, unique and camelCase: generated
-// clients get readable method names (listJobs, not GetV2Jobs).
-func TestOpenAPIOperationIDs(t *testing.T) {
+// oaOperation is what the tests of the document's shape read of one
+// operation.
+type oaOperation struct {
+	OperationID string `json:"operationId"`
+	RequestBody *struct {
+		Content map[string]oaMedia `json:"content"`
+	} `json:"requestBody"`
+	Responses map[string]struct {
+		Headers map[string]any     `json:"headers"`
+		Content map[string]oaMedia `json:"content"`
+	} `json:"responses"`
+}
+
+type oaMedia struct {
+	Example json.RawMessage `json:"example"`
+}
+
+// operations is the document's operations, by path and method.
+func operations(t *testing.T) map[string]map[string]oaOperation {
+	t.Helper()
 	var doc struct {
-		Paths map[string]map[string]struct {
-			OperationID string `json:"operationId"`
-		} `json:"paths"`
+		Paths map[string]map[string]oaOperation `json:"paths"`
 	}
 	if err := json.Unmarshal(schema.OpenAPI, &doc); err != nil {
 		t.Fatal(err)
 	}
+	return doc.Paths
+}
+
+// Every operation has an operationId, unique and camelCase: generated
+// clients get readable method names (listJobs, not GetV2Jobs).
+func TestOpenAPIOperationIDs(t *testing.T) {
 	seen := map[string]string{}
 	camel := regexp.MustCompile(`^[a-z][A-Za-z0-9]+$`)
-	for path, ops := range doc.Paths {
+	for path, ops := range operations(t) {
 		for method, op := range ops {
 			where := strings.ToUpper(method) + " " + path
 			if !camel.MatchString(op.OperationID) {
@@ -150,17 +171,7 @@ func TestOpenAPIOperationIDs(t *testing.T) {
 // Every answer declares X-Request-Id, and every 429 and 503 Retry-After: the
 // headers the API sends (the middleware's), declared where clients look.
 func TestOpenAPIDeclaresHeaders(t *testing.T) {
-	var doc struct {
-		Paths map[string]map[string]struct {
-			Responses map[string]struct {
-				Headers map[string]any `json:"headers"`
-			} `json:"responses"`
-		} `json:"paths"`
-	}
-	if err := json.Unmarshal(schema.OpenAPI, &doc); err != nil {
-		t.Fatal(err)
-	}
-	for path, ops := range doc.Paths {
+	for path, ops := range operations(t) {
 		for method, op := range ops {
 			for code, resp := range op.Responses {
 				where := strings.ToUpper(method) + " " + path + " " + code
@@ -218,25 +229,9 @@ func examplePath(path string) string {
 // example is what the API could send or accept: it validates against its
 // operation as a real exchange would.
 func TestOpenAPIExamples(t *testing.T) {
-	type media struct {
-		Example json.RawMessage `json:"example"`
-	}
-	var doc struct {
-		Paths map[string]map[string]struct {
-			RequestBody *struct {
-				Content map[string]media `json:"content"`
-			} `json:"requestBody"`
-			Responses map[string]struct {
-				Content map[string]media `json:"content"`
-			} `json:"responses"`
-		} `json:"paths"`
-	}
-	if err := json.Unmarshal(schema.OpenAPI, &doc); err != nil {
-		t.Fatal(err)
-	}
 	v := openAPI(t)
 	n := 0
-	for path, ops := range doc.Paths {
+	for path, ops := range operations(t) {
 		for method, op := range ops {
 			where := strings.ToUpper(method) + " " + path
 			request := func() *http.Request {
