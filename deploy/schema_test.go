@@ -42,13 +42,14 @@ func kubernetesSchemas(t *testing.T) map[string]*jsonschema.Schema {
 		t.Fatal(err)
 	}
 	var doc struct {
-		Definitions map[string]map[string]any `json:"definitions"`
+		Definitions map[string]any `json:"definitions"`
 	}
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
 	kinds := map[string]string{} // apiVersion/kind → definition
-	for name, def := range doc.Definitions {
+	for name, d := range doc.Definitions {
+		def := d.(map[string]any)
 		if name == "io.k8s.apimachinery.pkg.api.resource.Quantity" { // "1" or 1, "512Mi"
 			def["format"] = "quantity"
 		}
@@ -64,7 +65,7 @@ func kubernetesSchemas(t *testing.T) map[string]*jsonschema.Schema {
 		}
 	}
 	c := jsonschema.NewCompiler()
-	if err := c.AddResource("kubernetes.json", map[string]any{"definitions": anyMap(doc.Definitions)}); err != nil {
+	if err := c.AddResource("kubernetes.json", map[string]any{"definitions": doc.Definitions}); err != nil {
 		t.Fatal(err)
 	}
 	schemas := map[string]*jsonschema.Schema{}
@@ -76,14 +77,6 @@ func kubernetesSchemas(t *testing.T) map[string]*jsonschema.Schema {
 		schemas[kind] = s
 	}
 	return schemas
-}
-
-func anyMap(m map[string]map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // strict makes schema (and every schema in it) refuse unknown fields, and
@@ -99,12 +92,10 @@ func strict(schema map[string]any) {
 			schema["additionalProperties"] = false
 		}
 	}
-	for _, key := range []string{"properties", "definitions"} {
-		if props, ok := schema[key].(map[string]any); ok {
-			for _, p := range props {
-				if m, ok := p.(map[string]any); ok {
-					strict(m)
-				}
+	if props, ok := schema["properties"].(map[string]any); ok {
+		for _, p := range props {
+			if m, ok := p.(map[string]any); ok {
+				strict(m)
 			}
 		}
 	}
