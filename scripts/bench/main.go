@@ -153,23 +153,6 @@ type procs struct {
 	worker    int   // the process doing the tasks (its RSS is reported)
 }
 
-// serverCPU is the CPU time of the JetStream servers.
-func (p procs) serverCPU() time.Duration {
-	var d time.Duration
-	for _, pid := range p.servers {
-		d += cpu(pid)
-	}
-	return d
-}
-
-func (p procs) stevedoreCPU() time.Duration {
-	var d time.Duration
-	for _, pid := range p.stevedore {
-		d += cpu(pid)
-	}
-	return d
-}
-
 func main() {
 	smoke := flag.Bool("smoke", false, "200 objects of 4 KiB only, no result file (CI keeps the harness working with it)")
 	shapesFlag := flag.String("shapes", "4k:10000,64k:3000,32m:10,pdf:40", "shapes: size:count, size in k or m, or pdf:count")
@@ -456,16 +439,20 @@ func prose(seed, size int) []byte {
 	return b.Bytes()[:size]
 }
 
-// cpu returns a process's user+system CPU time.
-func cpu(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
+// cpu returns the user+system CPU time of processes, summed.
+func cpu(pids ...int) time.Duration {
+	var d time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		d += time.Duration(ut+st) * time.Second / 100 // USER_HZ
 	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+	return d
 }
 
 func selfCPU() time.Duration {
@@ -654,7 +641,7 @@ func objectKeys(prefix string, n int) []string {
 // waiting for its acknowledgements as the worker does, and returns the
 // seconds it took and the CPU per object of this process and the server.
 func publishEach(ctx context.Context, js jetstream.JetStream, ps procs, n int, msgs func(i int) []schema.Out) (secs, cpuMs float64, err error) {
-	c0, s0, t0 := selfCPU(), ps.serverCPU(), time.Now()
+	c0, s0, t0 := selfCPU(), cpu(ps.servers...), time.Now()
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	for w := 0; w < 8; w++ {
@@ -673,7 +660,7 @@ func publishEach(ctx context.Context, js jetstream.JetStream, ps procs, n int, m
 	if err := g.Wait(); err != nil {
 		return 0, 0, err
 	}
-	return time.Since(t0).Seconds(), ms(selfCPU()-c0+ps.serverCPU()-s0, n), nil
+	return time.Since(t0).Seconds(), ms(selfCPU()-c0+cpu(ps.servers...)-s0, n), nil
 }
 
 // perSec is the objects per second this machine's cores allow at cpuMs of
@@ -729,7 +716,7 @@ func pipeline(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, min
 	if err != nil {
 		return p, err
 	}
-	d0, m0, n0, t0 := ps.stevedoreCPU(), cpu(minio), ps.serverCPU(), time.Now()
+	d0, m0, n0, t0 := cpu(ps.stevedore...), cpu(minio), cpu(ps.servers...), time.Now()
 	body := map[string]any{"bucket_name": "demo-docs", "directory_path": prefix, "skip_existing": false,
 		"auth": map[string]string{"type": "assume_role", "role_arn": roleARN, "external_id": org.ExternalID}}
 	var job struct {
@@ -751,10 +738,10 @@ func pipeline(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, min
 	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != int64(sh.Count) {
 		return p, fmt.Errorf("job %s: %d of %d indexed", st.Status, st.FilesIndexed, sh.Count)
 	}
-	devCPU, minioCPU := ps.stevedoreCPU()-d0, cpu(minio)-m0
+	devCPU, minioCPU := cpu(ps.stevedore...)-d0, cpu(minio)-m0
 	var natsCPU time.Duration
 	if !slices.Contains(ps.stevedore, ps.servers[0]) {
-		natsCPU = ps.serverCPU() - n0
+		natsCPU = cpu(ps.servers...) - n0
 	}
 	sts1, _ := s.MetricSum("stevedore_sts_assume_total")
 	h1, err := taskHistogram(s)
