@@ -66,35 +66,32 @@ func newKeyspace(keys ...string) keyspace {
 	}
 	ks := make(keyspace, n)
 	for i := range ks {
-		seen := map[byte]bool{}
+		var seen [256]bool
+		distinct, last := 0, byte(0)
 		for _, k := range keys {
-			if i < len(k) {
-				seen[k[i]] = true
+			if i < len(k) && !seen[k[i]] {
+				seen[k[i]], distinct, last = true, distinct+1, k[i]
 			}
+		}
+		if distinct == 1 && last >= 0x20 && last < 0x7f && !strings.ContainsRune(alphabets[5], rune(last)) {
+			ks[i] = string(last) // structure
+			continue
 		}
 		ks[i] = printable
-		if len(seen) == 1 {
-			for c := range seen {
-				if !strings.ContainsRune(alphabets[5], rune(c)) && c >= 0x20 && c < 0x7f {
-					ks[i] = string(c) // structure
-				}
-			}
-		}
-		if len(ks[i]) > 1 {
-			for _, a := range alphabets {
-				if all(seen, a) {
-					ks[i] = a
-					break
-				}
+		for _, a := range alphabets {
+			if holds(a, &seen) {
+				ks[i] = a
+				break
 			}
 		}
 	}
 	return ks
 }
 
-func all(seen map[byte]bool, alphabet string) bool {
-	for c := range seen {
-		if !strings.ContainsRune(alphabet, rune(c)) {
+// holds reports whether alphabet has every character seen.
+func holds(alphabet string, seen *[256]bool) bool {
+	for c, ok := range seen {
+		if ok && !strings.ContainsRune(alphabet, rune(c)) {
 			return false
 		}
 	}
