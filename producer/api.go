@@ -356,13 +356,13 @@ type settingsRequest struct {
 	OCRLanguages string `json:"ocr_languages"`
 }
 
-// filters are the request's filters (nil when it gives none).
 // readSettings are how the request's objects are read.
 func (req *settingsRequest) readSettings() schema.ReadSettings {
 	return schema.ReadSettings{ProcessingType: req.ProcessingType, Encoding: req.Encoding, ChunkTokens: req.ChunkTokens, ChunkOverlap: req.ChunkOverlap,
 		ObjectTags: req.ObjectTags != nil && *req.ObjectTags, OCRLanguages: req.OCRLanguages}
 }
 
+// filters are the request's filters (nil when it gives none).
 func (req *settingsRequest) filters() *schema.Filters {
 	f := &schema.Filters{Include: req.IncludePatterns, Exclude: req.ExcludePatterns, MaxFileSize: req.MaxFileSize, ModifiedAfter: req.ModifiedAfter}
 	if f.Empty() {

@@ -161,7 +161,7 @@ func LanePageMsgID(jobID, lane string, page int) string {
 	if lane == "" {
 		return JobPageMsgID(jobID, page)
 	}
-	return "job:" + jobID + ":" + strconv.Itoa(page) + ":" + lane
+	return JobPageMsgID(jobID, page) + ":" + lane
 }
 
 // TaskMsgID is the Nats-Msg-Id of the task for one object of a job (tasks
@@ -222,7 +222,7 @@ func LanePlannedEventID(jobID, lane string, page int) string {
 	if lane == "" {
 		return PlannedEventID(jobID, page)
 	}
-	return "planned:" + jobID + ":" + strconv.Itoa(page) + ":" + lane
+	return PlannedEventID(jobID, page) + ":" + lane
 }
 
 // JobFailedEventID is the ID of the "failed" event of a job.
