@@ -60,8 +60,8 @@ func orgOfTick(subject string) (string, bool) {
 	return org, ok
 }
 
-// planPerOrg is how many of one org's job pages a worker plans at once.
-const planPerOrg = 2
+// PlanPerOrg is how many of one org's job pages a worker plans at once.
+const PlanPerOrg = 2
 
 // sweepSlots is how many sweeps a worker runs at once (one per org): a
 // sweep is long and mostly waits on HEADs.
@@ -121,7 +121,7 @@ type Config struct {
 	// TrackBatch is the most events folded per batch; default schema.TrackBatch.
 	TrackBatch int
 	// PlanConcurrency is the number of job pages planned at once (at most
-	// planPerOrg of one org's: a big bucket's lanes go on two at a time on
+	// PlanPerOrg of one org's: a big bucket's lanes go on two at a time on
 	// every worker, and other orgs' pages still find a slot); default 4.
 	PlanConcurrency int
 	// ChunkTokens is the maximum tokens per chunk; default 512.
@@ -291,7 +291,7 @@ func (w *Worker) runnerConfig(h handlers, pub *meter.Publisher) runner.Config {
 		JS: cfg.JS, Classify: creds.ClassifyError, Publish: pub.Publish, Gate: w.gate,
 		Queues: []runner.Queue{
 			{Kind: "jobs", Stream: schema.StreamJobs, Filter: schema.AllJobs, OrgOf: schema.OrgOfJobSubject, Consumer: topo.PlannerConfig,
-				PerOrg: planPerOrg, Slots: cfg.PlanConcurrency, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update,
+				PerOrg: PlanPerOrg, Slots: cfg.PlanConcurrency, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update,
 				HoldOn: "tasks", HoldAbove: cfg.OrgTaskShare, Handler: h.plan},
 			{Kind: "tasks", Stream: schema.StreamTasks, Filter: schema.AllTasks, OrgOf: schema.OrgOfTaskSubject, Consumer: topo.IndexerConfig,
 				PerOrg: cfg.TenantConcurrency, Slots: cfg.TaskConcurrency, MaxDeliver: topo.MaxDeliver, UpdateConsumers: topo.Update,

@@ -109,8 +109,9 @@ func TestPlanningHugeBucket(t *testing.T) {
 	defer stop()
 	peak, stopSampling = sample()
 	e.submit(tn, "windowed", "big/")
-	// Planning pauses at the window: the total stops growing short of the
-	// bucket (the tasks hang in their GETs, so nothing drains).
+	// Planning reaches the window, then pauses: the total stops growing
+	// short of the bucket (the tasks hang in their GETs, so nothing drains).
+	e.until([]string{"windowed"}, func(st *schema.JobStatus) bool { return st.FilesTotal >= int64(window) }, 10*time.Minute)
 	var last int64
 	for steady := 0; steady < 20; time.Sleep(250 * time.Millisecond) {
 		st, _, err := e.jobs.Get(ctx, tn.org.ID, "windowed")
@@ -125,7 +126,7 @@ func TestPlanningHugeBucket(t *testing.T) {
 		last = st.FilesTotal
 	}
 	stopSampling()
-	slack := uint64(4 * 1000) // a page per worker's planning slot, claimed before the hold
+	slack := uint64(4 * worker.PlanPerOrg * 1000) // the pages 4 workers had claimed for the org when the hold began
 	if peak.Load() > uint64(window)+slack || last >= int64(keys) {
 		t.Fatalf("window %d: TASKS peaked at %d, planning reached %d of %d keys", window, peak.Load(), last, keys)
 	}

@@ -61,8 +61,8 @@ func New(cfg Config) (*Handler, error) {
 func (h *Handler) Name() string { return "plan" }
 
 // Handle plans one page of an index job: list up to PageSize keys, publish
-// a task per object, a continuation job for the next page, and a "planned"
-// event. Every publish has a deterministic ID, so a crash anywhere in here
+// a task per object, the next page (or the first pages of two lanes, when
+// the page splits its lane; see lanes.go), and a "planned" event. Every publish has a deterministic ID, so a crash anywhere in here
 // followed by redelivery redoes the page without duplicating anything.
 func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 	job, err := schema.DecodeJob(msg.Data())
