@@ -95,6 +95,11 @@ type Ceiling struct {
 	TokenizeCPUms float64 `json:"tokenize_cpu_ms_per_object"`
 	Chunks        int     `json:"chunks_per_object"`
 	PublishCPUms  float64 `json:"publish_cpu_ms_per_object"` // its chunks, commit and event, client + server
+	// PublishSyscalls are the nats-server nodes' read and write system
+	// calls per object of that publish (fleet), to set beside the
+	// pipeline's (Pipeline.NATSSyscalls).
+	PublishSyscalls  float64 `json:"publish_nats_syscalls_per_object,omitempty"`
+	PublishRouteMsgs float64 `json:"publish_nats_route_msgs_per_object,omitempty"`
 	CPUms         float64 `json:"cpu_ms_per_object"`
 	PerSec        float64 `json:"objects_per_s"`
 	// The ceiling is measured right before and right after the shape's
@@ -114,6 +119,16 @@ type Pipeline struct {
 	StevedoreCPU float64 `json:"stevedore_cpu_ms_per_object"`      // dev: includes the embedded nats-server; fleet: producer + worker
 	NATSCPU      float64 `json:"nats_cpu_ms_per_object,omitempty"` // fleet: the nats-server process
 	MinIOCPU     float64 `json:"minio_cpu_ms_per_object"`
+	// NATSSyscalls and WorkerSyscalls are the read and write system calls
+	// per object of the nats-server nodes (fleet) and of the worker: counts,
+	// not times, so this VM's drifting speed does not move them; the
+	// servers' largest cost is a system call per small message.
+	NATSSyscalls   float64 `json:"nats_syscalls_per_object,omitempty"`
+	WorkerSyscalls float64 `json:"worker_syscalls_per_object,omitempty"`
+	// RouteMsgs are the messages the nodes sent each other per object (R3:
+	// raft's appends and their answers, and what a node forwards to the
+	// leader of a stream or consumer).
+	RouteMsgs float64 `json:"nats_route_msgs_per_object,omitempty"`
 	STSPer1000   float64 `json:"sts_calls_per_1000_objects"`
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`
 	TaskP50ms    float64 `json:"task_p50_ms"`
@@ -151,6 +166,10 @@ type procs struct {
 	stevedore []int // dev, or producer and worker
 	servers   []int // the processes storing JetStream messages: dev, or the nats-server nodes
 	worker    int   // the process doing the tasks (its RSS is reported)
+	// serverProfiles and serverMonitors are the nats-server nodes' pprof
+	// and monitoring endpoints (fleet only: dev serves its embedded
+	// server's profile as its own).
+	serverProfiles, serverMonitors []string
 }
 
 func main() {
@@ -278,10 +297,6 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 	}
 	for i, sh := range shapes {
 		logf("pipeline: %s", sh.Name)
-		var stopProfile func() error
-		if profile && i == 0 {
-			stopProfile = startProfiles(s, dir, logf)
-		}
 		// A text shape's ceiling is measured right before and right after
 		// its pipeline, and the two averaged: this VM's speed drifts within
 		// minutes, and a ceiling from another minute than the pipeline's
@@ -292,6 +307,10 @@ func run(ctx context.Context, smoke bool, shapeSpec, out string, profile bool, w
 			if before, err = ceiling(ctx, s, ps, org, minio, prefix, sh); err != nil {
 				return err
 			}
+		}
+		var stopProfile func() error
+		if profile && i == 0 {
+			stopProfile = startProfiles(s, ps, dir, logf)
 		}
 		p, err := pipeline(ctx, s, ps, org, minio, prefix, sh, i)
 		if err != nil {
@@ -402,7 +421,7 @@ func startFleet(ctx context.Context, dir string, logf func(string, ...any), work
 		servers = append(servers, n.PID())
 	}
 	logf("fleet: nats-server %v (R%d), producer (pid %d), worker %s (pid %d)", servers, replicas, producer.PID(), strings.Join(workerArgs, " "), worker.PID())
-	return s, procs{stevedore: []int{producer.PID(), worker.PID()}, servers: servers, worker: worker.PID()}, stop, nil
+	return s, procs{stevedore: []int{producer.PID(), worker.PID()}, servers: servers, worker: worker.PID(), serverProfiles: node.Profiles, serverMonitors: node.Monitors}, stop, nil
 }
 
 // upload puts sh's objects under prefix.
@@ -453,6 +472,53 @@ func cpu(pids ...int) time.Duration {
 		d += time.Duration(ut+st) * time.Second / 100 // USER_HZ
 	}
 	return d
+}
+
+// serverCounts are the nats-server nodes' system calls and route messages
+// per object of a measurement.
+type serverCounts struct{ syscalls, routeMsgs float64 }
+
+// routeMsgs returns the messages the nodes behind monitors sent on their
+// routes (routez out_msgs), summed; 0 without monitors.
+func routeMsgs(monitors []string) int64 {
+	var n int64
+	for _, url := range monitors {
+		resp, err := http.Get(url + "/routez")
+		if err != nil {
+			continue
+		}
+		var rz struct {
+			Routes []struct {
+				OutMsgs int64 `json:"out_msgs"`
+			} `json:"routes"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&rz)
+		resp.Body.Close()
+		for _, r := range rz.Routes {
+			n += r.OutMsgs
+		}
+	}
+	return n
+}
+
+// syscalls returns the read and write system calls (syscr + syscw of
+// /proc/PID/io) of processes, summed.
+func syscalls(pids ...int) int64 {
+	var n int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ": ")
+			if ok && (k == "syscr" || k == "syscw") {
+				c, _ := strconv.ParseInt(v, 10, 64)
+				n += c
+			}
+		}
+	}
+	return n
 }
 
 func selfCPU() time.Duration {
@@ -559,7 +625,7 @@ func raw(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, client *
 	commit := &schema.Commit{Commit: true, Org: "org_bench", Collection: "c", Bucket: "demo-docs", Key: "k", ETag: "e", ExtractorVersion: "text/1", Chunks: 1, Tokens: 900}
 	event := &schema.ObjectEvent{EventID: "ev", JobID: "job_b", Org: "org_bench", Collection: "c", Bucket: "demo-docs", Key: "k", Outcome: schema.OutcomeIndexed, Chunks: 1, Tokens: 900}
 	r.ChunkBytes = len(chunk.Text)
-	secs, cpuMs, err := publishEach(ctx, js, ps, len(keys), func(i int) []schema.Out {
+	secs, cpuMs, _, err := publishEach(ctx, js, ps, len(keys), func(i int) []schema.Out {
 		return []schema.Out{{Subject: "bench.chunks", MsgID: fmt.Sprintf("c%d", i), Msg: chunk},
 			{Subject: "bench.chunks", MsgID: fmt.Sprintf("m%d", i), Msg: commit}, {Subject: "bench.events", MsgID: fmt.Sprintf("e%d", i), Msg: event}}
 	})
@@ -620,9 +686,11 @@ func ceiling(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, mini
 			schema.Out{Subject: "bench.events", MsgID: fmt.Sprintf("e%d", i), Msg: &schema.ObjectEvent{EventID: fmt.Sprintf("ev%d", i), JobID: "job_b", Org: "org_bench",
 				Collection: "c", Bucket: "demo-docs", Key: keys[i%len(keys)], Outcome: schema.OutcomeIndexed, Chunks: len(parts)}})
 	}
-	if _, c.PublishCPUms, err = publishEach(ctx, js, ps, objects, msgs); err != nil {
+	_, cpuMs, fleet, err := publishEach(ctx, js, ps, objects, msgs)
+	if err != nil {
 		return c, err
 	}
+	c.PublishCPUms, c.PublishSyscalls, c.PublishRouteMsgs = cpuMs, fleet.syscalls, fleet.routeMsgs
 	c.CPUms = c.GetCPUms + c.TokenizeCPUms + c.PublishCPUms
 	c.PerSec = perSec(c.CPUms)
 	return c, nil
@@ -639,9 +707,10 @@ func objectKeys(prefix string, n int) []string {
 
 // publishEach publishes msgs(i) for i in [0, n), 8 objects at a time each
 // waiting for its acknowledgements as the worker does, and returns the
-// seconds it took and the CPU per object of this process and the server.
-func publishEach(ctx context.Context, js jetstream.JetStream, ps procs, n int, msgs func(i int) []schema.Out) (secs, cpuMs float64, err error) {
-	c0, s0, t0 := selfCPU(), cpu(ps.servers...), time.Now()
+// seconds it took, the CPU per object of this process and the server, and
+// the servers' system calls and route messages per object (fleet).
+func publishEach(ctx context.Context, js jetstream.JetStream, ps procs, n int, msgs func(i int) []schema.Out) (secs, cpuMs float64, fleet serverCounts, err error) {
+	c0, s0, sc0, rm0, t0 := selfCPU(), cpu(ps.servers...), syscalls(ps.servers...), routeMsgs(ps.serverMonitors), time.Now()
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	for w := 0; w < 8; w++ {
@@ -658,9 +727,13 @@ func publishEach(ctx context.Context, js jetstream.JetStream, ps procs, n int, m
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return 0, 0, err
+		return 0, 0, fleet, err
 	}
-	return time.Since(t0).Seconds(), ms(selfCPU()-c0+cpu(ps.servers...)-s0, n), nil
+	if len(ps.serverMonitors) > 0 { // fleet: the servers are processes of their own
+		fleet.syscalls = float64(syscalls(ps.servers...)-sc0) / float64(n)
+		fleet.routeMsgs = float64(routeMsgs(ps.serverMonitors)-rm0) / float64(n)
+	}
+	return time.Since(t0).Seconds(), ms(selfCPU()-c0+cpu(ps.servers...)-s0, n), fleet, nil
 }
 
 // perSec is the objects per second this machine's cores allow at cpuMs of
@@ -672,7 +745,7 @@ func perSec(cpuMs float64) float64 { return float64(runtime.NumCPU()) * 1000 / c
 func mean(a, b Ceiling) Ceiling {
 	c := Ceiling{Shape: a.Shape, Chunks: a.Chunks, GetPerSec: (a.GetPerSec + b.GetPerSec) / 2, GetCPUms: (a.GetCPUms + b.GetCPUms) / 2,
 		TokenizeCPUms: (a.TokenizeCPUms + b.TokenizeCPUms) / 2, PublishCPUms: (a.PublishCPUms + b.PublishCPUms) / 2,
-		CPUmsBefore: a.CPUms, CPUmsAfter: b.CPUms}
+		PublishSyscalls: (a.PublishSyscalls + b.PublishSyscalls) / 2, PublishRouteMsgs: (a.PublishRouteMsgs + b.PublishRouteMsgs) / 2, CPUmsBefore: a.CPUms, CPUmsAfter: b.CPUms}
 	c.CPUms = c.GetCPUms + c.TokenizeCPUms + c.PublishCPUms
 	c.PerSec = perSec(c.CPUms)
 	return c
@@ -717,6 +790,7 @@ func pipeline(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, min
 		return p, err
 	}
 	d0, m0, n0, t0 := cpu(ps.stevedore...), cpu(minio), cpu(ps.servers...), time.Now()
+	ns0, ws0, rm0 := syscalls(ps.servers...), syscalls(ps.worker), routeMsgs(ps.serverMonitors)
 	body := map[string]any{"bucket_name": "demo-docs", "directory_path": prefix, "skip_existing": false,
 		"auth": map[string]string{"type": "assume_role", "role_arn": roleARN, "external_id": org.ExternalID}}
 	var job struct {
@@ -742,7 +816,10 @@ func pipeline(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, min
 	var natsCPU time.Duration
 	if !slices.Contains(ps.stevedore, ps.servers[0]) {
 		natsCPU = cpu(ps.servers...) - n0
+		p.NATSSyscalls = float64(syscalls(ps.servers...)-ns0) / float64(sh.Count)
+		p.RouteMsgs = float64(routeMsgs(ps.serverMonitors)-rm0) / float64(sh.Count)
 	}
+	p.WorkerSyscalls = float64(syscalls(ps.worker)-ws0) / float64(sh.Count)
 	sts1, _ := s.MetricSum("stevedore_sts_assume_total")
 	h1, err := taskHistogram(s)
 	if err != nil {
@@ -845,18 +922,34 @@ func quantile(before, after histogram, q float64) float64 {
 	return prevBound
 }
 
-// startProfiles captures a CPU profile of stevedore for the shape's run and
-// block, mutex, goroutine and allocation (since start) profiles at its end.
-func startProfiles(s *stack.Stack, dir string, logf func(string, ...any)) func() error {
-	done := make(chan error, 1)
-	go func() { done <- fetch(s.Metric+"/debug/pprof/profile?seconds=20", filepath.Join(dir, "cpu.pprof")) }()
+// startProfiles captures a CPU profile of stevedore (the worker in fleet
+// mode) and of each nats-server node for the shape's run, and block, mutex,
+// goroutine and allocation (since start) profiles at its end.
+func startProfiles(s *stack.Stack, ps procs, dir string, logf func(string, ...any)) func() error {
+	var g errgroup.Group
+	g.Go(func() error { return fetch(s.Metric+"/debug/pprof/profile?seconds=20", filepath.Join(dir, "cpu.pprof")) })
+	for i, url := range ps.serverProfiles {
+		g.Go(func() error {
+			return fetch(url+"/debug/pprof/profile?seconds=20", filepath.Join(dir, fmt.Sprintf("nats-%d-cpu.pprof", i)))
+		})
+	}
 	return func() error {
 		for _, p := range []string{"block", "mutex", "goroutine", "allocs"} {
 			if err := fetch(s.Metric+"/debug/pprof/"+p, filepath.Join(dir, p+".pprof")); err != nil {
 				return err
 			}
 		}
-		err := <-done
+		// Who sent and received how many messages on each node: its
+		// clients' and routes' counts, and its streams' and consumers'.
+		for i, url := range ps.serverMonitors {
+			for _, page := range []string{"connz?subs=1", "routez", "jsz?consumers=1&raft=1"} {
+				name := fmt.Sprintf("nats-%d-%s.json", i, page[:strings.IndexAny(page+"?", "?")])
+				if err := fetch(url+"/"+page, filepath.Join(dir, name)); err != nil {
+					return err
+				}
+			}
+		}
+		err := g.Wait()
 		logf("profiles in %s (go tool pprof -top %s)", dir, filepath.Join(dir, "cpu.pprof"))
 		return err
 	}
@@ -951,6 +1044,27 @@ func report(w io.Writer, r Result, prev *Result) {
 		}
 		fmt.Fprintf(w, "%-22s %9.1f %7.1f %8.0f %9.0f %8.2f %8.2f %7s %6.2f %6.1f %7.1f %7.1f %7.1f %6s\n", p.Shape.Name, p.ObjectsPerS, p.MBPerS,
 			p.ChunksPerS, p.TokensPerS, p.StevedoreCPU, p.MinIOCPU, nats, p.CoresBusy, p.STSPer1000, p.PeakRSSMiB, p.TaskP50ms, p.TaskP99ms, ratio)
+	}
+	fmt.Fprintf(w, "\nsystem calls (read and write) per object, counts that this VM's speed does not move:\n")
+	for _, p := range r.Pipelines {
+		nats := "(in the worker)"
+		if r.Fleet {
+			nats = fmt.Sprintf("%.1f", p.NATSSyscalls)
+		}
+		raw := ""
+		for _, c := range r.Ceilings {
+			if c.Shape == p.Shape.Name && c.PublishSyscalls > 0 {
+				raw = fmt.Sprintf(" (the ceiling's publish of its chunks, commit and event: %.1f)", c.PublishSyscalls)
+			}
+		}
+		fmt.Fprintf(w, "  %-22s nats-server %s%s   worker %.1f\n", p.Shape.Name, nats, raw, p.WorkerSyscalls)
+		if p.RouteMsgs > 0 {
+			for _, c := range r.Ceilings {
+				if c.Shape == p.Shape.Name {
+					fmt.Fprintf(w, "  %-22s messages between the nodes: %.1f (the ceiling's publish: %.1f)\n", "", p.RouteMsgs, c.PublishRouteMsgs)
+				}
+			}
+		}
 	}
 	if prev == nil {
 		return

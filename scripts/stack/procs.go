@@ -148,12 +148,15 @@ func NATSServer(ctx context.Context, root string) (string, error) {
 type Cluster struct {
 	Nodes []*Proc
 	URLs  string // comma-separated client URLs
+	// Profiles and Monitors are the nodes' pprof and monitoring endpoints
+	// (http://127.0.0.1:port), in the order of Nodes.
+	Profiles, Monitors []string
 }
 
 // StartCluster starts n clustered nats-server nodes with JetStream and waits
 // until JetStream answers.
 func StartCluster(ctx context.Context, dir, bin string, n int) (*Cluster, error) {
-	ports := make([]int, 2*n)
+	ports := make([]int, 4*n)
 	for i := range ports {
 		var err error
 		if ports[i], err = freePort(); err != nil {
@@ -167,13 +170,16 @@ func StartCluster(ctx context.Context, dir, bin string, n int) (*Cluster, error)
 	}
 	c := &Cluster{URLs: strings.Join(urls, ",")}
 	for i := 0; i < n; i++ {
+		c.Profiles = append(c.Profiles, fmt.Sprintf("http://127.0.0.1:%d", ports[2*n+i]))
+		c.Monitors = append(c.Monitors, fmt.Sprintf("http://127.0.0.1:%d", ports[3*n+i]))
 		name := fmt.Sprintf("nats-%d", i)
 		store := filepath.Join(dir, name)
 		if err := os.MkdirAll(store, 0o755); err != nil {
 			return nil, err
 		}
 		p, err := StartProc(name, dir, bin, os.Environ(), "-n", name, "-a", "127.0.0.1", "-p", strconv.Itoa(ports[i]),
-			"-js", "-sd", store, "--cluster_name", "stevedore", "-cluster", routes[i], "-routes", strings.Join(routes, ","))
+			"-js", "-sd", store, "--cluster_name", "stevedore", "-cluster", routes[i], "-routes", strings.Join(routes, ","),
+			"--profile", strconv.Itoa(ports[2*n+i]), "-m", strconv.Itoa(ports[3*n+i]))
 		if err != nil {
 			c.Stop()
 			return nil, err
@@ -190,15 +196,24 @@ func StartNATS(ctx context.Context, dir, bin string) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	prof, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	mon, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	store := filepath.Join(dir, "nats")
 	if err := os.MkdirAll(store, 0o755); err != nil {
 		return nil, err
 	}
-	p, err := StartProc("nats", dir, bin, os.Environ(), "-n", "nats", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", store)
+	p, err := StartProc("nats", dir, bin, os.Environ(), "-n", "nats", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", store, "--profile", strconv.Itoa(prof), "-m", strconv.Itoa(mon))
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Nodes: []*Proc{p}, URLs: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	c := &Cluster{Nodes: []*Proc{p}, URLs: fmt.Sprintf("nats://127.0.0.1:%d", port), Profiles: []string{fmt.Sprintf("http://127.0.0.1:%d", prof)},
+		Monitors: []string{fmt.Sprintf("http://127.0.0.1:%d", mon)}}
 	return c, c.WaitReady(ctx)
 }
 

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -24,6 +23,7 @@ import (
 type puller struct {
 	nc     *nats.Conn
 	sub    *nats.Subscription
+	ch     chan *nats.Msg // the subscription's messages
 	inbox  string
 	wait   time.Duration // how long a pull's answer may take
 	prefix string        // the JetStream API prefix: see apiPrefix
@@ -32,6 +32,11 @@ type puller struct {
 // pullWait is how long a pull's answer may take: a no-wait pull is
 // answered at once unless nats-server is saturated.
 const pullWait = 5 * time.Second
+
+// pullAnswers is the room for answers on a puller's inbox: a pull is
+// answered by one message (the message or a status), and a pull whose
+// answer did not come leaves the inbox.
+const pullAnswers = 4
 
 // noWaitOne is the CONSUMER.MSG.NEXT request of every pull: one message,
 // answered at once (the message, or a status saying there is none).
@@ -69,8 +74,11 @@ func (p *puller) close() {
 // ErrConsumerDeleted or nats.ErrNoResponders when the consumer is gone.
 func (p *puller) pull(ctx context.Context, stream, consumer string) (jetstream.Msg, error) {
 	if p.sub == nil {
-		p.inbox = p.nc.NewInbox()
-		sub, err := p.nc.SubscribeSync(p.inbox)
+		// A channel of its own, not SubscribeSync's: that one holds
+		// SubChanLen (65,536) messages, half a megabyte a claim slot,
+		// for the one answer a pull gets.
+		p.inbox, p.ch = p.nc.NewInbox(), make(chan *nats.Msg, pullAnswers)
+		sub, err := p.nc.ChanSubscribe(p.inbox, p.ch)
 		if err != nil {
 			return nil, err
 		}
@@ -80,15 +88,17 @@ func (p *puller) pull(ctx context.Context, stream, consumer string) (jetstream.M
 		p.close()
 		return nil, err
 	}
-	wait, cancel := context.WithTimeout(ctx, p.wait)
-	defer cancel()
-	m, err := p.sub.NextMsgWithContext(wait)
-	if err != nil {
+	timer := time.NewTimer(p.wait)
+	defer timer.Stop()
+	var m *nats.Msg
+	select {
+	case m = <-p.ch:
+	case <-timer.C:
 		p.close() // the answer may still come: not to this inbox's next pull
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return nil, nats.ErrTimeout
-		}
-		return nil, err
+		return nil, nats.ErrTimeout
+	case <-ctx.Done():
+		p.close()
+		return nil, ctx.Err()
 	}
 	if user, err := pulledStatus(m); !user {
 		return nil, err

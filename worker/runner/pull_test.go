@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -316,5 +317,36 @@ func TestPullerRequestSubject(t *testing.T) {
 	}
 	if got := <-subjects; got != "$JS.hub.API.CONSUMER.MSG.NEXT.PULL.c" {
 		t.Fatalf("pulled on %s", got)
+	}
+}
+
+// TestPullersAreSmall: a worker holds a puller per claim slot of every
+// queue (about thirty at the defaults, a hundred at higher concurrency);
+// each has one answer at a time to hold, and holds no more. (nats.go's
+// SubscribeSync buffers 65,536 messages: half a megabyte a slot, a third of
+// the worker's memory at 32 slots.)
+func TestPullersAreSmall(t *testing.T) {
+	_, js, _ := pullStream(t)
+	const n = 64
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	pullers := make([]*puller, n)
+	for i := range pullers {
+		pullers[i] = newPuller(js, 5*time.Second)
+		if _, err := pullers[i].pull(context.Background(), "PULL", "c"); !errors.Is(err, jetstream.ErrNoMessages) {
+			t.Fatalf("pull: %v", err)
+		}
+	}
+	grew := int64(heap()) - int64(before)
+	for _, p := range pullers {
+		p.close()
+	}
+	if grew > 4<<20 {
+		t.Fatalf("%d pullers with their inboxes take %d KiB", n, grew>>10)
 	}
 }
