@@ -100,8 +100,8 @@ type Ceiling struct {
 	// pipeline's (Pipeline.NATSSyscalls).
 	PublishSyscalls  float64 `json:"publish_nats_syscalls_per_object,omitempty"`
 	PublishRouteMsgs float64 `json:"publish_nats_route_msgs_per_object,omitempty"`
-	CPUms         float64 `json:"cpu_ms_per_object"`
-	PerSec        float64 `json:"objects_per_s"`
+	CPUms            float64 `json:"cpu_ms_per_object"`
+	PerSec           float64 `json:"objects_per_s"`
 	// The ceiling is measured right before and right after the shape's
 	// pipeline; CPUms and the stages are the means.
 	CPUmsBefore float64 `json:"cpu_ms_per_object_before"`
@@ -128,11 +128,11 @@ type Pipeline struct {
 	// RouteMsgs are the messages the nodes sent each other per object (R3:
 	// raft's appends and their answers, and what a node forwards to the
 	// leader of a stream or consumer).
-	RouteMsgs float64 `json:"nats_route_msgs_per_object,omitempty"`
-	STSPer1000   float64 `json:"sts_calls_per_1000_objects"`
-	PeakRSSMiB   float64 `json:"peak_rss_mib"`
-	TaskP50ms    float64 `json:"task_p50_ms"`
-	TaskP99ms    float64 `json:"task_p99_ms"`
+	RouteMsgs  float64 `json:"nats_route_msgs_per_object,omitempty"`
+	STSPer1000 float64 `json:"sts_calls_per_1000_objects"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	TaskP50ms  float64 `json:"task_p50_ms"`
+	TaskP99ms  float64 `json:"task_p99_ms"`
 	// Ratio is objects/s ÷ the shape's ceiling (text shapes).
 	Ratio float64 `json:"ratio_to_shape_ceiling,omitempty"`
 	// The 4 KiB shape against the first definition of the ceiling (Raw:
@@ -927,7 +927,9 @@ func quantile(before, after histogram, q float64) float64 {
 // goroutine and allocation (since start) profiles at its end.
 func startProfiles(s *stack.Stack, ps procs, dir string, logf func(string, ...any)) func() error {
 	var g errgroup.Group
-	g.Go(func() error { return fetch(s.Metric+"/debug/pprof/profile?seconds=20", filepath.Join(dir, "cpu.pprof")) })
+	g.Go(func() error {
+		return fetch(s.Metric+"/debug/pprof/profile?seconds=20", filepath.Join(dir, "cpu.pprof"))
+	})
 	for i, url := range ps.serverProfiles {
 		g.Go(func() error {
 			return fetch(url+"/debug/pprof/profile?seconds=20", filepath.Join(dir, fmt.Sprintf("nats-%d-cpu.pprof", i)))
