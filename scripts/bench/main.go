@@ -706,7 +706,8 @@ func objectKeys(prefix string, n int) []string {
 }
 
 // publishEach publishes msgs(i) for i in [0, n), 8 objects at a time each
-// waiting for its acknowledgements as the worker does, and returns the
+// waiting for its acknowledgements as the worker does (64 messages at a
+// time), and returns the
 // seconds it took, the CPU per object of this process and the server, and
 // the servers' system calls and route messages per object (fleet).
 func publishEach(ctx context.Context, js jetstream.JetStream, ps procs, n int, msgs func(i int) []schema.Out) (secs, cpuMs float64, fleet serverCounts, err error) {
@@ -720,8 +721,13 @@ func publishEach(ctx context.Context, js jetstream.JetStream, ps procs, n int, m
 				if i >= n {
 					return nil
 				}
-				if _, err := schema.PublishAll(gctx, js, msgs(i)); err != nil {
-					return err
+				// In batches of 64, as the worker publishes a big object's
+				// chunks (one call for a 32 MiB object's thousands would pass
+				// nats.go's limit of outstanding asynchronous publishes).
+				for batch := range slices.Chunk(msgs(i), 64) {
+					if _, err := schema.PublishAll(gctx, js, batch); err != nil {
+						return err
+					}
 				}
 			}
 		})

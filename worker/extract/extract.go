@@ -90,6 +90,7 @@ type Reader struct {
 	utf16   int // 0: UTF-8; 1: little endian; 2: big endian
 	carry   []byte
 	buf     []byte
+	drained bool // the source has ended: no part needs a larger buffer
 	version string
 	kind    string
 	closer  io.Closer // a spooled container and its text writer; nil for text
@@ -140,17 +141,34 @@ func (x *Reader) Close() error {
 }
 
 // Part buffers are pooled: a 1 MiB buffer made (and zeroed) for every
-// object cost more CPU than everything else done to a 4 KiB object.
-var bufPool sync.Pool // of *[]byte
+// object cost more CPU than everything else done to a 4 KiB object. A
+// Reader's first part is read into a small buffer (firstPart), so an
+// object that ends within it never holds a large one: with a 1 MiB buffer
+// per task in flight, the buffers were half of the worker's heap at 32
+// tasks of 4 KiB objects. Each size has its own pool.
+var smallBufs, largeBufs sync.Pool // of *[]byte
+
+// firstPart is the most text a Reader's first part holds.
+const firstPart = 128 << 10
 
 func getBuf(n int) []byte {
-	if p, ok := bufPool.Get().(*[]byte); ok && cap(*p) >= n {
+	pool := &largeBufs
+	if n <= firstPart+4 {
+		pool, n = &smallBufs, firstPart+4
+	}
+	if p, ok := pool.Get().(*[]byte); ok && cap(*p) >= n {
 		return (*p)[:n]
 	}
 	return make([]byte, n)
 }
 
-func putBuf(b []byte) { bufPool.Put(&b) }
+func putBuf(b []byte) {
+	if cap(b) <= firstPart+4 {
+		smallBufs.Put(&b)
+	} else {
+		largeBufs.Put(&b)
+	}
+}
 
 // Version is the extractor that produced the text (Version, LegacyVersion,
 // HTMLVersion, OfficeVersion or EPUBVersion).
@@ -565,10 +583,20 @@ func asSkip(err error) error {
 	return err
 }
 
-// Next returns the next part of the text, at most about max bytes, cut on a
-// rune boundary; io.EOF after the last part.
+// Next returns the next part of the text, at most about max bytes (the
+// first part at most firstPart), cut on a rune boundary; io.EOF after the
+// last part.
 func (x *Reader) Next(max int) (string, error) {
+	switch {
+	case x.buf == nil:
+		max = min(max, firstPart)
+	case x.drained:
+		max = min(max, cap(x.buf)-4)
+	}
 	if cap(x.buf) < max+4 {
+		if x.buf != nil {
+			putBuf(x.buf)
+		}
 		x.buf = getBuf(max + 4)
 	}
 	buf := x.buf[:copy(x.buf, x.carry)]
@@ -578,6 +606,7 @@ func (x *Reader) Next(max int) (string, error) {
 	if err != nil && !eof {
 		return "", asSkip(err)
 	}
+	x.drained = eof
 	if x.utf16 != 0 {
 		return x.nextUTF16(buf, eof)
 	}

@@ -135,3 +135,43 @@ func TestGzipDecompressedCap(t *testing.T) {
 		t.Fatalf("corrupt: %v", err)
 	}
 }
+
+// TestSmallObjectsHoldSmallBuffers: a Reader's first part is at most
+// firstPart, so an object that ends within it never takes a 1 MiB part
+// buffer (a task in flight each held one); a larger object's later parts
+// are as large as asked. The text is the same either way.
+func TestSmallObjectsHoldSmallBuffers(t *testing.T) {
+	for _, size := range []int{4 << 10, firstPart - 1, firstPart + 1, 3 << 20} {
+		text := strings.Repeat("a few words of text.\n", size/21+1)[:size]
+		x, err := Open(strings.NewReader(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got strings.Builder
+		var parts []int
+		for {
+			part, err := x.Next(1 << 20)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got.WriteString(part)
+			parts = append(parts, len(part))
+			if len(parts) == 1 && cap(x.buf) > firstPart+4 {
+				t.Fatalf("%d bytes: the first part took a buffer of %d", size, cap(x.buf))
+			}
+		}
+		if size < firstPart && cap(x.buf) > firstPart+4 {
+			t.Fatalf("%d bytes: a buffer of %d", size, cap(x.buf))
+		}
+		if size > 2<<20 && (parts[0] > firstPart || parts[1] != 1<<20) {
+			t.Fatalf("%d bytes: parts %v", size, parts)
+		}
+		x.Close()
+		if got.String() != text {
+			t.Fatalf("%d bytes: the text changed", size)
+		}
+	}
+}
