@@ -22,12 +22,13 @@ import (
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/scripts/stack"
+	"github.com/stevedore-dev/stevedore/worker"
 	"github.com/stevedore-dev/stevedore/worker/extract/extracttest"
 )
 
 // TestWorkerMemoryWithScans keeps every task slot of one worker process
-// busy with scanned PDFs (8 of STEVEDORE_SCAN_PAGES pages each, 3 in make
-// test, 50 in make ocr-scale) and reads the worker's peak RSS and, sampled,
+// busy with scanned PDFs (one a slot, worker.TaskConcurrencyDefault, of
+// STEVEDORE_SCAN_PAGES pages each, 3 in make test, 50 in make ocr-scale) and reads the worker's peak RSS and, sampled,
 // that of its Tesseract processes; it reports OCR's pages per second per
 // core. Every page is read once (no task outlives its time cap and is
 // redone). The bound is issue 28's 300 MiB for the worker.
@@ -40,7 +41,7 @@ func TestWorkerMemoryWithScans(t *testing.T) {
 	defer cancel()
 	s, org, dir := startOnboarded(t, ctx, "Scan memory", stack.WithDevArgs("--workers", "0"))
 	client := rootS3(s)
-	const docs = 8
+	const docs = worker.TaskConcurrencyDefault
 	scan := scanPDF(t, s.Root, pages)
 	for i := 0; i < docs; i++ {
 		if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("demo-docs"), Key: aws.String(fmt.Sprintf("scans-mem/doc-%d.pdf", i)),

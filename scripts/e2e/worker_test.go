@@ -20,6 +20,7 @@ import (
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/scripts/stack"
+	"github.com/stevedore-dev/stevedore/worker"
 	"github.com/stevedore-dev/stevedore/worker/extract/extracttest"
 )
 
@@ -225,8 +226,8 @@ func TestWorkerMemoryIsBounded(t *testing.T) {
 }
 
 // TestWorkerMemoryWithLargePDFs keeps every task slot of one worker
-// process busy with large PDFs (8 PDFs of 600 pages of prose, default
-// concurrency: 2 PDFium instances extract while the other slots wait with
+// process busy with large PDFs (a PDF of 600 pages of prose a slot at
+// default concurrency, worker.TaskConcurrencyDefault: 2 PDFium instances extract while the other slots wait with
 // their documents spooled to disk) and reads its peak RSS: the bound is
 // issue 11's 200 MiB. PDFium is compiled beforehand by `stevedore pdf-cache`,
 // as the Kubernetes worker's init container does (compiling peaks at ≈ 350
@@ -236,7 +237,7 @@ func TestWorkerMemoryWithLargePDFs(t *testing.T) {
 	defer cancel()
 	s, org, dir := startOnboarded(t, ctx, "PDF memory", stack.WithDevArgs("--workers", "0"))
 	client := rootS3(s)
-	const docs, pages = 8, 600
+	const docs, pages = worker.TaskConcurrencyDefault, 600
 	var size int
 	for i := 0; i < docs; i++ {
 		data := extracttest.PDF(pages, func(p int) []string { return extracttest.Prose(i*pages+p, 60) })
