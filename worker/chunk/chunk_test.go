@@ -246,7 +246,7 @@ func TestPieceTestsMatchUnicode(t *testing.T) {
 }
 
 // TestLongRunIsCutWithinTheLimit: a 4 MiB run without whitespace, streamed
-// in 1 MiB parts as the worker does, becomes chunks within the token limit
+// in 1 MiB parts (the worker's are smaller), becomes chunks within the token limit
 // and the message cap, in bounded memory (the BPE never sees the whole run;
 // it took 453 MiB and one 4,190,605-byte chunk before).
 func TestLongRunIsCutWithinTheLimit(t *testing.T) {

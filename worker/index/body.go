@@ -65,9 +65,13 @@ func (res *indexResult) skipOr(err error) error {
 }
 
 // Stream sizes: text is read in parts of partBytes and chunks are published
-// in batches of publishBatch, so memory does not grow with the object.
+// in batches of publishBatch, so memory does not grow with the object. Each
+// task in flight holds a few copies of a part (the read buffer, its text,
+// the splitter's pending text): with 1 MiB parts a worker indexing ten 32
+// MiB objects at once peaked at 134 MiB of RSS, with 256 KiB at 81 MiB, at
+// the same CPU per object.
 const (
-	partBytes    = 1 << 20
+	partBytes    = 256 << 10
 	publishBatch = 64
 )
 
