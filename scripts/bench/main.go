@@ -474,9 +474,24 @@ func cpu(pids ...int) time.Duration {
 	return d
 }
 
-// serverCounts are the nats-server nodes' system calls and route messages
-// per object of a measurement.
+// serverCounts are the nats-server nodes' read and write system calls and
+// the messages they sent each other: a snapshot (counts), or per object of
+// a measurement (since).
 type serverCounts struct{ syscalls, routeMsgs float64 }
+
+// serverCounts snapshots the nodes' counts; zero in dev, whose server is
+// stevedore's own process (its system calls are the worker's).
+func (ps procs) serverCounts() serverCounts {
+	if len(ps.serverMonitors) == 0 {
+		return serverCounts{}
+	}
+	return serverCounts{float64(syscalls(ps.servers...)), float64(routeMsgs(ps.serverMonitors))}
+}
+
+// since is the counts from before to c, per object of n.
+func (c serverCounts) since(before serverCounts, n int) serverCounts {
+	return serverCounts{(c.syscalls - before.syscalls) / float64(n), (c.routeMsgs - before.routeMsgs) / float64(n)}
+}
 
 // routeMsgs returns the messages the nodes behind monitors sent on their
 // routes (routez out_msgs), summed; 0 without monitors.
@@ -686,11 +701,11 @@ func ceiling(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, mini
 			schema.Out{Subject: "bench.events", MsgID: fmt.Sprintf("e%d", i), Msg: &schema.ObjectEvent{EventID: fmt.Sprintf("ev%d", i), JobID: "job_b", Org: "org_bench",
 				Collection: "c", Bucket: "demo-docs", Key: keys[i%len(keys)], Outcome: schema.OutcomeIndexed, Chunks: len(parts)}})
 	}
-	_, cpuMs, fleet, err := publishEach(ctx, js, ps, objects, msgs)
+	_, cpuMs, counts, err := publishEach(ctx, js, ps, objects, msgs)
 	if err != nil {
 		return c, err
 	}
-	c.PublishCPUms, c.PublishSyscalls, c.PublishRouteMsgs = cpuMs, fleet.syscalls, fleet.routeMsgs
+	c.PublishCPUms, c.PublishSyscalls, c.PublishRouteMsgs = cpuMs, counts.syscalls, counts.routeMsgs
 	c.CPUms = c.GetCPUms + c.TokenizeCPUms + c.PublishCPUms
 	c.PerSec = perSec(c.CPUms)
 	return c, nil
@@ -707,11 +722,10 @@ func objectKeys(prefix string, n int) []string {
 
 // publishEach publishes msgs(i) for i in [0, n), 8 objects at a time each
 // waiting for its acknowledgements as the worker does (64 messages at a
-// time), and returns the
-// seconds it took, the CPU per object of this process and the server, and
-// the servers' system calls and route messages per object (fleet).
-func publishEach(ctx context.Context, js jetstream.JetStream, ps procs, n int, msgs func(i int) []schema.Out) (secs, cpuMs float64, fleet serverCounts, err error) {
-	c0, s0, sc0, rm0, t0 := selfCPU(), cpu(ps.servers...), syscalls(ps.servers...), routeMsgs(ps.serverMonitors), time.Now()
+// time), and returns the seconds it took, the CPU per object of this
+// process and the server, and the servers' counts per object (fleet).
+func publishEach(ctx context.Context, js jetstream.JetStream, ps procs, n int, msgs func(i int) []schema.Out) (secs, cpuMs float64, counts serverCounts, err error) {
+	c0, s0, sc0, t0 := selfCPU(), cpu(ps.servers...), ps.serverCounts(), time.Now()
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	for w := 0; w < 8; w++ {
@@ -733,13 +747,9 @@ func publishEach(ctx context.Context, js jetstream.JetStream, ps procs, n int, m
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return 0, 0, fleet, err
+		return 0, 0, counts, err
 	}
-	if len(ps.serverMonitors) > 0 { // fleet: the servers are processes of their own
-		fleet.syscalls = float64(syscalls(ps.servers...)-sc0) / float64(n)
-		fleet.routeMsgs = float64(routeMsgs(ps.serverMonitors)-rm0) / float64(n)
-	}
-	return time.Since(t0).Seconds(), ms(selfCPU()-c0+cpu(ps.servers...)-s0, n), fleet, nil
+	return time.Since(t0).Seconds(), ms(selfCPU()-c0+cpu(ps.servers...)-s0, n), ps.serverCounts().since(sc0, n), nil
 }
 
 // perSec is the objects per second this machine's cores allow at cpuMs of
@@ -796,7 +806,7 @@ func pipeline(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, min
 		return p, err
 	}
 	d0, m0, n0, t0 := cpu(ps.stevedore...), cpu(minio), cpu(ps.servers...), time.Now()
-	ns0, ws0, rm0 := syscalls(ps.servers...), syscalls(ps.worker), routeMsgs(ps.serverMonitors)
+	sc0, ws0 := ps.serverCounts(), syscalls(ps.worker)
 	body := map[string]any{"bucket_name": "demo-docs", "directory_path": prefix, "skip_existing": false,
 		"auth": map[string]string{"type": "assume_role", "role_arn": roleARN, "external_id": org.ExternalID}}
 	var job struct {
@@ -822,9 +832,9 @@ func pipeline(ctx context.Context, s *stack.Stack, ps procs, org *stack.Org, min
 	var natsCPU time.Duration
 	if !slices.Contains(ps.stevedore, ps.servers[0]) {
 		natsCPU = cpu(ps.servers...) - n0
-		p.NATSSyscalls = float64(syscalls(ps.servers...)-ns0) / float64(sh.Count)
-		p.RouteMsgs = float64(routeMsgs(ps.serverMonitors)-rm0) / float64(sh.Count)
 	}
+	counts := ps.serverCounts().since(sc0, sh.Count)
+	p.NATSSyscalls, p.RouteMsgs = counts.syscalls, counts.routeMsgs
 	p.WorkerSyscalls = float64(syscalls(ps.worker)-ws0) / float64(sh.Count)
 	sts1, _ := s.MetricSum("stevedore_sts_assume_total")
 	h1, err := taskHistogram(s)
@@ -951,7 +961,8 @@ func startProfiles(s *stack.Stack, ps procs, dir string, logf func(string, ...an
 		// clients' and routes' counts, and its streams' and consumers'.
 		for i, url := range ps.serverMonitors {
 			for _, page := range []string{"connz?subs=1", "routez", "jsz?consumers=1&raft=1"} {
-				name := fmt.Sprintf("nats-%d-%s.json", i, page[:strings.IndexAny(page+"?", "?")])
+				base, _, _ := strings.Cut(page, "?")
+				name := fmt.Sprintf("nats-%d-%s.json", i, base)
 				if err := fetch(url+"/"+page, filepath.Join(dir, name)); err != nil {
 					return err
 				}
@@ -1059,19 +1070,17 @@ func report(w io.Writer, r Result, prev *Result) {
 		if r.Fleet {
 			nats = fmt.Sprintf("%.1f", p.NATSSyscalls)
 		}
+		var c Ceiling // the shape's ceiling (none: a PDF shape)
+		if at := slices.IndexFunc(r.Ceilings, func(c Ceiling) bool { return c.Shape == p.Shape.Name }); at >= 0 {
+			c = r.Ceilings[at]
+		}
 		raw := ""
-		for _, c := range r.Ceilings {
-			if c.Shape == p.Shape.Name && c.PublishSyscalls > 0 {
-				raw = fmt.Sprintf(" (the ceiling's publish of its chunks, commit and event: %.1f)", c.PublishSyscalls)
-			}
+		if c.PublishSyscalls > 0 {
+			raw = fmt.Sprintf(" (the ceiling's publish of its chunks, commit and event: %.1f)", c.PublishSyscalls)
 		}
 		fmt.Fprintf(w, "  %-22s nats-server %s%s   worker %.1f\n", p.Shape.Name, nats, raw, p.WorkerSyscalls)
 		if p.RouteMsgs > 0 {
-			for _, c := range r.Ceilings {
-				if c.Shape == p.Shape.Name {
-					fmt.Fprintf(w, "  %-22s messages between the nodes: %.1f (the ceiling's publish: %.1f)\n", "", p.RouteMsgs, c.PublishRouteMsgs)
-				}
-			}
+			fmt.Fprintf(w, "  %-22s messages between the nodes: %.1f (the ceiling's publish: %.1f)\n", "", p.RouteMsgs, c.PublishRouteMsgs)
 		}
 	}
 	if prev == nil {
