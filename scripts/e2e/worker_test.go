@@ -226,12 +226,12 @@ func TestWorkerMemoryIsBounded(t *testing.T) {
 }
 
 // TestWorkerMemoryWithLargePDFs keeps every task slot of one worker
-// process busy with large PDFs (a PDF of 600 pages of prose a slot at
-// default concurrency, worker.TaskConcurrencyDefault: 2 PDFium instances extract while the other slots wait with
-// their documents spooled to disk) and reads its peak RSS: the bound is
-// issue 11's 200 MiB. PDFium is compiled beforehand by `stevedore pdf-cache`,
-// as the Kubernetes worker's init container does (compiling peaks at ≈ 350
-// MB for a moment; README, PDF).
+// process busy with large PDFs (a PDF of 600 pages of prose a slot at the
+// default concurrency, worker.TaskConcurrencyDefault: 2 PDFium instances
+// extract while the other slots wait with their documents spooled to disk)
+// and reads its peak RSS: the bound is issue 11's 200 MiB. PDFium is
+// compiled beforehand by `stevedore pdf-cache`, as the image does at build
+// (compiling peaks at ≈ 350 MB for a moment; docs/operations.md).
 func TestWorkerMemoryWithLargePDFs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
