@@ -32,8 +32,9 @@ import (
 // back as smithy API errors with S3's code, so Classify reads them as it
 // reads the SDK's. For a 4 KiB object the SDK's GetObject was ~500
 // allocations and a third of a millisecond of CPU, a quarter of the
-// pipeline's own CPU per object; this path is a tenth of that. Other S3
-// calls (List, Head) stay on the SDK.
+// pipeline's own CPU per object; this path is a tenth of that. A listing
+// takes the same path (ListObjects, list.go); other S3 calls stay on the
+// SDK.
 //
 // What it keeps of the answer: ETag, version, Content-Type,
 // Content-Encoding, length, Last-Modified and the user metadata
@@ -156,27 +157,43 @@ func (l *leanS3) get(ctx context.Context, in *s3.GetObjectInput) (*s3.GetObjectO
 	if v := aws.ToString(in.VersionId); v != "" {
 		target += "?versionId=" + url.QueryEscape(v)
 	}
-	for attempt := 0; ; attempt++ {
-		out, err := l.send(ctx, ep, target, in)
+	var out *s3.GetObjectOutput
+	err = retry(ctx, "GetObject", func() error {
+		resp, err := l.send(ctx, ep, target, aws.ToString(in.ExpectedBucketOwner), "GetObject")
 		if err == nil {
-			return out, nil
+			out = getOutput(resp)
+		}
+		return err
+	})
+	return out, err
+}
+
+// retry calls try, again after a transient failure, up to three times.
+func retry(ctx context.Context, op string, try func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := try()
+		if err == nil {
+			return nil
 		}
 		if attempt == 2 || !transient(err) || ctx.Err() != nil {
 			// Wrapped as the SDK wraps its errors: tenants read
-			// "GetObject: <code>: <message>" (PublicMessage).
-			return nil, &smithy.OperationError{ServiceID: "S3", OperationName: "GetObject", Err: err}
+			// "<op>: <code>: <message>" (PublicMessage).
+			return &smithy.OperationError{ServiceID: "S3", OperationName: op, Err: err}
 		}
 		// 50–100 ms, then 100–200 ms.
 		d := time.Duration(50<<attempt) * time.Millisecond
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(d + rand.N(d)):
 		}
 	}
 }
 
-func (l *leanS3) send(ctx context.Context, ep leanEndpoint, target string, in *s3.GetObjectInput) (*s3.GetObjectOutput, error) {
+// send sends a signed GET of target (an object or a bucket's listing) and
+// returns S3's successful answer, its body unread; an error answer comes
+// back as an httpStatusError naming op.
+func (l *leanS3) send(ctx context.Context, ep leanEndpoint, target, owner, op string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, err
@@ -185,7 +202,7 @@ func (l *leanS3) send(ctx context.Context, ep leanEndpoint, target string, in *s
 	// extractor decompresses by Content-Encoding itself).
 	req.Header.Set("Accept-Encoding", "identity")
 	req.Header.Set("X-Amz-Content-Sha256", emptySHA256)
-	if owner := aws.ToString(in.ExpectedBucketOwner); owner != "" {
+	if owner != "" {
 		req.Header.Set("X-Amz-Expected-Bucket-Owner", owner)
 	}
 	if l.opts.Credentials == nil {
@@ -208,9 +225,9 @@ func (l *leanS3) send(ctx context.Context, ep leanEndpoint, target string, in *s
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
-		return nil, s3Error(resp)
+		return nil, s3Error(resp, op)
 	}
-	return getOutput(resp), nil
+	return resp, nil
 }
 
 // getOutput is what a lean GET keeps of S3's answer.
@@ -256,18 +273,19 @@ type s3ErrorBody struct {
 // reads, with the HTTP status (transient decides by it).
 type httpStatusError struct {
 	*smithy.GenericAPIError
+	op     string
 	status int
 }
 
 func (e *httpStatusError) Error() string {
-	return fmt.Sprintf("GetObject: https response error StatusCode: %d, api error %s: %s", e.status, e.Code, e.Message)
+	return fmt.Sprintf("%s: https response error StatusCode: %d, api error %s: %s", e.op, e.status, e.Code, e.Message)
 }
 
 func (e *httpStatusError) Unwrap() error { return e.GenericAPIError }
 
 // s3Error reads an error answer (at most 64 KiB of it). Without a readable
 // code the status names it, as the SDK does for bodiless answers.
-func s3Error(resp *http.Response) error {
+func s3Error(resp *http.Response, op string) error {
 	var doc s3ErrorBody
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	_ = xml.Unmarshal(body, &doc)
@@ -286,10 +304,10 @@ func s3Error(resp *http.Response) error {
 	if doc.Message == "" {
 		doc.Message = http.StatusText(resp.StatusCode)
 	}
-	return &httpStatusError{GenericAPIError: &smithy.GenericAPIError{Code: doc.Code, Message: doc.Message}, status: resp.StatusCode}
+	return &httpStatusError{GenericAPIError: &smithy.GenericAPIError{Code: doc.Code, Message: doc.Message}, op: op, status: resp.StatusCode}
 }
 
-// transient reports whether a GET is worth sending again at once: a network
+// transient reports whether a request is worth sending again at once: a network
 // failure, or S3's 500/502/503/504.
 func transient(err error) bool {
 	var se *httpStatusError

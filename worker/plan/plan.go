@@ -153,13 +153,8 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 	} else if job.StartAfter != "" {
 		in.StartAfter = aws.String(job.StartAfter)
 	}
-	var page *s3.ListObjectsV2Output
-	err = h.cfg.Resolver.WithS3(ctx, t, req, job.Region, func(c *s3.Client) error {
-		var err error
-		page, err = c.ListObjectsV2(ctx, in)
-		h.cfg.Metrics.S3("list", err)
-		return err
-	})
+	page, err := h.cfg.Resolver.ListObjects(ctx, t, req, job.Region, in)
+	h.cfg.Metrics.S3("list", err)
 	if err != nil {
 		return nil, nil, false, 0, err
 	}

@@ -9,8 +9,10 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -446,10 +448,7 @@ func (s *S3) list(w http.ResponseWriter, r *http.Request, bucket string) {
 		s.sorted[bucket] = keys
 	}
 	from, _ := slices.BinarySearch(keys, prefix)
-	n := from
-	for n < len(keys) && strings.HasPrefix(keys[n], prefix) {
-		n++
-	}
+	n := from + sort.Search(len(keys)-from, func(i int) bool { return !strings.HasPrefix(keys[from+i], prefix) })
 	matching := keys[from:n]
 	if token == "" && startAfter != "" {
 		start, _ = slices.BinarySearch(matching, startAfter)
@@ -469,9 +468,17 @@ func (s *S3) list(w http.ResponseWriter, r *http.Request, bucket string) {
 	if end < len(matching) {
 		fmt.Fprintf(&b, "<NextContinuationToken>%d</NextContinuationToken>", end)
 	}
+	encode := q.Get("encoding-type") == "url" // keys URL-encoded, as S3 does
+	if encode {
+		b.WriteString("<EncodingType>url</EncodingType>")
+	}
 	for _, e := range page {
 		b.WriteString("<Contents><Key>")
-		_ = xml.EscapeText(&b, []byte(e.key))
+		if encode {
+			b.WriteString(url.QueryEscape(e.key))
+		} else {
+			_ = xml.EscapeText(&b, []byte(e.key))
+		}
 		fmt.Fprintf(&b, "</Key><LastModified>%s</LastModified><ETag>%s</ETag><Size>%d</Size></Contents>", e.modified.Format("2006-01-02T15:04:05.000Z"),
 			strings.ReplaceAll(etag(e.body), `"`, "&quot;"), len(e.body))
 	}
