@@ -86,9 +86,12 @@ type JobStatus struct {
 	PagesPlanned         int   `json:"pages_planned"`
 	LastPage             int   `json:"last_page"` // -1 until the last page is planned
 	// Lanes is the bookkeeping of a listing the planner split into lanes,
-	// by lane (Job.Lane); nil on a record made before lanes, whose pages
-	// are one sequence ended by LastPage.
+	// by lane (Job.Lane): the lanes not yet wholly folded. A lane leaves it
+	// for LanesDone once it is, so the record holds the lanes at work, not
+	// every lane a huge listing ever had. Both are empty on a record made
+	// before lanes, whose pages are one sequence ended by LastPage.
 	Lanes         map[string]Lane `json:"lanes,omitempty"`
+	LanesDone     int             `json:"lanes_done,omitempty"`
 	Errors        []FileError     `json:"errors"`
 	ErrorsDropped int64           `json:"errors_dropped,omitempty"`
 	Error         *JobError       `json:"error,omitempty"`
@@ -167,7 +170,7 @@ func (s *JobStatus) listed() bool {
 // Planned reports whether every page of the job's listing is planned: its
 // FilesTotal is final.
 func (s *JobStatus) Planned() bool {
-	if s.Lanes == nil {
+	if !s.InLanes() {
 		return s.LastPage >= 0 && s.PagesPlanned == s.LastPage+1
 	}
 	for _, l := range s.Lanes {
@@ -175,8 +178,12 @@ func (s *JobStatus) Planned() bool {
 			return false
 		}
 	}
-	return len(s.Lanes) > 0
+	return true
 }
+
+// InLanes reports whether the record keeps its listing's lanes (a record
+// made before lanes does not).
+func (s *JobStatus) InLanes() bool { return len(s.Lanes) > 0 || s.LanesDone > 0 }
 
 // Lane is what the fold knows of one lane of a job's listing: a run of
 // pages numbered Start to Last. Events fold in stream order, but a lane's
@@ -191,6 +198,21 @@ type Lane struct {
 }
 
 func (l Lane) done() bool { return l.Start >= 0 && l.Last >= 0 && l.Pages == l.Last-l.Start+1 }
+
+// setLane records what is known of lane name; a lane wholly folded is
+// counted in LanesDone instead (no later event can name it: its own pages
+// are all folded, and its Start came from the event that split it off).
+func (s *JobStatus) setLane(name string, l Lane) {
+	if !l.done() {
+		if s.Lanes == nil {
+			s.Lanes = map[string]Lane{}
+		}
+		s.Lanes[name] = l
+		return
+	}
+	delete(s.Lanes, name)
+	s.LanesDone++
+}
 
 // lane returns what the record knows of lane name: nothing (Start and Last
 // unknown) when it first hears of it.
@@ -513,17 +535,17 @@ func (s *JobStatus) applyJob(ev *JobEvent, now time.Time) {
 		s.PagesPlanned++
 		s.FilesTotal += int64(ev.Tasks)
 		s.FilesExcluded += int64(ev.Excluded)
-		if s.Lanes != nil {
+		if s.InLanes() {
 			l := s.lane(ev.Lane)
 			l.Pages++
 			if ev.Last || len(ev.Split) > 0 { // a split ends the lane: its two halves go on
 				l.Last = ev.Page
 			}
-			s.Lanes[ev.Lane] = l
+			s.setLane(ev.Lane, l)
 			for _, name := range ev.Split {
 				half := s.lane(name)
 				half.Start = ev.Page + 1
-				s.Lanes[name] = half
+				s.setLane(name, half)
 			}
 		}
 		if ev.Last {
@@ -596,6 +618,8 @@ type JobView struct {
 	LastEventSeq  hidden `json:"last_event_seq,omitempty"`
 	RequestHash   hidden `json:"request_hash,omitempty"`
 	CredentialRef hidden `json:"credential_ref,omitempty"`
+	Lanes         hidden `json:"lanes,omitempty"`
+	LanesDone     hidden `json:"lanes_done,omitempty"`
 	// Progress is the share of planned objects that have an outcome, 0–1;
 	// while pages are still being planned it counts only what is known.
 	Progress float64 `json:"progress"`

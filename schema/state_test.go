@@ -73,12 +73,12 @@ func TestSyncSweepsOnlyAfterACompleteListing(t *testing.T) {
 	}
 	s.RequestHash, s.LastEventSeq = "h_1", 3
 	shown, _ := json.Marshal(s.View(now))
-	for _, internal := range []string{"credential_ref", "request_hash", "last_event_seq", "pages_planned", "last_page", "ref_1"} {
+	for _, internal := range []string{"credential_ref", "request_hash", "last_event_seq", "pages_planned", "last_page", "lanes", "ref_1"} {
 		if strings.Contains(string(shown), internal) {
 			t.Errorf("the view shows %s: %s", internal, shown)
 		}
 	}
-	if s.CredentialRef != "ref_1" || s.LastPage != 0 || s.PagesPlanned != 1 {
+	if s.CredentialRef != "ref_1" || s.LastPage != 0 || s.PagesPlanned != 1 || s.LanesDone != 1 || len(s.Lanes) != 0 {
 		t.Fatalf("the record lost its bookkeeping: %+v", s)
 	}
 	s.Apply(4, &ObjectEvent{Key: "gone", Outcome: OutcomeDeleted, Reason: ReasonSwept}, now)

@@ -22,6 +22,9 @@ type Record struct {
 	// Lanes: the record keeps the bookkeeping of a listing in lanes
 	// (schema.JobStatus.Lanes), so the planner may split the job's listing.
 	Lanes bool
+	// LiveLanes is how many of the job's lanes are not yet wholly planned
+	// (as of the record's last fold).
+	LiveLanes int
 }
 
 // Cache reads Records for a job's tasks, each kept for a second: a cancel
@@ -51,16 +54,17 @@ func (c *Cache) Get(ctx context.Context, jobID string) (Record, error) {
 		return Record{}, err
 	}
 	var st struct { // the record's fields its tasks read, not its error list
-		Status         string          `json:"status"`
-		CustomMetadata json.RawMessage `json:"custom_metadata"`
-		FilesDeleted   int64           `json:"files_deleted"`
-		Lanes          json.RawMessage `json:"lanes"`
+		Status         string                     `json:"status"`
+		CustomMetadata json.RawMessage            `json:"custom_metadata"`
+		FilesDeleted   int64                      `json:"files_deleted"`
+		Lanes          map[string]json.RawMessage `json:"lanes"`
+		LanesDone      int                        `json:"lanes_done"`
 	}
 	if err := json.Unmarshal(e.Value(), &st); err != nil {
 		return Record{}, err
 	}
 	r := Record{Cancelled: st.Status == schema.JobStatusCancelled, CustomMetadata: st.CustomMetadata, FilesDeleted: st.FilesDeleted,
-		Lanes: len(st.Lanes) > 0}
+		Lanes: len(st.Lanes) > 0 || st.LanesDone > 0, LiveLanes: len(st.Lanes)}
 	c.lru.Add(jobID, r)
 	return r, nil
 }

@@ -97,7 +97,7 @@ func TestPlanningHugeBucket(t *testing.T) {
 	stop()
 	rate := float64(keys) / took.Seconds()
 	logf(t, "planning: %d keys, LIST %s, 4 workers: %s = %.0f keys/s (%.1f × one lane's 20,000; %.0f%% of the same run's publish ceiling, %.0f tasks/s), %d LISTs over %d lanes, TASKS peak %d, RSS %d MiB",
-		keys, listLatency, took.Round(100*time.Millisecond), rate, rate/20_000, 100*rate/ceiling, ceiling, e.s3.Lists.Load()-lists0, len(st.Lanes), peak.Load(), rssMiB())
+		keys, listLatency, took.Round(100*time.Millisecond), rate, rate/20_000, 100*rate/ceiling, ceiling, e.s3.Lists.Load()-lists0, st.LanesDone, peak.Load(), rssMiB())
 
 	// The window: a second job over the same keys with a tenth as the
 	// org's share of TASKS, after the first's tasks are purged.

@@ -21,11 +21,16 @@ import (
 //
 // Keys are compared as S3 sorts them (bytes); split points are written in
 // printable ASCII so they are valid UTF-8 and XML, and placed by arithmetic
-// on the page's keys (keyspace, below). Lanes stop splitting at
-// MaxLaneDepth (2^MaxLaneDepth lanes at most), and a job with max_files is
-// listed as one lane (its cap counts pages in order).
+// on the page's keys (keyspace, below). A lane splits only while the job
+// has fewer than MaxLiveLanes lanes at work (the record's count, a second
+// old at most, so a soft bound): when one ends, the next full page of
+// another splits, so the listing stays that wide to its end instead of
+// spending a fixed budget of splits on its first ranges. MaxLaneDepth
+// bounds a lane's name, and a job with max_files is listed as one lane (its
+// cap counts pages in order).
 const (
-	MaxLaneDepth = 8
+	MaxLiveLanes = 64
+	MaxLaneDepth = 48
 	TailPages    = 64
 	MinLanePages = 16
 )

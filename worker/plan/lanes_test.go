@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -50,8 +52,9 @@ func TestSplitPoint(t *testing.T) {
 
 // A big bucket planned in lanes, its pages handled in any order by any
 // planner, lists every key exactly once; folding the events in any order
-// (a lane's pages folded before the page that split it off) says planned
-// only once every page is folded, with the whole count.
+// (a lane's pages folded before the page that split it off), the record
+// read back from JSON now and then, says planned only once every page is
+// folded, with the whole count, and keeps only the lanes still at work.
 func TestLanesListEveryKeyOnce(t *testing.T) {
 	var keys []string
 	for i := range 1500 {
@@ -70,7 +73,7 @@ func TestLanesListEveryKeyOnce(t *testing.T) {
 	queue := []*schema.Job{&p.job}
 	seen := map[string]int{}
 	var events []*schema.JobEvent
-	lanes := map[string]bool{}
+	lanes := map[string]bool{"": true}
 	for len(queue) > 0 {
 		i := rng.IntN(len(queue))
 		job := queue[i]
@@ -110,10 +113,43 @@ func TestLanesListEveryKeyOnce(t *testing.T) {
 			if st.Planned() != (i == len(events)-1) {
 				t.Fatalf("round %d: planned %v after %d of %d events", round, st.Planned(), i+1, len(events))
 			}
+			if i%5 == 0 {
+				data, _ := json.Marshal(st)
+				st = &schema.JobStatus{}
+				if err := json.Unmarshal(data, st); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
-		if st.FilesTotal != int64(len(keys)) {
-			t.Fatalf("round %d: files_total %d, want %d", round, st.FilesTotal, len(keys))
+		if !st.Planned() || st.FilesTotal != int64(len(keys)) || len(st.Lanes) != 0 || st.LanesDone != len(lanes) {
+			t.Fatalf("round %d: files_total %d, want %d; lanes at work %v, %d done of %d", round, st.FilesTotal, len(keys), st.Lanes, st.LanesDone, len(lanes))
 		}
 	}
 	t.Logf("%d keys in %d pages over %d lanes", len(keys), len(events), len(lanes))
+}
+
+// A lane splits only while its job has fewer than MaxLiveLanes lanes at
+// work: the first page of a big bucket splits, and the same page of a job
+// whose record counts MaxLiveLanes lanes at work goes on as one lane.
+func TestLanesSplitOnlyWhileFewAtWork(t *testing.T) {
+	var keys []string
+	for i := range 200 {
+		keys = append(keys, fmt.Sprintf("obj-%06d", i))
+	}
+	p := newPlanner(t, keys...)
+	if _, next, _ := p.pages(t, &p.job); len(next) != 2 {
+		t.Fatalf("a big bucket's first page went on as %d lanes", len(next))
+	}
+	busy := p.job
+	busy.JobID = "job_busy"
+	st := schema.NewJobStatus(&busy)
+	for i := range MaxLiveLanes {
+		st.Lanes[fmt.Sprintf("lane%d", i)] = schema.Lane{Start: -1, Last: -1}
+	}
+	if err := p.store.Create(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	if _, next, _ := p.pages(t, &busy); len(next) != 1 || next[0].Lane != "" {
+		t.Fatalf("with %d lanes at work the page went on as %+v", MaxLiveLanes, next)
+	}
 }

@@ -74,7 +74,7 @@ func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 		h.log.Info("job cancelled: page not planned", "org", job.Org, "job_id", job.JobID, "page", job.Page)
 		return nil
 	}
-	return h.planPage(ctx, job, rec.Lanes)
+	return h.planPage(ctx, job, rec.Lanes && rec.LiveLanes < MaxLiveLanes)
 }
 
 // GiveUp is the planner's give-up outcome: the job failed, with why, so
@@ -89,10 +89,10 @@ func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
 	return []schema.Out{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}
 }
 
-// planPage plans one page; lanes: the job's record keeps lanes, so its
-// listing may split into them (a record from before lanes cannot count
-// them).
-func (h *Handler) planPage(ctx context.Context, job *schema.Job, lanes bool) error {
+// planPage plans one page; split: the page's lane may split (the job's
+// record keeps lanes, which a record from before lanes cannot, and has
+// fewer than MaxLiveLanes at work).
+func (h *Handler) planPage(ctx context.Context, job *schema.Job, split bool) error {
 	scopeKey := job.Prefix
 	if job.Kind == schema.JobFile {
 		scopeKey = job.Key
@@ -110,7 +110,7 @@ func (h *Handler) planPage(ctx context.Context, job *schema.Job, lanes bool) err
 		task := baseTask(job)
 		task.Key, task.ScopePrefix = job.Key, job.Key
 		out = append(out, taskMsg(&task))
-	} else if out, next, cut, excluded, err = h.listPage(ctx, t, job, lanes); err != nil {
+	} else if out, next, cut, excluded, err = h.listPage(ctx, t, job, split); err != nil {
 		return err
 	}
 	tasks := len(out)
@@ -135,7 +135,7 @@ func (h *Handler) planPage(ctx context.Context, job *schema.Job, lanes bool) err
 // (directory markers and what the job's filters exclude left out, the
 // latter counted), and the job's next page unless this one was the last
 // (the listing ended, or max_files is reached: cut).
-func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job, lanes bool) (tasks []schema.Out, next []*schema.Job, cut bool, excluded int, err error) {
+func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job, split bool) (tasks []schema.Out, next []*schema.Job, cut bool, excluded int, err error) {
 	req, err := h.cfg.Resolver.Request(t, job.JobID, job.Bucket, job.Prefix)
 	if err != nil {
 		return nil, nil, false, 0, err
@@ -183,17 +183,17 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 		cont := *job
 		cont.ContinuationToken, cont.StartAfter, cont.Page, cont.Planned = *page.NextContinuationToken, "", job.Page+1, planned
 		next = []*schema.Job{&cont}
-		if lanes && job.MaxFiles == 0 {
-			next = split(&cont, page.Contents)
+		if split && job.MaxFiles == 0 {
+			next = splitLane(&cont, page.Contents)
 		}
 	}
 	return tasks, next, more && next == nil, excluded, nil
 }
 
-// split is the next page of a lane, cont, as the first pages of two lanes
-// when the lane splits (see lanes.go): one goes on from cont's
+// splitLane is the next page of a lane, cont, as the first pages of two
+// lanes when the lane splits (see lanes.go): one goes on from cont's
 // continuation token up to the split point, the other starts after it.
-func split(cont *schema.Job, listed []types.Object) []*schema.Job {
+func splitLane(cont *schema.Job, listed []types.Object) []*schema.Job {
 	keys := make([]string, len(listed))
 	for i, o := range listed {
 		keys[i] = aws.ToString(o.Key)
