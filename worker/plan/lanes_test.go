@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -152,4 +153,60 @@ func TestLanesSplitOnlyWhileFewAtWork(t *testing.T) {
 	if _, next, _ := p.pages(t, &busy); len(next) != 1 || next[0].Lane != "" {
 		t.Fatalf("with %d lanes at work the page went on as %+v", MaxLiveLanes, next)
 	}
+}
+
+// TestLanesKeepAHugeBucketWide plans a model of a 100,000,000-key bucket
+// (keys obj-000000000…, 1,000 a page; each page's split decided by
+// splitPoint on a sample of its keys, as splitLane does) with 200 planning
+// slots, a page per slot per round: the listing must take close to the
+// rounds MaxLiveLanes lanes need, not the ~84,000 pages the lane running to
+// the bucket's end was left with when a depth of 8 bounded the lanes.
+func TestLanesKeepAHugeBucketWide(t *testing.T) {
+	const keys, pageKeys, slots = 100_000_000, 1000, 200
+	key := func(i int) string { return fmt.Sprintf("obj-%09d", i) }
+	// upTo is how many keys sort at or before point.
+	upTo := func(point string) int { return sort.Search(keys, func(i int) bool { return key(i) > point }) }
+	type lane struct {
+		name       string
+		next, stop int // the lane's next key and its end (exclusive)
+		bounded    bool
+	}
+	queue := []lane{{name: "", next: 0, stop: keys}}
+	live, rounds, pages, widest := 1, 0, 0, 0
+	for len(queue) > 0 {
+		rounds++
+		n := min(slots, len(queue))
+		batch := queue[:n:n]
+		queue = slices.Clone(queue[n:])
+		widest = max(widest, live)
+		for _, l := range batch {
+			pages++
+			end := min(l.next+pageKeys, l.stop)
+			if end == l.stop {
+				live--
+				continue // the lane's last page
+			}
+			var sample []string // the page's first and last keys and every 50th between
+			for i := l.next; i < end; i += 50 {
+				sample = append(sample, key(i))
+			}
+			sample = append(sample, key(end-1))
+			through := ""
+			if l.bounded {
+				through = key(l.stop - 1)
+			}
+			if point, ok := splitPoint(sample, through, len(l.name)); ok && live < MaxLiveLanes {
+				cut := upTo(point)
+				queue = append(queue, lane{l.name + "0", end, cut, true}, lane{l.name + "1", cut, l.stop, l.bounded})
+				live++
+				continue
+			}
+			queue = append(queue, lane{l.name, end, l.stop, l.bounded})
+		}
+	}
+	ideal := keys / pageKeys / MaxLiveLanes
+	if pages < keys/pageKeys || rounds > 2*ideal {
+		t.Fatalf("%d pages in %d rounds; %d lanes at most need %d", pages, rounds, MaxLiveLanes, ideal)
+	}
+	t.Logf("%d keys: %d pages in %d rounds (%d with %d lanes at work throughout), at most %d lanes at once", keys, pages, rounds, ideal, MaxLiveLanes, widest)
 }
