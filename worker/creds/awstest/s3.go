@@ -436,11 +436,7 @@ func (s *S3) list(w http.ResponseWriter, r *http.Request, bucket string) {
 	// The bucket's keys are sorted once per change (a 100,000-key bucket
 	// listed page by page would otherwise be sorted for every page); the
 	// prefix's keys are a run of them.
-	type entry struct {
-		key, body string
-		modified  time.Time
-	}
-	var page []entry
+	var page []listed
 	s.mu.Lock()
 	keys, ok := s.sorted[bucket]
 	if !ok {
@@ -459,7 +455,7 @@ func (s *S3) list(w http.ResponseWriter, r *http.Request, bucket string) {
 	start = min(max(start, 0), len(matching))
 	end := min(start+maxKeys, len(matching))
 	for _, k := range matching[start:end] {
-		page = append(page, entry{k, s.objects[bucket][k], s.modified[bucket+"/"+k]})
+		page = append(page, listed{k, s.objects[bucket][k], s.modified[bucket+"/"+k]})
 	}
 	s.mu.Unlock()
 	var b strings.Builder
@@ -468,7 +464,21 @@ func (s *S3) list(w http.ResponseWriter, r *http.Request, bucket string) {
 	if end < len(matching) {
 		fmt.Fprintf(&b, "<NextContinuationToken>%d</NextContinuationToken>", end)
 	}
-	encode := q.Get("encoding-type") == "url" // keys URL-encoded, as S3 does
+	writeContents(&b, page, q.Get("encoding-type") == "url")
+	b.WriteString("</ListBucketResult>")
+	w.Header().Set("Content-Type", "application/xml")
+	_, _ = w.Write([]byte(b.String()))
+}
+
+// listed is an object on a listing page.
+type listed struct {
+	key, body string
+	modified  time.Time
+}
+
+// writeContents writes page's Contents elements; encode: keys URL-encoded
+// (encoding-type=url), as S3 does.
+func writeContents(b *strings.Builder, page []listed, encode bool) {
 	if encode {
 		b.WriteString("<EncodingType>url</EncodingType>")
 	}
@@ -477,14 +487,11 @@ func (s *S3) list(w http.ResponseWriter, r *http.Request, bucket string) {
 		if encode {
 			b.WriteString(url.QueryEscape(e.key))
 		} else {
-			_ = xml.EscapeText(&b, []byte(e.key))
+			_ = xml.EscapeText(b, []byte(e.key))
 		}
-		fmt.Fprintf(&b, "</Key><LastModified>%s</LastModified><ETag>%s</ETag><Size>%d</Size></Contents>", e.modified.Format("2006-01-02T15:04:05.000Z"),
+		fmt.Fprintf(b, "</Key><LastModified>%s</LastModified><ETag>%s</ETag><Size>%d</Size></Contents>", e.modified.Format("2006-01-02T15:04:05.000Z"),
 			strings.ReplaceAll(etag(e.body), `"`, "&quot;"), len(e.body))
 	}
-	b.WriteString("</ListBucketResult>")
-	w.Header().Set("Content-Type", "application/xml")
-	_, _ = w.Write([]byte(b.String()))
 }
 
 // ETag is the ETag the fake S3 gives an object with body.
