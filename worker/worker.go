@@ -42,7 +42,7 @@ import (
 // the runner's own settings, by runner.New; cmd's flags use the same
 // constants.
 const (
-	TaskConcurrencyDefault      = 16
+	TaskConcurrencyDefault      = 32
 	PlanConcurrencyDefault      = 4
 	MaxObjectBytesDefault       = 2 << 30
 	MaxDecompressedBytesDefault = 2 << 30
@@ -97,7 +97,7 @@ type Config struct {
 	S3PathStyle bool
 	// Topology must match the one the streams were created with (MaxDeliver).
 	Topology schema.Topology
-	// TaskConcurrency is the number of tasks processed at once; default 16.
+	// TaskConcurrency is the number of tasks processed at once; default 32 (TaskConcurrencyDefault).
 	TaskConcurrency int
 	// TenantConcurrency caps one org's tasks in flight in this worker, so
 	// other orgs always find a free slot; default 3/4 of TaskConcurrency.
