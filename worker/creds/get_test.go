@@ -21,15 +21,9 @@ import (
 // of a key with a known secret and compares), escapes keys as the SDK does,
 // and answers what the SDK's GetObject answers.
 func TestLeanGetSignsAndEscapesLikeTheSDK(t *testing.T) {
-	_, fake := awstest.Start(t)
-	fake.AllowStaticSecret("AKIALEAN", "lean-secret", "lean-bucket")
-	fake.CreateBucket("lean-bucket")
 	keys := []string{"plain.txt", "a b+c.txt", "ünïcödé ✓.txt", "100% sure.txt", "q?x=1&y=2#frag.txt", "tilde~(1)[2]{3}.txt",
 		"semi;colon,comma=eq@at$dollar'quote!.txt", "日本語/ファイル.txt", "dir//double.txt", "dots/../x.txt"}
-	for _, k := range keys {
-		fake.Put("lean-bucket", k, "body of "+k)
-	}
-	sdk := NewS3(fake.Config(), credentials.NewStaticCredentialsProvider("AKIALEAN", "lean-secret", ""), "us-east-1", true)
+	_, sdk, wrongSecret := leanFake(t, keys...)
 	r := &Resolver{}
 	ctx := context.Background()
 	for _, k := range keys {
@@ -50,7 +44,6 @@ func TestLeanGetSignsAndEscapesLikeTheSDK(t *testing.T) {
 		}
 	}
 	// Errors read as the SDK's do: code, class, the public message.
-	wrongSecret := NewS3(fake.Config(), credentials.NewStaticCredentialsProvider("AKIALEAN", "not-the-secret", ""), "us-east-1", true)
 	for _, tc := range []struct {
 		client *s3.Client
 		in     *s3.GetObjectInput
@@ -63,12 +56,35 @@ func TestLeanGetSignsAndEscapesLikeTheSDK(t *testing.T) {
 	} {
 		_, sdkErr := tc.client.GetObject(ctx, tc.in)
 		_, err := r.lean(tc.client).get(ctx, tc.in)
-		if err == nil || Classify(err).Code != tc.code || Classify(err).Class != Classify(sdkErr).Class || PublicMessage(err) != PublicMessage(sdkErr) {
-			t.Fatalf("%s: lean %v (%+v, %q); SDK %v (%+v, %q)", tc.code, err, Classify(err), PublicMessage(err), sdkErr, Classify(sdkErr), PublicMessage(sdkErr))
-		}
-		if tc.class != "" && Classify(err).Class != tc.class {
-			t.Fatalf("%s classified %s", tc.code, Classify(err).Class)
-		}
+		failsAsTheSDK(t, err, sdkErr, tc.code, tc.class)
+	}
+}
+
+// leanFake starts the fake S3 with keys in "lean-bucket", readable with a
+// static key whose secret it knows (it re-signs every request and
+// compares): sdk is a client with that secret, wrongSecret one without.
+func leanFake(t *testing.T, keys ...string) (fake *awstest.S3, sdk, wrongSecret *s3.Client) {
+	t.Helper()
+	_, fake = awstest.Start(t)
+	fake.AllowStaticSecret("AKIALEAN", "lean-secret", "lean-bucket")
+	fake.CreateBucket("lean-bucket")
+	for _, k := range keys {
+		fake.Put("lean-bucket", k, "body of "+k)
+	}
+	sdk = NewS3(fake.Config(), credentials.NewStaticCredentialsProvider("AKIALEAN", "lean-secret", ""), "us-east-1", true)
+	wrongSecret = NewS3(fake.Config(), credentials.NewStaticCredentialsProvider("AKIALEAN", "not-the-secret", ""), "us-east-1", true)
+	return fake, sdk, wrongSecret
+}
+
+// failsAsTheSDK fails t unless the lean path's err reads as the SDK's
+// sdkErr (code, class, public message), with code and, unless "", class.
+func failsAsTheSDK(t *testing.T, err, sdkErr error, code string, class schema.ErrorClass) {
+	t.Helper()
+	if err == nil || Classify(err).Code != code || Classify(err).Class != Classify(sdkErr).Class || PublicMessage(err) != PublicMessage(sdkErr) {
+		t.Fatalf("%s: lean %v (%+v, %q); SDK %v (%+v, %q)", code, err, Classify(err), PublicMessage(err), sdkErr, Classify(sdkErr), PublicMessage(sdkErr))
+	}
+	if class != "" && Classify(err).Class != class {
+		t.Fatalf("%s classified %s", code, Classify(err).Class)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/stevedore-dev/stevedore/schema"
@@ -21,15 +20,8 @@ import (
 // start-after, continuation tokens) with the same keys, ETags, sizes and
 // times, reads keys XML cannot carry, and fails as the SDK fails.
 func TestLeanListPagesLikeTheSDK(t *testing.T) {
-	_, fake := awstest.Start(t)
-	fake.AllowStaticSecret("AKIALEAN", "lean-secret", "lean-bucket")
-	fake.CreateBucket("lean-bucket")
-	keys := []string{"p/plain.txt", "p/a b+c.txt", "p/ünïcödé ✓.txt", "p/100% sure.txt", "p/q?x=1&y=2#frag.txt", "p/<tag> & \"quote\".txt",
-		"p/日本語/ファイル.txt", "p/dir//double.txt", "p/tilde~(1).txt", "other/x.txt"}
-	for _, k := range keys {
-		fake.Put("lean-bucket", k, "body of "+k)
-	}
-	sdk := NewS3(fake.Config(), credentials.NewStaticCredentialsProvider("AKIALEAN", "lean-secret", ""), "us-east-1", true)
+	fake, sdk, wrongSecret := leanFake(t, "p/plain.txt", "p/a b+c.txt", "p/ünïcödé ✓.txt", "p/100% sure.txt", "p/q?x=1&y=2#frag.txt",
+		"p/<tag> & \"quote\".txt", "p/日本語/ファイル.txt", "p/dir//double.txt", "p/tilde~(1).txt", "other/x.txt")
 	l := (&Resolver{}).lean(sdk)
 	ctx := context.Background()
 	for _, start := range []*string{nil, aws.String("p/b")} {
@@ -50,7 +42,6 @@ func TestLeanListPagesLikeTheSDK(t *testing.T) {
 		t.Fatalf("control character: %q", got)
 	}
 
-	wrongSecret := NewS3(fake.Config(), credentials.NewStaticCredentialsProvider("AKIALEAN", "not-the-secret", ""), "us-east-1", true)
 	for _, tc := range []struct {
 		client *s3.Client
 		in     *s3.ListObjectsV2Input
@@ -63,12 +54,7 @@ func TestLeanListPagesLikeTheSDK(t *testing.T) {
 	} {
 		_, sdkErr := tc.client.ListObjectsV2(ctx, tc.in)
 		_, err := (&Resolver{}).lean(tc.client).list(ctx, tc.in)
-		if err == nil || Classify(err).Code != tc.code || Classify(err).Class != Classify(sdkErr).Class || PublicMessage(err) != PublicMessage(sdkErr) {
-			t.Fatalf("%s: lean %v (%+v, %q); SDK %v (%+v, %q)", tc.code, err, Classify(err), PublicMessage(err), sdkErr, Classify(sdkErr), PublicMessage(sdkErr))
-		}
-		if tc.class != "" && Classify(err).Class != tc.class {
-			t.Fatalf("%s classified %s", tc.code, Classify(err).Class)
-		}
+		failsAsTheSDK(t, err, sdkErr, tc.code, tc.class)
 	}
 	// Throttled every time: retried in-call, then classified.
 	fake.FailLists.Store(true)
