@@ -85,17 +85,26 @@ func (e *bridgeEnv) send(t *testing.T, bodies ...string) {
 	}
 }
 
-// drained waits until the queue holds no message, visible or in flight.
+// drained waits until the queue holds no message, visible or in flight,
+// in three readings in a row: moto reads each count at its own clock, so a
+// message whose visibility runs out between the two reads is in neither
+// (one reading of 0 and 0 while a message waited to come back made a
+// redelivery test fail under load).
 func (e *bridgeEnv) drained(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
-	for {
+	for empty := 0; ; {
 		out, err := e.client.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(e.url),
 			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if out.Attributes["ApproximateNumberOfMessages"] == "0" && out.Attributes["ApproximateNumberOfMessagesNotVisible"] == "0" {
+			empty++
+		} else {
+			empty = 0
+		}
+		if empty == 3 {
 			return
 		}
 		if time.Now().After(deadline) {
