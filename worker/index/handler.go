@@ -157,30 +157,52 @@ func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
 
 // recordFailure records, as its document's status, that an object's index
 // task was given up — unless an indexed version of it stands (its chunks
-// stay valid and visible) or an erase has it. A record that cannot be
-// written is logged: the failed outcome still reaches the job.
+// stay valid and visible) or an erase has it. The write is tried three
+// times (the state read again each time: a NATS node restarting or a
+// concurrent write fails one); a record that still cannot be written is
+// logged, and the failed outcome still reaches the job.
 func (h *Handler) recordFailure(task *schema.Task, ev *schema.ObjectEvent) {
 	if task.Op != schema.OpIndex {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	key := schema.ObjectKey(task.Org, task.Collection, task.Bucket, task.Key)
-	st, rev, err := h.loadState(ctx, key)
-	if err == nil && st != nil && (st.Status == schema.ObjectIndexed || st.Status == schema.ObjectErasing) {
-		return
-	}
-	if err == nil {
-		failed := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: task.ETag, VersionID: task.VersionID, Status: schema.ObjectFailed,
-			Reason: ev.Reason, ErrorCode: cmp.Or(ev.ErrorCode, ev.ErrorClass), JobID: task.JobID, IntegrationID: task.IntegrationID, UpdatedAt: time.Now().UTC()}
-		markSeen(failed, task, st) // a sync's listing held it: not a sweep candidate
-		if st != nil {
-			failed.Sequencer = st.Sequencer
+	var err error
+	for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
+		if err = h.saveFailure(ctx, key, task, ev); err == nil {
+			return
 		}
-		err = h.saveState(ctx, key, failed, rev)
+		sleepCtx(ctx, time.Duration(attempt+1)*200*time.Millisecond)
 	}
+	h.log.Warn("the failed object's status could not be recorded", "org", task.Org, "bucket", task.Bucket, "key", task.Key, "error", err)
+}
+
+// saveFailure writes the failed status of task's object, key, once.
+func (h *Handler) saveFailure(ctx context.Context, key string, task *schema.Task, ev *schema.ObjectEvent) error {
+	st, rev, err := h.loadState(ctx, key)
 	if err != nil {
-		h.log.Warn("the failed object's status could not be recorded", "org", task.Org, "bucket", task.Bucket, "key", task.Key, "error", err)
+		return err
+	}
+	if st != nil && (st.Status == schema.ObjectIndexed || st.Status == schema.ObjectErasing) {
+		return nil
+	}
+	failed := &schema.ObjectState{Bucket: task.Bucket, Key: task.Key, ETag: task.ETag, VersionID: task.VersionID, Status: schema.ObjectFailed,
+		Reason: ev.Reason, ErrorCode: cmp.Or(ev.ErrorCode, ev.ErrorClass), JobID: task.JobID, IntegrationID: task.IntegrationID, UpdatedAt: time.Now().UTC()}
+	markSeen(failed, task, st) // a sync's listing held it: not a sweep candidate
+	if st != nil {
+		failed.Sequencer = st.Sequencer
+	}
+	return h.saveState(ctx, key, failed, rev)
+}
+
+// sleepCtx waits d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
