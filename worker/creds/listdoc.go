@@ -144,6 +144,11 @@ func (s *listScanner) children(parent []byte, anyText bool, f func(name []byte, 
 		if err != nil || !anyText && len(bytes.TrimLeft(text, " \t\n")) != 0 {
 			return errUnusual
 		}
+		if bytes.IndexByte(text, '&') >= 0 { // not kept, but its references must be well-formed
+			if _, err := unescape(text); err != nil {
+				return err
+			}
+		}
 		if s.pos+1 < len(s.b) && s.b[s.pos+1] == '/' {
 			return s.endTag(parent)
 		}
@@ -313,7 +318,8 @@ func (s *listScanner) name() []byte {
 }
 
 // text reads character data up to the next '<', as sent (references not
-// yet replaced, but well-formed).
+// replaced nor checked: the caller unescapes what it keeps, and children
+// checks what it skips).
 func (s *listScanner) text() ([]byte, error) {
 	end := bytes.IndexByte(s.b[s.pos:], '<')
 	if end < 0 {
@@ -323,11 +329,6 @@ func (s *listScanner) text() ([]byte, error) {
 	s.pos += end
 	if !plain(raw) {
 		return nil, errUnusual
-	}
-	if bytes.IndexByte(raw, '&') >= 0 {
-		if _, err := unescape(raw); err != nil {
-			return nil, err
-		}
 	}
 	return raw, nil
 }

@@ -173,7 +173,10 @@ func (h *Handler) recordFailure(task *schema.Task, ev *schema.ObjectEvent) {
 		if err = h.saveFailure(ctx, key, task, ev); err == nil {
 			return
 		}
-		sleepCtx(ctx, time.Duration(attempt+1)*200*time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+		}
 	}
 	h.log.Warn("the failed object's status could not be recorded", "org", task.Org, "bucket", task.Bucket, "key", task.Key, "error", err)
 }
@@ -194,16 +197,6 @@ func (h *Handler) saveFailure(ctx context.Context, key string, task *schema.Task
 		failed.Sequencer = st.Sequencer
 	}
 	return h.saveState(ctx, key, failed, rev)
-}
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // GaveUp counts the failed object once its outcome is durable.
