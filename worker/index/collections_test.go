@@ -104,9 +104,9 @@ func TestGivenUpTaskRecordsAFailedDocument(t *testing.T) {
 	task := x.task
 	task.Key = "denied.txt"
 	data, _ := schema.Encode(&task)
-	out := x.h.GiveUp(data, &schema.ClassError{Class: schema.ClassTenantPermission, Code: schema.CodeAccessDenied, Err: errors.New("GetObject: AccessDenied")})
-	if len(out) != 1 {
-		t.Fatalf("%+v", out)
+	out, err := x.h.GiveUp(data, &schema.ClassError{Class: schema.ClassTenantPermission, Code: schema.CodeAccessDenied, Err: errors.New("GetObject: AccessDenied")})
+	if len(out) != 1 || err != nil {
+		t.Fatalf("%+v, %v", out, err)
 	}
 	st := x.state(t, "denied.txt")
 	if st.Status != schema.ObjectFailed || st.ErrorCode != schema.CodeAccessDenied || st.Reason == "" || st.Chunks != 0 {
@@ -116,7 +116,9 @@ func TestGivenUpTaskRecordsAFailedDocument(t *testing.T) {
 	x.handle(t, "a.txt")
 	task.Key = "a.txt"
 	data, _ = schema.Encode(&task)
-	x.h.GiveUp(data, &schema.ClassError{Class: schema.ClassTransient, Err: errors.New("later")})
+	if _, err := x.h.GiveUp(data, &schema.ClassError{Class: schema.ClassTransient, Err: errors.New("later")}); err != nil {
+		t.Fatal(err)
+	}
 	if st := x.state(t, "a.txt"); st.Status != schema.ObjectIndexed {
 		t.Fatalf("an indexed document was marked failed: %+v", st)
 	}
@@ -124,6 +126,23 @@ func TestGivenUpTaskRecordsAFailedDocument(t *testing.T) {
 	x.s3.Put(bucket, "denied.txt", "Readable now.")
 	if _, _, _, ev := x.handle(t, "denied.txt"); ev.Outcome != schema.OutcomeIndexed {
 		t.Fatalf("retry after a failure: %+v", ev)
+	}
+}
+
+// A give-up whose failed status cannot be written fails: the runner keeps
+// the task (retried, or left for the MaxDeliver advisory), so no object is
+// counted failed in its job while its document shows no failure.
+func TestGiveUpFailsWhenTheStatusCannotBeWritten(t *testing.T) {
+	x := newIndexer(t)
+	task := x.task
+	task.Key = "denied.txt"
+	data, _ := schema.Encode(&task)
+	if err := x.env.JS.DeleteKeyValue(context.Background(), schema.BucketObjects); err != nil {
+		t.Fatal(err)
+	}
+	out, err := x.h.GiveUp(data, &schema.ClassError{Class: schema.ClassTenantPermission, Code: schema.CodeAccessDenied, Err: errors.New("GetObject: AccessDenied")})
+	if err == nil || len(out) != 0 {
+		t.Fatalf("status unwritable: outcome %+v, error %v; want an error and no outcome", out, err)
 	}
 }
 

@@ -143,27 +143,29 @@ func decodeTask(data []byte) (*schema.Task, error) {
 }
 
 // GiveUp is the indexer's give-up outcome: the object failed, with the
-// reason and hint.
-func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
+// reason and hint. Its failed status is written first; if that cannot be
+// written, the give-up fails and the runner keeps the task for later.
+func (h *Handler) GiveUp(data []byte, f *schema.ClassError) ([]schema.Out, error) {
 	task, err := decodeTask(data)
 	if err != nil {
-		return nil // undecodable: no job to tell
+		return nil, nil // undecodable: no job to tell
 	}
 	ev := event(task, schema.OutcomeFailed)
 	ev.Reason, ev.ErrorClass, ev.ErrorCode = PublicReason(f), string(f.Class), f.Code
-	h.recordFailure(task, ev)
-	return []schema.Out{eventMsg(ev)}
+	if err := h.recordFailure(task, ev); err != nil {
+		return nil, err
+	}
+	return []schema.Out{eventMsg(ev)}, nil
 }
 
 // recordFailure records, as its document's status, that an object's index
 // task was given up — unless an indexed version of it stands (its chunks
 // stay valid and visible) or an erase has it. The write is tried three
 // times (the state read again each time: a NATS node restarting or a
-// concurrent write fails one); a record that still cannot be written is
-// logged, and the failed outcome still reaches the job.
-func (h *Handler) recordFailure(task *schema.Task, ev *schema.ObjectEvent) {
+// concurrent write fails one); the last error is returned.
+func (h *Handler) recordFailure(task *schema.Task, ev *schema.ObjectEvent) error {
 	if task.Op != schema.OpIndex {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -171,14 +173,14 @@ func (h *Handler) recordFailure(task *schema.Task, ev *schema.ObjectEvent) {
 	var err error
 	for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
 		if err = h.saveFailure(ctx, key, task, ev); err == nil {
-			return
+			return nil
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
 		}
 	}
-	h.log.Warn("the failed object's status could not be recorded", "org", task.Org, "bucket", task.Bucket, "key", task.Key, "error", err)
+	return fmt.Errorf("record the failed status of %s: %w", task.Key, err)
 }
 
 // saveFailure writes the failed status of task's object, key, once.

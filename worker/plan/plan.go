@@ -79,14 +79,14 @@ func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 
 // GiveUp is the planner's give-up outcome: the job failed, with why, so
 // GET /v2/jobs shows it.
-func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
+func (h *Handler) GiveUp(data []byte, f *schema.ClassError) ([]schema.Out, error) {
 	job, err := schema.DecodeJob(data)
 	if err != nil {
-		return nil // undecodable: no job to tell
+		return nil, nil // undecodable: no job to tell
 	}
 	ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
 		Type: schema.JobFailed, Page: job.Page, Reason: schema.Bound(creds.PublicMessage(f.Err)), ErrorClass: string(f.Class), ErrorCode: f.Code, Hint: f.Hint, At: time.Now().UTC()}
-	return []schema.Out{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}
+	return []schema.Out{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}, nil
 }
 
 // planPage plans one page; split: the page's lane may split (the job's

@@ -135,12 +135,15 @@ func TestPlanCancelledJobPublishesNothing(t *testing.T) {
 func TestPlanGiveUpFailsTheJob(t *testing.T) {
 	p := newPlanner(t)
 	data, _ := schema.Encode(&p.job)
-	out := p.h.GiveUp(data, &schema.ClassError{Err: fmt.Errorf("AccessDenied"), Class: schema.ClassTenantAuth, Code: schema.CodeAssumeRoleDenied, Hint: "check the trust policy"})
+	out, err := p.h.GiveUp(data, &schema.ClassError{Err: fmt.Errorf("AccessDenied"), Class: schema.ClassTenantAuth, Code: schema.CodeAssumeRoleDenied, Hint: "check the trust policy"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ev, ok := out[0].Msg.(*schema.JobEvent)
 	if len(out) != 1 || !ok || ev.Type != schema.JobFailed || ev.ErrorClass != string(schema.ClassTenantAuth) || ev.ErrorCode != schema.CodeAssumeRoleDenied || ev.Hint == "" {
 		t.Fatalf("give-up outcome %+v", out)
 	}
-	if out := p.h.GiveUp([]byte("not json"), &schema.ClassError{Err: fmt.Errorf("x"), Class: schema.ClassPermanent}); len(out) != 0 {
+	if out, err := p.h.GiveUp([]byte("not json"), &schema.ClassError{Err: fmt.Errorf("x"), Class: schema.ClassPermanent}); len(out) != 0 || err != nil {
 		t.Fatalf("an undecodable page has no job to fail: %+v", out)
 	}
 }

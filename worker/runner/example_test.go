@@ -36,7 +36,7 @@ func (u *collector) Handle(ctx context.Context, msg jetstream.Msg) error {
 	return nil
 }
 
-func (u *collector) GiveUp(data []byte, f *schema.ClassError) []schema.Out { return nil }
+func (u *collector) GiveUp(data []byte, f *schema.ClassError) ([]schema.Out, error) { return nil, nil }
 
 // A handler is added to a Runner as the handler of a queue: a work-queue
 // stream claimed per org (each org's consumer made on first sight, turns

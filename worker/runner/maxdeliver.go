@@ -41,7 +41,7 @@ func (r *Runner) watchMaxDeliveries(ctx context.Context) error {
 		}
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := r.moveToDead(hctx, a); err != nil {
+		if err := r.moveToDeadRetrying(hctx, a); err != nil {
 			r.log.Error("could not move a message that reached MaxDeliver to DEAD; it stays in its work queue", "stream", a.Stream, "seq", a.StreamSeq, "error", err)
 		}
 	})
@@ -50,6 +50,22 @@ func (r *Runner) watchMaxDeliveries(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	return sub.Unsubscribe()
+}
+
+// moveToDeadRetrying is moveToDead tried three times, a second more
+// between each (a NATS node restarting, a status write failing): the
+// advisory is not redelivered, so this is the message's last chance.
+func (r *Runner) moveToDeadRetrying(ctx context.Context, a maxDeliverAdvisory) error {
+	err := r.moveToDead(ctx, a)
+	for try := 1; err != nil && try < 3; try++ {
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(try) * time.Second):
+		}
+		err = r.moveToDead(ctx, a)
+	}
+	return err
 }
 
 func (r *Runner) moveToDead(ctx context.Context, a maxDeliverAdvisory) error {

@@ -16,6 +16,8 @@ type metrics struct {
 	inflight    *prometheus.GaugeVec
 	redelivered *prometheus.CounterVec
 	dead        *prometheus.CounterVec
+	// giveUpFailed: give-ups whose handler could not record its outcome.
+	giveUpFailed *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,6 +37,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Claims of messages delivered before (a worker crashed, timed out or handed them back), by stage."}, []string{"stage"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_dead_letters_total",
 			Help: "Messages copied to DEAD, by error class."}, []string{"error_class"}),
+		giveUpFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_give_up_failures_total",
+			Help: "Give-ups whose handler could not record its outcome (a failed object's status); the message is kept and retried, by stage."}, []string{"stage"}),
 	}
 	// Every known label value starts at zero: a series exists before its
 	// first event, so rates, alerts and dashboards see it.
@@ -42,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.dead.WithLabelValues(string(c))
 	}
 	if reg != nil {
-		reg.MustRegister(m.claimed, m.settled, m.duration, m.claim, m.inflight, m.redelivered, m.dead)
+		reg.MustRegister(m.claimed, m.settled, m.duration, m.claim, m.inflight, m.redelivered, m.dead, m.giveUpFailed)
 	}
 	return m
 }
@@ -53,4 +57,5 @@ func (m *metrics) known(stage string) {
 	m.redelivered.WithLabelValues(stage)
 	m.inflight.WithLabelValues(stage)
 	m.claim.WithLabelValues(stage)
+	m.giveUpFailed.WithLabelValues(stage)
 }

@@ -40,8 +40,10 @@ type Handler interface {
 	// GiveUp returns the outcome to publish, together with the dead letter,
 	// when a message is given up on (the planner's failed job, the indexer's
 	// failed object), so job counters stay exact. It may return nothing (an
-	// undecodable payload has no job to tell).
-	GiveUp(data []byte, f *schema.ClassError) []schema.Out
+	// undecodable payload has no job to tell). An error (a status it must
+	// record could not be written) keeps the message: it is retried with
+	// backoff, or, past MaxDeliver, left in its queue for the advisory.
+	GiveUp(data []byte, f *schema.ClassError) ([]schema.Out, error)
 }
 
 // GaveUpper is a Handler that wants to know when its give-up outcome is

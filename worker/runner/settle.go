@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -138,7 +139,11 @@ func (r *Runner) giveUp(ctx context.Context, h Handler, msg jetstream.Msg, f *sc
 func (r *Runner) publishGiveUp(ctx context.Context, h Handler, dl *schema.DeadLetter, f *schema.ClassError, dead bool) error {
 	var out []schema.Out
 	if h != nil {
-		out = h.GiveUp(dl.Payload, f)
+		var err error
+		if out, err = h.GiveUp(dl.Payload, f); err != nil {
+			r.m.giveUpFailed.WithLabelValues(h.Name()).Inc()
+			return fmt.Errorf("%s give-up: %w", h.Name(), err)
+		}
 	}
 	if dead {
 		out = append(out, schema.Out{Subject: schema.DeadSubject(dl.Stream), MsgID: schema.DeadMsgID(dl.Stream, dl.Sequence), Msg: dl})

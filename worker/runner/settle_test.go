@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/stevedore-dev/stevedore/schema"
 )
@@ -133,6 +134,67 @@ func TestDeadLetterPublishFailureRedelivers(t *testing.T) {
 	}
 	if n := q.Handler.(*fakeHandler).gaveUp.Load(); n != 1 {
 		t.Fatalf("GaveUp ran %d times, want 1", n)
+	}
+}
+
+// TestGiveUpThatCannotRecordRedelivers: a handler whose give-up outcome
+// cannot be recorded (the failed status write failed) keeps the message:
+// naked with backoff, nothing in DEAD, no outcome, the failure counted;
+// the next delivery, with the status writable again, gives up once.
+func TestGiveUpThatCannotRecordRedelivers(t *testing.T) {
+	js, r, q := fakeRunner(t, nil)
+	ctx := context.Background()
+	h := q.Handler.(*fakeHandler)
+	h.failGiveUps.Store(2)
+	for _, class := range []schema.ErrorClass{schema.ClassPermanent, schema.ClassNotFound} {
+		msg := &fakeMsg{subject: schema.TaskSubject("org_1", "docs"), data: []byte("poison-" + string(class)), delivered: 1, seq: 42}
+		r.settle(ctx, ctx, msg, q, schema.Errorf(class, "no retry fixes this"))
+		if msg.termed != 0 || msg.acked != 0 || len(msg.naks) != 1 || msg.naks[0] != backoff(1) {
+			t.Fatalf("%s, give-up unrecordable: termed %d acked %d naks %v; want one nak with backoff", class, msg.termed, msg.acked, msg.naks)
+		}
+	}
+	dead, _ := js.Stream(ctx, schema.StreamDead)
+	if info, _ := dead.Info(ctx); info.State.Msgs != 0 {
+		t.Fatalf("%d dead letters for give-ups that were not recorded", info.State.Msgs)
+	}
+	if n := outcomes(t, js); n != 0 || h.gaveUp.Load() != 0 {
+		t.Fatalf("%d outcomes, GaveUp %d: want none", n, h.gaveUp.Load())
+	}
+	if got := testutil.ToFloat64(r.m.giveUpFailed.WithLabelValues("fake")); got != 2 {
+		t.Fatalf("give-up failures %v, want 2", got)
+	}
+
+	msg := &fakeMsg{subject: schema.TaskSubject("org_1", "docs"), data: []byte("poison"), delivered: 2, seq: 42}
+	r.settle(ctx, ctx, msg, q, schema.Errorf(schema.ClassPermanent, "no retry fixes this"))
+	if msg.termed != 1 || outcomes(t, js) != 1 || h.gaveUp.Load() != 1 {
+		t.Fatalf("status writable again: termed %d, %d outcomes, GaveUp %d", msg.termed, outcomes(t, js), h.gaveUp.Load())
+	}
+}
+
+// TestMaxDeliverRetriesAGiveUpThatCannotRecord: the advisory's move to DEAD
+// is tried again when the handler's outcome cannot be recorded at first;
+// the message leaves its queue only once its give-up is recorded.
+func TestMaxDeliverRetriesAGiveUpThatCannotRecord(t *testing.T) {
+	js, r, q := fakeRunner(t, nil)
+	ctx := context.Background()
+	ack, err := js.Publish(ctx, schema.TaskSubject("org_1", "docs"), []byte("crashes-every-time"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := q.Handler.(*fakeHandler)
+	h.failGiveUps.Store(1)
+	if err := r.moveToDeadRetrying(ctx, maxDeliverAdvisory{Stream: schema.StreamTasks, StreamSeq: ack.Sequence, Deliveries: 3}); err != nil {
+		t.Fatal(err)
+	}
+	tasks, _ := js.Stream(ctx, schema.StreamTasks)
+	dead, _ := js.Stream(ctx, schema.StreamDead)
+	ti, _ := tasks.Info(ctx)
+	di, _ := dead.Info(ctx)
+	if ti.State.Msgs != 0 || di.State.Msgs != 1 || outcomes(t, js) != 1 || h.gaveUp.Load() != 1 {
+		t.Fatalf("TASKS %d, DEAD %d, %d outcomes, GaveUp %d; want 0, 1, 1, 1", ti.State.Msgs, di.State.Msgs, outcomes(t, js), h.gaveUp.Load())
+	}
+	if got := testutil.ToFloat64(r.m.giveUpFailed.WithLabelValues("fake")); got != 1 {
+		t.Fatalf("give-up failures %v, want 1", got)
 	}
 }
 

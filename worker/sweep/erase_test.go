@@ -226,7 +226,10 @@ func TestEraseGivenUpFailsTheJob(t *testing.T) {
 	x := newSweeper(t, 0.5)
 	job := eraseJob(x, "job_wipe", schema.JobWipe)
 	data, _ := schema.Encode(&job)
-	out := x.h.GiveUp(data, &schema.ClassError{Class: schema.ClassTransient, Err: errors.New("NATS was away")})
+	out, err := x.h.GiveUp(data, &schema.ClassError{Class: schema.ClassTransient, Err: errors.New("NATS was away")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ev, _ := out[0].Msg.(*schema.JobEvent)
 	if len(out) != 1 || ev == nil || ev.Type != schema.JobFailed || !strings.Contains(ev.Reason, "NATS was away") {
 		t.Fatalf("%+v", ev)

@@ -123,19 +123,19 @@ func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 
 // GiveUp is the sweep's give-up outcome: the sweep failed, with why; the
 // job ends completed_with_errors.
-func (h *Handler) GiveUp(data []byte, f *schema.ClassError) []schema.Out {
+func (h *Handler) GiveUp(data []byte, f *schema.ClassError) ([]schema.Out, error) {
 	job, err := schema.DecodeJob(data)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	if job.Kind.Erases() || job.Kind == schema.JobRetry {
 		ev := &schema.JobEvent{EventID: schema.JobFailedEventID(job.JobID), JobID: job.JobID, Org: job.Org, Collection: job.Collection,
 			Type: schema.JobFailed, Reason: schema.Bound(string(job.Kind) + " could not finish: " + f.Err.Error()), // NATS's errors: no AWS detail to keep private ErrorClass: string(f.Class),
 			ErrorCode: f.Code, At: time.Now().UTC()}
-		return []schema.Out{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}
+		return []schema.Out{{Subject: schema.JobEventSubject(job.Org, job.Collection), MsgID: ev.EventID, Msg: ev}}, nil
 	}
 	h.cfg.Metrics.Sweeps.WithLabelValues(schema.SweepFailed).Inc()
-	return []schema.Out{swept(job, &schema.Sweep{Status: schema.SweepFailed, Reason: schema.Bound(creds.PublicMessage(f.Err))})}
+	return []schema.Out{swept(job, &schema.Sweep{Status: schema.SweepFailed, Reason: schema.Bound(creds.PublicMessage(f.Err))})}, nil
 }
 
 // sweep counts the scope, refuses a mass delete, then deletes what S3

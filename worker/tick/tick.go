@@ -157,4 +157,4 @@ func (h *Handler) recordLast(ctx context.Context, sc *schedules.Schedule) (runni
 
 // GiveUp: a tick that could not start its sync is dropped (the next tick
 // starts one); the dead letter says why.
-func (h *Handler) GiveUp([]byte, *schema.ClassError) []schema.Out { return nil }
+func (h *Handler) GiveUp([]byte, *schema.ClassError) ([]schema.Out, error) { return nil, nil }
