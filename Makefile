@@ -69,6 +69,7 @@ fuzz:
 	go test -run '^$$' -fuzz FuzzHTMLText -fuzztime 30s ./worker/extract/
 	go test -run '^$$' -fuzz FuzzPDF -fuzztime 30s ./worker/extract/
 	go test -run '^$$' -fuzz FuzzListDoc -fuzztime 30s ./worker/creds/
+	go test -run '^$$' -fuzz FuzzTaskPage -fuzztime 30s ./schema/
 
 # Regenerate the tokenizer golden file from npm tiktoken (needs node + npm).
 golden:

@@ -27,6 +27,9 @@ func NewJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
 type Out struct {
 	Subject, MsgID string
 	Msg            any
+	// Data, when set, is the message already encoded (a TaskPage's task);
+	// Msg is then not encoded, and may be nil.
+	Data []byte
 	// Seq, when set, receives the stream sequence JetStream stored the
 	// message at (the first copy's for a duplicate): object states record
 	// where their chunks are, so a document is read back without a scan.
@@ -40,13 +43,16 @@ type Out struct {
 func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []Out) (duplicates int, err error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
-		data, err := Encode(m.Msg)
-		if err != nil {
-			return 0, fmt.Errorf("%w: encode %s: %v", ErrPermanent, m.Subject, err)
+		data := m.Data
+		if data == nil {
+			var err error
+			if data, err = Encode(m.Msg); err != nil {
+				return 0, fmt.Errorf("%w: encode %s: %v", ErrPermanent, m.Subject, err)
+			}
 		}
-		nm := nats.NewMsg(m.Subject)
-		nm.Data = data
-		nm.Header.Set(jetstream.MsgIDHeader, m.MsgID)
+		// The header map is made here, its key already canonical: Set
+		// canonicalises and nats.NewMsg makes a map Set then grows.
+		nm := &nats.Msg{Subject: m.Subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: {m.MsgID}}}
 		f, err := js.PublishMsgAsync(nm)
 		if err != nil {
 			return duplicates, fmt.Errorf("publish %s: %w", m.Subject, err)

@@ -561,6 +561,34 @@ func TestOrgsWithWork(t *testing.T) {
 	}
 }
 
+// meanDuration is the mean of histogram name's observations across the
+// workers, of stage's series when stage is set.
+func (e *env) meanDuration(name, stage string) time.Duration {
+	var sum float64
+	var n uint64
+	for _, reg := range e.regs {
+		mfs, err := reg.Gather()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if stage != "" && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "stage" && l.GetValue() == stage }) {
+					continue
+				}
+				sum, n = sum+m.GetHistogram().GetSampleSum(), n+m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return time.Duration(sum / float64(n) * float64(time.Second)).Round(100 * time.Microsecond)
+}
+
 // claimLatency estimates the p50 and p99 of the workers' claim round trips
 // of stage from their histograms (linear within a bucket).
 func (e *env) claimLatency(stage string) (p50, p99 time.Duration) {

@@ -85,7 +85,7 @@ func TestLanesListEveryKeyOnce(t *testing.T) {
 		}
 		// What a task says it knows of its sidecar is true.
 		for _, o := range p.out[len(p.out)-1] {
-			if task, ok := o.Msg.(*schema.Task); ok && task.SidecarKnown && (task.SidecarETag != "") != slices.Contains(sidecars, schema.SidecarKey(task.Key)) {
+			if task := taskOf(t, o); task != nil && task.SidecarKnown && (task.SidecarETag != "") != slices.Contains(sidecars, schema.SidecarKey(task.Key)) {
 				t.Errorf("%s: the task says its sidecar is %q", task.Key, task.SidecarETag)
 			}
 		}

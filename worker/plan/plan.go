@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -160,6 +161,13 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 	}
 	more := aws.ToBool(page.IsTruncated) && page.NextContinuationToken != nil
 	sidecars := pageSidecars(page.Contents, more)
+	base := baseTask(job)
+	base.ScopePrefix = job.Prefix
+	enc, err := schema.NewTaskPage(base)
+	if err != nil {
+		return nil, nil, false, 0, fmt.Errorf("%w: %v", schema.ErrPermanent, err)
+	}
+	subject := schema.TaskSubject(job.Org, job.Collection)
 	for _, o := range page.Contents {
 		key := aws.ToString(o.Key)
 		if job.Through != "" && key > job.Through {
@@ -173,10 +181,13 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 			excluded++
 			continue
 		}
-		task := baseTask(job)
-		task.Key, task.ScopePrefix, task.ETag, task.Size, task.LastModified = key, job.Prefix, aws.ToString(o.ETag), aws.ToInt64(o.Size), o.LastModified
-		task.SidecarETag, task.SidecarKnown = sidecars.of(key)
-		tasks = append(tasks, taskMsg(&task))
+		listed := schema.ListedObject{Key: key, ETag: aws.ToString(o.ETag), Size: aws.ToInt64(o.Size), LastModified: o.LastModified}
+		listed.SidecarETag, listed.SidecarKnown = sidecars.of(key)
+		data, err := enc.Encode(listed)
+		if err != nil {
+			return nil, nil, false, 0, fmt.Errorf("%w: %v", schema.ErrPermanent, err)
+		}
+		tasks = append(tasks, schema.Out{Subject: subject, MsgID: schema.TaskMsgID(job.JobID, job.Bucket, key, "", ""), Data: data})
 	}
 	planned := job.Planned + len(tasks)
 	if more && (job.MaxFiles == 0 || planned < job.MaxFiles) {

@@ -69,9 +69,10 @@ func (p *planner) pages(t *testing.T, job *schema.Job) (keys []string, next []*s
 		t.Fatal(err)
 	}
 	for _, o := range p.out[len(p.out)-1] {
+		if task := taskOf(t, o); task != nil {
+			keys = append(keys, task.Key)
+		}
 		switch m := o.Msg.(type) {
-		case *schema.Task:
-			keys = append(keys, m.Key)
 		case *schema.Job:
 			next = append(next, m)
 		case *schema.JobEvent:
@@ -79,6 +80,21 @@ func (p *planner) pages(t *testing.T, job *schema.Job) (keys []string, next []*s
 		}
 	}
 	return keys, next, ev
+}
+
+// taskOf is the task o publishes (a listing's are encoded already, as the
+// wire carries them), or nil.
+func taskOf(t *testing.T, o schema.Out) *schema.Task {
+	t.Helper()
+	if o.Data == nil {
+		task, _ := o.Msg.(*schema.Task)
+		return task
+	}
+	task, err := schema.DecodeTask(o.Data)
+	if err != nil {
+		t.Fatalf("%s: %v", o.Data, err)
+	}
+	return task
 }
 
 // A bucket is planned a page at a time: each page's tasks (directory
@@ -196,7 +212,7 @@ func TestPlanSettlesSidecars(t *testing.T) {
 	for {
 		_, next, _ := p.page(t, &job)
 		for _, o := range p.out[len(p.out)-1] {
-			if task, ok := o.Msg.(*schema.Task); ok {
+			if task := taskOf(t, o); task != nil {
 				got[task.Key] = seen{task.SidecarKnown, task.SidecarETag}
 			}
 		}
