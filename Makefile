@@ -1,5 +1,5 @@
 # The two commands the README promises, and a few helpers.
-.PHONY: demo test unit e2e bench bench-micro fault-run sim sweep-scale ocr-scale build release image fuzz golden clean
+.PHONY: demo test unit e2e bench bench-micro fault-run fairness sim sweep-scale ocr-scale build release image fuzz golden clean
 
 # Run the main job on the embedded default: MinIO + stevedore dev, one index request, a summary.
 demo:
@@ -80,6 +80,11 @@ clean:
 
 # OCR at scale: every task slot of one worker on a 50-page scanned PDF (make test runs 3 pages):
 # pages per second per core, the worker's peak RSS and its Tesseract processes'.
+# Fairness under a 100,000-object job (make test: 30,000).
+fairness:
+	scripts/local-aws.sh build
+	STEVEDORE_FAIRNESS_OBJECTS=100000 go test -tags e2e -count=1 -v -timeout 60m -run TestFairnessUnderABigJob ./scripts/e2e/
+
 ocr-scale:
 	scripts/local-aws.sh build
 	STEVEDORE_SCAN_PAGES=50 go test -tags e2e -count=1 -v -timeout 90m -run TestWorkerMemoryWithScans ./scripts/e2e/
