@@ -43,10 +43,10 @@ func NewTaskPage(base Task) (*TaskPage, error) {
 		return nil, err
 	}
 	mark := []byte(`"key":"\u0000page-key\u0000"`)
-	if bytes.Count(data, []byte(`\u0000page-key\u0000`)) != 1 || bytes.Count(data, mark) != 1 {
+	i := bytes.Index(data, mark)
+	if bytes.Count(data, mark[len(`"key":"`):len(mark)-1]) != 1 {
 		return nil, errors.New("task page: the shared fields hold the key's placeholder")
 	}
-	i := bytes.Index(data, mark)
 	return &TaskPage{head: data[:i+len(`"key":`)], tail: data[i+len(mark):]}, nil
 }
 

@@ -561,11 +561,10 @@ func TestOrgsWithWork(t *testing.T) {
 	}
 }
 
-// meanDuration is the mean of histogram name's observations across the
-// workers, of stage's series when stage is set.
-func (e *env) meanDuration(name, stage string) time.Duration {
-	var sum float64
-	var n uint64
+// histograms are the workers' series of histogram name, of stage's only
+// when stage is set.
+func (e *env) histograms(name, stage string) []*dto.Histogram {
+	var hs []*dto.Histogram
 	for _, reg := range e.regs {
 		mfs, err := reg.Gather()
 		if err != nil {
@@ -576,12 +575,22 @@ func (e *env) meanDuration(name, stage string) time.Duration {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
-				if stage != "" && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "stage" && l.GetValue() == stage }) {
-					continue
+				if stage == "" || slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "stage" && l.GetValue() == stage }) {
+					hs = append(hs, m.GetHistogram())
 				}
-				sum, n = sum+m.GetHistogram().GetSampleSum(), n+m.GetHistogram().GetSampleCount()
 			}
 		}
+	}
+	return hs
+}
+
+// meanDuration is the mean of histogram name's observations across the
+// workers, of stage's series when stage is set.
+func (e *env) meanDuration(name, stage string) time.Duration {
+	var sum float64
+	var n uint64
+	for _, h := range e.histograms(name, stage) {
+		sum, n = sum+h.GetSampleSum(), n+h.GetSampleCount()
 	}
 	if n == 0 {
 		return 0
@@ -594,26 +603,12 @@ func (e *env) meanDuration(name, stage string) time.Duration {
 func (e *env) claimLatency(stage string) (p50, p99 time.Duration) {
 	var bounds []float64
 	var counts []uint64
-	for _, reg := range e.regs {
-		mfs, err := reg.Gather()
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != "stevedore_claim_duration_seconds" {
-				continue
+	for _, h := range e.histograms("stevedore_claim_duration_seconds", stage) {
+		for i, b := range h.GetBucket() {
+			if len(bounds) <= i {
+				bounds, counts = append(bounds, b.GetUpperBound()), append(counts, 0)
 			}
-			for _, m := range mf.GetMetric() {
-				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "stage" && l.GetValue() == stage }) {
-					continue
-				}
-				for i, b := range m.GetHistogram().GetBucket() {
-					if len(bounds) <= i {
-						bounds, counts = append(bounds, b.GetUpperBound()), append(counts, 0)
-					}
-					counts[i] += b.GetCumulativeCount()
-				}
-			}
+			counts[i] += b.GetCumulativeCount()
 		}
 	}
 	q := func(q float64) time.Duration {

@@ -141,20 +141,7 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 	if err != nil {
 		return nil, nil, false, 0, err
 	}
-	maxKeys := h.cfg.PageSize
-	if job.MaxFiles > 0 && int32(job.MaxFiles-job.Planned) < maxKeys {
-		maxKeys = int32(job.MaxFiles - job.Planned)
-	}
-	in := &s3.ListObjectsV2Input{Bucket: aws.String(job.Bucket), MaxKeys: aws.Int32(maxKeys), ExpectedBucketOwner: t.Owner()}
-	if job.Prefix != "" {
-		in.Prefix = aws.String(job.Prefix)
-	}
-	if job.ContinuationToken != "" {
-		in.ContinuationToken = aws.String(job.ContinuationToken)
-	} else if job.StartAfter != "" {
-		in.StartAfter = aws.String(job.StartAfter)
-	}
-	page, err := h.cfg.Resolver.ListObjects(ctx, t, req, job.Region, in)
+	page, err := h.cfg.Resolver.ListObjects(ctx, t, req, job.Region, h.listInput(t, job))
 	h.cfg.Metrics.S3("list", err)
 	if err != nil {
 		return nil, nil, false, 0, err
@@ -199,6 +186,25 @@ func (h *Handler) listPage(ctx context.Context, t *creds.Tenant, job *schema.Job
 		}
 	}
 	return tasks, next, more && next == nil, excluded, nil
+}
+
+// listInput is the ListObjectsV2 request of job's page: PageSize keys (fewer
+// when max_files is near) from its continuation token or start key.
+func (h *Handler) listInput(t *creds.Tenant, job *schema.Job) *s3.ListObjectsV2Input {
+	maxKeys := h.cfg.PageSize
+	if job.MaxFiles > 0 && int32(job.MaxFiles-job.Planned) < maxKeys {
+		maxKeys = int32(job.MaxFiles - job.Planned)
+	}
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(job.Bucket), MaxKeys: aws.Int32(maxKeys), ExpectedBucketOwner: t.Owner()}
+	if job.Prefix != "" {
+		in.Prefix = aws.String(job.Prefix)
+	}
+	if job.ContinuationToken != "" {
+		in.ContinuationToken = aws.String(job.ContinuationToken)
+	} else if job.StartAfter != "" {
+		in.StartAfter = aws.String(job.StartAfter)
+	}
+	return in
 }
 
 // splitLane is the next page of a lane, cont, as the first pages of two

@@ -415,12 +415,15 @@ func IAMMatch(pattern, s string) bool {
 	return match(toks, s)
 }
 
-func etag(body string) string {
+func etag(body string) string { return `"` + etagHex(body) + `"` }
+
+// etagHex is the fake's ETag of body without its quotes: 16 hex digits of
+// its FNV-1a hash.
+func etagHex(body string) string {
 	h := fnv.New64a()
 	_, _ = io.WriteString(h, body)
-	var b [18]byte
-	b[0], b[17] = '"', '"'
-	for i, v := 16, h.Sum64(); i > 0; i, v = i-1, v>>4 {
+	var b [16]byte
+	for i, v := 15, h.Sum64(); i >= 0; i, v = i-1, v>>4 {
 		b[i] = "0123456789abcdef"[v&15]
 	}
 	return string(b[:])
@@ -507,7 +510,7 @@ func appendContents(b []byte, page []listed, encode bool) []byte {
 		}
 		b = append(b, "</Key><LastModified>"...)
 		b = append(e.modified.AppendFormat(b, "2006-01-02T15:04:05.000Z"), "</LastModified><ETag>"...)
-		b = append(appendXMLQuoted(b, etag(e.body)), "</ETag><Size>"...)
+		b = append(append(append(b, "&quot;"...), etagHex(e.body)...), "&quot;</ETag><Size>"...)
 		b = append(strconv.AppendInt(b, int64(len(e.body)), 10), "</Size></Contents>"...)
 	}
 	return b
@@ -522,11 +525,6 @@ func plainXML(s string) bool {
 		}
 	}
 	return true
-}
-
-// appendXMLQuoted appends an ETag ("…") with its quotes as S3 writes them.
-func appendXMLQuoted(b []byte, etag string) []byte {
-	return append(append(append(b, "&quot;"...), strings.Trim(etag, `"`)...), "&quot;"...)
 }
 
 // ETag is the ETag the fake S3 gives an object with body.
