@@ -2,6 +2,7 @@ package schema
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -36,46 +37,94 @@ type Out struct {
 	Seq *uint64
 }
 
-// PublishAll encodes and publishes msgs asynchronously and waits until
-// JetStream has acknowledged every one. A retried call republishes with the
-// same IDs, which the stream's duplicate window turns into no-ops; it returns
-// how many acknowledgements said so. An encoding failure wraps ErrPermanent.
-func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []Out) (duplicates int, err error) {
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	for _, m := range msgs {
-		data := m.Data
-		if data == nil {
-			var err error
-			if data, err = Encode(m.Msg); err != nil {
-				return 0, fmt.Errorf("%w: encode %s: %v", ErrPermanent, m.Subject, err)
+// Published is what PublishAll's acknowledgements said.
+type Published struct {
+	// Duplicates is how many messages the stream had stored before (by
+	// Nats-Msg-Id): redone work that changed nothing. A fast batch's are
+	// not counted; its acknowledgement does not say which were.
+	Duplicates int
+	// Unbatched is how many batches of tasks the server refused to take as
+	// a batch (TASKS without batch publishing: a topology not yet updated,
+	// or a nats-server older than 2.14); they went one by one.
+	Unbatched int
+}
+
+// PublishAll encodes and publishes msgs and waits until JetStream has
+// acknowledged every one. A retried call republishes with the same IDs,
+// which the stream's duplicate window turns into no-ops. An encoding
+// failure wraps ErrPermanent.
+//
+// Tasks (TASKS allows batch publishing) that need no sequence back go as
+// one fast-ingest batch when there are BatchMin to BatchMax of them (a page
+// of a listing): the server acknowledges every few hundred messages instead
+// of each one, which costs about a quarter less CPU a task. The rest are
+// published asynchronously meanwhile.
+func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []Out) (p Published, err error) {
+	batch, rest := splitBatch(msgs)
+	futures, err := publishAsync(js, rest)
+	if err != nil {
+		return p, err
+	}
+	if len(batch) > 0 {
+		err := publishBatch(ctx, js, batch)
+		if errors.Is(err, errBatchRefused) {
+			p.Unbatched++
+			more, err := publishAsync(js, batch)
+			if err != nil {
+				return p, err
 			}
+			futures, rest = append(futures, more...), append(rest, batch...)
+		} else if err != nil {
+			return p, err
 		}
-		// The header map is made here, its key already canonical: Set
-		// canonicalises and nats.NewMsg makes a map Set then grows.
-		nm := &nats.Msg{Subject: m.Subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: {m.MsgID}}}
-		f, err := js.PublishMsgAsync(nm)
-		if err != nil {
-			return duplicates, fmt.Errorf("publish %s: %w", m.Subject, err)
-		}
-		futures = append(futures, f)
 	}
 	for i, f := range futures {
 		select {
 		case ack := <-f.Ok():
 			if ack.Duplicate {
-				duplicates++
+				p.Duplicates++
 			}
-			if seq := msgs[i].Seq; seq != nil {
+			if seq := rest[i].Seq; seq != nil {
 				*seq = ack.Sequence
 			}
 		case err := <-f.Err():
-			return duplicates, fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+			return p, fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
 		case <-ctx.Done():
-			return duplicates, fmt.Errorf("publish: %w", ctx.Err())
+			return p, fmt.Errorf("publish: %w", ctx.Err())
 		}
 	}
 	wake(js.Conn(), msgs)
-	return duplicates, nil
+	return p, nil
+}
+
+// publishAsync encodes and publishes msgs without waiting; the futures
+// are in msgs' order.
+func publishAsync(js jetstream.JetStream, msgs []Out) ([]jetstream.PubAckFuture, error) {
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		nm, err := natsMsg(m)
+		if err != nil {
+			return nil, err
+		}
+		if futures[i], err = js.PublishMsgAsync(nm); err != nil {
+			return nil, fmt.Errorf("publish %s: %w", m.Subject, err)
+		}
+	}
+	return futures, nil
+}
+
+// natsMsg is m encoded, with its Nats-Msg-Id. The header map is made here,
+// its key already canonical: Set canonicalises and nats.NewMsg makes a map
+// Set then grows.
+func natsMsg(m Out) (*nats.Msg, error) {
+	data := m.Data
+	if data == nil {
+		var err error
+		if data, err = Encode(m.Msg); err != nil {
+			return nil, fmt.Errorf("%w: encode %s: %v", ErrPermanent, m.Subject, err)
+		}
+	}
+	return &nats.Msg{Subject: m.Subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: {m.MsgID}}}, nil
 }
 
 // wake signals, once per org and kind, the tasks, job pages and sweeps among msgs

@@ -113,6 +113,8 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 	jobs.Retention, jobs.Discard, jobs.MaxBytes = jetstream.WorkQueuePolicy, jetstream.DiscardNew, t.WorkQueueBytes
 	tasks := base(StreamTasks, "one object version each", AllTasks)
 	tasks.Retention, tasks.Discard, tasks.MaxBytes = jetstream.WorkQueuePolicy, jetstream.DiscardNew, t.WorkQueueBytes
+	// A listing page's tasks go as one fast-ingest batch (PublishAll).
+	tasks.AllowBatchPublish = true
 	// One consumer per org on each: nats-server ≥ 2.14 caps a stream at
 	// 1,000 consumers unless the stream sets its own limit (found by the
 	// simulation: the 1,001st org's jobs were never planned).

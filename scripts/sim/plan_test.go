@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/worker"
@@ -32,7 +33,12 @@ const listLatency = 50 * time.Millisecond
 // TASKS never holds much more than it (a page per planning slot).
 func TestPlanningHugeBucket(t *testing.T) {
 	keys := size(1_000_000, 20_000)
-	e := newEnv(t, 1)
+	var e *env
+	if os.Getenv("STEVEDORE_SIM_NATS") == "process" {
+		e = newProcessEnv(t, 1) // the production shape: NATS's heap and GC its own
+	} else {
+		e = newEnv(t, 1)
+	}
 	tn := e.orgs[0]
 	for i := range keys {
 		e.s3.Put(tn.bucket, fmt.Sprintf("big/obj-%07d.txt", i), "x")
@@ -79,12 +85,12 @@ func TestPlanningHugeBucket(t *testing.T) {
 
 	stop := e.fleet(4, 1000, configure(2*keys))
 	peak, stopSampling := sample()
-	lists0, start, cpu0 := e.s3.Lists.Load(), time.Now(), pidCPU(os.Getpid())
+	lists0, start, cpu0 := e.s3.Lists.Load(), time.Now(), e.cpu()
 	e.submit(tn, "big", "big/")
 	planned := func(st *schema.JobStatus) bool { return st.Planned() }
 	e.until([]string{"big"}, planned, 30*time.Minute)
 	took := time.Since(start)
-	busy := (pidCPU(os.Getpid()) - cpu0).Seconds() / took.Seconds()
+	busy := (e.cpu() - cpu0).Seconds() / took.Seconds()
 	stopSampling()
 	st, _, err := e.jobs.Get(ctx, tn.org.ID, "big")
 	if err != nil {
@@ -98,7 +104,7 @@ func TestPlanningHugeBucket(t *testing.T) {
 	}
 	stop()
 	rate := float64(keys) / took.Seconds()
-	logf(t, "planning: a page took %s on average (its publish %s), its claim %s; %.2f cores busy (workers, NATS and the fakes in this process)",
+	logf(t, "planning: a page took %s on average (its publish %s), its claim %s; %.2f cores busy (workers, NATS and the fakes)",
 		e.meanDuration("stevedore_message_duration_seconds", "plan"), e.meanDuration("stevedore_publish_duration_seconds", ""), e.meanDuration("stevedore_claim_duration_seconds", "plan"), busy)
 	logf(t, "planning: %d keys, LIST %s, 4 workers: %s = %.0f keys/s (%.1f × one lane's 20,000; %.0f%% of the same run's publish ceiling, %.0f tasks/s), %d LISTs over %d lanes, TASKS peak %d, RSS %d MiB",
 		keys, listLatency, took.Round(100*time.Millisecond), rate, rate/20_000, 100*rate/ceiling, ceiling, e.s3.Lists.Load()-lists0, st.LanesDone, peak.Load(), rssMiB())
@@ -147,11 +153,12 @@ func TestPlanningHugeBucket(t *testing.T) {
 
 // publishCeiling is the rate at which this run's NATS stores task-sized
 // messages (400 bytes, each with its Nats-Msg-Id), published as the
-// planner does: a page of 1,000 asynchronously, acknowledged together.
+// planner does: a page of 1,000 as one fast batch (schema.PublishAll).
 func publishCeiling(t *testing.T, e *env, n int) float64 {
 	t.Helper()
 	ctx := context.Background()
-	s, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAWPLAN", Subjects: []string{"rawplan.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute})
+	s, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAWPLAN", Subjects: []string{"rawplan.>"}, Storage: jetstream.FileStorage,
+		Duplicates: 2 * time.Minute, AllowBatchPublish: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,21 +166,19 @@ func publishCeiling(t *testing.T, e *env, n int) float64 {
 	body := []byte(strings.Repeat("x", 400))
 	start := time.Now()
 	for page := 0; page < n; page += 1000 {
-		futures := make([]jetstream.PubAckFuture, 0, 1000)
-		for i := page; i < min(page+1000, n); i++ {
-			m := nats.NewMsg("rawplan.tasks")
-			m.Data = body
-			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("raw:%d", i))
-			f, err := e.js.PublishMsgAsync(m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			futures = append(futures, f)
+		fp, err := jetstreamext.NewFastPublisher(e.js, jetstreamext.FastPublishFlowControl{Flow: 250, MaxOutstandingAcks: 2})
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, f := range futures {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
+		last := min(page+1000, n) - 1
+		for i := page; i <= last; i++ {
+			m := &nats.Msg{Subject: "rawplan.tasks", Data: body, Header: nats.Header{jetstream.MsgIDHeader: {fmt.Sprintf("raw:%d", i)}}}
+			if i < last {
+				_, err = fp.AddMsg(m)
+			} else {
+				_, err = fp.CommitMsg(ctx, m)
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 		}

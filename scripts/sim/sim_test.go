@@ -698,6 +698,16 @@ func pct(d []time.Duration, q float64) time.Duration {
 
 func rssMiB() int64 { return pidRSSMiB(os.Getpid()) }
 
+// cpu is the CPU time this process and, when it is its own process,
+// nats-server have used.
+func (e *env) cpu() time.Duration {
+	d := pidCPU(os.Getpid())
+	if e.pid != 0 {
+		d += pidCPU(e.pid)
+	}
+	return d
+}
+
 // pidCPU is the CPU time pid has used (user and system).
 func pidCPU(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
