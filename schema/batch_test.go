@@ -39,6 +39,21 @@ func pageOut(n int, eventSeq *uint64) []schema.Out {
 	return append(out, schema.Out{Subject: schema.JobEventSubject("org-1", "docs"), MsgID: ev.EventID, Msg: ev, Seq: eventSeq})
 }
 
+// updateTasks changes TASKS' configuration with change.
+func updateTasks(t testing.TB, js jetstream.JetStream, change func(*jetstream.StreamConfig)) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, schema.StreamTasks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	change(&cfg)
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // storedKeys returns the keys of the tasks in TASKS, in stream order.
 func storedKeys(t *testing.T, js jetstream.JetStream) []string {
 	t.Helper()
@@ -129,15 +144,7 @@ func TestPublishAllBatchesAPageOfTasks(t *testing.T) {
 func TestPublishAllFallsBackWhereBatchesAreOff(t *testing.T) {
 	_, _, js := natstest.Start(t)
 	ctx := context.Background()
-	s, err := js.Stream(ctx, schema.StreamTasks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.AllowBatchPublish = false
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	updateTasks(t, js, func(c *jetstream.StreamConfig) { c.AllowBatchPublish = false })
 	p, err := schema.PublishAll(ctx, js, pageOut(100, nil))
 	if err != nil || p.Unbatched != 1 {
 		t.Fatalf("%+v, %v; want 1 batch published one by one", p, err)
@@ -150,26 +157,15 @@ func TestPublishAllFallsBackWhereBatchesAreOff(t *testing.T) {
 func TestPublishAllBatchIntoAFullStream(t *testing.T) {
 	_, _, js := natstest.Start(t)
 	ctx := context.Background()
-	s, err := js.Stream(ctx, schema.StreamTasks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.MaxMsgs = 300
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	_, err = schema.PublishAll(ctx, js, pageOut(1000, nil))
+	updateTasks(t, js, func(c *jetstream.StreamConfig) { c.MaxMsgs = 300 })
+	_, err := schema.PublishAll(ctx, js, pageOut(1000, nil))
 	if err == nil || !schema.IsBackpressure(err) {
 		t.Fatalf("publishing 1000 tasks into room for 300: %v, want backpressure", err)
 	}
 	if got := storedKeys(t, js); len(got) != 300 {
 		t.Fatalf("%d tasks stored before the stream was full, want 300", len(got))
 	}
-	cfg.MaxMsgs = -1
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	updateTasks(t, js, func(c *jetstream.StreamConfig) { c.MaxMsgs = -1 })
 	if _, err := schema.PublishAll(ctx, js, pageOut(1000, nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -186,15 +182,7 @@ func BenchmarkPublishAllPage(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			_, _, js := natstest.Start(b)
 			ctx := context.Background()
-			s, err := js.Stream(ctx, schema.StreamTasks)
-			if err != nil {
-				b.Fatal(err)
-			}
-			cfg := s.CachedInfo().Config
-			cfg.AllowBatchPublish = batched
-			if _, err := js.UpdateStream(ctx, cfg); err != nil {
-				b.Fatal(err)
-			}
+			updateTasks(b, js, func(c *jetstream.StreamConfig) { c.AllowBatchPublish = batched })
 			pages := make([][]schema.Out, b.N)
 			for i := range pages {
 				pages[i] = pageOut(1000, nil)
