@@ -25,9 +25,14 @@ const BatchMax = 4096
 // (it asks for fewer while many batches are open).
 const batchFlow = 250
 
-// jsErrFastBatchNotEnabled is JetStream's "batch publish not enabled on
-// stream" for a fast batch (NewJSBatchPublishDisabledError).
-const jsErrFastBatchNotEnabled = 10205
+// JetStream's refusals to start a fast batch: batch publishing is off on
+// the stream (JSBatchPublishDisabledErr), or the stream has as many batches
+// open as the server allows (JSBatchPublishTooManyInflight; 1,000 a stream
+// by default).
+const (
+	jsErrFastBatchNotEnabled = 10205
+	jsErrFastBatchTooMany    = 10211
+)
 
 // errBatchRefused is publishBatch's answer when the server will not start
 // a fast batch; PublishAll then publishes the tasks one by one.
@@ -118,12 +123,13 @@ func publishBatch(ctx context.Context, js jetstream.JetStream, batch []Out) erro
 }
 
 // refusedBatch reports whether the first message of a fast batch failed
-// because the server will not take a fast batch at all: batch publishing is
-// off on the stream, or the server predates it and answered with a plain
-// acknowledgement (the message is then stored; its copy is a duplicate).
+// because the server will not start one: batch publishing is off on the
+// stream, the stream has too many batches open, or the server predates
+// batches and answered with a plain acknowledgement (the message is then
+// stored; its copy is a duplicate).
 func refusedBatch(err error) bool {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrFastBatchNotEnabled {
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrFastBatchNotEnabled || apiErr.ErrorCode == jsErrFastBatchTooMany) {
 		return true
 	}
 	return errors.Is(err, jetstreamext.ErrInvalidBatchAck)

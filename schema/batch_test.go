@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/stevedore-dev/stevedore/schema"
 	"github.com/stevedore-dev/stevedore/schema/natstest"
@@ -150,6 +153,28 @@ func TestPublishAllFallsBackWhereBatchesAreOff(t *testing.T) {
 		t.Fatalf("%+v, %v; want 1 batch published one by one", p, err)
 	}
 	wantKeys(t, storedKeys(t, js), 100)
+}
+
+// With as many batches open on TASKS as the server allows, a page's tasks
+// go one by one rather than fail.
+func TestPublishAllFallsBackWhenTooManyBatchesAreOpen(t *testing.T) {
+	_, _, js := natstest.Start(t, func(o *server.Options) { o.JetStreamLimits.MaxBatchInflightPerStream = 1 })
+	ctx := context.Background()
+	open, err := jetstreamext.NewFastPublisher(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A batch begun and not committed: the stream's one.
+	if _, err := open.AddMsg(&nats.Msg{Subject: schema.TaskSubject("org-1", "docs"), Data: []byte(`{}`), Header: nats.Header{jetstream.MsgIDHeader: {"open"}}}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := schema.PublishAll(ctx, js, pageOut(100, nil))
+	if err != nil || p.Unbatched != 1 {
+		t.Fatalf("%+v, %v; want 1 batch published one by one", p, err)
+	}
+	if got := storedKeys(t, js); len(got) != 101 { // the open batch's message and the page
+		t.Fatalf("%d tasks stored, want 101", len(got))
+	}
 }
 
 // A batch that fills TASKS fails as backpressure (the caller waits and

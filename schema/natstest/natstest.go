@@ -17,9 +17,10 @@ import (
 
 // Start runs an in-process JetStream server on a random loopback port, creates
 // the stevedore topology, and returns the server and a connected client.
-func Start(t testing.TB) (*server.Server, *nats.Conn, jetstream.JetStream) {
+// configure, if any, changes the server's options first (a limit to test).
+func Start(t testing.TB, configure ...func(*server.Options)) (*server.Server, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	srv, nc, js, stop, err := Run(t.TempDir())
+	srv, nc, js, stop, err := Run(t.TempDir(), configure...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,8 +37,12 @@ func Start(t testing.TB) (*server.Server, *nats.Conn, jetstream.JetStream) {
 // loopback port, and connects to it; stop closes the connection and shuts
 // the server down. It creates no topology (examples show that step), and
 // needs no *testing.T, so Example functions use it too.
-func Run(dir string) (srv *server.Server, nc *nats.Conn, js jetstream.JetStream, stop func(), err error) {
-	srv, err = server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+func Run(dir string, configure ...func(*server.Options)) (srv *server.Server, nc *nats.Conn, js jetstream.JetStream, stop func(), err error) {
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true}
+	for _, c := range configure {
+		c(opts)
+	}
+	srv, err = server.NewServer(opts)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

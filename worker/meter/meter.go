@@ -85,7 +85,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_publish_duplicates_total",
 			Help: "Publishes JetStream recognised as duplicates by Nats-Msg-Id (redone work that changed nothing); a listing page's tasks go as one batch, whose duplicates are not counted."}),
 		unbatched: prometheus.NewCounter(prometheus.CounterOpts{Name: "stevedore_publish_unbatched_total",
-			Help: "Listing pages whose tasks NATS would not take as one fast batch (TASKS without allow_batched, or nats-server < 2.14), published one by one instead: slower, nothing lost."}),
+			Help: "Listing pages whose tasks NATS would not take as one fast batch (TASKS without allow_batched, nats-server < 2.14, or TASKS at its limit of open batches), published one by one instead: slower, nothing lost."}),
 		SweepObjects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sweep_objects_total",
 			Help: "Objects sweeps of syncs looked at, by result: candidate (held in the scope, not in the complete listing), deleted (S3 confirmed it gone: tombstoned), excluded (the job's filters now leave it out: tombstoned without asking S3), kept (S3 still has it), unconfirmed (S3 did not answer a clean 404: kept)."}, []string{"result"}),
 		Sweeps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stevedore_sweeps_total",
