@@ -61,7 +61,7 @@ func splitBatch(msgs []Out) (batch, rest []Out) {
 	return batch, rest
 }
 
-func batchable(m Out) bool { return m.Seq == nil && strings.HasPrefix(m.Subject, "tasks.") }
+func batchable(m Out) bool { return m.Seq == nil && strings.HasPrefix(m.Subject, taskPrefix) }
 
 // publishBatch publishes batch as one fast-ingest batch and returns once
 // the server has stored (or found duplicate) every message. Any message the

@@ -77,7 +77,10 @@ func ValidID(s string) bool { return idRE.MatchString(s) }
 func JobSubject(org, collection string) string { return "jobs." + org + "." + collection }
 
 // TaskSubject is where object tasks for org/collection are published.
-func TaskSubject(org, collection string) string { return "tasks." + org + "." + collection }
+func TaskSubject(org, collection string) string { return taskPrefix + org + "." + collection }
+
+// taskPrefix begins every TASKS subject.
+const taskPrefix = "tasks."
 
 // ChunkSubject is where chunks and tombstones for org/collection are published.
 func ChunkSubject(org, collection string) string { return "chunks." + org + "." + collection }
