@@ -158,7 +158,10 @@ func TestPublishAllFallsBackWhereBatchesAreOff(t *testing.T) {
 // With as many batches open on TASKS as the server allows, a page's tasks
 // go one by one rather than fail.
 func TestPublishAllFallsBackWhenTooManyBatchesAreOpen(t *testing.T) {
-	_, _, js := natstest.Start(t, func(o *server.Options) { o.JetStreamLimits.MaxBatchInflightPerStream = 1 })
+	// One open batch a stream, kept open however slow this machine is.
+	_, _, js := natstest.Start(t, func(o *server.Options) {
+		o.JetStreamLimits.MaxBatchInflightPerStream, o.JetStreamLimits.MaxBatchTimeout = 1, time.Hour
+	})
 	ctx := context.Background()
 	open, err := jetstreamext.NewFastPublisher(js)
 	if err != nil {
