@@ -22,7 +22,7 @@ unit:
 	# The fault tests (worker/faults_test.go, built only with -tags faults); the rest of ./worker ran above.
 	go test -tags faults -race -count=1 -run '^($(FAULT_TESTS))$$' ./worker/
 	# A smoke of the benchmarks (one iteration each), so they keep working; `make bench` measures.
-	go test -run '^$$' -bench . -benchtime 1x ./worker/token/ ./worker/chunk/ ./worker/extract/
+	go test -run '^$$' -bench . -benchtime 1x ./schema/ ./worker/creds/ ./worker/token/ ./worker/chunk/ ./worker/extract/
 	# A small smoke of the scale-out simulation; `make sim` measures.
 	STEVEDORE_SIM=smoke go test -tags sim -race -count=1 -timeout 20m ./scripts/sim/
 
@@ -58,9 +58,9 @@ sweep-scale:
 	STEVEDORE_SWEEP_OBJECTS=100000 STEVEDORE_SCALE_DOCUMENTS=100000 go test -count=1 -v -timeout 20m -run 'TestSweepAtScale|TestEraseAtScale|TestDocumentReadAtScale' \
 		./worker/sweep/ ./schema/collections/ > .stevedore/sweep.log 2>&1; status=$$?; grep -E 'sweep of|wipe of|document of|^(ok|FAIL|---)' .stevedore/sweep.log; exit $$status
 
-# Micro-benchmarks: tokenizer, chunker, extractors.
+# Micro-benchmarks: task encoding and publishing, the listing reader, tokenizer, chunker, extractors.
 bench-micro:
-	go test -run '^$$' -bench . -benchtime 20x ./worker/token/ ./worker/chunk/ ./worker/extract/
+	go test -run '^$$' -bench . -benchtime 20x ./schema/ ./worker/creds/ ./worker/token/ ./worker/chunk/ ./worker/extract/
 
 fuzz:
 	go test -run '^$$' -fuzz FuzzSplit -fuzztime 30s ./worker/chunk/
