@@ -63,19 +63,12 @@ func splitBatch(msgs []Out) (batch, rest []Out) {
 
 func batchable(m Out) bool { return m.Seq == nil && strings.HasPrefix(m.Subject, taskPrefix) }
 
-// publishBatch publishes batch as one fast-ingest batch and returns once
+// publishBatch publishes msgs (tasks) as one fast-ingest batch and returns once
 // the server has stored (or found duplicate) every message. Any message the
 // server refuses (TASKS full, a gap) ends the batch; the error then carries
 // the server's, so backpressure is recognised as it is for one publish. If
 // the server will not start a batch at all, it returns errBatchRefused.
-func publishBatch(ctx context.Context, js jetstream.JetStream, batch []Out) error {
-	msgs := make([]*nats.Msg, len(batch))
-	for i, m := range batch {
-		var err error
-		if msgs[i], err = natsMsg(m); err != nil {
-			return err
-		}
-	}
+func publishBatch(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) error {
 	var mu sync.Mutex
 	var reported error // the first error the server sent on the batch's control channel
 	// As many acknowledgements may be outstanding as there are messages, so
@@ -84,7 +77,7 @@ func publishBatch(ctx context.Context, js jetstream.JetStream, batch []Out) erro
 	// full stream), and would wait out the whole timeout. The batch is
 	// bounded (BatchMax), as async publishes are, so the server's queue is.
 	fp, err := jetstreamext.NewFastPublisher(js,
-		jetstreamext.FastPublishFlowControl{Flow: batchFlow, MaxOutstandingAcks: uint16(len(batch)), AckTimeout: PublishAckTimeout},
+		jetstreamext.FastPublishFlowControl{Flow: batchFlow, MaxOutstandingAcks: uint16(len(msgs)), AckTimeout: PublishAckTimeout},
 		jetstreamext.WithFastPublisherErrorHandler(func(err error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -93,15 +86,15 @@ func publishBatch(ctx context.Context, js jetstream.JetStream, batch []Out) erro
 			}
 		}))
 	if err != nil {
-		return fmt.Errorf("publish a batch of %d tasks: %w", len(batch), err)
+		return fmt.Errorf("publish a batch of %d tasks: %w", len(msgs), err)
 	}
 	failed := func(err error) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if reported != nil {
-			return fmt.Errorf("publish a batch of %d tasks: %w (%v)", len(batch), reported, err)
+			return fmt.Errorf("publish a batch of %d tasks: %w (%v)", len(msgs), reported, err)
 		}
-		return fmt.Errorf("publish a batch of %d tasks: %w", len(batch), err)
+		return fmt.Errorf("publish a batch of %d tasks: %w", len(msgs), err)
 	}
 	last := len(msgs) - 1
 	for i, m := range msgs[:last] {

@@ -59,8 +59,8 @@ type Published struct {
 // one fast-ingest batch when there are BatchMin to BatchMax of them (a page
 // of a listing): the server acknowledges every few hundred messages instead
 // of each one, which costs about a third less CPU a task
-// (BenchmarkPublishAllPage). The rest are
-// published asynchronously meanwhile.
+// (BenchmarkPublishAllPage). The rest are published asynchronously
+// meanwhile.
 func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []Out) (p Published, err error) {
 	batch, rest := splitBatch(msgs)
 	futures, err := publishAsync(js, rest)
@@ -68,10 +68,14 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []Out) (p Publ
 		return p, err
 	}
 	if len(batch) > 0 {
-		err := publishBatch(ctx, js, batch)
+		encoded, err := encodeAll(batch)
+		if err != nil {
+			return p, err
+		}
+		err = publishBatch(ctx, js, encoded)
 		if errors.Is(err, errBatchRefused) {
 			p.Unbatched++
-			more, err := publishAsync(js, batch)
+			more, err := publishEncoded(js, encoded)
 			if err != nil {
 				return p, err
 			}
@@ -102,17 +106,36 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []Out) (p Publ
 // publishAsync encodes and publishes msgs without waiting; the futures
 // are in msgs' order.
 func publishAsync(js jetstream.JetStream, msgs []Out) ([]jetstream.PubAckFuture, error) {
+	encoded, err := encodeAll(msgs)
+	if err != nil {
+		return nil, err
+	}
+	return publishEncoded(js, encoded)
+}
+
+// publishEncoded publishes msgs without waiting; the futures are in msgs'
+// order.
+func publishEncoded(js jetstream.JetStream, msgs []*nats.Msg) ([]jetstream.PubAckFuture, error) {
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
-		nm, err := natsMsg(m)
-		if err != nil {
-			return nil, err
-		}
-		if futures[i], err = js.PublishMsgAsync(nm); err != nil {
+		var err error
+		if futures[i], err = js.PublishMsgAsync(m); err != nil {
 			return nil, fmt.Errorf("publish %s: %w", m.Subject, err)
 		}
 	}
 	return futures, nil
+}
+
+// encodeAll is msgs encoded (natsMsg), in order.
+func encodeAll(msgs []Out) ([]*nats.Msg, error) {
+	encoded := make([]*nats.Msg, len(msgs))
+	for i, m := range msgs {
+		var err error
+		if encoded[i], err = natsMsg(m); err != nil {
+			return nil, err
+		}
+	}
+	return encoded, nil
 }
 
 // natsMsg is m encoded, with its Nats-Msg-Id. The header map is made here,
