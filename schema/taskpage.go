@@ -42,12 +42,14 @@ func NewTaskPage(base Task) (*TaskPage, error) {
 	if err != nil {
 		return nil, err
 	}
-	mark := []byte(`"key":"\u0000page-key\u0000"`)
-	i := bytes.Index(data, mark)
-	if bytes.Count(data, mark[len(`"key":"`):len(mark)-1]) != 1 {
+	// keySentinel as Encode writes it, and the key's field holding it.
+	const sentinel = `\u0000page-key\u0000`
+	const field, placeholder = `"key":`, `"` + sentinel + `"`
+	if bytes.Count(data, []byte(sentinel)) != 1 {
 		return nil, errors.New("task page: the shared fields hold the key's placeholder")
 	}
-	return &TaskPage{head: data[:i+len(`"key":`)], tail: data[i+len(mark):]}, nil
+	i := bytes.Index(data, []byte(field+placeholder))
+	return &TaskPage{head: data[:i+len(field)], tail: data[i+len(field)+len(placeholder):]}, nil
 }
 
 // Encode encodes the task of o.

@@ -35,8 +35,10 @@ func (h *fakeHandler) Handle(ctx context.Context, msg jetstream.Msg) error { ret
 // GiveUp publishes an outcome named after the payload, as the index
 // handler's failed object is.
 func (h *fakeHandler) GiveUp(data []byte, f *schema.ClassError) ([]schema.Out, error) {
-	if n := h.failGiveUps.Load(); n > 0 && h.failGiveUps.CompareAndSwap(n, n-1) {
-		return nil, errors.New("the failed status could not be written")
+	for n := h.failGiveUps.Load(); n > 0; n = h.failGiveUps.Load() {
+		if h.failGiveUps.CompareAndSwap(n, n-1) {
+			return nil, errors.New("the failed status could not be written")
+		}
 	}
 	ev := &schema.ObjectEvent{EventID: "failed-" + string(data), Org: "org_1", Collection: "docs", Bucket: "b", Key: string(data),
 		Outcome: schema.OutcomeFailed, ErrorClass: string(f.Class), At: time.Now().UTC()}
