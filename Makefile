@@ -78,13 +78,13 @@ golden:
 clean:
 	rm -rf bin .stevedore
 
-# OCR at scale: every task slot of one worker on a 50-page scanned PDF (make test runs 3 pages):
-# pages per second per core, the worker's peak RSS and its Tesseract processes'.
 # Fairness under a 100,000-object job (make test: 30,000).
 fairness:
 	scripts/local-aws.sh build
 	STEVEDORE_FAIRNESS_OBJECTS=100000 go test -tags e2e -count=1 -v -timeout 60m -run TestFairnessUnderABigJob ./scripts/e2e/
 
+# OCR at scale: every task slot of one worker on a 50-page scanned PDF (make test runs 1 page):
+# pages per second per core, the worker's peak RSS and its Tesseract processes'.
 ocr-scale:
 	scripts/local-aws.sh build
 	STEVEDORE_SCAN_PAGES=50 go test -tags e2e -count=1 -v -timeout 90m -run TestWorkerMemoryWithScans ./scripts/e2e/

@@ -166,7 +166,9 @@ func publishCeiling(t *testing.T, e *env, n int) float64 {
 	body := []byte(strings.Repeat("x", 400))
 	start := time.Now()
 	for page := 0; page < n; page += 1000 {
-		fp, err := jetstreamext.NewFastPublisher(e.js, jetstreamext.FastPublishFlowControl{Flow: 250, MaxOutstandingAcks: 2})
+		// schema.PublishAll's settings: acknowledgements every 250, and
+		// never a wait for one before the commit.
+		fp, err := jetstreamext.NewFastPublisher(e.js, jetstreamext.FastPublishFlowControl{Flow: 250, MaxOutstandingAcks: 1000})
 		if err != nil {
 			t.Fatal(err)
 		}
