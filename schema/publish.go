@@ -19,6 +19,14 @@ import (
 // retried, and the stream's duplicate window drops what had been stored.
 const PublishAckTimeout = 15 * time.Second
 
+// RequestTimeout bounds one JetStream request (a KV read or write) made
+// under a long deadline (a task's, a sweep's): a request lost while a
+// stream's leader changes gets no answer, and nats.go would wait out the
+// whole deadline, holding the task with its heartbeats (found by the
+// leader-loss test of schedules: a collection read waited 3 minutes). Past
+// it the request fails as transient and the work is retried.
+const RequestTimeout = 10 * time.Second
+
 // NewJetStream is jetstream.New with PublishAckTimeout.
 func NewJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
 	return jetstream.New(nc, jetstream.WithPublishAsyncTimeout(PublishAckTimeout))

@@ -101,6 +101,8 @@ func (s *Store) Get(ctx context.Context, org, name string) (*Collection, uint64,
 	if !schema.ValidID(name) {
 		return nil, 0, ErrNotFound
 	}
+	ctx, cancel := context.WithTimeout(ctx, schema.RequestTimeout)
+	defer cancel()
 	e, err := s.kv.Get(ctx, key(org, name))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, ErrNotFound

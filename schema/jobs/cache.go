@@ -49,6 +49,8 @@ func (c *Cache) Get(ctx context.Context, jobID string) (Record, error) {
 	if r, ok := c.lru.Get(jobID); ok {
 		return r, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, schema.RequestTimeout)
+	defer cancel()
 	e, err := c.store.kv.Get(ctx, jobID)
 	if err != nil {
 		return Record{}, err

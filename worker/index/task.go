@@ -310,6 +310,8 @@ func (h *Handler) goneSinceIndexed(ctx context.Context, o *object, err error) (*
 // loadState reads an object's stored state and its revision (nil, 0: none).
 // An unreadable state is replaced: nil with its revision.
 func (h *Handler) loadState(ctx context.Context, key string) (*schema.ObjectState, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, schema.RequestTimeout)
+	defer cancel()
 	e, err := h.objects.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
@@ -332,6 +334,8 @@ func (h *Handler) saveState(ctx context.Context, key string, s *schema.ObjectSta
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, schema.RequestTimeout)
+	defer cancel()
 	if rev == 0 {
 		_, err = h.objects.Create(ctx, key, data)
 	} else {

@@ -176,7 +176,7 @@ func (e *eraser) oneTry(ctx context.Context, key string, rev uint64, st *schema.
 		if err != nil {
 			return err
 		}
-		uctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		uctx, cancel := context.WithTimeout(ctx, schema.RequestTimeout)
 		rev, err = e.h.objects.Update(uctx, key, data, rev)
 		cancel()
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -239,7 +239,7 @@ func (e *eraser) outs(st *schema.ObjectState, rev uint64) []schema.Out {
 // since is left alone), leaving a marker that expires after
 // schema.ErasedMarkerTTL.
 func (e *eraser) remove(ctx context.Context, key string, rev uint64) error {
-	uctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	uctx, cancel := context.WithTimeout(ctx, schema.RequestTimeout)
 	defer cancel()
 	err := e.h.objects.Purge(uctx, key, jetstream.LastRevision(rev), jetstream.PurgeTTL(schema.ErasedMarkerTTL))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {

@@ -139,7 +139,7 @@ func (p *pass) delete(ctx context.Context, key string, rev uint64, st *schema.Ob
 	}
 	// Its own deadline: an answer lost while the bucket's leader changes
 	// must not hold the sweep for its hour.
-	uctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	uctx, cancel := context.WithTimeout(ctx, schema.RequestTimeout)
 	defer cancel()
 	if _, err := p.h.objects.Update(uctx, key, data, rev); err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {

@@ -33,10 +33,6 @@ import (
 	"github.com/stevedore-dev/stevedore/worker/meter"
 )
 
-// requestTimeout bounds each JetStream request of a sweep (the sweep's own
-// deadline is an hour).
-const requestTimeout = 10 * time.Second
-
 // Defaults of Config.
 const (
 	MaxShareDefault    = 0.5
@@ -141,7 +137,7 @@ func (h *Handler) GiveUp(data []byte, f *schema.ClassError) ([]schema.Out, error
 // sweep counts the scope, refuses a mass delete, then deletes what S3
 // confirms gone.
 func (h *Handler) sweep(ctx context.Context, job *schema.Job) (*schema.Sweep, error) {
-	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	cctx, cancel := context.WithTimeout(ctx, schema.RequestTimeout)
 	cancelled := h.cfg.Jobs.Cancelled(cctx, job.JobID)
 	cancel()
 	if cancelled {
