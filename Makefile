@@ -1,5 +1,5 @@
 # The two commands the README promises, and a few helpers.
-.PHONY: demo test unit e2e bench bench-micro fault-run fairness sim sweep-scale ocr-scale build release image fuzz golden clean
+.PHONY: demo test unit unit-packages unit-faults unit-smokes e2e bench bench-micro fault-run fairness memory sim sweep-scale ocr-scale build release image fuzz golden clean
 
 # Run the main job on the embedded default: MinIO + stevedore dev, one index request, a summary.
 demo:
@@ -16,11 +16,20 @@ export STEVEDORE_REQUIRE_OCR ?= 1
 # The tests of worker/faults_test.go, by name.
 FAULT_TESTS = $(shell grep -o '^func Test[A-Za-z0-9_]*' worker/faults_test.go | sed 's/^func //' | paste -sd'|' -)
 
+# The unit tier: three parts at once, each printed whole when it ends (the race-detector run's long
+# last package leaves a core idle, which the other two fill).
 unit:
 	scripts/tools.sh build
+	$(MAKE) --no-print-directory -j3 --output-sync=target unit-packages unit-faults unit-smokes
+
+unit-packages:
 	go test -race -count=1 ./...
-	# The fault tests (worker/faults_test.go, built only with -tags faults); the rest of ./worker ran above.
+
+# The fault tests (worker/faults_test.go, built only with -tags faults); the rest of ./worker runs in unit-packages.
+unit-faults:
 	go test -tags faults -race -count=1 -run '^($(FAULT_TESTS))$$' ./worker/
+
+unit-smokes:
 	# A smoke of the benchmarks (one iteration each), so they keep working; `make bench` measures.
 	go test -run '^$$' -bench . -benchtime 1x ./schema/ ./worker/creds/ ./worker/token/ ./worker/chunk/ ./worker/extract/
 	# A small smoke of the scale-out simulation; `make sim` measures.
@@ -28,7 +37,7 @@ unit:
 
 e2e:
 	scripts/local-aws.sh build
-	go test -tags e2e -race -count=1 -v -timeout 40m ./scripts/e2e/
+	go test -tags e2e -race -count=1 -v -parallel 4 -timeout 40m ./scripts/e2e/
 	# A 200-object smoke of `make bench`, so the harness keeps working (no result file).
 	go run ./scripts/bench -smoke
 
@@ -78,10 +87,15 @@ golden:
 clean:
 	rm -rf bin .stevedore
 
-# Fairness under a 100,000-object job (make test: 30,000).
+# Fairness under a 100,000-object job (make test: 10,000).
 fairness:
 	scripts/local-aws.sh build
 	STEVEDORE_FAIRNESS_OBJECTS=100000 go test -tags e2e -count=1 -v -timeout 60m -run TestFairnessUnderABigJob ./scripts/e2e/
+
+# A worker's peak RSS on a 1 GiB object and with every task slot on a 600-page PDF (make test: 256 MiB, 150 pages).
+memory:
+	scripts/local-aws.sh build
+	STEVEDORE_MEMORY_MIB=1024 STEVEDORE_PDF_PAGES=600 go test -tags e2e -count=1 -v -timeout 60m -run 'TestWorkerMemoryIsBounded|TestWorkerMemoryWithLargePDFs' ./scripts/e2e/
 
 # OCR at scale: every task slot of one worker on a 50-page scanned PDF (make test runs 1 page):
 # pages per second per core, the worker's peak RSS and its Tesseract processes'.

@@ -23,6 +23,7 @@ import (
 // then list, cancel and poll through the job endpoints. It needs Python 3
 // with requests (preinstalled with moto on our CI image).
 func TestCaptainExampleClient(t *testing.T) {
+	t.Parallel() // mostly waits on its own stack: runs beside the others that do (package doc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	s, org, _ := startOnboarded(t, ctx, "Captain client")
@@ -61,6 +62,7 @@ func TestCaptainExampleClient(t *testing.T) {
 // of its chunks and all the others' — then the collection wiped and
 // deleted: none at all. Another organization gets 404 for every call.
 func TestCaptainCollections(t *testing.T) {
+	t.Parallel() // mostly waits on its own stack: runs beside the others that do (package doc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	s, org, _ := startOnboarded(t, ctx, "Captain collections")

@@ -3,6 +3,12 @@
 // Package e2e runs stevedore end to end on real processes: MinIO (S3 + STS)
 // and `stevedore dev` (embedded NATS JetStream), driven through the CLI and
 // the HTTP API. Run with `make test` (or go test -tags e2e ./scripts/e2e/).
+//
+// Tests that mostly wait on their own stack (API calls, notifications,
+// schedules of seconds) call t.Parallel: Go runs them together, up to
+// -parallel at once, after the others, which measure memory or CPU, or
+// kill processes, and so run alone. Each stack has its own ports (stack
+// hands each out once) and its own directories.
 package e2e
 
 import (
@@ -125,6 +131,7 @@ func documentTokens(t *testing.T, path string, opts extract.Options) int64 {
 }
 
 func TestIndexBucketEndToEnd(t *testing.T) {
+	t.Parallel() // mostly waits on its own stack: runs beside the others that do (package doc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	s, err := stack.Start(ctx, t.TempDir(), t.Logf)

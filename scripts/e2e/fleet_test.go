@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -83,14 +82,7 @@ func committedChunks(t *testing.T, js jetstream.JetStream, org, collection strin
 // STEVEDORE_FAULT_OBJECTS sets the object count (`make fault-run`: 100,000).
 func TestFleetLosesNothingUnderFaults(t *testing.T) {
 	const poison = 3
-	objects := 5000
-	if v := os.Getenv("STEVEDORE_FAULT_OBJECTS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("STEVEDORE_FAULT_OBJECTS=%q: want a positive count", v)
-		}
-		objects = n
-	}
+	objects := scaleOf(t, "STEVEDORE_FAULT_OBJECTS", 5000)
 	// Generous bounds (not timings): minutes plus a second per 25 objects.
 	budget := 10*time.Minute + time.Duration(objects/25)*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 2*budget)

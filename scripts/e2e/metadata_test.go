@@ -30,6 +30,7 @@ import (
 // without extracting, under the same chunk IDs. A sync that then excludes
 // the report removes it.
 func TestMetadataAndFilters(t *testing.T) {
+	t.Parallel() // mostly waits on its own stack: runs beside the others that do (package doc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	s, org, _ := startOnboarded(t, ctx, "Metadata")

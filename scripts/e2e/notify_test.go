@@ -40,6 +40,7 @@ func notification(event, bucket, key, etag, sequencer string, at time.Time) stri
 // its tombstone. Lag is measured from each event's eventTime to the CHUNKS
 // stream timestamp of its first chunk.
 func TestNotificationsEndToEnd(t *testing.T) {
+	t.Parallel() // mostly waits on its own stack: runs beside the others that do (package doc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	s, err := stack.Start(ctx, t.TempDir(), t.Logf, stack.WithSQS())
@@ -181,6 +182,7 @@ func customerS3(s *stack.Stack) *s3.Client {
 // notification on that queue is indexed with the metadata on its chunks;
 // the queue's health shows the record.
 func TestQueueAttachedOverTheAPI(t *testing.T) {
+	t.Parallel() // mostly waits on its own stack: runs beside the others that do (package doc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	s, err := stack.Start(ctx, t.TempDir(), t.Logf, stack.WithSQS())

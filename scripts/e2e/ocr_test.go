@@ -34,10 +34,7 @@ import (
 // core. Every page is read once (no task outlives its time cap and is
 // redone). The bound is issue 28's 300 MiB for the worker.
 func TestWorkerMemoryWithScans(t *testing.T) {
-	pages := 1 // a scan per slot is what fills memory; more pages take longer (3 at 32 slots: 4 minutes)
-	if v, err := strconv.Atoi(os.Getenv("STEVEDORE_SCAN_PAGES")); err == nil && v > 0 {
-		pages = v
-	}
+	pages := scaleOf(t, "STEVEDORE_SCAN_PAGES", 1) // a scan per slot is what fills memory; more pages take longer (3 at 32 slots: 4 minutes)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	s, org, dir := startOnboarded(t, ctx, "Scan memory", stack.WithDevArgs("--workers", "0"))

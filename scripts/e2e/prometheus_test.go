@@ -28,6 +28,7 @@ import (
 // requires every metric the rules and the Grafana dashboard use to be among
 // the series it stored, and every rule to load and evaluate without error.
 func TestPrometheusFindsEveryMetric(t *testing.T) {
+	t.Parallel() // mostly waits on its own stack: runs beside the others that do (package doc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	s, org, dir := startOnboarded(t, ctx, "Prometheus", stack.WithSQS())

@@ -26,6 +26,7 @@ import (
 // and leaves the other 6 untouched. Then 5 of the 7 left go: the next sync
 // is refused as a mass delete (nothing deleted) until allow_mass_delete.
 func TestSyncFollowsTheBucket(t *testing.T) {
+	t.Parallel() // mostly waits on its own stack: runs beside the others that do (package doc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	s, org, _ := startOnboarded(t, ctx, "sync-e2e")

@@ -192,15 +192,34 @@ func indexAndMeasure(t *testing.T, ctx context.Context, s *stack.Stack, org *sta
 	return st, took, rss
 }
 
-// TestWorkerMemoryIsBounded indexes a 1 GiB object and 1,000 small ones with
-// one worker process at default concurrency and reads its peak RSS (VmHWM)
-// from /proc: bodies are streamed, so the object's size must not show.
+// scaleOf is the positive integer in the environment variable name, else
+// def: the long measurements' sizes (make memory, make fairness, ...) are
+// set this way, and make test runs each with a smaller one.
+func scaleOf(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive count", name, v)
+	}
+	return n
+}
+
+// TestWorkerMemoryIsBounded indexes a large object (STEVEDORE_MEMORY_MIB:
+// 256 MiB in make test, 1 GiB in make memory) and 1,000 small ones with one
+// worker process at default concurrency and reads its peak RSS (VmHWM) from
+// /proc: bodies are streamed, so the object's size must not show — the
+// bound, 200 MiB, is under the smaller object's size too.
 func TestWorkerMemoryIsBounded(t *testing.T) {
+	mib := scaleOf(t, "STEVEDORE_MEMORY_MIB", 256)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	s, org, dir := startOnboarded(t, ctx, "Memory", stack.WithDevArgs("--workers", "0"))
 	client := rootS3(s)
-	putText(t, ctx, client, "mem/huge.txt", 1<<30)
+	putText(t, ctx, client, "mem/huge.txt", int64(mib)<<20)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(32)
 	for i := 0; i < 1000; i++ {
@@ -218,8 +237,8 @@ func TestWorkerMemoryIsBounded(t *testing.T) {
 	if st.Status != schema.JobStatusCompleted || st.FilesIndexed != 1001 {
 		t.Fatalf("job %+v", st)
 	}
-	report := fmt.Sprintf("memory: one worker indexed a 1 GiB object + 1,000 small ones (%d chunks, %d tokens) in %s at default concurrency; peak RSS %.1f MiB",
-		st.ChunksProcessed, st.TokensUsed, took.Round(time.Second), float64(rss)/(1<<20))
+	report := fmt.Sprintf("memory: one worker indexed a %d MiB object + 1,000 small ones (%d chunks, %d tokens) in %s at default concurrency; peak RSS %.1f MiB",
+		mib, st.ChunksProcessed, st.TokensUsed, took.Round(time.Second), float64(rss)/(1<<20))
 	t.Log(report)
 	appendReport(report)
 	if rss > 200<<20 {
@@ -228,8 +247,8 @@ func TestWorkerMemoryIsBounded(t *testing.T) {
 }
 
 // TestWorkerMemoryWithLargePDFs keeps every task slot of one worker
-// process busy with large PDFs (a PDF of 600 pages of prose a slot at the
-// default concurrency, worker.TaskConcurrencyDefault: 2 PDFium instances
+// process busy with large PDFs (a PDF of STEVEDORE_PDF_PAGES pages of prose
+// a slot, 150 in make test and 600 in make memory, at the default concurrency, worker.TaskConcurrencyDefault: 2 PDFium instances
 // extract while the other slots wait with their documents spooled to disk)
 // and reads its peak RSS: the bound is issue 11's 200 MiB. PDFium is
 // compiled beforehand by `stevedore pdf-cache`, as the image does at build
@@ -239,7 +258,8 @@ func TestWorkerMemoryWithLargePDFs(t *testing.T) {
 	defer cancel()
 	s, org, dir := startOnboarded(t, ctx, "PDF memory", stack.WithDevArgs("--workers", "0"))
 	client := rootS3(s)
-	const docs, pages = worker.TaskConcurrencyDefault, 600
+	const docs = worker.TaskConcurrencyDefault
+	pages := scaleOf(t, "STEVEDORE_PDF_PAGES", 150)
 	var size int
 	for i := 0; i < docs; i++ {
 		data := extracttest.PDF(pages, func(p int) []string { return extracttest.Prose(i*pages+p, 60) })
@@ -267,15 +287,12 @@ func TestWorkerMemoryWithLargePDFs(t *testing.T) {
 }
 
 // TestFairnessUnderABigJob queues tenant A's big job (STEVEDORE_FAIRNESS_OBJECTS
-// objects: 30,000 in make test, 100,000 in make fairness) and then tenant B's
+// objects: 10,000 in make test, 100,000 in make fairness) and then tenant B's
 // one-file job on real processes: claims take turns between tenants, so B's
 // job finishes before the tasks A had queued ahead of it are done (a queue
 // in order would make B wait for all of them). B's wait is reported.
 func TestFairnessUnderABigJob(t *testing.T) {
-	big := 30_000 // putting the objects into MinIO is most of the test's time
-	if v, err := strconv.Atoi(os.Getenv("STEVEDORE_FAIRNESS_OBJECTS")); err == nil && v > 0 {
-		big = v
-	}
+	big := scaleOf(t, "STEVEDORE_FAIRNESS_OBJECTS", 10_000) // putting the objects into MinIO is most of the test's time
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	s, err := stack.Start(ctx, t.TempDir(), t.Logf)

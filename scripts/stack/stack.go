@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -124,13 +125,98 @@ func RepoRoot() (string, error) {
 	}
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// builds holds the binaries this process built, by build tags.
+var builds struct {
+	sync.Mutex
+	bins map[string]string
+}
+
+// Binary builds stevedore with tags (none: "") once per process, into
+// .stevedore/stack-bin under root, and returns its path: every stack of a
+// test binary runs the same build, and linking it again for each test cost
+// seconds a test. The binary is written under a temporary name and renamed,
+// so another process's build never replaces a file a process is starting.
+func Binary(ctx context.Context, root, tags string, logf func(string, ...any)) (string, error) {
+	builds.Lock()
+	defer builds.Unlock()
+	if bin, ok := builds.bins[tags]; ok {
+		return bin, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	dir := filepath.Join(root, ".stevedore", "stack-bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	name := "stevedore"
+	if tags != "" {
+		name += "-" + strings.NewReplacer(",", "-", " ", "-").Replace(tags)
+	}
+	bin := filepath.Join(dir, name)
+	tmp := fmt.Sprintf("%s.%d", bin, os.Getpid())
+	logf("building stevedore")
+	args := []string{"build", "-o", tmp}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	build := exec.CommandContext(ctx, "go", append(args, "./cmd/stevedore")...)
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		return "", err
+	}
+	if builds.bins == nil {
+		builds.bins = map[string]string{}
+	}
+	builds.bins[tags] = bin
+	return bin, nil
+}
+
+// Ports handed to servers come from a band below Linux's ephemeral range
+// (32768–60999), so no outgoing connection of any process takes one between
+// freePort and the server's bind; a process hands each port out once, so
+// tests running in parallel never get the same one; and each process starts
+// at its own offset in the band, so two test processes rarely try the same.
+const portsFrom, portsTo = 20000, 32000
+
+var portBand struct {
+	sync.Mutex
+	next int
+}
+
+func freePort() (int, error) { return freePorts(1) }
+
+// freePorts returns the first of n consecutive free ports (MinIO takes a
+// port and the next one for its console).
+func freePorts(n int) (int, error) {
+	portBand.Lock()
+	defer portBand.Unlock()
+	if portBand.next == 0 {
+		portBand.next = portsFrom + os.Getpid()*97%(portsTo-portsFrom)
+	}
+	for range portsTo - portsFrom {
+		if portBand.next+n > portsTo {
+			portBand.next = portsFrom
+		}
+		p := portBand.next
+		portBand.next += n
+		if bindable(p, n) {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("no %d free consecutive ports left between %d and %d", n, portsFrom, portsTo)
+}
+
+// bindable reports whether ports p to p+n-1 can all be listened on now.
+func bindable(p, n int) bool {
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i))
+		if err != nil {
+			return false // taken: by another process, or a server this one started
+		}
+		l.Close()
+	}
+	return true
 }
 
 // Start builds stevedore, starts MinIO and `stevedore dev` on free loopback
@@ -144,27 +230,20 @@ func Start(ctx context.Context, dir string, logf func(string, ...any), opts ...O
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Root: root, Dir: dir, Bin: filepath.Join(dir, "stevedore")}
-	logf("building stevedore")
-	buildArgs := []string{"build", "-o", s.Bin}
-	if o.tags != "" {
-		buildArgs = append(buildArgs, "-tags", o.tags)
-	}
-	build := exec.CommandContext(ctx, "go", append(buildArgs, "./cmd/stevedore")...)
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %v\n%s", err, out)
+	s := &Stack{Root: root, Dir: dir}
+	if s.Bin, err = Binary(ctx, root, o.tags, logf); err != nil {
+		return nil, err
 	}
 	ports := make([]int, 4)
-	for i := range ports {
+	if ports[0], err = freePorts(2); err != nil {
+		return nil, err
+	}
+	for i := 1; i < len(ports); i++ {
 		if ports[i], err = freePort(); err != nil {
 			return nil, err
 		}
 	}
 	minioPort := ports[0]
-	for minioPort+1 == ports[1] || minioPort+1 == ports[2] || minioPort+1 == ports[3] {
-		minioPort, _ = freePort()
-	}
 	logf("starting MinIO (the first run builds it from the Go module proxy: a few minutes)")
 	aws := exec.CommandContext(ctx, filepath.Join(root, "scripts", "local-aws.sh"), "start", filepath.Join(dir, "aws"))
 	aws.Env = append(os.Environ(), "STEVEDORE_MINIO_PORT="+strconv.Itoa(minioPort))
