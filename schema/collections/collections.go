@@ -67,6 +67,7 @@ var (
 type Store struct {
 	kv      jetstream.KeyValue
 	objects jetstream.KeyValue
+	js      jetstream.JetStream // passes over the object states: Each
 	now     func() time.Time
 }
 
@@ -84,7 +85,7 @@ func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time) (*S
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{kv: kv, objects: objects, now: now}, nil
+	return &Store{kv: kv, objects: objects, js: js, now: now}, nil
 }
 
 func key(org, name string) string { return org + "." + name }

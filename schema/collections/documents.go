@@ -63,7 +63,7 @@ func docCompare(a, b *schema.ObjectState) int {
 func (s *Store) Documents(ctx context.Context, org, collection string, f DocFilter, limit, offset int) ([]*schema.ObjectState, int, error) {
 	window := &docHeap{}
 	total := 0
-	err := Each(ctx, s.objects, org, collection, func(_ jetstream.KeyValueEntry, st *schema.ObjectState) error {
+	err := Each(ctx, s.js, org, collection, func(_ jetstream.KeyValueEntry, st *schema.ObjectState) error {
 		if !f.Match(st) {
 			return nil
 		}

@@ -128,7 +128,7 @@ func (e *eraser) pass(ctx context.Context) (done bool, err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.h.cfg.Concurrency)
 	n := 0
-	err = collections.Each(gctx, e.h.objects, e.job.Org, e.job.Collection, func(entry jetstream.KeyValueEntry, st *schema.ObjectState) error {
+	err = collections.Each(gctx, e.h.cfg.JS, e.job.Org, e.job.Collection, func(entry jetstream.KeyValueEntry, st *schema.ObjectState) error {
 		if e.job.IntegrationID != "" && st.IntegrationID != e.job.IntegrationID {
 			return nil
 		}

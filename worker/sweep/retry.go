@@ -44,7 +44,7 @@ func (h *Handler) retry(ctx context.Context, job *schema.Job) error {
 		out = out[:0]
 		return err
 	}
-	err := collections.Each(ctx, h.objects, job.Org, job.Collection, func(_ jetstream.KeyValueEntry, st *schema.ObjectState) error {
+	err := collections.Each(ctx, h.cfg.JS, job.Org, job.Collection, func(_ jetstream.KeyValueEntry, st *schema.ObjectState) error {
 		if !retries(st, job.RetryOf) {
 			return nil
 		}

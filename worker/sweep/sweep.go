@@ -218,7 +218,7 @@ func (h *Handler) count(ctx context.Context, job *schema.Job) (held, candidates 
 // skipped or failed, in its bucket, under its prefix), streaming
 // (collections.Each).
 func (h *Handler) each(ctx context.Context, job *schema.Job, fn func(jetstream.KeyValueEntry, *schema.ObjectState) error) error {
-	err := collections.Each(ctx, h.objects, job.Org, job.Collection, func(e jetstream.KeyValueEntry, st *schema.ObjectState) error {
+	err := collections.Each(ctx, h.cfg.JS, job.Org, job.Collection, func(e jetstream.KeyValueEntry, st *schema.ObjectState) error {
 		if st.Bucket != job.Bucket || !strings.HasPrefix(st.Key, job.Prefix) ||
 			(st.Status != schema.ObjectIndexed && st.Status != schema.ObjectSkipped && st.Status != schema.ObjectFailed) {
 			return nil
