@@ -44,22 +44,25 @@ func DecodeState(e jetstream.KeyValueEntry) (*schema.ObjectState, bool) {
 func Each(ctx context.Context, js jetstream.JetStream, org, collection string, fn func(jetstream.KeyValueEntry, *schema.ObjectState) error) error {
 	prefix := "$KV." + schema.BucketObjects + "."
 	cctx, cancel := context.WithTimeout(ctx, WatchStall)
-	cons, err := js.OrderedConsumer(cctx, "KV_"+schema.BucketObjects, jetstream.OrderedConsumerConfig{
+	cons, err := js.OrderedConsumer(cctx, statesStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{prefix + schema.ObjectKeyPrefix(org, collection) + "*"},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy, InactiveThreshold: time.Minute})
 	cancel()
 	if err != nil {
 		return schema.Errorf(schema.ClassTransient, "read the object states: %w", err)
 	}
+	defer deleteConsumer(js, cons)
+	initial := cons.CachedInfo().NumPending // as the consumer was made: a reset changes its info
 	msgs, err := cons.Messages(jetstream.PullMaxMessages(eachBatch))
 	if err != nil {
 		return schema.Errorf(schema.ClassTransient, "read the object states: %w", err)
 	}
+	defer msgs.Stop()
 	var got atomic.Int64
 	done := make(chan struct{})
 	defer close(done)
 	stalled := watchdog(ctx, msgs, &got, done)
-	for left := cons.CachedInfo().NumPending; left > 0; left-- {
+	for left := initial; left > 0; left-- {
 		m, err := msgs.Next()
 		if err != nil {
 			switch {
@@ -82,6 +85,18 @@ func Each(ctx context.Context, js jetstream.JetStream, org, collection string, f
 		}
 	}
 	return nil
+}
+
+// statesStream is the object-state bucket's stream.
+const statesStream = "KV_" + schema.BucketObjects
+
+// deleteConsumer deletes a pass's consumer at once, so that passes asked
+// for often (Stats, document lists) leave none behind; one not deleted
+// (NATS unreachable) goes after its InactiveThreshold.
+func deleteConsumer(js jetstream.JetStream, cons jetstream.Consumer) {
+	ctx, cancel := context.WithTimeout(context.Background(), schema.RequestTimeout)
+	defer cancel()
+	_ = js.DeleteConsumer(ctx, statesStream, cons.CachedInfo().Name)
 }
 
 // eachBatch is how many messages a pass asks for at once (the default,

@@ -16,7 +16,7 @@ import (
 // TestEachSeesEveryStateUnderWrites passes over a collection's states
 // while every state it is given is rewritten and then purged at once, as
 // an erase does: the pass must still give every state the collection held
-// at its start, and end.
+// at its start, and end, leaving no consumer behind.
 func TestEachSeesEveryStateUnderWrites(t *testing.T) {
 	tf := registrytest.Tenant(t)
 	ctx := context.Background()
@@ -54,5 +54,12 @@ func TestEachSeesEveryStateUnderWrites(t *testing.T) {
 		if len(seen) != n {
 			t.Fatalf("round %d: the pass gave %d of the %d states held at its start", round, len(seen), n)
 		}
+	}
+	stream, err := tf.JS.Stream(ctx, "KV_"+schema.BucketObjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := stream.Info(ctx); err != nil || info.State.Consumers != 0 {
+		t.Fatalf("consumers left on the states' stream after the passes: %+v %v", info.State.Consumers, err)
 	}
 }
