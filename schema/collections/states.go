@@ -38,7 +38,8 @@ func DecodeState(e jetstream.KeyValueEntry) (*schema.ObjectState, bool) {
 // that count can read zero before the last initial values arrive (a wipe
 // erased 1,998 of 2,000 documents and ended; TestEachSeesEveryStateUnderWrites).
 //
-// Nothing for WatchStall (a consumer lost with a NATS node, a request lost
+// Nothing for WatchStall (checked every WatchStall, so seen within twice
+// that; a consumer lost with a NATS node, a request lost
 // while a leader changes) ends the pass with a transient error, to be tried
 // again.
 func Each(ctx context.Context, js jetstream.JetStream, org, collection string, fn func(jetstream.KeyValueEntry, *schema.ObjectState) error) error {
@@ -120,13 +121,13 @@ func watchdog(ctx context.Context, msgs jetstream.MessagesContext, got *atomic.I
 				msgs.Stop()
 				return
 			case <-tick.C:
-				if n := got.Load(); n == last {
+				n := got.Load()
+				if n == last {
 					stalled.Store(true)
 					msgs.Stop()
 					return
-				} else {
-					last = n
 				}
+				last = n
 			}
 		}
 	}()
@@ -139,29 +140,21 @@ type stateEntry struct {
 	key string
 }
 
-func (e *stateEntry) Bucket() string { return schema.BucketObjects }
-func (e *stateEntry) Key() string    { return e.key }
-func (e *stateEntry) Value() []byte  { return e.m.Data() }
-func (e *stateEntry) Revision() uint64 {
+func (e *stateEntry) Bucket() string     { return schema.BucketObjects }
+func (e *stateEntry) Key() string        { return e.key }
+func (e *stateEntry) Value() []byte      { return e.m.Data() }
+func (e *stateEntry) Revision() uint64   { return e.meta().Sequence.Stream }
+func (e *stateEntry) Created() time.Time { return e.meta().Timestamp }
+func (e *stateEntry) Delta() uint64      { return e.meta().NumPending }
+
+// meta is the message's JetStream metadata (zero when unreadable): parsed
+// when asked, as most passes never ask.
+func (e *stateEntry) meta() jetstream.MsgMetadata {
 	md, err := e.m.Metadata()
 	if err != nil {
-		return 0
+		return jetstream.MsgMetadata{}
 	}
-	return md.Sequence.Stream
-}
-func (e *stateEntry) Created() time.Time {
-	md, err := e.m.Metadata()
-	if err != nil {
-		return time.Time{}
-	}
-	return md.Timestamp
-}
-func (e *stateEntry) Delta() uint64 {
-	md, err := e.m.Metadata()
-	if err != nil {
-		return 0
-	}
-	return md.NumPending
+	return *md
 }
 
 // Operation is the entry's KV operation: a delete or purge by its
